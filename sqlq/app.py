@@ -1,0 +1,421 @@
+"""``App``: settings, connections, the task registry, and the way jobs get into the table.
+
+There is no module-level app: a process may hold several (different databases or schemas), and
+tests build a fresh one each.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import importlib
+import json
+import sys
+import threading
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import psycopg
+from sqlalchemy import Engine, create_engine
+
+from . import serialization
+from .config import Settings, resolve_database_url, sqlalchemy_url
+from .db import AsyncConnectionPool, ConnectionPool, raise_if_unmigrated
+from .errors import ConfigurationError, NotRegistered, SerializationError, TaskDefinitionError
+from .names import validate_queue, validate_task_name
+from .notify import ResultWaiter
+from .result import AsyncResult
+from .store import JobSpec, Store
+from .task import Task
+
+_PRIORITY_RANGE = range(-32768, 32768)
+
+
+class TaskRegistry(dict):
+    """name → Task, with an error that tells the user how to get a task registered."""
+
+    def __missing__(self, name: str) -> Task:
+        raise NotRegistered(
+            f"task {name!r} is not registered in this app; import the module that defines it "
+            f"(sqlq -A yourmodule, or app.autodiscover_tasks([...]))"
+        )
+
+
+class App:
+    """A sqlq application: ``App('proj', database_url=...)``."""
+
+    def __init__(self, main: str | None = None, database_url: str | None = None, **settings: Any):
+        self.main = main
+        self.conf = Settings(**settings)
+        if database_url is not None:
+            self.conf.database_url = database_url
+        self.tasks: TaskRegistry = TaskRegistry()
+        self._url_override: str | None = None
+        self._resolved_url: str | None = None
+        self._engine: Engine | None = None
+        self._pool: ConnectionPool | None = None
+        self._apool: AsyncConnectionPool | None = None
+        self._store: Store | None = None
+        self._waiter: ResultWaiter | None = None
+        self._lock = threading.RLock()
+
+    def __repr__(self) -> str:
+        return f"<sqlq.App {self.main or '__main__'}>"
+
+    # configuration -----------------------------------------------------------------------------
+
+    def config_from_object(self, obj: Any) -> None:
+        """Load settings from a module, class, mapping, or dotted path (``'proj.settings'``)."""
+        self.conf.from_object(obj)
+
+    def set_database_url(self, url: str | None) -> None:
+        """A URL given on the command line: beats every other source."""
+        with self._lock:
+            self._url_override = url
+            self._reset_connections()
+
+    @property
+    def database_url(self) -> str:
+        """The URL by precedence: CLI, SQLQ_DATABASE_URL, DATABASE_URL, the app's setting, embedded."""
+        if self._resolved_url is None:
+            with self._lock:
+                url = resolve_database_url(self._url_override, self.conf.database_url)
+                if url is None:
+                    from .embedded import ensure_embedded
+
+                    url = ensure_embedded()
+                sqlalchemy_url(url)  # validate early, with a clear message
+                self._resolved_url = url
+        return self._resolved_url
+
+    @property
+    def store(self) -> Store:
+        schema = self.conf.schema
+        if self._store is None or self._store.schema != schema:
+            self._store = Store(schema)
+        return self._store
+
+    @property
+    def engine(self) -> Engine:
+        """SQLAlchemy engine for migrations, transactional tasks and ad-hoc SQL."""
+        with self._lock:
+            if self._engine is None:
+                self._engine = create_engine(sqlalchemy_url(self.database_url), pool_pre_ping=True)
+            return self._engine
+
+    @contextlib.contextmanager
+    def connection(self) -> Iterator[psycopg.Connection]:
+        """A pooled autocommit psycopg connection (the hot path's way in)."""
+        with self._lock:
+            if self._pool is None:
+                self._pool = ConnectionPool(self.database_url)
+            pool = self._pool
+        with pool.connection() as conn:
+            try:
+                yield conn
+            except psycopg.errors.ProgrammingError as exc:
+                raise_if_unmigrated(exc, self.conf.schema)
+                raise
+
+    def _async_pool(self) -> AsyncConnectionPool:
+        with self._lock:
+            if self._apool is None:
+                self._apool = AsyncConnectionPool(self.database_url)
+            return self._apool
+
+    def result_waiter(self) -> ResultWaiter:
+        with self._lock:
+            if self._waiter is None:
+                self._waiter = ResultWaiter(self.database_url, self.store.listen_results)
+            waiter = self._waiter
+        waiter.ensure_started()
+        return waiter
+
+    def _reset_connections(self) -> None:
+        self._resolved_url = None
+        if self._waiter is not None:
+            self._waiter.close()
+            self._waiter = None
+        if self._pool is not None:
+            self._pool.dispose()
+            self._pool = None
+        if self._engine is not None:
+            self._engine.dispose()
+            self._engine = None
+        self._apool = None
+
+    def close(self) -> None:
+        """Close every connection this app opened."""
+        with self._lock:
+            self._reset_connections()
+
+    # migrations --------------------------------------------------------------------------------
+
+    def migrate(self, revision: str = "head") -> None:
+        from . import migrate
+
+        migrate.upgrade(self.engine, self.conf.schema, revision)
+
+    def migration_status(self) -> tuple[str | None, str]:
+        """(current revision, head revision)."""
+        from . import migrate
+
+        return migrate.current_revision(self.engine, self.conf.schema), migrate.head_revision()
+
+    # tasks -------------------------------------------------------------------------------------
+
+    def task(self, *args: Any, **options: Any) -> Any:
+        """Register a function as a task: ``@app.task`` or ``@app.task(name=..., bind=True, ...)``."""
+        if len(args) == 1 and callable(args[0]) and not options:
+            return self._register(args[0], {})
+        if args:
+            raise TaskDefinitionError("use @app.task or @app.task(**options); positional options are not accepted")
+
+        def decorator(fn: Callable) -> Task:
+            return self._register(fn, options)
+
+        return decorator
+
+    def _register(self, fn: Callable, options: dict[str, Any]) -> Task:
+        name = options.pop("name", None) or self._task_name(fn)
+        validate_task_name(name)
+        task = Task(self, fn, name, **options)
+        self.tasks[name] = task
+        return task
+
+    def _task_name(self, fn: Callable) -> str:
+        """``module.function``; for ``__main__`` use a name a worker can import, or say how to get one."""
+        module = fn.__module__
+        if module == "__main__":
+            spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+            if spec is not None and spec.name and spec.name != "__main__":
+                module = spec.name  # run as `python -m pkg.mod`: importable under that name
+            elif self.main:
+                module = self.main
+            else:
+                raise TaskDefinitionError(
+                    f"task {fn.__qualname__!r} is defined in __main__, which a worker cannot import; "
+                    f"pass name='yourmodule.{fn.__name__}' to @app.task, or create the app with "
+                    f"App('yourmodule') where yourmodule is the importable name of this file"
+                )
+        return f"{module}.{fn.__qualname__}"
+
+    def autodiscover_tasks(self, packages: Sequence[str] | Callable[[], Sequence[str]],
+                           related_name: str = "tasks") -> list[str]:
+        """Import ``<package>.<related_name>`` for each package so their tasks register."""
+        if callable(packages):
+            packages = packages()
+        imported = []
+        for package in packages:
+            module_name = f"{package}.{related_name}" if related_name else package
+            try:
+                importlib.import_module(module_name)
+            except ModuleNotFoundError as exc:
+                if exc.name not in (module_name, package):
+                    raise  # the tasks module exists but imports something missing: surface it
+                continue
+            imported.append(module_name)
+        return imported
+
+    # sending -----------------------------------------------------------------------------------
+
+    def send_task(self, name: str, args: Sequence | None = None, kwargs: dict | None = None,
+                  connection: Any = None, **options: Any) -> AsyncResult:
+        """Enqueue by name, without importing the task's code."""
+        validate_task_name(name)
+        task = self.tasks.get(name)
+        if task is not None:
+            return task.apply_async(args, kwargs, connection=connection, **options)
+        spec = self.build_job(name, args, kwargs, **options)
+        return self.enqueue([spec], connection=connection)[0]
+
+    def AsyncResult(self, task_id: str, task_name: str | None = None) -> AsyncResult:  # noqa: N802
+        return AsyncResult(task_id, self, task_name)
+
+    def build_job(self, task_name: str, args: Sequence | None, kwargs: dict | None, *,
+                  countdown: float | None = None, eta: dt.datetime | None = None,
+                  expires: float | dt.datetime | None = None, queue: str | None = None,
+                  priority: int | None = None, task_id: str | None = None, headers: dict | None = None,
+                  serializer: str | None = None, acks_late: bool | None = None,
+                  exchange: str | None = None, routing_key: str | None = None,
+                  task: Task | None = None) -> JobSpec:
+        """Validate and encode one call. Nothing is written, so a bad argument inserts nothing."""
+        if args is not None and not isinstance(args, list | tuple):
+            raise SerializationError(f"args must be a list or tuple, not {type(args).__name__}")
+        if kwargs is not None and not isinstance(kwargs, dict):
+            raise SerializationError(f"kwargs must be a dict, not {type(kwargs).__name__}")
+        ctype, args_json, kwargs_json, payload = serialization.encode_call(
+            args or (), kwargs or {}, serializer or self.conf.task_serializer
+        )
+        priority = self.conf.task_default_priority if priority is None else priority
+        if not isinstance(priority, int) or priority not in _PRIORITY_RANGE:
+            raise ConfigurationError(f"priority must be an integer from -32768 to 32767, got {priority!r}")
+        if countdown is not None and eta is not None:
+            raise ConfigurationError("pass either countdown= or eta=, not both")
+        expires_at = expires_in = None
+        if isinstance(expires, dt.datetime):
+            expires_at = expires if expires.tzinfo else expires.replace(tzinfo=dt.UTC)
+        elif expires is not None:
+            expires_in = float(expires)
+        if eta is not None and eta.tzinfo is None:
+            eta = eta.replace(tzinfo=dt.UTC)
+        queue = self._route(task_name, queue, task)
+        try:
+            headers_json = json.dumps(headers or {})
+        except (TypeError, ValueError) as exc:
+            raise SerializationError(f"headers must be JSON-serializable: {exc}") from None
+        return JobSpec(
+            id=str(uuid.UUID(str(task_id))) if task_id else str(uuid.uuid4()),
+            task=task_name, queue=queue, priority=priority, content_type=ctype, args=args_json,
+            kwargs=kwargs_json, payload=payload, headers=headers_json, eta=eta,
+            countdown=float(countdown) if countdown is not None else None,
+            expires_at=expires_at, expires_in=expires_in,
+            acks_late=self.conf.task_acks_late if acks_late is None else bool(acks_late),
+        )
+
+    def _route(self, task_name: str, queue: str | None, task: Task | None) -> str:
+        if queue is None and task is not None:
+            queue = task.queue
+        return validate_queue(queue or self.conf.default_queue)
+
+    def enqueue(self, specs: Sequence[JobSpec], connection: Any = None) -> list[AsyncResult]:
+        """Write jobs: on a pooled connection (committed at once), or in the caller's transaction."""
+        store = self.store
+        if connection is None:
+            with self.connection() as conn:
+                self._write(store, conn, specs)
+        else:
+            self._write_on(connection, store, specs)
+        return [AsyncResult(s.id, self, s.task) for s in specs]
+
+    @staticmethod
+    def _write(store: Store, conn: psycopg.Connection, specs: Sequence[JobSpec]) -> None:
+        if len(specs) == 1:
+            store.enqueue(conn, specs[0])
+        else:
+            store.enqueue_many(conn, specs)
+
+    def _write_on(self, connection: Any, store: Store, specs: Sequence[JobSpec]) -> None:
+        """The caller's connection: psycopg, or SQLAlchemy Connection/Session (their transaction)."""
+        if isinstance(connection, psycopg.Connection):
+            try:
+                self._write(store, connection, specs)
+            except psycopg.errors.ProgrammingError as exc:
+                raise_if_unmigrated(exc, self.conf.schema)
+                raise
+            return
+        statement, params = self._statement(store, specs)
+        conn = _sqlalchemy_connection(connection)
+        try:
+            conn.exec_driver_sql(statement, params)
+        except Exception as exc:
+            raise_if_unmigrated(getattr(exc, "orig", exc), self.conf.schema)
+            raise
+
+    @staticmethod
+    def _statement(store: Store, specs: Sequence[JobSpec]) -> tuple[str, dict]:
+        if len(specs) == 1:
+            return store.sql["ENQUEUE"], specs[0].params()
+        return store.sql["ENQUEUE_MANY"], store.many_params(specs)
+
+    async def aenqueue(self, specs: Sequence[JobSpec], connection: Any = None) -> list[AsyncResult]:
+        store = self.store
+        if connection is None:
+            async with self._async_pool().connection() as conn:
+                await self._awrite(store, conn, specs)
+        elif isinstance(connection, psycopg.AsyncConnection):
+            await self._awrite(store, connection, specs)
+        else:
+            statement, params = self._statement(store, specs)
+            conn = await _async_sqlalchemy_connection(connection)
+            try:
+                await conn.exec_driver_sql(statement, params)
+            except Exception as exc:
+                raise_if_unmigrated(getattr(exc, "orig", exc), self.conf.schema)
+                raise
+        return [AsyncResult(s.id, self, s.task) for s in specs]
+
+    async def _awrite(self, store: Store, conn: psycopg.AsyncConnection, specs: Sequence[JobSpec]) -> None:
+        try:
+            if len(specs) == 1:
+                await store.aenqueue(conn, specs[0])
+            else:
+                await store.aenqueue_many(conn, specs)
+        except psycopg.errors.ProgrammingError as exc:
+            raise_if_unmigrated(exc, self.conf.schema)
+            raise
+
+
+def _sqlalchemy_connection(obj: Any) -> Any:
+    from sqlalchemy.engine import Connection
+    from sqlalchemy.orm import Session
+
+    if isinstance(obj, Session):
+        return obj.connection()
+    if isinstance(obj, Connection):
+        return obj
+    raise ConfigurationError(
+        f"connection= must be a SQLAlchemy Connection or Session, or a psycopg Connection "
+        f"(async ones with the async API); got {type(obj).__name__}"
+    )
+
+
+async def _async_sqlalchemy_connection(obj: Any) -> Any:
+    from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+
+    if isinstance(obj, AsyncSession):
+        return await obj.connection()
+    if isinstance(obj, AsyncConnection):
+        return obj
+    raise ConfigurationError(
+        f"connection= for the async API must be a SQLAlchemy AsyncConnection or AsyncSession, or a "
+        f"psycopg AsyncConnection; got {type(obj).__name__}"
+    )
+
+
+def load_app(path: str) -> App:
+    """Find the app for ``-A``: ``module:attr``, or a module holding ``app`` (or exactly one App)."""
+    module_name, _, attr = path.partition(":")
+    if str(sys.path[0]) != "" and "" not in sys.path:
+        sys.path.insert(0, "")  # like `python -m`, let -A name modules in the current directory
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name and module_name.startswith(exc.name):
+            raise ConfigurationError(
+                f"cannot import app module {module_name!r} (-A {path}): no module named {exc.name!r}; "
+                f"run from the directory that contains it or fix the name"
+            ) from None
+        raise
+    if attr:
+        obj = module
+        for part in attr.split("."):
+            obj = getattr(obj, part, None)
+        if not isinstance(obj, App):
+            raise ConfigurationError(f"{path!r} is not a sqlq App (found {type(obj).__name__})")
+        return obj
+    candidate = getattr(module, "app", None)
+    if isinstance(candidate, App):
+        return candidate
+    apps = [v for v in vars(module).values() if isinstance(v, App)]
+    if len(apps) == 1:
+        return apps[0]
+    raise ConfigurationError(
+        f"module {module_name!r} has {'no' if not apps else 'several'} sqlq App instances; "
+        f"say which one with -A {module_name}:name"
+    )
+
+
+def app_path(app: App) -> str | None:
+    """An importable ``module:attr`` for ``app`` (prefork children import it), if there is one."""
+    for name, module in list(sys.modules.items()):
+        if name == "__main__" or module is None:
+            continue
+        try:
+            for attr, value in vars(module).items():
+                if value is app:
+                    return f"{name}:{attr}"
+        except TypeError:
+            continue
+    return None

@@ -1,0 +1,196 @@
+"""One settings object for an app: defaults, ``SQLQ_*`` environment variables, config objects.
+
+Settings are plain attributes so Celery users can write ``app.conf.task_serializer = 'json'`` or
+``app.conf.update(...)``. Environment variables override what code says, because the same code is
+deployed to machines that differ only in their environment.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import re
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
+
+from .errors import ConfigurationError, DatabaseURLError
+from .names import validate_identifier, validate_queue
+
+#: Every setting with its default. The README's configuration table is written from this dict.
+DEFAULTS: dict[str, Any] = {
+    "database_url": None,
+    "schema": "sqlq",
+    "default_queue": "default",
+    "task_serializer": "json",
+    "result_serializer": "json",
+    "accept_content": ["json"],
+    "task_acks_late": True,
+    "task_default_priority": 0,
+    "task_routes": None,
+    "task_queues": None,
+    "task_default_exchange": None,
+    "task_default_routing_key": None,
+    "result_expires": 86400,
+    "worker_concurrency": None,  # None: the number of CPUs
+    "worker_pool": "prefork",
+    "worker_prefetch_multiplier": 4,
+    "worker_max_tasks_per_child": None,
+    "worker_poll_interval": 1.0,
+    "worker_heartbeat_interval": 5.0,
+    "worker_lost_timeout": 30.0,
+    "worker_lost_max_attempts": 3,
+    "worker_shutdown_grace": 30.0,
+    "worker_maintenance_interval": 5.0,
+    "timezone": "UTC",
+    "beat_schedule": {},
+    "beat_catchup": "latest",
+    "beat_backfill_limit": 100,
+    "beat_interval": 1.0,
+}
+
+_INT = {"task_default_priority", "result_expires", "worker_concurrency", "worker_prefetch_multiplier",
+        "worker_max_tasks_per_child", "worker_lost_max_attempts", "beat_backfill_limit"}
+_FLOAT = {"worker_poll_interval", "worker_heartbeat_interval", "worker_lost_timeout",
+          "worker_shutdown_grace", "worker_maintenance_interval", "beat_interval"}
+_BOOL = {"task_acks_late"}
+_LIST = {"accept_content"}
+#: Settings that cannot come from a flat environment string.
+_NOT_FROM_ENV = {"task_routes", "task_queues", "beat_schedule", "database_url"}
+
+def _coerce(key: str, raw: str) -> Any:
+    try:
+        if key in _INT:
+            return int(raw)
+        if key in _FLOAT:
+            return float(raw)
+    except ValueError:
+        raise ConfigurationError(f"environment variable SQLQ_{key.upper()}={raw!r} is not a number") from None
+    if key in _BOOL:
+        return raw.strip().lower() in {"1", "true", "yes", "on"}
+    if key in _LIST:
+        return [p.strip() for p in raw.split(",") if p.strip()]
+    return raw
+
+
+class Settings:
+    """Attribute- and mapping-style access to an app's settings, with validation on write."""
+
+    def __init__(self, **overrides: Any):
+        object.__setattr__(self, "_values", dict(DEFAULTS))
+        self.update(overrides)
+
+    def __getattr__(self, key: str) -> Any:
+        try:
+            value = self._values[key]
+        except KeyError:
+            raise AttributeError(f"no sqlq setting named {key!r}") from None
+        if key not in _NOT_FROM_ENV:
+            raw = os.environ.get(f"SQLQ_{key.upper()}")
+            if raw:  # the deployment's environment overrides what code says
+                return _coerce(key, raw)
+        return value
+
+    def __setattr__(self, key: str, value: Any) -> None:
+        self.update({key: value})
+
+    def __getitem__(self, key: str) -> Any:
+        if key not in self._values:
+            raise KeyError(key)
+        return getattr(self, key)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._values
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._values)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return getattr(self, key) if key in self._values else default
+
+    def update(self, other: Mapping[str, Any] | None = None, **kwargs: Any) -> None:
+        """Set several settings; unknown names are rejected so a typo is not silently ignored."""
+        items = dict(other or {}, **kwargs)
+        for key, value in items.items():
+            if key not in DEFAULTS:
+                raise ConfigurationError(
+                    f"unknown sqlq setting {key!r}; known settings: {', '.join(sorted(DEFAULTS))}"
+                )
+            if key == "schema":
+                validate_identifier(value, "schema")
+            if key == "default_queue":
+                validate_queue(value)
+            self._values[key] = value
+
+    def from_object(self, obj: Any) -> None:
+        """Copy the lower-case attributes that are sqlq settings from a module, class or dotted path."""
+        if isinstance(obj, str):
+            module_name, _, attr = obj.partition(":")
+            try:
+                obj = importlib.import_module(module_name)
+            except ImportError as exc:
+                raise ConfigurationError(f"cannot import config module {module_name!r}: {exc}") from exc
+            if attr:
+                obj = getattr(obj, attr)
+        source = obj if isinstance(obj, Mapping) else {k: getattr(obj, k) for k in dir(obj)}
+        self.update({k: v for k, v in source.items() if k in DEFAULTS})
+
+    def as_dict(self) -> dict[str, Any]:
+        return {key: getattr(self, key) for key in self._values}
+
+
+# --- database URLs ----------------------------------------------------------------------------
+
+_ACCEPTED_DRIVERS = {"postgres", "postgresql", "postgresql+psycopg"}
+
+
+def parse_database_url(url: str) -> URL:
+    """Normalise the URL spellings users paste (Heroku's ``postgres://`` too) to SQLAlchemy's psycopg 3 form."""
+    if not isinstance(url, str) or not url.strip():
+        raise DatabaseURLError("the database URL is empty; set SQLQ_DATABASE_URL=postgresql://user@host/dbname")
+    try:
+        parsed = make_url(url.strip())
+    except (ArgumentError, ValueError) as exc:
+        raise DatabaseURLError(
+            f"cannot parse database URL {_redact(url)!r}: {exc}. Expected postgresql://user:password@host:port/dbname"
+        ) from None
+    if parsed.drivername not in _ACCEPTED_DRIVERS:
+        raise DatabaseURLError(
+            f"unsupported database URL scheme {parsed.drivername!r} in {_redact(url)!r}: sqlq needs PostgreSQL; "
+            f"use postgresql://, postgres:// or postgresql+psycopg://"
+        )
+    if not parsed.database:
+        raise DatabaseURLError(
+            f"the database URL {_redact(url)!r} names no database; add one, e.g. postgresql://host:5432/mydb"
+        )
+    return parsed.set(drivername="postgresql+psycopg")
+
+
+def sqlalchemy_url(url: str) -> str:
+    return parse_database_url(url).render_as_string(hide_password=False)
+
+
+def libpq_url(url: str) -> str:
+    """The form psycopg.connect() accepts (no ``+psycopg`` suffix)."""
+    return parse_database_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+def _redact(url: str) -> str:
+    return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", url)
+
+
+def redact_url(url: str) -> str:
+    """A URL safe to print in logs and error messages."""
+    return _redact(url)
+
+
+def resolve_database_url(cli_url: str | None = None, app_url: str | None = None,
+                         environ: Mapping[str, str] | None = None) -> str | None:
+    """Pick the URL by the documented precedence: CLI flag, SQLQ_DATABASE_URL, DATABASE_URL, the app."""
+    environ = os.environ if environ is None else environ
+    for candidate in (cli_url, environ.get("SQLQ_DATABASE_URL"), environ.get("DATABASE_URL"), app_url):
+        if candidate:
+            return candidate
+    return None

@@ -1,0 +1,125 @@
+"""One exception tree for everything sqlq raises on purpose.
+
+Every message says what is wrong *and* what to do about it, because the person reading it is
+usually looking at a log line, not at our source.
+"""
+
+from __future__ import annotations
+
+
+class SqlqError(Exception):
+    """Base of every error sqlq raises deliberately."""
+
+
+class ConfigurationError(SqlqError):
+    """A setting is missing, malformed or contradicts another one."""
+
+
+class DatabaseURLError(ConfigurationError):
+    """The database URL cannot be parsed or names an unsupported driver."""
+
+
+class DatabaseUnavailableError(SqlqError):
+    """The PostgreSQL server cannot be reached, refused the login, or the database is missing."""
+
+
+class SchemaNotMigratedError(SqlqError):
+    """The sqlq tables are missing or older than this version of sqlq expects."""
+
+
+class EmbeddedDatabaseError(SqlqError):
+    """The embedded development PostgreSQL could not be started or reached."""
+
+
+class SerializationError(SqlqError):
+    """A value cannot be encoded or decoded with the chosen serializer."""
+
+
+class ContentDisallowed(SerializationError):
+    """A message uses a content type the app does not accept (e.g. pickle not enabled)."""
+
+
+class InvalidNameError(SqlqError):
+    """A queue, task, exchange or schema name is not allowed."""
+
+
+class NotRegistered(SqlqError, KeyError):
+    """A task name is not in the app's registry."""
+
+    def __str__(self) -> str:  # KeyError would repr() the message
+        return str(self.args[0]) if self.args else "task not registered"
+
+
+class TaskDefinitionError(SqlqError):
+    """A task cannot be defined as written (e.g. a name a worker could not import)."""
+
+
+class RoutingError(SqlqError):
+    """A message could not be routed."""
+
+
+class UnknownExchange(RoutingError):
+    """The exchange named by the publisher does not exist."""
+
+
+class Unroutable(RoutingError):
+    """No binding of the exchange matched the routing key and the exchange has no alternate queue."""
+
+
+class ScheduleError(SqlqError):
+    """A periodic-task schedule is invalid (bad cron string, unknown time zone, unknown task)."""
+
+
+class TimeoutError(SqlqError, TimeoutError):  # noqa: A001 - deliberately also a builtin TimeoutError
+    """Waiting for a result took longer than the caller allowed."""
+
+
+class TaskError(SqlqError):
+    """A task failed and its original exception type could not be rebuilt in this process.
+
+    Carries the remote type name, message and traceback so nothing the worker saw is lost.
+    """
+
+    def __init__(self, exc_type: str, message: str, traceback: str | None = None):
+        super().__init__(f"{exc_type}: {message}")
+        self.exc_type = exc_type
+        self.exc_message = message
+        self.remote_traceback = traceback
+
+
+class TaskRevokedError(SqlqError):
+    """The task was revoked (cancelled) before it finished."""
+
+
+class TaskExpiredError(SqlqError):
+    """The task's `expires` passed before a worker started it, so it never ran."""
+
+
+class Retry(SqlqError):  # noqa: N818 - Celery's name, kept so user code carries over
+    """Raised by `Task.retry()` to tell the worker to run the job again later."""
+
+    def __init__(self, message: str | None = None, exc: BaseException | None = None,
+                 when: float | None = None):
+        super().__init__(message or (f"Retry in {when}s" if when is not None else "Retry"))
+        self.exc = exc
+        self.when = when
+
+
+class MaxRetriesExceededError(SqlqError):
+    """`Task.retry()` was called after the task used up `max_retries`."""
+
+
+class SoftTimeLimitExceeded(SqlqError):  # noqa: N818 - Celery's name
+    """Raised inside a task when its `soft_time_limit` passes, so it can clean up."""
+
+
+class TimeLimitExceeded(SqlqError):  # noqa: N818 - Celery's name
+    """The task ran past its hard `time_limit` and was stopped."""
+
+
+class WorkerLostError(SqlqError):
+    """The worker running the job died (killed, OOM, lost its heartbeat) before it finished."""
+
+
+class TransactionalTaskError(SqlqError):
+    """A transactional task used its connection in a way that cannot be committed with the outcome."""

@@ -1,0 +1,138 @@
+"""LISTEN/NOTIFY: being told "look now" instead of polling.
+
+Correctness never depends on a notification: they can be lost while a connection is down, so
+every waiter also re-checks on a slow timer. A lost LISTEN connection reconnects with capped
+exponential backoff.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import defaultdict
+from collections.abc import Callable
+
+import psycopg
+
+from .db import connect
+
+log = logging.getLogger("sqlq.notify")
+
+
+class Listener:
+    """A daemon thread holding one LISTEN connection and handing each notification to a callback.
+
+    ``on_notify(channel, payload)`` runs on the listener thread and must be quick.
+    ``on_reconnect()`` runs after a (re)connection, because notifications sent while we were away
+    are gone and the owner should re-check whatever it waits for.
+    """
+
+    def __init__(self, url: str, listen_sql: list[str], on_notify: Callable[[str, str], None],
+                 on_reconnect: Callable[[], None] | None = None, name: str = "sqlq-listener",
+                 max_backoff: float = 10.0):
+        self.url = url
+        self.listen_sql = listen_sql
+        self.on_notify = on_notify
+        self.on_reconnect = on_reconnect
+        self.max_backoff = max_backoff
+        self.ready = threading.Event()
+        self._stop = threading.Event()
+        self._conn: psycopg.Connection | None = None
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+
+    def start(self, wait: float = 10.0) -> Listener:
+        """Start and wait until LISTEN is in place, so nothing sent after this returns is missed."""
+        self._thread.start()
+        self.ready.wait(wait)
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        conn = self._conn
+        if conn is not None:
+            try:
+                conn.cancel_safe() if hasattr(conn, "cancel_safe") else conn.cancel()
+            except Exception:  # noqa: BLE001 - shutting down; the thread exits on its own
+                pass
+        self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        backoff = 0.1
+        while not self._stop.is_set():
+            try:
+                with connect(self.url) as conn:
+                    self._conn = conn
+                    for statement in self.listen_sql:
+                        conn.execute(statement)
+                    backoff = 0.1
+                    self.ready.set()
+                    if self.on_reconnect is not None:
+                        self.on_reconnect()
+                    while not self._stop.is_set():
+                        for note in conn.notifies(timeout=1.0):
+                            self.on_notify(note.channel, note.payload)
+                            if self._stop.is_set():
+                                break
+            except Exception as exc:  # noqa: BLE001 - any connection trouble: back off and reconnect
+                if self._stop.is_set():
+                    break
+                log.warning("LISTEN connection lost (%s); reconnecting in %.1fs", exc, backoff)
+                self.ready.clear()
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, self.max_backoff)
+            finally:
+                self._conn = None
+
+
+class ResultWaiter:
+    """Wakes threads waiting in ``AsyncResult.get()`` when their job finishes.
+
+    One LISTEN connection per app serves every waiting thread. The FINISH statement sends the
+    finished ids (or an empty payload for a large batch, meaning "everyone re-check").
+    """
+
+    def __init__(self, url: str, listen_sql: str):
+        self._events: dict[str, set[threading.Event]] = defaultdict(set)
+        self._lock = threading.Lock()
+        self._listener = Listener(url, [listen_sql], self._on_notify, self._wake_all, name="sqlq-results")
+        self._started = False
+
+    def ensure_started(self) -> None:
+        with self._lock:
+            if self._started:
+                return
+            self._started = True
+        self._listener.start()
+
+    def register(self, job_id: str) -> threading.Event:
+        event = threading.Event()
+        with self._lock:
+            self._events[job_id].add(event)
+        return event
+
+    def unregister(self, job_id: str, event: threading.Event) -> None:
+        with self._lock:
+            events = self._events.get(job_id)
+            if events is not None:
+                events.discard(event)
+                if not events:
+                    del self._events[job_id]
+
+    def _on_notify(self, channel: str, payload: str) -> None:
+        if not payload:
+            self._wake_all()
+            return
+        with self._lock:
+            for job_id in payload.split(","):
+                for event in self._events.get(job_id, ()):
+                    event.set()
+
+    def _wake_all(self) -> None:
+        with self._lock:
+            for events in self._events.values():
+                for event in events:
+                    event.set()
+
+    def close(self) -> None:
+        if self._started:
+            self._listener.stop()

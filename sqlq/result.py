@@ -1,0 +1,211 @@
+"""``AsyncResult``: a handle on one job, read from the tables, woken by NOTIFY.
+
+States use Celery's names so user code carries over: PENDING (waiting, scheduled, or unknown id),
+STARTED, RETRY (waiting to run again), then one of SUCCESS, FAILURE, REVOKED, EXPIRED.
+"""
+
+from __future__ import annotations
+
+import builtins
+import datetime as dt
+import importlib
+import time
+from typing import TYPE_CHECKING, Any
+
+from . import serialization
+from .errors import TaskError, TaskExpiredError, TaskRevokedError
+from .errors import TimeoutError as SqlqTimeoutError
+
+if TYPE_CHECKING:
+    from .app import App
+
+READY_STATES = frozenset({"SUCCESS", "FAILURE", "REVOKED", "EXPIRED"})
+#: The longest a waiter sleeps between checks if no notification arrives (notifications can be lost).
+SAFETY_POLL = 2.0
+
+
+def rebuild_exception(exc_type: str | None, message: str | None, traceback: str | None) -> BaseException:
+    """The task's own exception type where it can be imported here, else a TaskError carrying it all."""
+    name = exc_type or "Exception"
+    module_name, _, qualname = name.rpartition(".")
+    cls: Any = None
+    try:
+        if module_name:
+            cls = importlib.import_module(module_name)
+            for part in qualname.split("."):
+                cls = getattr(cls, part)
+        else:
+            cls = getattr(builtins, qualname, None)
+    except (ImportError, AttributeError):
+        cls = None
+    if isinstance(cls, type) and issubclass(cls, BaseException):
+        try:
+            exc = cls(message) if message is not None else cls()
+            exc.remote_traceback = traceback  # type: ignore[attr-defined]
+            return exc
+        except Exception:  # noqa: BLE001 - constructor wants other arguments: fall through
+            pass
+    return TaskError(name, message or "", traceback)
+
+
+class AsyncResult:
+    """The result of one job. Every property reads the current state from the database."""
+
+    def __init__(self, id: str, app: App, task_name: str | None = None):
+        self.id = str(id)
+        self.app = app
+        self.task_name = task_name
+        self._cache: tuple | None = None
+
+    def __repr__(self) -> str:
+        return f"<AsyncResult: {self.id}>"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, AsyncResult) and other.id == self.id
+
+    def __hash__(self) -> int:
+        return hash(self.id)
+
+    # reading -----------------------------------------------------------------------------------
+
+    def _row(self) -> tuple | None:
+        if self._cache is not None:
+            return self._cache
+        with self.app.connection() as conn:
+            row = self.app.store.fetch_state(conn, self.id)
+        if row is not None and row[0] in READY_STATES:
+            self._cache = row  # final rows never change (until forget)
+        return row
+
+    @property
+    def state(self) -> str:
+        row = self._row()
+        return row[0] if row else "PENDING"
+
+    status = state
+
+    def ready(self) -> bool:
+        return self.state in READY_STATES
+
+    def successful(self) -> bool:
+        return self.state == "SUCCESS"
+
+    def failed(self) -> bool:
+        return self.state == "FAILURE"
+
+    @property
+    def result(self) -> Any:
+        """The return value on SUCCESS, the exception on FAILURE, else None (Celery's meaning)."""
+        row = self._row()
+        if row is None:
+            return None
+        return self._value(row)
+
+    info = result
+
+    @property
+    def traceback(self) -> str | None:
+        row = self._row()
+        return row[6] if row else None
+
+    @property
+    def date_done(self) -> dt.datetime | None:
+        row = self._row()
+        return row[7] if row else None
+
+    @property
+    def retries(self) -> int:
+        row = self._row()
+        return row[9] if row else 0
+
+    def _value(self, row: tuple) -> Any:
+        state = row[0]
+        if state == "SUCCESS":
+            if row[3] is None or row[3] == serialization.JSON:
+                return serialization.json_loads(row[1]) if row[1] is not None else None
+            return serialization.decode(row[3], None, row[2], self.app.conf.accept_content)
+        if state == "FAILURE":
+            return rebuild_exception(row[4], row[5], row[6])
+        if state == "REVOKED":
+            return TaskRevokedError(f"task {self.id} was revoked before it ran")
+        if state == "EXPIRED":
+            return TaskExpiredError(f"task {self.id} expired before a worker started it, so it never ran")
+        return None
+
+    def _outcome(self, row: tuple, propagate: bool) -> Any:
+        value = self._value(row)
+        if propagate and row[0] != "SUCCESS" and isinstance(value, BaseException):
+            raise value
+        return value
+
+    # waiting -----------------------------------------------------------------------------------
+
+    def get(self, timeout: float | None = None, propagate: bool = True, interval: float | None = None) -> Any:
+        """Wait for the outcome; re-raise the task's exception when ``propagate``.
+
+        Waiting is woken by the FINISH statement's NOTIFY; ``interval`` (default 2 s) only bounds
+        how long a lost notification can delay us.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        waiter = self.app.result_waiter()
+        event = waiter.register(self.id)
+        try:
+            while True:
+                event.clear()
+                row = self._row()
+                if row is not None and row[0] in READY_STATES:
+                    return self._outcome(row, propagate)
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    raise SqlqTimeoutError(self._timeout_message(timeout))
+                step = interval or SAFETY_POLL
+                event.wait(step if remaining is None else min(step, remaining))
+        finally:
+            waiter.unregister(self.id, event)
+
+    wait = get
+
+    async def aget(self, timeout: float | None = None, propagate: bool = True,
+                   interval: float | None = None) -> Any:
+        """``get()`` for asyncio apps: LISTEN on an async connection, never blocking the loop."""
+        from .db import aconnect
+
+        deadline = None if timeout is None else time.monotonic() + timeout
+        step = interval or SAFETY_POLL
+        store = self.app.store
+        conn = await aconnect(self.app.database_url)
+        try:
+            await conn.execute(store.listen_results)
+            while True:
+                row = await store.afetch_state(conn, self.id)
+                if row is not None and row[0] in READY_STATES:
+                    self._cache = row
+                    return self._outcome(row, propagate)
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    raise SqlqTimeoutError(self._timeout_message(timeout))
+                wait_for = step if remaining is None else min(step, remaining)
+                async for note in conn.notifies(timeout=wait_for):
+                    if not note.payload or self.id in note.payload.split(","):
+                        break
+        finally:
+            await conn.close()
+
+    def _timeout_message(self, timeout: float | None) -> str:
+        name = f" ({self.task_name})" if self.task_name else ""
+        return (f"task {self.id}{name} did not finish within {timeout} s (state {self.state}); "
+                f"is a worker running for its queue? Try `sqlq queues` and `sqlq worker`")
+
+    # acting ------------------------------------------------------------------------------------
+
+    def forget(self) -> None:
+        """Delete the stored outcome (the job itself is not affected)."""
+        with self.app.connection() as conn:
+            self.app.store.forget(conn, self.id)
+        self._cache = None
+
+    def revoke(self) -> bool:
+        """Cancel the job if it has not started; it ends as REVOKED. Returns whether it was revoked."""
+        with self.app.connection() as conn:
+            return self.app.store.revoke(conn, [self.id]) > 0
+

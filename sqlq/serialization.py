@@ -1,0 +1,219 @@
+"""Encoding of task arguments and results.
+
+JSON is the default because it is safe to decode from anyone and readable with plain SQL
+(``args->>0``). Types JSON lacks travel as tagged objects, ``{"__type__": "datetime", "__value__": ...}``,
+so a ``datetime``, ``date``, ``time``, ``UUID``, ``Decimal``, ``bytes``, ``tuple`` or ``set`` comes back as
+itself. msgpack is optional; pickle is refused unless the app lists it in ``accept_content``, because
+unpickling runs arbitrary code.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import decimal
+import json
+import pickle
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import ContentDisallowed, SerializationError
+
+JSON = "application/json"
+MSGPACK = "application/x-msgpack"
+PICKLE = "application/x-python-serialize"
+
+_NAMES = {"json": JSON, "msgpack": MSGPACK, "pickle": PICKLE}
+_BY_TYPE = {v: k for k, v in _NAMES.items()}
+
+
+def _encode_default(value: Any) -> Any:
+    if isinstance(value, dt.datetime):
+        return {"__type__": "datetime", "__value__": value.isoformat()}
+    if isinstance(value, dt.date):
+        return {"__type__": "date", "__value__": value.isoformat()}
+    if isinstance(value, dt.time):
+        return {"__type__": "time", "__value__": value.isoformat()}
+    if isinstance(value, uuid.UUID):
+        return {"__type__": "uuid", "__value__": str(value)}
+    if isinstance(value, decimal.Decimal):
+        return {"__type__": "decimal", "__value__": str(value)}
+    if isinstance(value, bytes | bytearray | memoryview):
+        return {"__type__": "bytes", "__value__": base64.b64encode(bytes(value)).decode("ascii")}
+    if isinstance(value, set | frozenset):
+        return {"__type__": "set", "__value__": list(value)}
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+_DECODERS = {
+    "datetime": dt.datetime.fromisoformat,
+    "date": dt.date.fromisoformat,
+    "time": dt.time.fromisoformat,
+    "uuid": uuid.UUID,
+    "decimal": decimal.Decimal,
+    "bytes": lambda v: base64.b64decode(v),
+    "set": set,
+}
+
+
+def _decode_hook(obj: dict) -> Any:
+    kind = obj.get("__type__")
+    if kind is not None and len(obj) == 2 and "__value__" in obj:
+        decoder = _DECODERS.get(kind)
+        if decoder is not None:
+            return decoder(obj["__value__"])
+    return obj
+
+
+_encoder = json.JSONEncoder(default=_encode_default, ensure_ascii=False, separators=(",", ":"))
+_decoder = json.JSONDecoder(object_hook=_decode_hook)
+
+
+def json_dumps(value: Any) -> str:
+    return _encoder.encode(value)
+
+
+def json_loads(text: str | bytes | None) -> Any:
+    if text is None:
+        return None
+    if isinstance(text, bytes | bytearray | memoryview):
+        text = bytes(text).decode("utf-8")
+    return _decoder.decode(text)
+
+
+def _msgpack():
+    try:
+        import msgpack
+    except ImportError:
+        raise SerializationError(
+            "the msgpack serializer needs the msgpack package: pip install 'sqlq[msgpack]'"
+        ) from None
+    return msgpack
+
+
+def _msgpack_default(value: Any) -> Any:
+    return _encode_default(value)
+
+
+def _msgpack_hook(obj: dict) -> Any:
+    return _decode_hook(obj)
+
+
+@dataclass(frozen=True)
+class Encoded:
+    """One encoded value: JSON text (stored as jsonb) or bytes (stored as bytea)."""
+
+    content_type: str
+    text: str | None = None
+    data: bytes | None = None
+
+
+def content_type_for(name: str) -> str:
+    try:
+        return _NAMES[name]
+    except KeyError:
+        raise SerializationError(
+            f"unknown serializer {name!r}; choose one of: {', '.join(sorted(_NAMES))}"
+        ) from None
+
+
+def check_accepted(content_type: str, accept_content: Iterable[str]) -> None:
+    """Refuse to decode what the app did not opt into (pickle above all)."""
+    accepted = {_NAMES.get(a, a) for a in accept_content}
+    if content_type not in accepted:
+        name = _BY_TYPE.get(content_type, content_type)
+        raise ContentDisallowed(
+            f"refusing to decode a {name!r} message: it is not in accept_content {sorted(accept_content)}; "
+            f"add {name!r} to app.conf.accept_content if you trust every producer"
+        )
+
+
+def encode(value: Any, serializer: str = "json") -> Encoded:
+    ctype = content_type_for(serializer)
+    try:
+        if ctype == JSON:
+            return Encoded(ctype, text=json_dumps(value))
+        if ctype == MSGPACK:
+            return Encoded(ctype, data=_msgpack().packb(value, default=_msgpack_default, use_bin_type=True))
+        return Encoded(ctype, data=pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL))
+    except SerializationError:
+        raise
+    except (TypeError, ValueError, OverflowError, pickle.PicklingError, AttributeError) as exc:
+        raise SerializationError(f"cannot serialize with {serializer}: {exc}") from exc
+
+
+def decode(content_type: str, text: str | None, data: bytes | None, accept_content: Iterable[str]) -> Any:
+    check_accepted(content_type, accept_content)
+    try:
+        if content_type == JSON:
+            return json_loads(text)
+        if data is None:
+            return None
+        if content_type == MSGPACK:
+            return _msgpack().unpackb(bytes(data), object_hook=_msgpack_hook, raw=False, strict_map_key=False)
+        return pickle.loads(bytes(data))  # noqa: S301 - only reachable when the app accepts pickle
+    except SerializationError:
+        raise
+    except Exception as exc:  # any decoder error means the payload is unusable
+        raise SerializationError(f"cannot decode {content_type} payload: {type(exc).__name__}: {exc}") from exc
+
+
+def encode_call(args: tuple | list, kwargs: dict, serializer: str = "json") -> tuple[str, str | None, str | None, bytes | None]:
+    """Encode a call's arguments, naming the argument that cannot be encoded.
+
+    Returns ``(content_type, args_json, kwargs_json, payload)``: JSON arguments go to jsonb columns
+    so SQL can read them; other serializers put ``[args, kwargs]`` in one bytea payload.
+    """
+    ctype = content_type_for(serializer)
+    args = list(args or ())
+    kwargs = dict(kwargs or {})
+    try:
+        if ctype == JSON:
+            return ctype, json_dumps(args), json_dumps(kwargs), None
+        return ctype, None, None, encode([args, kwargs], serializer).data
+    except (SerializationError, TypeError, ValueError, OverflowError):
+        _raise_for_bad_argument(args, kwargs, serializer)
+        raise
+
+
+def _raise_for_bad_argument(args: list, kwargs: dict, serializer: str) -> None:
+    for index, value in enumerate(args):
+        try:
+            encode(value, serializer)
+        except SerializationError as exc:
+            raise SerializationError(
+                f"positional argument {index} ({type(value).__name__}) cannot be serialized with "
+                f"{serializer}: {exc.__cause__ or exc}. Pass plain data (ids, strings, numbers) instead"
+            ) from None
+    for key, value in kwargs.items():
+        try:
+            encode(value, serializer)
+        except SerializationError as exc:
+            raise SerializationError(
+                f"keyword argument {key!r} ({type(value).__name__}) cannot be serialized with "
+                f"{serializer}: {exc.__cause__ or exc}. Pass plain data (ids, strings, numbers) instead"
+            ) from None
+
+
+def decode_call(content_type: str, args_text: str | None, kwargs_text: str | None, payload: bytes | None,
+                accept_content: Iterable[str]) -> tuple[list, dict]:
+    check_accepted(content_type, accept_content)
+    if content_type == JSON:
+        try:
+            args = json_loads(args_text) if args_text is not None else []
+            kwargs = json_loads(kwargs_text) if kwargs_text is not None else {}
+        except ValueError as exc:
+            raise SerializationError(f"cannot decode JSON arguments: {exc}") from exc
+    else:
+        decoded = decode(content_type, None, payload, accept_content)
+        if not (isinstance(decoded, list | tuple) and len(decoded) == 2):
+            raise SerializationError(f"undecodable {content_type} payload: expected [args, kwargs]")
+        args, kwargs = decoded
+    if not isinstance(args, list) or not isinstance(kwargs, dict):
+        raise SerializationError(
+            f"bad payload: args must be a JSON array and kwargs a JSON object, got "
+            f"{type(args).__name__} and {type(kwargs).__name__}"
+        )
+    return args, kwargs

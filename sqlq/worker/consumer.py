@@ -1,0 +1,308 @@
+"""The worker's main loop: claim in batches, hand jobs to the pool, record outcomes in batches.
+
+Threads in a worker process:
+
+* the **consumer** (``Worker.run``'s thread): claims up to the free prefetch capacity with one
+  statement per queue, feeds the pool, and flushes finished outcomes with one statement per batch.
+  It sleeps on an event that is set by NOTIFY, by a finished job, or by the poll timer.
+* the **listener** (``notify.Listener``): LISTEN on the jobs channel; sets the event when one of
+  our queues gets work.
+* the **housekeeper**: heartbeat, promotion of due scheduled jobs, rescue of dead workers' jobs and
+  expiry of old results — the cluster-wide parts one worker at a time (advisory lock).
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+import uuid
+import zlib
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import psycopg
+
+from .. import signals
+from ..errors import ConfigurationError
+from ..names import validate_queue
+from ..store import ClaimedJob, Outcome, RetryRequest
+from .execution import Executor, Result
+from .pools import POOLS, BasePool
+
+if TYPE_CHECKING:
+    from ..app import App
+
+log = logging.getLogger("sqlq.worker")
+
+
+class Worker:
+    """``sqlq worker`` as an object (tests and embedding use it directly)."""
+
+    def __init__(self, app: App, *, queues: Sequence[str] | None = None, concurrency: int | None = None,
+                 pool: str | None = None, hostname: str | None = None, prefetch_multiplier: int | None = None,
+                 max_tasks_per_child: int | None = None, burst: bool = False, app_path: str | None = None,
+                 poll_interval: float | None = None, shutdown_grace: float | None = None,
+                 install_signal_handlers: bool = False):
+        conf = app.conf
+        self.app = app
+        self.queues = [validate_queue(q) for q in (queues or [conf.default_queue])]
+        self.pool_name = pool or conf.worker_pool
+        if self.pool_name not in POOLS:
+            raise ConfigurationError(f"unknown pool {self.pool_name!r}; choose one of: {', '.join(POOLS)}")
+        self.concurrency = int(concurrency or conf.worker_concurrency or os.cpu_count() or 1)
+        if self.pool_name == "solo":
+            self.concurrency = 1
+        self.prefetch_multiplier = max(1, int(prefetch_multiplier or conf.worker_prefetch_multiplier))
+        self.capacity = self.concurrency * self.prefetch_multiplier
+        self.max_tasks_per_child = max_tasks_per_child or conf.worker_max_tasks_per_child
+        self.burst = burst
+        self.app_path = app_path
+        self.poll_interval = min(float(poll_interval or conf.worker_poll_interval), 2.0)
+        self.shutdown_grace = float(conf.worker_shutdown_grace if shutdown_grace is None else shutdown_grace)
+        self.install_signal_handlers = install_signal_handlers
+        self.id = str(uuid.uuid4())
+        self.hostname = hostname or f"sqlq@{socket.gethostname()}"
+        self.store = app.store
+        self._wake = threading.Event()
+        self._done: collections.deque[tuple[ClaimedJob, Result]] = collections.deque()
+        self._lost: collections.deque[ClaimedJob] = collections.deque()
+        self._in_flight = 0
+        self._stop_mode: str | None = None  # None while running, then "warm" or "cold"
+        self._stopped = threading.Event()
+        self._queue_cursor = 0
+        self.processed = 0
+        self.pool: BasePool = self._make_pool()
+        self._lock_key = zlib.crc32(f"sqlq-maintenance:{app.conf.schema}".encode())
+
+    # construction ------------------------------------------------------------------------------
+
+    def _make_pool(self) -> BasePool:
+        cls = POOLS[self.pool_name]
+        kwargs: dict[str, Any] = {}
+        if self.pool_name == "prefork":
+            from ..app import app_path as find_app_path
+
+            path = self.app_path or find_app_path(self.app)
+            if path is None:
+                raise ConfigurationError(
+                    "the prefork pool starts child processes that import your app, but this app is not "
+                    "importable (defined in __main__?); run `sqlq -A module:app worker`, or use -P threads"
+                )
+            kwargs = {"app_path": path, "worker_id": self.id, "hostname": self.hostname,
+                      "max_tasks_per_child": self.max_tasks_per_child, "task_limits": self._hard_limit}
+        return cls(self._new_executor, self.concurrency, self._on_result, self._on_lost, **kwargs)
+
+    def _new_executor(self) -> Executor:
+        return Executor(self.app, self.id, self.hostname)
+
+    def _hard_limit(self, task_name: str) -> float | None:
+        task = self.app.tasks.get(task_name)
+        return task.time_limit if task is not None else None
+
+    # callbacks from the pool (any thread) ------------------------------------------------------
+
+    def _on_result(self, job: ClaimedJob, result: Result) -> None:
+        self._done.append((job, result))
+        self._wake.set()
+
+    def _on_lost(self, job: ClaimedJob) -> None:
+        self._lost.append(job)
+        self._wake.set()
+
+    # control -----------------------------------------------------------------------------------
+
+    def stop(self, cold: bool = False) -> None:
+        """Warm: stop claiming, hand back unstarted jobs, let running ones finish. Cold: stop now."""
+        if cold or self._stop_mode == "warm":
+            if self._stop_mode != "cold":
+                log.warning("cold shutdown: running jobs are handed back to be run again")
+            self._stop_mode = "cold"
+        elif self._stop_mode is None:
+            log.warning("warm shutdown: finishing running jobs (up to %.0fs), no new ones", self.shutdown_grace)
+            self._stop_mode = "warm"
+        self._wake.set()
+
+    def _handle_signal(self, signum: int, frame: Any) -> None:
+        self.stop(cold=False)
+
+    # the run -----------------------------------------------------------------------------------
+
+    def run(self) -> int:
+        """Run until stopped (or, with ``burst``, until nothing is due). Returns an exit code."""
+        if self.install_signal_handlers:
+            signal.signal(signal.SIGTERM, self._handle_signal)
+            signal.signal(signal.SIGINT, self._handle_signal)
+        from ..notify import Listener
+
+        with self.app.connection() as conn:
+            self.store.register_worker(conn, id=self.id, hostname=self.hostname, pid=os.getpid(),
+                                       queues=self.queues, concurrency=self.concurrency, pool=self.pool_name)
+        listener = Listener(self.app.database_url, [self.store.listen_jobs], self._on_notify,
+                            self._wake.set, name="sqlq-listen").start()
+        housekeeper = threading.Thread(target=self._housekeeping, name="sqlq-housekeeping", daemon=True)
+        self.pool.start()
+        housekeeper.start()
+        log.info("worker %s ready: queues=%s pool=%s concurrency=%d prefetch=%d", self.hostname,
+                 ",".join(self.queues), self.pool_name, self.concurrency, self.capacity)
+        signals.worker_ready.send(sender=self)
+        try:
+            with self.app.connection() as conn:
+                self._loop(conn)
+                self._shutdown(conn)
+        finally:
+            self._stopped.set()
+            listener.stop()
+            housekeeper.join(timeout=5)
+            signals.worker_shutdown.send(sender=self)
+        return 0
+
+    def _on_notify(self, channel: str, payload: str) -> None:
+        if payload in self.queues:
+            self._wake.set()
+
+    def _loop(self, conn: psycopg.Connection) -> None:
+        idle_rounds = 0
+        while self._stop_mode is None:
+            self._wake.clear()
+            self._flush(conn)
+            claimed = self._claim(conn)
+            if self.pool.inline:
+                self.pool.run_pending(lambda: self._stop_mode is not None)
+                self._flush(conn)
+            if claimed:
+                idle_rounds = 0
+                continue
+            if self.burst:
+                idle_rounds = idle_rounds + 1 if self._in_flight == 0 and not self._due_soon(conn) else 0
+                if idle_rounds >= 2:
+                    log.info("burst: nothing left to run; exiting")
+                    return
+            self._wake.wait(self.poll_interval if not self.burst else 0.05)
+
+    def _due_soon(self, conn: psycopg.Connection) -> bool:
+        """In burst mode, scheduled jobs that are already due count as work (promote them now)."""
+        return self.store.promote(conn) > 0
+
+    def _claim(self, conn: psycopg.Connection) -> int:
+        """Fill free prefetch capacity; each queue gets one claim statement, starting round-robin."""
+        free = self.capacity - self._in_flight
+        # claim in batches: wait until at least half the buffer is free, unless we are (nearly) idle
+        if free <= 0 or (free < self.capacity // 2 and self._in_flight > self.concurrency):
+            return 0
+        total = 0
+        n = len(self.queues)
+        for i in range(n):
+            queue = self.queues[(self._queue_cursor + i) % n]
+            jobs = self.store.claim(conn, self.id, queue, free - total)
+            if jobs:
+                total += len(jobs)
+                self._in_flight += len(jobs)
+                self.pool.submit(jobs)
+            if total >= free:
+                break
+        self._queue_cursor = (self._queue_cursor + 1) % n
+        return total
+
+    def _flush(self, conn: psycopg.Connection) -> None:
+        """Record every finished outcome: one FINISH and at most one RETRY statement per batch."""
+        outcomes: list[Outcome] = []
+        retries: list[RetryRequest] = []
+        count = 0
+        while self._done:
+            job, result = self._done.popleft()
+            count += 1
+            if isinstance(result, Outcome):
+                outcomes.append(result)
+            elif isinstance(result, RetryRequest):
+                retries.append(result)
+        lost = []
+        while self._lost:
+            lost.append(self._lost.popleft())
+        if outcomes:
+            self.store.finish(conn, self.id, outcomes)
+        if retries:
+            self.store.retry(conn, self.id, retries)
+        if lost:
+            requeued, failed = self.store.lost(conn, self.id, [(j.id, j.attempt) for j in lost],
+                                               self.app.conf.worker_lost_max_attempts)
+            log.warning("%d interrupted job(s): %d handed back, %d failed after too many lost workers",
+                        len(lost), requeued, failed)
+        done = count + len(lost)
+        self._in_flight -= done
+        self.processed += done
+
+    def _shutdown(self, conn: psycopg.Connection) -> None:
+        unstarted = self.pool.take_unstarted()
+        if unstarted:
+            self.store.release(conn, self.id, [(j.id, j.attempt) for j in unstarted])
+            self._in_flight -= len(unstarted)
+            log.info("handed back %d prefetched job(s) that had not started", len(unstarted))
+        if self._stop_mode != "cold":
+            deadline = time.monotonic() + self.shutdown_grace
+            while self.pool.running() and self._stop_mode != "cold" and time.monotonic() < deadline:
+                self._flush(conn)
+                self._wake.wait(0.05)
+                self._wake.clear()
+        if self.pool.running():
+            interrupted = self.pool.terminate()
+            self._flush(conn)
+            still_ours = [(j.id, j.attempt) for j in interrupted]
+            if still_ours:
+                requeued, failed = self.store.lost(conn, self.id, still_ours, self.app.conf.worker_lost_max_attempts)
+                log.warning("cold shutdown interrupted %d job(s): %d handed back, %d failed",
+                            len(still_ours), requeued, failed)
+        else:
+            self.pool.join(1.0)
+        self._flush(conn)
+        self.store.unregister_worker(conn, self.id)
+        log.info("worker %s stopped (%s shutdown); %d job(s) processed", self.hostname,
+                 self._stop_mode or "burst", self.processed)
+
+    # housekeeping ------------------------------------------------------------------------------
+
+    def _housekeeping(self) -> None:
+        conf = self.app.conf
+        next_beat = next_maintenance = 0.0
+        while not self._stopped.is_set():
+            now = time.monotonic()
+            try:
+                with self.app.connection() as conn:
+                    if now >= next_beat:
+                        self._heartbeat(conn)
+                        next_beat = now + float(conf.worker_heartbeat_interval)
+                    if now >= next_maintenance:
+                        self._maintain(conn)
+                        next_maintenance = now + float(conf.worker_maintenance_interval)
+                    self.store.promote(conn)
+                    wait = self.store.next_scheduled_in(conn)
+            except Exception as exc:  # noqa: BLE001 - keep housekeeping alive through DB hiccups
+                log.warning("housekeeping failed (%s); retrying", exc)
+                wait = 1.0
+            wait = self.poll_interval if wait is None else min(max(wait, 0.001), self.poll_interval)
+            self._stopped.wait(wait)
+
+    def _heartbeat(self, conn: psycopg.Connection) -> None:
+        if not self.store.heartbeat(conn, self.id):
+            log.warning("this worker was presumed dead (heartbeat row gone) and its jobs rescued; "
+                        "registering again")
+            self.store.register_worker(conn, id=self.id, hostname=self.hostname, pid=os.getpid(),
+                                       queues=self.queues, concurrency=self.concurrency, pool=self.pool_name)
+
+    def _maintain(self, conn: psycopg.Connection) -> None:
+        """Cluster-wide chores, done by whichever worker holds the advisory lock this round."""
+        conf = self.app.conf
+        with conn.transaction():
+            if not self.store.try_xact_lock(conn, self._lock_key):
+                return
+            requeued, failed = self.store.rescue(conn, float(conf.worker_lost_timeout),
+                                                 int(conf.worker_lost_max_attempts))
+            expired = self.store.expire_results(conn, float(conf.result_expires))
+        if requeued or failed:
+            log.warning("rescued jobs of lost workers: %d handed back, %d failed", requeued, failed)
+        if expired:
+            log.info("deleted %d result(s) older than %ss", expired, conf.result_expires)

@@ -1,0 +1,285 @@
+"""Run one claimed job and classify what happened. No SQL here, except through the one hook a
+transactional task needs (its outcome must commit with its own writes).
+
+The result of ``Executor.execute`` is an ``Outcome`` (a final state for the batched FINISH), a
+``RetryRequest`` (back to the queue, later), or ``None`` when a transactional task already
+recorded its outcome in its own transaction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import logging
+import signal
+import threading
+import time
+import traceback as tb_module
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from .. import serialization, signals
+from ..errors import (
+    NotRegistered,
+    Retry,
+    SerializationError,
+    SoftTimeLimitExceeded,
+    TimeLimitExceeded,
+)
+from ..store import ClaimedJob, Outcome, RetryRequest
+from ..task import Request, Task, _current_request
+
+if TYPE_CHECKING:
+    from ..app import App
+
+log = logging.getLogger("sqlq.worker")
+
+Result = Outcome | RetryRequest | None
+
+
+def exception_type_name(exc: BaseException) -> str:
+    """``module.QualName`` so the reader can import the type back; builtins keep their bare name."""
+    cls = type(exc)
+    if cls.__module__ == "builtins":
+        return cls.__qualname__
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def failure(job: ClaimedJob, exc: BaseException, traceback: str | None = None) -> Outcome:
+    return Outcome(id=job.id, attempt=job.attempt, state="FAILURE", exc_type=exception_type_name(exc),
+                   exc_message=str(exc), traceback=traceback)
+
+
+class ThreadTimeLimits:
+    """Time limits for tasks running in a thread (threads and solo pools).
+
+    A watchdog thread raises ``SoftTimeLimitExceeded`` (then ``TimeLimitExceeded``) inside the task's
+    thread. Python delivers such an exception at the next bytecode: a task blocked inside C code
+    (a long ``time.sleep``, a socket read without timeout) sees it only when that call returns.
+    Only the prefork pool can stop such a task at once (it kills the child process).
+    """
+
+    def __init__(self) -> None:
+        self._deadlines: dict[int, list] = {}
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self, soft: float | None, hard: float | None) -> Callable[[], None]:
+        if soft is None and hard is None:
+            return _noop
+        ident = threading.get_ident()
+        now = time.monotonic()
+        entry = [now + soft if soft else None, now + hard if hard else None]
+        with self._lock:
+            self._deadlines[ident] = entry
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._watch, name="sqlq-time-limits", daemon=True)
+                self._thread.start()
+        self._wake.set()
+
+        def stop() -> None:
+            with self._lock:
+                self._deadlines.pop(ident, None)
+
+        return stop
+
+    def _watch(self) -> None:
+        while True:
+            now = time.monotonic()
+            next_check = 1.0
+            with self._lock:
+                for ident, entry in list(self._deadlines.items()):
+                    for index, exc in ((0, SoftTimeLimitExceeded), (1, TimeLimitExceeded)):
+                        deadline = entry[index]
+                        if deadline is None:
+                            continue
+                        if deadline <= now:
+                            entry[index] = None
+                            _raise_in_thread(ident, exc)
+                        else:
+                            next_check = min(next_check, deadline - now)
+            self._wake.wait(max(next_check, 0.001))
+            self._wake.clear()
+
+
+def _raise_in_thread(ident: int, exc: type[BaseException]) -> None:
+    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(ident), ctypes.py_object(exc))
+
+
+class AlarmTimeLimits:
+    """Soft time limit for a task in a prefork child's main thread: SIGALRM interrupts even a
+    blocking call. The hard limit belongs to the parent, which kills the child."""
+
+    def __init__(self) -> None:
+        signal.signal(signal.SIGALRM, self._on_alarm)
+
+    @staticmethod
+    def _on_alarm(signum: int, frame: Any) -> None:
+        raise SoftTimeLimitExceeded("soft time limit exceeded")
+
+    def start(self, soft: float | None, hard: float | None) -> Callable[[], None]:
+        if not soft:
+            return _noop
+        signal.setitimer(signal.ITIMER_REAL, soft)
+        return _cancel_alarm
+
+
+def _cancel_alarm() -> None:
+    signal.setitimer(signal.ITIMER_REAL, 0)
+
+
+def _noop() -> None:
+    return None
+
+
+_loops = threading.local()
+
+
+def _event_loop() -> asyncio.AbstractEventLoop:
+    """One event loop per thread, reused: async tasks run on it in every pool."""
+    loop = getattr(_loops, "loop", None)
+    if loop is None or loop.is_closed():
+        loop = asyncio.new_event_loop()
+        _loops.loop = loop
+    return loop
+
+
+class Executor:
+    """Runs jobs for one worker process (or one prefork child)."""
+
+    def __init__(self, app: App, worker_id: str, hostname: str, limits: Any = None):
+        self.app = app
+        self.worker_id = worker_id
+        self.hostname = hostname
+        self.limits = limits or ThreadTimeLimits()
+        self.accept = list(app.conf.accept_content)
+
+    def execute(self, job: ClaimedJob) -> Result:
+        if job.expired:
+            return Outcome(id=job.id, attempt=job.attempt, state="EXPIRED", exc_type="sqlq.errors.TaskExpiredError",
+                           exc_message="the job's expires time passed before a worker started it; it was not run")
+        task = self.app.tasks.get(job.task)
+        if task is None:
+            return failure(job, NotRegistered(
+                f"task {job.task!r} is not registered on worker {self.hostname}; start the worker with the "
+                f"app that defines it (sqlq -A module worker) or check the task name"))
+        try:
+            args, kwargs = serialization.decode_call(job.content_type, job.args, job.kwargs, job.payload,
+                                                     self.accept)
+        except SerializationError as exc:
+            return failure(job, SerializationError(f"cannot decode the arguments of {job.task}[{job.id}]: {exc}"))
+        return self._run(task, job, args, kwargs)
+
+    def _run(self, task: Task, job: ClaimedJob, args: list, kwargs: dict) -> Result:
+        request = Request(id=job.id, task=task.name, args=args, kwargs=kwargs, retries=job.retries,
+                          attempt=job.attempt, queue=job.queue, priority=job.priority,
+                          headers=serialization.json_loads(job.headers) if job.headers else {},
+                          group=job.group_id, hostname=self.hostname, worker_id=self.worker_id, is_eager=False)
+        token = _current_request.set(request)
+        signals.task_prerun.send(sender=task, task_id=job.id, task=task, args=args, kwargs=kwargs)
+        state, retval = "FAILURE", None
+        try:
+            try:
+                if task.transactional:
+                    result, retval = self._run_transactional(task, job, args, kwargs, request)
+                else:
+                    retval = self._call(task, args, kwargs)
+                    result = self._encode_result(task, job, retval)
+                state = "SUCCESS" if result is None else result.state
+                if state == "SUCCESS":
+                    signals.task_success.send(sender=task, result=retval)
+                return result
+            except Retry as retry:
+                state = "RETRY"
+                return self._retry(task, job, request, retry.when or 0.0, retry.exc or retry)
+            except BaseException as exc:  # noqa: BLE001 - every failure is recorded, never lost
+                if isinstance(exc, KeyboardInterrupt):
+                    raise
+                if task.autoretry_for and isinstance(exc, task.autoretry_for) and not isinstance(
+                        exc, SoftTimeLimitExceeded | TimeLimitExceeded):
+                    limit = task.retry_kwargs.get("max_retries", task.max_retries)
+                    if limit is None or job.retries < limit:
+                        state = "RETRY"
+                        return self._retry(task, job, request, task.backoff_delay(job.retries), exc)
+                return self._failure(task, job, args, kwargs, exc)
+        finally:
+            signals.task_postrun.send(sender=task, task_id=job.id, task=task, args=args, kwargs=kwargs,
+                                      retval=retval, state=state)
+            _current_request.reset(token)
+
+    def _call(self, task: Task, args: list, kwargs: dict) -> Any:
+        stop = self.limits.start(task.soft_time_limit, task.time_limit)
+        try:
+            value = task(*args, **kwargs)
+            if task.is_async:
+                value = self._await(task, value)
+            return value
+        finally:
+            stop()
+
+    @staticmethod
+    def _await(task: Task, coro: Any) -> Any:
+        loop = _event_loop()
+        limit = task.soft_time_limit or task.time_limit
+        if limit:
+            coro = asyncio.wait_for(coro, limit)
+        try:
+            return loop.run_until_complete(coro)
+        except TimeoutError:
+            raise SoftTimeLimitExceeded(f"async task {task.name} ran past its time limit ({limit} s)") from None
+
+    def _encode_result(self, task: Task, job: ClaimedJob, value: Any) -> Outcome:
+        outcome = Outcome(id=job.id, attempt=job.attempt, state="SUCCESS")
+        if task.ignore_result:
+            return outcome
+        serializer = task.serializer or self.app.conf.result_serializer
+        try:
+            encoded = serialization.encode(value, serializer)
+        except SerializationError as exc:
+            return failure(job, SerializationError(
+                f"the return value of {task.name} ({type(value).__name__}) cannot be serialized with "
+                f"{serializer}: {exc.__cause__ or exc}; return plain data"))
+        outcome.result, outcome.result_payload = encoded.text, encoded.data
+        outcome.result_content_type = encoded.content_type
+        return outcome
+
+    def _run_transactional(self, task: Task, job: ClaimedJob, args: list, kwargs: dict,
+                           request: Request) -> tuple[Result, Any]:
+        """The task's writes and its SUCCESS commit in one transaction, or neither does."""
+        from sqlalchemy.orm import Session
+
+        with self.app.engine.connect() as conn:
+            with conn.begin() as transaction:
+                session = Session(bind=conn, join_transaction_mode="create_savepoint")
+                request.connection, request.session = conn, session
+                try:
+                    value = self._call(task, args, kwargs)
+                    session.flush()
+                    outcome = self._encode_result(task, job, value)
+                    if outcome.state != "SUCCESS":
+                        transaction.rollback()
+                        return outcome, value
+                    recorded = self.app.store.finish(conn.connection.driver_connection, self.worker_id, [outcome])
+                    if not recorded:
+                        log.warning("task %s[%s]: job was taken back from this worker; its writes are "
+                                    "rolled back", task.name, job.id)
+                        transaction.rollback()
+                        return None, value
+                finally:
+                    session.close()
+                    request.connection = request.session = None
+        return None, value
+
+    def _retry(self, task: Task, job: ClaimedJob, request: Request, delay: float, reason: BaseException) -> RetryRequest:
+        log.info("task %s[%s] retry %d in %.2fs: %s", task.name, job.id, job.retries + 1, delay, reason)
+        signals.task_retry.send(sender=task, request=request, reason=reason)
+        return RetryRequest(id=job.id, attempt=job.attempt, delay=float(delay),
+                            error=f"{exception_type_name(reason)}: {reason}")
+
+    def _failure(self, task: Task, job: ClaimedJob, args: list, kwargs: dict, exc: BaseException) -> Outcome:
+        text = "".join(tb_module.format_exception(exc))
+        log.error("task %s[%s] failed: %s: %s", task.name, job.id, exception_type_name(exc), exc)
+        signals.task_failure.send(sender=task, task_id=job.id, exception=exc, args=args, kwargs=kwargs,
+                                  traceback=exc.__traceback__, einfo=text)
+        return failure(job, exc, text)

@@ -10,6 +10,7 @@ import contextlib
 import datetime as dt
 import importlib
 import json
+import os
 import sys
 import threading
 import uuid
@@ -377,8 +378,8 @@ async def _async_sqlalchemy_connection(obj: Any) -> Any:
 def load_app(path: str) -> App:
     """Find the app for ``-A``: ``module:attr``, or a module holding ``app`` (or exactly one App)."""
     module_name, _, attr = path.partition(":")
-    if str(sys.path[0]) != "" and "" not in sys.path:
-        sys.path.insert(0, "")  # like `python -m`, let -A name modules in the current directory
+    if "" not in sys.path and os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())  # like `python -m`: -A may name a module in the current directory
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:

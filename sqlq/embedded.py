@@ -140,7 +140,7 @@ def embedded_url(path: str | os.PathLike[str] | None = None) -> str | None:
 def embedded_status(path: str | os.PathLike[str] | None = None) -> dict[str, Any]:
     """Describe the embedded server without changing anything; for ``sqlq db status`` and tests.
 
-    Returns a dict with ``running`` (bool: a live postmaster that accepts connections), ``url``
+    Returns a dict with ``running`` (bool: a live postmaster that reports itself ready), ``url``
     (None unless running), ``pid`` (postmaster pid, None unless alive), ``data_dir`` (the sqlq
     directory), and for diagnostics ``state`` ('ready', 'starting', 'stopping' or 'stopped'),
     ``initialized``, ``pgdata``, ``socket_dir``, ``log_file`` and ``postgres_version``.
@@ -605,8 +605,9 @@ def _clean_stale_state(layout: _Layout, info: _Pidfile | None) -> None:
     _kill_orphans(layout.pgdata)
     # PostgreSQL removes a postmaster.pid whose pid no longer exists (and frees the old shared memory
     # itself). It refuses to start if the pid exists -- as a zombie or as an unrelated process that
-    # reused it -- so in that case we remove the file: we just checked that nothing works in pgdata.
-    if info is not None and _pid_exists(info.pid):
+    # reused it -- or if the file is empty or garbled ("bogus data in lock file"), so in those cases
+    # we remove it ourselves: we just made sure that no process works in pgdata.
+    if info is not None and (info.pid <= 0 or _pid_exists(info.pid)):
         with contextlib.suppress(FileNotFoundError):
             (layout.pgdata / "postmaster.pid").unlink()
     socket_dirs = {layout.socket_dir}

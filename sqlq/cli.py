@@ -1,0 +1,333 @@
+"""The ``sqlq`` command: workers, migrations, sending, results, inspection, the embedded database.
+
+Shaped like Celery's (``sqlq -A proj worker -l info -c 4 -Q a,b``). Data goes to stdout and
+messages to stderr; a sqlq error prints one line (what is wrong, what to do), never a traceback.
+Logging is configured only by commands that run long (``worker``), and only on the ``sqlq``
+logger, so importing sqlq never touches the application's root logger.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import json
+import logging
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import click
+import psycopg
+
+from . import __version__
+from .app import App, load_app
+from .db import explain_connection_error
+from .errors import SqlqError
+from .serialization import json_dumps, json_loads
+
+log = logging.getLogger("sqlq")
+
+
+class _Context:
+    def __init__(self, app_path: str | None, database_url: str | None):
+        self.app_path = app_path
+        self.database_url = database_url
+        self._app: App | None = None
+
+    def app(self, database_url: str | None = None) -> App:
+        """The ``-A`` app, or a bare one when no module is given (enough to send by name)."""
+        if self._app is None:
+            self._app = load_app(self.app_path) if self.app_path else App()
+            url = database_url or self.database_url
+            if url:
+                self._app.set_database_url(url)
+        return self._app
+
+
+def _fail(message: str) -> None:
+    click.echo(f"sqlq: error: {message}", err=True)
+    sys.exit(1)
+
+
+def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """One clear line for the errors a user can cause, instead of a traceback."""
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except SqlqError as exc:
+            _fail(str(exc))
+        except psycopg.OperationalError as exc:
+            ctx = click.get_current_context().find_object(_Context)
+            url = ctx.app().database_url if ctx and ctx._app else "the database"
+            _fail(str(explain_connection_error(url, exc)))
+    return wrapper
+
+
+def _json_arg(value: str | None, what: str, kind: type) -> Any:
+    if value is None:
+        return kind()
+    try:
+        parsed = json_loads(value)
+    except ValueError as exc:
+        raise click.BadParameter(f"{what} must be JSON ({exc})") from None
+    if not isinstance(parsed, kind):
+        raise click.BadParameter(f"{what} must be a JSON {'array' if kind is list else 'object'}")
+    return parsed
+
+
+pass_ctx = click.make_pass_decorator(_Context)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "auto_envvar_prefix": None})
+@click.option("-A", "--app", "app_path", envvar="SQLQ_APP", metavar="MODULE[:ATTR]",
+              help="The module holding your sqlq App (env SQLQ_APP).")
+@click.option("--database-url", metavar="URL",
+              help="PostgreSQL URL; beats SQLQ_DATABASE_URL, DATABASE_URL and the app's setting.")
+@click.version_option(__version__, prog_name="sqlq")
+@click.pass_context
+def main(ctx: click.Context, app_path: str | None, database_url: str | None) -> None:
+    """sqlq: a task queue in which PostgreSQL is the only moving part."""
+    ctx.obj = _Context(app_path, database_url)
+
+
+# --- worker -------------------------------------------------------------------------------------
+
+class _TaskContextFilter(logging.Filter):
+    """Adds ``task_name[task_id]`` to every log line emitted while a task runs."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from .task import _current_request
+
+        request = _current_request.get()
+        record.task = f" {request.task}[{request.id}]" if request is not None and request.id else ""
+        return True
+
+
+def setup_logging(level: str) -> None:
+    logger = logging.getLogger("sqlq")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("[%(asctime)s: %(levelname)s/%(processName)s%(task)s] %(message)s"))
+    handler.addFilter(_TaskContextFilter())
+    logger.handlers[:] = [handler]
+    logger.setLevel(level.upper())
+    logger.propagate = False
+
+
+@main.command()
+@click.option("-l", "--loglevel", default="info", envvar="SQLQ_LOGLEVEL", show_default=True,
+              type=click.Choice(["debug", "info", "warning", "error", "critical"], case_sensitive=False))
+@click.option("-c", "--concurrency", type=click.IntRange(min=1), envvar="SQLQ_CONCURRENCY",
+              help="Pool size (default: number of CPUs).")
+@click.option("-P", "--pool", type=click.Choice(["prefork", "threads", "solo"]), envvar="SQLQ_POOL",
+              help="Where tasks run (default: prefork).")
+@click.option("-Q", "--queues", envvar="SQLQ_QUEUES", help="Comma-separated queues (default: default).")
+@click.option("-n", "--hostname", envvar="SQLQ_HOSTNAME", help="Worker name (default: sqlq@HOST).")
+@click.option("--prefetch-multiplier", type=click.IntRange(min=1), envvar="SQLQ_PREFETCH_MULTIPLIER",
+              help="Jobs claimed ahead per pool slot (default 4).")
+@click.option("--max-tasks-per-child", type=click.IntRange(min=1), envvar="SQLQ_MAX_TASKS_PER_CHILD",
+              help="Replace a prefork child after this many jobs.")
+@click.option("--burst", is_flag=True, envvar="SQLQ_BURST", help="Run what is due, then exit 0.")
+@click.option("--database-url", "worker_url", metavar="URL", help="PostgreSQL URL (see sqlq --help).")
+@pass_ctx
+@handle_errors
+def worker(ctx: _Context, loglevel: str, concurrency: int | None, pool: str | None, queues: str | None,
+           hostname: str | None, prefetch_multiplier: int | None, max_tasks_per_child: int | None,
+           burst: bool, worker_url: str | None) -> None:
+    """Run a worker: claim jobs in batches, run them, record their outcomes."""
+    from .worker.consumer import Worker
+
+    setup_logging(loglevel)
+    app = ctx.app(worker_url)
+    queue_list = [q.strip() for q in queues.split(",") if q.strip()] if queues else None
+    w = Worker(app, queues=queue_list, concurrency=concurrency, pool=pool, hostname=hostname,
+               prefetch_multiplier=prefetch_multiplier, max_tasks_per_child=max_tasks_per_child,
+               burst=burst, app_path=ctx.app_path, install_signal_handlers=True)
+    sys.exit(w.run())
+
+
+# --- migrations ---------------------------------------------------------------------------------
+
+@main.group(invoke_without_command=True)
+@click.option("--sql", "as_sql", is_flag=True, help="Print the SQL instead of running it.")
+@click.pass_context
+@handle_errors
+def migrate(click_ctx: click.Context, as_sql: bool) -> None:
+    """Create or upgrade sqlq's tables (in their own schema, with their own version table)."""
+    if click_ctx.invoked_subcommand is not None:
+        return
+    app = click_ctx.find_object(_Context).app()
+    if as_sql:
+        from .migrate import upgrade_sql
+
+        click.echo(upgrade_sql(app.database_url, app.conf.schema))
+        return
+    before, head = app.migration_status()
+    app.migrate()
+    if before == head:
+        click.echo(f"schema {app.conf.schema!r} is up to date (revision {head})", err=True)
+    else:
+        click.echo(f"schema {app.conf.schema!r} migrated from {before or 'nothing'} to {head}", err=True)
+
+
+@migrate.command("check")
+@pass_ctx
+@handle_errors
+def migrate_check(ctx: _Context) -> None:
+    """Exit non-zero when the database is behind this version of sqlq."""
+    app = ctx.app()
+    current, head = app.migration_status()
+    if current != head:
+        _fail(f"schema {app.conf.schema!r} is at revision {current or 'none'}, sqlq needs {head}: run `sqlq migrate`")
+    click.echo(f"schema {app.conf.schema!r} is up to date (revision {head})", err=True)
+
+
+# --- sending and results ------------------------------------------------------------------------
+
+@main.command()
+@click.argument("task_name", metavar="TASK")
+@click.option("--args", "args_json", metavar="JSON", help='Positional arguments, e.g. \'[1, 2]\'.')
+@click.option("--kwargs", "kwargs_json", metavar="JSON", help='Keyword arguments, e.g. \'{"x": 1}\'.')
+@click.option("--countdown", type=float, help="Run no earlier than this many seconds from now.")
+@click.option("--eta", type=click.DateTime(formats=["%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S"]),
+              help="Run no earlier than this UTC time.")
+@click.option("--expires", type=float, help="Discard as EXPIRED if not started within this many seconds.")
+@click.option("--queue", "-Q", help="Queue to send to.")
+@click.option("--priority", type=int, help="Higher runs first.")
+@pass_ctx
+@handle_errors
+def call(ctx: _Context, task_name: str, args_json: str | None, kwargs_json: str | None,
+         countdown: float | None, eta: dt.datetime | None, expires: float | None, queue: str | None,
+         priority: int | None) -> None:
+    """Send a task by name (the code need not be importable here); prints the job id."""
+    app = ctx.app()
+    options = {k: v for k, v in {"countdown": countdown, "eta": eta, "expires": expires, "queue": queue,
+                                 "priority": priority}.items() if v is not None}
+    result = app.send_task(task_name, _json_arg(args_json, "--args", list),
+                           _json_arg(kwargs_json, "--kwargs", dict), **options)
+    click.echo(result.id)
+
+
+@main.command()
+@click.argument("task_id")
+@click.option("--wait", is_flag=True, help="Wait until the job has finished.")
+@click.option("--timeout", type=float, help="With --wait: give up after this many seconds.")
+@pass_ctx
+@handle_errors
+def result(ctx: _Context, task_id: str, wait: bool, timeout: float | None) -> None:
+    """Show a job's state and result (JSON on stdout)."""
+    app = ctx.app()
+    handle = app.AsyncResult(task_id)
+    if wait:
+        handle.get(timeout=timeout, propagate=False)
+    state = handle.state
+    out: dict[str, Any] = {"id": task_id, "state": state}
+    if state == "SUCCESS":
+        out["result"] = handle.result
+    elif handle.ready():
+        exc = handle.result
+        out["error"] = f"{getattr(exc, 'exc_type', type(exc).__name__)}: {exc}"
+        out["traceback"] = handle.traceback
+    if handle.date_done:
+        out["date_done"] = handle.date_done
+    click.echo(json_dumps(out) if state != "SUCCESS" else _plain_json(out))
+    if wait and state != "SUCCESS":
+        sys.exit(1)
+
+
+def _plain_json(value: Any) -> str:
+    """JSON for people and jq: datetimes as ISO strings rather than sqlq's tagged objects."""
+    return json.dumps(value, default=str)
+
+
+# --- inspection ---------------------------------------------------------------------------------
+
+@main.command()
+@pass_ctx
+@handle_errors
+def queues(ctx: _Context) -> None:
+    """Depth of each queue: waiting, scheduled, running."""
+    app = ctx.app()
+    with app.connection() as conn:
+        rows = app.store.queue_depths(conn)
+    click.echo(f"{'queue':<30} {'waiting':>9} {'scheduled':>9} {'running':>9}")
+    for name, waiting, scheduled, running in rows:
+        click.echo(f"{name:<30} {waiting:>9} {scheduled:>9} {running:>9}")
+
+
+@main.group()
+def inspect() -> None:
+    """Look at workers and jobs."""
+
+
+@inspect.command("workers")
+@pass_ctx
+@handle_errors
+def inspect_workers(ctx: _Context) -> None:
+    """Registered workers and how long since each one's heartbeat."""
+    app = ctx.app()
+    with app.connection() as conn:
+        rows = app.store.workers(conn)
+    for wid, hostname, pid, qs, concurrency, pool, started, _beat, silent in rows:
+        click.echo(f"{hostname} pid={pid} id={wid} queues={','.join(qs)} pool={pool}x{concurrency} "
+                   f"up since {started:%Y-%m-%d %H:%M:%S} heartbeat {silent:.1f}s ago")
+    if not rows:
+        click.echo("no workers registered", err=True)
+
+
+@main.command()
+@click.option("--queue", "-Q", help="Only this queue (default: all).")
+@click.option("--force", "-f", is_flag=True, help="Do not ask for confirmation.")
+@pass_ctx
+@handle_errors
+def purge(ctx: _Context, queue: str | None, force: bool) -> None:
+    """Delete waiting and scheduled jobs (running jobs are left alone)."""
+    app = ctx.app()
+    what = f"queue {queue!r}" if queue else "every queue"
+    if not force and not click.confirm(f"Delete all waiting jobs of {what}?", err=True):
+        _fail("aborted")
+    with app.connection() as conn:
+        count = app.store.purge(conn, queue)
+    click.echo(f"purged {count} job(s) from {what}", err=True)
+
+
+# --- embedded database --------------------------------------------------------------------------
+
+@main.group()
+def db() -> None:
+    """The embedded development database (used when no URL is configured)."""
+
+
+@db.command("url")
+@handle_errors
+def db_url() -> None:
+    """Start (or attach to) the embedded database and print its URL."""
+    from .embedded import ensure_embedded
+
+    click.echo(ensure_embedded(quiet=True))
+
+
+@db.command("status")
+@handle_errors
+def db_status() -> None:
+    """Say whether the embedded database is running, and where."""
+    from .embedded import embedded_status
+
+    status = embedded_status()
+    if status.get("running"):
+        click.echo(f"running: {status.get('url')} (pid {status.get('pid')}, data in {status.get('data_dir')})")
+    else:
+        click.echo(f"not running (data dir {status.get('data_dir')})")
+
+
+@db.command("stop")
+@handle_errors
+def db_stop() -> None:
+    """Stop the embedded database."""
+    from .embedded import stop_embedded
+
+    click.echo("stopped" if stop_embedded() else "was not running", err=True)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import importlib
+import inspect
 import json
 import os
 import sys
@@ -31,6 +32,8 @@ from .store import JobSpec, Store
 from .task import Task
 
 _PRIORITY_RANGE = range(-32768, 32768)
+#: What @app.task(...) accepts besides name=: Task's keyword arguments.
+_TASK_OPTIONS = frozenset(inspect.signature(Task.__init__).parameters) - {"self", "app", "fn", "name"}
 
 
 class TaskRegistry(dict):
@@ -181,6 +184,12 @@ class App:
     def _register(self, fn: Callable, options: dict[str, Any]) -> Task:
         name = options.pop("name", None) or self._task_name(fn)
         validate_task_name(name)
+        unknown = set(options) - _TASK_OPTIONS
+        if unknown:
+            raise TaskDefinitionError(
+                f"unknown option(s) {', '.join(sorted(unknown))} in @app.task for {name!r}; "
+                f"known options: name, {', '.join(sorted(_TASK_OPTIONS))}"
+            )
         task = Task(self, fn, name, **options)
         self.tasks[name] = task
         return task
@@ -200,7 +209,9 @@ class App:
                     f"pass name='yourmodule.{fn.__name__}' to @app.task, or create the app with "
                     f"App('yourmodule') where yourmodule is the importable name of this file"
                 )
-        return f"{module}.{fn.__qualname__}"
+        # a task made inside a function is named by its function name only, as Celery does
+        qualname = fn.__name__ if "<locals>" in fn.__qualname__ else fn.__qualname__
+        return f"{module}.{qualname}"
 
     def autodiscover_tasks(self, packages: Sequence[str] | Callable[[], Sequence[str]],
                            related_name: str = "tasks") -> list[str]:
@@ -213,9 +224,14 @@ class App:
             try:
                 importlib.import_module(module_name)
             except ModuleNotFoundError as exc:
-                if exc.name not in (module_name, package):
-                    raise  # the tasks module exists but imports something missing: surface it
-                continue
+                if exc.name == module_name and related_name:
+                    continue  # a package without a tasks module: nothing to register
+                if exc.name and (package == exc.name or package.startswith(exc.name + ".")):
+                    raise ConfigurationError(
+                        f"autodiscover_tasks: cannot import package {package!r} (no module named "
+                        f"{exc.name!r}); fix the name or put it on sys.path"
+                    ) from None
+                raise  # the tasks module exists but imports something missing: surface it
             imported.append(module_name)
         return imported
 
@@ -266,8 +282,12 @@ class App:
             headers_json = json.dumps(headers or {})
         except (TypeError, ValueError) as exc:
             raise SerializationError(f"headers must be JSON-serializable: {exc}") from None
+        try:
+            job_id = str(uuid.UUID(str(task_id))) if task_id else str(uuid.uuid4())
+        except ValueError:
+            raise ConfigurationError(f"task_id must be a UUID string, got {task_id!r}") from None
         return JobSpec(
-            id=str(uuid.UUID(str(task_id))) if task_id else str(uuid.uuid4()),
+            id=job_id,
             task=task_name, queue=queue, priority=priority, content_type=ctype, args=args_json,
             kwargs=kwargs_json, payload=payload, headers=headers_json, eta=eta,
             countdown=float(countdown) if countdown is not None else None,

@@ -69,7 +69,8 @@ class Listener:
                     if self.on_reconnect is not None:
                         self.on_reconnect()
                     while not self._stop.is_set():
-                        for note in conn.notifies(timeout=1.0):
+                        # a short timeout bounds how long stop() waits: a cancel cannot end this wait
+                        for note in conn.notifies(timeout=0.2):
                             self.on_notify(note.channel, note.payload)
                             if self._stop.is_set():
                                 break

@@ -2,8 +2,8 @@
 
 JSON is the default because it is safe to decode from anyone and readable with plain SQL
 (``args->>0``). Types JSON lacks travel as tagged objects, ``{"__type__": "datetime", "__value__": ...}``,
-so a ``datetime``, ``date``, ``time``, ``UUID``, ``Decimal``, ``bytes``, ``tuple`` or ``set`` comes back as
-itself. msgpack is optional; pickle is refused unless the app lists it in ``accept_content``, because
+so a ``datetime``, ``date``, ``time``, ``UUID``, ``Decimal``, ``bytes`` or ``set`` comes back as
+itself (a ``tuple`` comes back as a list, as in Celery). msgpack is optional; pickle is refused unless the app lists it in ``accept_content``, because
 unpickling runs arbitrary code.
 """
 
@@ -75,12 +75,24 @@ def json_dumps(value: Any) -> str:
     return _encoder.encode(value)
 
 
+_EMPTY = {"{}": dict, "[]": list}
+_scan = _decoder.scan_once
+
+
 def json_loads(text: str | bytes | None) -> Any:
     if text is None:
         return None
     if isinstance(text, bytes | bytearray | memoryview):
         text = bytes(text).decode("utf-8")
-    return _decoder.decode(text)
+    empty = _EMPTY.get(text)
+    if empty is not None:  # the common "no kwargs" / "no headers" case, on the worker's hot path
+        return empty()
+    try:
+        # PostgreSQL's jsonb text has no surrounding whitespace: skip JSONDecoder.decode's regexes
+        value, end = _scan(text, 0)
+    except StopIteration:
+        return _decoder.decode(text)  # raises a proper JSONDecodeError
+    return value if end == len(text) else _decoder.decode(text)
 
 
 def _msgpack():

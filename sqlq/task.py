@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 _MISSING = object()
 
 
-@dataclass
+@dataclass(slots=True)
 class Request:
     """What a running task knows about its own job (``self.request`` in a bound task)."""
 

@@ -3,8 +3,10 @@
 Threads in a worker process:
 
 * the **consumer** (``Worker.run``'s thread): claims up to the free prefetch capacity with one
-  statement per queue, feeds the pool, and flushes finished outcomes with one statement per batch.
-  It sleeps on an event that is set by NOTIFY, by a finished job, or by the poll timer.
+  statement per queue and feeds the pool (the solo pool runs the jobs right here). It sleeps on an
+  event that is set by NOTIFY, by freed capacity, or by the poll timer.
+* the **finisher**: records finished outcomes with one statement per batch, on its own
+  connection, so PostgreSQL writes one batch while the pool runs the next.
 * the **listener** (``notify.Listener``): LISTEN on the jobs channel; sets the event when one of
   our queues gets work.
 * the **housekeeper**: heartbeat, promotion of due scheduled jobs, rescue of dead workers' jobs and
@@ -72,6 +74,8 @@ class Worker:
         self._done: collections.deque[tuple[ClaimedJob, Result]] = collections.deque()
         self._lost: collections.deque[ClaimedJob] = collections.deque()
         self._in_flight = 0
+        self._count_lock = threading.Lock()
+        self._finish_wake = threading.Event()
         self._stop_mode: str | None = None  # None while running, then "warm" or "cold"
         self._stopped = threading.Event()
         self._queue_cursor = 0
@@ -108,11 +112,11 @@ class Worker:
 
     def _on_result(self, job: ClaimedJob, result: Result) -> None:
         self._done.append((job, result))
-        self._wake.set()
+        self._finish_wake.set()
 
     def _on_lost(self, job: ClaimedJob) -> None:
         self._lost.append(job)
-        self._wake.set()
+        self._finish_wake.set()
 
     # control -----------------------------------------------------------------------------------
 
@@ -139,14 +143,17 @@ class Worker:
             signal.signal(signal.SIGINT, self._handle_signal)
         from ..notify import Listener
 
+        self.app.apply_routes()  # task_queues' exchanges and bindings (idempotent; none: no query)
         with self.app.connection() as conn:
             self.store.register_worker(conn, id=self.id, hostname=self.hostname, pid=os.getpid(),
                                        queues=self.queues, concurrency=self.concurrency, pool=self.pool_name)
         listener = Listener(self.app.database_url, [self.store.listen_jobs], self._on_notify,
                             self._wake.set, name="sqlq-listen").start()
         housekeeper = threading.Thread(target=self._housekeeping, name="sqlq-housekeeping", daemon=True)
+        finisher = threading.Thread(target=self._finishing, name="sqlq-finisher", daemon=True)
         self.pool.start()
         housekeeper.start()
+        finisher.start()
         log.info("worker %s ready: queues=%s pool=%s concurrency=%d prefetch=%d", self.hostname,
                  ",".join(self.queues), self.pool_name, self.concurrency, self.capacity)
         signals.worker_ready.send(sender=self)
@@ -156,8 +163,10 @@ class Worker:
                 self._shutdown(conn)
         finally:
             self._stopped.set()
+            self._finish_wake.set()
             listener.stop()
             housekeeper.join(timeout=5)
+            finisher.join(timeout=5)
             signals.worker_shutdown.send(sender=self)
         return 0
 
@@ -169,11 +178,9 @@ class Worker:
         idle_rounds = 0
         while self._stop_mode is None:
             self._wake.clear()
-            self._flush(conn)
             claimed = self._claim(conn)
             if self.pool.inline:
                 self.pool.run_pending(lambda: self._stop_mode is not None)
-                self._flush(conn)
             if claimed:
                 idle_rounds = 0
                 continue
@@ -190,9 +197,10 @@ class Worker:
 
     def _claim(self, conn: psycopg.Connection) -> int:
         """Fill free prefetch capacity; each queue gets one claim statement, starting round-robin."""
-        free = self.capacity - self._in_flight
+        in_flight = self._in_flight
+        free = self.capacity - in_flight
         # claim in batches: wait until at least half the buffer is free, unless we are (nearly) idle
-        if free <= 0 or (free < self.capacity // 2 and self._in_flight > self.concurrency):
+        if free <= 0 or (free < self.capacity // 2 and in_flight > self.concurrency):
             return 0
         total = 0
         n = len(self.queues)
@@ -201,46 +209,70 @@ class Worker:
             jobs = self.store.claim(conn, self.id, queue, free - total)
             if jobs:
                 total += len(jobs)
-                self._in_flight += len(jobs)
+                self._count(len(jobs))
                 self.pool.submit(jobs)
             if total >= free:
                 break
         self._queue_cursor = (self._queue_cursor + 1) % n
         return total
 
+    def _count(self, delta: int) -> None:
+        with self._count_lock:
+            self._in_flight += delta
+            if delta < 0:
+                self.processed -= delta
+
+    def _finishing(self) -> None:
+        """The finisher thread: flush outcomes as they come, until the worker has stopped."""
+        while not self._stopped.is_set():
+            self._finish_wake.wait(self.poll_interval)
+            self._finish_wake.clear()
+            try:
+                with self.app.connection() as conn:
+                    while self._done or self._lost:
+                        self._flush(conn)
+            except Exception as exc:  # noqa: BLE001 - outcomes stay queued; retried on the next round
+                log.warning("recording outcomes failed (%s); retrying", exc)
+                self._stopped.wait(0.5)
+
     def _flush(self, conn: psycopg.Connection) -> None:
-        """Record every finished outcome: one FINISH and at most one RETRY statement per batch."""
-        outcomes: list[Outcome] = []
-        retries: list[RetryRequest] = []
-        count = 0
+        """Record every finished outcome: one FINISH and at most one RETRY statement per batch.
+
+        If a statement fails, the batch goes back in the queue to be recorded on the next try
+        (the worker's guard makes a repeated FINISH harmless)."""
+        batch = []
         while self._done:
-            job, result = self._done.popleft()
-            count += 1
-            if isinstance(result, Outcome):
-                outcomes.append(result)
-            elif isinstance(result, RetryRequest):
-                retries.append(result)
+            batch.append(self._done.popleft())
         lost = []
         while self._lost:
             lost.append(self._lost.popleft())
-        if outcomes:
-            self.store.finish(conn, self.id, outcomes)
-        if retries:
-            self.store.retry(conn, self.id, retries)
-        if lost:
-            requeued, failed = self.store.lost(conn, self.id, [(j.id, j.attempt) for j in lost],
-                                               self.app.conf.worker_lost_max_attempts)
-            log.warning("%d interrupted job(s): %d handed back, %d failed after too many lost workers",
-                        len(lost), requeued, failed)
-        done = count + len(lost)
-        self._in_flight -= done
-        self.processed += done
+        if not batch and not lost:
+            return
+        outcomes = [r for _, r in batch if isinstance(r, Outcome)]
+        retries = [r for _, r in batch if isinstance(r, RetryRequest)]
+        try:
+            if outcomes:
+                self.store.finish(conn, self.id, outcomes)
+            if retries:
+                self.store.retry(conn, self.id, retries)
+            if lost:
+                requeued, failed = self.store.lost(conn, self.id, [(j.id, j.attempt) for j in lost],
+                                                   self.app.conf.worker_lost_max_attempts)
+                log.warning("%d interrupted job(s): %d handed back, %d failed after too many lost workers",
+                            len(lost), requeued, failed)
+        except BaseException:
+            self._done.extendleft(reversed(batch))
+            self._lost.extendleft(reversed(lost))
+            raise
+        self._count(-(len(batch) + len(lost)))
+        self._wake.set()  # capacity freed: the consumer may claim again
 
     def _shutdown(self, conn: psycopg.Connection) -> None:
         unstarted = self.pool.take_unstarted()
         if unstarted:
             self.store.release(conn, self.id, [(j.id, j.attempt) for j in unstarted])
-            self._in_flight -= len(unstarted)
+            with self._count_lock:
+                self._in_flight -= len(unstarted)
             log.info("handed back %d prefetched job(s) that had not started", len(unstarted))
         if self._stop_mode != "cold":
             deadline = time.monotonic() + self.shutdown_grace

@@ -50,6 +50,17 @@ def failure(job: ClaimedJob, exc: BaseException, traceback: str | None = None) -
                    exc_message=str(exc), traceback=traceback)
 
 
+def _explain_time_limit(task: Task, exc: BaseException) -> BaseException:
+    """The watchdog can only raise a bare exception class; give the record a message that says
+    which limit passed."""
+    if str(exc) or not isinstance(exc, SoftTimeLimitExceeded | TimeLimitExceeded):
+        return exc
+    soft = isinstance(exc, SoftTimeLimitExceeded)
+    limit = task.soft_time_limit if soft else task.time_limit
+    explained = type(exc)(f"task {task.name} ran past its {'soft ' if soft else ''}time limit ({limit} s)")
+    return explained.with_traceback(exc.__traceback__)
+
+
 class ThreadTimeLimits:
     """Time limits for tasks running in a thread (threads and solo pools).
 
@@ -154,6 +165,7 @@ class Executor:
         self.hostname = hostname
         self.limits = limits or ThreadTimeLimits()
         self.accept = list(app.conf.accept_content)
+        self.result_serializer = app.conf.result_serializer  # read once: settings come from env too
 
     def execute(self, job: ClaimedJob) -> Result:
         if job.expired:
@@ -168,7 +180,8 @@ class Executor:
             args, kwargs = serialization.decode_call(job.content_type, job.args, job.kwargs, job.payload,
                                                      self.accept)
         except SerializationError as exc:
-            return failure(job, SerializationError(f"cannot decode the arguments of {job.task}[{job.id}]: {exc}"))
+            # keep the subclass (ContentDisallowed) so the reader sees why the job was refused
+            return failure(job, type(exc)(f"cannot decode the arguments of {job.task}[{job.id}]: {exc}"))
         return self._run(task, job, args, kwargs)
 
     def _run(self, task: Task, job: ClaimedJob, args: list, kwargs: dict) -> Result:
@@ -177,7 +190,8 @@ class Executor:
                           headers=serialization.json_loads(job.headers) if job.headers else {},
                           group=job.group_id, hostname=self.hostname, worker_id=self.worker_id, is_eager=False)
         token = _current_request.set(request)
-        signals.task_prerun.send(sender=task, task_id=job.id, task=task, args=args, kwargs=kwargs)
+        if signals.task_prerun.has_receivers:
+            signals.task_prerun.send(sender=task, task_id=job.id, task=task, args=args, kwargs=kwargs)
         state, retval = "FAILURE", None
         try:
             try:
@@ -187,7 +201,7 @@ class Executor:
                     retval = self._call(task, args, kwargs)
                     result = self._encode_result(task, job, retval)
                 state = "SUCCESS" if result is None else result.state
-                if state == "SUCCESS":
+                if state == "SUCCESS" and signals.task_success.has_receivers:
                     signals.task_success.send(sender=task, result=retval)
                 return result
             except Retry as retry:
@@ -202,19 +216,21 @@ class Executor:
                     if limit is None or job.retries < limit:
                         state = "RETRY"
                         return self._retry(task, job, request, task.backoff_delay(job.retries), exc)
-                return self._failure(task, job, args, kwargs, exc)
+                return self._failure(task, job, args, kwargs, _explain_time_limit(task, exc))
         finally:
-            signals.task_postrun.send(sender=task, task_id=job.id, task=task, args=args, kwargs=kwargs,
-                                      retval=retval, state=state)
+            if signals.task_postrun.has_receivers:
+                signals.task_postrun.send(sender=task, task_id=job.id, task=task, args=args, kwargs=kwargs,
+                                          retval=retval, state=state)
             _current_request.reset(token)
 
     def _call(self, task: Task, args: list, kwargs: dict) -> Any:
+        if task.is_async:
+            # asyncio enforces an async task's limit by cancelling it; an exception thrown into the
+            # event loop's machinery by the watchdog or SIGALRM would leave the loop broken
+            return self._await(task, task(*args, **kwargs))
         stop = self.limits.start(task.soft_time_limit, task.time_limit)
         try:
-            value = task(*args, **kwargs)
-            if task.is_async:
-                value = self._await(task, value)
-            return value
+            return task(*args, **kwargs)
         finally:
             stop()
 
@@ -222,18 +238,29 @@ class Executor:
     def _await(task: Task, coro: Any) -> Any:
         loop = _event_loop()
         limit = task.soft_time_limit or task.time_limit
-        if limit:
-            coro = asyncio.wait_for(coro, limit)
-        try:
+        if not limit:
             return loop.run_until_complete(coro)
+        timeout: asyncio.Timeout | None = None
+
+        async def limited() -> Any:
+            nonlocal timeout
+            async with asyncio.timeout(limit) as timeout:
+                return await coro
+
+        try:
+            return loop.run_until_complete(limited())
         except TimeoutError:
-            raise SoftTimeLimitExceeded(f"async task {task.name} ran past its time limit ({limit} s)") from None
+            if timeout is None or not timeout.expired():
+                raise  # the task's own TimeoutError (a network call, say): an ordinary failure
+            kind = SoftTimeLimitExceeded if task.soft_time_limit else TimeLimitExceeded
+            raise kind(f"async task {task.name} ran past its {'soft ' if task.soft_time_limit else ''}"
+                       f"time limit ({limit} s) and was cancelled") from None
 
     def _encode_result(self, task: Task, job: ClaimedJob, value: Any) -> Outcome:
         outcome = Outcome(id=job.id, attempt=job.attempt, state="SUCCESS")
         if task.ignore_result:
             return outcome
-        serializer = task.serializer or self.app.conf.result_serializer
+        serializer = task.serializer or self.result_serializer
         try:
             encoded = serialization.encode(value, serializer)
         except SerializationError as exc:

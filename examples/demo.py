@@ -16,6 +16,8 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+from psycopg import sql  # noqa: E402
+
 from examples import transactional_enqueue as shop  # noqa: E402
 from examples.tasks import add, always_down, app, divide, flaky_fetch, slow_greeting  # noqa: E402
 
@@ -34,10 +36,12 @@ def show(label: str, result) -> None:
 
 
 def report() -> None:
-    print("\nSELECT task, state, count(*) FROM sqlq.results GROUP BY 1, 2 ORDER BY 1, 2;")
+    """Reporting is a query: outcomes per task, straight from the results table."""
+    query = sql.SQL("SELECT task, state, count(*) FROM {} GROUP BY 1, 2 ORDER BY 1, 2").format(
+        sql.Identifier(app.conf.schema, "results"))
     with app.connection() as conn:
-        for task, state, count in conn.execute(
-                "SELECT task, state, count(*) FROM sqlq.results GROUP BY 1, 2 ORDER BY 1, 2"):
+        print(f"\n{query.as_string(conn)};")
+        for task, state, count in conn.execute(query):
             print(f"  {task:<36} {state:<8} {count}")
 
 

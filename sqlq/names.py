@@ -41,3 +41,34 @@ def validate_task_name(name: str) -> str:
             f"invalid task name {name!r}: use a dotted Python-style name such as 'proj.tasks.add'"
         )
     return name
+
+
+# --- routing ---
+
+#: AMQP caps routing keys at 255 bytes (a short string); keeping the cap keeps keys portable.
+MAX_ROUTING_KEY = 255
+
+
+def validate_exchange(name: str) -> str:
+    """Exchange names follow the queue rules (they are bound parameters, never SQL text)."""
+    return validate_queue(name, "exchange")
+
+
+def validate_routing_key(key: str, what: str = "routing key") -> str:
+    """Routing keys and binding keys: any text up to 255 bytes except NUL, which PostgreSQL cannot store.
+
+    Words are separated by dots; ``*`` and ``#`` are wildcards only as whole words of a topic
+    binding key, and every other character (regex metacharacters included) is matched literally.
+    """
+    if not isinstance(key, str):
+        raise InvalidNameError(f"{what} must be a string, got {type(key).__name__}")
+    try:
+        size = len(key.encode("utf-8"))
+    except UnicodeEncodeError:  # lone surrogates: not text PostgreSQL can store
+        size = MAX_ROUTING_KEY + 1
+    if "\x00" in key or size > MAX_ROUTING_KEY:
+        raise InvalidNameError(
+            f"invalid {what} {key!r}: use text of at most {MAX_ROUTING_KEY} UTF-8 bytes, without NUL "
+            f"characters or lone surrogates"
+        )
+    return key

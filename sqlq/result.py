@@ -209,3 +209,62 @@ class AsyncResult:
         with self.app.connection() as conn:
             return self.app.store.revoke(conn, [self.id]) > 0
 
+
+
+class GroupResult:
+    """The jobs one publish created when it reached several queues (a fanout exchange, or a routing
+    key several bindings match). Each job has its own id; all share ``group_id`` = ``self.id``.
+
+    ``results`` (alias ``children``) holds one ``AsyncResult`` per job, in the order of ``queues``.
+    ``get()`` waits for all of them and returns their values in that order.
+    """
+
+    def __init__(self, id: str | None, results: list[AsyncResult], app: App, queues: list[str] | None = None):
+        self.id = id
+        self.results = results
+        self.app = app
+        self.queues = queues
+
+    @property
+    def children(self) -> list[AsyncResult]:
+        return self.results
+
+    def __repr__(self) -> str:
+        return f"<GroupResult: {self.id} [{', '.join(r.id for r in self.results)}]>"
+
+    def __iter__(self):
+        return iter(self.results)
+
+    def __len__(self) -> int:
+        return len(self.results)
+
+    def __getitem__(self, index: int) -> AsyncResult:
+        return self.results[index]
+
+    def ready(self) -> bool:
+        return all(r.ready() for r in self.results)
+
+    def successful(self) -> bool:
+        return all(r.successful() for r in self.results)
+
+    def failed(self) -> bool:
+        return any(r.failed() for r in self.results)
+
+    def completed_count(self) -> int:
+        return sum(r.successful() for r in self.results)
+
+    def get(self, timeout: float | None = None, propagate: bool = True, interval: float | None = None) -> list:
+        """Every job's value; ``timeout`` bounds the whole wait, not each job's."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        values = []
+        for r in self.results:
+            remaining = None if deadline is None else max(deadline - time.monotonic(), 0.0)
+            values.append(r.get(timeout=remaining, propagate=propagate, interval=interval))
+        return values
+
+    join = get
+
+    def revoke(self) -> int:
+        """Revoke the jobs that have not started; returns how many were."""
+        with self.app.connection() as conn:
+            return self.app.store.revoke(conn, [r.id for r in self.results])

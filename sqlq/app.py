@@ -14,6 +14,7 @@ import json
 import os
 import sys
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -21,13 +22,13 @@ from typing import Any
 import psycopg
 from sqlalchemy import Engine, create_engine
 
-from . import serialization
+from . import router, routing, serialization
 from .config import Settings, resolve_database_url, sqlalchemy_url
-from .db import AsyncConnectionPool, ConnectionPool, raise_if_unmigrated
+from .db import AsyncConnectionPool, ConnectionPool, connect, raise_if_unmigrated
 from .errors import ConfigurationError, NotRegistered, SerializationError, TaskDefinitionError
-from .names import validate_queue, validate_task_name
+from .names import validate_task_name
 from .notify import ResultWaiter
-from .result import AsyncResult
+from .result import AsyncResult, GroupResult
 from .store import JobSpec, Store
 from .task import Task
 
@@ -105,7 +106,10 @@ class App:
         """SQLAlchemy engine for migrations, transactional tasks and ad-hoc SQL."""
         with self._lock:
             if self._engine is None:
-                self._engine = create_engine(sqlalchemy_url(self.database_url), pool_pre_ping=True)
+                url = self.database_url
+                # connect through db.connect so an unreachable server reads as one clear line here too
+                self._engine = create_engine(sqlalchemy_url(url), pool_pre_ping=True,
+                                             creator=lambda: connect(url, autocommit=False))
             return self._engine
 
     @contextlib.contextmanager
@@ -166,6 +170,11 @@ class App:
         from . import migrate
 
         return migrate.current_revision(self.engine, self.conf.schema), migrate.head_revision()
+
+    def apply_routes(self) -> tuple[int, int]:
+        """Declare ``conf.task_queues`` (exchanges, bindings) in the database; idempotent and
+        additive, so every worker runs it at start. Returns (exchanges, new bindings)."""
+        return routing.apply_routes(self)
 
     # tasks -------------------------------------------------------------------------------------
 
@@ -244,6 +253,12 @@ class App:
         task = self.tasks.get(name)
         if task is not None:
             return task.apply_async(args, kwargs, connection=connection, **options)
+        known = set(inspect.signature(self.build_job).parameters) - {"task_name", "args", "kwargs", "task"}
+        if set(options) - known:
+            raise ConfigurationError(
+                f"unknown option(s) for send_task({name!r}): {', '.join(sorted(set(options) - known))}; "
+                f"known options: {', '.join(sorted(known))}"
+            )
         spec = self.build_job(name, args, kwargs, **options)
         return self.enqueue([spec], connection=connection)[0]
 
@@ -265,7 +280,9 @@ class App:
         ctype, args_json, kwargs_json, payload = serialization.encode_call(
             args or (), kwargs or {}, serializer or self.conf.task_serializer
         )
-        priority = self.conf.task_default_priority if priority is None else priority
+        dest = self._route(task_name, args, kwargs, task, queue=queue, exchange=exchange,
+                           routing_key=routing_key, priority=priority)
+        priority = self.conf.task_default_priority if dest.priority is None else dest.priority
         if not isinstance(priority, int) or priority not in _PRIORITY_RANGE:
             raise ConfigurationError(f"priority must be an integer from -32768 to 32767, got {priority!r}")
         if countdown is not None and eta is not None:
@@ -277,7 +294,6 @@ class App:
             expires_in = float(expires)
         if eta is not None and eta.tzinfo is None:
             eta = eta.replace(tzinfo=dt.UTC)
-        queue = self._route(task_name, queue, task)
         try:
             headers_json = json.dumps(headers or {})
         except (TypeError, ValueError) as exc:
@@ -288,77 +304,96 @@ class App:
             raise ConfigurationError(f"task_id must be a UUID string, got {task_id!r}") from None
         return JobSpec(
             id=job_id,
-            task=task_name, queue=queue, priority=priority, content_type=ctype, args=args_json,
+            task=task_name, queue=dest.queue or "", priority=priority, content_type=ctype, args=args_json,
             kwargs=kwargs_json, payload=payload, headers=headers_json, eta=eta,
             countdown=float(countdown) if countdown is not None else None,
             expires_at=expires_at, expires_in=expires_in,
             acks_late=self.conf.task_acks_late if acks_late is None else bool(acks_late),
+            exchange=dest.exchange, routing_key=dest.routing_key,
         )
 
-    def _route(self, task_name: str, queue: str | None, task: Task | None) -> str:
-        if queue is None and task is not None:
-            queue = task.queue
-        return validate_queue(queue or self.conf.default_queue)
+    def _route(self, task_name: str, args: Sequence | None, kwargs: dict | None, task: Task | None,
+               **options: Any) -> router.Destination:
+        """A queue, or an exchange and routing key (sqlq/router.py: options, task, task_routes, defaults)."""
+        return router.resolve(self.conf, task_name, args, kwargs, task=task, **options)
 
-    def enqueue(self, specs: Sequence[JobSpec], connection: Any = None) -> list[AsyncResult]:
-        """Write jobs: on a pooled connection (committed at once), or in the caller's transaction."""
+    def enqueue(self, specs: Sequence[JobSpec], connection: Any = None) -> list[AsyncResult | GroupResult]:
+        """Write jobs: on a pooled connection (committed at once), or in the caller's transaction.
+
+        Jobs routed through an exchange (``spec.exchange``) return an ``AsyncResult`` when they reach
+        one queue and a ``GroupResult`` when they reach several (sqlq/routing.py).
+        """
         store = self.store
         if connection is None:
             with self.connection() as conn:
-                self._write(store, conn, specs)
+                rows = self._write(store, conn, specs)
         else:
-            self._write_on(connection, store, specs)
+            rows = self._write_on(connection, store, specs)
+        if rows is not None:
+            return routing.published(self, specs, rows)
         return [AsyncResult(s.id, self, s.task) for s in specs]
 
     @staticmethod
-    def _write(store: Store, conn: psycopg.Connection, specs: Sequence[JobSpec]) -> None:
+    def _write(store: Store, conn: psycopg.Connection, specs: Sequence[JobSpec]) -> list[tuple] | None:
+        """Returns PUBLISH's rows for routed jobs (None otherwise)."""
+        if store.routed(specs):
+            return store.publish(conn, specs)
         if len(specs) == 1:
             store.enqueue(conn, specs[0])
         else:
             store.enqueue_many(conn, specs)
+        return None
 
-    def _write_on(self, connection: Any, store: Store, specs: Sequence[JobSpec]) -> None:
+    def _write_on(self, connection: Any, store: Store, specs: Sequence[JobSpec]) -> list[tuple] | None:
         """The caller's connection: psycopg, or SQLAlchemy Connection/Session (their transaction)."""
         if isinstance(connection, psycopg.Connection):
             try:
-                self._write(store, connection, specs)
+                return self._write(store, connection, specs)
             except psycopg.errors.ProgrammingError as exc:
                 raise_if_unmigrated(exc, self.conf.schema)
                 raise
-            return
         statement, params = self._statement(store, specs)
         conn = _sqlalchemy_connection(connection)
         try:
-            conn.exec_driver_sql(statement, params)
+            result = conn.exec_driver_sql(statement, params)
         except Exception as exc:
             raise_if_unmigrated(getattr(exc, "orig", exc), self.conf.schema)
             raise
+        return [tuple(row) for row in result.fetchall()] if store.routed(specs) else None
 
     @staticmethod
     def _statement(store: Store, specs: Sequence[JobSpec]) -> tuple[str, dict]:
+        if store.routed(specs):
+            return store.publish_statement(specs)
         if len(specs) == 1:
             return store.sql["ENQUEUE"], specs[0].params()
         return store.sql["ENQUEUE_MANY"], store.many_params(specs)
 
-    async def aenqueue(self, specs: Sequence[JobSpec], connection: Any = None) -> list[AsyncResult]:
+    async def aenqueue(self, specs: Sequence[JobSpec], connection: Any = None) -> list[AsyncResult | GroupResult]:
         store = self.store
         if connection is None:
             async with self._async_pool().connection() as conn:
-                await self._awrite(store, conn, specs)
+                rows = await self._awrite(store, conn, specs)
         elif isinstance(connection, psycopg.AsyncConnection):
-            await self._awrite(store, connection, specs)
+            rows = await self._awrite(store, connection, specs)
         else:
             statement, params = self._statement(store, specs)
             conn = await _async_sqlalchemy_connection(connection)
             try:
-                await conn.exec_driver_sql(statement, params)
+                result = await conn.exec_driver_sql(statement, params)
             except Exception as exc:
                 raise_if_unmigrated(getattr(exc, "orig", exc), self.conf.schema)
                 raise
+            rows = [tuple(row) for row in result.fetchall()] if store.routed(specs) else None
+        if rows is not None:
+            return routing.published(self, specs, rows)
         return [AsyncResult(s.id, self, s.task) for s in specs]
 
-    async def _awrite(self, store: Store, conn: psycopg.AsyncConnection, specs: Sequence[JobSpec]) -> None:
+    async def _awrite(self, store: Store, conn: psycopg.AsyncConnection,
+                      specs: Sequence[JobSpec]) -> list[tuple] | None:
         try:
+            if store.routed(specs):
+                return await store.apublish(conn, specs)
             if len(specs) == 1:
                 await store.aenqueue(conn, specs[0])
             else:
@@ -366,6 +401,16 @@ class App:
         except psycopg.errors.ProgrammingError as exc:
             raise_if_unmigrated(exc, self.conf.schema)
             raise
+        return None
+
+
+def new_job_id() -> str:
+    """A UUIDv7-style id: time-ordered, so the results primary key grows at its right edge
+    instead of splitting random btree pages on every insert."""
+    ms = time.time_ns() // 1_000_000
+    rand = int.from_bytes(os.urandom(10), "big")
+    value = (ms & 0xFFFFFFFFFFFF) << 80 | 0x7 << 76 | (rand >> 68 & 0xFFF) << 64 | 0b10 << 62 | (rand & ((1 << 62) - 1))
+    return str(uuid.UUID(int=value))
 
 
 def _sqlalchemy_connection(obj: Any) -> Any:

@@ -129,11 +129,13 @@ def setup_logging(level: str) -> None:
               help="Replace a prefork child after this many jobs.")
 @click.option("--burst", is_flag=True, envvar="SQLQ_BURST", help="Run what is due, then exit 0.")
 @click.option("--database-url", "worker_url", metavar="URL", help="PostgreSQL URL (see sqlq --help).")
+@click.option("-B", "--beat", "with_beat", is_flag=True, envvar="SQLQ_WORKER_BEAT",
+              help="Also run beat (periodic tasks) in this process; any number of beats may run.")
 @pass_ctx
 @handle_errors
 def worker(ctx: _Context, loglevel: str, concurrency: int | None, pool: str | None, queues: str | None,
            hostname: str | None, prefetch_multiplier: int | None, max_tasks_per_child: int | None,
-           burst: bool, worker_url: str | None) -> None:
+           burst: bool, worker_url: str | None, with_beat: bool) -> None:
     """Run a worker: claim jobs in batches, run them, record their outcomes."""
     from .worker.consumer import Worker
 
@@ -143,7 +145,7 @@ def worker(ctx: _Context, loglevel: str, concurrency: int | None, pool: str | No
     w = Worker(app, queues=queue_list, concurrency=concurrency, pool=pool, hostname=hostname,
                prefetch_multiplier=prefetch_multiplier, max_tasks_per_child=max_tasks_per_child,
                burst=burst, app_path=ctx.app_path, install_signal_handlers=True)
-    sys.exit(w.run())
+    sys.exit(_with_beat(app, w.run) if with_beat else w.run())
 
 
 # --- migrations ---------------------------------------------------------------------------------
@@ -194,18 +196,23 @@ def migrate_check(ctx: _Context) -> None:
 @click.option("--expires", type=float, help="Discard as EXPIRED if not started within this many seconds.")
 @click.option("--queue", "-Q", help="Queue to send to.")
 @click.option("--priority", type=int, help="Higher runs first.")
+@click.option("--exchange", "-X", help="Publish through this exchange (see sqlq routes).")
+@click.option("--routing-key", "-K", help="Routing key for --exchange (default: the task name).")
 @pass_ctx
 @handle_errors
 def call(ctx: _Context, task_name: str, args_json: str | None, kwargs_json: str | None,
          countdown: float | None, eta: dt.datetime | None, expires: float | None, queue: str | None,
-         priority: int | None) -> None:
-    """Send a task by name (the code need not be importable here); prints the job id."""
+         priority: int | None, exchange: str | None, routing_key: str | None) -> None:
+    """Send a task by name (the code need not be importable here); prints the job id
+    (one per queue reached when an exchange routes it to several)."""
     app = ctx.app()
     options = {k: v for k, v in {"countdown": countdown, "eta": eta, "expires": expires, "queue": queue,
-                                 "priority": priority}.items() if v is not None}
+                                 "priority": priority, "exchange": exchange,
+                                 "routing_key": routing_key}.items() if v is not None}
     result = app.send_task(task_name, _json_arg(args_json, "--args", list),
                            _json_arg(kwargs_json, "--kwargs", dict), **options)
-    click.echo(result.id)
+    for job in getattr(result, "results", [result]):
+        click.echo(job.id)
 
 
 @main.command()
@@ -289,6 +296,250 @@ def purge(ctx: _Context, queue: str | None, force: bool) -> None:
     with app.connection() as conn:
         count = app.store.purge(conn, queue)
     click.echo(f"purged {count} job(s) from {what}", err=True)
+
+
+# --- routing (exchanges and bindings; sqlq/routing.py) -------------------------------------------
+
+@main.group()
+def routes() -> None:
+    """Exchanges and bindings: which queues a routing key reaches."""
+
+
+@routes.command("list")
+@pass_ctx
+@handle_errors
+def routes_list(ctx: _Context) -> None:
+    """Every exchange (type, alternate queue) with its bindings."""
+    from .routing import list_routes
+
+    rows = list_routes(ctx.app())
+    click.echo(f"{'exchange':<24} {'type':<7} {'binding key':<30} {'queue':<24} alternate")
+    for r in rows:
+        key = "(none)" if r.queue is None else (r.binding_key or "-")
+        click.echo(f"{r.exchange:<24} {r.type:<7} {key:<30} {r.queue or '-':<24} {r.alternate_queue or '-'}")
+    if not rows:
+        click.echo("no exchanges declared (sqlq routes add, or task_queues and sqlq routes apply)", err=True)
+
+
+@routes.command("apply")
+@pass_ctx
+@handle_errors
+def routes_apply(ctx: _Context) -> None:
+    """Declare the app's task_queues (idempotent: adds what is missing, removes nothing)."""
+    app = ctx.app()
+    if not app.conf.task_queues:
+        _fail("the app has no task_queues to apply; set app.conf.task_queues = [Queue(...), ...] and pass -A")
+    exchanges, bindings = app.apply_routes()
+    click.echo(f"applied task_queues: {exchanges} exchange(s) declared, {bindings} new binding(s)", err=True)
+
+
+@routes.command("add")
+@click.argument("exchange")
+@click.argument("queue", required=False)
+@click.option("--type", "-t", "exchange_type", type=click.Choice(["direct", "fanout", "topic"]),
+              help="Exchange type (default: the existing one, or direct for a new exchange).")
+@click.option("--key", "-k", "routing_key", help="Binding key (default: the queue's name; fanout ignores it).")
+@click.option("--alternate", metavar="QUEUE", help="Queue that collects messages no binding matches.")
+@pass_ctx
+@handle_errors
+def routes_add(ctx: _Context, exchange: str, queue: str | None, exchange_type: str | None,
+               routing_key: str | None, alternate: str | None) -> None:
+    """Declare EXCHANGE if missing and bind QUEUE to it."""
+    from .routing import add_route
+
+    _, added = add_route(ctx.app(), exchange, queue, routing_key=routing_key, type=exchange_type,
+                         alternate_queue=alternate)
+    what = f"bound {queue!r} to {exchange!r}" if queue else f"declared {exchange!r}"
+    click.echo(what if added or not queue else f"{queue!r} was already bound to {exchange!r} that way", err=True)
+
+
+@routes.command("remove")
+@click.argument("exchange")
+@click.argument("queue", required=False)
+@click.option("--key", "-k", "routing_key", help="Only the binding with this key.")
+@pass_ctx
+@handle_errors
+def routes_remove(ctx: _Context, exchange: str, queue: str | None, routing_key: str | None) -> None:
+    """Unbind QUEUE from EXCHANGE; without QUEUE, delete EXCHANGE and all its bindings."""
+    from .routing import remove_route
+
+    count = remove_route(ctx.app(), exchange, queue, routing_key)
+    click.echo(f"removed {count} binding(s)" if queue else f"removed exchange {exchange!r}", err=True)
+
+
+@routes.command("match")
+@click.argument("exchange")
+@click.argument("routing_key")
+@pass_ctx
+@handle_errors
+def routes_match(ctx: _Context, exchange: str, routing_key: str) -> None:
+    """Print the queues a message with ROUTING_KEY published to EXCHANGE would reach."""
+    from .routing import route_queues
+
+    for name in route_queues(ctx.app(), exchange, routing_key):
+        click.echo(name)
+
+
+# --- periodic tasks (sqlq/beat.py, sqlq/periodic.py) ---------------------------------------------
+
+def _with_beat(app: App, run: Callable[[], int]) -> int:
+    """``worker -B``: beat in a thread of this process, stopped when the worker stops."""
+    from .beat import Beat
+
+    beat_loop = Beat(app)
+    thread = beat_loop.start_thread()
+    try:
+        return run()
+    finally:
+        beat_loop.stop()
+        thread.join(10)
+
+
+@main.command()
+@click.option("-l", "--loglevel", default="info", envvar="SQLQ_LOGLEVEL", show_default=True,
+              type=click.Choice(["debug", "info", "warning", "error", "critical"], case_sensitive=False))
+@click.option("--database-url", "beat_url", metavar="URL", help="PostgreSQL URL (see sqlq --help).")
+@pass_ctx
+@handle_errors
+def beat(ctx: _Context, loglevel: str, beat_url: str | None) -> None:
+    """Send periodic tasks when due. Run as many beats as you like: each tick is sent exactly once."""
+    from .beat import Beat
+
+    setup_logging(loglevel)
+    sys.exit(Beat(ctx.app(beat_url), install_signal_handlers=True).run())
+
+
+@main.group()
+def schedule() -> None:
+    """Periodic tasks stored in the database (beat_schedule and these commands write them)."""
+
+
+def _when(value: dt.datetime | None) -> str:
+    return value.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S") if value is not None else "-"
+
+
+@schedule.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object per line.")
+@pass_ctx
+@handle_errors
+def schedule_list(ctx: _Context, as_json: bool) -> None:
+    """Every schedule: its timing, state, next and last tick (UTC) and last error."""
+    from .periodic import describe, list_schedules
+
+    rows = list_schedules(ctx.app())
+    if as_json:
+        for row in rows:
+            record = {k: (v.isoformat() if isinstance(v, dt.datetime) else v) for k, v in row._asdict().items()}
+            click.echo(json.dumps(record))
+        return
+    if not rows:
+        click.echo("no schedules", err=True)
+        return
+    table = [("name", "schedule", "timezone", "task", "state", "next (UTC)", "last (UTC)", "runs")]
+    for row in rows:
+        state = "error" if row.next_fire_at is None and row.last_error else ("on" if row.enabled else "paused")
+        table.append((row.name, describe(row), row.timezone, row.task, state, _when(row.next_fire_at),
+                      _when(row.last_fire_at), str(row.total_run_count)))
+    widths = [max(len(line[i]) for line in table) for i in range(len(table[0]))]
+    for line, row in zip(table, [None, *rows], strict=True):
+        click.echo("  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip())
+        if row is not None and row.last_error:
+            click.echo(f"  ! {row.last_error}")
+
+
+@schedule.command("add")
+@click.argument("name")
+@click.argument("task_name", metavar="TASK")
+@click.option("--cron", metavar="EXPR", help="5-field cron line or alias, e.g. '*/15 * * * *' or '@daily'.")
+@click.option("--every", "every_seconds", type=click.FloatRange(min=0, min_open=True), metavar="SECONDS",
+              help="A fixed interval in seconds (real time).")
+@click.option("--anchor", type=click.DateTime(formats=["%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S"]),
+              help="With --every: the first tick, UTC (default: aligned to the Unix epoch).")
+@click.option("--tz", "--timezone", "timezone", metavar="ZONE",
+              help="IANA time zone the cron line is read in (default: the app's timezone setting).")
+@click.option("--args", "args_json", metavar="JSON", help='Positional arguments, e.g. \'[1, 2]\'.')
+@click.option("--kwargs", "kwargs_json", metavar="JSON", help='Keyword arguments, e.g. \'{"x": 1}\'.')
+@click.option("--queue", "-Q", help="Queue to send to.")
+@click.option("--priority", type=int, help="Higher runs first.")
+@click.option("--expires", type=float, help="Discard a run as EXPIRED if not started within this many seconds.")
+@click.option("--paused", is_flag=True, help="Add it paused (resume it later).")
+@click.option("--replace", is_flag=True, help="Overwrite a schedule of the same name added by hand.")
+@pass_ctx
+@handle_errors
+def schedule_add(ctx: _Context, name: str, task_name: str, cron: str | None, every_seconds: float | None,
+                 anchor: dt.datetime | None, timezone: str | None, args_json: str | None,
+                 kwargs_json: str | None, queue: str | None, priority: int | None, expires: float | None,
+                 paused: bool, replace: bool) -> None:
+    """Add a periodic task by hand; it stays when beats sync their beat_schedule."""
+    from .periodic import add_schedule, describe
+    from .schedules import every
+
+    if (cron is None) == (every_seconds is None):
+        raise click.UsageError("give exactly one of --cron EXPR or --every SECONDS")
+    if anchor is not None and every_seconds is None:
+        raise click.UsageError("--anchor goes with --every")
+    timing = cron if cron is not None else every(every_seconds, anchor=anchor and anchor.replace(tzinfo=dt.UTC))
+    options = {k: v for k, v in {"queue": queue, "priority": priority, "expires": expires}.items() if v is not None}
+    row = add_schedule(ctx.app(), name, task_name, timing, args=_json_arg(args_json, "--args", list),
+                       kwargs=_json_arg(kwargs_json, "--kwargs", dict), options=options, timezone=timezone,
+                       enabled=not paused, replace=replace)
+    state = "paused" if not row.enabled else f"next tick {_when(row.next_fire_at)} UTC"
+    click.echo(f"schedule {row.name!r}: {describe(row)} in {row.timezone}, {state}", err=True)
+
+
+@schedule.command("remove")
+@click.argument("name")
+@pass_ctx
+@handle_errors
+def schedule_remove(ctx: _Context, name: str) -> None:
+    """Delete a schedule and its tick history."""
+    from .periodic import remove_schedule
+
+    row = remove_schedule(ctx.app(), name)
+    note = (" (it is in beat_schedule: a beat with that config adds it back when it starts; "
+            "`sqlq schedule pause` stops it for good)") if row.source == "config" else ""
+    click.echo(f"removed schedule {name!r}{note}", err=True)
+
+
+@schedule.command("pause")
+@click.argument("name")
+@pass_ctx
+@handle_errors
+def schedule_pause(ctx: _Context, name: str) -> None:
+    """Stop sending a schedule's ticks until it is resumed."""
+    from .periodic import pause_schedule
+
+    changed = pause_schedule(ctx.app(), name)
+    click.echo(f"schedule {name!r} {'paused' if changed else 'was already paused'}", err=True)
+
+
+@schedule.command("resume")
+@click.argument("name")
+@pass_ctx
+@handle_errors
+def schedule_resume(ctx: _Context, name: str) -> None:
+    """Send a paused schedule's ticks again, from the next one (ticks missed while paused are not sent)."""
+    from .periodic import get_schedule, resume_schedule
+
+    app = ctx.app()
+    if not resume_schedule(app, name):
+        click.echo(f"schedule {name!r} was not paused", err=True)
+        return
+    row = get_schedule(app, name)
+    if row.last_error and row.next_fire_at is None:
+        _fail(f"schedule {name!r} resumed, but it cannot run: {row.last_error}")
+    click.echo(f"schedule {name!r} resumed; next tick {_when(row.next_fire_at)} UTC", err=True)
+
+
+@schedule.command("run-now")
+@click.argument("name")
+@pass_ctx
+@handle_errors
+def schedule_run_now(ctx: _Context, name: str) -> None:
+    """Send one run of a schedule's task now (its ticks are unaffected); prints the job id."""
+    from .periodic import run_now
+
+    click.echo(run_now(ctx.app(), name).id)
 
 
 # --- embedded database --------------------------------------------------------------------------

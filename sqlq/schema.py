@@ -25,12 +25,16 @@ from sqlalchemy import (
     Boolean,
     CheckConstraint,
     Column,
+    Computed,
     DateTime,
+    Double,
+    ForeignKeyConstraint,
     Identity,
     Index,
     Integer,
     LargeBinary,
     MetaData,
+    PrimaryKeyConstraint,
     SmallInteger,
     Table,
     Text,
@@ -108,7 +112,6 @@ def build_metadata(schema: str = "sqlq") -> MetaData:
         Column("group_id", UUID(as_uuid=False)),
         CheckConstraint("state IN ('SUCCESS', 'FAILURE', 'REVOKED', 'EXPIRED')", name="results_state_check"),
         Index("results_finished_at", "finished_at"),
-        Index("results_task_finished_at", "task", "finished_at"),
         Index("results_group", "group_id", postgresql_where=text("group_id IS NOT NULL")),
     )
 
@@ -123,4 +126,82 @@ def build_metadata(schema: str = "sqlq") -> MetaData:
         Column("started_at", DateTime(timezone=True), nullable=False, server_default=now),
         Column("heartbeat_at", DateTime(timezone=True), nullable=False, server_default=now),
     )
+    _routing_tables(md, schema)
+    _schedule_tables(md, schema)
     return md
+
+
+def _routing_tables(md: MetaData, schema: str) -> None:
+    """Exchanges and bindings (``sqlq/routing.py``): routes are rows, matched in SQL by the INSERT.
+
+    A binding's key is an exact key (direct), ignored (fanout, stored as ``''``) or a topic pattern,
+    compiled once into ``key_regex`` when written, so a publish translates no pattern.
+    The primary key makes declaring a binding twice harmless; deleting an exchange drops its bindings.
+    The SQL functions that read these tables (``route_queues``, ``topic_matches``, ``enqueue``,
+    ``publish``) are created by migration 0002.
+    """
+    Table(
+        "exchanges", md,
+        Column("name", Text, nullable=False),
+        Column("type", Text, nullable=False),
+        Column("alternate_queue", Text),
+        PrimaryKeyConstraint("name", name="exchanges_pkey"),
+        CheckConstraint("type IN ('direct', 'fanout', 'topic')", name="exchanges_type_check"),
+    )
+    Table(
+        "bindings", md,
+        Column("exchange", Text, nullable=False),
+        Column("binding_key", Text, nullable=False),
+        Column("queue", Text, nullable=False),
+        # The binding key as an anchored regex over '.' || routing_key, for topic exchanges.
+        Column("key_regex", Text, Computed(text(f'"{schema}".topic_regex(binding_key)'), persisted=True)),
+        PrimaryKeyConstraint("exchange", "binding_key", "queue", name="bindings_pkey"),
+        ForeignKeyConstraint(["exchange"], [f"{schema}.exchanges.name"], name="bindings_exchange_fkey",
+                             ondelete="CASCADE"),
+    )
+
+
+def _schedule_tables(md: MetaData, schema: str) -> None:
+    """Periodic tasks (``sqlq beat``): one row per schedule, one row per fired tick.
+
+    ``schedules.next_fire_at`` is the cursor: the first tick not yet sent. Beat claims due rows
+    with ``FOR UPDATE SKIP LOCKED`` and, in the same transaction, inserts one ``schedule_ticks``
+    row per tick and the job it enqueued; that row's primary key is what makes each tick fire
+    once however many beat processes run.
+    """
+    tz = DateTime(timezone=True)
+    Table(
+        "schedules", md,
+        Column("name", Text, primary_key=True),
+        Column("task", Text, nullable=False),
+        Column("args", JSONB, nullable=False, server_default=text("'[]'::jsonb")),
+        Column("kwargs", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+        Column("options", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+        Column("cron", Text),
+        Column("interval_seconds", Double),
+        Column("anchor", tz),
+        Column("timezone", Text, nullable=False, server_default=text("'UTC'")),
+        Column("enabled", Boolean, nullable=False, server_default=text("true")),
+        Column("source", Text, nullable=False, server_default=text("'manual'")),
+        Column("next_fire_at", tz),
+        Column("last_fire_at", tz),
+        Column("total_run_count", BigInteger, nullable=False, server_default=text("0")),
+        Column("last_error", Text),
+        Column("created_at", tz, nullable=False, server_default=text("now()")),
+        Column("updated_at", tz, nullable=False, server_default=text("now()")),
+        CheckConstraint("(cron IS NULL) <> (interval_seconds IS NULL)", name="schedules_kind_check"),
+        CheckConstraint("interval_seconds > 0", name="schedules_interval_check"),
+        CheckConstraint("source IN ('config', 'manual')", name="schedules_source_check"),
+        Index("schedules_due", "next_fire_at", postgresql_where=text("enabled")),
+    )
+    Table(
+        "schedule_ticks", md,
+        Column("schedule", Text, nullable=False),
+        Column("tick", tz, nullable=False),
+        Column("job_id", UUID(as_uuid=False), nullable=False),
+        Column("fired_at", tz, nullable=False, server_default=text("now()")),
+        Column("fired_by", Text),
+        PrimaryKeyConstraint("schedule", "tick", name="schedule_ticks_pkey"),
+        ForeignKeyConstraint(["schedule"], [f"{schema}.schedules.name"], name="schedule_ticks_schedule_fkey",
+                             ondelete="CASCADE", onupdate="CASCADE"),
+    )

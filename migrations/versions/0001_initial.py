@@ -79,7 +79,6 @@ def upgrade() -> None:
         schema=schema,
     )
     op.create_index("results_finished_at", "results", ["finished_at"], schema=schema)
-    op.create_index("results_task_finished_at", "results", ["task", "finished_at"], schema=schema)
     op.create_index("results_group", "results", ["group_id"], schema=schema,
                     postgresql_where=sa.text("group_id IS NOT NULL"))
 

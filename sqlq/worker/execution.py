@@ -50,6 +50,10 @@ def failure(job: ClaimedJob, exc: BaseException, traceback: str | None = None) -
                    exc_message=str(exc), traceback=traceback)
 
 
+class _TakenAway(Exception):  # noqa: N818 - internal control flow, never recorded
+    """A transactional task finished, but its job had been rescued from this worker meanwhile."""
+
+
 def _explain_time_limit(task: Task, exc: BaseException) -> BaseException:
     """The watchdog can only raise a bare exception class; give the record a message that says
     which limit passed."""
@@ -192,7 +196,7 @@ class Executor:
         token = _current_request.set(request)
         if signals.task_prerun.has_receivers:
             signals.task_prerun.send(sender=task, task_id=job.id, task=task, args=args, kwargs=kwargs)
-        state, retval = "FAILURE", None
+        state, retval, started = "FAILURE", None, time.monotonic()
         try:
             try:
                 if task.transactional:
@@ -201,9 +205,14 @@ class Executor:
                     retval = self._call(task, args, kwargs)
                     result = self._encode_result(task, job, retval)
                 state = "SUCCESS" if result is None else result.state
-                if state == "SUCCESS" and signals.task_success.has_receivers:
-                    signals.task_success.send(sender=task, result=retval)
+                if state == "SUCCESS":
+                    log.info("task %s[%s] succeeded in %.3fs", task.name, job.id, time.monotonic() - started)
+                    if signals.task_success.has_receivers:
+                        signals.task_success.send(sender=task, result=retval)
                 return result
+            except _TakenAway:
+                state = "IGNORED"  # rescued from us meanwhile: whoever holds it now records the outcome
+                return None
             except Retry as retry:
                 state = "RETRY"
                 return self._retry(task, job, request, retry.when or 0.0, retry.exc or retry)
@@ -282,7 +291,9 @@ class Executor:
                 request.connection, request.session = conn, session
                 try:
                     value = self._call(task, args, kwargs)
-                    session.flush()
+                    # release the session's savepoint into the job's transaction: left open, close()
+                    # would roll back the task's session writes and the FINISH run after it
+                    session.commit()
                     outcome = self._encode_result(task, job, value)
                     if outcome.state != "SUCCESS":
                         transaction.rollback()
@@ -292,7 +303,7 @@ class Executor:
                         log.warning("task %s[%s]: job was taken back from this worker; its writes are "
                                     "rolled back", task.name, job.id)
                         transaction.rollback()
-                        return None, value
+                        raise _TakenAway
                 finally:
                     session.close()
                     request.connection = request.session = None

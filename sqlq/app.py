@@ -24,8 +24,14 @@ from sqlalchemy import Engine, create_engine
 
 from . import router, routing, serialization
 from .config import Settings, resolve_database_url, sqlalchemy_url
-from .db import AsyncConnectionPool, ConnectionPool, connect, raise_if_unmigrated
-from .errors import ConfigurationError, NotRegistered, SerializationError, TaskDefinitionError
+from .db import AsyncConnectionPool, ConnectionPool, connect, raise_clear_error
+from .errors import (
+    ConfigurationError,
+    NotRegistered,
+    SchemaNotMigratedError,
+    SerializationError,
+    TaskDefinitionError,
+)
 from .names import validate_task_name
 from .notify import ResultWaiter
 from .result import AsyncResult, GroupResult
@@ -122,8 +128,8 @@ class App:
         with pool.connection() as conn:
             try:
                 yield conn
-            except psycopg.errors.ProgrammingError as exc:
-                raise_if_unmigrated(exc, self.conf.schema)
+            except psycopg.Error as exc:
+                raise_clear_error(exc, self.conf.schema)
                 raise
 
     def _async_pool(self) -> AsyncConnectionPool:
@@ -151,7 +157,9 @@ class App:
         if self._engine is not None:
             self._engine.dispose()
             self._engine = None
-        self._apool = None
+        if self._apool is not None:
+            self._apool.close()
+            self._apool = None
 
     def close(self) -> None:
         """Close every connection this app opened."""
@@ -164,6 +172,15 @@ class App:
         from . import migrate
 
         migrate.upgrade(self.engine, self.conf.schema, revision)
+
+    def require_migrated(self) -> None:
+        """Fail early, with the fix in the message, when the schema is missing or behind."""
+        current, head = self.migration_status()
+        if current != head:
+            raise SchemaNotMigratedError(
+                f"the sqlq schema {self.conf.schema!r} is at revision {current or 'none'} but this sqlq "
+                f"needs {head}; run `sqlq migrate` (or app.migrate()) first"
+            )
 
     def migration_status(self) -> tuple[str | None, str]:
         """(current revision, head revision)."""
@@ -349,15 +366,15 @@ class App:
         if isinstance(connection, psycopg.Connection):
             try:
                 return self._write(store, connection, specs)
-            except psycopg.errors.ProgrammingError as exc:
-                raise_if_unmigrated(exc, self.conf.schema)
+            except psycopg.Error as exc:
+                raise_clear_error(exc, self.conf.schema)
                 raise
         statement, params = self._statement(store, specs)
         conn = _sqlalchemy_connection(connection)
         try:
             result = conn.exec_driver_sql(statement, params)
         except Exception as exc:
-            raise_if_unmigrated(getattr(exc, "orig", exc), self.conf.schema)
+            raise_clear_error(getattr(exc, "orig", exc), self.conf.schema)
             raise
         return [tuple(row) for row in result.fetchall()] if store.routed(specs) else None
 
@@ -382,7 +399,7 @@ class App:
             try:
                 result = await conn.exec_driver_sql(statement, params)
             except Exception as exc:
-                raise_if_unmigrated(getattr(exc, "orig", exc), self.conf.schema)
+                raise_clear_error(getattr(exc, "orig", exc), self.conf.schema)
                 raise
             rows = [tuple(row) for row in result.fetchall()] if store.routed(specs) else None
         if rows is not None:
@@ -398,8 +415,8 @@ class App:
                 await store.aenqueue(conn, specs[0])
             else:
                 await store.aenqueue_many(conn, specs)
-        except psycopg.errors.ProgrammingError as exc:
-            raise_if_unmigrated(exc, self.conf.schema)
+        except psycopg.Error as exc:
+            raise_clear_error(exc, self.conf.schema)
             raise
         return None
 

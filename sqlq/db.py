@@ -21,7 +21,7 @@ import psycopg
 from sqlalchemy.pool import QueuePool
 
 from .config import libpq_url, redact_url
-from .errors import DatabaseUnavailableError, SchemaNotMigratedError
+from .errors import DatabaseUnavailableError, DuplicateJobError, SchemaNotMigratedError
 
 
 def explain_connection_error(url: str, exc: BaseException) -> DatabaseUnavailableError:
@@ -63,8 +63,16 @@ async def aconnect(url: str, *, autocommit: bool = True, connect_timeout: int = 
         raise explain_connection_error(url, exc) from None
 
 
-def raise_if_unmigrated(exc: BaseException, schema: str) -> None:
-    """A missing sqlq table almost always means `sqlq migrate` was not run: say so."""
+def raise_clear_error(exc: BaseException, schema: str) -> None:
+    """Re-raise the write errors a user can cause as sqlq errors that say what to do.
+
+    A missing sqlq table almost always means `sqlq migrate` was not run; a duplicate key on the
+    jobs table means a ``task_id`` was reused while that job still waits or runs."""
+    if isinstance(exc, psycopg.errors.UniqueViolation) and exc.diag.constraint_name == "jobs_pkey":
+        raise DuplicateJobError(
+            f"a job with this id is already waiting or running ({exc.diag.message_detail}); "
+            f"pass a new task_id, or leave it out to get a fresh one"
+        ) from None
     if isinstance(exc, psycopg.errors.UndefinedTable | psycopg.errors.InvalidSchemaName
                   | psycopg.errors.UndefinedFunction | psycopg.errors.UndefinedColumn):
         raise SchemaNotMigratedError(
@@ -109,6 +117,16 @@ class AsyncConnectionPool:
             weakref.WeakKeyDictionary()
         )
         self._lock = threading.Lock()
+
+    def close(self) -> None:
+        """Drop idle connections. Their event loops may be gone, so close the sockets directly
+        (libpq's finish) instead of awaiting ``close()`` on a loop that no longer runs."""
+        with self._lock:
+            idle = [conn for conns in self._idle.values() for conn in conns]
+            self._idle.clear()
+        for conn in idle:
+            if not conn.closed:
+                conn.pgconn.finish()
 
     @contextlib.asynccontextmanager
     async def connection(self) -> AsyncIterator[psycopg.AsyncConnection]:

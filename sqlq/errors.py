@@ -39,6 +39,10 @@ class ContentDisallowed(SerializationError):
     """A message uses a content type the app does not accept (e.g. pickle not enabled)."""
 
 
+class DuplicateJobError(SqlqError):
+    """A job with the given ``task_id`` is already waiting or running."""
+
+
 class InvalidNameError(SqlqError):
     """A queue, task, exchange or schema name is not allowed."""
 

@@ -143,6 +143,7 @@ class Worker:
             signal.signal(signal.SIGINT, self._handle_signal)
         from ..notify import Listener
 
+        self.app.require_migrated()  # a worker on an old schema would fail later, job by job
         self.app.apply_routes()  # task_queues' exchanges and bindings (idempotent; none: no query)
         with self.app.connection() as conn:
             self.store.register_worker(conn, id=self.id, hostname=self.hostname, pid=os.getpid(),

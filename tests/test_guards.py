@@ -1,0 +1,57 @@
+"""Errors a user can walk into after the first day: reused task ids, a schema left behind."""
+
+from __future__ import annotations
+
+import asyncio
+
+import psycopg
+import pytest
+
+from sqlq import App
+from sqlq.errors import DuplicateJobError, SchemaNotMigratedError
+from sqlq.worker.consumer import Worker
+
+
+def test_reusing_the_id_of_a_waiting_job_is_a_clear_error(app: App, raw_conn: psycopg.Connection, schema: str):
+    @app.task(name="guards.noop")
+    def noop():
+        return None
+
+    first = noop.apply_async(task_id="0f0f0f0f-0000-4000-8000-000000000001")
+    with pytest.raises(DuplicateJobError, match="already waiting or running"):
+        noop.apply_async(task_id=first.id)
+    # inside the caller's transaction the error is the same, and nothing extra was written
+    with psycopg.connect(raw_conn.info.dsn) as conn, pytest.raises(DuplicateJobError):
+        noop.apply_async(task_id=first.id, connection=conn)
+    assert raw_conn.execute(f'SELECT count(*) FROM "{schema}".jobs').fetchone()[0] == 1
+
+
+def test_worker_refuses_to_start_on_a_schema_behind_this_version(schema: str, database_url: str):
+    app = App("guards", database_url=database_url, schema=schema)
+    try:
+        app.migrate("0001")
+        with pytest.raises(SchemaNotMigratedError, match="run `sqlq migrate`"):
+            Worker(app, pool="threads", concurrency=1, burst=True).run()
+        app.migrate()
+        assert Worker(app, pool="threads", concurrency=1, burst=True).run() == 0
+    finally:
+        app.close()
+
+
+async def test_close_releases_async_connections(app: App, raw_conn: psycopg.Connection):
+    """asyncio apps enqueue on a pooled connection; App.close() must really close it."""
+    @app.task(name="guards.anoop")
+    def anoop():
+        return None
+
+    await anoop.adelay()
+    async with app._async_pool().connection() as conn:  # the idle pooled connection adelay used
+        backend = conn.info.backend_pid
+    alive = "SELECT count(*) FROM pg_stat_activity WHERE pid = %s"
+    assert raw_conn.execute(alive, (backend,)).fetchone()[0] == 1
+    app.close()
+    for _ in range(50):  # the server notices the closed socket at once; allow it a moment
+        if raw_conn.execute(alive, (backend,)).fetchone()[0] == 0:
+            break
+        await asyncio.sleep(0.05)
+    assert raw_conn.execute(alive, (backend,)).fetchone()[0] == 0

@@ -166,6 +166,7 @@ class _Child:
     job: ClaimedJob | None = None
     hard_deadline: float | None = None
     killed_for_time_limit: bool = False
+    tasks_done: int = 0  # a child that reached max_tasks_per_child exits: it gets no further job
 
 
 class PreforkPool(BasePool):
@@ -285,7 +286,7 @@ class PreforkPool(BasePool):
 
     def _assign(self) -> None:
         for child in self._children:
-            if not child.ready or child.job is not None:
+            if not child.ready or child.job is not None or self._retiring(child):
                 continue
             with self._lock:
                 if not self._pending:
@@ -298,6 +299,9 @@ class PreforkPool(BasePool):
                 child.conn.send(tuple(job))
             except (OSError, ValueError):
                 pass  # the child died: _collect sees its sentinel and reports the job lost
+
+    def _retiring(self, child: _Child) -> bool:
+        return bool(self.max_tasks_per_child) and child.tasks_done >= self.max_tasks_per_child
 
     def _collect(self) -> None:
         for index, child in enumerate(self._children):
@@ -338,6 +342,7 @@ class PreforkPool(BasePool):
                 elif message[0] == "done":
                     job = child.job
                     child.job, child.hard_deadline = None, None
+                    child.tasks_done += 1
                     if job is not None and job.id == message[1]:
                         self.on_result(job, message[2])
         except (EOFError, OSError):

@@ -61,3 +61,58 @@ def hard_limited(seconds):
 @app.task
 def suicide():
     os.kill(os.getpid(), 9)
+
+
+# --- tasks the worker tests use (tests/test_worker_*.py) -----------------------------------------
+
+_runs_conn: tuple[int, object] | None = None
+
+
+def record_run(job_id: str) -> None:
+    """Write one row per execution into ``<schema>.runs`` (a side table the test creates), on this
+    process's own connection, so a test can count how often each job really ran."""
+    global _runs_conn
+    import psycopg
+    from psycopg import sql
+
+    if _runs_conn is None or _runs_conn[0] != os.getpid():
+        conn = psycopg.connect(os.environ["SQLQ_DATABASE_URL"], autocommit=True)
+        # a crashed process never loses a committed row; only a server crash could, so skip the flush
+        conn.execute("SET synchronous_commit = off")
+        _runs_conn = (os.getpid(), conn)
+    conn = _runs_conn[1]
+    conn.execute(sql.SQL("INSERT INTO {}.runs (job_id, pid) VALUES (%s, %s)").format(sql.Identifier(app.conf.schema)),
+                 (job_id, os.getpid()))
+
+
+@app.task(bind=True)
+def recorded(self, seconds=0.0):
+    """Records each execution, then sleeps: the crash and shutdown tests count runs with it."""
+    record_run(self.request.id)
+    if seconds:
+        time.sleep(seconds)
+    return self.request.attempt
+
+
+@app.task(bind=True)
+def slow_first_attempt(self, seconds):
+    """Slow only on its first attempt, so a test can kill its process and watch the re-run finish."""
+    record_run(self.request.id)
+    if self.request.attempt == 1:
+        time.sleep(seconds)
+    return self.request.attempt
+
+
+
+@app.task(bind=True, max_retries=5)
+def flaky(self, failures):
+    """Fails (and retries at once) ``failures`` times, then returns how many retries it took."""
+    if self.request.retries < failures:
+        raise self.retry(exc=ValueError(f"failure {self.request.retries + 1}"), countdown=0)
+    return self.request.retries
+
+
+@app.task(acks_late=False)
+def suicide_acks_early():
+    """Kills its process; acks_late is off, so the job is not run again."""
+    os.kill(os.getpid(), 9)

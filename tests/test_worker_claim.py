@@ -1,0 +1,104 @@
+"""Issue #3, item 2: batched claims in priority-then-FIFO order, only due jobs, NOTIFY wake-ups
+and a LISTEN connection that comes back after it is killed."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+
+from sqlq.worker.consumer import Worker
+from tests.apps.harness import job_row, scalar, wait_for, wait_result
+
+#: Far longer than any wait below: a job that runs in time was woken by NOTIFY, not by the poll.
+SLOW_POLL = 120.0
+
+
+def test_one_statement_claims_many_highest_priority_first_then_fifo(app, run_worker, raw_conn, schema):
+    ran = []
+
+    @app.task
+    def note(label):
+        ran.append(label)
+
+    priorities = [0, 5, 0, 9, 5, 0, -1, 9]
+    results = [note.apply_async((f"p{p}#{i}",), priority=p) for i, p in enumerate(priorities)]
+    with run_worker(app, pool="solo", prefetch_multiplier=20):
+        for r in results:
+            r.get(timeout=30)
+    expected = [f"p{p}#{i}" for i, p in sorted(enumerate(priorities), key=lambda e: (-e[1], e[0]))]
+    assert ran == expected
+    # claimed together: one statement, so one transaction timestamp for every job it took
+    started = scalar(raw_conn, "SELECT count(DISTINCT started_at) FROM {s}.results", schema=schema)
+    assert started == 1
+
+
+def test_countdown_job_waits_in_the_table_not_in_the_worker(app, run_worker, raw_conn, schema):
+    @app.task
+    def later():
+        return "ran"
+
+    with run_worker(app) as worker:
+        result = later.apply_async(countdown=2)
+        due_at = scalar(raw_conn, "SELECT run_at FROM {s}.jobs WHERE id = %s", result.id, schema=schema)
+        while scalar(raw_conn, "SELECT now() < %s", due_at):
+            row = job_row(raw_conn, schema, result.id)
+            if row is None:
+                break  # finished: the assertions below say whether it was too early
+            assert row["state"] == "scheduled" and row["worker_id"] is None, row
+            assert worker._in_flight == 0  # nothing claimed: nothing held in memory either
+        assert result.get(timeout=30) == "ran"
+    row = wait_result(raw_conn, schema, result.id)
+    assert row["started_at"] >= due_at
+
+
+def _listen_backends(conn: psycopg.Connection, schema: str) -> list[int]:
+    query = f'LISTEN "{schema}.jobs"'
+    return [r[0] for r in conn.execute(
+        "SELECT pid FROM pg_stat_activity WHERE query = %s AND datname = current_database()", (query,))]
+
+
+def _idle_worker(app, run_worker, notified: list):
+    """A worker that polls so rarely that only a notification can wake it in time."""
+    handle = run_worker(app)
+    worker: Worker = handle.worker
+    worker.poll_interval = SLOW_POLL
+    original = worker._on_notify
+
+    def spy(channel: str, payload: str) -> None:
+        notified.append(payload)
+        original(channel, payload)
+
+    worker._on_notify = spy
+    return handle
+
+
+@pytest.fixture
+def ping(app):
+    @app.task
+    def ping(x):
+        return x
+
+    return ping
+
+
+def test_notify_wakes_an_idle_worker(app, run_worker, raw_conn, schema, ping):
+    notified: list[str] = []
+    with _idle_worker(app, run_worker, notified):
+        wait_for(lambda: _listen_backends(raw_conn, schema), message="the worker to LISTEN")
+        assert ping.delay(1).get(timeout=30) == 1  # the worker has claimed once and is now idle
+        notified.clear()
+        assert ping.delay(2).get(timeout=SLOW_POLL / 4) == 2
+        assert "default" in notified
+
+
+def test_lost_listen_connection_reconnects(app, run_worker, raw_conn, schema, ping):
+    notified: list[str] = []
+    with _idle_worker(app, run_worker, notified):
+        [old] = wait_for(lambda: _listen_backends(raw_conn, schema), message="the worker to LISTEN")
+        assert raw_conn.execute("SELECT pg_terminate_backend(%s)", (old,)).fetchone()[0]
+        [new] = wait_for(lambda: [p for p in _listen_backends(raw_conn, schema) if p != old],
+                         message="the listener to reconnect")
+        assert new != old
+        notified.clear()
+        assert ping.delay(3).get(timeout=SLOW_POLL / 4) == 3
+        assert "default" in notified

@@ -1,0 +1,116 @@
+"""Issue #3, item 4: ``self.retry()``, ``autoretry_for`` with exponential backoff, the RETRY state
+while a job waits, and retries running out into a FAILURE that carries the original exception."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from sqlq import App, MaxRetriesExceededError
+from tests.apps.harness import job_row, result_row, scalar, wait_for
+
+_offline = App("tests.offline", database_url="postgresql://nobody@127.0.0.1:1/none")
+
+
+class Flaky(Exception):
+    """Importable, so the FAILURE rebuilds as this type."""
+
+
+@given(retries=st.integers(0, 40), factor=st.floats(0.01, 100), cap=st.floats(0.1, 3600))
+def test_backoff_delay_is_full_jitter_below_the_capped_exponential(retries, factor, cap):
+    task = _offline.task(name="t.backoff", retry_backoff=factor, retry_backoff_max=cap)(lambda: None)
+    ceiling = min(cap, factor * 2 ** retries)
+    assert 0 <= task.backoff_delay(retries) <= ceiling
+
+
+def test_backoff_without_jitter_is_exactly_exponential_and_capped():
+    task = _offline.task(name="t.exact", retry_backoff=True, retry_backoff_max=10, retry_jitter=False)(lambda: None)
+    assert [task.backoff_delay(n) for n in range(6)] == [1, 2, 4, 8, 10, 10]
+    scaled = _offline.task(name="t.scaled", retry_backoff=3, retry_jitter=False)(lambda: None)
+    assert [scaled.backoff_delay(n) for n in range(3)] == [3, 6, 12]
+
+
+def test_without_backoff_the_delay_is_the_configured_countdown():
+    plain = _offline.task(name="t.plain", default_retry_delay=42)(lambda: None)
+    assert plain.backoff_delay(5) == 42
+    counted = _offline.task(name="t.counted", retry_kwargs={"countdown": 7})(lambda: None)
+    assert counted.backoff_delay(0) == 7
+
+
+def test_retry_waits_in_state_retry_then_runs_again(app, run_worker, raw_conn, schema):
+    @app.task(bind=True)
+    def once_more(self):
+        if self.request.retries == 0:
+            raise self.retry(exc=Flaky("not yet"), countdown=3600)
+        return ("done", self.request.retries, self.request.attempt)
+
+    result = once_more.delay()
+    with run_worker(app):
+        wait_for(lambda: result.state == "RETRY", message="the job to be waiting for its retry")
+        row = job_row(raw_conn, schema, result.id)
+        assert row["state"] == "scheduled" and row["worker_id"] is None
+        assert row["retries"] == 1 and row["last_error"] == f"{__name__}.Flaky: not yet"
+        assert scalar(raw_conn, "SELECT run_at > now() + interval '50 minutes' FROM {s}.jobs WHERE id = %s",
+                      result.id, schema=schema)
+        # bring the retry forward instead of waiting an hour: the worker promotes and runs it
+        raw_conn.execute(f'UPDATE "{schema}".jobs SET run_at = now() WHERE id = %s', (result.id,))
+        assert result.get(timeout=30) == ["done", 1, 2]
+    row = result_row(raw_conn, schema, result.id)
+    assert row["state"] == "SUCCESS" and row["retries"] == 1 and row["attempts"] == 2
+
+
+def test_exhausted_retries_fail_with_the_original_exception(app, run_worker, raw_conn, schema):
+    @app.task(bind=True, max_retries=2)
+    def always(self):
+        raise self.retry(exc=Flaky(f"attempt {self.request.attempt}"), countdown=0)
+
+    @app.task(bind=True)
+    def no_exc(self):
+        raise self.retry(countdown=0, max_retries=1)
+
+    original = always.delay()
+    bare = no_exc.delay()
+    with run_worker(app):
+        with pytest.raises(Flaky, match="attempt 3"):
+            original.get(timeout=30)
+        with pytest.raises(MaxRetriesExceededError, match="used up its 1 retries"):
+            bare.get(timeout=30)
+    row = result_row(raw_conn, schema, original.id)
+    assert row["state"] == "FAILURE" and row["retries"] == 2 and row["attempts"] == 3
+    assert row["exc_type"] == f"{__name__}.Flaky"
+    assert result_row(raw_conn, schema, bare.id)["retries"] == 1
+
+
+def test_autoretry_for_retries_matching_errors_with_backoff(app, run_worker, raw_conn, schema):
+    @app.task(bind=True, autoretry_for=(Flaky,), retry_backoff=0.01, retry_kwargs={"max_retries": 3})
+    def eventually(self, succeed_on):
+        if self.request.attempt < succeed_on:
+            raise Flaky(f"attempt {self.request.attempt}")
+        return self.request.attempt
+
+    @app.task(autoretry_for=(Flaky,), retry_backoff=0.01, retry_kwargs={"max_retries": 3})
+    def other_error():
+        raise KeyError("not retried")
+
+    recovers = eventually.delay(3)
+    gives_up = eventually.delay(99)
+    wrong_type = other_error.delay()
+    with run_worker(app):
+        assert recovers.get(timeout=30) == 3
+        with pytest.raises(Flaky, match="attempt 4"):
+            gives_up.get(timeout=30)
+        with pytest.raises(KeyError):
+            wrong_type.get(timeout=30)
+    assert result_row(raw_conn, schema, recovers.id)["retries"] == 2
+    assert result_row(raw_conn, schema, gives_up.id)["retries"] == 3
+    assert result_row(raw_conn, schema, wrong_type.id)["retries"] == 0
+
+
+def test_retry_from_a_prefork_child(basic_app, run_worker, raw_conn, schema):
+    from tests.apps import basic
+
+    result = basic.flaky.delay(2)
+    with run_worker(basic_app, pool="prefork", concurrency=1):
+        assert result.get(timeout=60) == 2
+    assert result_row(raw_conn, schema, result.id)["attempts"] == 3

@@ -7,6 +7,7 @@ exponential backoff.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from collections import defaultdict
@@ -50,10 +51,8 @@ class Listener:
         self._stop.set()
         conn = self._conn
         if conn is not None:
-            try:
+            with contextlib.suppress(Exception):  # shutting down; the thread exits on its own anyway
                 conn.cancel_safe() if hasattr(conn, "cancel_safe") else conn.cancel()
-            except Exception:  # noqa: BLE001 - shutting down; the thread exits on its own
-                pass
         self._thread.join(timeout=5)
 
     def _run(self) -> None:

@@ -78,11 +78,13 @@ FROM (SELECT DISTINCT queue FROM ins WHERE state = 'available') AS q
 """
 
 # Claim up to n due jobs of one queue, highest priority first, then FIFO. SKIP LOCKED lets any number
-# of workers claim side by side without waiting on each other.
+# of workers claim side by side without waiting on each other. A worker whose row is gone (presumed
+# dead, its jobs rescued) claims nothing until its next heartbeat registers it again.
 CLAIM = """
 WITH picked AS (
     SELECT ctid FROM {jobs}
     WHERE state = 'available' AND queue = %(queue)s
+      AND EXISTS (SELECT 1 FROM {workers} WHERE id = %(worker_id)s)
     ORDER BY priority DESC, seq
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED

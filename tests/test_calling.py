@@ -109,7 +109,10 @@ def test_queue_option(app: App, add, raw_conn):
 
 def test_priority_higher_first_then_fifo(app: App, add, raw_conn):
     ids = {p: [add.apply_async((p,), priority=p).id for _ in range(2)] for p in (0, 5, -3, 9)}
-    claimed = app.store.claim(raw_conn, str(uuid.uuid4()), "default", 100)
+    worker_id = str(uuid.uuid4())
+    app.store.register_worker(raw_conn, id=worker_id, hostname="test", pid=0, queues=["default"],
+                              concurrency=1, pool="solo")
+    claimed = app.store.claim(raw_conn, worker_id, "default", 100)
     assert [j.id for j in claimed] == ids[9] + ids[5] + ids[0] + ids[-3]
 
 

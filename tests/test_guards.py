@@ -55,3 +55,23 @@ async def test_close_releases_async_connections(app: App, raw_conn: psycopg.Conn
             break
         await asyncio.sleep(0.05)
     assert raw_conn.execute(alive, (backend,)).fetchone()[0] == 0
+
+
+def test_a_worker_presumed_dead_claims_nothing_until_it_registers_again(app: App, raw_conn: psycopg.Connection):
+    """Its jobs were rescued; claiming more before its heartbeat re-registers it could run them twice."""
+    @app.task(name="guards.job")
+    def job():
+        return None
+
+    job.delay()
+    worker_id = "00000000-0000-4000-8000-0000000000aa"
+    assert app.store.claim(raw_conn, worker_id, "default", 10) == []
+    app.store.register_worker(raw_conn, id=worker_id, hostname="test", pid=0, queues=["default"],
+                              concurrency=1, pool="solo")
+    assert len(app.store.claim(raw_conn, worker_id, "default", 10)) == 1
+
+
+def test_heartbeat_is_kept_well_inside_the_lost_timeout(app: App, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("SQLQ_WORKER_LOST_TIMEOUT", "3")
+    worker = Worker(app, pool="threads", concurrency=1)
+    assert worker.heartbeat_interval <= 1.0  # default 5 s would get a live worker declared dead

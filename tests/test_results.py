@@ -85,6 +85,8 @@ def tasks(app: App):
 def _finish_by_hand(app: App, conn: psycopg.Connection, job_id: str, **outcome) -> None:
     """Record an outcome the way a worker does: claim the job, then FINISH it."""
     worker_id = str(uuid.uuid4())
+    app.store.register_worker(conn, id=worker_id, hostname="test", pid=0, queues=["default"],
+                              concurrency=1, pool="solo")
     (job,) = app.store.claim(conn, worker_id, "default", 1)
     assert job.id == job_id
     assert app.store.finish(conn, worker_id, [Outcome(id=job.id, attempt=job.attempt, **outcome)]) == 1

@@ -128,3 +128,30 @@ def test_jobs_that_cannot_run_fail_clearly_and_the_worker_keeps_going(app, run_w
     assert rows[pickled]["state"] == "FAILURE"
     assert "not in accept_content" in rows[pickled]["exc_message"]
     assert isinstance(app.AsyncResult(object_args).result, SerializationError | TaskError)
+
+
+def test_unserializable_return_value_is_a_logged_and_signalled_failure(app, run_worker, caplog):
+    import threading as _threading
+
+    from sqlq import signals
+
+    seen = []
+
+    @app.task(name="outcomes.returns_object")
+    def returns_object():
+        return _threading.Lock()
+
+    def on_failure(sender=None, exception=None, **kwargs):
+        seen.append(type(exception).__name__)
+
+    signals.task_failure.connect(on_failure)
+    try:
+        result = returns_object.delay()
+        with caplog.at_level("ERROR", logger="sqlq"), run_worker(app, pool="threads"):
+            exc = result.get(timeout=30, propagate=False)
+        assert result.state == "FAILURE"
+        assert "cannot be serialized with json" in str(exc)
+        assert seen == ["SerializationError"]
+        assert any("returns_object" in r.getMessage() and "failed" in r.getMessage() for r in caplog.records)
+    finally:
+        signals.task_failure.disconnect(on_failure)

@@ -66,6 +66,9 @@ class Worker:
         self.app_path = app_path
         self.poll_interval = min(float(poll_interval or conf.worker_poll_interval), 2.0)
         self.shutdown_grace = float(conf.worker_shutdown_grace if shutdown_grace is None else shutdown_grace)
+        # a heartbeat slower than a third of the lost timeout would get a live worker declared dead
+        self.heartbeat_interval = min(float(conf.worker_heartbeat_interval), float(conf.worker_lost_timeout) / 3)
+        self._housekeeping_wake = threading.Event()
         self.install_signal_handlers = install_signal_handlers
         self.id = str(uuid.uuid4())
         self.hostname = hostname or f"sqlq@{socket.gethostname()}"
@@ -165,6 +168,7 @@ class Worker:
         finally:
             self._stopped.set()
             self._finish_wake.set()
+            self._housekeeping_wake.set()
             listener.stop()
             housekeeper.join(timeout=5)
             finisher.join(timeout=5)
@@ -256,6 +260,8 @@ class Worker:
                 self.store.finish(conn, self.id, outcomes)
             if retries:
                 self.store.retry(conn, self.id, retries)
+                if any(r.delay < self.poll_interval for r in retries):
+                    self._housekeeping_wake.set()  # promote soon-due retries without waiting a poll
             if lost:
                 requeued, failed = self.store.lost(conn, self.id, [(j.id, j.attempt) for j in lost],
                                                    self.app.conf.worker_lost_max_attempts)
@@ -307,7 +313,7 @@ class Worker:
                 with self.app.connection() as conn:
                     if now >= next_beat:
                         self._heartbeat(conn)
-                        next_beat = now + float(conf.worker_heartbeat_interval)
+                        next_beat = now + self.heartbeat_interval
                     if now >= next_maintenance:
                         self._maintain(conn)
                         next_maintenance = now + float(conf.worker_maintenance_interval)
@@ -317,7 +323,9 @@ class Worker:
                 log.warning("housekeeping failed (%s); retrying", exc)
                 wait = 1.0
             wait = self.poll_interval if wait is None else min(max(wait, 0.001), self.poll_interval)
-            self._stopped.wait(wait)
+            wait = min(wait, max(next_beat - time.monotonic(), 0.001))
+            self._housekeeping_wake.wait(wait)  # set by short retries and by the worker stopping
+            self._housekeeping_wake.clear()
 
     def _heartbeat(self, conn: psycopg.Connection) -> None:
         if not self.store.heartbeat(conn, self.id):

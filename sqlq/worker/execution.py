@@ -272,10 +272,10 @@ class Executor:
         serializer = task.serializer or self.result_serializer
         try:
             encoded = serialization.encode(value, serializer)
-        except SerializationError as exc:
-            return failure(job, SerializationError(
+        except SerializationError as exc:  # a failure like any other: logged, signalled, recorded
+            raise SerializationError(
                 f"the return value of {task.name} ({type(value).__name__}) cannot be serialized with "
-                f"{serializer}: {exc.__cause__ or exc}; return plain data"))
+                f"{serializer}: {exc.__cause__ or exc}; return plain data") from None
         outcome.result, outcome.result_payload = encoded.text, encoded.data
         outcome.result_content_type = encoded.content_type
         return outcome
@@ -295,9 +295,6 @@ class Executor:
                     # would roll back the task's session writes and the FINISH run after it
                     session.commit()
                     outcome = self._encode_result(task, job, value)
-                    if outcome.state != "SUCCESS":
-                        transaction.rollback()
-                        return outcome, value
                     recorded = self.app.store.finish(conn.connection.driver_connection, self.worker_id, [outcome])
                     if not recorded:
                         log.warning("task %s[%s]: job was taken back from this worker; its writes are "

@@ -8,6 +8,7 @@ child dies mid-task (SIGKILL, OOM): the parent sees it at once through the child
 from __future__ import annotations
 
 import collections
+import contextlib
 import logging
 import multiprocessing.connection as mpc
 import os
@@ -166,7 +167,8 @@ class _Child:
     job: ClaimedJob | None = None
     hard_deadline: float | None = None
     killed_for_time_limit: bool = False
-    tasks_done: int = 0  # a child that reached max_tasks_per_child exits: it gets no further job
+    tasks_done: int = 0
+    respawn_at: float | None = None  # set when the child died before it was ready: start again then  # a child that reached max_tasks_per_child exits: it gets no further job
 
 
 class PreforkPool(BasePool):
@@ -224,10 +226,8 @@ class PreforkPool(BasePool):
         self._wake()
 
     def _wake(self) -> None:
-        try:
+        with contextlib.suppress(BlockingIOError):  # the pipe is full: a wake-up is already pending
             os.write(self._wake_w, b"x")
-        except BlockingIOError:
-            pass
 
     def running(self) -> list[ClaimedJob]:
         with self._lock:
@@ -249,13 +249,11 @@ class PreforkPool(BasePool):
         if self._thread is not None:
             self._thread.join(timeout=5)
         for child in self._children:
-            try:
+            with contextlib.suppress(OSError, ValueError):  # already gone
                 if kill:
                     child.process.kill()
                 else:
                     child.conn.send(None)
-            except (OSError, ValueError):
-                pass
         for child in self._children:
             try:
                 child.process.wait(timeout=5)
@@ -271,7 +269,8 @@ class PreforkPool(BasePool):
             self._assign()
             waitables = [self._wake_r]
             for child in self._children:
-                waitables.append(child.conn)
+                if child.respawn_at is None:
+                    waitables.append(child.conn)
             for ready in mpc.wait(waitables, timeout=self._next_timeout()):
                 if ready == self._wake_r:
                     os.read(self._wake_r, 4096)
@@ -279,7 +278,7 @@ class PreforkPool(BasePool):
             self._enforce_time_limits()
 
     def _next_timeout(self) -> float:
-        deadlines = [c.hard_deadline for c in self._children if c.hard_deadline is not None]
+        deadlines = [d for c in self._children for d in (c.hard_deadline, c.respawn_at) if d is not None]
         if not deadlines:
             return 1.0
         return max(0.0, min(1.0, min(deadlines) - time.monotonic()))
@@ -305,6 +304,10 @@ class PreforkPool(BasePool):
 
     def _collect(self) -> None:
         for index, child in enumerate(self._children):
+            if child.respawn_at is not None:
+                if child.respawn_at <= time.monotonic() and not self._stopping:
+                    self._children[index] = self._spawn()
+                continue
             if self._read_messages(child):
                 continue
             # EOF: the child is gone (killed, crashed, or done with --max-tasks-per-child)
@@ -322,13 +325,14 @@ class PreforkPool(BasePool):
                               child.process.pid, job.task, job.id, child.process.returncode)
                     self.on_lost(job)
             if not child.ready:
+                # back off without blocking this thread: the other children keep being served
                 self._startup_failures += 1
                 delay = min(0.5 * 2 ** self._startup_failures, 10.0)
                 log.error("child process exited before it was ready (exit code %s); check that "
                           "`%s` imports cleanly; next start in %.1fs",
                           child.process.returncode, self.app_path, delay)
-                time.sleep(delay)
-            if not self._stopping:
+                child.respawn_at = time.monotonic() + delay
+            elif not self._stopping:
                 self._children[index] = self._spawn()
 
     def _read_messages(self, child: _Child) -> bool:

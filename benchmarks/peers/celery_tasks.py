@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import os
 
-from celery import Celery
-
 import settings
 import sink
+from celery import Celery
 
 BROKER = os.environ.get("BENCH_CELERY_BROKER", "redis")
 REDIS_KEY_PREFIX = f"{settings.NAMESPACE}:"

@@ -12,9 +12,17 @@ CONCURRENCY = 2  # = cores on the benchmark machine
 PREFETCH_MULTIPLIER = 4  # Celery's default
 
 
+def bench_queue():
+    from kombu import Exchange, Queue
+
+    exchange = Exchange(settings.NAMESPACE, type="direct")
+    return Queue(settings.NAMESPACE, exchange, routing_key=settings.NAMESPACE)
+
+
 class _CeleryPeer:
-    broker = ""
+    broker = ""  # BENCH_CELERY_BROKER value understood by celery_tasks
     system = ""
+    service: tuple[str, str, int] = ("", "", 0)  # name, URL, default port
     enqueue_api = "noop.delay(i)"
     bulk_api = None  # group(...).apply_async() publishes one message per task: not a bulk API
     worker_description = (
@@ -24,15 +32,13 @@ class _CeleryPeer:
     )
 
     def open(self) -> None:
-        self._check_service()
+        name, url, default_port = self.service
+        require_tcp(name, *settings.host_port(url, default_port))
         os.environ["BENCH_CELERY_BROKER"] = self.broker
         import celery_tasks
 
         self.tasks = celery_tasks
         self.purge()
-
-    def _check_service(self) -> None:
-        raise NotImplementedError
 
     def enqueue_one_by_one(self, ids: range) -> None:
         delay = self.tasks.noop.delay
@@ -61,9 +67,7 @@ class _CeleryPeer:
 class CeleryRedisPeer(_CeleryPeer):
     broker = "redis"
     system = "celery-redis"
-
-    def _check_service(self) -> None:
-        require_tcp("Redis", *settings.host_port(settings.REDIS_URL, 6379))
+    service = ("Redis", settings.REDIS_URL, 6379)
 
     def _redis(self):
         import redis
@@ -71,7 +75,9 @@ class CeleryRedisPeer(_CeleryPeer):
         return redis.Redis.from_url(settings.REDIS_URL)
 
     def purge(self) -> None:
-        """Delete every key under our prefix: queue list, bindings, unacked bookkeeping."""
+        """Delete every key under our prefix: queue list, bindings, unacked bookkeeping.
+
+        Safe before publishing: Celery re-declares the queue binding on every publish."""
         client = self._redis()
         try:
             keys = list(client.scan_iter(match=f"{self.tasks.REDIS_KEY_PREFIX}*", count=1000))
@@ -87,25 +93,16 @@ class CeleryRedisPeer(_CeleryPeer):
 class CeleryRabbitPeer(_CeleryPeer):
     broker = "rabbitmq"
     system = "celery-rabbitmq"
-
-    def _check_service(self) -> None:
-        require_tcp("RabbitMQ", *settings.host_port(settings.AMQP_URL, 5672))
-
-    def _queue(self):
-        from kombu import Exchange, Queue
-
-        exchange = Exchange(settings.NAMESPACE, type="direct")
-        return Queue(settings.NAMESPACE, exchange, routing_key=settings.NAMESPACE)
+    service = ("RabbitMQ", settings.AMQP_URL, 5672)
 
     def purge(self) -> None:
         with self.tasks.app.connection_for_write() as conn:
-            queue = self._queue()(conn.default_channel)
+            queue = bench_queue()(conn.default_channel)
             queue.declare()
             queue.purge()
 
     def close(self) -> None:
         with self.tasks.app.connection_for_write() as conn:
-            queue = self._queue()(conn.default_channel)
+            queue = bench_queue()(conn.default_channel)
             queue.delete()
             queue.exchange.delete()
-

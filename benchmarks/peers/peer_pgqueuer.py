@@ -6,10 +6,9 @@ import asyncio
 import sys
 
 import asyncpg
-from pgqueuer.queries import Queries
-
 import settings
 from common import drop_bench_database, recreate_bench_database, require_postgres, send_paced_async
+from pgqueuer.queries import Queries
 from pgqueuer_tasks import ENTRYPOINT
 
 BATCH_SIZE = 10  # PgQueuer's default dequeue batch size
@@ -42,19 +41,19 @@ class PgQueuerPeer:
     def enqueue_one_by_one(self, ids: range) -> None:
         self.loop.run(self._enqueue_each(ids))
 
+    async def _enqueue_one(self, i: int) -> None:
+        await self.queries.enqueue(ENTRYPOINT, payload(i))
+
     async def _enqueue_each(self, ids: range) -> None:
         for i in ids:
-            await self.queries.enqueue(ENTRYPOINT, payload(i))
+            await self._enqueue_one(i)
 
     def enqueue_bulk(self, ids: range) -> None:
         count = len(ids)
-        self.loop.run(
-            self.queries.enqueue([ENTRYPOINT] * count, [payload(i) for i in ids], [0] * count)
-        )
+        self.loop.run(self.queries.enqueue([ENTRYPOINT] * count, [payload(i) for i in ids], [0] * count))
 
     def enqueue_paced(self, ids: range, interval: float) -> dict[int, float]:
-        send = lambda i: self.queries.enqueue(ENTRYPOINT, payload(i))  # noqa: E731
-        return self.loop.run(send_paced_async(ids, interval, send))
+        return self.loop.run(send_paced_async(ids, interval, self._enqueue_one))
 
     def worker_command(self) -> list[str]:
         return [

@@ -16,8 +16,7 @@ class ProcrastinatePeer:
     enqueue_api = "await noop.defer_async(i=i) per job"
     bulk_api = "await noop.batch_defer_async(*kwargs) in one call"
     worker_description = (
-        f"procrastinate worker --concurrency {CONCURRENCY} (one asyncio process, psycopg pool, "
-        "LISTEN/NOTIFY)"
+        f"procrastinate worker --concurrency {CONCURRENCY} (one asyncio process, psycopg pool, LISTEN/NOTIFY)"
     )
 
     def open(self) -> None:
@@ -40,17 +39,18 @@ class ProcrastinatePeer:
     def enqueue_one_by_one(self, ids: range) -> None:
         self.loop.run(self._defer_each(ids))
 
+    async def _defer_one(self, i: int) -> None:
+        await self.tasks.noop.defer_async(i=i)
+
     async def _defer_each(self, ids: range) -> None:
-        defer = self.tasks.noop.defer_async
         for i in ids:
-            await defer(i=i)
+            await self._defer_one(i)
 
     def enqueue_bulk(self, ids: range) -> None:
         self.loop.run(self.tasks.noop.batch_defer_async(*({"i": i} for i in ids)))
 
     def enqueue_paced(self, ids: range, interval: float) -> dict[int, float]:
-        send = lambda i: self.tasks.noop.defer_async(i=i)  # noqa: E731
-        return self.loop.run(send_paced_async(ids, interval, send))
+        return self.loop.run(send_paced_async(ids, interval, self._defer_one))
 
     def worker_command(self) -> list[str]:
         return [

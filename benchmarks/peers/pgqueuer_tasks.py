@@ -14,11 +14,10 @@ from contextlib import asynccontextmanager
 
 import asyncpg
 import pgqueuer
-from pgqueuer import PgQueuer
-from pgqueuer.models import Job
-
 import settings
 import sink
+from pgqueuer import PgQueuer
+from pgqueuer.models import Job
 
 ENTRYPOINT = "bench_noop"
 

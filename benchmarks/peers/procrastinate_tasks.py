@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import procrastinate
-
 import settings
 import sink
 

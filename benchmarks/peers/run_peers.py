@@ -25,7 +25,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import procs  # noqa: E402
-from harness import PEERS, RESULT_KEYS  # noqa: E402
+from harness import LABELS_KEY, NUMERIC_KEYS, PEERS, RESULT_KEYS  # noqa: E402
 
 DEFAULT_PEERS = ("celery-redis", "celery-rabbitmq", "pgqueuer", "procrastinate")
 HARNESS = procs.PEERS_DIR / "harness.py"
@@ -83,19 +83,27 @@ def kill_recorded_workers(out: Path) -> None:
         procs.kill_group(int(line), signal.SIGKILL)
 
 
-def load_row(out: Path, name: str) -> dict[str, object]:
+def load_row(out: Path, name: str) -> tuple[dict[str, object], dict[str, str]]:
+    """The harness's (possibly partial) result row, and its labels for missing numbers."""
     try:
-        row = json.loads(out.read_text())
+        saved = json.loads(out.read_text())
     except (OSError, ValueError):
-        row = {}
-    return {key: row.get(key) for key in RESULT_KEYS} | {"system": name}
+        saved = {}
+    row = {key: saved.get(key) for key in RESULT_KEYS} | {"system": name}
+    return row, saved.get(LABELS_KEY) or {}
 
 
 def add_note(row: dict[str, object], text: str) -> None:
     row["notes"] = "; ".join(filter(None, [row.get("notes"), text]))
 
 
-def run_peer(name: str, args: argparse.Namespace, workdir: Path) -> dict[str, object]:
+def label_missing(row: dict[str, object], labels: dict[str, str], text: str) -> None:
+    for key in NUMERIC_KEYS:
+        if row[key] is None:
+            labels.setdefault(key, text)
+
+
+def run_peer(name: str, args: argparse.Namespace, workdir: Path) -> tuple[dict[str, object], dict[str, str]]:
     out, log = workdir / f"{name}.json", workdir / f"{name}.log"
     started = time.monotonic()
     harness = procs.spawn(harness_command(name, args, out), dict(os.environ), log)
@@ -107,26 +115,30 @@ def run_peer(name: str, args: argparse.Namespace, workdir: Path) -> dict[str, ob
     finally:
         procs.stop(harness, grace=CLEANUP_GRACE_S)
         kill_recorded_workers(out)
-    row = load_row(out, name)
+    row, labels = load_row(out, name)
     if timed_out:
+        label_missing(row, labels, "timeout")
         add_note(row, f"timeout: peer did not finish within {args.timeout:.0f}s")
     elif harness.returncode != 0:
-        add_note(row, f"harness exited {harness.returncode}: {procs.tail(log, 3)!r}")
+        label_missing(row, labels, "error")
+        add_note(row, f"harness exited with code {harness.returncode}")
+    if timed_out or harness.returncode != 0:
+        print(f"[peers] {name} log (last lines):\n{procs.tail(log, 40)}", file=sys.stderr)
     add_note(row, f"peer run took {time.monotonic() - started:.1f}s")
-    return row
+    return row, labels
 
 
 # --------------------------------------------------------------------------- output
 
 
-def cell(row: dict[str, object], key: str, fmt: str) -> str:
+def cell(row: dict[str, object], labels: dict[str, str], key: str, fmt: str) -> str:
     value = row.get(key)
-    return "n/a" if value is None else fmt.format(value)
+    return labels.get(key, "n/a") if value is None else fmt.format(value)
 
 
-def render_table(rows: list[dict[str, object]]) -> str:
+def render_table(results: list[tuple[dict[str, object], dict[str, str]]]) -> str:
     cells = [[header for header, _, _ in COLUMNS]]
-    cells += [[cell(row, key, fmt) for _, key, fmt in COLUMNS] for row in rows]
+    cells += [[cell(row, labels, key, fmt) for _, key, fmt in COLUMNS] for row, labels in results]
     widths = [max(len(line[c]) for line in cells) for c in range(len(COLUMNS))]
 
     def fmt_line(line: list[str]) -> str:
@@ -143,16 +155,21 @@ def render_notes(rows: list[dict[str, object]]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    started = time.monotonic()
-    rows = []
+    started, load_before = time.monotonic(), os.getloadavg()[0]
+    results = []
     with tempfile.TemporaryDirectory(prefix="bench-peers-run-") as tmp:
         for name in args.peers:
             print(f"[peers] running {name} (n={args.n}) ...", file=sys.stderr, flush=True)
-            rows.append(run_peer(name, args, Path(tmp)))
-    print(render_table(rows))
+            results.append(run_peer(name, args, Path(tmp)))
+    rows = [row for row, _ in results]
+    print(render_table(results))
     print("\nNotes:")
     print(render_notes(rows))
-    print(f"\nTotal peer benchmark time: {time.monotonic() - started:.1f}s (n={args.n})")
+    print(
+        f"\nTotal peer benchmark time: {time.monotonic() - started:.1f}s (n={args.n}); "
+        f"1-min load average {load_before:.2f} at start, {os.getloadavg()[0]:.2f} at end "
+        f"({os.cpu_count()} CPUs)"
+    )
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2) + "\n")
     return 0

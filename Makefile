@@ -25,8 +25,16 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check sqlq tests examples benchmarks migrations
 
-## sqlq's benchmarks, then the peers' (in their own virtualenv), in one table
+## sqlq's benchmarks, then the peers' (in their own virtualenv .venv-bench), in one table.
+## BENCH_PEERS=0 skips the peers, BENCH_N=2000 shrinks the workload; see benchmarks/README.md.
 bench: $(STAMP)
+	@if [ "$${BENCH_PEERS:-1}" != "0" ] && [ benchmarks/peers/requirements.txt -nt .venv-bench/.installed ]; then \
+	  echo "make bench: setting up .venv-bench for the peers" >&2; \
+	  { test -x .venv-bench/bin/python || $(PYTHON) -m venv .venv-bench; } && \
+	  .venv-bench/bin/pip install --quiet -r benchmarks/peers/requirements.txt && \
+	  touch .venv-bench/.installed || \
+	  echo "make bench: could not set up .venv-bench; the peers will be reported as unavailable" >&2; \
+	fi
 	$(BIN)/python benchmarks/run.py
 
 clean:

@@ -1,0 +1,1 @@
+"""sqlq's benchmarks: ``make bench`` (``benchmarks/run.py``); see benchmarks/README.md."""

@@ -1,0 +1,27 @@
+"""The app the benchmarks enqueue to and the ``sqlq worker`` under test runs.
+
+    python -m sqlq -A benchmarks.bench_tasks worker -P solo --burst
+
+The database is ``SQLQ_DATABASE_URL`` (else the local server), the schema ``SQLQ_SCHEMA`` (set by
+``benchmarks/run.py`` to a fresh ``bench_<random>`` schema for each run). Outcomes are recorded
+(``ignore_result=False``) so the drain can be checked and timed from the ``results`` table.
+"""
+
+from __future__ import annotations
+
+import os
+
+from sqlq import App
+
+LOCAL_URL = "postgresql://postgres@127.0.0.1:5432/test"
+
+app = App(
+    "benchmarks.bench_tasks",
+    database_url=os.environ.get("SQLQ_DATABASE_URL") or LOCAL_URL,
+    schema=os.environ.get("SQLQ_SCHEMA") or "sqlq_bench",
+)
+
+
+@app.task(ignore_result=False)
+def noop(i: int) -> None:
+    return None

@@ -16,7 +16,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import psycopg
@@ -312,11 +312,11 @@ class App:
         if eta is not None and eta.tzinfo is None:
             eta = eta.replace(tzinfo=dt.UTC)
         try:
-            headers_json = json.dumps(headers or {})
+            headers_json = json.dumps(headers) if headers else "{}"
         except (TypeError, ValueError) as exc:
             raise SerializationError(f"headers must be JSON-serializable: {exc}") from None
         try:
-            job_id = str(uuid.UUID(str(task_id))) if task_id else str(uuid.uuid4())
+            job_id = str(uuid.UUID(str(task_id))) if task_id else new_job_id()
         except ValueError:
             raise ConfigurationError(f"task_id must be a UUID string, got {task_id!r}") from None
         return JobSpec(
@@ -328,6 +328,33 @@ class App:
             acks_late=self.conf.task_acks_late if acks_late is None else bool(acks_late),
             exchange=dest.exchange, routing_key=dest.routing_key,
         )
+
+    def build_jobs(self, task_name: str, calls: Iterable[tuple[Sequence | None, dict | None]], *,
+                   task: Task | None = None, **options: Any) -> list[JobSpec]:
+        """``build_job`` for many calls with the same options.
+
+        Options and routing are resolved once, from the first call, unless a router function could
+        route each call differently; then only the arguments are encoded per call, which is what
+        makes bulk enqueue fast."""
+        calls = list(calls)
+        if not calls:
+            return []
+        if "task_id" in options or not router.routes_by_name_only(self.conf.task_routes):
+            return [self.build_job(task_name, a, k, task=task, **options) for a, k in calls]
+        first = self.build_job(task_name, *calls[0], task=task, **options)
+        serializer = options.get("serializer") or self.conf.task_serializer
+        specs = [first]
+        for args, kwargs in calls[1:]:
+            if (args is not None and not isinstance(args, list | tuple)) or \
+                    (kwargs is not None and not isinstance(kwargs, dict)):
+                return [self.build_job(task_name, a, k, task=task, **options) for a, k in calls]  # names the bad one
+            ctype, args_json, kwargs_json, payload = serialization.encode_call(args or (), kwargs or {}, serializer)
+            specs.append(JobSpec(
+                id=new_job_id(), task=task_name, queue=first.queue, priority=first.priority, content_type=ctype,
+                args=args_json, kwargs=kwargs_json, payload=payload, headers=first.headers, eta=first.eta,
+                countdown=first.countdown, expires_at=first.expires_at, expires_in=first.expires_in,
+                acks_late=first.acks_late, exchange=first.exchange, routing_key=first.routing_key))
+        return specs
 
     def _route(self, task_name: str, args: Sequence | None, kwargs: dict | None, task: Task | None,
                **options: Any) -> router.Destination:

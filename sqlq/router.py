@@ -115,6 +115,13 @@ def lookup(routes: Any, name: str, args: Sequence, kwargs: dict, options: dict,
     return None
 
 
+def routes_by_name_only(routes: Any) -> bool:
+    """Whether ``task_routes`` decides by task name alone (dicts only, no router functions), so a
+    batch of calls to one task with the same options goes to the same place."""
+    items = list(routes) if isinstance(routes, list | tuple) else [routes] if routes else []
+    return all(isinstance(item, Mapping) for item in items)
+
+
 def _routers(routes: Any) -> list[Any]:
     items = list(routes) if isinstance(routes, list | tuple) else [routes]
     routers = []

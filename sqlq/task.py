@@ -48,6 +48,10 @@ class Request:
     session: Any = None
 
 
+#: What ``apply_async`` (and the bulk forms) accept besides args, kwargs and connection.
+_APPLY_OPTIONS = frozenset({"countdown", "eta", "expires", "queue", "priority", "task_id", "headers",
+                            "serializer", "exchange", "routing_key"})
+
 _current_request: contextvars.ContextVar[Request | None] = contextvars.ContextVar("sqlq_request", default=None)
 
 
@@ -159,7 +163,10 @@ class Task:
     def apply_many(self, calls: Iterable[tuple[Sequence, dict]], *, connection: Any = None,
                    **options: Any) -> list[AsyncResult]:
         """Enqueue many ``(args, kwargs)`` calls in one statement with the same options."""
-        specs = [self.build_job(args, kwargs, **options) for args, kwargs in calls]
+        unknown = set(options) - _APPLY_OPTIONS
+        if unknown:
+            raise ConfigurationError(f"unknown option(s) for {self.name}.apply_many: {', '.join(sorted(unknown))}")
+        specs = self.app.build_jobs(self.name, calls, task=self, **self._task_defaults(options))
         return self.app.enqueue(specs, connection=connection)
 
     async def adelay(self, *args: Any, **kwargs: Any) -> AsyncResult:
@@ -174,24 +181,28 @@ class Task:
         specs = [self.build_job(_as_args(c), {}, **options) for c in calls]
         return await self.app.aenqueue(specs, connection=connection)
 
-    def build_job(self, args: Sequence | None = None, kwargs: dict | None = None, *,
-                  countdown: float | None = None, eta: dt.datetime | None = None,
-                  expires: float | dt.datetime | None = None, queue: str | None = None,
-                  priority: int | None = None, task_id: str | None = None, headers: dict | None = None,
-                  serializer: str | None = None, exchange: str | None = None,
-                  routing_key: str | None = None, **unknown: Any) -> JobSpec:
-        """Encode a call into a ``JobSpec``; raises before anything is written."""
+    def build_job(self, args: Sequence | None = None, kwargs: dict | None = None, **options: Any) -> JobSpec:
+        """Encode a call into a ``JobSpec``; raises before anything is written.
+
+        ``options`` are ``apply_async``'s: countdown, eta, expires, queue, priority, task_id, headers,
+        serializer, exchange, routing_key."""
+        unknown = set(options) - _APPLY_OPTIONS
         if unknown:
             raise ConfigurationError(
                 f"unknown option(s) for {self.name}.apply_async: {', '.join(sorted(unknown))}"
             )
-        return self.app.build_job(
-            self.name, args, kwargs, countdown=countdown, eta=eta,
-            expires=expires if expires is not None else self.expires,
-            queue=queue, priority=priority if priority is not None else self.priority,
-            task_id=task_id, headers=headers, serializer=serializer or self.serializer,
-            acks_late=self.acks_late, exchange=exchange, routing_key=routing_key, task=self,
-        )
+        return self.app.build_job(self.name, args, kwargs, task=self, **self._task_defaults(options))
+
+    def _task_defaults(self, options: dict[str, Any]) -> dict[str, Any]:
+        """The call's options with this task's own defaults filled in where the call gives none."""
+        merged = dict(options)
+        if merged.get("expires") is None:
+            merged["expires"] = self.expires
+        if merged.get("priority") is None:
+            merged["priority"] = self.priority
+        merged["serializer"] = merged.get("serializer") or self.serializer
+        merged["acks_late"] = self.acks_late
+        return merged
 
     def AsyncResult(self, task_id: str) -> AsyncResult:  # noqa: N802 - Celery's name
         return self.app.AsyncResult(task_id, task_name=self.name)

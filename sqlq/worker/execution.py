@@ -270,6 +270,9 @@ class Executor:
         if task.ignore_result:
             return outcome
         serializer = task.serializer or self.result_serializer
+        if value is None and serializer == "json":  # most tasks return nothing: skip the encoder
+            outcome.result, outcome.result_content_type = "null", serialization.JSON
+            return outcome
         try:
             encoded = serialization.encode(value, serializer)
         except SerializationError as exc:  # a failure like any other: logged, signalled, recorded

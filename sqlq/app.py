@@ -35,6 +35,7 @@ from .errors import (
 from .names import validate_task_name
 from .notify import ResultWaiter
 from .result import AsyncResult, GroupResult
+from .schema import HEAD_REVISION
 from .store import JobSpec, Store
 from .task import Task
 
@@ -174,8 +175,12 @@ class App:
         migrate.upgrade(self.engine, self.conf.schema, revision)
 
     def require_migrated(self) -> None:
-        """Fail early, with the fix in the message, when the schema is missing or behind."""
-        current, head = self.migration_status()
+        """Fail early, with the fix in the message, when the schema is missing or behind.
+
+        One query on sqlq's version table: cheap enough for every worker start."""
+        with self.connection() as conn:
+            current = self.store.schema_revision(conn)
+        head = HEAD_REVISION
         if current != head:
             raise SchemaNotMigratedError(
                 f"the sqlq schema {self.conf.schema!r} is at revision {current or 'none'} but this sqlq "

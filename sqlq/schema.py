@@ -48,6 +48,9 @@ JOB_STATES = ("available", "scheduled", "running")
 FINAL_STATES = ("SUCCESS", "FAILURE", "REVOKED", "EXPIRED")
 
 VERSION_TABLE = "sqlq_alembic_version"
+#: The newest migration. Workers compare the database with it at start without importing alembic
+#: (a test keeps it equal to the head of migrations/versions).
+HEAD_REVISION = "0003"
 
 
 def build_metadata(schema: str = "sqlq") -> MetaData:

@@ -27,6 +27,7 @@ import psycopg
 from psycopg import sql
 
 from .names import validate_identifier
+from .schema import VERSION_TABLE
 
 # --- statements ---------------------------------------------------------------------------------
 
@@ -345,6 +346,11 @@ WORKERS = """
 SELECT id::text, hostname, pid, queues, concurrency, pool, started_at, heartbeat_at,
        extract(epoch FROM now() - heartbeat_at)::float8 AS silent_for
 FROM {workers} ORDER BY started_at
+"""
+
+# Which migration the schema is at; alembic keeps this one-row table (missing: never migrated).
+SCHEMA_REVISION = """
+SELECT version_num FROM {version_table} LIMIT 1
 """
 
 # Cluster-wide chores are done by one worker at a time: whoever gets this lock for the transaction.
@@ -735,6 +741,7 @@ class Store:
             "jobs": sql.Identifier(schema, "jobs"),
             "results": sql.Identifier(schema, "results"),
             "workers": sql.Identifier(schema, "workers"),
+            "version_table": sql.Identifier(schema, VERSION_TABLE),
             "schedules": sql.Identifier(schema, "schedules"),
             "schedule_ticks": sql.Identifier(schema, "schedule_ticks"),
             "exchanges": sql.Identifier(schema, "exchanges"),
@@ -894,6 +901,14 @@ class Store:
 
     def workers(self, conn: psycopg.Connection) -> list[tuple]:
         return conn.execute(self.sql["WORKERS"]).fetchall()
+
+    def schema_revision(self, conn: psycopg.Connection) -> str | None:
+        """The schema's migration revision, None when sqlq was never migrated there."""
+        try:
+            row = conn.execute(self.sql["SCHEMA_REVISION"]).fetchone()
+        except (psycopg.errors.UndefinedTable, psycopg.errors.InvalidSchemaName):
+            return None
+        return row[0] if row else None
 
     def try_xact_lock(self, conn: psycopg.Connection, key: int) -> bool:
         return conn.execute(self.sql["TRY_XACT_LOCK"], {"key": key}).fetchone()[0]

@@ -7,6 +7,7 @@ STARTED, RETRY (waiting to run again), then one of SUCCESS, FAILURE, REVOKED, EX
 from __future__ import annotations
 
 import builtins
+import contextlib
 import datetime as dt
 import importlib
 import time
@@ -39,12 +40,10 @@ def rebuild_exception(exc_type: str | None, message: str | None, traceback: str 
     except (ImportError, AttributeError):
         cls = None
     if isinstance(cls, type) and issubclass(cls, BaseException):
-        try:
+        with contextlib.suppress(Exception):  # a constructor that wants other arguments: fall through
             exc = cls(message) if message is not None else cls()
             exc.remote_traceback = traceback  # type: ignore[attr-defined]
             return exc
-        except Exception:  # noqa: BLE001 - constructor wants other arguments: fall through
-            pass
     return TaskError(name, message or "", traceback)
 
 

@@ -89,6 +89,7 @@ fall-back day.
 from __future__ import annotations
 
 import calendar
+import contextlib
 import difflib
 import math
 from bisect import bisect_right
@@ -375,10 +376,8 @@ def resolve_timezone(name: str) -> ZoneInfo:
         raise ScheduleError(
             f"A time zone must be an IANA name such as 'Europe/London', 'America/New_York' or 'UTC', got {name!r}."
         )
-    try:
+    with contextlib.suppress(ZoneInfoNotFoundError, ValueError, OSError):  # unknown: explain below
         return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError, OSError):
-        pass
     try:
         close = difflib.get_close_matches(name, available_timezones(), n=3)
     except Exception:  # pragma: no cover - a broken tz database must not hide the real error

@@ -32,10 +32,10 @@ from .errors import (
     SerializationError,
     TaskDefinitionError,
 )
+from .migrations import HEAD_REVISION
 from .names import validate_task_name
 from .notify import ResultWaiter
 from .result import AsyncResult, GroupResult
-from .schema import HEAD_REVISION
 from .store import JobSpec, Store
 from .task import Task
 

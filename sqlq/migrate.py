@@ -15,7 +15,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine
 
-from .schema import VERSION_TABLE
+from .migrations import VERSION_TABLE
 
 
 def _config(schema: str, url: str | None = None, connection=None, output=None) -> Config:

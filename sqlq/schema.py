@@ -42,15 +42,11 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
 
+from .migrations import HEAD_REVISION, VERSION_TABLE  # noqa: F401 - re-exported: facts about the migrations
 from .names import validate_identifier
 
 JOB_STATES = ("available", "scheduled", "running")
 FINAL_STATES = ("SUCCESS", "FAILURE", "REVOKED", "EXPIRED")
-
-VERSION_TABLE = "sqlq_alembic_version"
-#: The newest migration. Workers compare the database with it at start without importing alembic
-#: (a test keeps it equal to the head of migrations/versions).
-HEAD_REVISION = "0003"
 
 
 def build_metadata(schema: str = "sqlq") -> MetaData:

@@ -26,8 +26,8 @@ from typing import Any, NamedTuple
 import psycopg
 from psycopg import sql
 
+from .migrations import VERSION_TABLE
 from .names import validate_identifier
-from .schema import VERSION_TABLE
 
 # --- statements ---------------------------------------------------------------------------------
 

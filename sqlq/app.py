@@ -32,7 +32,7 @@ from .errors import (
     SerializationError,
     TaskDefinitionError,
 )
-from .migrations import HEAD_REVISION
+from .migrate import HEAD_REVISION
 from .names import validate_task_name
 from .notify import ResultWaiter
 from .result import AsyncResult, GroupResult

@@ -42,7 +42,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
 
-from .migrations import HEAD_REVISION, VERSION_TABLE  # noqa: F401 - re-exported: facts about the migrations
+from .migrate import HEAD_REVISION, VERSION_TABLE  # noqa: F401 - re-exported: facts about the migrations
 from .names import validate_identifier
 
 JOB_STATES = ("available", "scheduled", "running")

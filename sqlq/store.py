@@ -26,7 +26,7 @@ from typing import Any, NamedTuple
 import psycopg
 from psycopg import sql
 
-from .migrations import VERSION_TABLE
+from .migrate import VERSION_TABLE
 from .names import validate_identifier
 
 # --- statements ---------------------------------------------------------------------------------

@@ -37,7 +37,7 @@ from .names import validate_task_name
 from .notify import ResultWaiter
 from .result import AsyncResult, GroupResult
 from .store import JobSpec, Store
-from .task import Task
+from .task import APPLY_OPTIONS, Task
 
 _PRIORITY_RANGE = range(-32768, 32768)
 #: What @app.task(...) accepts besides name=: Task's keyword arguments.
@@ -275,11 +275,11 @@ class App:
         task = self.tasks.get(name)
         if task is not None:
             return task.apply_async(args, kwargs, connection=connection, **options)
-        known = set(inspect.signature(self.build_job).parameters) - {"task_name", "args", "kwargs", "task"}
-        if set(options) - known:
+        unknown = set(options) - APPLY_OPTIONS
+        if unknown:
             raise ConfigurationError(
-                f"unknown option(s) for send_task({name!r}): {', '.join(sorted(set(options) - known))}; "
-                f"known options: {', '.join(sorted(known))}"
+                f"unknown option(s) for send_task({name!r}): {', '.join(sorted(unknown))}; "
+                f"known options: {', '.join(sorted(APPLY_OPTIONS))}"
             )
         spec = self.build_job(name, args, kwargs, **options)
         return self.enqueue([spec], connection=connection)[0]

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import json
 import logging
-import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, tzinfo
@@ -70,10 +69,6 @@ SCHEDULE_HEADER = "periodic_task_name"
 TICK_HEADER = "periodic_tick"
 
 _MAX_NAME = 200
-
-
-def _sync_lock_key(schema: str) -> int:
-    return zlib.crc32(f"sqlq-beat-sync:{schema}".encode())
 
 
 def _named(name: str, message: object) -> ScheduleError:
@@ -306,7 +301,7 @@ def sync_config(app: App, conn: psycopg.Connection, now: datetime | None = None)
     store = app.store
     report = SyncReport()
     with conn.transaction():
-        store.schedule_sync_lock(conn, _sync_lock_key(app.conf.schema))
+        store.xact_lock(conn, store.lock_key("beat-sync"))
         now = now or store.schedule_clock(conn)
         for name, entry in entries.items():
             try:

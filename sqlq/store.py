@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -358,8 +359,9 @@ TRY_XACT_LOCK = """
 SELECT pg_try_advisory_xact_lock(%(key)s)
 """
 
-SCHEMA_EXISTS = """
-SELECT to_regclass(%(jobs)s) IS NOT NULL
+# Work that must not interleave (beats syncing their configs) waits its turn for this lock.
+XACT_LOCK = """
+SELECT pg_advisory_xact_lock(%(key)s)
 """
 
 # --- schedules ----------------------------------------------------------------------------------
@@ -374,11 +376,6 @@ _SCHEDULE_COLUMNS = """name, task, args, kwargs, options, cron, interval_seconds
 # The time every schedule decision is made against: the database's, never a beat host's.
 SCHEDULE_CLOCK = """
 SELECT clock_timestamp()
-"""
-
-# Beats starting together sync their configs one after the other, never interleaved.
-SCHEDULE_SYNC_LOCK = """
-SELECT pg_advisory_xact_lock(%(key)s)
 """
 
 # Write a definition. An existing row keeps its cursor while its timing (cron, interval, anchor,
@@ -910,19 +907,20 @@ class Store:
             return None
         return row[0] if row else None
 
+    def lock_key(self, purpose: str) -> int:
+        """The advisory-lock key for one purpose in this schema (two schemas never share a lock)."""
+        return zlib.crc32(f"sqlq-{purpose}:{self.schema}".encode())
+
     def try_xact_lock(self, conn: psycopg.Connection, key: int) -> bool:
         return conn.execute(self.sql["TRY_XACT_LOCK"], {"key": key}).fetchone()[0]
 
-    def schema_exists(self, conn: psycopg.Connection) -> bool:
-        return conn.execute(self.sql["SCHEMA_EXISTS"], {"jobs": f'"{self.schema}".jobs'}).fetchone()[0]
+    def xact_lock(self, conn: psycopg.Connection, key: int) -> None:
+        conn.execute(self.sql["XACT_LOCK"], {"key": key})
 
     # schedules (sqlq beat) ---------------------------------------------------------------------
 
     def schedule_clock(self, conn: psycopg.Connection) -> dt.datetime:
         return conn.execute(self.sql["SCHEDULE_CLOCK"]).fetchone()[0]
-
-    def schedule_sync_lock(self, conn: psycopg.Connection, key: int) -> None:
-        conn.execute(self.sql["SCHEDULE_SYNC_LOCK"], {"key": key})
 
     def upsert_schedule(self, conn: psycopg.Connection, params: dict[str, Any]) -> None:
         conn.execute(self.sql["SCHEDULE_UPSERT"], params)

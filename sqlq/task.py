@@ -49,7 +49,7 @@ class Request:
 
 
 #: What ``apply_async`` (and the bulk forms) accept besides args, kwargs and connection.
-_APPLY_OPTIONS = frozenset({"countdown", "eta", "expires", "queue", "priority", "task_id", "headers",
+APPLY_OPTIONS = frozenset({"countdown", "eta", "expires", "queue", "priority", "task_id", "headers",
                             "serializer", "exchange", "routing_key"})
 
 _current_request: contextvars.ContextVar[Request | None] = contextvars.ContextVar("sqlq_request", default=None)
@@ -163,7 +163,7 @@ class Task:
     def apply_many(self, calls: Iterable[tuple[Sequence, dict]], *, connection: Any = None,
                    **options: Any) -> list[AsyncResult]:
         """Enqueue many ``(args, kwargs)`` calls in one statement with the same options."""
-        unknown = set(options) - _APPLY_OPTIONS
+        unknown = set(options) - APPLY_OPTIONS
         if unknown:
             raise ConfigurationError(f"unknown option(s) for {self.name}.apply_many: {', '.join(sorted(unknown))}")
         specs = self.app.build_jobs(self.name, calls, task=self, **self._task_defaults(options))
@@ -186,7 +186,7 @@ class Task:
 
         ``options`` are ``apply_async``'s: countdown, eta, expires, queue, priority, task_id, headers,
         serializer, exchange, routing_key."""
-        unknown = set(options) - _APPLY_OPTIONS
+        unknown = set(options) - APPLY_OPTIONS
         if unknown:
             raise ConfigurationError(
                 f"unknown option(s) for {self.name}.apply_async: {', '.join(sorted(unknown))}"

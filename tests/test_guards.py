@@ -92,3 +92,19 @@ def test_worker_refuses_to_start_on_an_empty_schema(schema: str, database_url: s
             Worker(app, pool="threads", concurrency=1, burst=True).run()
     finally:
         app.close()
+
+
+def test_worker_survives_losing_its_claiming_connection(app: App, run_worker, raw_conn: psycopg.Connection):
+    """A database restart or a killed backend must not end the worker: it reconnects and goes on."""
+    @app.task(name="guards.echo")
+    def echo(x):
+        return x
+
+    with run_worker(app, pool="threads", concurrency=1):
+        assert echo.delay(1).get(timeout=30) == 1
+        killed = raw_conn.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid() AND query LIKE '%%WITH picked AS%%'"
+        ).fetchone()[0]
+        assert killed >= 1
+        assert echo.delay(2).get(timeout=60) == 2

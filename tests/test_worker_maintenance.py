@@ -28,7 +28,7 @@ def test_maintenance_is_done_by_one_worker_at_a_time(app, raw_conn, schema, data
     worker = Worker(app, pool="threads", concurrency=1)  # not started: only its maintenance is used
 
     with psycopg.connect(database_url) as holder:  # another worker, in the middle of its own round
-        assert app.store.try_xact_lock(holder, worker._lock_key)
+        assert app.store.try_xact_lock(holder, app.store.lock_key("maintenance"))
         with app.connection() as conn:
             worker._maintain(conn)
         assert job_row(raw_conn, schema, result.id)["worker_id"] is not None  # it kept its hands off

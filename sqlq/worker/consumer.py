@@ -23,7 +23,6 @@ import socket
 import threading
 import time
 import uuid
-import zlib
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -84,7 +83,6 @@ class Worker:
         self._queue_cursor = 0
         self.processed = 0
         self.pool: BasePool = self._make_pool()
-        self._lock_key = zlib.crc32(f"sqlq-maintenance:{app.conf.schema}".encode())
 
     # construction ------------------------------------------------------------------------------
 
@@ -149,8 +147,7 @@ class Worker:
         self.app.require_migrated()  # a worker on an old schema would fail later, job by job
         self.app.apply_routes()  # task_queues' exchanges and bindings (idempotent; none: no query)
         with self.app.connection() as conn:
-            self.store.register_worker(conn, id=self.id, hostname=self.hostname, pid=os.getpid(),
-                                       queues=self.queues, concurrency=self.concurrency, pool=self.pool_name)
+            self._register(conn)
         listener = Listener(self.app.database_url, [self.store.listen_jobs], self._on_notify,
                             self._wake.set, name="sqlq-listen").start()
         housekeeper = threading.Thread(target=self._housekeeping, name="sqlq-housekeeping", daemon=True)
@@ -162,8 +159,8 @@ class Worker:
                  ",".join(self.queues), self.pool_name, self.concurrency, self.capacity)
         signals.worker_ready.send(sender=self)
         try:
+            self._loop()
             with self.app.connection() as conn:
-                self._loop(conn)
                 self._shutdown(conn)
         finally:
             self._stopped.set()
@@ -179,7 +176,20 @@ class Worker:
         if payload in self.queues:
             self._wake.set()
 
-    def _loop(self, conn: psycopg.Connection) -> None:
+    def _loop(self) -> None:
+        """Serve until stopped; a lost database connection is replaced (with backoff), never fatal."""
+        backoff = 0.0
+        while self._stop_mode is None:
+            try:
+                with self.app.connection() as conn:
+                    self._serve(conn)
+                return
+            except psycopg.OperationalError as exc:
+                backoff = min(max(backoff * 2, 0.5), 10.0)
+                log.warning("lost the database connection (%s); claiming again in %.1fs", exc, backoff)
+                self._wake.wait(backoff)
+
+    def _serve(self, conn: psycopg.Connection) -> None:
         idle_rounds = 0
         while self._stop_mode is None:
             self._wake.clear()
@@ -263,16 +273,20 @@ class Worker:
                 if any(r.delay < self.poll_interval for r in retries):
                     self._housekeeping_wake.set()  # promote soon-due retries without waiting a poll
             if lost:
-                requeued, failed = self.store.lost(conn, self.id, [(j.id, j.attempt) for j in lost],
-                                                   self.app.conf.worker_lost_max_attempts)
-                log.warning("%d interrupted job(s): %d handed back, %d failed after too many lost workers",
-                            len(lost), requeued, failed)
+                self._hand_back_lost(conn, lost)
         except BaseException:
             self._done.extendleft(reversed(batch))
             self._lost.extendleft(reversed(lost))
             raise
         self._count(-(len(batch) + len(lost)))
         self._wake.set()  # capacity freed: the consumer may claim again
+
+    def _hand_back_lost(self, conn: psycopg.Connection, jobs: Sequence[ClaimedJob]) -> None:
+        """Jobs interrupted here (a dead prefork child, a cold shutdown): run again or FAILURE."""
+        requeued, failed = self.store.lost(conn, self.id, [(j.id, j.attempt) for j in jobs],
+                                           self.app.conf.worker_lost_max_attempts)
+        log.warning("%d interrupted job(s): %d handed back, %d failed after too many lost workers",
+                    len(jobs), requeued, failed)
 
     def _shutdown(self, conn: psycopg.Connection) -> None:
         unstarted = self.pool.take_unstarted()
@@ -290,11 +304,8 @@ class Worker:
         if self.pool.running():
             interrupted = self.pool.terminate()
             self._flush(conn)
-            still_ours = [(j.id, j.attempt) for j in interrupted]
-            if still_ours:
-                requeued, failed = self.store.lost(conn, self.id, still_ours, self.app.conf.worker_lost_max_attempts)
-                log.warning("cold shutdown interrupted %d job(s): %d handed back, %d failed",
-                            len(still_ours), requeued, failed)
+            if interrupted:
+                self._hand_back_lost(conn, interrupted)
         else:
             self.pool.join(1.0)
         self._flush(conn)
@@ -327,18 +338,21 @@ class Worker:
             self._housekeeping_wake.wait(wait)  # set by short retries and by the worker stopping
             self._housekeeping_wake.clear()
 
+    def _register(self, conn: psycopg.Connection) -> None:
+        self.store.register_worker(conn, id=self.id, hostname=self.hostname, pid=os.getpid(),
+                                   queues=self.queues, concurrency=self.concurrency, pool=self.pool_name)
+
     def _heartbeat(self, conn: psycopg.Connection) -> None:
         if not self.store.heartbeat(conn, self.id):
             log.warning("this worker was presumed dead (heartbeat row gone) and its jobs rescued; "
                         "registering again")
-            self.store.register_worker(conn, id=self.id, hostname=self.hostname, pid=os.getpid(),
-                                       queues=self.queues, concurrency=self.concurrency, pool=self.pool_name)
+            self._register(conn)
 
     def _maintain(self, conn: psycopg.Connection) -> None:
         """Cluster-wide chores, done by whichever worker holds the advisory lock this round."""
         conf = self.app.conf
         with conn.transaction():
-            if not self.store.try_xact_lock(conn, self._lock_key):
+            if not self.store.try_xact_lock(conn, self.store.lock_key("maintenance")):
                 return
             requeued, failed = self.store.rescue(conn, float(conf.worker_lost_timeout),
                                                  int(conf.worker_lost_max_attempts))

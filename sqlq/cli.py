@@ -139,6 +139,9 @@ def worker(ctx: _Context, loglevel: str, concurrency: int | None, pool: str | No
     """Run a worker: claim jobs in batches, run them, record their outcomes."""
     from .worker.consumer import Worker
 
+    if not ctx.app_path:  # without the app no task is registered: every job would fail NotRegistered
+        _fail("sqlq worker runs your tasks, so it needs your app: sqlq -A module[:attr] worker "
+              "(or set SQLQ_APP=module)")
     setup_logging(loglevel)
     app = ctx.app(worker_url)
     queue_list = [q.strip() for q in queues.split(",") if q.strip()] if queues else None

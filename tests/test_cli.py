@@ -174,3 +174,11 @@ def test_db_status_on_an_unused_directory(tmp_path):
     assert proc.returncode == 0
     assert proc.stdout.startswith("not running")
     assert not (tmp_path / "unused").exists() or not any((tmp_path / "unused").iterdir())
+
+
+def test_worker_without_an_app_refuses_instead_of_failing_every_job(migrated: str):
+    job_id = run_cli("call", "tests.apps.basic.add", "--args", "[1, 2]").stdout.strip()
+    proc = run_cli("worker", "--burst", env={"SQLQ_APP": ""})
+    assert proc.returncode == 1
+    assert "needs your app: sqlq -A module" in proc.stderr and "Traceback" not in proc.stderr
+    assert json.loads(run_cli("result", job_id).stdout)["state"] == "PENDING"  # the job was left alone

@@ -454,10 +454,11 @@ def render(res: SqlqResults, peers: list[dict], peers_text: str, with_peers: boo
                 f"{res.n} jobs (* = best)", drain_table(res)]
     out += ["", "sqlq latency (started_at - enqueued_at, DB clock): "
                 f"{res.latencies[0].jobs if res.latencies else 0} jobs 20 ms apart to an idle worker", latency_table(res)]
-    if res.bulk_build_s is not None:
-        out += ["", f"sqlq bulk enqueue split: build_job x {res.n} = {res.bulk_build_s:.3f}s (Python), "
-                    f"one ENQUEUE_MANY statement = {res.bulk_statement_s:.3f}s "
-                    f"(parameter encoding + server)"]
+    if res.bulk_runs_per_s:
+        out += ["", f"sqlq bulk enqueue: median of {len(res.bulk_runs_per_s)} delay_many({res.n}) runs; each run: "
+                    + ", ".join(f"{r:,.0f}" for r in res.bulk_runs_per_s) + " jobs/s. "
+                    f"The same rows encoded beforehand, COPY alone: {res.bulk_statement_s:.3f}s "
+                    f"(= {res.n / res.bulk_statement_s:,.0f} jobs/s, the server's ceiling on this machine)"]
     if res.notes:
         out += ["", "sqlq notes:"] + [f"  - {note}" for note in res.notes]
     out += ["", "Peers:"]

@@ -11,10 +11,9 @@ import importlib
 import os
 import re
 from collections.abc import Iterator, Mapping
+from functools import lru_cache
 from typing import Any
-
-from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError
+from urllib.parse import urlsplit
 
 from .errors import ConfigurationError, DatabaseURLError
 from .names import validate_identifier, validate_queue
@@ -60,6 +59,16 @@ _LIST = {"accept_content"}
 #: Settings that cannot come from a flat environment string.
 _NOT_FROM_ENV = {"task_routes", "task_queues", "beat_schedule", "database_url"}
 
+#: On POSIX, ``os.environ`` keeps the variables, encoded, in ``_data``; elsewhere use ``get``.
+_ENVIRON_DATA: dict | None = getattr(os.environ, "_data", None) if os.name == "posix" else None
+
+#: The environment variable of each setting that may come from one (encoded, to look up in _data).
+_ENV_NAMES: dict[str, Any] = {
+    key: (f"SQLQ_{key.upper()}".encode() if _ENVIRON_DATA is not None else f"SQLQ_{key.upper()}")
+    for key in DEFAULTS if key not in _NOT_FROM_ENV
+}
+
+
 def _coerce(key: str, raw: str) -> Any:
     try:
         if key in _INT:
@@ -83,15 +92,8 @@ class Settings:
         self.update(overrides)
 
     def __getattr__(self, key: str) -> Any:
-        try:
-            value = self._values[key]
-        except KeyError:
-            raise AttributeError(f"no sqlq setting named {key!r}") from None
-        if key not in _NOT_FROM_ENV:
-            raw = os.environ.get(f"SQLQ_{key.upper()}")
-            if raw:  # the deployment's environment overrides what code says
-                return _coerce(key, raw)
-        return value
+        # Known settings are properties (below); only unknown names get here.
+        raise AttributeError(f"no sqlq setting named {key!r}")
 
     def __setattr__(self, key: str, value: Any) -> None:
         self.update({key: value})
@@ -141,40 +143,74 @@ class Settings:
         return {key: getattr(self, key) for key in self._values}
 
 
+
+def _setting(key: str) -> property:
+    """A setting as a property: the environment variable if set, else the value code gave.
+
+    Several settings are read on every ``delay()``, and the environment is read each time so that a
+    changed variable takes effect. Hence a property rather than ``__getattr__`` (a failed normal
+    lookup first costs more than the read), and a dict lookup in ``os.environ._data`` on POSIX
+    rather than ``os.environ.get`` (which encodes the key and raises KeyError on every miss)."""
+    env_name = _ENV_NAMES.get(key)
+    environ = _ENVIRON_DATA if _ENVIRON_DATA is not None else os.environ
+
+    def read(self: Settings) -> Any:
+        if env_name is not None:
+            raw = environ.get(env_name)
+            if raw:  # the deployment's environment overrides what code says
+                return _coerce(key, os.fsdecode(raw))
+        return self._values[key]
+
+    return property(read)
+
+
+for _key in DEFAULTS:
+    setattr(Settings, _key, _setting(_key))
+
 # --- database URLs ----------------------------------------------------------------------------
 
 _ACCEPTED_DRIVERS = {"postgres", "postgresql", "postgresql+psycopg"}
+_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://(.*)$", re.DOTALL)
 
 
-def parse_database_url(url: str) -> URL:
-    """Normalise the URL spellings users paste (Heroku's ``postgres://`` too) to SQLAlchemy's psycopg 3 form."""
+@lru_cache(maxsize=64)
+def parse_database_url(url: str) -> str:
+    """Check the URL spellings users paste (Heroku's ``postgres://`` too) and return the part after
+    ``scheme://``, which libpq and SQLAlchemy read alike.
+
+    Parsed here rather than with SQLAlchemy's ``make_url`` so that ``import sqlq`` (and so a worker's
+    start-up) does not pay for importing SQLAlchemy's engine; libpq parses the rest itself."""
     if not isinstance(url, str) or not url.strip():
         raise DatabaseURLError("the database URL is empty; set SQLQ_DATABASE_URL=postgresql://user@host/dbname")
+    expected = "Expected postgresql://user:password@host:port/dbname"
+    match = _SCHEME.match(url.strip())
+    if match is None:
+        raise DatabaseURLError(f"cannot parse database URL {_redact(url)!r}: no scheme://. {expected}")
+    scheme, rest = match.group(1).lower(), match.group(2)
     try:
-        parsed = make_url(url.strip())
-    except (ArgumentError, ValueError) as exc:
+        parts = urlsplit(f"{scheme}://{rest}")
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError as exc:
+        raise DatabaseURLError(f"cannot parse database URL {_redact(url)!r}: {exc}. {expected}") from None
+    if scheme not in _ACCEPTED_DRIVERS:
         raise DatabaseURLError(
-            f"cannot parse database URL {_redact(url)!r}: {exc}. Expected postgresql://user:password@host:port/dbname"
-        ) from None
-    if parsed.drivername not in _ACCEPTED_DRIVERS:
-        raise DatabaseURLError(
-            f"unsupported database URL scheme {parsed.drivername!r} in {_redact(url)!r}: sqlq needs PostgreSQL; "
+            f"unsupported database URL scheme {scheme!r} in {_redact(url)!r}: sqlq needs PostgreSQL; "
             f"use postgresql://, postgres:// or postgresql+psycopg://"
         )
-    if not parsed.database:
+    if not parts.path.lstrip("/"):
         raise DatabaseURLError(
             f"the database URL {_redact(url)!r} names no database; add one, e.g. postgresql://host:5432/mydb"
         )
-    return parsed.set(drivername="postgresql+psycopg")
+    return rest
 
 
 def sqlalchemy_url(url: str) -> str:
-    return parse_database_url(url).render_as_string(hide_password=False)
+    return "postgresql+psycopg://" + parse_database_url(url)
 
 
 def libpq_url(url: str) -> str:
     """The form psycopg.connect() accepts (no ``+psycopg`` suffix)."""
-    return parse_database_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+    return "postgresql://" + parse_database_url(url)
 
 
 def _redact(url: str) -> str:

@@ -57,6 +57,12 @@ def resolve(conf: Settings, task_name: str, args: Sequence | None, kwargs: dict 
             task: Task | None = None, queue: Any = None, exchange: Any = None, routing_key: str | None = None,
             priority: int | None = None) -> Destination:
     """Apply the precedence above to one call; validates every name it returns."""
+    if queue is None and exchange is None and routing_key is None \
+            and not conf.task_routes and not conf.task_default_exchange:
+        # The plain delay(): nothing routes, so the task's queue or the default queue (and cheaply:
+        # this runs on every call).
+        return _direct(task.queue if task is not None and task.queue is not None else conf.default_queue,
+                       priority)
     explicit = {"queue": _name(queue), "exchange": _name(exchange), "routing_key": routing_key,
                 "priority": priority}
     levels: list[dict[str, Any]] = [explicit]
@@ -77,6 +83,11 @@ def resolve(conf: Settings, task_name: str, args: Sequence | None, kwargs: dict 
     if conf.task_default_exchange:
         return _routed(_name(conf.task_default_exchange), key, task_name, conf, prio)
     return Destination(validate_queue(conf.default_queue), None, None, prio)
+
+
+@lru_cache(maxsize=256)
+def _direct(queue: str, priority: int | None) -> Destination:
+    return Destination(validate_queue(queue), None, None, priority)
 
 
 def _routed(exchange: str, key: str | None, task_name: str, conf: Settings, prio: int | None) -> Destination:

@@ -166,8 +166,8 @@ class Task:
         unknown = set(options) - APPLY_OPTIONS
         if unknown:
             raise ConfigurationError(f"unknown option(s) for {self.name}.apply_many: {', '.join(sorted(unknown))}")
-        specs = self.app.build_jobs(self.name, calls, task=self, **self._task_defaults(options))
-        return self.app.enqueue(specs, connection=connection)
+        return self.app.enqueue_calls(self.name, calls, task=self, connection=connection,
+                                      **self._task_defaults(options))
 
     async def adelay(self, *args: Any, **kwargs: Any) -> AsyncResult:
         return await self.aapply_async(args, kwargs)
@@ -186,8 +186,8 @@ class Task:
 
         ``options`` are ``apply_async``'s: countdown, eta, expires, queue, priority, task_id, headers,
         serializer, exchange, routing_key."""
-        unknown = set(options) - APPLY_OPTIONS
-        if unknown:
+        if options and not APPLY_OPTIONS.issuperset(options):
+            unknown = set(options) - APPLY_OPTIONS
             raise ConfigurationError(
                 f"unknown option(s) for {self.name}.apply_async: {', '.join(sorted(unknown))}"
             )

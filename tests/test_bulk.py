@@ -65,6 +65,16 @@ def test_a_bad_argument_anywhere_in_the_batch_inserts_nothing(app: App, add, raw
     assert _rows(raw_conn, schema) == []
 
 
+def test_a_badly_shaped_call_in_a_streamed_batch_is_named_and_inserts_nothing(app: App, add, raw_conn,
+                                                                              schema: str):
+    calls = [((i, i), {}) for i in range(199)] + [((1, 1), ["not", "a", "dict"])]
+    with pytest.raises(SerializationError, match="kwargs must be a dict, not list"):
+        add.apply_many(calls)
+    assert _rows(raw_conn, schema) == []
+    add.apply_many(calls[:-1])  # the pooled connection is fine afterwards
+    assert len(_rows(raw_conn, schema)) == 199
+
+
 def test_router_functions_route_each_call_of_a_batch(app: App, add, raw_conn, schema: str):
     def by_parity(name, args, kwargs, options, task=None, **kw):
         return {"queue": "even" if args[0] % 2 == 0 else "odd"}

@@ -15,10 +15,23 @@ from .errors import (
 )
 from .result import AsyncResult, GroupResult
 from .routing import Exchange, Queue, binding
-from .schedules import crontab, every
 from .task import Task
 
 __version__ = "0.1.0"
+
+# Periodic-schedule helpers come from sqlq.schedules on first use: it imports croniter, which a
+# worker or a producer without a schedule should not pay for at start-up.
+_LAZY = {"crontab": "schedules", "every": "schedules"}
+
+
+def __getattr__(name: str) -> object:
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __all__ = [
     "App",

@@ -8,8 +8,10 @@ logger, so importing sqlq never touches the application's root logger.
 
 from __future__ import annotations
 
+import atexit
 import datetime as dt
 import functools
+import gc
 import json
 import logging
 import sys
@@ -148,7 +150,28 @@ def worker(ctx: _Context, loglevel: str, concurrency: int | None, pool: str | No
     w = Worker(app, queues=queue_list, concurrency=concurrency, pool=pool, hostname=hostname,
                prefetch_multiplier=prefetch_multiplier, max_tasks_per_child=max_tasks_per_child,
                burst=burst, app_path=ctx.app_path, install_signal_handlers=True)
-    sys.exit(_with_beat(app, w.run) if with_beat else w.run())
+    try:
+        code = _with_beat(app, w.run) if with_beat else w.run()
+    finally:
+        app.close()  # say goodbye to the server now rather than from the interpreter's teardown
+    skip_exit_gc()
+    sys.exit(code)
+
+
+_exit_gc_skipped = False
+
+
+def skip_exit_gc() -> None:
+    """Leave what exists now out of the interpreter's final garbage collections.
+
+    A worker that has stopped has recorded every outcome, removed its row and closed its
+    connections; what is left is collecting every object of psycopg, the app and the rest of what
+    was imported, which took 100-150 ms of a burst worker's exit. ``gc.freeze`` at exit skips that
+    (atexit handlers still run, and objects freed by reference counting are still finalized)."""
+    global _exit_gc_skipped
+    if not _exit_gc_skipped:
+        _exit_gc_skipped = True
+        atexit.register(gc.freeze)
 
 
 # --- migrations ---------------------------------------------------------------------------------

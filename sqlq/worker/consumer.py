@@ -113,7 +113,14 @@ class Worker:
 
     def _on_result(self, job: ClaimedJob, result: Result) -> None:
         self._done.append((job, result))
-        self._finish_wake.set()
+        # Event.set takes the event's lock, contended by every pool thread and the finisher: skip it
+        # while the finisher is already woken. Safe, because the finisher clears the event before it
+        # empties the queue, so an outcome appended before that clear is still taken by that round.
+        if not self._finish_wake.is_set():
+            self._finish_wake.set()
+        # half the prefetch buffer has run: the consumer may claim the next batch (see _claim)
+        if not self._wake.is_set() and self._held() <= self.capacity // 2:
+            self._wake.set()
 
     def _on_lost(self, job: ClaimedJob) -> None:
         self._lost.append(job)
@@ -148,8 +155,11 @@ class Worker:
         self.app.apply_routes()  # task_queues' exchanges and bindings (idempotent; none: no query)
         with self.app.connection() as conn:
             self._register(conn)
-        listener = Listener(self.app.database_url, [self.store.listen_jobs], self._on_notify,
-                            self._wake.set, name="sqlq-listen").start()
+        # A burst worker needs no LISTEN: it only runs what is due now, and it waits only for its own
+        # outcomes (the finisher wakes it). The connection would cost its start and its exit (a
+        # listener can only be stopped between two of its poll timeouts).
+        listener = None if self.burst else Listener(self.app.database_url, [self.store.listen_jobs],
+                                                    self._on_notify, self._wake.set, name="sqlq-listen").start()
         housekeeper = threading.Thread(target=self._housekeeping, name="sqlq-housekeeping", daemon=True)
         finisher = threading.Thread(target=self._finishing, name="sqlq-finisher", daemon=True)
         self.pool.start()
@@ -166,7 +176,8 @@ class Worker:
             self._stopped.set()
             self._finish_wake.set()
             self._housekeeping_wake.set()
-            listener.stop()
+            if listener is not None:
+                listener.stop()
             housekeeper.join(timeout=5)
             finisher.join(timeout=5)
             signals.worker_shutdown.send(sender=self)
@@ -190,32 +201,44 @@ class Worker:
                 self._wake.wait(backoff)
 
     def _serve(self, conn: psycopg.Connection) -> None:
-        idle_rounds = 0
         while self._stop_mode is None:
             self._wake.clear()
+            # Read before claiming: when nothing was in flight, every outcome (a retry or a lost job
+            # put back as 'available' too) was committed before this claim looked, so an empty claim
+            # plus nothing to promote means the burst is over: no second round, no sleep.
+            idle = self._in_flight == 0
             claimed = self._claim(conn)
             if self.pool.inline:
                 self.pool.run_pending(lambda: self._stop_mode is not None)
             if claimed:
-                idle_rounds = 0
                 continue
-            if self.burst:
-                idle_rounds = idle_rounds + 1 if self._in_flight == 0 and not self._due_soon(conn) else 0
-                if idle_rounds >= 2:
+            if self.burst and idle:
+                if not self._due_soon(conn):
                     log.info("burst: nothing left to run; exiting")
                     return
+                continue  # due scheduled jobs were just made available: claim them now
+            # burst: woken by the finisher as soon as outcomes are recorded; the timeout is a backstop
             self._wake.wait(self.poll_interval if not self.burst else 0.05)
 
     def _due_soon(self, conn: psycopg.Connection) -> bool:
         """In burst mode, scheduled jobs that are already due count as work (promote them now)."""
         return self.store.promote(conn) > 0
 
+    def _held(self) -> int:
+        """Claimed jobs that have not run yet (or are running): what the prefetch capacity bounds."""
+        return self._in_flight - len(self._done) - len(self._lost)
+
     def _claim(self, conn: psycopg.Connection) -> int:
-        """Fill free prefetch capacity; each queue gets one claim statement, starting round-robin."""
+        """Fill free prefetch capacity; each queue gets one claim statement, starting round-robin.
+
+        Outcomes waiting for the finisher do not count against the capacity: they hold no job back
+        from other workers, and waiting for their FINISH before claiming again would serialize
+        the two statements. They are bounded by a second capacity should the finisher fall behind."""
         in_flight = self._in_flight
-        free = self.capacity - in_flight
+        held = self._held()
+        free = min(self.capacity - held, 2 * self.capacity - in_flight)
         # claim in batches: wait until at least half the buffer is free, unless we are (nearly) idle
-        if free <= 0 or (free < self.capacity // 2 and in_flight > self.concurrency):
+        if free <= 0 or (free < self.capacity // 2 and held > self.concurrency):
             return 0
         total = 0
         n = len(self.queues)

@@ -109,21 +109,41 @@ class SoloPool(BasePool):
             self.on_result(job, result)
 
 
+class _Slot:
+    """One pool thread's own short queue, taken from the shared buffer a few jobs at a time."""
+
+    __slots__ = ("lock", "jobs")
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()  # the thread's own: contended only by take_unstarted()
+        self.jobs: collections.deque[ClaimedJob] = collections.deque()
+
+
 class ThreadPool(BasePool):
-    """``concurrency`` threads. Good for I/O-bound tasks; see ThreadTimeLimits for what it cannot stop."""
+    """``concurrency`` threads. Good for I/O-bound tasks; see ThreadTimeLimits for what it cannot stop.
+
+    Each thread takes a few jobs at a time from the shared buffer into its own slot (fewer when the
+    buffer is short, so slow jobs still spread over the threads). One shared lock taken for every
+    job made the threads queue on it and on the GIL in turn: about 15 µs per job with four threads
+    instead of 3 µs with one. A job goes from the slot to ``_running`` under the slot's lock, which
+    ``take_unstarted`` takes too, so a job is always either unstarted (and handed back at shutdown)
+    or running, never both, never neither.
+    """
 
     name = "threads"
     inline = False
+    _GRAB_MAX = 16
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self._available = threading.Condition(self._lock)
         self._stopping = False
         self._threads: list[threading.Thread] = []
+        self._slots = [_Slot() for _ in range(self.concurrency)]
 
     def start(self) -> None:
-        for i in range(self.concurrency):
-            thread = threading.Thread(target=self._work, name=f"sqlq-pool-{i}", daemon=True)
+        for i, slot in enumerate(self._slots):
+            thread = threading.Thread(target=self._work, args=(slot,), name=f"sqlq-pool-{i}", daemon=True)
             thread.start()
             self._threads.append(thread)
 
@@ -132,24 +152,76 @@ class ThreadPool(BasePool):
             self._pending.extend(jobs)
             self._available.notify(len(jobs))
 
-    def _work(self) -> None:
+    def take_unstarted(self) -> list[ClaimedJob]:
+        with self._lock:
+            jobs = list(self._pending)
+            self._pending.clear()
+            for slot in self._slots:
+                with slot.lock:
+                    jobs.extend(slot.jobs)
+                    slot.jobs.clear()
+            return jobs
+
+    def running(self) -> list[ClaimedJob]:
+        return list(self._running.values())  # one C call under the GIL: a consistent copy
+
+    def idle(self) -> bool:
+        with self._lock:
+            return not self._pending and not self._running and not any(s.jobs for s in self._slots)
+
+    def _refill(self, slot: _Slot) -> bool:
+        """Move a few jobs from the shared buffer into ``slot``; False when the pool is stopping."""
+        with self._available:
+            while not self._pending and not self._stopping:
+                if self._steal(slot):
+                    return True
+                self._available.wait()
+            if self._stopping and not self._pending:
+                return False
+            pending = self._pending
+            count = min(self._GRAB_MAX, max(1, len(pending) // (2 * self.concurrency)))
+            with slot.lock:
+                for _ in range(count):
+                    slot.jobs.append(pending.popleft())
+            if not pending and count > 1:
+                self._available.notify_all()  # idle threads may take from this slot (_steal)
+            return True
+
+    def _steal(self, slot: _Slot) -> bool:
+        """With the shared buffer empty, an idle thread takes the last job of the fullest other slot,
+        so a slow job never keeps jobs waiting behind it while a thread is free."""
+        victim = max(self._slots, key=lambda s: len(s.jobs))
+        if victim is slot:
+            return False
+        with victim.lock:
+            job = victim.jobs.pop() if victim.jobs else None
+        if job is None:
+            return False
+        with slot.lock:
+            slot.jobs.append(job)
+        return True
+
+    def _work(self, slot: _Slot) -> None:
         executor = self.executor_factory()
+        running = self._running
         while True:
-            with self._available:
-                while not self._pending and not self._stopping:
-                    self._available.wait()
-                if self._stopping and not self._pending:
+            with slot.lock:
+                job = slot.jobs.popleft() if slot.jobs else None
+                if job is not None:
+                    running[job.id] = job
+            if job is None:
+                if not self._refill(slot):
                     return
-                job = self._pending.popleft()
-                self._running[job.id] = job
+                continue
             try:
                 result = executor.execute(job)
             except BaseException as exc:  # noqa: BLE001 - e.g. a time limit raised outside the task body
                 result = Outcome(id=job.id, attempt=job.attempt, state="FAILURE",
                                  exc_type=exception_type_name(exc), exc_message=str(exc))
-            with self._lock:
-                self._running.pop(job.id, None)
+            # reported before it leaves _running: a shutdown never sees a job that is neither running
+            # nor reported (it would unregister before recording that outcome)
             self.on_result(job, result)
+            running.pop(job.id, None)
 
     def join(self, timeout: float) -> bool:
         done = super().join(timeout)

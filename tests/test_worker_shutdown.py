@@ -145,3 +145,29 @@ def test_second_sigterm_turns_cold_and_hands_the_job_back(basic_app, raw_conn, s
     assert "cold shutdown" in worker.output()
     row = job_row(raw_conn, schema, result.id)
     assert row["state"] == "available" and row["worker_id"] is None
+
+
+def test_a_second_stop_while_the_first_is_still_logging_is_cold(app):
+    """The race behind a once-flaky process test: the second SIGTERM's handler runs nested inside the
+    first one, after "warm shutdown" was logged; it must turn the shutdown cold, not warm again."""
+    import logging
+
+    worker = Worker(app, pool="threads", concurrency=1)
+    modes: list[str | None] = []
+    pressed = []
+
+    class SecondSignal(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if "warm shutdown" in record.getMessage() and not pressed:
+                pressed.append(True)
+                worker.stop()  # what the nested signal handler does
+                modes.append(worker._stop_mode)
+
+    handler = SecondSignal()
+    logger = logging.getLogger("sqlq.worker")
+    logger.addHandler(handler)
+    try:
+        worker.stop()
+    finally:
+        logger.removeHandler(handler)
+    assert modes == ["cold"] and worker._stop_mode == "cold"

@@ -130,13 +130,16 @@ class Worker:
 
     def stop(self, cold: bool = False) -> None:
         """Warm: stop claiming, hand back unstarted jobs, let running ones finish. Cold: stop now."""
+        # The mode is set before the log line: a second signal can arrive while the first handler is
+        # still logging (its handler then runs nested, in the middle of this one), and someone who
+        # saw "warm shutdown" and pressed Ctrl-C again must get the cold one.
         if cold or self._stop_mode == "warm":
-            if self._stop_mode != "cold":
+            was, self._stop_mode = self._stop_mode, "cold"
+            if was != "cold":
                 log.warning("cold shutdown: running jobs are handed back to be run again")
-            self._stop_mode = "cold"
         elif self._stop_mode is None:
-            log.warning("warm shutdown: finishing running jobs (up to %.0fs), no new ones", self.shutdown_grace)
             self._stop_mode = "warm"
+            log.warning("warm shutdown: finishing running jobs (up to %.0fs), no new ones", self.shutdown_grace)
         self._wake.set()
 
     def _handle_signal(self, signum: int, frame: Any) -> None:

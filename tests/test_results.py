@@ -304,3 +304,33 @@ def test_revoke_a_waiting_job(app: App, tasks, run_worker):
         assert later.get(timeout=TIMEOUT) == "ran"
     assert tasks.calls == ["ran"]
     assert revoked.state == "REVOKED"
+
+
+@pytest.mark.parametrize("in_transaction", [False, True], ids=["autocommit", "in-transaction"])
+@pytest.mark.parametrize("outcome", [{"state": "SUCCESS", "result": '{"run": 2}'},
+                                     {"state": "FAILURE", "exc_type": "ValueError", "exc_message": "run 2"}],
+                         ids=["FINISH_OK", "FINISH"])
+def test_a_reused_task_id_replaces_the_earlier_result(app: App, tasks, raw_conn, in_transaction, outcome):
+    """FINISH inserts plain rows; a results row left by an earlier job with the same id makes it fail
+    (writing nothing) and the ON CONFLICT variant records the outcome, on an autocommit connection
+    (the worker's) as in a transaction (a transactional task's, which goes straight to it)."""
+    schema = app.conf.schema
+    task_id = str(uuid.uuid4())
+    first = tasks.add.apply_async((1, 1), task_id=task_id)
+    _finish_by_hand(app, raw_conn, first.id, state="SUCCESS", result='{"run": 1}')
+    again = tasks.add.apply_async((2, 2), task_id=task_id)
+    worker_id = str(uuid.uuid4())
+    with psycopg.connect(raw_conn.info.dsn, autocommit=not in_transaction) as conn:
+        app.store.register_worker(conn, id=worker_id, hostname="test", pid=0, queues=["default"],
+                                  concurrency=1, pool="solo")
+        (job,) = app.store.claim(conn, worker_id, "default", 1)
+        assert job.id == again.id == task_id and job.attempt == 1
+        assert app.store.finish(conn, worker_id, [Outcome(id=job.id, attempt=job.attempt, **outcome)]) == 1
+        assert app.store.finish(conn, worker_id, [Outcome(id=job.id, attempt=job.attempt, **outcome)]) == 0
+        if in_transaction:
+            assert conn.info.transaction_status == psycopg.pq.TransactionStatus.INTRANS  # never aborted
+            conn.commit()
+    row = raw_conn.execute(f'SELECT state, result::text, exc_message, worker_id::text '
+                           f'FROM "{schema}".results WHERE id = %s', (task_id,)).fetchone()
+    assert row == (outcome["state"], outcome.get("result") and '{"run": 2}', outcome.get("exc_message"), worker_id)
+    assert raw_conn.execute(f'SELECT count(*) FROM "{schema}".jobs').fetchone()[0] == 0

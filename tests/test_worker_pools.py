@@ -159,12 +159,22 @@ def test_thread_pool_slots_every_job_is_run_once_or_handed_back_once():
     assert handed_back.isdisjoint(results) and len(handed_back) + len(results) == len(jobs)
 
 
-def test_finish_ok_array_literal_round_trips_awkward_json(raw_conn):
-    from sqlq.serialization import json_dumps
-    from sqlq.store import _json_array_literal
+def test_finish_ok_binary_arrays_round_trip(raw_conn):
+    """FINISH_OK's parameters, encoded in PostgreSQL's binary array format by sqlq itself."""
+    import uuid
 
+    from sqlq.serialization import json_dumps
+    from sqlq.store import Outcome, _finish_ok_params, _int4_array, _text_array, _uuid_array
+
+    ids = [str(uuid.uuid4()) for _ in range(300)]
+    attempts = [(i * 7919) % 100_000 - 3 for i in range(300)]
     values = [json_dumps(v) for v in ['a"b', "back\\slash", "x,y}{", "NULL", "", None, {"k": [1, '\\"', "é"]},
-                                      "line\nbreak", 2 ** 70, 1.5, True, [], {}]] + [None]
-    got = raw_conn.execute("SELECT (%s::jsonb[])::text[]", [_json_array_literal(values)]).fetchone()[0]
-    expected = raw_conn.execute("SELECT (%s::jsonb[])::text[]", [values]).fetchone()[0]
-    assert got == expected and got[-1] is None and got[5] == "null"
+                                      "line\nbreak", 2 ** 70, 1.5, True, [], {}, "日本"]] + [None]
+    got = raw_conn.execute("SELECT %s::uuid[]::text[], %s::int[], %s::text[]",
+                           [_uuid_array(ids), _int4_array(attempts), _text_array(values)]).fetchone()
+    assert got == (ids, attempts, values)
+    assert raw_conn.execute("SELECT %s::text[]", [_text_array(["null", "null"])]).fetchone()[0] == ["null", "null"]
+    with pytest.raises(ValueError):
+        _uuid_array(["order-17"])
+    # an id that is not a uuid: no binary parameters, so FINISH runs and the server reports it
+    assert _finish_ok_params(raw_conn, "w", [Outcome(id="order-17", attempt=1, state="SUCCESS")]) is None

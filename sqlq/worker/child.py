@@ -1,20 +1,60 @@
 """A prefork child: ``python -m sqlq.worker.child --app module:app --fd N ...``.
 
-Imports the app, then runs one job per message from the parent until told to stop, the parent
-goes away, or ``--max-tasks`` is reached. Signals are ignored: the parent decides how a shutdown
-goes (it lets running jobs finish, or kills the child on a cold shutdown).
+Imports the app, then runs the jobs the parent sends (a few per message) in order until told to
+stop, the parent goes away, or ``--max-tasks`` is reached. Signals are ignored: the parent decides
+how a shutdown goes (it lets running jobs finish, or kills the child on a cold shutdown).
+
+Two threads. The main thread runs jobs from a local queue and sends each outcome as soon as the
+job ends, so whatever the child has finished is in the socket (and read by the parent) even if the
+next job kills the process. A reader thread receives the parent's messages: batches of jobs, and
+``giveback``, answered with the ids of the queued jobs the main thread has not started (taken
+from the queue's other end, so each job is either started or handed back, never both), even while
+the main thread is inside a long task.
+
+Messages are length-prefixed ``marshal`` tuples (``frame`` / ``FrameReader``), used by the parent too.
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
 import logging
-import multiprocessing.connection as mpc
+import marshal
 import signal
+import socket
+import struct
+import threading
 
-from ..app import load_app
-from ..store import ClaimedJob
-from .execution import AlarmTimeLimits, Executor
+_HEADER = struct.Struct("<I")
+
+
+def frame(message: object) -> bytes:
+    data = marshal.dumps(message)
+    return _HEADER.pack(len(data)) + data
+
+
+class FrameReader:
+    """Splits the bytes read from a socket into messages."""
+
+    __slots__ = ("buffer",)
+
+    def __init__(self) -> None:
+        self.buffer = bytearray()
+
+    def feed(self, data: bytes) -> list:
+        buffer = self.buffer
+        buffer += data
+        messages = []
+        start, end = 0, len(buffer)
+        while end - start >= 4:
+            size = _HEADER.unpack_from(buffer, start)[0]
+            if end - start - 4 < size:
+                break
+            messages.append(marshal.loads(buffer[start + 4:start + 4 + size]))
+            start += 4 + size
+        if start:
+            del buffer[:start]
+        return messages
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -34,22 +74,79 @@ def main(argv: list[str] | None = None) -> int:
         handler.setFormatter(logging.Formatter("[%(asctime)s: %(levelname)s/child %(process)d] %(message)s"))
         logger.addHandler(handler)
     logger.setLevel(opts.log_level)
-    conn = mpc.Connection(opts.fd)
+    sock = socket.socket(fileno=opts.fd)
+    sock.setblocking(True)
+
+    from ..app import load_app
+    from ..store import ClaimedJob
+    from .execution import AlarmTimeLimits, Executor, failure, result_to_wire
+
     app = load_app(opts.app)
     executor = Executor(app, opts.worker_id, opts.hostname, limits=AlarmTimeLimits())
-    conn.send(("ready", None))
+    send_lock = threading.Lock()
+
+    def send(message: object) -> None:
+        data = frame(message)
+        with send_lock:
+            sock.sendall(data)
+
+    queue: collections.deque[ClaimedJob] = collections.deque()
+    wake = threading.Condition()
+    ended = []  # non-empty once the parent said stop or went away
+
+    def read() -> None:
+        # the soft time limit's SIGALRM must interrupt the main thread's blocking call, not this recv
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})
+        frames = FrameReader()
+        while True:
+            try:
+                data = sock.recv(1 << 16)
+            except OSError:
+                data = b""
+            messages = frames.feed(data) if data else [None]
+            for message in messages:
+                if message is None:  # stop, or EOF: the parent is gone
+                    with wake:
+                        ended.append(True)
+                        wake.notify()
+                    return
+                if message[0] == "jobs":
+                    queue.extend(ClaimedJob(*job) for job in message[1])
+                    with wake:
+                        wake.notify()
+                elif message[0] == "giveback":
+                    returned = []
+                    while True:
+                        try:
+                            returned.append(queue.pop())  # atomic: the main thread pops the other end
+                        except IndexError:
+                            break
+                    try:
+                        send(("returned", [job.id for job in reversed(returned)]))
+                    except OSError:
+                        return
+
+    send(("ready",))
+    threading.Thread(target=read, name="sqlq-child-reader", daemon=True).start()
     done = 0
     while True:
         try:
-            message = conn.recv()
-        except (EOFError, OSError):
-            return 0  # the parent is gone
-        if message is None:
-            return 0
-        job = ClaimedJob(*message)
-        result = executor.execute(job)
+            job = queue.popleft()
+        except IndexError:
+            with wake:
+                while not queue and not ended:
+                    wake.wait()
+            if not queue:
+                return 0
+            continue
+        if ended:
+            return 0  # stopped with jobs queued: the parent hands them back
         try:
-            conn.send(("done", job.id, result))
+            result = executor.execute(job)
+        except Exception as exc:  # noqa: BLE001 - e.g. the soft-limit alarm firing just after the task
+            result = failure(job, exc)
+        try:
+            send(("done", job.id, result_to_wire(result)))
         except OSError:
             return 0
         done += 1

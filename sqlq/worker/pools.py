@@ -2,7 +2,7 @@
 
 A pool takes claimed jobs from the consumer, runs them with an ``Executor`` and reports each
 result through ``on_result(job, result)``. The prefork pool also reports ``on_lost(job)`` when a
-child dies mid-task (SIGKILL, OOM): the parent sees it at once through the child's sentinel.
+child dies mid-task (SIGKILL, OOM): the parent sees it at once (EOF on the child's socket).
 """
 
 from __future__ import annotations
@@ -10,20 +10,21 @@ from __future__ import annotations
 import collections
 import contextlib
 import logging
-import multiprocessing.connection as mpc
 import os
+import select
 import socket
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import TimeLimitExceeded
 from ..store import ClaimedJob, Outcome
-from .execution import Executor, Result, exception_type_name
+from .child import FrameReader, frame
+from .execution import Executor, Result, exception_type_name, result_from_wire
 
 log = logging.getLogger("sqlq.worker")
 
@@ -234,27 +235,50 @@ class ThreadPool(BasePool):
 @dataclass
 class _Child:
     process: Any
-    conn: Any
+    sock: socket.socket
+    frames: FrameReader = field(default_factory=FrameReader)
     ready: bool = False
-    job: ClaimedJob | None = None
-    hard_deadline: float | None = None
-    killed_for_time_limit: bool = False
-    tasks_done: int = 0
-    respawn_at: float | None = None  # set when the child died before it was ready: start again then  # a child that reached max_tasks_per_child exits: it gets no further job
+    # the jobs sent to this child that it has neither reported nor handed back, in the order it runs
+    # them: queue[0] is running (or about to), the rest wait in the child
+    queue: collections.deque[ClaimedJob] = field(default_factory=collections.deque)
+    head_since: float | None = None  # when queue[0] became the child's current job (as seen here)
+    hard_deadline: float | None = None  # for queue[0]
+    killed_job: str | None = None  # the job whose hard time limit had this child killed
+    sent: int = 0  # a child that reached max_tasks_per_child exits: it is sent no more than that
+    giveback: bool = False  # asked to hand back its queued jobs, no answer yet
+    asked_during: str | None = None  # the job it was running when last asked
+    closed: bool = False
+    respawn_at: float | None = None  # set when the child died before it was ready: start again then
 
 
 class PreforkPool(BasePool):
-    """``concurrency`` child processes, one job at a time each.
+    """``concurrency`` child processes, each running the jobs it is sent one after another.
 
     Each child is a fresh interpreter (``python -m sqlq.worker.child``) that imports the app, so no
     lock or connection held by the parent's threads leaks into it, and the user's ``__main__`` is
-    never re-run. Parent and child talk over a socketpair; its EOF tells the parent at once that a
-    child died (SIGKILL, OOM), and the job is reported lost. A child past its hard ``time_limit`` is
-    killed and replaced.
+    never re-run. Parent and child talk over a socketpair (length-prefixed ``marshal`` tuples); its
+    EOF tells the parent at once that a child died (SIGKILL, OOM). A child past its hard
+    ``time_limit`` is killed and replaced.
+
+    Jobs go to a child in batches and a child holds at most ``_BATCH`` (fewer when the buffer is
+    short, so that jobs spread over the children), topped up by at least half a batch at a time; the
+    child reports each job as soon as it ends. One message per job each way, and a wake-up of the
+    parent and of the child for each, cost more than the job itself for short tasks. The child runs
+    its jobs in order, so when it dies the parent knows the first unreported job was running (lost,
+    or FAILURE ``TimeLimitExceeded`` when the parent killed it for its limit) and the others had not
+    started: they go to another child. A child busy with one job for ``_STEAL_AFTER`` is sent no
+    more jobs and asked to hand back those queued behind it (its reader thread answers even during
+    a long task), for the other children; so is every child at a warm shutdown (``take_unstarted``).
+    While every child holds more than half a batch, the parent sleeps ``_COALESCE`` between two
+    rounds, so that it reads many outcomes per wake-up.
     """
 
     name = "prefork"
     inline = False
+    _BATCH = 32
+    _COALESCE = 0.0005
+    _STEAL_AFTER = 0.05
+    _GIVEBACK_WAIT = 2.0
 
     def __init__(self, *args: Any, app_path: str | None = None, worker_id: str = "", hostname: str = "",
                  max_tasks_per_child: int | None = None, task_limits: Callable[[str], float | None] | None = None,
@@ -273,6 +297,12 @@ class PreforkPool(BasePool):
         self._stopping = False
         self._startup_failures = 0
         self._thread: threading.Thread | None = None
+        self._changed = threading.Condition(self._lock)  # a child answered a giveback, or died
+        # warm shutdown: no job goes to a child any more; queued jobs are asked back (once)
+        self._draining = False
+        self._drain_asked = False
+        self._collecting = False  # take_unstarted is still waiting for the children's answers
+        self._returned: list[ClaimedJob] = []
 
     # lifecycle ---------------------------------------------------------------------------------
 
@@ -291,7 +321,7 @@ class PreforkPool(BasePool):
             command += ["--max-tasks", str(self.max_tasks_per_child)]
         process = subprocess.Popen(command, pass_fds=[child_sock.fileno()], stdin=subprocess.DEVNULL)
         child_sock.close()
-        return _Child(process=process, conn=mpc.Connection(parent_sock.detach()))
+        return _Child(process=process, sock=parent_sock)
 
     def submit(self, jobs: list[ClaimedJob]) -> None:
         super().submit(jobs)
@@ -303,7 +333,35 @@ class PreforkPool(BasePool):
 
     def running(self) -> list[ClaimedJob]:
         with self._lock:
-            return [c.job for c in self._children if c.job is not None]
+            return [c.queue[0] for c in self._children if c.queue]
+
+    def idle(self) -> bool:
+        with self._lock:
+            return not self._pending and not any(c.queue for c in self._children)
+
+    def take_unstarted(self) -> list[ClaimedJob]:
+        """The buffer, plus the jobs queued in children that have not started them (each child's
+        reader thread answers at once, even while a long task runs)."""
+        with self._lock:
+            jobs = list(self._pending)
+            self._pending.clear()
+            self._draining = self._collecting = True
+        if self._thread is not None and self._thread.is_alive():
+            self._wake()
+            deadline = time.monotonic() + self._GIVEBACK_WAIT
+            with self._changed:
+                while not self._drain_asked or any(c.giveback and not c.closed for c in self._children):
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        log.warning("a prefork child did not hand back its queued jobs within %.0fs; they "
+                                    "are handed back (as interrupted) when it answers", self._GIVEBACK_WAIT)
+                        break
+                    self._changed.wait(left)
+        with self._lock:
+            self._collecting = False
+            jobs.extend(self._returned)
+            self._returned.clear()
+        return jobs
 
     def join(self, timeout: float) -> bool:
         done = super().join(timeout)
@@ -311,7 +369,8 @@ class PreforkPool(BasePool):
         return done
 
     def terminate(self) -> list[ClaimedJob]:
-        interrupted = self.running()
+        with self._lock:  # running jobs, and queued ones a child failed to hand back
+            interrupted = [job for c in self._children for job in c.queue]
         self._stop_children(kill=True)
         return interrupted
 
@@ -325,14 +384,14 @@ class PreforkPool(BasePool):
                 if kill:
                     child.process.kill()
                 else:
-                    child.conn.send(None)
+                    child.sock.sendall(frame(None))
         for child in self._children:
             try:
                 child.process.wait(timeout=5)
             except subprocess.TimeoutExpired:
                 child.process.kill()
                 child.process.wait()
-            child.conn.close()
+            child.sock.close()
 
     # the supervisor thread ---------------------------------------------------------------------
 
@@ -341,38 +400,97 @@ class PreforkPool(BasePool):
             self._assign()
             waitables = [self._wake_r]
             for child in self._children:
-                if child.respawn_at is None:
-                    waitables.append(child.conn)
-            for ready in mpc.wait(waitables, timeout=self._next_timeout()):
-                if ready == self._wake_r:
-                    os.read(self._wake_r, 4096)
+                if child.respawn_at is None and not child.closed:
+                    waitables.append(child.sock)
+            ready, _, _ = select.select(waitables, [], [], self._next_timeout())
+            if self._wake_r in ready:
+                os.read(self._wake_r, 4096)
             self._collect()
             self._enforce_time_limits()
+            if all(len(c.queue) > self._BATCH // 2 for c in self._children if c.ready and not c.closed):
+                # every child has work for a while: let outcomes gather, read them in one go
+                time.sleep(self._COALESCE)
 
     def _next_timeout(self) -> float:
         deadlines = [d for c in self._children for d in (c.hard_deadline, c.respawn_at) if d is not None]
+        if not self._draining:
+            deadlines += [v.head_since + self._STEAL_AFTER for v in self._victims()]
         if not deadlines:
             return 1.0
         return max(0.0, min(1.0, min(deadlines) - time.monotonic()))
 
     def _assign(self) -> None:
-        for child in self._children:
-            if not child.ready or child.job is not None or self._retiring(child):
-                continue
-            with self._lock:
-                if not self._pending:
-                    return
-                job = self._pending.popleft()
-                child.job = job
-            limit = self.task_limits(job.task)
-            child.hard_deadline = time.monotonic() + limit if limit else None
+        if self._draining:
+            if not self._drain_asked:
+                for child in self._children:
+                    if child.queue and not child.closed:
+                        self._ask_giveback(child)
+                with self._changed:
+                    self._drain_asked = True
+                    self._changed.notify_all()
+            return
+        now = time.monotonic()
+        for victim in self._victims():
+            if now - victim.head_since >= self._STEAL_AFTER:
+                self._ask_giveback(victim)
+        live = [c for c in self._children if c.ready and not c.closed and not self._retiring(c)]
+        if not live:
+            return
+        sends = []
+        with self._lock:
+            pending = self._pending
+            if pending:
+                # an equal share of what is here, so that a short buffer spreads over the children
+                total = len(pending) + sum(len(c.queue) for c in live)
+                share = min(self._BATCH, -(-total // len(live)))
+                for child in sorted(live, key=lambda c: len(c.queue)):
+                    held = len(child.queue)
+                    if held and now - child.head_since >= self._STEAL_AFTER:
+                        continue  # busy with a long job: what would wait behind it waits here
+                    room = share - held
+                    if self.max_tasks_per_child:
+                        room = min(room, self.max_tasks_per_child - child.sent)
+                    # top up by half a batch at least (fewer, larger messages), unless nearly idle
+                    if room <= 0 or (held > 1 and room < share // 2):
+                        continue
+                    batch = [pending.popleft() for _ in range(min(room, len(pending)))]
+                    child.queue.extend(batch)
+                    child.sent += len(batch)
+                    if not held:
+                        self._set_head(child, now)
+                    sends.append((child, batch))
+                    if not pending:
+                        break
+        for child, batch in sends:
             try:
-                child.conn.send(tuple(job))
-            except (OSError, ValueError):
-                pass  # the child died: _collect sees its sentinel and reports the job lost
+                child.sock.sendall(frame(("jobs", [tuple(job) for job in batch])))
+            except OSError:
+                pass  # the child died: _collect sees its EOF and deals with the batch
+
+    def _victims(self) -> list[_Child]:
+        """Children with jobs queued behind the one they run, not asked to hand them back yet."""
+        return [c for c in self._children if len(c.queue) > 1 and not c.giveback and not c.closed
+                and c.head_since is not None and c.asked_during != c.queue[0].id]
+
+    def _ask_giveback(self, child: _Child) -> None:
+        child.giveback = True
+        child.asked_during = child.queue[0].id if child.queue else None  # once per running job
+        try:
+            child.sock.sendall(frame(("giveback",)))
+        except OSError:
+            pass  # the child died: its queued jobs are dealt with at its EOF
+
+    def _set_head(self, child: _Child, now: float) -> None:
+        """queue[0] changed: it runs from about now, under its task's hard time limit."""
+        if child.queue:
+            limit = self.task_limits(child.queue[0].task)
+            child.head_since = now
+            child.hard_deadline = now + limit if limit else None
+        else:
+            child.head_since = child.hard_deadline = None
 
     def _retiring(self, child: _Child) -> bool:
-        return bool(self.max_tasks_per_child) and child.tasks_done >= self.max_tasks_per_child
+        return bool(self.max_tasks_per_child) and child.sent >= self.max_tasks_per_child
 
     def _collect(self) -> None:
         for index, child in enumerate(self._children):
@@ -380,58 +498,128 @@ class PreforkPool(BasePool):
                 if child.respawn_at <= time.monotonic() and not self._stopping:
                     self._children[index] = self._spawn()
                 continue
-            if self._read_messages(child):
+            if child.closed or self._read_messages(child):
                 continue
-            # EOF: the child is gone (killed, crashed, or done with --max-tasks-per-child)
-            child.process.wait()
-            child.conn.close()
-            if child.job is not None:
-                job, child.job = child.job, None
-                if child.killed_for_time_limit:
-                    exc = TimeLimitExceeded(f"task {job.task} ran past its hard time limit and its "
-                                            f"process was killed")
-                    self.on_result(job, Outcome(id=job.id, attempt=job.attempt, state="FAILURE",
-                                                exc_type=exception_type_name(exc), exc_message=str(exc)))
+            self._child_gone(index, child)
+
+    def _child_gone(self, index: int, child: _Child) -> None:
+        """EOF: the child is gone (killed, crashed, or done with --max-tasks-per-child)."""
+        child.process.wait()
+        child.sock.close()
+        child.closed = True
+        late: list[ClaimedJob] = []
+        with self._changed:
+            jobs = list(child.queue)
+            child.queue.clear()
+            child.giveback = False
+            self._set_head(child, 0.0)
+            unstarted = jobs[1:]  # a child runs its jobs in order: only the first had started
+            if unstarted:
+                if not self._draining:
+                    self._pending.extendleft(reversed(unstarted))
+                elif self._collecting:
+                    self._returned.extend(unstarted)
                 else:
-                    log.error("child process %s running %s[%s] died (exit code %s); job handed back",
-                              child.process.pid, job.task, job.id, child.process.returncode)
-                    self.on_lost(job)
-            if not child.ready:
-                # back off without blocking this thread: the other children keep being served
-                self._startup_failures += 1
-                delay = min(0.5 * 2 ** self._startup_failures, 10.0)
-                log.error("child process exited before it was ready (exit code %s); check that "
-                          "`%s` imports cleanly; next start in %.1fs",
-                          child.process.returncode, self.app_path, delay)
-                child.respawn_at = time.monotonic() + delay
-            elif not self._stopping:
-                self._children[index] = self._spawn()
+                    late = unstarted
+            self._changed.notify_all()
+        if jobs:
+            job = jobs[0]
+            if child.killed_job == job.id:
+                exc = TimeLimitExceeded(f"task {job.task} ran past its hard time limit and its "
+                                        f"process was killed")
+                self.on_result(job, Outcome(id=job.id, attempt=job.attempt, state="FAILURE",
+                                            exc_type=exception_type_name(exc), exc_message=str(exc)))
+            else:
+                log.error("child process %s running %s[%s] died (exit code %s); job handed back",
+                          child.process.pid, job.task, job.id, child.process.returncode)
+                self.on_lost(job)
+        if unstarted:
+            log.warning("%d job(s) queued in child process %s had not started; handed to %s",
+                        len(unstarted), child.process.pid, "the queue" if self._draining else "another child")
+        for job in late:
+            self.on_lost(job)
+        if not child.ready:
+            # back off without blocking this thread: the other children keep being served
+            self._startup_failures += 1
+            delay = min(0.5 * 2 ** self._startup_failures, 10.0)
+            log.error("child process exited before it was ready (exit code %s); check that "
+                      "`%s` imports cleanly; next start in %.1fs",
+                      child.process.returncode, self.app_path, delay)
+            child.respawn_at = time.monotonic() + delay
+        elif not self._stopping:
+            self._children[index] = self._spawn()
 
     def _read_messages(self, child: _Child) -> bool:
         """Handle what the child sent; False when its connection reached EOF (it is gone)."""
-        try:
-            while child.conn.poll():
-                message = child.conn.recv()
-                if message[0] == "ready":
+        messages: list = []
+        alive = True
+        while True:
+            try:
+                data = child.sock.recv(1 << 16, socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                break
+            except OSError:
+                alive = False
+                break
+            if not data:
+                alive = False
+                break
+            messages.extend(child.frames.feed(data))
+            if len(data) < 1 << 16:
+                break  # drained for now; an EOF right behind is seen on the next round
+        if messages:
+            self._handle(child, messages)
+        return alive
+
+    def _handle(self, child: _Child, messages: list) -> None:
+        results = []
+        late: list[ClaimedJob] = []
+        with self._changed:
+            queue = child.queue
+            head = queue[0] if queue else None
+            for message in messages:
+                kind = message[0]
+                if kind == "done":
+                    if queue and queue[0].id == message[1]:
+                        job = queue.popleft()
+                    else:  # not expected (the child runs in order): find it
+                        job = next((j for j in queue if j.id == message[1]), None)
+                        if job is None:
+                            continue
+                        queue.remove(job)
+                    results.append((job, result_from_wire(message[2])))
+                elif kind == "returned":
+                    child.giveback = False
+                    ids = set(message[1])
+                    if ids:
+                        back = [j for j in queue if j.id in ids]
+                        child.queue = queue = collections.deque(j for j in queue if j.id not in ids)
+                        if not self._draining:
+                            self._pending.extendleft(reversed(back))
+                        elif self._collecting:
+                            self._returned.extend(back)
+                        else:
+                            late.extend(back)
+                    self._changed.notify_all()
+                elif kind == "ready":
                     child.ready = True
                     self._startup_failures = 0
-                elif message[0] == "done":
-                    job = child.job
-                    child.job, child.hard_deadline = None, None
-                    child.tasks_done += 1
-                    if job is not None and job.id == message[1]:
-                        self.on_result(job, message[2])
-        except (EOFError, OSError):
-            return False
-        return True
+            if (queue[0] if queue else None) is not head:
+                self._set_head(child, time.monotonic())
+        for job, result in results:
+            self.on_result(job, result)
+        for job in late:
+            log.warning("job %s[%s] handed back by its child after the shutdown began", job.task, job.id)
+            self.on_lost(job)
 
     def _enforce_time_limits(self) -> None:
         now = time.monotonic()
         for child in self._children:
-            if child.job is not None and child.hard_deadline is not None and child.hard_deadline <= now:
+            if child.queue and child.hard_deadline is not None and child.hard_deadline <= now:
+                job = child.queue[0]
                 log.error("task %s[%s] passed its hard time limit; killing child %s",
-                          child.job.task, child.job.id, child.process.pid)
-                child.killed_for_time_limit = True
+                          job.task, job.id, child.process.pid)
+                child.killed_job = job.id
                 child.hard_deadline = None
                 child.process.kill()
 

@@ -28,7 +28,8 @@ lint: $(STAMP)
 ## sqlq's benchmarks, then the peers' (in their own virtualenv .venv-bench), in one table.
 ## BENCH_PEERS=0 skips the peers, BENCH_N=2000 shrinks the workload; see benchmarks/README.md.
 bench: $(STAMP)
-	@if [ "$${BENCH_PEERS:-1}" != "0" ] && [ benchmarks/peers/requirements.txt -nt .venv-bench/.installed ]; then \
+	@# (not `[ req -nt stamp ]` alone: make's /bin/sh (dash) says false when the stamp does not exist)
+	@if [ "$${BENCH_PEERS:-1}" != "0" ] && { [ ! -f .venv-bench/.installed ] || [ benchmarks/peers/requirements.txt -nt .venv-bench/.installed ]; }; then \
 	  echo "make bench: setting up .venv-bench for the peers" >&2; \
 	  { test -x .venv-bench/bin/python || $(PYTHON) -m venv .venv-bench; } && \
 	  .venv-bench/bin/pip install --quiet -r benchmarks/peers/requirements.txt && \

@@ -85,14 +85,16 @@ class Listener:
 
 
 class ResultWaiter:
-    """Wakes threads waiting in ``AsyncResult.get()`` when their job finishes.
+    """Wakes whoever waits in ``AsyncResult.get()`` or ``aget()`` when their job finishes.
 
-    One LISTEN connection per app serves every waiting thread. The FINISH statement sends the
-    finished ids (or an empty payload for a large batch, meaning "everyone re-check").
+    One LISTEN connection per app serves every waiting thread and coroutine. The FINISH statement
+    sends the finished ids (or an empty payload for a large batch, meaning "everyone re-check").
+    A waiter registers a ``wake`` callable: ``threading.Event.set`` for a thread, a
+    ``call_soon_threadsafe`` into its event loop for a coroutine.
     """
 
     def __init__(self, url: str, listen_sql: str):
-        self._events: dict[str, set[threading.Event]] = defaultdict(set)
+        self._wakers: dict[str, set[Callable[[], None]]] = defaultdict(set)
         self._lock = threading.Lock()
         self._listener = Listener(url, [listen_sql], self._on_notify, self._wake_all, name="sqlq-results")
         self._started = False
@@ -104,34 +106,37 @@ class ResultWaiter:
             self._started = True
         self._listener.start()
 
-    def register(self, job_id: str) -> threading.Event:
-        event = threading.Event()
+    def register(self, job_id: str, wake: Callable[[], None] | None = None) -> Callable[[], None]:
+        """Call ``wake`` (default: a new ``threading.Event``'s ``set``) when ``job_id`` may have
+        finished; returns what to pass to ``unregister``."""
+        if wake is None:
+            wake = threading.Event().set
         with self._lock:
-            self._events[job_id].add(event)
-        return event
+            self._wakers[job_id].add(wake)
+        return wake
 
-    def unregister(self, job_id: str, event: threading.Event) -> None:
+    def unregister(self, job_id: str, wake: Callable[[], None]) -> None:
         with self._lock:
-            events = self._events.get(job_id)
-            if events is not None:
-                events.discard(event)
-                if not events:
-                    del self._events[job_id]
+            wakers = self._wakers.get(job_id)
+            if wakers is not None:
+                wakers.discard(wake)
+                if not wakers:
+                    del self._wakers[job_id]
 
     def _on_notify(self, channel: str, payload: str) -> None:
         if not payload:
             self._wake_all()
             return
         with self._lock:
-            for job_id in payload.split(","):
-                for event in self._events.get(job_id, ()):
-                    event.set()
+            wakers = [wake for job_id in payload.split(",") for wake in self._wakers.get(job_id, ())]
+        for wake in wakers:
+            wake()
 
     def _wake_all(self) -> None:
         with self._lock:
-            for events in self._events.values():
-                for event in events:
-                    event.set()
+            wakers = [wake for group in self._wakers.values() for wake in group]
+        for wake in wakers:
+            wake()
 
     def close(self) -> None:
         if self._started:

@@ -6,10 +6,12 @@ STARTED, RETRY (waiting to run again), then one of SUCCESS, FAILURE, REVOKED, EX
 
 from __future__ import annotations
 
+import asyncio
 import builtins
 import contextlib
 import datetime as dt
 import importlib
+import threading
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -150,7 +152,8 @@ class AsyncResult:
         """
         deadline = None if timeout is None else time.monotonic() + timeout
         waiter = self.app.result_waiter()
-        event = waiter.register(self.id)
+        event = threading.Event()
+        waiter.register(self.id, event.set)
         try:
             while True:
                 event.clear()
@@ -163,35 +166,51 @@ class AsyncResult:
                 step = interval or SAFETY_POLL
                 event.wait(step if remaining is None else min(step, remaining))
         finally:
-            waiter.unregister(self.id, event)
+            waiter.unregister(self.id, event.set)
 
     wait = get
 
     async def aget(self, timeout: float | None = None, propagate: bool = True,
                    interval: float | None = None) -> Any:
-        """``get()`` for asyncio apps: LISTEN on an async connection, never blocking the loop."""
-        from .db import aconnect
+        """``get()`` for asyncio apps, never blocking the loop.
 
+        Woken through the app's one LISTEN connection (the same that serves ``get()``), and reading
+        the state on the app's async pool: any number of concurrent awaits holds a few connections,
+        not one each."""
         deadline = None if timeout is None else time.monotonic() + timeout
         step = interval or SAFETY_POLL
-        store = self.app.store
-        conn = await aconnect(self.app.database_url)
+        waiter = await asyncio.to_thread(self.app.result_waiter)  # the first call connects and LISTENs
+        loop = asyncio.get_running_loop()
+        event = asyncio.Event()
+
+        def wake() -> None:  # runs on the listener thread
+            with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is waiting any more
+                loop.call_soon_threadsafe(event.set)
+
+        waiter.register(self.id, wake)
         try:
-            await conn.execute(store.listen_results)
             while True:
-                row = await store.afetch_state(conn, self.id)
+                event.clear()
+                row = await self._arow()
                 if row is not None and row[0] in READY_STATES:
-                    self._cache = row
                     return self._outcome(row, propagate)
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     raise SqlqTimeoutError(self._timeout_message(timeout))
-                wait_for = step if remaining is None else min(step, remaining)
-                async for note in conn.notifies(timeout=wait_for):
-                    if not note.payload or self.id in note.payload.split(","):
-                        break
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(event.wait(), step if remaining is None else min(step, remaining))
         finally:
-            await conn.close()
+            waiter.unregister(self.id, wake)
+
+    async def _arow(self) -> tuple | None:
+        """``_row`` on the app's async pool."""
+        if self._cache is not None:
+            return self._cache
+        async with self.app._async_pool().connection() as conn:
+            row = await self.app.store.afetch_state(conn, self.id)
+        if row is not None and row[0] in READY_STATES:
+            self._cache = row
+        return row
 
     def _timeout_message(self, timeout: float | None) -> str:
         name = f" ({self.task_name})" if self.task_name else ""

@@ -203,7 +203,7 @@ def _get_in_thread(result, timeout: float) -> tuple[threading.Thread, dict]:
     thread = threading.Thread(target=wait, daemon=True)
     thread.start()
     waiter = result.app.result_waiter()
-    _wait_until(lambda: result.id in waiter._events)  # get() is now waiting for its job
+    _wait_until(lambda: result.id in waiter._wakers)  # get() is now waiting for its job
     return thread, out
 
 
@@ -255,6 +255,20 @@ async def test_aget_returns_the_value(app: App, tasks, run_worker):
         with pytest.raises(ValueError, match="async boom"):
             await failing.aget(timeout=TIMEOUT)
         assert isinstance(await failing.aget(timeout=TIMEOUT, propagate=False), ValueError)
+
+
+async def test_many_concurrent_agets_share_a_few_connections(app: App, tasks, run_worker, raw_conn):
+    """Each aget() used to LISTEN on a connection of its own: a few hundred concurrent awaits could
+    exhaust max_connections. They now share the app's LISTEN connection and async pool."""
+    results = [await tasks.add.adelay(i, 1) for i in range(60)]
+    backends = "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+    before = raw_conn.execute(backends).fetchone()[0]
+    waits = [asyncio.create_task(r.aget(timeout=TIMEOUT)) for r in results]
+    await asyncio.sleep(0.5)  # every aget is registered and has read PENDING at least once
+    assert not any(w.done() for w in waits)
+    assert raw_conn.execute(backends).fetchone()[0] - before <= 10
+    with run_worker(app, pool="threads", concurrency=2):
+        assert await asyncio.gather(*waits) == [i + 1 for i in range(60)]
 
 
 async def test_aget_times_out_without_blocking_the_loop(app: App, tasks):

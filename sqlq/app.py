@@ -132,21 +132,18 @@ class App:
     @contextlib.contextmanager
     def connection(self) -> Iterator[psycopg.Connection]:
         """A pooled autocommit psycopg connection (the hot path's way in)."""
-        with self._hot_pool().connection() as conn:
-            try:
-                yield conn
-            except psycopg.Error as exc:
-                raise_clear_error(exc, self.conf.schema)
-                raise
-
-    def _hot_pool(self) -> ConnectionPool:
         pool = self._pool
         if pool is None:
             with self._lock:
                 if self._pool is None:
                     self._pool = ConnectionPool(self.database_url)
                 pool = self._pool
-        return pool
+        with pool.connection() as conn:
+            try:
+                yield conn
+            except psycopg.Error as exc:
+                raise_clear_error(exc, self.conf.schema)
+                raise
 
     def _async_pool(self) -> AsyncConnectionPool:
         with self._lock:
@@ -310,10 +307,7 @@ class App:
                   exchange: str | None = None, routing_key: str | None = None,
                   task: Task | None = None) -> JobSpec:
         """Validate and encode one call. Nothing is written, so a bad argument inserts nothing."""
-        if args is not None and not isinstance(args, list | tuple):
-            raise SerializationError(f"args must be a list or tuple, not {type(args).__name__}")
-        if kwargs is not None and not isinstance(kwargs, dict):
-            raise SerializationError(f"kwargs must be a dict, not {type(kwargs).__name__}")
+        _check_call(args, kwargs)
         ctype, args_json, kwargs_json, payload = serialization.encode_call(
             args or (), kwargs or {}, serializer or self.conf.task_serializer
         )
@@ -365,9 +359,7 @@ class App:
         serializer = options.get("serializer") or self.conf.task_serializer
         specs = [first]
         for args, kwargs in calls[1:]:
-            if (args is not None and not isinstance(args, list | tuple)) or \
-                    (kwargs is not None and not isinstance(kwargs, dict)):
-                return [self.build_job(task_name, a, k, task=task, **options) for a, k in calls]  # names the bad one
+            _check_call(args, kwargs)
             ctype, args_json, kwargs_json, payload = serialization.encode_call(args or (), kwargs or {}, serializer)
             specs.append(JobSpec(
                 id=new_job_id(), task=task_name, queue=first.queue, priority=first.priority, content_type=ctype,
@@ -392,14 +384,13 @@ class App:
             if first.due_now() and first.content_type == serialization.JSON:
                 results: list[AsyncResult | GroupResult] = []
                 with self.connection() as conn:
-                    self.store.copy_jobs(conn, self._json_rows(first, calls, results, task, options), [first.queue],
+                    self.store.copy_jobs(conn, self._json_rows(first, calls, results), [first.queue],
                                          lean=first.copies_lean())
                 return results
         return self.enqueue(self.build_jobs(task_name, calls, task=task, **options), connection=connection)
 
     def _json_rows(self, first: JobSpec, calls: list[tuple[Sequence | None, dict | None]],
-                   results: list[AsyncResult | GroupResult], task: Task | None,
-                   options: dict[str, Any]) -> Iterator[tuple]:
+                   results: list[AsyncResult | GroupResult]) -> Iterator[tuple]:
         """COPY_JOBS rows for ``calls``, encoded one by one (ids too, a chunk at a time), each
         call's ``AsyncResult`` appended to ``results``; ``first`` gives the shared columns."""
         encode = serialization.encode_json_call
@@ -411,9 +402,7 @@ class App:
             if start == 0:
                 ids[0] = first.id
             for job_id, (args, kwargs) in zip(ids, chunk, strict=True):
-                if (args is not None and not isinstance(args, list | tuple)) or \
-                        (kwargs is not None and not isinstance(kwargs, dict)):
-                    self.build_job(name, args, kwargs, task=task, **options)  # raises, naming the problem
+                _check_call(args, kwargs)
                 args_json, kwargs_json = encode(args, kwargs)
                 keep(AsyncResult(job_id, self, name))
                 if lean:  # COPY_JOBS_LEAN's columns
@@ -435,12 +424,8 @@ class App:
         """
         store = self.store
         if connection is None:
-            with self._hot_pool().connection() as conn:  # not self.connection(): one context manager less
-                try:
-                    rows = self._write(store, conn, specs, own=True)
-                except psycopg.Error as exc:
-                    raise_clear_error(exc, self.conf.schema)
-                    raise
+            with self.connection() as conn:
+                rows = self._write(store, conn, specs, own=True)
         else:
             rows = self._write_on(connection, store, specs)
         if rows is not None:
@@ -517,6 +502,13 @@ class App:
             raise_clear_error(exc, self.conf.schema)
             raise
         return None
+
+
+def _check_call(args: Any, kwargs: Any) -> None:
+    if args is not None and not isinstance(args, list | tuple):
+        raise SerializationError(f"args must be a list or tuple, not {type(args).__name__}")
+    if kwargs is not None and not isinstance(kwargs, dict):
+        raise SerializationError(f"kwargs must be a dict, not {type(kwargs).__name__}")
 
 
 def new_job_id() -> str:

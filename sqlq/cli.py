@@ -154,24 +154,12 @@ def worker(ctx: _Context, loglevel: str, concurrency: int | None, pool: str | No
         code = _with_beat(app, w.run) if with_beat else w.run()
     finally:
         app.close()  # say goodbye to the server now rather than from the interpreter's teardown
-    skip_exit_gc()
+    # A stopped worker has recorded every outcome, removed its row and closed its connections; what
+    # is left for the interpreter's final garbage collections is every object of psycopg, the app and
+    # the rest of what was imported: 100-150 ms of a burst worker's exit. gc.freeze at exit skips
+    # them (atexit handlers still run, objects freed by reference counting are still finalized).
+    atexit.register(gc.freeze)
     sys.exit(code)
-
-
-_exit_gc_skipped = False
-
-
-def skip_exit_gc() -> None:
-    """Leave what exists now out of the interpreter's final garbage collections.
-
-    A worker that has stopped has recorded every outcome, removed its row and closed its
-    connections; what is left is collecting every object of psycopg, the app and the rest of what
-    was imported, which took 100-150 ms of a burst worker's exit. ``gc.freeze`` at exit skips that
-    (atexit handlers still run, and objects freed by reference counting are still finalized)."""
-    global _exit_gc_skipped
-    if not _exit_gc_skipped:
-        _exit_gc_skipped = True
-        atexit.register(gc.freeze)
 
 
 # --- migrations ---------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import decimal
+import functools
 import json
 import pickle
 import uuid
@@ -96,7 +97,7 @@ _scan = _decoder.scan_once
 def json_loads(text: str | bytes | None) -> Any:
     if text is None:
         return None
-    if isinstance(text, bytes | bytearray | memoryview):
+    if not isinstance(text, str):  # bytes, bytearray, memoryview (str first: the common case)
         text = bytes(text).decode("utf-8")
     empty = _EMPTY.get(text)
     if empty is not None:  # the common "no kwargs" / "no headers" case, on the worker's hot path
@@ -147,13 +148,19 @@ def content_type_for(name: str) -> str:
 
 def check_accepted(content_type: str, accept_content: Iterable[str]) -> None:
     """Refuse to decode what the app did not opt into (pickle above all)."""
-    accepted = {_NAMES.get(a, a) for a in accept_content}
-    if content_type not in accepted:
+    if content_type not in _accepted_types(tuple(accept_content)):
         name = _BY_TYPE.get(content_type, content_type)
         raise ContentDisallowed(
             f"refusing to decode a {name!r} message: it is not in accept_content {sorted(accept_content)}; "
             f"add {name!r} to app.conf.accept_content if you trust every producer"
         )
+
+
+@functools.lru_cache(maxsize=32)
+def _accepted_types(accept_content: tuple[str, ...]) -> frozenset[str]:
+    """Content types named by ``accept_content`` (serializer names or content types); cached because
+    the worker checks every job it decodes."""
+    return frozenset(_NAMES.get(a, a) for a in accept_content)
 
 
 def encode(value: Any, serializer: str = "json") -> Encoded:

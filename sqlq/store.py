@@ -689,6 +689,15 @@ _PREPARED: weakref.WeakKeyDictionary[psycopg.Connection, set[bytes]] = weakref.W
 _ENQUEUE_NOW_FORMATS = [0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0]
 
 
+_NO_SUCH_STATEMENT = "26000"  # invalid_sql_statement_name: e.g. after DISCARD ALL
+_ALREADY_PREPARED = "42P05"  # duplicate_prepared_statement
+
+
+def _sqlstate(res: psycopg.pq.abc.PGresult) -> str | None:
+    code = res.error_field(psycopg.pq.DiagnosticField.SQLSTATE)
+    return code.decode() if code else None
+
+
 def _positional(statement: str) -> str:
     """A statement written with ``%s`` placeholders in libpq's ``$1, $2, …`` form."""
     numbers = itertools.count(1)
@@ -929,18 +938,11 @@ class Store:
         statement lost to ``DISCARD ALL`` or a transaction-mode bouncer) re-runs the statement through
         psycopg, which either succeeds (the failed attempt wrote nothing: autocommit) or raises the
         typed error callers expect."""
-        pgconn = conn.pgconn
-        prepared = _PREPARED.get(conn)
-        if prepared is None or self._enqueue_now_name not in prepared:
-            if prepared is None and conn.info.encoding != "utf-8":
-                conn.execute(self.sql["ENQUEUE_NOW"], job.now_values(), prepare=True)
-                return
-            res = pgconn.prepare(self._enqueue_now_name, self._enqueue_now_positional)
-            if res.status != psycopg.pq.ExecStatus.COMMAND_OK:
-                conn.execute(self.sql["ENQUEUE_NOW"], job.now_values(), prepare=True)
-                return
-            _PREPARED.setdefault(conn, set()).add(self._enqueue_now_name)
-        res = pgconn.exec_prepared(self._enqueue_now_name, [
+        name = self._enqueue_now_name
+        if name not in _PREPARED.get(conn, ()) and not self._prepare_enqueue_now(conn):
+            conn.execute(self.sql["ENQUEUE_NOW"], job.now_values(), prepare=True)
+            return
+        res = conn.pgconn.exec_prepared(name, [
             job.id.encode(), job.task.encode(), job.queue.encode(), str(job.priority).encode(),
             None if job.args is None else job.args.encode(),
             None if job.kwargs is None else job.kwargs.encode(),
@@ -948,8 +950,19 @@ class Store:
             None if job.group_id is None else job.group_id.encode(),
         ], _ENQUEUE_NOW_FORMATS)
         if res.status != psycopg.pq.ExecStatus.TUPLES_OK:
-            _PREPARED.pop(conn, None)
+            if _sqlstate(res) == _NO_SUCH_STATEMENT:  # forgotten by the server: prepare it next time
+                _PREPARED.pop(conn, None)
             conn.execute(self.sql["ENQUEUE_NOW"], job.now_values())
+
+    def _prepare_enqueue_now(self, conn: psycopg.Connection) -> bool:
+        """Prepare ENQUEUE_NOW on ``conn``; False where the fast path cannot be used."""
+        if conn.info.encoding != "utf-8":  # our parameters are UTF-8 bytes
+            return False
+        res = conn.pgconn.prepare(self._enqueue_now_name, self._enqueue_now_positional)
+        if res.status != psycopg.pq.ExecStatus.COMMAND_OK and _sqlstate(res) != _ALREADY_PREPARED:
+            return False
+        _PREPARED.setdefault(conn, set()).add(self._enqueue_now_name)
+        return True
 
     async def aenqueue(self, conn: psycopg.AsyncConnection, job: JobSpec) -> None:
         if job.due_now():

@@ -10,6 +10,7 @@ import psycopg
 import pytest
 
 from sqlq import App
+from sqlq import store as store_module
 from sqlq.db import ConnectionPool
 from sqlq.errors import DatabaseUnavailableError, DuplicateJobError
 
@@ -63,8 +64,10 @@ def test_errors_on_the_fast_path_are_the_usual_ones(app: App, add, raw_conn, sch
     add.apply_async((1,), task_id="3f0c9a56-1111-4c4c-8888-000000000001")
     with pytest.raises(DuplicateJobError, match="already waiting or running"):
         add.apply_async((1,), task_id="3f0c9a56-1111-4c4c-8888-000000000001")
-    add.delay(2)  # the connection is still good
+    add.delay(2)  # the connection is still good, and still on the prepared fast path
     assert _jobs(raw_conn, schema) == 2
+    with app.connection() as conn:
+        assert app.store._enqueue_now_name in store_module._PREPARED.get(conn, ())
 
 
 def test_a_full_pool_waits_then_says_what_to_do(database_url: str):

@@ -9,7 +9,6 @@ recorded its outcome in its own transaction.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ctypes
 import logging
 import signal
@@ -171,11 +170,6 @@ class Executor:
         self.limits = limits or ThreadTimeLimits()
         self.accept = list(app.conf.accept_content)
         self.result_serializer = app.conf.result_serializer  # read once: settings come from env too
-        try:
-            serialization.check_accepted(serialization.JSON, self.accept)
-            self._accepts_json = True
-        except SerializationError:
-            self._accepts_json = False
 
     def execute(self, job: ClaimedJob) -> Result:
         if job.expired:
@@ -186,15 +180,6 @@ class Executor:
             return failure(job, NotRegistered(
                 f"task {job.task!r} is not registered on worker {self.hostname}; start the worker with the "
                 f"app that defines it (sqlq -A module worker) or check the task name"))
-        args = kwargs = None
-        if job.content_type == serialization.JSON and self._accepts_json:
-            # the common case without decode_call's per-call checks; anything odd goes through it
-            # below, for its error message
-            with contextlib.suppress(ValueError):
-                args = serialization.json_loads(job.args) if job.args is not None else []
-                kwargs = {} if job.kwargs is None or job.kwargs == "{}" else serialization.json_loads(job.kwargs)
-        if type(args) is list and type(kwargs) is dict:
-            return self._run(task, job, args, kwargs)
         try:
             args, kwargs = serialization.decode_call(job.content_type, job.args, job.kwargs, job.payload,
                                                      self.accept)
@@ -206,7 +191,7 @@ class Executor:
     def _run(self, task: Task, job: ClaimedJob, args: list, kwargs: dict) -> Result:
         request = Request(id=job.id, task=task.name, args=args, kwargs=kwargs, retries=job.retries,
                           attempt=job.attempt, queue=job.queue, priority=job.priority,
-                          headers=serialization.json_loads(job.headers) if job.headers and job.headers != "{}" else {},
+                          headers=serialization.json_loads(job.headers) if job.headers else {},
                           group=job.group_id, hostname=self.hostname, worker_id=self.worker_id, is_eager=False)
         token = _current_request.set(request)
         if signals.task_prerun.has_receivers:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import selectors
+import socket
 import threading
 from collections import defaultdict
 from collections.abc import Callable
@@ -26,7 +28,14 @@ class Listener:
     ``on_notify(channel, payload)`` runs on the listener thread and must be quick.
     ``on_reconnect()`` runs after a (re)connection, because notifications sent while we were away
     are gone and the owner should re-check whatever it waits for.
+
+    The thread waits on the connection's socket and on one end of a socket pair that ``stop()``
+    writes to, so stopping takes effect at once: a worker's exit and every ``App.close()`` would
+    otherwise wait out a polling timeout.
     """
+
+    #: seconds between two looks at the connection when nothing arrives (a stop never waits for it)
+    idle_check = 5.0
 
     def __init__(self, url: str, listen_sql: list[str], on_notify: Callable[[str, str], None],
                  on_reconnect: Callable[[], None] | None = None, name: str = "sqlq-listener",
@@ -39,21 +48,24 @@ class Listener:
         self.ready = threading.Event()
         self._stop = threading.Event()
         self._conn: psycopg.Connection | None = None
+        self._waker: socket.socket | None = None  # stop() writes to it to wake the thread: start()
+        self._wakeup: socket.socket | None = None  # makes the pair, the thread's exit closes it
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
 
     def start(self, wait: float = 10.0) -> Listener:
         """Start and wait until LISTEN is in place, so nothing sent after this returns is missed."""
+        self._waker, self._wakeup = socket.socketpair()
         self._thread.start()
         self.ready.wait(wait)
         return self
 
     def stop(self) -> None:
         self._stop.set()
-        conn = self._conn
-        if conn is not None:
-            with contextlib.suppress(Exception):  # shutting down; the thread exits on its own anyway
-                conn.cancel_safe() if hasattr(conn, "cancel_safe") else conn.cancel()
-        self._thread.join(timeout=5)
+        if self._waker is not None:
+            with contextlib.suppress(OSError):  # the thread has ended and closed the pair
+                self._waker.send(b"x")
+        if self._thread.is_alive():
+            self._thread.join(timeout=5)
 
     def _run(self) -> None:
         backoff = 0.1
@@ -67,12 +79,7 @@ class Listener:
                     self.ready.set()
                     if self.on_reconnect is not None:
                         self.on_reconnect()
-                    while not self._stop.is_set():
-                        # a short timeout bounds how long stop() waits: a cancel cannot end this wait
-                        for note in conn.notifies(timeout=0.2):
-                            self.on_notify(note.channel, note.payload)
-                            if self._stop.is_set():
-                                break
+                    self._listen(conn)
             except Exception as exc:  # noqa: BLE001 - any connection trouble: back off and reconnect
                 if self._stop.is_set():
                     break
@@ -82,6 +89,22 @@ class Listener:
                 backoff = min(backoff * 2, self.max_backoff)
             finally:
                 self._conn = None
+        self._waker.close()
+        self._wakeup.close()
+
+    def _listen(self, conn: psycopg.Connection) -> None:
+        """Hand on notifications until stopped; raises when the connection breaks."""
+        with selectors.DefaultSelector() as selector:  # (not select.select: no limit on fd numbers)
+            selector.register(conn.fileno(), selectors.EVENT_READ)
+            selector.register(self._wakeup, selectors.EVENT_READ)
+            while not self._stop.is_set():
+                # timeout=0: take what has arrived (and what psycopg kept while LISTEN ran), never
+                # wait inside psycopg, where a stop could not reach us; a broken connection raises
+                for note in conn.notifies(timeout=0):
+                    self.on_notify(note.channel, note.payload)
+                if self._stop.is_set():
+                    break
+                selector.select(self.idle_check)
 
 
 class ResultWaiter:

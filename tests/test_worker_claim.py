@@ -6,6 +6,7 @@ from __future__ import annotations
 import psycopg
 import pytest
 
+from sqlq.notify import Listener
 from sqlq.worker.consumer import Worker
 from tests.apps.harness import job_row, scalar, wait_for, wait_result
 
@@ -102,3 +103,22 @@ def test_lost_listen_connection_reconnects(app, run_worker, raw_conn, schema, pi
         notified.clear()
         assert ping.delay(3).get(timeout=SLOW_POLL / 4) == 3
         assert "default" in notified
+
+
+def test_a_listener_stops_at_once_and_hands_on_every_notification(database_url, raw_conn):
+    """stop() wakes the listening thread through its socket pair instead of waiting out a timeout:
+    a worker's exit and App.close() do not pay a polling interval."""
+    received: list[str] = []
+    listener = Listener(database_url, ["LISTEN sqlq_test_listener"],
+                        lambda channel, payload: received.append(payload))
+    listener.idle_check = 3600.0  # only the wake-up can end the wait within stop()'s join
+    listener.start()
+    try:
+        for i in range(50):
+            raw_conn.execute("SELECT pg_notify('sqlq_test_listener', %s)", (str(i),))
+        wait_for(lambda: len(received) == 50, message="50 notifications")
+        assert received == [str(i) for i in range(50)]
+    finally:
+        listener.stop()
+    assert not listener._thread.is_alive()
+    listener.stop()  # a second stop is harmless

@@ -6,6 +6,8 @@ usually looking at a log line, not at our source.
 
 from __future__ import annotations
 
+import datetime as dt
+
 
 class SqlqError(Exception):
     """Base of every error sqlq raises deliberately."""
@@ -103,8 +105,11 @@ class Retry(SqlqError):  # noqa: N818 - Celery's name, kept so user code carries
     """Raised by `Task.retry()` to tell the worker to run the job again later."""
 
     def __init__(self, message: str | None = None, exc: BaseException | None = None,
-                 when: float | None = None):
-        super().__init__(message or (f"Retry in {when}s" if when is not None else "Retry"))
+                 when: float | dt.datetime | None = None):
+        if message is None:
+            message = ("Retry" if when is None else f"Retry at {when.isoformat()}"
+                       if isinstance(when, dt.datetime) else f"Retry in {when}s")
+        super().__init__(message)
         self.exc = exc
         self.when = when
 

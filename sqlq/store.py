@@ -205,12 +205,14 @@ FINISH_OK_UPSERT = _FINISH_OK_O + _FINISH_DONE + _FINISH_UPSERT + _FINISH_NOTIFY
 # Put jobs back to wait for a retry (state RETRY to the user), guarded like FINISH.
 RETRY = """
 WITH r AS (
-    SELECT * FROM unnest(%(ids)s::uuid[], %(attempts)s::int[], %(delays)s::float8[], %(errors)s::text[])
-         AS r(id, attempt, delay, error)
+    SELECT id, attempt, error,
+           coalesce(to_timestamp(eta), now() + make_interval(secs => greatest(delay, 0))) AS run_at
+    FROM unnest(%(ids)s::uuid[], %(attempts)s::int[], %(delays)s::float8[], %(etas)s::float8[],
+                %(errors)s::text[]) AS r(id, attempt, delay, eta, error)
 ), upd AS (
     UPDATE {jobs} AS j
-    SET state = CASE WHEN r.delay > 0 THEN 'scheduled' ELSE 'available' END,
-        run_at = now() + make_interval(secs => greatest(r.delay, 0)),
+    SET state = CASE WHEN r.run_at > now() THEN 'scheduled' ELSE 'available' END,
+        run_at = r.run_at,
         retries = j.retries + 1, worker_id = NULL, started_at = NULL, last_error = r.error
     FROM r
     WHERE j.id = r.id AND j.worker_id = %(worker_id)s AND j.attempt = r.attempt AND j.state = 'running'
@@ -741,10 +743,15 @@ class Outcome:
 
 @dataclass(slots=True)
 class RetryRequest:
+    """Run the job again ``delay`` seconds after RETRY is recorded (the database's clock), or at
+    ``eta`` (seconds since the epoch, UTC) when ``retry(eta=)`` named a moment, as apply_async's eta
+    does: then the worker's clock plays no part."""
+
     id: str
     attempt: int
     delay: float
     error: str | None
+    eta: float | None = None
 
 
 @dataclass(slots=True)
@@ -1064,7 +1071,8 @@ class Store:
             return 0
         params = {
             "worker_id": worker_id, "ids": [r.id for r in requests], "attempts": [r.attempt for r in requests],
-            "delays": [r.delay for r in requests], "errors": [r.error for r in requests],
+            "delays": [r.delay for r in requests], "etas": [r.eta for r in requests],
+            "errors": [r.error for r in requests],
         }
         return conn.execute(self.sql["RETRY"], params).fetchone()[0]
 

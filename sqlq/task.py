@@ -225,13 +225,14 @@ class Task:
             raise MaxRetriesExceededError(
                 f"task {self.name}[{request.id}] used up its {limit} retries; raise max_retries to retry more"
             )
+        when: float | dt.datetime
         if eta is not None:
-            delay = (_as_datetime(eta) - dt.datetime.now(dt.UTC)).total_seconds()
+            when = _as_datetime(eta)  # a moment: the database places it, as apply_async(eta=) does
         elif countdown is not None:
-            delay = float(countdown)
+            when = max(float(countdown), 0.0)
         else:
-            delay = float(self.default_retry_delay)
-        signal = Retry(exc=exc, when=max(delay, 0.0))
+            when = max(float(self.default_retry_delay), 0.0)
+        signal = Retry(exc=exc, when=when)
         if throw:
             raise signal
         return signal

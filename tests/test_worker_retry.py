@@ -3,11 +3,16 @@ while a job waits, and retries running out into a FAILURE that carries the origi
 
 from __future__ import annotations
 
+import datetime as dt
+import marshal
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from sqlq import App, MaxRetriesExceededError
+from sqlq.store import RetryRequest
+from sqlq.worker.execution import result_from_wire, result_to_wire
 from tests.apps.harness import job_row, result_row, scalar, wait_for
 
 _offline = App("tests.offline", database_url="postgresql://nobody@127.0.0.1:1/none")
@@ -114,3 +119,35 @@ def test_retry_from_a_prefork_child(basic_app, run_worker, raw_conn, schema):
     with run_worker(basic_app, pool="prefork", concurrency=1):
         assert result.get(timeout=60) == 2
     assert result_row(raw_conn, schema, result.id)["attempts"] == 3
+
+
+def test_retry_at_an_eta_is_placed_at_that_moment_not_on_the_workers_clock(app, run_worker, raw_conn, schema):
+    """retry(eta=) names a moment, as apply_async(eta=) does: run_at is that moment exactly (not
+    the worker's idea of "now" plus a delay), and a moment already past means "run again now"."""
+    moment = dt.datetime(2031, 5, 17, 9, 30, 15, 250_000, tzinfo=dt.UTC)
+
+    @app.task(bind=True)
+    def at_moment(self, naive):
+        if self.request.retries == 0:
+            raise self.retry(eta=moment.replace(tzinfo=None) if naive else moment)
+        return "ran"
+
+    @app.task(bind=True)
+    def at_past(self):
+        if self.request.retries == 0:
+            raise self.retry(eta=dt.datetime(2001, 1, 1, tzinfo=dt.UTC))
+        return self.request.retries
+
+    aware, naive, past = at_moment.delay(False), at_moment.delay(True), at_past.delay()
+    with run_worker(app):
+        assert past.get(timeout=30) == 1
+        for result in (aware, naive):
+            wait_for(lambda result=result: result.state == "RETRY", message="the job to wait for its retry")
+            row = job_row(raw_conn, schema, result.id)
+            assert row["state"] == "scheduled" and row["run_at"] == moment
+
+
+def test_a_retry_crosses_the_prefork_wire_whole():
+    for request in (RetryRequest(id="a", attempt=2, delay=1.5, error="E: x"),
+                    RetryRequest(id="b", attempt=1, delay=0.0, error=None, eta=1_900_000_000.25)):
+        assert result_from_wire(marshal.loads(marshal.dumps(result_to_wire(request)))) == request

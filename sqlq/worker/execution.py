@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
+import datetime as dt
 import logging
 import signal
 import threading
@@ -309,11 +310,21 @@ class Executor:
                     request.connection = request.session = None
         return None, value
 
-    def _retry(self, task: Task, job: ClaimedJob, request: Request, delay: float, reason: BaseException) -> RetryRequest:
-        log.info("task %s[%s] retry %d in %.2fs: %s", task.name, job.id, job.retries + 1, delay, reason)
+    def _retry(self, task: Task, job: ClaimedJob, request: Request, when: float | dt.datetime,
+               reason: BaseException) -> RetryRequest:
+        if isinstance(when, dt.datetime):
+            if when.tzinfo is None:  # naive means UTC, as in apply_async(eta=)
+                when = when.replace(tzinfo=dt.UTC)
+            eta: float | None = when.timestamp()
+            delay = max(eta - time.time(), 0.0)  # only for the log and the worker's wake-up
+            log.info("task %s[%s] retry %d at %s: %s", task.name, job.id, job.retries + 1,
+                     when.isoformat(), reason)
+        else:
+            eta, delay = None, float(when)
+            log.info("task %s[%s] retry %d in %.2fs: %s", task.name, job.id, job.retries + 1, delay, reason)
         signals.task_retry.send(sender=task, request=request, reason=reason)
-        return RetryRequest(id=job.id, attempt=job.attempt, delay=float(delay),
-                            error=f"{exception_type_name(reason)}: {reason}")
+        return RetryRequest(id=job.id, attempt=job.attempt, delay=delay,
+                            error=f"{exception_type_name(reason)}: {reason}", eta=eta)
 
     def _failure(self, task: Task, job: ClaimedJob, args: list, kwargs: dict, exc: BaseException) -> Outcome:
         text = "".join(tb_module.format_exception(exc))
@@ -335,7 +346,7 @@ def result_to_wire(result: Result) -> tuple | None:
         return None
     if type(result) is Outcome:
         return ("O", *[getattr(result, name) for name in _OUTCOME_FIELDS])
-    return ("R", result.id, result.attempt, result.delay, result.error)
+    return ("R", result.id, result.attempt, result.delay, result.error, result.eta)
 
 
 def result_from_wire(data: tuple | None) -> Result:

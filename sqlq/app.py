@@ -437,7 +437,7 @@ class App:
                own: bool = False) -> list[tuple] | None:
         """Returns PUBLISH's rows for routed jobs (None otherwise). ``own``: a pooled connection."""
         if store.routed(specs):
-            return store.publish(conn, specs)
+            return store.publish(conn, specs, own=own)
         if len(specs) == 1:
             store.enqueue(conn, specs[0], own=own)
         else:

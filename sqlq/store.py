@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import itertools
 import re
 import struct
 import weakref
@@ -36,7 +35,8 @@ from .names import validate_identifier
 
 # --- statements ---------------------------------------------------------------------------------
 
-# Enqueue one job: one round trip, including the wake-up for idle workers.
+# Enqueue one job: one round trip, including the wake-up for idle workers. Every parameter is cast,
+# so that sqlq's own connections can prepare it once and run it through libpq (Store._exec_fast).
 ENQUEUE = """
 WITH v AS (
     SELECT %(id)s::uuid AS id,
@@ -47,10 +47,10 @@ WITH v AS (
 ), ins AS (
     INSERT INTO {jobs} (id, task, queue, priority, state, args, kwargs, payload, content_type, headers,
                         run_at, expires_at, enqueued_at, acks_late, group_id)
-    SELECT v.id, %(task)s, %(queue)s, %(priority)s,
+    SELECT v.id, %(task)s::text, %(queue)s::text, %(priority)s::smallint,
            CASE WHEN v.run_at > statement_timestamp() THEN 'scheduled' ELSE 'available' END,
-           %(args)s::jsonb, %(kwargs)s::jsonb, %(payload)s::bytea, %(content_type)s, %(headers)s::jsonb,
-           v.run_at, v.expires_at, statement_timestamp(), %(acks_late)s, %(group_id)s::uuid
+           %(args)s::jsonb, %(kwargs)s::jsonb, %(payload)s::bytea, %(content_type)s::text, %(headers)s::jsonb,
+           v.run_at, v.expires_at, statement_timestamp(), %(acks_late)s::bool, %(group_id)s::uuid
     FROM v
     RETURNING queue, state
 )
@@ -58,13 +58,13 @@ SELECT pg_notify({jobs_channel}, queue) FROM ins WHERE state = 'available'
 """
 
 # Enqueue one job that is due now (no countdown, eta or expiry; not routed): the common ``delay()``.
-# The row ENQUEUE would write, without the time arithmetic; positional, so that sqlq's own
-# connections can prepare it once and run it through libpq directly (Store.enqueue).
+# The row ENQUEUE would write, without the time arithmetic.
 ENQUEUE_NOW = """
 INSERT INTO {jobs} (id, task, queue, priority, state, args, kwargs, payload, content_type, headers,
                     run_at, enqueued_at, acks_late, group_id)
-VALUES (%s::uuid, %s, %s, %s::smallint, 'available', %s::jsonb, %s::jsonb, %s::bytea, %s, %s::jsonb,
-        statement_timestamp(), statement_timestamp(), %s::bool, %s::uuid)
+VALUES (%(id)s::uuid, %(task)s::text, %(queue)s::text, %(priority)s::smallint, 'available', %(args)s::jsonb,
+        %(kwargs)s::jsonb, %(payload)s::bytea, %(content_type)s::text, %(headers)s::jsonb,
+        statement_timestamp(), statement_timestamp(), %(acks_late)s::bool, %(group_id)s::uuid)
 RETURNING pg_notify({jobs_channel}, queue)
 """
 
@@ -685,10 +685,10 @@ _STATEMENTS = {
 }
 
 
-#: Statements prepared by ``Store._enqueue_now_fast``, by connection (psycopg does not know of them).
+#: Statements prepared by ``Store._exec_fast``, by connection (psycopg does not know of them).
 _PREPARED: weakref.WeakKeyDictionary[psycopg.Connection, set[bytes]] = weakref.WeakKeyDictionary()
-#: ENQUEUE_NOW's parameter formats: all text but the payload (bytea, sent as raw bytes).
-_ENQUEUE_NOW_FORMATS = [0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0]
+#: The one-job statements ``Store._exec_fast`` runs: each ``delay()``/``apply_async()`` is one of them.
+_FAST_STATEMENTS = ("ENQUEUE_NOW", "ENQUEUE", "PUBLISH_ONE")
 
 
 _NO_SUCH_STATEMENT = "26000"  # invalid_sql_statement_name: e.g. after DISCARD ALL
@@ -700,10 +700,62 @@ def _sqlstate(res: psycopg.pq.abc.PGresult) -> str | None:
     return code.decode() if code else None
 
 
-def _positional(statement: str) -> str:
-    """A statement written with ``%s`` placeholders in libpq's ``$1, $2, …`` form."""
-    numbers = itertools.count(1)
-    return re.sub(r"%s", lambda _: f"${next(numbers)}", statement)
+_PLACEHOLDER = re.compile(r"%%|%\((\w+)\)s")
+
+
+@dataclass(frozen=True, slots=True)
+class _FastStatement:
+    """One of the store's statements in libpq's form, for ``Store._exec_fast``."""
+
+    key: str  # its name in Store.sql: what psycopg runs when the fast path cannot
+    name: bytes  # the prepared statement's name
+    text: bytes  # with $1, $2, … for psycopg's %(name)s placeholders
+    params: tuple[str, ...]  # the parameter for each $n, in order
+    formats: tuple[int, ...]  # 1 (binary, raw bytes) for the bytea payload, 0 (text) for the rest
+
+    @classmethod
+    def of(cls, key: str, statement: str) -> _FastStatement:
+        names: list[str] = []
+
+        def number(match: re.Match) -> str:
+            if match.group(1) is None:
+                return "%"
+            if match.group(1) not in names:
+                names.append(match.group(1))
+            return f"${names.index(match.group(1)) + 1}"
+
+        text = _PLACEHOLDER.sub(number, statement).encode()
+        return cls(key, b"sqlq_%s_%08x" % (key.lower().encode(), zlib.crc32(text)), text, tuple(names),
+                   tuple(int(name == "payload") for name in names))
+
+
+def _wire(value: Any) -> bytes | None:
+    """A parameter in PostgreSQL's text input form (bytes as they are: the payload goes in binary)."""
+    if value is None or type(value) is bytes:
+        return value
+    if type(value) is str:
+        return value.encode()
+    if type(value) is bool:
+        return b"t" if value else b"f"
+    if isinstance(value, dt.datetime):
+        return value.isoformat().encode()  # always aware here: naive times are made UTC up front
+    return str(value).encode()  # int, float
+
+
+def _parse_text_array(value: bytes | None) -> list[str] | None:
+    """A text[] in its text output form, for elements that never need quoting beyond a bare
+    "NULL" word: job ids and validated queue names (no commas, quotes, braces or spaces)."""
+    if value is None:
+        return None
+    inner = value[1:-1].decode()
+    return [item.strip('"') for item in inner.split(",")] if inner else []
+
+
+def _publish_row(res: psycopg.pq.abc.PGresult) -> tuple:
+    """PUBLISH_ONE's one row, read from its text form as psycopg would have typed it."""
+    ord_, exists, count, ids, queues, group_id, notified = (res.get_value(0, i) for i in range(7))
+    return (int(ord_), exists == b"t", int(count), _parse_text_array(ids), _parse_text_array(queues),
+            None if group_id is None else group_id.decode(), int(notified))
 
 
 # --- rows ---------------------------------------------------------------------------------------
@@ -787,11 +839,6 @@ class JobSpec:
         no headers, acks_late, no payload, no group)."""
         return (self.priority == 0 and self.content_type == "application/json" and self.headers == "{}"
                 and self.acks_late is True and self.payload is None and self.group_id is None)
-
-    def now_values(self) -> tuple:
-        """ENQUEUE_NOW's parameters, in order."""
-        return (self.id, self.task, self.queue, self.priority, self.args, self.kwargs, self.payload,
-                self.content_type, self.headers, self.acks_late, self.group_id)
 
     def params(self) -> dict[str, Any]:
         return {
@@ -917,65 +964,58 @@ class Store:
         self.sql: dict[str, str] = {
             name: sql.SQL(template).format(**ident).as_string(None) for name, template in _STATEMENTS.items()
         }
-        self._enqueue_now_positional = _positional(self.sql["ENQUEUE_NOW"]).encode()
-        self._enqueue_now_name = b"sqlq_enqueue_now_%08x" % zlib.crc32(self._enqueue_now_positional)
+        self._fast = {key: _FastStatement.of(key, self.sql[key]) for key in _FAST_STATEMENTS}
         self.listen_jobs = sql.SQL("LISTEN {}").format(sql.Identifier(self.jobs_channel)).as_string(None)
         self.listen_results = sql.SQL("LISTEN {}").format(sql.Identifier(self.results_channel)).as_string(None)
 
     # producers ---------------------------------------------------------------------------------
 
     def enqueue(self, conn: psycopg.Connection, job: JobSpec, *, own: bool = False) -> None:
-        """Write one job. ``own``: ``conn`` is one of sqlq's pooled autocommit connections, so a job
-        due now may take the libpq fast path (never the caller's connection: that would bypass the
-        BEGIN psycopg issues for the caller's transaction)."""
-        if not job.due_now():
-            conn.execute(self.sql["ENQUEUE"], job.params(), prepare=True)
-        elif own:
-            self._enqueue_now_fast(conn, job)
-        else:
-            conn.execute(self.sql["ENQUEUE_NOW"], job.now_values(), prepare=True)
+        """Write one job. ``own``: ``conn`` is one of sqlq's pooled autocommit connections, so the
+        libpq fast path may be taken (never the caller's connection: that would bypass the BEGIN
+        psycopg issues for the caller's transaction)."""
+        key = "ENQUEUE_NOW" if job.due_now() else "ENQUEUE"
+        params = job.params()
+        if not own or self._exec_fast(conn, key, params) is None:
+            conn.execute(self.sql[key], params, prepare=True)
 
-    def _enqueue_now_fast(self, conn: psycopg.Connection, job: JobSpec) -> None:
-        """ENQUEUE_NOW as a statement prepared once per connection and run with libpq's
-        ``PQexecPrepared`` on text parameters we encode ourselves.
+    def _exec_fast(self, conn: psycopg.Connection, key: str,
+                   params: dict[str, Any]) -> psycopg.pq.abc.PGresult | None:
+        """Run statement ``key`` prepared once per connection, through libpq's ``PQexecPrepared``
+        on text parameters encoded here; its result, or None when the caller must run it through
+        psycopg instead.
 
-        Why: psycopg's ``execute`` spends about 60 µs of CPU per call adapting eleven parameters and
-        tracking the statement, a third of a whole ``delay()``; this path spends a few µs, and is still
-        one round trip. Anything unusual (an error, a connection whose encoding is not UTF-8, a
-        statement lost to ``DISCARD ALL`` or a transaction-mode bouncer) re-runs the statement through
-        psycopg, which either succeeds (the failed attempt wrote nothing: autocommit) or raises the
-        typed error callers expect."""
-        name = self._enqueue_now_name
-        if name not in _PREPARED.get(conn, ()) and not self._prepare_enqueue_now(conn):
-            conn.execute(self.sql["ENQUEUE_NOW"], job.now_values(), prepare=True)
-            return
-        res = conn.pgconn.exec_prepared(name, [
-            job.id.encode(), job.task.encode(), job.queue.encode(), str(job.priority).encode(),
-            None if job.args is None else job.args.encode(),
-            None if job.kwargs is None else job.kwargs.encode(),
-            job.payload, job.content_type.encode(), job.headers.encode(), b"t" if job.acks_late else b"f",
-            None if job.group_id is None else job.group_id.encode(),
-        ], _ENQUEUE_NOW_FORMATS)
-        if res.status != psycopg.pq.ExecStatus.TUPLES_OK:
-            if _sqlstate(res) == _NO_SUCH_STATEMENT:  # forgotten by the server: prepare it next time
-                _PREPARED.pop(conn, None)
-            conn.execute(self.sql["ENQUEUE_NOW"], job.now_values())
+        Why: psycopg's ``execute`` spends about 60 µs of CPU per call adapting a dozen parameters
+        and tracking the statement (three times that for PUBLISH_ONE's seventeen), a third of a
+        whole ``delay()``; this path spends a few µs, and is still one round trip. Anything unusual
+        (an error, a connection whose encoding is not UTF-8, a statement lost to ``DISCARD ALL`` or a
+        transaction-mode bouncer) returns None: psycopg then runs the statement again, and either
+        succeeds (the failed attempt wrote nothing: autocommit) or raises the typed error callers
+        expect."""
+        statement = self._fast[key]
+        if statement.name not in _PREPARED.get(conn, ()) and not self._prepare(conn, statement):
+            return None
+        res = conn.pgconn.exec_prepared(statement.name, [_wire(params[name]) for name in statement.params],
+                                        statement.formats)
+        if res.status == psycopg.pq.ExecStatus.TUPLES_OK:
+            return res
+        if _sqlstate(res) == _NO_SUCH_STATEMENT:  # forgotten by the server: prepare them again
+            _PREPARED.pop(conn, None)
+        return None
 
-    def _prepare_enqueue_now(self, conn: psycopg.Connection) -> bool:
-        """Prepare ENQUEUE_NOW on ``conn``; False where the fast path cannot be used."""
+    @staticmethod
+    def _prepare(conn: psycopg.Connection, statement: _FastStatement) -> bool:
+        """Prepare ``statement`` on ``conn``; False where the fast path cannot be used."""
         if conn.info.encoding != "utf-8":  # our parameters are UTF-8 bytes
             return False
-        res = conn.pgconn.prepare(self._enqueue_now_name, self._enqueue_now_positional)
+        res = conn.pgconn.prepare(statement.name, statement.text)
         if res.status != psycopg.pq.ExecStatus.COMMAND_OK and _sqlstate(res) != _ALREADY_PREPARED:
             return False
-        _PREPARED.setdefault(conn, set()).add(self._enqueue_now_name)
+        _PREPARED.setdefault(conn, set()).add(statement.name)
         return True
 
     async def aenqueue(self, conn: psycopg.AsyncConnection, job: JobSpec) -> None:
-        if job.due_now():
-            await conn.execute(self.sql["ENQUEUE_NOW"], job.now_values(), prepare=True)
-        else:
-            await conn.execute(self.sql["ENQUEUE"], job.params(), prepare=True)
+        await conn.execute(self.sql["ENQUEUE_NOW" if job.due_now() else "ENQUEUE"], job.params(), prepare=True)
 
     def enqueue_many(self, conn: psycopg.Connection, jobs: Sequence[JobSpec]) -> None:
         if not jobs:
@@ -1242,8 +1282,13 @@ class Store:
             return self.sql["PUBLISH_ONE"], jobs[0].params()
         return self.sql["PUBLISH"], self.publish_params(jobs)
 
-    def publish(self, conn: psycopg.Connection, jobs: Sequence[JobSpec]) -> list[tuple]:
-        """One row per job: (ord, exchange_exists, queue_count, ids, queues, group_id, _)."""
+    def publish(self, conn: psycopg.Connection, jobs: Sequence[JobSpec], *, own: bool = False) -> list[tuple]:
+        """One row per job: (ord, exchange_exists, queue_count, ids, queues, group_id, _). ``own``:
+        as in ``enqueue``."""
+        if own and len(jobs) == 1:
+            res = self._exec_fast(conn, "PUBLISH_ONE", jobs[0].params())
+            if res is not None:
+                return [_publish_row(res)]
         statement, params = self.publish_statement(jobs)
         return conn.execute(statement, params, prepare=True).fetchall()
 

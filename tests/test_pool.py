@@ -1,9 +1,10 @@
 """The hot path's connection pool (sqlq/db.py) and the prepared fast path of a plain ``delay()``
-(Store._enqueue_now_fast): connections are reused, a broken one is dropped, a full pool says so, and a
+(Store._exec_fast): connections are reused, a broken one is dropped, a full pool says so, and a
 statement the server forgot is prepared again instead of failing the call."""
 
 from __future__ import annotations
 
+import datetime as dt
 import threading
 
 import psycopg
@@ -67,7 +68,7 @@ def test_errors_on_the_fast_path_are_the_usual_ones(app: App, add, raw_conn, sch
     add.delay(2)  # the connection is still good, and still on the prepared fast path
     assert _jobs(raw_conn, schema) == 2
     with app.connection() as conn:
-        assert app.store._enqueue_now_name in store_module._PREPARED.get(conn, ())
+        assert app.store._fast["ENQUEUE_NOW"].name in store_module._PREPARED.get(conn, ())
 
 
 def test_a_full_pool_waits_then_says_what_to_do(database_url: str):
@@ -117,3 +118,18 @@ def test_dispose_closes_idle_connections_and_those_still_out(database_url: str):
     with pool.connection() as fresh:
         assert fresh is not out and fresh.execute("SELECT 1").fetchone() == (1,)
     pool.dispose()
+
+
+def test_scheduled_and_expiring_jobs_take_the_fast_path_too(app: App, add, raw_conn, schema: str):
+    """ENQUEUE (countdown, eta, expires) is prepared like ENQUEUE_NOW: the times come out the same,
+    computed by the database from the text parameters."""
+    eta = dt.datetime(2040, 1, 2, 3, 4, 5, 678_000, tzinfo=dt.UTC)
+    later = add.apply_async((1,), countdown=30, expires=90)
+    at_eta = add.apply_async((2,), eta=eta, priority=7)
+    rows = {row[0]: row[1:] for row in raw_conn.execute(
+        f'SELECT id::text, state, run_at - enqueued_at, expires_at - enqueued_at, run_at, priority '
+        f'FROM "{schema}".jobs').fetchall()}
+    assert rows[later.id][:3] == ("scheduled", dt.timedelta(seconds=30), dt.timedelta(seconds=90))
+    assert rows[at_eta.id][0] == "scheduled" and rows[at_eta.id][3:] == (eta, 7)
+    with app.connection() as conn:
+        assert app.store._fast["ENQUEUE"].name in store_module._PREPARED.get(conn, ())

@@ -137,6 +137,27 @@ def test_routed_delay_is_one_statement(app, media, database_url):
     assert jobs(app, "id::text", "queue") == [(result.id, "video")]
 
 
+def test_routed_delay_on_sqlqs_own_connection_takes_the_prepared_fast_path(app, media):
+    """Without a caller's connection, a routed delay() runs PUBLISH_ONE prepared once per pooled
+    connection (libpq's PQexecPrepared): the same rows, results and errors as through psycopg,
+    including a queue whose name PostgreSQL quotes in an array (NULL)."""
+    apply_routes(app, [Queue("NULL", Exchange("loud", type="fanout")), Queue("quiet", "loud")])
+    group = media.apply_async(("g",), exchange="loud")
+    assert isinstance(group, GroupResult) and sorted(group.queues) == ["NULL", "quiet"]
+    one = media.apply_async(("v",), exchange="media", routing_key="media.video.4k", countdown=60)
+    assert isinstance(one, AsyncResult)
+    with pytest.raises(Unroutable):
+        media.apply_async(("x",), exchange="media", routing_key="nothing.here")
+    with pytest.raises(UnknownExchange):
+        media.apply_async(("x",), exchange="no_such_exchange")
+    assert sorted(jobs(app, "id::text", "queue", "state")) == sorted(
+        [(r.id, q, "available") for r, q in zip(group.results, group.queues, strict=True)]
+        + [(one.id, "video", "scheduled")])
+    with app.connection() as conn:
+        prepared = conn.execute("SELECT name FROM pg_prepared_statements").fetchall()
+    assert (app.store._fast["PUBLISH_ONE"].name.decode(),) in prepared
+
+
 def test_unroutable_leaves_the_callers_transaction_usable(app, media, database_url):
     with psycopg.connect(database_url) as conn:
         media.apply_async(("before",), queue="plain", connection=conn)

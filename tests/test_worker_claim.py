@@ -3,10 +3,13 @@ and a LISTEN connection that comes back after it is killed."""
 
 from __future__ import annotations
 
+import uuid
+
 import psycopg
 import pytest
 
 from sqlq.notify import Listener
+from sqlq.store import Outcome
 from sqlq.worker.consumer import Worker
 from tests.apps.harness import job_row, scalar, wait_for, wait_result
 
@@ -122,3 +125,27 @@ def test_a_listener_stops_at_once_and_hands_on_every_notification(database_url, 
         listener.stop()
     assert not listener._thread.is_alive()
     listener.stop()  # a second stop is harmless
+
+
+def test_finishing_probes_the_primary_key_not_the_workers_running_jobs(app, raw_conn, schema):
+    """FINISH finds its rows by id, whatever the statistics say. Joined on id alone, with the table
+    last analyzed while every job waited (no running rows, as after a bulk enqueue), the planner
+    scanned all of the worker's entries in jobs_running instead, dead ones included: a cost that grew
+    with every job claimed since the last VACUUM, slowing long drains down."""
+    noop = app.task(name="claim.noop")(lambda i: None)
+    noop.delay_many(range(2000))
+    raw_conn.execute(f'ANALYZE "{schema}".jobs')
+    worker_id = str(uuid.uuid4())
+    with app.connection() as conn:
+        app.store.register_worker(conn, id=worker_id, hostname="test", pid=1, queues=["default"],
+                                  concurrency=1, pool="solo")
+        claimed = app.store.claim(conn, worker_id, "default", 1000)
+    params = {"worker_id": worker_id, "ids": [j.id for j in claimed[:200]],
+              "attempts": [j.attempt for j in claimed[:200]], "results": ["null"] * 200}
+    plan = "\n".join(row[0] for row in raw_conn.execute(
+        "EXPLAIN " + app.store.sql["FINISH_OK"], params).fetchall())
+    assert "jobs_pkey" in plan and "jobs_running" not in plan, plan
+    outcomes = [Outcome(id=j.id, attempt=j.attempt, state="SUCCESS", result="null") for j in claimed]
+    with app.connection() as conn:
+        assert app.store.finish(conn, worker_id, outcomes) == 1000
+    assert scalar(raw_conn, "SELECT count(*) FROM {s}.results WHERE state = 'SUCCESS'", schema=schema) == 1000

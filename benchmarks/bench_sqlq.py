@@ -137,6 +137,8 @@ class SqlqResults:
     # the same enqueue and best drain with synchronous_commit=off in sqlq's sessions: what the WAL
     # flush at every commit costs on this machine's disk
     nosync_enqueue_one_per_s: float | None = None
+    # the machine's own floor for (a): one INSERT of one int per commit, from psycopg, no sqlq
+    bare_insert_per_s: float | None = None
     nosync_drain: DrainRun | None = None
     nosync_pair_on: DrainRun | None = None  # the same config run just before, synchronous_commit=on
     notes: list[str] = field(default_factory=list)
@@ -474,6 +476,25 @@ app.close()
 """
 
 
+def measure_bare_insert(db: Db, res: SqlqResults, n: int = 3000) -> None:
+    """(a) without sqlq: one INSERT of one int per commit into a one-column table, from psycopg.
+    What one round trip plus a WAL flush costs on this machine right now: the ceiling of any
+    durable one-by-one enqueue (the issue's targets assumed ~5,800/s)."""
+    table = db.t("bare_insert")
+    db.conn.execute(sql.SQL("CREATE TABLE {} (id int)").format(table))
+    try:
+        statement = sql.SQL("INSERT INTO {} VALUES (%s)").format(table)
+        for i in range(50):
+            db.conn.execute(statement, (i,), prepare=True)
+        start = time.perf_counter()
+        for i in range(n):
+            db.conn.execute(statement, (i,), prepare=True)
+        res.bare_insert_per_s = n / (time.perf_counter() - start)
+    finally:
+        db.conn.execute(sql.SQL("DROP TABLE {}").format(table))
+    log(f"(a0) bare PostgreSQL, one INSERT per commit: {res.bare_insert_per_s:,.0f}/s")
+
+
 def measure_enqueue_nosync(db: Db, opts: Options, timeout: float) -> float | None:
     """(a) again in a subprocess whose sessions run with synchronous_commit=off (PGOPTIONS)."""
     db.reset()
@@ -569,6 +590,7 @@ def run_all(opts: Options) -> SqlqResults:
     try:
         warm_bytecode_cache(opts)
         measure_enqueue(app, task, db, opts, res)
+        measure_bare_insert(db, res)  # right after (a), so that both see the same machine
         if opts.nosync:  # (a) again right away, so that both see the same machine
             res.nosync_enqueue_one_per_s = measure_enqueue_nosync(
                 db, opts, timeout=min(120.0, 20 + 2 * (res.enqueue_one_s or 30)))

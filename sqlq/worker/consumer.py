@@ -159,8 +159,7 @@ class Worker:
         with self.app.connection() as conn:
             self._register(conn)
         # A burst worker needs no LISTEN: it only runs what is due now, and it waits only for its own
-        # outcomes (the finisher wakes it). The connection would cost its start and its exit (a
-        # listener can only be stopped between two of its poll timeouts).
+        # outcomes (the finisher wakes it). The connection would only cost its start and its exit.
         listener = None if self.burst else Listener(self.app.database_url, [self.store.listen_jobs],
                                                     self._on_notify, self._wake.set, name="sqlq-listen").start()
         housekeeper = threading.Thread(target=self._housekeeping, name="sqlq-housekeeping", daemon=True)

@@ -3,6 +3,7 @@ and a LISTEN connection that comes back after it is killed."""
 
 from __future__ import annotations
 
+import threading
 import uuid
 
 import psycopg
@@ -149,3 +150,60 @@ def test_finishing_probes_the_primary_key_not_the_workers_running_jobs(app, raw_
     with app.connection() as conn:
         assert app.store.finish(conn, worker_id, outcomes) == 1000
     assert scalar(raw_conn, "SELECT count(*) FROM {s}.results WHERE state = 'SUCCESS'", schema=schema) == 1000
+
+
+def test_claims_commit_without_waiting_for_the_flush_and_the_pool_gets_its_connection_back_as_it_was(app):
+    """Claiming session (Store.CLAIM_SESSION_BEGIN): asynchronous commit and a kept generic plan on
+    the claiming connection only. Back in the pool, the connection commits like any other: a task
+    or producer reusing it must never get a delay() that is not durable."""
+    worker = Worker(app, pool="solo", burst=True)
+
+    def settings(conn):
+        return conn.execute("SELECT current_setting('synchronous_commit'), "
+                            "current_setting('plan_cache_mode')").fetchone()
+
+    with app.connection() as conn:
+        before = settings(conn)
+        with worker._claiming(conn):
+            assert settings(conn) == ("off", "force_generic_plan")
+        assert settings(conn) == before
+        with pytest.raises(RuntimeError), worker._claiming(conn):
+            raise RuntimeError("the claim loop failed")
+        assert settings(conn) == before
+    with pytest.raises(psycopg.OperationalError), app.connection() as conn, worker._claiming(conn):
+        conn.pgconn.finish()  # the connection breaks while claiming
+        conn.execute("SELECT 1")
+    with app.connection() as conn:  # the pool dropped it and hands out a working one
+        assert settings(conn) == before
+
+
+def test_the_next_claim_does_not_wait_for_the_previous_finish(app, run_worker, raw_conn, schema, monkeypatch):
+    """Outcomes the finisher is recording hold no capacity: with a prefetch of one, the consumer
+    claims and starts the next job while the previous job's FINISH is still in flight. (Counted as
+    held until their FINISH returned, they made a worker at the default prefetch wait for each
+    FINISH in turn: a third of the throughput.)"""
+    started: list[int] = []
+
+    @app.task(name="claim.record")
+    def record(i):
+        started.append(i)
+
+    finishing = threading.Event()
+    release = threading.Event()
+    real_finish = app.store.finish
+
+    def slow_finish(conn, worker_id, outcomes):
+        finishing.set()
+        assert release.wait(120), "never released"
+        return real_finish(conn, worker_id, outcomes)
+
+    monkeypatch.setattr(app.store, "finish", slow_finish)
+    first = record.delay(1)
+    with run_worker(app, pool="solo", concurrency=1, prefetch_multiplier=1):
+        try:
+            assert finishing.wait(30), "the first outcome never reached FINISH"
+            second = record.delay(2)  # sent while the first one's FINISH is in flight
+            wait_for(lambda: started == [1, 2], timeout=20, message="the second job to start meanwhile")
+        finally:
+            release.set()
+        assert first.get(timeout=30) is None and second.get(timeout=30) is None

@@ -16,6 +16,7 @@ Threads in a worker process:
 from __future__ import annotations
 
 import collections
+import contextlib
 import logging
 import os
 import signal
@@ -23,7 +24,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import psycopg
@@ -76,6 +77,7 @@ class Worker:
         self._done: collections.deque[tuple[ClaimedJob, Result]] = collections.deque()
         self._lost: collections.deque[ClaimedJob] = collections.deque()
         self._in_flight = 0
+        self._flushing = 0  # outcomes the finisher took from _done and is recording now
         self._count_lock = threading.Lock()
         self._finish_wake = threading.Event()
         self._stop_mode: str | None = None  # None while running, then "warm" or "cold"
@@ -194,13 +196,27 @@ class Worker:
         backoff = 0.0
         while self._stop_mode is None:
             try:
-                with self.app.connection() as conn:
+                with self.app.connection() as conn, self._claiming(conn):
                     self._serve(conn)
                 return
             except psycopg.OperationalError as exc:
                 backoff = min(max(backoff * 2, 0.5), 10.0)
                 log.warning("lost the database connection (%s); claiming again in %.1fs", exc, backoff)
                 self._wake.wait(backoff)
+
+    @contextlib.contextmanager
+    def _claiming(self, conn: psycopg.Connection) -> Iterator[None]:
+        """The claiming session: claims commit without waiting for the WAL flush (why, and why it
+        is safe: Store's CLAIM_SESSION_BEGIN). The pooled connection is given back with the server's
+        setting, or closed: a producer must never get one whose commits do not wait."""
+        conn.execute(self.store.sql["CLAIM_SESSION_BEGIN"])
+        try:
+            yield
+        finally:
+            try:
+                conn.execute(self.store.sql["CLAIM_SESSION_END"])
+            except psycopg.Error:
+                conn.close()  # (broken anyway, or about to be: the pool drops a closed connection)
 
     def _serve(self, conn: psycopg.Connection) -> None:
         while self._stop_mode is None:
@@ -227,18 +243,22 @@ class Worker:
         return self.store.promote(conn) > 0
 
     def _held(self) -> int:
-        """Claimed jobs that have not run yet (or are running): what the prefetch capacity bounds."""
-        return self._in_flight - len(self._done) - len(self._lost)
+        """Claimed jobs that have not run yet (or are running): what the prefetch capacity bounds.
+        (Read without a lock: each writer orders its updates so that a read in between can only
+        over-count, which delays a claim a little, never lets one exceed the capacity.)"""
+        return self._in_flight - len(self._done) - len(self._lost) - self._flushing
 
     def _claim(self, conn: psycopg.Connection) -> int:
         """Fill free prefetch capacity; each queue gets one claim statement, starting round-robin.
 
         Outcomes waiting for the finisher do not count against the capacity: they hold no job back
         from other workers, and waiting for their FINISH before claiming again would serialize
-        the two statements. They are bounded by a second capacity should the finisher fall behind."""
+        the two statements. They are bounded by a second capacity should the finisher fall behind:
+        twice the prefetch, and at least 64, so that a small buffer (the default prefetch of 4 per
+        process) keeps claiming while a FINISH or two are on their way."""
         in_flight = self._in_flight
         held = self._held()
-        free = min(self.capacity - held, 2 * self.capacity - in_flight)
+        free = min(self.capacity - held, max(2 * self.capacity, 64) - in_flight)
         # claim in batches: wait until at least half the buffer is free, unless we are (nearly) idle
         if free <= 0 or (free < self.capacity // 2 and held > self.concurrency):
             return 0
@@ -288,6 +308,9 @@ class Worker:
             lost.append(self._lost.popleft())
         if not batch and not lost:
             return
+        # Being recorded, these no longer hold capacity: counting them until their FINISH returned
+        # made the consumer wait for every FINISH when the buffer is small (the default prefetch).
+        self._flushing = len(batch) + len(lost)
         outcomes = [r for _, r in batch if isinstance(r, Outcome)]
         retries = [r for _, r in batch if isinstance(r, RetryRequest)]
         try:
@@ -300,9 +323,11 @@ class Worker:
             if lost:
                 self._hand_back_lost(conn, lost)
         except BaseException:
+            self._flushing = 0
             self._done.extendleft(reversed(batch))
             self._lost.extendleft(reversed(lost))
             raise
+        self._flushing = 0
         self._count(-(len(batch) + len(lost)))
         self._wake.set()  # capacity freed: the consumer may claim again
 

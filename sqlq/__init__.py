@@ -14,14 +14,15 @@ from .errors import (
     WorkerLostError,
 )
 from .result import AsyncResult, GroupResult
-from .routing import Exchange, Queue, binding
 from .task import Task
 
 __version__ = "0.1.0"
 
-# Periodic-schedule helpers come from sqlq.schedules on first use: it imports croniter, which a
-# worker or a producer without a schedule should not pay for at start-up.
-_LAZY = {"crontab": "schedules", "every": "schedules"}
+# Imported on first use, so that a worker or a producer that uses neither pays nothing for them at
+# start-up: the periodic-schedule helpers (sqlq.schedules imports croniter) and the routing
+# declarations (sqlq.routing).
+_LAZY = {"crontab": "schedules", "every": "schedules", "Exchange": "routing", "Queue": "routing",
+         "binding": "routing"}
 
 
 def __getattr__(name: str) -> object:

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import psycopg
 
-from . import router, routing, serialization
+from . import router, serialization
 from .config import Settings, resolve_database_url, sqlalchemy_url
 from .db import AsyncConnectionPool, ConnectionPool, connect, raise_clear_error
 from .errors import (
@@ -208,6 +208,10 @@ class App:
     def apply_routes(self) -> tuple[int, int]:
         """Declare ``conf.task_queues`` (exchanges, bindings) in the database; idempotent and
         additive, so every worker runs it at start. Returns (exchanges, new bindings)."""
+        if not self.conf.task_queues:  # (nothing to declare: spare a worker's start importing routing)
+            return 0, 0
+        from . import routing
+
         return routing.apply_routes(self)
 
     # tasks -------------------------------------------------------------------------------------
@@ -429,7 +433,9 @@ class App:
         else:
             rows = self._write_on(connection, store, specs)
         if rows is not None:
-            return routing.published(self, specs, rows)
+            from .routing import published  # (only routed jobs need it)
+
+            return published(self, specs, rows)
         return [AsyncResult(s.id, self, s.task) for s in specs]
 
     @staticmethod
@@ -486,7 +492,9 @@ class App:
                 raise
             rows = [tuple(row) for row in result.fetchall()] if store.routed(specs) else None
         if rows is not None:
-            return routing.published(self, specs, rows)
+            from .routing import published  # (only routed jobs need it)
+
+            return published(self, specs, rows)
         return [AsyncResult(s.id, self, s.task) for s in specs]
 
     async def _awrite(self, store: Store, conn: psycopg.AsyncConnection,

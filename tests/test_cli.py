@@ -182,3 +182,21 @@ def test_worker_without_an_app_refuses_instead_of_failing_every_job(migrated: st
     assert proc.returncode == 1
     assert "needs your app: sqlq -A module" in proc.stderr and "Traceback" not in proc.stderr
     assert json.loads(run_cli("result", job_id).stdout)["state"] == "PENDING"  # the job was left alone
+
+
+def test_a_worker_and_a_producer_import_only_what_they_use():
+    """Start-up is a large part of a short-lived worker (`--burst`) or command: what a plain worker
+    and producer do not use stays unimported until used (SQLAlchemy and alembic for migrations and
+    users' connections, croniter for schedules, the routing declarations)."""
+    code = ("import sys, sqlq, sqlq.cli, sqlq.worker.consumer, sqlq.worker.pools, sqlq.worker.child; "
+            "print(sorted(m for m in ('sqlalchemy', 'alembic', 'croniter', 'sqlq.routing', 'sqlq.schedules') "
+            "if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60,
+                         stdin=subprocess.DEVNULL)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
+    # and each comes on first use
+    code = "import sys, sqlq; sqlq.Exchange, sqlq.crontab; print('sqlq.routing' in sys.modules, 'croniter' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60,
+                         stdin=subprocess.DEVNULL)
+    assert out.stdout.strip() == "True True", out.stderr

@@ -367,7 +367,8 @@ class Worker:
 
     def _housekeeping(self) -> None:
         conf = self.app.conf
-        next_beat = next_maintenance = 0.0
+        # registering wrote the first heartbeat; maintenance runs at once (jobs of dead workers are due)
+        next_beat, next_maintenance = time.monotonic() + self.heartbeat_interval, 0.0
         while not self._stopped.is_set():
             now = time.monotonic()
             try:

@@ -19,6 +19,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
@@ -294,6 +295,26 @@ def worker_process(opts: Options, config: WorkerConfig, burst: bool, log_path: P
         kill_group(proc)
 
 
+def wait_exit(proc: subprocess.Popen, timeout: float) -> int | None:
+    """The exit code the moment ``proc`` exits; None if it ran past ``timeout`` (then it is killed).
+
+    Not ``Popen.wait(timeout=)``: that polls, every 50 ms once it has waited 0.1 s, which added up
+    to 0.05 s (10 %) to a drain of half a second. A blocking wait returns at the exit itself."""
+    expired = threading.Event()
+
+    def kill() -> None:
+        expired.set()
+        kill_group(proc)
+
+    timer = threading.Timer(timeout, kill)
+    timer.start()
+    try:
+        code = proc.wait()
+    finally:
+        timer.cancel()
+    return None if expired.is_set() else code
+
+
 def tail(path: Path, lines: int = 5) -> str:
     try:
         return " | ".join(path.read_text(errors="replace").splitlines()[-lines:])
@@ -384,10 +405,9 @@ def measure_drain(task, db: Db, opts: Options, config: WorkerConfig, timeout: fl
     db_t0 = db.clock()
     t0 = time.perf_counter()
     with worker_process(opts, config, burst=True, log_path=log_path, extra_env=extra_env) as proc:
-        try:
-            run.exit_code = proc.wait(timeout=timeout)
-            run.wall_s = time.perf_counter() - t0
-        except subprocess.TimeoutExpired:
+        run.exit_code = wait_exit(proc, timeout)
+        run.wall_s = time.perf_counter() - t0
+        if run.exit_code is None:
             run.error = f"timeout: not done after {timeout:.0f}s (killed)"
     success, other, first_start, last_start, first_fin, last_fin = db.drain_stats()
     run.success, run.other_states, run.left_in_jobs = success, other, db.jobs_count()

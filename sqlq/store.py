@@ -738,7 +738,6 @@ _PLACEHOLDER = re.compile(r"%%|%\((\w+)\)s")
 class _FastStatement:
     """One of the store's statements in libpq's form, for ``Store._exec_fast``."""
 
-    key: str  # its name in Store.sql: what psycopg runs when the fast path cannot
     name: bytes  # the prepared statement's name
     text: bytes  # with $1, $2, … for psycopg's %(name)s placeholders
     params: tuple[str, ...]  # the parameter for each $n, in order
@@ -756,7 +755,7 @@ class _FastStatement:
             return f"${names.index(match.group(1)) + 1}"
 
         text = _PLACEHOLDER.sub(number, statement).encode()
-        return cls(key, b"sqlq_%s_%08x" % (key.lower().encode(), zlib.crc32(text)), text, tuple(names),
+        return cls(b"sqlq_%s_%08x" % (key.lower().encode(), zlib.crc32(text)), text, tuple(names),
                    tuple(int(name == "payload") for name in names))
 
 

@@ -28,7 +28,7 @@ from ..errors import (
     TimeLimitExceeded,
 )
 from ..store import ClaimedJob, Outcome, RetryRequest
-from ..task import Request, Task, _current_request
+from ..task import Request, Task, _as_datetime, _current_request
 
 if TYPE_CHECKING:
     from ..app import App
@@ -313,8 +313,7 @@ class Executor:
     def _retry(self, task: Task, job: ClaimedJob, request: Request, when: float | dt.datetime,
                reason: BaseException) -> RetryRequest:
         if isinstance(when, dt.datetime):
-            if when.tzinfo is None:  # naive means UTC, as in apply_async(eta=)
-                when = when.replace(tzinfo=dt.UTC)
+            when = _as_datetime(when)  # naive means UTC, as in apply_async(eta=)
             eta: float | None = when.timestamp()
             delay = max(eta - time.time(), 0.0)  # only for the log and the worker's wake-up
             log.info("task %s[%s] retry %d at %s: %s", task.name, job.id, job.retries + 1,

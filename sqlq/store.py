@@ -115,23 +115,27 @@ NOTIFY_QUEUES = """
 SELECT pg_notify({jobs_channel}, q) FROM unnest(%(queues)s::text[]) AS q
 """
 
-# The claiming connection's session (Worker._claiming):
-# - Its claims (and promotions) commit without waiting for the WAL flush. Their durability buys
-#   nothing: a claim lost in a server crash puts the job back as it was, 'available', and the
-#   worker's FINISH, which does wait for the flush, then matches nothing, so the job runs again, as
-#   after a worker crash (at-least-once; a transactional task's writes roll back with its unmatched
-#   outcome). It saves a flush per claim: ~0.3 ms of every claim here, the most of a small one.
-# - CLAIM keeps its generic plan. Left to choose, PostgreSQL re-planned it at every call (~0.25 ms,
-#   as long as running it for a few jobs), because the generic plan's cost, priced for an unknown
-#   LIMIT, never beats a custom one's; both plans walk jobs_available in order, take row locks and
-#   stop at the LIMIT.
+# The claiming connection's session (Worker._claiming), which runs CLAIM and PROMOTE only:
+# - They commit without waiting for the WAL flush. Their durability buys nothing: a claim lost in a
+#   server crash puts the job back as it was, 'available', and the worker's FINISH, which does wait
+#   for the flush, then matches nothing, so the job runs again, as after a worker crash
+#   (at-least-once; a transactional task's writes roll back with its unmatched outcome). It saves a
+#   flush per claim: ~0.3 ms of every claim here, the most of a small one.
+# - CLAIM keeps one generic plan instead of being planned at every call (~0.25 ms here, as long as
+#   running it for a few jobs: PostgreSQL never finds the generic plan cheaper, its LIMIT being
+#   unknown). A generic plan is made once, though, and one made while the table was empty would
+#   scan and sort the whole table at every claim once it fills up; without sequential scans and
+#   sorts, the planner's only choice is the plan every claim wants: jobs_available in order, row
+#   locks, stop at the LIMIT, then the rows by ctid (PROMOTE likewise walks jobs_scheduled).
 CLAIM_SESSION_BEGIN = """
-SELECT set_config('synchronous_commit', 'off', false), set_config('plan_cache_mode', 'force_generic_plan', false)
+SELECT set_config('synchronous_commit', 'off', false), set_config('plan_cache_mode', 'force_generic_plan', false),
+       set_config('enable_seqscan', 'off', false), set_config('enable_sort', 'off', false)
 """
 
 # Back to the server's settings before the pooled connection serves anyone else.
 CLAIM_SESSION_END = """
-SELECT set_config(name, reset_val, false) FROM pg_settings WHERE name IN ('synchronous_commit', 'plan_cache_mode')
+SELECT set_config(name, reset_val, false) FROM pg_settings
+WHERE name IN ('synchronous_commit', 'plan_cache_mode', 'enable_seqscan', 'enable_sort')
 """
 
 # Claim up to n due jobs of one queue, highest priority first, then FIFO. SKIP LOCKED lets any number

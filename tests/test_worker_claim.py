@@ -10,7 +10,7 @@ import psycopg
 import pytest
 
 from sqlq.notify import Listener
-from sqlq.store import Outcome
+from sqlq.store import Outcome, _FastStatement
 from sqlq.worker.consumer import Worker
 from tests.apps.harness import job_row, scalar, wait_for, wait_result
 
@@ -153,19 +153,20 @@ def test_finishing_probes_the_primary_key_not_the_workers_running_jobs(app, raw_
 
 
 def test_claims_commit_without_waiting_for_the_flush_and_the_pool_gets_its_connection_back_as_it_was(app):
-    """Claiming session (Store.CLAIM_SESSION_BEGIN): asynchronous commit and a kept generic plan on
-    the claiming connection only. Back in the pool, the connection commits like any other: a task
-    or producer reusing it must never get a delay() that is not durable."""
+    """Claiming session (Store.CLAIM_SESSION_BEGIN): asynchronous commit and kept plans on the
+    claiming connection only. Back in the pool, the connection is like any other: a task or producer
+    reusing it must never get a delay() that is not durable."""
     worker = Worker(app, pool="solo", burst=True)
 
     def settings(conn):
-        return conn.execute("SELECT current_setting('synchronous_commit'), "
-                            "current_setting('plan_cache_mode')").fetchone()
+        return conn.execute("SELECT current_setting('synchronous_commit'), current_setting('plan_cache_mode'), "
+                            "current_setting('enable_seqscan'), current_setting('enable_sort')").fetchone()
 
     with app.connection() as conn:
         before = settings(conn)
         with worker._claiming(conn):
-            assert settings(conn) == ("off", "force_generic_plan")
+            assert before == ("on", "auto", "on", "on")
+            assert settings(conn) == ("off", "force_generic_plan", "off", "off")
         assert settings(conn) == before
         with pytest.raises(RuntimeError), worker._claiming(conn):
             raise RuntimeError("the claim loop failed")
@@ -207,3 +208,25 @@ def test_the_next_claim_does_not_wait_for_the_previous_finish(app, run_worker, r
         finally:
             release.set()
         assert first.get(timeout=30) is None and second.get(timeout=30) is None
+
+
+def test_a_claim_plan_made_on_an_empty_queue_still_walks_the_index_once_the_queue_fills(app, raw_conn, schema):
+    """The claiming session keeps CLAIM's generic plan, made once: made while the table was empty
+    (as when a worker starts before any job), it must not be a scan and sort of the whole table,
+    which every later claim would then pay, however many jobs had arrived."""
+    noop = app.task(name="claim.noop2")(lambda i: None)
+    worker = Worker(app, pool="solo", burst=True)
+    statement = _FastStatement.of("CLAIM", app.store.sql["CLAIM"])
+    assert statement.params == ("queue", "worker_id", "limit")
+    args = f"('default', '{uuid.uuid4()}', 100)"
+    raw_conn.execute(f'ANALYZE "{schema}".jobs')  # statistics of an empty table
+    with app.connection() as conn, worker._claiming(conn):
+        conn.execute(f"PREPARE claim_test AS {statement.text.decode()}")
+        try:
+            conn.execute(f"EXECUTE claim_test{args}")  # the plan is made now, on an empty table
+            noop.delay_many(range(3000))
+            plan = "\n".join(r[0] for r in conn.execute(f"EXPLAIN EXECUTE claim_test{args}").fetchall())
+        finally:
+            conn.execute("DEALLOCATE claim_test")
+    assert "Index Scan using jobs_available" in plan and "Tid Scan" in plan, plan
+    assert "Seq Scan" not in plan and "Sort" not in plan, plan

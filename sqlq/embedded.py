@@ -421,18 +421,25 @@ def _kill_orphans(directory: Path) -> None:
     for a while, and while any of them is attached to the old shared memory a new postmaster
     refuses to start ("pre-existing shared memory block is still in use"). An initdb whose starter
     was killed keeps running, and must not write into a directory we are about to reuse.
+
+    The processes are looked for again after each round of kills: an initdb can start its next
+    backend between the look and the kill, and that backend goes on writing without its parent.
     """
     try:
         import psutil
     except ImportError:
         return
-    procs = [p for p in _processes_using(directory) if p.pid != os.getpid()]
-    if procs:
-        _log.info("killing %d leftover process(es) working on %s: %s", len(procs), directory,
-                  [p.pid for p in procs])
-    for proc in procs:
-        with contextlib.suppress(psutil.Error):
-            proc.kill()
+    procs: list[Any] = []
+    for _ in range(5):
+        found = [p for p in _processes_using(directory) if p.pid != os.getpid() and p not in procs]
+        if not found:
+            break
+        _log.info("killing %d leftover process(es) working on %s: %s", len(found), directory,
+                  [p.pid for p in found])
+        for proc in found:
+            with contextlib.suppress(psutil.Error):
+                proc.kill()
+        procs += found
 
     def all_gone() -> bool:
         for proc in procs:

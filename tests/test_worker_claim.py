@@ -230,3 +230,22 @@ def test_a_claim_plan_made_on_an_empty_queue_still_walks_the_index_once_the_queu
             conn.execute("DEALLOCATE claim_test")
     assert "Index Scan using jobs_available" in plan and "Tid Scan" in plan, plan
     assert "Seq Scan" not in plan and "Sort" not in plan, plan
+
+
+def test_finish_is_never_prepared_so_its_plan_follows_the_table(app, raw_conn, schema):
+    """A prepared FINISH would get a generic plan after five runs; made while the table held a few
+    rows (a worker finishing a trickle of jobs), that plan scans the whole table at every later
+    FINISH: 32 ms for ten outcomes once 200,000 jobs waited, against 2 ms planned per call."""
+    noop = app.task(name="claim.noop3")(lambda i: None)
+    worker_id = str(uuid.uuid4())
+    raw_conn.execute(f'ANALYZE "{schema}".jobs')
+    with app.connection() as conn:
+        app.store.register_worker(conn, id=worker_id, hostname="test", pid=1, queues=["default"],
+                                  concurrency=1, pool="solo")
+        for _ in range(8):  # more than the five runs after which PostgreSQL may go generic
+            noop.delay_many(range(3))
+            jobs = app.store.claim(conn, worker_id, "default", 3)
+            outcomes = [Outcome(id=j.id, attempt=j.attempt, state="SUCCESS", result="null") for j in jobs]
+            assert app.store.finish(conn, worker_id, outcomes) == 3
+        prepared = [row[0] for row in conn.execute("SELECT statement FROM pg_prepared_statements")]
+    assert not [s for s in prepared if "DELETE FROM" in s], prepared

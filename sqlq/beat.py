@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import psycopg
 
 from .errors import ConfigurationError, ScheduleError, SqlqError
+from .outage import Backoff, OutageLog, wait_for_database
 from .periodic import Definition, SyncReport, build_periodic_job, check_registered, sync_config
 from .schedules import Schedule, due_ticks, next_fire, prev_fire
 
@@ -97,6 +98,7 @@ class Beat:
             raise ConfigurationError(f"beat_interval must be a positive number of seconds, got {self.interval!r}")
         self._stopping = threading.Event()
         self._sleep = sleep or self._stopping.wait
+        self.outage = OutageLog(log, f"beat {self.name}")
 
     # control -----------------------------------------------------------------------------------
 
@@ -123,28 +125,44 @@ class Beat:
     # the loop ----------------------------------------------------------------------------------
 
     def run(self) -> int:
-        """Sync ``beat_schedule``, then send due ticks until stopped. Returns an exit code."""
+        """Sync ``beat_schedule``, then send due ticks until stopped. Returns an exit code.
+
+        Nothing the database does ends the loop: start-up waits for it (and its migrations), a failed
+        pass is retried with backoff (reset by the next pass that succeeds), and the outage is
+        logged once when it starts and once when it ends."""
         if self.install_signal_handlers:
             signal.signal(signal.SIGTERM, self._handle_signal)
             signal.signal(signal.SIGINT, self._handle_signal)
-        if self.sync:
-            report = self.sync_config()
-            log.info("beat %s ready: %d schedule(s) from beat_schedule, %d in error; catch-up %s",
-                     self.name, len(report.synced), len(report.errors), self.policy)
+        started = wait_for_database(self._start_up, outage=self.outage, what="the database and its migrations",
+                                    timeout=self.app.conf.database_wait_timeout, stopped=self._stopping.is_set,
+                                    sleep=self._stopping.wait)
+        if started is None:
+            log.info("beat %s stopped before the database could be reached", self.name)
+            return 0
+        backoff = Backoff(first=0.2, cap=MAX_ERROR_WAIT)
         while not self._stopping.is_set():
             try:
                 self.run_once()
                 wait = self.seconds_until_due()
-            except Exception as exc:  # keep beating through database outages; the next pass retries
-                if isinstance(exc, SqlqError | psycopg.OperationalError):
-                    log.warning("beat %s: pass failed (%s); retrying", self.name, exc)
-                else:
-                    log.exception("beat %s: pass failed; retrying", self.name)
-                wait = min(MAX_ERROR_WAIT, self.interval)
+            except Exception as exc:  # noqa: BLE001 - keep beating through anything; the next pass retries
+                self.outage.failed(exc, "pass")
+                wait = backoff.next()
+            else:
+                if backoff.failing:
+                    backoff.reset()
+                    self.outage.recovered()
             if not self._stopping.is_set():
                 self._sleep(wait)
         log.info("beat %s stopped", self.name)
         return 0
+
+    def _start_up(self) -> bool:
+        self.app.require_migrated()
+        if self.sync:
+            report = self.sync_config()
+            log.info("beat %s ready: %d schedule(s) from beat_schedule, %d in error; catch-up %s",
+                     self.name, len(report.synced), len(report.errors), self.policy)
+        return True
 
     def sync_config(self, now: datetime | None = None) -> SyncReport:
         """Write ``app.conf.beat_schedule`` to the schedules table (see :mod:`sqlq.periodic`)."""

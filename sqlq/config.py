@@ -43,17 +43,19 @@ DEFAULTS: dict[str, Any] = {
     "worker_lost_max_attempts": 3,
     "worker_shutdown_grace": 30.0,
     "worker_maintenance_interval": 5.0,
+    "database_wait_timeout": None,  # None: workers and beats wait for the database at start for ever
     "timezone": "UTC",
     "beat_schedule": {},
     "beat_catchup": "latest",
     "beat_backfill_limit": 100,
     "beat_interval": 1.0,
+    "beat_schedule_owner": None,  # None: the app's name
 }
 
 _INT = {"task_default_priority", "result_expires", "worker_concurrency", "worker_prefetch_multiplier",
         "worker_max_tasks_per_child", "worker_lost_max_attempts", "beat_backfill_limit"}
 _FLOAT = {"worker_poll_interval", "worker_heartbeat_interval", "worker_lost_timeout",
-          "worker_shutdown_grace", "worker_maintenance_interval", "beat_interval"}
+          "worker_shutdown_grace", "worker_maintenance_interval", "beat_interval", "database_wait_timeout"}
 _BOOL = {"task_acks_late"}
 _LIST = {"accept_content"}
 #: Settings that cannot come from a flat environment string.

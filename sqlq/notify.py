@@ -18,6 +18,7 @@ from collections.abc import Callable
 import psycopg
 
 from .db import connect
+from .outage import Backoff, OutageLog
 
 log = logging.getLogger("sqlq.notify")
 
@@ -39,12 +40,13 @@ class Listener:
 
     def __init__(self, url: str, listen_sql: list[str], on_notify: Callable[[str, str], None],
                  on_reconnect: Callable[[], None] | None = None, name: str = "sqlq-listener",
-                 max_backoff: float = 10.0):
+                 max_backoff: float = 5.0, outage: OutageLog | None = None):
         self.url = url
         self.listen_sql = listen_sql
         self.on_notify = on_notify
         self.on_reconnect = on_reconnect
         self.max_backoff = max_backoff
+        self.outage = outage or OutageLog(log, name)
         self.ready = threading.Event()
         self._stop = threading.Event()
         self._conn: psycopg.Connection | None = None
@@ -68,14 +70,15 @@ class Listener:
             self._thread.join(timeout=5)
 
     def _run(self) -> None:
-        backoff = 0.1
+        backoff = Backoff(cap=self.max_backoff)
         while not self._stop.is_set():
             try:
                 with connect(self.url) as conn:
                     self._conn = conn
                     for statement in self.listen_sql:
                         conn.execute(statement)
-                    backoff = 0.1
+                    backoff.reset()
+                    self.outage.recovered()
                     self.ready.set()
                     if self.on_reconnect is not None:
                         self.on_reconnect()
@@ -83,10 +86,9 @@ class Listener:
             except Exception as exc:  # noqa: BLE001 - any connection trouble: back off and reconnect
                 if self._stop.is_set():
                     break
-                log.warning("LISTEN connection lost (%s); reconnecting in %.1fs", exc, backoff)
+                self.outage.failed(exc, "listening for notifications")
                 self.ready.clear()
-                self._stop.wait(backoff)
-                backoff = min(backoff * 2, self.max_backoff)
+                self._stop.wait(backoff.next())
             finally:
                 self._conn = None
         self._waker.close()

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, tzinfo
 from functools import lru_cache
@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 from .errors import InvalidNameError, ScheduleError
 from .names import validate_task_name
 from .schedules import EPOCH, Schedule, crontab, every, next_fire, parse_schedule, resolve_timezone
-from .store import JobSpec, ScheduleRow
+from .store import ForeignSchedule, JobSpec, ScheduleRow
 
 if TYPE_CHECKING:
     import psycopg
@@ -96,10 +96,11 @@ class Definition:
     kwargs: dict = field(default_factory=dict)
     options: dict = field(default_factory=dict)
     source: str = "manual"
+    owner: str | None = None  # the app whose beat_schedule declares it (config schedules only)
 
     @classmethod
     def from_entry(cls, name: str, entry: Mapping[str, Any], default_timezone: str,
-                   source: str = "config") -> Definition:
+                   source: str = "config", owner: str | None = None) -> Definition:
         """Read a Celery-shaped ``beat_schedule`` entry; raises ScheduleError naming the schedule
         when the entry cannot even be stored (no task, arguments that are not JSON, ...)."""
         _check_name(name)
@@ -123,14 +124,15 @@ class Definition:
             args=_json_value(name, "args", list(_sequence(name, entry.get("args")))),
             kwargs=_json_value(name, "kwargs", _mapping(name, "kwargs", entry.get("kwargs"))),
             options=_json_value(name, "options", _mapping(name, "options", entry.get("options"))),
-            source=source,
+            source=source, owner=owner,
         )
 
     @classmethod
     def from_row(cls, row: ScheduleRow) -> Definition:
         return cls(name=row.name, task=row.task, cron=row.cron, interval_seconds=row.interval_seconds,
                    anchor=row.anchor, timezone=row.timezone, args=list(row.args or []),
-                   kwargs=dict(row.kwargs or {}), options=dict(row.options or {}), source=row.source)
+                   kwargs=dict(row.kwargs or {}), options=dict(row.options or {}), source=row.source,
+                   owner=row.owner)
 
     def compile(self) -> tuple[Schedule, tzinfo]:
         """The schedule and its time zone; ScheduleError (naming this schedule) if either is invalid."""
@@ -152,6 +154,7 @@ class Definition:
             "kwargs": json.dumps(self.kwargs), "options": json.dumps(self.options), "cron": self.cron,
             "interval_seconds": self.interval_seconds, "anchor": self.anchor, "timezone": self.timezone,
             "enabled": enabled, "source": self.source, "next_fire_at": next_fire_at, "last_error": last_error,
+            "owner": self.owner,
         }
 
 
@@ -289,23 +292,39 @@ class SyncReport:
     errors: dict[str, str] = field(default_factory=dict)
 
 
+#: The owner of an unnamed app's config schedules (``App()`` without a name or beat_schedule_owner).
+DEFAULT_OWNER = "default"
+
+
+def schedule_owner(app: App) -> str:
+    """Who the config schedules of this app belong to: ``beat_schedule_owner``, else the app's name
+    (``App('proj')``), else ``DEFAULT_OWNER``."""
+    return str(app.conf.beat_schedule_owner or app.main or DEFAULT_OWNER)
+
+
 def sync_config(app: App, conn: psycopg.Connection, now: datetime | None = None) -> SyncReport:
     """Write ``app.conf.beat_schedule`` into the table, in one transaction, one beat at a time.
 
-    An entry that cannot be stored at all (no task, non-JSON arguments) is logged and its existing
-    row, if any, is left as it was rather than deleted.
+    Config schedules belong to the app that declared them (:func:`schedule_owner`): a sync removes
+    only its own owner's stale rows, so two apps' beats on one schema never delete each other's
+    schedules; it says at WARNING which others it leaves alone, and which it takes over because its
+    own config names them too. An entry that cannot be stored at all (no task, non-JSON arguments)
+    is logged and its existing row, if any, is left as it was rather than deleted.
     """
     entries = app.conf.beat_schedule or {}
     if not isinstance(entries, Mapping):
         raise ScheduleError(f"beat_schedule must be a dict of name -> entry, got {type(entries).__name__}")
+    owner = schedule_owner(app)
     store = app.store
     report = SyncReport()
+    names = [str(n) for n in entries]
     with conn.transaction():
         store.xact_lock(conn, store.lock_key("beat-sync"))
+        foreign = store.foreign_config_schedules(conn, owner, names)
         now = now or store.schedule_clock(conn)
         for name, entry in entries.items():
             try:
-                definition = Definition.from_entry(name, entry, app.conf.timezone, source="config")
+                definition = Definition.from_entry(name, entry, app.conf.timezone, source="config", owner=owner)
             except ScheduleError as exc:
                 report.errors[str(name)] = str(exc)
                 log.error("%s; the entry is skipped", exc)
@@ -316,10 +335,29 @@ def sync_config(app: App, conn: psycopg.Connection, now: datetime | None = None)
                 log.error("%s", error)
             store.upsert_schedule(conn, definition.params(next_fire_at=next_fire_at, last_error=error))
             report.synced.append(name)
-        report.removed = store.delete_stale_config_schedules(conn, [str(n) for n in entries])
+        report.removed = store.delete_stale_config_schedules(conn, owner, names)
+    _report_foreign(owner, foreign, set(report.synced))
     if report.removed:
-        log.info("removed schedule(s) no longer in beat_schedule: %s", ", ".join(report.removed))
+        log.info("removed schedule(s) of %s no longer in beat_schedule: %s", owner, ", ".join(report.removed))
     return report
+
+
+def _report_foreign(owner: str, foreign: Sequence[ForeignSchedule], synced: set[str]) -> None:
+    taken = [f for f in foreign if f.declared_here and f.name in synced]
+    for f in taken:
+        log.warning("schedule %r was declared by %s and is now %s's (both beat_schedules name it; the "
+                    "last beat to start wins; give one of them another name)", f.name,
+                    repr(f.owner) if f.owner else "an older sqlq", owner)
+    left = [f for f in foreign if not f.declared_here]
+    for other in sorted({f.owner or "" for f in left}):
+        mine = ", ".join(f.name for f in left if (f.owner or "") == other)
+        if other:
+            log.warning("left schedule(s) of app %r alone: %s (not in %s's beat_schedule; their own "
+                        "app's beat manages them)", other, mine, owner)
+        else:
+            log.warning("left schedule(s) without an owner alone: %s (written by an older sqlq; the next "
+                        "beat whose beat_schedule names one takes it over; remove the others with "
+                        "`sqlq schedule remove NAME`)", mine)
 
 
 # --- operations behind `sqlq schedule` ------------------------------------------------------------

@@ -124,6 +124,8 @@ def build_metadata(schema: str = "sqlq") -> MetaData:
         Column("pool", Text, nullable=False),
         Column("started_at", DateTime(timezone=True), nullable=False, server_default=now),
         Column("heartbeat_at", DateTime(timezone=True), nullable=False, server_default=now),
+        Column("lock_key", Integer),
+        Column("lock_lost_at", DateTime(timezone=True)),
     )
     _routing_tables(md, schema)
     _schedule_tables(md, schema)
@@ -188,6 +190,7 @@ def _schedule_tables(md: MetaData, schema: str) -> None:
         Column("last_error", Text),
         Column("created_at", tz, nullable=False, server_default=text("now()")),
         Column("updated_at", tz, nullable=False, server_default=text("now()")),
+        Column("owner", Text),
         CheckConstraint("(cron IS NULL) <> (interval_seconds IS NULL)", name="schedules_kind_check"),
         CheckConstraint("interval_seconds > 0", name="schedules_interval_check"),
         CheckConstraint("source IN ('config', 'manual')", name="schedules_source_check"),

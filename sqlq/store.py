@@ -271,19 +271,21 @@ WITH upd AS (
 SELECT count(*) FROM (SELECT pg_notify({jobs_channel}, q.queue) FROM (SELECT DISTINCT queue FROM upd) AS q) AS n
 """
 
-# Jobs whose worker is gone: re-queued when the task acks late and has not already killed
-# `max_lost` workers, otherwise recorded as FAILURE (never dropped). `{lost}` selects the jobs.
+# Jobs whose worker is gone: re-queued when the task acks late (or `rerun`: the attempt is known to
+# have done nothing, e.g. a transactional task whose connection broke and rolled back) and has not
+# already been interrupted `max_lost` times, otherwise recorded as FAILURE (never dropped).
+# `lost` selects the jobs.
 _LOST_TAIL = """
 , requeued AS (
     UPDATE {jobs} AS j
     SET state = 'available', worker_id = NULL, started_at = NULL,
         last_error = 'sqlq.errors.WorkerLostError: the worker running this job was lost'
     FROM lost
-    WHERE j.id = lost.id AND j.acks_late AND (j.attempt - j.retries) < %(max_lost)s
+    WHERE j.id = lost.id AND (j.acks_late OR %(rerun)s) AND (j.attempt - j.retries) < %(max_lost)s
     RETURNING j.id, j.queue
 ), failed AS (
     DELETE FROM {jobs} AS j USING lost
-    WHERE j.id = lost.id AND NOT (j.acks_late AND (j.attempt - j.retries) < %(max_lost)s)
+    WHERE j.id = lost.id AND NOT ((j.acks_late OR %(rerun)s) AND (j.attempt - j.retries) < %(max_lost)s)
     RETURNING j.*
 ), ins AS (
     INSERT INTO {results} AS r (id, task, queue, priority, state, args, kwargs, payload, content_type,
@@ -314,10 +316,23 @@ WITH lost AS (
     FOR UPDATE OF j
 )""" + _LOST_TAIL
 
-# Maintenance: jobs of workers whose heartbeat stopped (and of workers that vanished).
+#: Seconds a worker's liveness lock must stay free before the worker is presumed dead: a live
+#: worker whose session was cut (a terminated backend) reconnects and takes it back well within it.
+LIVENESS_GRACE = 1.0
+
+# A worker is dead when its heartbeat is older than `timeout` (hung, or a worker without a liveness
+# lock), or when its liveness lock has been free for `grace` seconds (its process, or its session,
+# is gone; WORKERS_LIVENESS notes when it was first seen free). Right after the server restarted
+# every lock is free: a worker not heard from since the restart gets `timeout` to come back.
+_DEAD_WORKER = """(w.heartbeat_at < now() - make_interval(secs => %(timeout)s::float8)
+       OR (w.lock_lost_at < now() - make_interval(secs => %(grace)s::float8)
+           AND (w.heartbeat_at >= pg_postmaster_start_time()
+                OR pg_postmaster_start_time() < now() - make_interval(secs => %(timeout)s::float8))))"""
+
+# Maintenance: jobs of dead workers (and of workers that vanished) are handed back or failed.
 RESCUE = """
 WITH dead AS (
-    DELETE FROM {workers} WHERE heartbeat_at < now() - make_interval(secs => %(timeout)s::float8)
+    DELETE FROM {workers} AS w WHERE """ + _DEAD_WORKER + """
     RETURNING id
 ), lost AS (
     SELECT j.id FROM {jobs} AS j
@@ -326,6 +341,32 @@ WITH dead AS (
            OR NOT EXISTS (SELECT 1 FROM {workers} AS w WHERE w.id = j.worker_id))
     FOR UPDATE OF j SKIP LOCKED
 )""" + _LOST_TAIL
+
+# Note which workers' liveness locks are free (lock_lost_at: when first seen so; back to NULL when
+# held again), and say whether any worker is now dead, so the caller runs RESCUE at once. Run every
+# half second by one worker at a time: pg_locks is read in memory, the workers table is small.
+WORKERS_LIVENESS = """
+WITH held AS (
+    SELECT objid FROM pg_locks
+    WHERE locktype = 'advisory' AND granted AND objsubid = 2 AND classid = %(namespace)s::int4::oid
+      AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+), seen AS (
+    SELECT w.id, w.lock_key::oid IN (SELECT objid FROM held) AS locked FROM {workers} AS w
+    WHERE w.lock_key IS NOT NULL
+), marked AS (
+    UPDATE {workers} AS w
+    SET lock_lost_at = CASE WHEN seen.locked THEN NULL ELSE clock_timestamp() END
+    FROM seen
+    WHERE w.id = seen.id AND (w.lock_lost_at IS NULL) <> seen.locked
+)
+SELECT EXISTS (SELECT 1 FROM {workers} AS w WHERE """ + _DEAD_WORKER + """)
+"""
+
+# Take this worker's liveness lock on its housekeeping session (try: a session of ours the server
+# has not yet seen die may still hold it; then it is held, which is all the lock has to say).
+WORKER_LOCK = """
+SELECT pg_try_advisory_lock(%(namespace)s, %(lock_key)s)
+"""
 
 # Move due scheduled jobs (countdown, eta, retries) into the claim index and wake their queues.
 PROMOTE = """
@@ -359,13 +400,13 @@ DELETE FROM {results} AS r USING old WHERE r.id = old.id
 """
 
 REGISTER_WORKER = """
-INSERT INTO {workers} (id, hostname, pid, queues, concurrency, pool)
-VALUES (%(id)s, %(hostname)s, %(pid)s, %(queues)s, %(concurrency)s, %(pool)s)
-ON CONFLICT (id) DO UPDATE SET heartbeat_at = now()
+INSERT INTO {workers} (id, hostname, pid, queues, concurrency, pool, lock_key)
+VALUES (%(id)s, %(hostname)s, %(pid)s, %(queues)s, %(concurrency)s, %(pool)s, %(lock_key)s)
+ON CONFLICT (id) DO UPDATE SET heartbeat_at = now(), lock_lost_at = NULL
 """
 
 HEARTBEAT = """
-UPDATE {workers} SET heartbeat_at = now() WHERE id = %(id)s RETURNING id
+UPDATE {workers} SET heartbeat_at = now(), lock_lost_at = NULL WHERE id = %(id)s RETURNING id
 """
 
 UNREGISTER_WORKER = """
@@ -447,7 +488,7 @@ SELECT pg_advisory_xact_lock(%(key)s)
 # the cursor. The tick row's primary key makes a tick fire at most once, whatever the beats do.
 
 _SCHEDULE_COLUMNS = """name, task, args, kwargs, options, cron, interval_seconds, anchor, timezone, enabled,
-       source, next_fire_at, last_fire_at, total_run_count, last_error, created_at, updated_at"""
+       source, next_fire_at, last_fire_at, total_run_count, last_error, created_at, updated_at, owner"""
 
 # The time every schedule decision is made against: the database's, never a beat host's.
 SCHEDULE_CLOCK = """
@@ -459,14 +500,14 @@ SELECT clock_timestamp()
 # the operator (pause/resume) and is never touched. A NULL next_fire_at marks an invalid definition.
 SCHEDULE_UPSERT = """
 INSERT INTO {schedules} AS s (name, task, args, kwargs, options, cron, interval_seconds, anchor, timezone,
-                              enabled, source, next_fire_at, last_error)
+                              enabled, source, next_fire_at, last_error, owner)
 VALUES (%(name)s, %(task)s, %(args)s::jsonb, %(kwargs)s::jsonb, %(options)s::jsonb, %(cron)s,
         %(interval_seconds)s, %(anchor)s, %(timezone)s, %(enabled)s, %(source)s, %(next_fire_at)s,
-        %(last_error)s)
+        %(last_error)s, %(owner)s)
 ON CONFLICT (name) DO UPDATE SET
     task = excluded.task, args = excluded.args, kwargs = excluded.kwargs, options = excluded.options,
     cron = excluded.cron, interval_seconds = excluded.interval_seconds, anchor = excluded.anchor,
-    timezone = excluded.timezone, source = excluded.source,
+    timezone = excluded.timezone, source = excluded.source, owner = excluded.owner,
     next_fire_at = CASE
         WHEN excluded.next_fire_at IS NOT NULL AND s.next_fire_at IS NOT NULL
              AND (s.cron, s.interval_seconds, s.anchor, s.timezone)
@@ -489,17 +530,28 @@ ON CONFLICT (name) DO UPDATE SET
 # Add a schedule only if the name is free (RETURNING says whether it was).
 SCHEDULE_INSERT = """
 INSERT INTO {schedules} (name, task, args, kwargs, options, cron, interval_seconds, anchor, timezone,
-                         enabled, source, next_fire_at, last_error)
+                         enabled, source, next_fire_at, last_error, owner)
 VALUES (%(name)s, %(task)s, %(args)s::jsonb, %(kwargs)s::jsonb, %(options)s::jsonb, %(cron)s,
         %(interval_seconds)s, %(anchor)s, %(timezone)s, %(enabled)s, %(source)s, %(next_fire_at)s,
-        %(last_error)s)
+        %(last_error)s, %(owner)s)
 ON CONFLICT (name) DO NOTHING
 RETURNING name
 """
 
-# Config-owned schedules that the config no longer names; schedules added by hand stay.
+# This owner's config schedules that its config no longer names; schedules added by hand, and
+# those of other apps sharing the schema (another owner, or none: rows older than owners), stay.
 SCHEDULE_DELETE_STALE_CONFIG = """
-DELETE FROM {schedules} WHERE source = 'config' AND name <> ALL(%(names)s::text[]) RETURNING name
+DELETE FROM {schedules}
+WHERE source = 'config' AND owner = %(owner)s AND name <> ALL(%(names)s::text[])
+RETURNING name
+"""
+
+# Config schedules of other owners, and whether this owner's config names them too: read before a
+# sync so that the beat can say which it leaves alone and which it takes over.
+SCHEDULE_FOREIGN_CONFIG = """
+SELECT name, owner, name = ANY(%(names)s::text[]) FROM {schedules}
+WHERE source = 'config' AND owner IS DISTINCT FROM %(owner)s
+ORDER BY name
 """
 
 SCHEDULE_DELETE = """
@@ -585,6 +637,15 @@ class ScheduleRow(NamedTuple):
     last_error: str | None
     created_at: dt.datetime
     updated_at: dt.datetime
+    owner: str | None
+
+
+class ForeignSchedule(NamedTuple):
+    """A config schedule that another app declared (or none: written before owners existed)."""
+
+    name: str
+    owner: str | None
+    declared_here: bool  # this app's beat_schedule names it too: this sync takes it over
 
 # --- end of schedules ---------------------------------------------------------------------------
 
@@ -838,6 +899,16 @@ class RetryRequest:
     delay: float
     error: str | None
     eta: float | None = None
+
+
+@dataclass(slots=True)
+class Interrupted:
+    """The attempt was cut off and did nothing (a transactional task whose connection broke: its
+    writes rolled back), so the job runs again, counted like an attempt lost to a crash (LOST)."""
+
+    id: str
+    attempt: int
+    reason: str
 
 
 @dataclass(slots=True)
@@ -1158,17 +1229,32 @@ class Store:
                                                "attempts": [j[1] for j in jobs]})
 
     def lost(self, conn: psycopg.Connection, worker_id: str, jobs: Sequence[tuple[str, int]],
-             max_lost: int) -> tuple[int, int]:
-        """Jobs this worker knows were interrupted: returns (requeued, failed)."""
+             max_lost: int, *, rerun: bool = False) -> tuple[int, int]:
+        """Jobs this worker knows were interrupted: returns (requeued, failed). ``rerun``: their
+        attempts did nothing (rolled back), so they run again even when the task does not ack late."""
         if not jobs:
             return 0, 0
         row = conn.execute(self.sql["LOST"], {"worker_id": worker_id, "ids": [j[0] for j in jobs],
-                                              "attempts": [j[1] for j in jobs], "max_lost": max_lost}).fetchone()
+                                              "attempts": [j[1] for j in jobs], "max_lost": max_lost,
+                                              "rerun": rerun}).fetchone()
         return row[0], row[1]
 
-    def rescue(self, conn: psycopg.Connection, timeout: float, max_lost: int) -> tuple[int, int]:
-        row = conn.execute(self.sql["RESCUE"], {"timeout": timeout, "max_lost": max_lost}).fetchone()
+    def rescue(self, conn: psycopg.Connection, timeout: float, max_lost: int,
+               grace: float = LIVENESS_GRACE) -> tuple[int, int]:
+        row = conn.execute(self.sql["RESCUE"], {"timeout": timeout, "grace": grace, "max_lost": max_lost,
+                                                "rerun": False}).fetchone()
         return row[0], row[1]
+
+    def workers_liveness(self, conn: psycopg.Connection, timeout: float, grace: float = LIVENESS_GRACE) -> bool:
+        """Note whose liveness lock is free; True when some worker is now dead (run ``rescue``)."""
+        return bool(conn.execute(self.sql["WORKERS_LIVENESS"],
+                                 {"namespace": self.liveness_namespace, "timeout": timeout,
+                                  "grace": grace}).fetchone()[0])
+
+    def take_worker_lock(self, conn: psycopg.Connection, lock_key: int) -> bool:
+        """Hold this worker's liveness lock for as long as ``conn``'s session lives."""
+        return bool(conn.execute(self.sql["WORKER_LOCK"], {"namespace": self.liveness_namespace,
+                                                           "lock_key": lock_key}).fetchone()[0])
 
     # PROMOTE and NEXT_SCHEDULED_IN are planned at every call (they run once per housekeeping round,
     # not per job). Prepared, they got a generic plan after five runs, and one made while the table
@@ -1183,9 +1269,10 @@ class Store:
         return conn.execute(self.sql["EXPIRE_RESULTS"], {"ttl": ttl, "limit": limit}).rowcount
 
     def register_worker(self, conn: psycopg.Connection, *, id: str, hostname: str, pid: int,
-                        queues: list[str], concurrency: int, pool: str) -> None:
+                        queues: list[str], concurrency: int, pool: str, lock_key: int | None = None) -> None:
         conn.execute(self.sql["REGISTER_WORKER"], {"id": id, "hostname": hostname, "pid": pid,
-                                                   "queues": queues, "concurrency": concurrency, "pool": pool})
+                                                   "queues": queues, "concurrency": concurrency, "pool": pool,
+                                                   "lock_key": lock_key})
 
     def heartbeat(self, conn: psycopg.Connection, worker_id: str) -> bool:
         """False when the row is gone: this worker was presumed dead and its jobs rescued."""
@@ -1232,6 +1319,12 @@ class Store:
         """The advisory-lock key for one purpose in this schema (two schemas never share a lock)."""
         return zlib.crc32(f"sqlq-{purpose}:{self.schema}".encode())
 
+    @property
+    def liveness_namespace(self) -> int:
+        """First key of the workers' two-key liveness locks: this schema's, as a signed int4."""
+        key = zlib.crc32(f"sqlq-liveness:{self.schema}".encode())
+        return key - (1 << 32) if key >= 1 << 31 else key
+
     def try_xact_lock(self, conn: psycopg.Connection, key: int) -> bool:
         return conn.execute(self.sql["TRY_XACT_LOCK"], {"key": key}).fetchone()[0]
 
@@ -1250,9 +1343,15 @@ class Store:
         """False when a schedule of that name already exists."""
         return conn.execute(self.sql["SCHEDULE_INSERT"], params).fetchone() is not None
 
-    def delete_stale_config_schedules(self, conn: psycopg.Connection, keep: Sequence[str]) -> list[str]:
-        rows = conn.execute(self.sql["SCHEDULE_DELETE_STALE_CONFIG"], {"names": list(keep)}).fetchall()
-        return sorted(r[0] for r in rows)
+    def delete_stale_config_schedules(self, conn: psycopg.Connection, owner: str,
+                                      keep: Sequence[str]) -> list[str]:
+        rows = conn.execute(self.sql["SCHEDULE_DELETE_STALE_CONFIG"], {"owner": owner, "names": list(keep)})
+        return sorted(r[0] for r in rows.fetchall())
+
+    def foreign_config_schedules(self, conn: psycopg.Connection, owner: str,
+                                 names: Sequence[str]) -> list[ForeignSchedule]:
+        rows = conn.execute(self.sql["SCHEDULE_FOREIGN_CONFIG"], {"owner": owner, "names": list(names)})
+        return [ForeignSchedule(*r) for r in rows.fetchall()]
 
     def delete_schedule(self, conn: psycopg.Connection, name: str) -> bool:
         return conn.execute(self.sql["SCHEDULE_DELETE"], {"name": name}).fetchone() is not None

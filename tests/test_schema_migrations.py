@@ -206,6 +206,9 @@ def test_result_state_on_unmigrated_database(bare_app: App):
 
 
 def test_worker_start_on_unmigrated_database(bare_app: App):
+    """With database_wait_timeout=0 a worker does not wait for migrations: it refuses to start and
+    says to migrate (by default it waits for them: tests/test_database_outages.py)."""
+    bare_app.conf.database_wait_timeout = 0
     worker = Worker(bare_app, pool="threads", concurrency=1)
     with pytest.raises(SchemaNotMigratedError) as excinfo:
         worker.run()

@@ -10,7 +10,13 @@ Threads in a worker process:
 * the **listener** (``notify.Listener``): LISTEN on the jobs channel; sets the event when one of
   our queues gets work.
 * the **housekeeper**: heartbeat, promotion of due scheduled jobs, rescue of dead workers' jobs and
-  expiry of old results — the cluster-wide parts one worker at a time (advisory lock).
+  expiry of old results — the cluster-wide parts one worker at a time (advisory lock). Its
+  connection is the worker's own for its lifetime and holds the worker's **liveness lock** (a
+  session-level advisory lock): when the process dies the server frees the lock, and the other
+  workers rescue its jobs about a second later instead of waiting for ``worker_lost_timeout``.
+
+No database error ends a worker: each thread retries with backoff (``sqlq.outage``), prefetched
+jobs keep running and their outcomes wait in memory until they can be recorded.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ import collections
 import contextlib
 import logging
 import os
+import random
 import signal
 import socket
 import threading
@@ -30,9 +37,11 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 
 from .. import signals
+from ..db import connect
 from ..errors import ConfigurationError
 from ..names import validate_queue
-from ..store import ClaimedJob, Outcome, RetryRequest
+from ..outage import Backoff, OutageLog, is_outage, wait_for_database
+from ..store import ClaimedJob, Interrupted, Outcome, RetryRequest
 from .execution import Executor, Result
 from .pools import POOLS, BasePool
 
@@ -40,6 +49,9 @@ if TYPE_CHECKING:
     from ..app import App
 
 log = logging.getLogger("sqlq.worker")
+
+#: Seconds between two looks at the other workers' liveness locks (one worker looks each time).
+LIVENESS_INTERVAL = 0.5
 
 
 class Worker:
@@ -71,7 +83,11 @@ class Worker:
         self._housekeeping_wake = threading.Event()
         self.install_signal_handlers = install_signal_handlers
         self.id = str(uuid.uuid4())
+        # the second key of this worker's liveness lock (a clash with another worker's only makes
+        # both of them judged by their heartbeats)
+        self.lock_key = None if burst else random.randint(-(1 << 31), (1 << 31) - 1)
         self.hostname = hostname or f"sqlq@{socket.gethostname()}"
+        self.outage = OutageLog(log, f"worker {self.hostname}")
         self.store = app.store
         self._wake = threading.Event()
         self._done: collections.deque[tuple[ClaimedJob, Result]] = collections.deque()
@@ -82,6 +98,9 @@ class Worker:
         self._finish_wake = threading.Event()
         self._stop_mode: str | None = None  # None while running, then "warm" or "cold"
         self._stopped = threading.Event()
+        self._stopping = threading.Event()  # set by stop(): cuts a backoff wait short
+        self._claim_backoff = Backoff()
+        self._unregistered = False
         self._queue_cursor = 0
         self.processed = 0
         self.pool: BasePool = self._make_pool()
@@ -142,6 +161,7 @@ class Worker:
         elif self._stop_mode is None:
             self._stop_mode = "warm"
             log.warning("warm shutdown: finishing running jobs (up to %.0fs), no new ones", self.shutdown_grace)
+        self._stopping.set()
         self._wake.set()
 
     def _handle_signal(self, signum: int, frame: Any) -> None:
@@ -156,15 +176,21 @@ class Worker:
             signal.signal(signal.SIGINT, self._handle_signal)
         from ..notify import Listener
 
-        self.app.require_migrated()  # a worker on an old schema would fail later, job by job
-        self.app.apply_routes()  # task_queues' exchanges and bindings (idempotent; none: no query)
-        with self.app.connection() as conn:
-            self._register(conn)
+        # Start-up waits for the database and its migrations (a worker on an old schema would fail
+        # later, job by job), so that the order in which a deployment starts things does not matter.
+        house = wait_for_database(self._start_up, outage=self.outage, what="the database and its migrations",
+                                  timeout=self.app.conf.database_wait_timeout, stopped=self._stopping.is_set,
+                                  sleep=self._stopping.wait)
+        if house is None:
+            log.info("worker %s stopped before the database could be reached", self.hostname)
+            return 0
         # A burst worker needs no LISTEN: it only runs what is due now, and it waits only for its own
         # outcomes (the finisher wakes it). The connection would only cost its start and its exit.
         listener = None if self.burst else Listener(self.app.database_url, [self.store.listen_jobs],
-                                                    self._on_notify, self._wake.set, name="sqlq-listen").start()
-        housekeeper = threading.Thread(target=self._housekeeping, name="sqlq-housekeeping", daemon=True)
+                                                    self._on_notify, self._wake.set, name="sqlq-listen",
+                                                    outage=self.outage).start()
+        housekeeper = threading.Thread(target=self._housekeeping, args=(house,), name="sqlq-housekeeping",
+                                       daemon=True)
         finisher = threading.Thread(target=self._finishing, name="sqlq-finisher", daemon=True)
         self.pool.start()
         housekeeper.start()
@@ -174,8 +200,7 @@ class Worker:
         signals.worker_ready.send(sender=self)
         try:
             self._loop()
-            with self.app.connection() as conn:
-                self._shutdown(conn)
+            self._shut_down()
         finally:
             self._stopped.set()
             self._finish_wake.set()
@@ -187,22 +212,46 @@ class Worker:
             signals.worker_shutdown.send(sender=self)
         return 0
 
+    def _start_up(self) -> psycopg.Connection:
+        """What must succeed before claiming: the schema is current, routes are declared, and this
+        worker is registered and holds its liveness lock. Returns the housekeeping connection."""
+        self.app.require_migrated()
+        self.app.apply_routes()  # task_queues' exchanges and bindings (idempotent; none: no query)
+        return self._connect_housekeeping()
+
+    def _connect_housekeeping(self) -> psycopg.Connection:
+        """The worker's own connection (not pooled): it holds the liveness lock, so the lock lives
+        exactly as long as this session; (re)registering or a heartbeat follows the lock, never
+        precedes it, so a fresh heartbeat always means a held lock."""
+        conn = connect(self.app.database_url)
+        try:
+            if self.lock_key is not None and not self.store.take_worker_lock(conn, self.lock_key):
+                log.warning("worker %s: another session holds this worker's liveness lock (an old session "
+                            "of ours the server has not dropped yet); rescue of its jobs falls back to "
+                            "worker_lost_timeout until it is free", self.hostname)
+            self._heartbeat(conn)
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
     def _on_notify(self, channel: str, payload: str) -> None:
         if payload in self.queues:
             self._wake.set()
 
     def _loop(self) -> None:
-        """Serve until stopped; a lost database connection is replaced (with backoff), never fatal."""
-        backoff = 0.0
+        """Serve until stopped. No failure ends it: a lost database, a failing claim, anything, is
+        retried with backoff (reset by the first claim that succeeds) while the pool goes on running
+        what it holds."""
+        backoff = self._claim_backoff
         while self._stop_mode is None:
             try:
                 with self.app.connection() as conn, self._claiming(conn):
                     self._serve(conn)
                 return
-            except psycopg.OperationalError as exc:
-                backoff = min(max(backoff * 2, 0.5), 10.0)
-                log.warning("lost the database connection (%s); claiming again in %.1fs", exc, backoff)
-                self._wake.wait(backoff)
+            except Exception as exc:  # noqa: BLE001 - see the docstring
+                self.outage.failed(exc, "claiming jobs")
+                self._stopping.wait(backoff.next())
 
     @contextlib.contextmanager
     def _claiming(self, conn: psycopg.Connection) -> Iterator[None]:
@@ -226,6 +275,9 @@ class Worker:
             # plus nothing to promote means the burst is over: no second round, no sleep.
             idle = self._in_flight == 0
             claimed = self._claim(conn)
+            if self._claim_backoff.failing:  # the first claim since a failure: the database is back
+                self._claim_backoff.reset()
+                self.outage.recovered()
             if self.pool.inline:
                 self.pool.run_pending(lambda: self._stop_mode is not None)
             if claimed:
@@ -283,17 +335,26 @@ class Worker:
                 self.processed -= delta
 
     def _finishing(self) -> None:
-        """The finisher thread: flush outcomes as they come, until the worker has stopped."""
+        """The finisher thread: flush outcomes as they come, until the worker has stopped. While the
+        database is away they wait in memory; recorded late, the guards still make them safe."""
+        backoff = Backoff()
         while not self._stopped.is_set():
-            self._finish_wake.wait(self.poll_interval)
+            if not backoff.failing:
+                self._finish_wake.wait(self.poll_interval)
             self._finish_wake.clear()
+            if not (self._done or self._lost):
+                continue
             try:
                 with self.app.connection() as conn:
                     while self._done or self._lost:
                         self._flush(conn)
-            except Exception as exc:  # noqa: BLE001 - outcomes stay queued; retried on the next round
-                log.warning("recording outcomes failed (%s); retrying", exc)
-                self._stopped.wait(0.5)
+            except Exception as exc:  # noqa: BLE001 - outcomes stay queued; retried after the backoff
+                self.outage.failed(exc, "recording outcomes")
+                self._stopped.wait(backoff.next())
+                continue
+            if backoff.failing:
+                backoff.reset()
+                self.outage.recovered()
 
     def _flush(self, conn: psycopg.Connection) -> None:
         """Record every finished outcome: one FINISH and at most one RETRY statement per batch.
@@ -313,6 +374,7 @@ class Worker:
         self._flushing = len(batch) + len(lost)
         outcomes = [r for _, r in batch if isinstance(r, Outcome)]
         retries = [r for _, r in batch if isinstance(r, RetryRequest)]
+        interrupted = [r for _, r in batch if isinstance(r, Interrupted)]
         try:
             if outcomes:
                 self.store.finish(conn, self.id, outcomes)
@@ -320,6 +382,8 @@ class Worker:
                 self.store.retry(conn, self.id, retries)
                 if any(r.delay < self.poll_interval for r in retries):
                     self._housekeeping_wake.set()  # promote soon-due retries without waiting a poll
+            if interrupted:
+                self._run_again(conn, interrupted)
             if lost:
                 self._hand_back_lost(conn, lost)
         except BaseException:
@@ -337,6 +401,36 @@ class Worker:
                                            self.app.conf.worker_lost_max_attempts)
         log.warning("%d interrupted job(s): %d handed back, %d failed after too many lost workers",
                     len(jobs), requeued, failed)
+
+    def _run_again(self, conn: psycopg.Connection, jobs: Sequence[Interrupted]) -> None:
+        """Attempts that did nothing (rolled back with a broken connection): run them again."""
+        requeued, failed = self.store.lost(conn, self.id, [(j.id, j.attempt) for j in jobs],
+                                           self.app.conf.worker_lost_max_attempts, rerun=True)
+        log.warning("%d job(s) whose connection broke mid-task: %d handed back to run again, %d failed "
+                    "after too many interrupted attempts", len(jobs), requeued, failed)
+
+    def _shut_down(self) -> None:
+        """Hand back, finish and record what this worker holds. A database that is away at shutdown
+        is waited for until the shutdown grace has passed; what is still unrecorded then is left to
+        the other workers' rescue (the jobs run again: at-least-once), and the worker exits."""
+        deadline = time.monotonic() + (self.shutdown_grace if self._stop_mode != "cold" else 2.0)
+        backoff = Backoff()
+        while True:
+            try:
+                with self.app.connection() as conn:
+                    self._shutdown(conn)
+                self.outage.recovered()
+                return
+            except Exception as exc:  # noqa: BLE001 - retried until the deadline, then given up
+                self.outage.failed(exc, "shutting down")
+                if time.monotonic() >= deadline:
+                    break
+                time.sleep(min(backoff.next(), max(deadline - time.monotonic(), 0.0)))
+        if self.pool.running():
+            self.pool.terminate()
+        log.error("worker %s: the database stayed unavailable through the shutdown; %d job(s) not "
+                  "recorded here will be rescued and run again by another worker", self.hostname,
+                  self._in_flight)
 
     def _shutdown(self, conn: psycopg.Connection) -> None:
         unstarted = self.pool.take_unstarted()
@@ -359,45 +453,83 @@ class Worker:
         else:
             self.pool.join(1.0)
         self._flush(conn)
+        self._unregistered = True  # (the housekeeper must not register this worker again)
         self.store.unregister_worker(conn, self.id)
         log.info("worker %s stopped (%s shutdown); %d job(s) processed", self.hostname,
                  self._stop_mode or "burst", self.processed)
 
     # housekeeping ------------------------------------------------------------------------------
 
-    def _housekeeping(self) -> None:
+    def _housekeeping(self, conn: psycopg.Connection | None) -> None:
+        """Heartbeat, liveness checks, maintenance and promotion on the worker's own connection.
+        When that connection breaks it is made again (taking the liveness lock back first)."""
         conf = self.app.conf
+        backoff = Backoff()
         # registering wrote the first heartbeat; maintenance runs at once (jobs of dead workers are due)
-        next_beat, next_maintenance = time.monotonic() + self.heartbeat_interval, 0.0
-        while not self._stopped.is_set():
-            now = time.monotonic()
-            try:
-                with self.app.connection() as conn:
+        next_beat, next_liveness, next_maintenance = time.monotonic() + self.heartbeat_interval, 0.0, 0.0
+        try:
+            while not self._stopped.is_set():
+                try:
+                    if conn is None or conn.closed or conn.broken:
+                        if conn is not None:
+                            conn.close()
+                        conn = None
+                        conn = self._connect_housekeeping()
+                        next_beat = time.monotonic() + self.heartbeat_interval
+                    now = time.monotonic()
                     if now >= next_beat:
                         self._heartbeat(conn)
                         next_beat = now + self.heartbeat_interval
+                    if now >= next_liveness:
+                        self._check_liveness(conn)
+                        next_liveness = now + LIVENESS_INTERVAL
                     if now >= next_maintenance:
                         self._maintain(conn)
                         next_maintenance = now + float(conf.worker_maintenance_interval)
                     self.store.promote(conn)
                     wait = self.store.next_scheduled_in(conn)
-            except Exception as exc:  # noqa: BLE001 - keep housekeeping alive through DB hiccups
-                log.warning("housekeeping failed (%s); retrying", exc)
-                wait = 1.0
-            wait = self.poll_interval if wait is None else min(max(wait, 0.001), self.poll_interval)
-            wait = min(wait, max(next_beat - time.monotonic(), 0.001))
-            self._housekeeping_wake.wait(wait)  # set by short retries and by the worker stopping
-            self._housekeeping_wake.clear()
+                except Exception as exc:  # noqa: BLE001 - keep housekeeping alive through anything
+                    self.outage.failed(exc, "housekeeping")
+                    if is_outage(exc) and conn is not None:
+                        conn.close()
+                    self._stopped.wait(backoff.next())
+                    continue
+                if backoff.failing:
+                    backoff.reset()
+                    self.outage.recovered()
+                wait = self.poll_interval if wait is None else min(max(wait, 0.001), self.poll_interval)
+                soonest = min(next_beat, next_liveness) - time.monotonic()
+                self._housekeeping_wake.wait(min(wait, max(soonest, 0.001)))  # set by short retries, stop
+                self._housekeeping_wake.clear()
+        finally:
+            if conn is not None:
+                conn.close()  # the liveness lock goes with the session
 
     def _register(self, conn: psycopg.Connection) -> None:
         self.store.register_worker(conn, id=self.id, hostname=self.hostname, pid=os.getpid(),
-                                   queues=self.queues, concurrency=self.concurrency, pool=self.pool_name)
+                                   queues=self.queues, concurrency=self.concurrency, pool=self.pool_name,
+                                   lock_key=self.lock_key)
 
     def _heartbeat(self, conn: psycopg.Connection) -> None:
-        if not self.store.heartbeat(conn, self.id):
-            log.warning("this worker was presumed dead (heartbeat row gone) and its jobs rescued; "
-                        "registering again")
+        if not self.store.heartbeat(conn, self.id) and not self._unregistered:
+            if self.processed or self._in_flight:
+                log.warning("this worker was presumed dead (heartbeat row gone) and its jobs rescued; "
+                            "registering again")
             self._register(conn)
+
+    def _check_liveness(self, conn: psycopg.Connection) -> None:
+        """Every half second one worker looks at the liveness locks; a worker whose lock stayed free
+        for a second is dead, and its jobs are rescued at once."""
+        conf = self.app.conf
+        with conn.transaction():
+            if not self.store.try_xact_lock(conn, self.store.lock_key("liveness")):
+                return
+            if not self.store.workers_liveness(conn, float(conf.worker_lost_timeout)):
+                return
+            requeued, failed = self.store.rescue(conn, float(conf.worker_lost_timeout),
+                                                 int(conf.worker_lost_max_attempts))
+        if requeued or failed:
+            log.warning("rescued jobs of dead workers: %d handed back, %d failed", requeued, failed)
 
     def _maintain(self, conn: psycopg.Connection) -> None:
         """Cluster-wide chores, done by whichever worker holds the advisory lock this round."""

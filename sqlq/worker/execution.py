@@ -27,7 +27,8 @@ from ..errors import (
     SoftTimeLimitExceeded,
     TimeLimitExceeded,
 )
-from ..store import ClaimedJob, Outcome, RetryRequest
+from ..outage import is_outage
+from ..store import ClaimedJob, Interrupted, Outcome, RetryRequest
 from ..task import Request, Task, _as_datetime, _current_request
 
 if TYPE_CHECKING:
@@ -35,7 +36,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("sqlq.worker")
 
-Result = Outcome | RetryRequest | None
+Result = Outcome | RetryRequest | Interrupted | None
 
 
 def exception_type_name(exc: BaseException) -> str:
@@ -53,6 +54,32 @@ def failure(job: ClaimedJob, exc: BaseException, traceback: str | None = None) -
 
 class _TakenAway(Exception):  # noqa: N818 - internal control flow, never recorded
     """A transactional task finished, but its job had been rescued from this worker meanwhile."""
+
+
+class _ConnectionLost(Exception):  # noqa: N818 - internal control flow, never recorded
+    """A transactional task's connection broke: its transaction, outcome included, is gone."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+def _connection_broke(exc: BaseException) -> bool:
+    """An outage error anywhere in ``exc``'s chain (sqlalchemy wraps psycopg's as ``.orig``)."""
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        orig = getattr(cause, "orig", None)
+        if is_outage(cause) or (isinstance(orig, BaseException) and is_outage(orig)):
+            return True
+        cause = cause.__cause__ or cause.__context__
+    return False
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
 
 
 def _explain_time_limit(task: Task, exc: BaseException) -> BaseException:
@@ -214,6 +241,11 @@ class Executor:
             except _TakenAway:
                 state = "IGNORED"  # rescued from us meanwhile: whoever holds it now records the outcome
                 return None
+            except _ConnectionLost as lost:
+                state = "INTERRUPTED"  # its transaction rolled back: nothing was done, so run it again
+                log.warning("task %s[%s]: its database connection broke (%s); its writes were rolled back "
+                            "and the job will run again", task.name, job.id, lost.reason)
+                return Interrupted(id=job.id, attempt=job.attempt, reason=lost.reason)
             except Retry as retry:
                 state = "RETRY"
                 return self._retry(task, job, request, retry.when or 0.0, retry.exc or retry)
@@ -286,28 +318,45 @@ class Executor:
 
     def _run_transactional(self, task: Task, job: ClaimedJob, args: list, kwargs: dict,
                            request: Request) -> tuple[Result, Any]:
-        """The task's writes and its SUCCESS commit in one transaction, or neither does."""
+        """The task's writes and its SUCCESS commit in one transaction, or neither does.
+
+        If the connection breaks (a restart, a failover, a terminated backend) the server rolls the
+        transaction back: the task's writes and its outcome are gone together, so the attempt did
+        nothing and the job runs again (``Interrupted``), whatever the task raised on top of it."""
         from sqlalchemy.orm import Session
 
-        with self.app.engine.connect() as conn:
-            with conn.begin() as transaction:
-                session = Session(bind=conn, join_transaction_mode="create_savepoint")
-                request.connection, request.session = conn, session
-                try:
-                    value = self._call(task, args, kwargs)
-                    # release the session's savepoint into the job's transaction: left open, close()
-                    # would roll back the task's session writes and the FINISH run after it
-                    session.commit()
-                    outcome = self._encode_result(task, job, value)
-                    recorded = self.app.store.finish(conn.connection.driver_connection, self.worker_id, [outcome])
-                    if not recorded:
-                        log.warning("task %s[%s]: job was taken back from this worker; its writes are "
-                                    "rolled back", task.name, job.id)
-                        transaction.rollback()
-                        raise _TakenAway
-                finally:
-                    session.close()
-                    request.connection = request.session = None
+        try:
+            conn = self.app.engine.connect()
+        except Exception as exc:
+            if _connection_broke(exc):
+                raise _ConnectionLost(_first_line(exc)) from exc
+            raise
+        with conn:
+            raw = conn.connection.driver_connection
+            try:
+                with conn.begin() as transaction:
+                    session = Session(bind=conn, join_transaction_mode="create_savepoint")
+                    request.connection, request.session = conn, session
+                    try:
+                        value = self._call(task, args, kwargs)
+                        # release the session's savepoint into the job's transaction: left open, close()
+                        # would roll back the task's session writes and the FINISH run after it
+                        session.commit()
+                        outcome = self._encode_result(task, job, value)
+                        recorded = self.app.store.finish(raw, self.worker_id, [outcome])
+                        if not recorded:
+                            log.warning("task %s[%s]: job was taken back from this worker; its writes are "
+                                        "rolled back", task.name, job.id)
+                            transaction.rollback()
+                            raise _TakenAway
+                    finally:
+                        session.close()
+                        request.connection = request.session = None
+            except Exception as exc:
+                if raw.closed or raw.broken:  # (not an error of some other connection the task uses)
+                    conn.invalidate()
+                    raise _ConnectionLost(_first_line(exc)) from exc
+                raise
         return None, value
 
     def _retry(self, task: Task, job: ClaimedJob, request: Request, when: float | dt.datetime,
@@ -345,6 +394,8 @@ def result_to_wire(result: Result) -> tuple | None:
         return None
     if type(result) is Outcome:
         return ("O", *[getattr(result, name) for name in _OUTCOME_FIELDS])
+    if type(result) is Interrupted:
+        return ("I", result.id, result.attempt, result.reason)
     return ("R", result.id, result.attempt, result.delay, result.error, result.eta)
 
 
@@ -353,4 +404,6 @@ def result_from_wire(data: tuple | None) -> Result:
         return None
     if data[0] == "O":
         return Outcome(*data[1:])
+    if data[0] == "I":
+        return Interrupted(*data[1:])
     return RetryRequest(*data[1:])

@@ -178,9 +178,12 @@ class Worker:
 
         # Start-up waits for the database and its migrations (a worker on an old schema would fail
         # later, job by job), so that the order in which a deployment starts things does not matter.
+        # (a burst worker is a one-shot command, run by scripts and CI: unless told to wait, it says
+        # at once what is wrong instead of hanging)
+        wait = self.app.conf.database_wait_timeout
         house = wait_for_database(self._start_up, outage=self.outage, what="the database and its migrations",
-                                  timeout=self.app.conf.database_wait_timeout, stopped=self._stopping.is_set,
-                                  sleep=self._stopping.wait)
+                                  timeout=wait if wait is not None or not self.burst else 0,
+                                  stopped=self._stopping.is_set, sleep=self._stopping.wait)
         if house is None:
             log.info("worker %s stopped before the database could be reached", self.hostname)
             return 0

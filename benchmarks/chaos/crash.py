@@ -53,6 +53,7 @@ def run(size: str, log_dir: Path) -> Outcome:
         killed_jobs = {j for k in storm.log.kills for j in k.jobs}
         twice, unexplained = reruns(lab, storm.dead_worker_ids, killed_jobs, storm.log.disruptions, margin_s=10.0)
         rescue, never = rescue_seconds(lab, storm.log.kills)
+        no_tb = lab.failures_without_traceback()
     explained = "yes" if not unexplained else f"no, {unexplained} not"
     figures = (f"jobs={len(storm.ids)} lost={lost} stuck={stuck} dup_results={dups} "
                f"run_twice={twice} (all interrupted: {explained}) {format_rescue(rescue)} "
@@ -60,4 +61,5 @@ def run(size: str, log_dir: Path) -> Outcome:
                f"{settings_note(plan.settings)}")
     return Outcome("crash", figures, missed_targets(lost=lost, stuck=stuck, dup_results=dups,
                                                     unexplained_reruns=unexplained,
-                                                    worker_exits=len(storm.exits), never_rescued=never))
+                                                    worker_exits=len(storm.exits), never_rescued=never,
+                                                    failures_without_traceback=no_tb))

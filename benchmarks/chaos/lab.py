@@ -257,15 +257,23 @@ class Lab:
                 copy.write_row((job_id,))
 
     def ids_accounting(self) -> tuple[int, int, dict[str, int]]:
-        """(lost, stuck, results by state) over chaos_ids: lost = neither a result nor a job row."""
+        """(lost, stuck, results by state and exception type) over chaos_ids: lost = neither a result
+        nor a job row."""
         s = f'"{SCHEMA}"'
         lost = self.scalar(f"SELECT count(*) FROM {s}.chaos_ids i WHERE NOT EXISTS "
                            f"(SELECT 1 FROM {s}.results r WHERE r.id = i.id) AND NOT EXISTS "
                            f"(SELECT 1 FROM {s}.jobs j WHERE j.id = i.id)")
         stuck = self.scalar(f"SELECT count(*) FROM {s}.chaos_ids i JOIN {s}.jobs j USING (id)")
-        states = dict(self.rows(f"SELECT r.state, count(*) FROM {s}.chaos_ids i JOIN {s}.results r USING (id) "
-                                "GROUP BY r.state ORDER BY r.state"))
-        return int(lost), int(stuck), {k: int(v) for k, v in states.items()}
+        states = self.rows(
+            f"SELECT r.state || coalesce('(' || regexp_replace(r.exc_type, '^.*\\.', '') || ')', '') "
+            f"|| CASE WHEN r.state = 'FAILURE' AND r.traceback IS NULL THEN '[no traceback]' ELSE '' END, "
+            f"count(*) FROM {s}.chaos_ids i JOIN {s}.results r USING (id) GROUP BY 1 ORDER BY 1")
+        return int(lost), int(stuck), {k: int(v) for k, v in states}
+
+    def failures_without_traceback(self) -> int:
+        s = f'"{SCHEMA}"'
+        return int(self.scalar(f"SELECT count(*) FROM {s}.chaos_ids i JOIN {s}.results r USING (id) "
+                               "WHERE r.state = 'FAILURE' AND r.traceback IS NULL"))
 
     def jobs_left(self) -> int:
         return int(self.scalar(f'SELECT count(*) FROM "{SCHEMA}".jobs') or 0)

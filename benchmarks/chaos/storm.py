@@ -189,7 +189,8 @@ def drain(lab: Lab, fleet: Fleet, timeout: float) -> float | None:
 
 def rescue_seconds(lab: Lab, kills: Sequence[Kill]) -> tuple[list[float], int]:
     """Per kill that held jobs: seconds until the last of them ran again elsewhere (or was recorded
-    as lost); plus the number of jobs that never did."""
+    as lost); plus the number of jobs that never did. A job whose outcome the killed worker itself
+    recorded (a transactional task's child commits its own outcome) needed no rescue."""
     per_kill: list[float] = []
     never = 0
     for kill in kills:
@@ -200,11 +201,16 @@ def rescue_seconds(lab: Lab, kills: Sequence[Kill]) -> tuple[list[float], int]:
             f"        AND r.worker_id IS DISTINCT FROM %(w)s::uuid AND r.started_at > to_timestamp(%(at)s)), "
             f"  CASE WHEN res.worker_id IS DISTINCT FROM %(w)s::uuid AND res.started_at > to_timestamp(%(at)s) "
             f"       THEN extract(epoch FROM res.started_at) END, "
-            f"  CASE WHEN res.state <> 'SUCCESS' THEN extract(epoch FROM res.finished_at) END "
+            f"  CASE WHEN res.state <> 'SUCCESS' THEN extract(epoch FROM res.finished_at) END, "
+            f"  res.worker_id = %(w)s::uuid "
             f"FROM unnest(%(ids)s::uuid[]) AS j(id) LEFT JOIN {S}.results res ON res.id = j.id",
             {"w": kill.worker_id, "at": kill.at, "ids": kill.jobs})
-        again = [min(float(v) for v in row if v is not None) if any(v is not None for v in row) else None
-                 for row in rows]
+        again: list[float | None] = []
+        for *times, by_the_dead in rows:
+            if by_the_dead:
+                continue  # finished by the killed worker itself (an orphaned prefork child's own commit)
+            found = [float(t) for t in times if t is not None]
+            again.append(min(found) if found else None)
         never += sum(1 for t in again if t is None)
         done = [t for t in again if t is not None]
         if done:

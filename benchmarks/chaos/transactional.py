@@ -37,10 +37,12 @@ def run(size: str, log_dir: Path) -> Outcome:
         duplicates, missing, orphans = ledger_figures(lab)
         reclaimed = int(lab.scalar(f"SELECT count(*) FROM {S}.results WHERE attempts > 1"))
         rescue, never = rescue_seconds(lab, storm.log.kills)
+        no_tb = lab.failures_without_traceback()
     figures = (f"jobs={len(storm.ids)} lost={lost} stuck={stuck} dup_business_rows={duplicates} "
                f"missing_business_rows={missing} rows_without_success={orphans} claimed_twice={reclaimed} "
                f"{format_rescue(rescue)} worker_exits={len(storm.exits)} {storm_figures(storm)} "
                f"states={format_states(states)} {settings_note(plan.settings)}")
     return Outcome("transactional", figures, missed_targets(
         lost=lost, stuck=stuck, dup_business_rows=duplicates, missing_business_rows=missing,
-        rows_without_success=orphans, worker_exits=len(storm.exits), never_rescued=never))
+        rows_without_success=orphans, worker_exits=len(storm.exits), never_rescued=never,
+        failures_without_traceback=no_tb))

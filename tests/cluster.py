@@ -6,7 +6,7 @@ server on a free port of 127.0.0.1, so it can be stopped, killed and restarted a
 (CI and these machines) the server runs as the ``postgres`` user, because PostgreSQL refuses
 to run as root.
 
-Used by ``tests/test_database_outages.py`` and by ``make chaos`` (``benchmarks/chaos.py``).
+Used by ``tests/test_database_outages.py`` and by ``make chaos`` (``benchmarks/chaos/``).
 """
 
 from __future__ import annotations

@@ -6,9 +6,12 @@ Two kinds of connection exist for different jobs:
   wants SQLAlchemy semantics;
 * a pool of raw psycopg connections in autocommit mode for the hot path (enqueue, claim, finish),
   where SQLAlchemy's per-statement overhead would cost more than the round trip itself. The pool is
-  our own, about forty lines: a check-out costs about a microsecond (SQLAlchemy's ``QueuePool`` took
-  about 15 µs of every ``delay()``), and a worker or producer that never uses the engine never pays
-  for importing SQLAlchemy.
+  our own: a check-out is a list pop and a socket poll, and a worker or producer that never uses
+  the engine never pays for importing SQLAlchemy. Why not psycopg_pool (measured in
+  docs/connection-pool.md, benchmarks/bench_pool.py): its health check sleeps with backoff between
+  dead idle connections (seconds for the first ``delay()`` after a restart), it connects in
+  background threads, so an unreachable server makes every check-out wait the pool's timeout
+  instead of failing with a readable error, and its async pool belongs to one event loop.
 """
 
 from __future__ import annotations

@@ -1073,7 +1073,8 @@ class Store:
         (an error, a connection whose encoding is not UTF-8, a statement lost to ``DISCARD ALL`` or a
         transaction-mode bouncer) returns None: psycopg then runs the statement again, and either
         succeeds (the failed attempt wrote nothing: autocommit) or raises the typed error callers
-        expect."""
+        expect. A connection lost under the statement (which may then have committed) fails
+        psycopg's run too, with OperationalError, and ``App.enqueue``'s guarded retry takes over."""
         statement = self._fast[key]
         if statement.name not in _PREPARED.get(conn, ()) and not self._prepare(conn, statement):
             return None

@@ -24,7 +24,7 @@ import psycopg
 import pytest
 
 from sqlq import App, Exchange, GroupResult, Queue
-from sqlq.db import AsyncConnectionPool, broke_in_transaction, usable, write_lost
+from sqlq.db import AsyncConnectionPool, ConnectionPool, broke_in_transaction, usable, write_lost
 from sqlq.errors import DatabaseUnavailableError
 from sqlq.routing import apply_routes
 from tests.cluster import PrivateCluster
@@ -230,6 +230,23 @@ async def test_async_enqueues_succeed_right_after_the_server_dropped_its_connect
         expected += _sent(got if isinstance(got, list) else [got])
     jobs = _ids(cluster, name)
     assert set(expected) <= set(jobs) and len(jobs) == len(set(jobs)) == len(expected) + 3
+
+
+def test_the_pool_hands_out_a_new_connection_for_one_that_died_idle(cluster: PrivateCluster, name: str):
+    """Once the server has dropped an idle pooled connection (its farewell is on the socket), the
+    check-out sees it without a round trip and gives a working new connection instead: the
+    enqueue never reaches its retry."""
+    pool = ConnectionPool(f"{cluster.url}?application_name={name}", size=2)
+    try:
+        with pool.connection() as first:
+            pass
+        assert cluster.terminate_backends(name) == 1
+        _wait(lambda: not usable(first))
+        with pool.connection() as conn:
+            assert conn is not first and conn.execute("SELECT 1").fetchone() == (1,)
+        assert first.closed
+    finally:
+        pool.dispose()
 
 
 # --- a connection lost mid-statement: written exactly once --------------------------------------

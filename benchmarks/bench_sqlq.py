@@ -140,6 +140,8 @@ class SqlqResults:
     nosync_enqueue_one_per_s: float | None = None
     # the machine's own floor for (a): one INSERT of one int per commit, from psycopg, no sqlq
     bare_insert_per_s: float | None = None
+    # sqlq's pool check-out against psycopg_pool's (benchmarks/bench_pool.py), one line
+    pool_checkout: str | None = None
     nosync_drain: DrainRun | None = None
     nosync_pair_on: DrainRun | None = None  # the same config run just before, synchronous_commit=on
     notes: list[str] = field(default_factory=list)
@@ -515,6 +517,20 @@ def measure_bare_insert(db: Db, res: SqlqResults, n: int = 3000) -> None:
     log(f"(a0) bare PostgreSQL, one INSERT per commit: {res.bare_insert_per_s:,.0f}/s")
 
 
+def measure_pool_checkout(url: str, res: SqlqResults) -> None:
+    """(a1) what a check-out of sqlq's pool costs, beside psycopg_pool's (benchmarks/bench_pool.py;
+    about a second). Skipped when psycopg_pool is not installed."""
+    try:
+        import psycopg_pool  # noqa: F401
+    except ImportError:
+        res.notes.append("pool check-out: psycopg_pool not installed (pip install psycopg-pool), not compared")
+        return
+    from benchmarks import bench_pool
+
+    res.pool_checkout = bench_pool.checkout_line(bench_pool.checkout_figures(url))
+    log(f"(a1) {res.pool_checkout}")
+
+
 def measure_enqueue_nosync(db: Db, opts: Options, timeout: float) -> float | None:
     """(a) again in a subprocess whose sessions run with synchronous_commit=off (PGOPTIONS)."""
     db.reset()
@@ -611,6 +627,7 @@ def run_all(opts: Options) -> SqlqResults:
         warm_bytecode_cache(opts)
         measure_enqueue(app, task, db, opts, res)
         measure_bare_insert(db, res)  # right after (a), so that both see the same machine
+        measure_pool_checkout(opts.url, res)
         if opts.nosync:  # (a) again right away, so that both see the same machine
             res.nosync_enqueue_one_per_s = measure_enqueue_nosync(
                 db, opts, timeout=min(120.0, 20 + 2 * (res.enqueue_one_s or 30)))

@@ -236,6 +236,8 @@ def target_lines(res: SqlqResults, rows: list[dict]) -> list[str]:
         out.append(f"  (this machine, right after: bare PostgreSQL, one INSERT per commit from psycopg, "
                    f"{res.bare_insert_per_s:,.0f}/s; the targets assumed ~5,800/s. sqlq's 1-by-1 is "
                    f"{(res.enqueue_one_per_s or 0) / res.bare_insert_per_s:.0%} of it)")
+    if res.pool_checkout:
+        out.append(f"  ({res.pool_checkout})")
     return out
 
 

@@ -23,9 +23,18 @@ import psycopg
 
 from . import router, serialization
 from .config import Settings, resolve_database_url, sqlalchemy_url
-from .db import AsyncConnectionPool, ConnectionPool, connect, raise_clear_error
+from .db import (
+    AsyncConnectionPool,
+    ConnectionPool,
+    broke,
+    broke_in_transaction,
+    connect,
+    raise_clear_error,
+    write_lost,
+)
 from .errors import (
     ConfigurationError,
+    DatabaseUnavailableError,
     NotRegistered,
     SchemaNotMigratedError,
     SerializationError,
@@ -387,10 +396,22 @@ class App:
             first = self.build_job(task_name, *calls[0], task=task, **options)
             if first.due_now() and first.content_type == serialization.JSON:
                 results: list[AsyncResult | GroupResult] = []
-                with self.connection() as conn:
-                    self.store.copy_jobs(conn, self._json_rows(first, calls, results), [first.queue],
-                                         lean=first.copies_lean())
-                return results
+                conn = None
+                try:
+                    with self.connection() as conn:
+                        self.store.copy_jobs(conn, self._json_rows(first, calls, results), [first.queue],
+                                             lean=first.copies_lean())
+                    return results
+                except psycopg.OperationalError as exc:
+                    if conn is None or not broke(conn, exc):
+                        raise
+                    lost = exc
+                # The COPY's connection broke: write the batch again, with the ids its rows had so far
+                specs = self.build_jobs(task_name, calls, task=task, **options)
+                for spec, sent in zip(specs, results, strict=False):
+                    spec.id = sent.id
+                self._rewrite(specs, lost)
+                return [AsyncResult(s.id, self, s.task) for s in specs]
         return self.enqueue(self.build_jobs(task_name, calls, task=task, **options), connection=connection)
 
     def _json_rows(self, first: JobSpec, calls: list[tuple[Sequence | None, dict | None]],
@@ -425,11 +446,24 @@ class App:
 
         Jobs routed through an exchange (``spec.exchange``) return an ``AsyncResult`` when they reach
         one queue and a ``GroupResult`` when they reach several (sqlq/routing.py).
+
+        On a pooled connection, a connection that breaks under the write (a server restart, a
+        terminated backend, a network cut) costs the caller nothing: the write is made once more
+        on a new connection, guarded so that jobs the first attempt committed are not written
+        twice (``Store.rewrite``); if that fails too, a ``DatabaseUnavailableError`` names the
+        jobs. On the caller's connection nothing is retried: a broken connection raises a
+        ``DatabaseUnavailableError`` saying the caller's transaction is gone.
         """
         store = self.store
         if connection is None:
-            with self.connection() as conn:
-                rows = self._write(store, conn, specs, own=True)
+            conn = None
+            try:
+                with self.connection() as conn:
+                    rows = self._write(store, conn, specs, own=True)
+            except psycopg.OperationalError as exc:
+                if conn is None or not broke(conn, exc):
+                    raise
+                rows = self._rewrite(specs, exc)
         else:
             rows = self._write_on(connection, store, specs)
         if rows is not None:
@@ -437,6 +471,28 @@ class App:
 
             return published(self, specs, rows)
         return [AsyncResult(s.id, self, s.task) for s in specs]
+
+    def _rewrite(self, specs: Sequence[JobSpec], lost: BaseException) -> list[tuple] | None:
+        """The one retry of a write whose pooled connection broke (``lost``): ``Store.rewrite`` on a
+        new connection (the pool checks and replaces idle ones), or the error that says the
+        first attempt's fate is unknown."""
+        try:
+            with self.connection() as conn:
+                return self.store.rewrite(conn, specs)
+        except (psycopg.OperationalError, DatabaseUnavailableError) as exc:
+            raise write_lost([s.id for s in specs], lost, exc) from exc
+
+    async def _arewrite(self, specs: Sequence[JobSpec], lost: BaseException) -> list[tuple] | None:
+        """``_rewrite`` for the async API."""
+        try:
+            async with self._async_pool().connection() as conn:
+                try:
+                    return await self.store.arewrite(conn, specs)
+                except psycopg.Error as exc:
+                    raise_clear_error(exc, self.conf.schema)
+                    raise
+        except (psycopg.OperationalError, DatabaseUnavailableError) as exc:
+            raise write_lost([s.id for s in specs], lost, exc) from exc
 
     @staticmethod
     def _write(store: Store, conn: psycopg.Connection, specs: Sequence[JobSpec], *,
@@ -453,17 +509,24 @@ class App:
     def _write_on(self, connection: Any, store: Store, specs: Sequence[JobSpec]) -> list[tuple] | None:
         """The caller's connection: psycopg, or SQLAlchemy Connection/Session (their transaction)."""
         if isinstance(connection, psycopg.Connection):
+            in_transaction = _in_transaction(connection)
             try:
                 return self._write(store, connection, specs)
             except psycopg.Error as exc:
+                if broke(connection, exc):
+                    raise broke_in_transaction([s.id for s in specs], exc, in_transaction) from exc
                 raise_clear_error(exc, self.conf.schema)
                 raise
         statement, params = self._statement(store, specs)
         conn = _sqlalchemy_connection(connection)
+        driver = conn.connection.driver_connection  # (SQLAlchemy drops it when it sees the break)
         try:
             result = conn.exec_driver_sql(statement, params)
         except Exception as exc:
-            raise_clear_error(getattr(exc, "orig", exc), self.conf.schema)
+            orig = getattr(exc, "orig", exc)
+            if isinstance(driver, psycopg.Connection) and broke(driver, orig):
+                raise broke_in_transaction([s.id for s in specs], orig, True) from exc
+            raise_clear_error(orig, self.conf.schema)
             raise
         return [tuple(row) for row in result.fetchall()] if store.routed(specs) else None
 
@@ -476,19 +539,36 @@ class App:
         return store.sql["ENQUEUE_MANY"], store.many_params(specs)
 
     async def aenqueue(self, specs: Sequence[JobSpec], connection: Any = None) -> list[AsyncResult | GroupResult]:
+        """``enqueue`` for the async API, with the same retry on a pooled connection that broke."""
         store = self.store
         if connection is None:
-            async with self._async_pool().connection() as conn:
-                rows = await self._awrite(store, conn, specs)
+            conn = None
+            try:
+                async with self._async_pool().connection() as conn:
+                    rows = await self._awrite(store, conn, specs)
+            except psycopg.OperationalError as exc:
+                if conn is None or not broke(conn, exc):
+                    raise
+                rows = await self._arewrite(specs, exc)
         elif isinstance(connection, psycopg.AsyncConnection):
-            rows = await self._awrite(store, connection, specs)
+            in_transaction = _in_transaction(connection)
+            try:
+                rows = await self._awrite(store, connection, specs)
+            except psycopg.OperationalError as exc:
+                if broke(connection, exc):
+                    raise broke_in_transaction([s.id for s in specs], exc, in_transaction) from exc
+                raise
         else:
             statement, params = self._statement(store, specs)
             conn = await _async_sqlalchemy_connection(connection)
+            driver = (await conn.get_raw_connection()).driver_connection
             try:
                 result = await conn.exec_driver_sql(statement, params)
             except Exception as exc:
-                raise_clear_error(getattr(exc, "orig", exc), self.conf.schema)
+                orig = getattr(exc, "orig", exc)
+                if isinstance(driver, psycopg.AsyncConnection) and broke(driver, orig):
+                    raise broke_in_transaction([s.id for s in specs], orig, True) from exc
+                raise_clear_error(orig, self.conf.schema)
                 raise
             rows = [tuple(row) for row in result.fetchall()] if store.routed(specs) else None
         if rows is not None:
@@ -510,6 +590,12 @@ class App:
             raise_clear_error(exc, self.conf.schema)
             raise
         return None
+
+
+def _in_transaction(conn: psycopg.Connection | psycopg.AsyncConnection) -> bool:
+    """Whether a write on the caller's ``conn`` is part of a transaction of theirs (one already
+    open, or the one psycopg opens for it on a connection not in autocommit)."""
+    return not conn.autocommit or conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE
 
 
 def _check_call(args: Any, kwargs: Any) -> None:

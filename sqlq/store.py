@@ -69,7 +69,7 @@ RETURNING pg_notify({jobs_channel}, queue)
 """
 
 # Enqueue many jobs in one statement; one NOTIFY per queue that received due jobs.
-ENQUEUE_MANY = """
+_ENQUEUE_MANY_V = """
 WITH v AS (
     SELECT u.*,
            coalesce(u.eta, statement_timestamp() + make_interval(secs => coalesce(u.countdown, 0))) AS run_at
@@ -80,7 +80,8 @@ WITH v AS (
                 %(group_ids)s::uuid[])
          AS u(id, task, queue, priority, args, kwargs, payload, content_type, headers, eta, countdown,
               expires_at, expires_in, acks_late, group_id)
-), ins AS (
+"""
+_ENQUEUE_MANY_INSERT = """
     INSERT INTO {jobs} (id, task, queue, priority, state, args, kwargs, payload, content_type, headers,
                         run_at, expires_at, enqueued_at, acks_late, group_id)
     SELECT id, task, queue, priority,
@@ -88,11 +89,34 @@ WITH v AS (
            args, kwargs, payload, content_type, headers, run_at,
            coalesce(expires_at, statement_timestamp() + make_interval(secs => expires_in)),
            statement_timestamp(), acks_late, group_id
-    FROM v
+    FROM v"""
+ENQUEUE_MANY = _ENQUEUE_MANY_V + "), ins AS (" + _ENQUEUE_MANY_INSERT + """
     RETURNING queue, state
 )
 SELECT pg_notify({jobs_channel}, q.queue)
 FROM (SELECT DISTINCT queue FROM ins WHERE state = 'available') AS q
+"""
+
+# The retry of an enqueue on sqlq's own connection whose connection broke (App.enqueue): the first
+# attempt may or may not have committed, so a job whose id is already there was written by it and
+# is left alone. "There" is the jobs table (ON CONFLICT DO NOTHING, which also waits for a first
+# attempt the server is still running) or, once a worker claimed and finished it in the meantime,
+# the results table. Any job, one or many, due now or later, goes through this one batch form:
+# the path is rare and its speed does not matter. No NOTIFY here: REWRITE_UNDO may still take a
+# row back (Store.rewrite sends NOTIFY_QUEUES after it). (The cost of the guard: an id the caller
+# reuses, whose earlier job is waiting or has a result, also counts as written on a retry.)
+ENQUEUE_REWRITE = _ENQUEUE_MANY_V + ")" + _ENQUEUE_MANY_INSERT + """
+    WHERE NOT EXISTS (SELECT 1 FROM {results} AS r WHERE r.id = v.id)
+    ON CONFLICT (id) DO NOTHING
+"""
+
+# Second statement of the retry, in its transaction: ENQUEUE_REWRITE's NOT EXISTS saw the results
+# table as it was when that statement began, so a first attempt finished by a worker between that
+# moment and the insert (its jobs row deleted, its result written, in one commit) was inserted
+# again. This statement sees that commit (a new snapshot, read committed) and deletes those rows.
+REWRITE_UNDO = """
+DELETE FROM {jobs} AS j
+WHERE j.id = ANY(%(ids)s::uuid[]) AND EXISTS (SELECT 1 FROM {results} AS r WHERE r.id = j.id)
 """
 
 # Bulk enqueue of jobs due now (no countdown, eta or expiry, not routed): COPY is several times
@@ -654,21 +678,30 @@ class ForeignSchedule(NamedTuple):
 # migration 0002 (NULL: no such exchange, '{}': nothing matched and no alternate queue); the SQL API's
 # publish() calls the same function, so there is one matcher.
 
+def _derived_id(job_id: str, tag: str) -> str:
+    """SQL for a uuid derived from the SQL expressions ``job_id`` (a uuid) and ``tag`` (text): the
+    same on every run (a retry names the jobs the first attempt wrote), distinct per tag, and no
+    more likely than a random one to meet another job's id (the first 128 bits of a SHA-256)."""
+    return f"substr(encode(sha256(convert_to({job_id}::text || '/' || {tag}, 'UTF8')), 'hex'), 1, 32)::uuid"
+
+
 # Publish jobs through exchanges (or straight to a queue when exchange is NULL) in ONE statement:
 # the bindings are matched inside the INSERT. All or nothing: if any message names an unknown
 # exchange or matches no queue, nothing is inserted and its row says why, so the caller raises
 # without aborting its transaction. A message reaching several queues becomes one job per queue
-# (the first keeps the given id), sharing a group id. One NOTIFY per queue that got due jobs.
+# (the first keeps the given id, the others and the group get ids derived from it, so that a retry
+# of the statement, PUBLISH_REWRITE, names the same jobs), sharing a group id. One NOTIFY per queue
+# that got due jobs.
 # Returns one row per message, in order: (ord, exchange_exists, queue_count, ids, queues, group_id).
 # route_queues is a SQL function the planner inlines here, so the match is planned with the statement.
-_PUBLISH_TAIL = """
+_PUBLISH_ROUTE = """
 ), g AS MATERIALIZED (
     SELECT m.*, CASE WHEN cardinality(m.dest) > 1 THEN coalesce(m.group_id, m.fanout_id)
                      ELSE m.group_id END AS job_group
     FROM m
 ), v AS MATERIALIZED (
     SELECT g.ord, d.n, d.queue AS dest_queue,
-           CASE WHEN d.n = 1 THEN g.id ELSE gen_random_uuid() END AS job_id,
+           CASE WHEN d.n = 1 THEN g.id ELSE """ + _derived_id("g.id", "d.n::text") + """ END AS job_id,
            coalesce(g.eta, statement_timestamp() + make_interval(secs => coalesce(g.countdown, 0))) AS run_at,
            g.task, g.priority, g.args, g.kwargs, g.payload, g.content_type, g.headers, g.expires_at,
            g.expires_in, g.acks_late, g.job_group
@@ -682,22 +715,31 @@ _PUBLISH_TAIL = """
            args, kwargs, payload, content_type, headers, run_at,
            coalesce(expires_at, statement_timestamp() + make_interval(secs => expires_in)),
            statement_timestamp(), acks_late, job_group
-    FROM v
+    FROM v"""
+_PUBLISH_ROWS = """
     RETURNING queue, state
 )
 SELECT g.ord, g.dest IS NOT NULL, coalesce(cardinality(g.dest), 0),
        (SELECT array_agg(v.job_id::text ORDER BY v.n) FROM v WHERE v.ord = g.ord),
        (SELECT array_agg(v.dest_queue ORDER BY v.n) FROM v WHERE v.ord = g.ord),
-       g.job_group::text,
+       g.job_group::text,"""
+_PUBLISH_TAIL = _PUBLISH_ROUTE + _PUBLISH_ROWS + """
        (SELECT count(*) FROM (SELECT pg_notify({jobs_channel}, q.queue)
                               FROM (SELECT DISTINCT queue FROM ins WHERE state = 'available') AS q) AS n)
 FROM g ORDER BY g.ord
 """
+# ENQUEUE_REWRITE's guard for PUBLISH_REWRITE, and its last column: the jobs inserted, no NOTIFY.
+_PUBLISH_REWRITE_TAIL = _PUBLISH_ROUTE + """
+    WHERE NOT EXISTS (SELECT 1 FROM {results} AS r WHERE r.id = v.job_id)
+    ON CONFLICT (id) DO NOTHING""" + _PUBLISH_ROWS + """
+       (SELECT count(*) FROM ins)
+FROM g ORDER BY g.ord
+"""
 
 # Many messages (apply_many, delay_many, a beat pass): arrays, one row per message.
-PUBLISH = """
+_PUBLISH_M = """
 WITH m AS MATERIALIZED (
-    SELECT u.*, gen_random_uuid() AS fanout_id,
+    SELECT u.*, """ + _derived_id("u.id", "'group'") + """ AS fanout_id,
            CASE WHEN u.exchange IS NULL THEN ARRAY[u.queue] ELSE r.queues END AS dest
     FROM unnest(%(ids)s::uuid[], %(tasks)s::text[], %(queues)s::text[], %(exchanges)s::text[],
                 %(routing_keys)s::text[], %(priorities)s::smallint[], %(args)s::jsonb[], %(kwargs)s::jsonb[],
@@ -706,7 +748,13 @@ WITH m AS MATERIALIZED (
                 %(expires_ins)s::float8[], %(acks_lates)s::bool[], %(group_ids)s::uuid[]) WITH ORDINALITY
          AS u(id, task, queue, exchange, routing_key, priority, args, kwargs, payload, content_type, headers,
               eta, countdown, expires_at, expires_in, acks_late, group_id, ord)
-    LEFT JOIN LATERAL {route_queues}(u.exchange, u.routing_key) AS r ON true""" + _PUBLISH_TAIL
+    LEFT JOIN LATERAL {route_queues}(u.exchange, u.routing_key) AS r ON true"""
+PUBLISH = _PUBLISH_M + _PUBLISH_TAIL
+
+# The retry of a routed publish whose connection broke: PUBLISH guarded as ENQUEUE_REWRITE is. Its
+# rows are PUBLISH's, for the jobs the first attempt wrote as for those written now (their ids are
+# derived from the message's), so the caller gets the same results either way.
+PUBLISH_REWRITE = _PUBLISH_M + _PUBLISH_REWRITE_TAIL
 
 # One message (delay, apply_async): the same statement with scalar parameters, whose generic plan
 # PostgreSQL can reuse (array parameters would keep it re-planning a custom plan on every call).
@@ -717,7 +765,7 @@ WITH m AS MATERIALIZED (
            %(content_type)s::text AS content_type, %(headers)s::jsonb AS headers, %(eta)s::timestamptz AS eta,
            %(countdown)s::float8 AS countdown, %(expires_at)s::timestamptz AS expires_at,
            %(expires_in)s::float8 AS expires_in, %(acks_late)s::bool AS acks_late,
-           %(group_id)s::uuid AS group_id, gen_random_uuid() AS fanout_id,
+           %(group_id)s::uuid AS group_id, """ + _derived_id("%(id)s::uuid", "'group'") + """ AS fanout_id,
            CASE WHEN %(exchange)s::text IS NULL THEN ARRAY[%(queue)s::text] ELSE r.queues END AS dest
     FROM (SELECT 1) AS one
     LEFT JOIN LATERAL {route_queues}(%(exchange)s::text, %(routing_key)s::text) AS r ON true""" + _PUBLISH_TAIL
@@ -1096,7 +1144,8 @@ class Store:
         (an error, a connection whose encoding is not UTF-8, a statement lost to ``DISCARD ALL`` or a
         transaction-mode bouncer) returns None: psycopg then runs the statement again, and either
         succeeds (the failed attempt wrote nothing: autocommit) or raises the typed error callers
-        expect."""
+        expect. A connection lost under the statement (which may then have committed) fails
+        psycopg's run too, with OperationalError, and ``App.enqueue``'s guarded retry takes over."""
         statement = self._fast[key]
         if statement.name not in _PREPARED.get(conn, ()) and not self._prepare(conn, statement):
             return None
@@ -1154,6 +1203,52 @@ class Store:
     async def aenqueue_many(self, conn: psycopg.AsyncConnection, jobs: Sequence[JobSpec]) -> None:
         if jobs:
             await conn.execute(self.sql["ENQUEUE_MANY"], self.many_params(jobs))
+
+    def rewrite(self, conn: psycopg.Connection, jobs: Sequence[JobSpec]) -> list[tuple] | None:
+        """Write ``jobs`` again after the connection of a first attempt broke (App.enqueue), on
+        sqlq's own autocommit ``conn``: those the first attempt wrote (their ids are in jobs or
+        results) are left as they are, the rest are written, all in one transaction. Returns
+        PUBLISH's rows when the jobs are routed (the same rows whichever attempt wrote them), None
+        otherwise.
+
+        A bulk enqueue (COPY, ENQUEUE_MANY) was one transaction, so either every job of it was
+        written or none; the guard is per job all the same, which covers both."""
+        rows, statement, params, ids, queues = self._rewrite_plan(jobs)
+        with conn.transaction():
+            cur = conn.execute(statement, params)
+            if rows:
+                rows = cur.fetchall()
+                ids, queues = self._published_jobs(rows)
+            conn.execute(self.sql["REWRITE_UNDO"], {"ids": ids})
+            conn.execute(self.sql["NOTIFY_QUEUES"], {"queues": queues})
+        return rows or None
+
+    async def arewrite(self, conn: psycopg.AsyncConnection, jobs: Sequence[JobSpec]) -> list[tuple] | None:
+        """``rewrite`` on an async connection."""
+        rows, statement, params, ids, queues = self._rewrite_plan(jobs)
+        async with conn.transaction():
+            cur = await conn.execute(statement, params)
+            if rows:
+                rows = await cur.fetchall()
+                ids, queues = self._published_jobs(rows)
+            await conn.execute(self.sql["REWRITE_UNDO"], {"ids": ids})
+            await conn.execute(self.sql["NOTIFY_QUEUES"], {"queues": queues})
+        return rows or None
+
+    def _rewrite_plan(self, jobs: Sequence[JobSpec]) -> tuple[list, str, dict, list[str], list[str]]:
+        """(a non-empty list when routed, the statement, its parameters, the job ids, their queues).
+        Every queue is woken, even one whose job the first attempt wrote: a NOTIFY too many only
+        makes a worker look."""
+        if self.routed(jobs):
+            return [()], self.sql["PUBLISH_REWRITE"], self.publish_params(jobs), [], []
+        return ([], self.sql["ENQUEUE_REWRITE"], self.many_params(jobs), [j.id for j in jobs],
+                sorted({j.queue for j in jobs}))
+
+    @staticmethod
+    def _published_jobs(rows: Sequence[tuple]) -> tuple[list[str], list[str]]:
+        """The job ids and queues in PUBLISH's rows."""
+        return ([i for row in rows for i in row[3] or ()],
+                sorted({q for row in rows for q in row[4] or ()}))
 
     @staticmethod
     def many_params(jobs: Sequence[JobSpec]) -> dict[str, list]:

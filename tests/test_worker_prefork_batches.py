@@ -110,14 +110,19 @@ def test_hard_time_limit_in_a_batch_fails_that_job_only(prefork):
     assert recorder.lost == []
 
 
-def test_warm_shutdown_hands_back_the_jobs_a_child_has_not_started(prefork):
+def test_warm_shutdown_hands_back_the_jobs_a_child_has_not_started(prefork, tmp_path):
+    """The job the child is running stays with it; the six queued behind it come back. (The test
+    waits for the job to have started, not just to have been sent: a busy machine can deliver the
+    batch before the child begins it, and then the child rightly hands back all seven.)"""
     pool, recorder = prefork(1)
-    running = _job("sleep", 1)
+    started = tmp_path / "started"
+    running = _job("mark_then_sleep", str(started), 1)
     queued = [_job("pid") for _ in range(6)]
     pool.start()
     wait_for(lambda: pool._children[0].ready, timeout=60, message="the child to start")
     pool.submit([running, *queued])
     wait_for(lambda: pool.running() == [running], message="the batch to be sent")
+    wait_for(started.exists, timeout=60, message="the first job to start")
     unstarted = pool.take_unstarted()
     assert sorted(j.id for j in unstarted) == sorted(j.id for j in queued)
     assert pool.join(30)

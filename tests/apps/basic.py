@@ -116,3 +116,13 @@ def flaky(self, failures):
 def suicide_acks_early():
     """Kills its process; acks_late is off, so the job is not run again."""
     os.kill(os.getpid(), 9)
+
+
+@app.task
+def mark_then_sleep(path, seconds):
+    """Creates ``path`` as it starts, then sleeps: a test can wait until the job is really running
+    (sent to a child is not started: a child hands back what it has not begun)."""
+    with open(path, "w"):
+        pass
+    time.sleep(seconds)
+    return seconds

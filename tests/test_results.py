@@ -260,8 +260,12 @@ async def test_aget_returns_the_value(app: App, tasks, run_worker):
 async def test_many_concurrent_agets_share_a_few_connections(app: App, tasks, run_worker, raw_conn):
     """Each aget() used to LISTEN on a connection of its own: a few hundred concurrent awaits could
     exhaust max_connections. They now share the app's LISTEN connection and async pool."""
+    # this test's own connections only, by their application_name: the server is shared
+    name = app.conf.schema
+    sep = "&" if "?" in app.database_url else "?"
+    app.set_database_url(f"{app.database_url}{sep}application_name={name}")
     results = [await tasks.add.adelay(i, 1) for i in range(60)]
-    backends = "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+    backends = f"SELECT count(*) FROM pg_stat_activity WHERE application_name = '{name}'"
     before = raw_conn.execute(backends).fetchone()[0]
     waits = [asyncio.create_task(r.aget(timeout=TIMEOUT)) for r in results]
     await asyncio.sleep(0.5)  # every aget is registered and has read PENDING at least once

@@ -450,3 +450,35 @@ def test_readme_block(block: Block, request: pytest.FixtureRequest, tmp_path: Pa
         pytest.fail(f"{block.id}: `synopsis` is for console blocks")
     url = request.getfixturevalue("fresh_database")
     RUNNERS[block.lang](block, url, tmp_path)
+
+
+_TYPE_ALIASES = {"int": "integer", "float8": "double precision", "timestamptz": "timestamp with time zone"}
+
+
+def _signature(arguments: str) -> list[tuple[str, ...]]:
+    """`name type [DEFAULT value]` per argument, casts dropped and type aliases spelled out."""
+    out = []
+    for arg in (a.strip() for a in arguments.split(",")):
+        decl, _, default = arg.partition(" DEFAULT ")
+        name, _, type_ = decl.partition(" ")
+        out.append((name, _TYPE_ALIASES.get(type_, type_), default.partition("::")[0]))
+    return out
+
+
+def test_readme_sql_function_listing_matches_the_database(database_url: str, template_database: str):
+    """The ```text listing of sqlq.enqueue/publish (SQL API) is what migrations install."""
+    listing = [b for b in BLOCKS if b.lang == "text" and b.body.lstrip().startswith("enqueue(")]
+    assert len(listing) == 1, "the SQL API's signature listing (enqueue(...), publish(...)) is gone"
+    documented = {m["fn"]: (_signature(m["args"]), _TYPE_ALIASES.get(m["ret"], m["ret"]))
+                  for m in re.finditer(r"(?P<fn>\w+)\((?P<args>[^)]*)\)\s+RETURNS\s+(?P<ret>\S+)",
+                                       " ".join(listing[0].body.split()))}
+    assert set(documented) == {"enqueue", "publish"}, listing[0].body
+    with psycopg.connect(_db_url(database_url, template_database)) as conn:
+        rows = conn.execute(
+            "SELECT p.proname, pg_get_function_arguments(p.oid), pg_get_function_result(p.oid) FROM pg_proc p "
+            "JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = 'sqlq' AND p.proname = ANY(%s)",
+            (list(documented),)).fetchall()
+    installed = {name: (_signature(args), result) for name, args, result in rows}
+    for name, doc in documented.items():
+        assert doc == installed.get(name), (f"README.md:{listing[0].line}: {name}(...) differs from the database:\n"
+                                            f"  README:   {doc}\n  database: {installed.get(name)}")

@@ -10,8 +10,8 @@ its info string:
 * ``console`` / ``bash`` / ``sh``: every ``$ `` line (``\\``-continued lines joined) is a command:
   - ``sqlq ...`` and ``python -m sqlq ...`` run, one after the other, in a fresh migrated database
     with ``tests/readme_proj`` on PYTHONPATH (so ``-A proj`` imports); each must exit 0. A
-    ``worker`` gets ``--burst`` appended (it starts, runs what is due, exits 0); a ``beat`` is
-    stopped with SIGTERM after two seconds and must exit 0.
+    ``worker`` gets ``--burst`` appended (it starts, runs what is due, exits 0); a ``beat`` must log
+    that it is ready, and then exit 0 on SIGTERM.
   - ``pip install`` is not run: its requirement must name this distribution and existing extras.
   - ``make TARGET`` is not run (it builds virtualenvs or runs whole suites; the demo is run by
     tests/test_examples.py): TARGET must exist in the Makefile.
@@ -357,17 +357,32 @@ def check_export(where: str, tokens: list[str]) -> None:
 def run_sqlq(where: str, argv: list[str], env: dict[str, str], cwd: Path) -> None:
     command = [sys.executable, "-m", "sqlq", *argv]
     shown = "sqlq " + shlex.join(argv)
-    if "beat" in argv and "worker" not in argv:  # runs until stopped: it must still be up, then stop cleanly
-        proc = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    if "beat" in argv and "worker" not in argv:  # runs until stopped: once ready, it must stop cleanly
+        proc = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                 text=True, stdin=subprocess.DEVNULL)
-        time.sleep(2)
+        err: list[str] = []
+        ready = threading.Event()
+
+        def read_stderr() -> None:
+            for line in proc.stderr:
+                err.append(line)
+                if " ready: " in line:  # its signal handlers are installed and it has synced its schedules
+                    ready.set()
+
+        reader = threading.Thread(target=read_stderr, daemon=True)
+        reader.start()
+        deadline = time.monotonic() + 30
+        while not ready.is_set() and proc.poll() is None and time.monotonic() < deadline:
+            ready.wait(0.1)
+        time.sleep(0.5 if ready.is_set() else 0)  # a pass or two
         alive = proc.poll() is None
         if alive:
             proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=30)
-        assert alive and proc.returncode == 0, (
-            f"{where}: `{shown}` {'exited early' if not alive else 'did not stop cleanly'} "
-            f"(exit {proc.returncode})\n{out}\n{err}")
+        proc.wait(timeout=30)
+        reader.join(5)
+        assert ready.is_set() and alive and proc.returncode == 0, (
+            f"{where}: `{shown}` {'did not stop cleanly' if ready.is_set() and alive else 'never got ready'} "
+            f"(exit {proc.returncode})\n{''.join(err)}")
         return
     if "worker" in argv and "--burst" not in argv:
         command.append("--burst")

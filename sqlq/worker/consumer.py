@@ -35,6 +35,7 @@ from ..names import validate_queue
 from ..store import ClaimedJob, Outcome, RetryRequest
 from .execution import Executor, Result
 from .pools import POOLS, BasePool
+from .recording import Recorder
 
 if TYPE_CHECKING:
     from ..app import App
@@ -314,14 +315,7 @@ class Worker:
         outcomes = [r for _, r in batch if isinstance(r, Outcome)]
         retries = [r for _, r in batch if isinstance(r, RetryRequest)]
         try:
-            if outcomes:
-                self.store.finish(conn, self.id, outcomes)
-            if retries:
-                self.store.retry(conn, self.id, retries)
-                if any(r.delay < self.poll_interval for r in retries):
-                    self._housekeeping_wake.set()  # promote soon-due retries without waiting a poll
-            if lost:
-                self._hand_back_lost(conn, lost)
+            self._record(conn, outcomes, retries, lost)
         except BaseException:
             self._flushing = 0
             self._done.extendleft(reversed(batch))
@@ -330,6 +324,24 @@ class Worker:
         self._flushing = 0
         self._count(-(len(batch) + len(lost)))
         self._wake.set()  # capacity freed: the consumer may claim again
+
+    def _record(self, conn: psycopg.Connection, outcomes: Sequence[Outcome], retries: Sequence[RetryRequest],
+                lost: Sequence[ClaimedJob]) -> None:
+        """FINISH, RETRY and LOST for one flush. A statement refused for its data is split until
+        the poison outcomes are alone, and those are recorded as FAILURE saying why
+        (worker/recording.py), so one of them never blocks the others; a connection error
+        propagates (the batch is kept and recorded after the outage)."""
+        recorder = Recorder(self.store, conn, self.id)
+        if outcomes:
+            recorder.finish(outcomes)
+        if retries:
+            recorder.retry(retries)
+            if any(r.delay < self.poll_interval for r in retries):
+                self._housekeeping_wake.set()  # promote soon-due retries without waiting a poll
+        if lost:
+            requeued, failed = recorder.lost(lost, self.app.conf.worker_lost_max_attempts)
+            log.warning("%d interrupted job(s): %d handed back, %d failed after too many lost workers",
+                        len(lost), requeued, failed)
 
     def _hand_back_lost(self, conn: psycopg.Connection, jobs: Sequence[ClaimedJob]) -> None:
         """Jobs interrupted here (a dead prefork child, a cold shutdown): run again or FAILURE."""

@@ -198,7 +198,7 @@ def safe_str(value: Any) -> str:
         return text if type(text) is str else str.__str__(text)
     except BaseException as exc:  # noqa: BLE001 - whatever __str__ does, the caller gets text
         try:
-            name = type(value).__qualname__
+            name = type(value).__name__
         except BaseException:  # noqa: BLE001
             name = "object"
         return f"<{name} object: str() raised {type(exc).__qualname__}>"

@@ -73,11 +73,31 @@ def last_resort(job: ClaimedJob, exc: BaseException) -> Outcome:
     not decode): the worker, the pool thread or the prefork child goes on with its next job."""
     try:
         log.error("job %s[%s] failed outside its task: %s: %s", job.task, job.id,
-                  exception_type_name(exc), safe_str(exc))
+                  exception_type_name(exc), db_text(safe_str(exc)))
         return failure(job, exc, format_traceback(exc))
     except BaseException:  # noqa: BLE001 - e.g. a second time-limit exception during the first
         return Outcome(id=job.id, attempt=job.attempt, state="FAILURE", exc_type=exception_type_name(exc),
                        exc_message="the job failed, and describing its exception failed too")
+
+
+#: The largest ``attempt`` or ``retries`` a waiting row may hold: CLAIM adds one to ``attempt`` and
+#: RETRY to ``retries`` (int4 columns). The store's QUARANTINE uses the same bounds.
+MAX_COUNTER = 2147483646
+
+
+def invalid_row_reason(job: ClaimedJob) -> str | None:
+    """Why a claimed job's row is impossible (sqlq never writes such values: a row written by hand
+    or by another tool), in the words QUARANTINE uses, naming the column and the value as it was
+    before the claim added one to ``attempt``; None for a row that can run."""
+    bad = []
+    if not 0 <= job.attempt - 1 <= MAX_COUNTER:
+        bad.append(f"attempt = {job.attempt - 1}")
+    if not 0 <= job.retries <= MAX_COUNTER:
+        bad.append(f"retries = {job.retries}")
+    if not bad:
+        return None
+    return (f"the job row holds a value no worker can run: {', '.join(bad)} (each must be from 0 to "
+            f"{MAX_COUNTER}; was the row written by hand?); it was set aside without running")
 
 
 class _TakenAway(Exception):  # noqa: N818 - internal control flow, never recorded
@@ -87,7 +107,7 @@ class _TakenAway(Exception):  # noqa: N818 - internal control flow, never record
 def _explain_time_limit(task: Task, exc: BaseException) -> BaseException:
     """The watchdog can only raise a bare exception class; give the record a message that says
     which limit passed."""
-    if str(exc) or not isinstance(exc, SoftTimeLimitExceeded | TimeLimitExceeded):
+    if not isinstance(exc, SoftTimeLimitExceeded | TimeLimitExceeded) or safe_str(exc):
         return exc
     soft = isinstance(exc, SoftTimeLimitExceeded)
     limit = task.soft_time_limit if soft else task.time_limit
@@ -212,6 +232,10 @@ class Executor:
             return last_resort(job, exc)
 
     def _execute(self, job: ClaimedJob) -> Result:
+        reason = invalid_row_reason(job)
+        if reason is not None:
+            return Outcome(id=job.id, attempt=job.attempt, state="FAILURE", exc_type="sqlq.errors.InvalidJobError",
+                           exc_message=reason)
         if job.expired:
             return Outcome(id=job.id, attempt=job.attempt, state="EXPIRED", exc_type="sqlq.errors.TaskExpiredError",
                            exc_message="the job's expires time passed before a worker started it; it was not run")
@@ -365,18 +389,18 @@ class Executor:
             eta: float | None = when.timestamp()
             delay = max(eta - time.time(), 0.0)  # only for the log and the worker's wake-up
             log.info("task %s[%s] retry %d at %s: %s", task.name, job.id, job.retries + 1,
-                     when.isoformat(), safe_str(reason))
+                     when.isoformat(), db_text(safe_str(reason)))
         else:
             eta, delay = None, float(when)
             log.info("task %s[%s] retry %d in %.2fs: %s", task.name, job.id, job.retries + 1, delay,
-                     safe_str(reason))
+                     db_text(safe_str(reason)))
         signals.task_retry.send(sender=task, request=request, reason=reason)
         return RetryRequest(id=job.id, attempt=job.attempt, delay=delay,
                             error=db_text(f"{exception_type_name(reason)}: {safe_str(reason)}"), eta=eta)
 
     def _failure(self, task: Task, job: ClaimedJob, args: list, kwargs: dict, exc: BaseException) -> Outcome:
         text = format_traceback(exc)
-        log.error("task %s[%s] failed: %s: %s", task.name, job.id, exception_type_name(exc), safe_str(exc))
+        log.error("task %s[%s] failed: %s: %s", task.name, job.id, exception_type_name(exc), db_text(safe_str(exc)))
         signals.task_failure.send(sender=task, task_id=job.id, exception=exc, args=args, kwargs=kwargs,
                                   traceback=exc.__traceback__, einfo=text)
         return failure(job, exc, text)

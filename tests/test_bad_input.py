@@ -86,9 +86,10 @@ def test_sqlq_result_with_a_malformed_id_prints_one_line(schema):
     proc = subprocess.run([sys.executable, "-m", "sqlq", "result", "12-not-a-uuid"], cwd=ROOT, capture_output=True,
                           text=True, timeout=60, stdin=subprocess.DEVNULL)
     assert proc.returncode == 1
-    assert proc.stderr.strip().splitlines() == [
-        proc.stderr.strip()] and proc.stderr.startswith("sqlq: error: '12-not-a-uuid' is not a task id")
-    assert "Traceback" not in proc.stderr and proc.stdout == ""
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("sqlq: error: '12-not-a-uuid' is not a task id: sqlq's task ids are UUIDs")
+    assert proc.stdout == ""
 
 
 def test_sqlq_purge_validates_the_queue_name(app, add, raw_conn, schema):

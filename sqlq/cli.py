@@ -25,6 +25,7 @@ from . import __version__
 from .app import App, load_app
 from .db import explain_connection_error
 from .errors import SqlqError
+from .names import validate_queue
 from .serialization import json_dumps, json_loads
 
 log = logging.getLogger("sqlq")
@@ -303,6 +304,8 @@ def inspect_workers(ctx: _Context) -> None:
 @handle_errors
 def purge(ctx: _Context, queue: str | None, force: bool) -> None:
     """Delete waiting and scheduled jobs (running jobs are left alone)."""
+    if queue is not None:
+        validate_queue(queue)  # like every other command: a typo is an error, not "purged 0 job(s)"
     app = ctx.app()
     what = f"queue {queue!r}" if queue else "every queue"
     if not force and not click.confirm(f"Delete all waiting jobs of {what}?", err=True):

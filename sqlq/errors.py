@@ -56,6 +56,16 @@ class NotRegistered(SqlqError, KeyError):
         return str(self.args[0]) if self.args else "task not registered"
 
 
+class InvalidJobError(SqlqError):
+    """A job row holds values no worker can run (e.g. ``attempt`` or ``retries`` negative or at the
+    integer limit: written by hand or by another tool). Such a row is set aside as FAILURE with this
+    type and a message naming the column and its value; raised when a claim still fails after that."""
+
+
+class InvalidTaskIdError(SqlqError, ValueError):
+    """A task id is not a UUID, so no job can have it (``AsyncResult('…')``, ``sqlq result …``)."""
+
+
 class TaskDefinitionError(SqlqError):
     """A task cannot be defined as written (e.g. a name a worker could not import)."""
 

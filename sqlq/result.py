@@ -10,13 +10,14 @@ import asyncio
 import builtins
 import contextlib
 import datetime as dt
-import importlib
+import sys
 import threading
 import time
+import uuid
 from typing import TYPE_CHECKING, Any
 
 from . import serialization
-from .errors import TaskError, TaskExpiredError, TaskRevokedError
+from .errors import InvalidTaskIdError, TaskError, TaskExpiredError, TaskRevokedError
 from .errors import TimeoutError as SqlqTimeoutError
 
 if TYPE_CHECKING:
@@ -28,25 +29,37 @@ SAFETY_POLL = 2.0
 
 
 def rebuild_exception(exc_type: str | None, message: str | None, traceback: str | None) -> BaseException:
-    """The task's own exception type where it can be imported here, else a TaskError carrying it all."""
+    """The task's own exception type where this process already has it, else a TaskError carrying
+    the remote type name, message and traceback.
+
+    "Already has": a builtin, or a class of a module already imported here (``sys.modules``; sqlq's
+    errors always are). Nothing is imported: ``exc_type`` is text from a row, which anyone who can
+    write the table (or a task raising a class whose ``__module__`` was set) controls, and importing
+    the module it names would run that module's code in the client."""
     name = exc_type or "Exception"
     module_name, _, qualname = name.rpartition(".")
-    cls: Any = None
-    try:
-        if module_name:
-            cls = importlib.import_module(module_name)
-            for part in qualname.split("."):
-                cls = getattr(cls, part)
-        else:
-            cls = getattr(builtins, qualname, None)
-    except (ImportError, AttributeError):
-        cls = None
+    cls: Any = sys.modules.get(module_name) if module_name else builtins
+    for part in qualname.split("."):
+        cls = getattr(cls, part, None) if cls is not None and not part.startswith("_") else None
     if isinstance(cls, type) and issubclass(cls, BaseException):
         with contextlib.suppress(Exception):  # a constructor that wants other arguments: fall through
             exc = cls(message) if message is not None else cls()
             exc.remote_traceback = traceback  # type: ignore[attr-defined]
             return exc
     return TaskError(name, message or "", traceback)
+
+
+def _checked_id(task_id: str) -> str:
+    """``task_id`` if it can be a job's id (a UUID), else InvalidTaskIdError: PostgreSQL would
+    refuse it with a raw error, and no job can have it."""
+    try:
+        uuid.UUID(task_id)
+    except (ValueError, TypeError, AttributeError):
+        raise InvalidTaskIdError(
+            f"{task_id!r} is not a task id: sqlq's task ids are UUIDs such as "
+            f"'0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b' (as printed by `sqlq call` and AsyncResult.id)"
+        ) from None
+    return task_id
 
 
 class AsyncResult:
@@ -56,6 +69,8 @@ class AsyncResult:
     __slots__ = ("id", "app", "task_name", "_cache")
 
     def __init__(self, id: str, app: App, task_name: str | None = None):
+        # Any string is accepted here, as in Celery; one that is not a UUID raises
+        # InvalidTaskIdError at the first database use (state, get, forget, revoke …).
         self.id = str(id)
         self.app = app
         self.task_name = task_name
@@ -76,7 +91,7 @@ class AsyncResult:
         if self._cache is not None:
             return self._cache
         with self.app.connection() as conn:
-            row = self.app.store.fetch_state(conn, self.id)
+            row = self.app.store.fetch_state(conn, _checked_id(self.id))
         if row is not None and row[0] in READY_STATES:
             self._cache = row  # final rows never change (until forget)
         return row
@@ -207,7 +222,7 @@ class AsyncResult:
         if self._cache is not None:
             return self._cache
         async with self.app._async_pool().connection() as conn:
-            row = await self.app.store.afetch_state(conn, self.id)
+            row = await self.app.store.afetch_state(conn, _checked_id(self.id))
         if row is not None and row[0] in READY_STATES:
             self._cache = row
         return row
@@ -222,13 +237,13 @@ class AsyncResult:
     def forget(self) -> None:
         """Delete the stored outcome (the job itself is not affected)."""
         with self.app.connection() as conn:
-            self.app.store.forget(conn, self.id)
+            self.app.store.forget(conn, _checked_id(self.id))
         self._cache = None
 
     def revoke(self) -> bool:
         """Cancel the job if it has not started; it ends as REVOKED. Returns whether it was revoked."""
         with self.app.connection() as conn:
-            return self.app.store.revoke(conn, [self.id]) > 0
+            return self.app.store.revoke(conn, [_checked_id(self.id)]) > 0
 
 
 

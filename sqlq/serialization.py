@@ -14,7 +14,9 @@ import datetime as dt
 import decimal
 import functools
 import json
+import math
 import pickle
+import re
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -68,7 +70,9 @@ def _decode_hook(obj: dict) -> Any:
     return obj
 
 
-_encoder = json.JSONEncoder(default=_encode_default, ensure_ascii=False, separators=(",", ":"))
+# allow_nan=False: Python would write NaN and Infinity, which are not JSON and which jsonb refuses;
+# refused here, the error names the value (see json_dumps) instead of failing the statement later.
+_encoder = json.JSONEncoder(default=_encode_default, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 _decoder = json.JSONDecoder(object_hook=_decode_hook)
 
 
@@ -77,17 +81,127 @@ _decoder = json.JSONDecoder(object_hook=_decode_hook)
 # result). Without the circular-reference check; a circular value overflows the stack and is then
 # encoded again by ``_encoder`` for its proper error.
 _c_encode = (json.encoder.c_make_encoder(None, _encode_default, json.encoder.encode_basestring, None, ":", ",",
-                                         False, False, True)
+                                         False, False, False)
              if json.encoder.c_make_encoder is not None else None)
 
 
 def json_dumps(value: Any) -> str:
-    if _c_encode is None:
-        return _encoder.encode(value)
+    """JSON text that PostgreSQL's jsonb accepts, or ValueError naming what it could not take.
+
+    Refused: NaN and ±Infinity (not JSON) and NUL characters (jsonb cannot store ``\\u0000``), each
+    named by where it is (``[1]['x'] is NaN``), so that the caller's error points at the value
+    instead of the database failing the whole statement (or, for a result, the worker's batch)."""
     try:
-        return "".join(_c_encode(value, 0))
-    except RecursionError:
-        return _encoder.encode(value)
+        if _c_encode is None:
+            text = _encoder.encode(value)
+        else:
+            try:
+                text = "".join(_c_encode(value, 0))
+            except RecursionError:
+                text = _encoder.encode(value)
+    except ValueError as exc:
+        found = unstorable_json_value(value)
+        if found is None:
+            raise
+        raise ValueError(found) from exc
+    if "\\u0000" in text:  # a C-speed scan; the walk below runs only when it may be a NUL
+        found = unstorable_json_value(value)
+        if found is not None:
+            raise ValueError(found)
+    return text
+
+
+def _describe_path(path: list[Any]) -> str:
+    return "the value" if not path else "".join(f"[{p!r}]" for p in path)
+
+
+def unstorable_json_value(value: Any, max_depth: int = 10_000) -> str | None:
+    """Where ``value`` holds something JSON or jsonb cannot carry, as a sentence
+    (``[0]['x'] is NaN, which JSON cannot carry``); None when nothing is found.
+
+    Walks dicts (keys and values), lists, tuples and sets without recursion, so a deeply nested value
+    cannot overflow the stack here; floats that are NaN or infinite and strings holding NUL are
+    reported, the first one found. A container met twice (shared, or circular) is walked once."""
+    stack: list[tuple[Any, list[Any]]] = [(value, [])]
+    seen: set[int] = set()
+    while stack:
+        item, path = stack.pop()
+        if isinstance(item, dict | list | tuple | set | frozenset):
+            if id(item) in seen:
+                continue
+            seen.add(id(item))
+        if isinstance(item, float):
+            if math.isnan(item):
+                return f"{_describe_path(path)} is NaN, which JSON cannot carry (use None or a string)"
+            if math.isinf(item):
+                sign = "-" if item < 0 else ""
+                return (f"{_describe_path(path)} is {sign}Infinity, which JSON cannot carry "
+                        f"(use None, a string or a large finite number)")
+        elif isinstance(item, str):
+            if "\x00" in item:
+                return (f"{_describe_path(path)} contains a NUL character (\\x00), which PostgreSQL "
+                        f"cannot store in JSON; remove it or send the data as bytes")
+        elif len(path) >= max_depth:
+            continue
+        elif isinstance(item, dict):
+            for key, val in reversed(list(item.items())):
+                if isinstance(key, str) and "\x00" in key:
+                    return (f"{_describe_path(path)} has a key containing a NUL character (\\x00), which "
+                            f"PostgreSQL cannot store in JSON")
+                stack.append((val, [*path, key]))
+        elif isinstance(item, list | tuple):
+            stack.extend((v, [*path, i]) for i, v in reversed(list(enumerate(item))))
+        elif isinstance(item, set | frozenset):
+            stack.extend((v, [*path, "<set item>"]) for v in item)
+    return None
+
+
+# NUL (PostgreSQL's text cannot hold it) and lone surrogates (UTF-8 cannot encode them).
+_UNSTORABLE_CHAR = re.compile("[\x00\ud800-\udfff]")
+
+
+def _escape_char(match: re.Match) -> str:
+    code = ord(match.group())
+    return "\\x00" if code == 0 else f"\\u{code:04x}"
+
+
+def unstorable_text_char(value: str) -> str | None:
+    """The first character of ``value`` PostgreSQL cannot store as text, described (``a NUL
+    character (\\x00)``, ``a lone surrogate (\\udc80)``); None when there is none."""
+    match = _UNSTORABLE_CHAR.search(value)
+    if match is None:
+        return None
+    kind = "a NUL character" if match.group() == "\x00" else "a lone surrogate"
+    return f"{kind} ({_escape_char(match)})"
+
+
+def db_text(value: Any) -> str | None:
+    """``value`` as text PostgreSQL can store: NUL becomes the four characters ``\\x00`` and each lone
+    surrogate ``\\udcxx`` (its code point, visible), so an exception's message, type, traceback or a
+    retry's error is recorded instead of failing its statement. None stays None; anything that is
+    not an exact ``str`` (a subclass, an object) is converted without calling its own ``__str__``."""
+    if value is None:
+        return None
+    if type(value) is not str:
+        value = str.__str__(value) if isinstance(value, str) else safe_str(value)
+    if _UNSTORABLE_CHAR.search(value) is None:
+        return value
+    return _UNSTORABLE_CHAR.sub(_escape_char, value)
+
+
+def safe_str(value: Any) -> str:
+    """``str(value)`` that never raises and always returns an exact ``str``: a ``__str__`` that raises
+    (or returns something odd) gives a description of that instead, so reporting a failure can
+    never fail in turn."""
+    try:
+        text = str(value)
+        return text if type(text) is str else str.__str__(text)
+    except BaseException as exc:  # noqa: BLE001 - whatever __str__ does, the caller gets text
+        try:
+            name = type(value).__name__
+        except BaseException:  # noqa: BLE001
+            name = "object"
+        return f"<{name} object: str() raised {type(exc).__qualname__}>"
 
 
 _EMPTY = {"{}": dict, "[]": list}
@@ -225,7 +339,7 @@ def _raise_for_bad_argument(args: list, kwargs: dict, serializer: str) -> None:
         except SerializationError as exc:
             raise SerializationError(
                 f"positional argument {index} ({type(value).__name__}) cannot be serialized with "
-                f"{serializer}: {exc.__cause__ or exc}. Pass plain data (ids, strings, numbers) instead"
+                f"{serializer}: {_reason(exc)}. Pass plain data (ids, strings, numbers) instead"
             ) from None
     for key, value in kwargs.items():
         try:
@@ -233,8 +347,13 @@ def _raise_for_bad_argument(args: list, kwargs: dict, serializer: str) -> None:
         except SerializationError as exc:
             raise SerializationError(
                 f"keyword argument {key!r} ({type(value).__name__}) cannot be serialized with "
-                f"{serializer}: {exc.__cause__ or exc}. Pass plain data (ids, strings, numbers) instead"
+                f"{serializer}: {_reason(exc)}. Pass plain data (ids, strings, numbers) instead"
             ) from None
+
+
+def _reason(exc: SerializationError) -> str:
+    """The encoder's own words (``encode`` wraps them in a SerializationError of its own)."""
+    return str(exc.__cause__ or exc)
 
 
 def decode_call(content_type: str, args_text: str | None, kwargs_text: str | None, payload: bytes | None,
@@ -244,8 +363,9 @@ def decode_call(content_type: str, args_text: str | None, kwargs_text: str | Non
         try:
             args = json_loads(args_text) if args_text is not None else []
             kwargs = json_loads(kwargs_text) if kwargs_text is not None else {}
-        except ValueError as exc:
-            raise SerializationError(f"cannot decode JSON arguments: {exc}") from exc
+        except Exception as exc:  # a bad tagged value (decimal, uuid…), nesting too deep: all unusable
+            raise SerializationError(f"cannot decode JSON arguments: {type(exc).__name__}: "
+                                     f"{safe_str(exc)}") from exc
     else:
         decoded = decode(content_type, None, payload, accept_content)
         if not (isinstance(decoded, list | tuple) and len(decoded) == 2):

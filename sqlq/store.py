@@ -30,6 +30,7 @@ from typing import Any, NamedTuple
 import psycopg
 from psycopg import sql
 
+from .errors import InvalidJobError
 from .migrate import VERSION_TABLE
 from .names import validate_identifier
 
@@ -182,6 +183,41 @@ RETURNING j.id::text, j.seq, j.task, j.queue, j.priority, j.args::text, j.kwargs
           j.attempt, j.retries, j.acks_late, j.group_id::text
 """
 
+# Rows of one queue that CLAIM cannot take (Store.claim runs this when CLAIM fails for its data):
+# an `attempt` CLAIM cannot increment, a `retries` RETRY cannot, or either negative, which sqlq
+# never writes (a row written by hand or by another tool). Each leaves the queue as FAILURE
+# InvalidJobError naming the columns and their values, so that no row stops a queue's claims and
+# none disappears; a results row of a reused id is overwritten, as FINISH's upsert does. Waiting
+# rows only: a claimed row belongs to its worker.
+_IMPOSSIBLE = """(attempt < 0 OR attempt >= 2147483647 OR retries < 0 OR retries >= 2147483647)"""
+QUARANTINE = """
+WITH bad AS (
+    SELECT id FROM {jobs}
+    WHERE state = 'available' AND queue = %(queue)s AND """ + _IMPOSSIBLE + """
+    FOR UPDATE SKIP LOCKED
+), gone AS (
+    DELETE FROM {jobs} AS j USING bad WHERE j.id = bad.id
+    RETURNING j.*
+), ins AS (
+    INSERT INTO {results} AS r (id, task, queue, priority, state, args, kwargs, payload, content_type,
+                                exc_type, exc_message, enqueued_at, finished_at, attempts, retries, group_id)
+    SELECT id, task, queue, priority, 'FAILURE', args, kwargs, payload, content_type, 'sqlq.errors.InvalidJobError',
+           format('the job row holds a value no worker can run: %%s (each must be from 0 to 2147483646; '
+                  'was the row written by hand?); it was set aside without running',
+                  concat_ws(', ',
+                            CASE WHEN attempt < 0 OR attempt >= 2147483647 THEN format('attempt = %%s', attempt) END,
+                            CASE WHEN retries < 0 OR retries >= 2147483647 THEN format('retries = %%s', retries) END)),
+           enqueued_at, clock_timestamp(), attempt, retries, group_id
+    FROM gone
+    ON CONFLICT (id) DO UPDATE SET
+        state = excluded.state, result = NULL, result_payload = NULL, result_content_type = NULL,
+        exc_type = excluded.exc_type, exc_message = excluded.exc_message, traceback = NULL,
+        finished_at = excluded.finished_at, attempts = excluded.attempts, retries = excluded.retries
+    RETURNING r.id
+)
+SELECT count(*), pg_notify({results_channel}, coalesce(string_agg(id::text, ','), '')) FROM ins
+"""
+
 # A claimed job's row while its worker holds it: the same as state = 'running' (every way out of
 # 'running' also clears worker_id), written so that it does not imply jobs_running's predicate.
 _STILL_OUT = "j.state NOT IN ('available', 'scheduled')"
@@ -298,18 +334,19 @@ SELECT count(*) FROM (SELECT pg_notify({jobs_channel}, q.queue) FROM (SELECT DIS
 # Jobs whose worker is gone: re-queued when the task acks late (or `rerun`: the attempt is known to
 # have done nothing, e.g. a transactional task whose connection broke and rolled back) and has not
 # already been interrupted `max_lost` times, otherwise recorded as FAILURE (never dropped).
-# `lost` selects the jobs.
+# `lost` selects the jobs. `attempt - retries` is taken in bigint: a row written by hand with
+# values near the int limits must not make the statement fail, which would stop every rescue.
 _LOST_TAIL = """
 , requeued AS (
     UPDATE {jobs} AS j
     SET state = 'available', worker_id = NULL, started_at = NULL,
         last_error = 'sqlq.errors.WorkerLostError: the worker running this job was lost'
     FROM lost
-    WHERE j.id = lost.id AND (j.acks_late OR %(rerun)s) AND (j.attempt - j.retries) < %(max_lost)s
+    WHERE j.id = lost.id AND (j.acks_late OR %(rerun)s) AND (j.attempt::bigint - j.retries) < %(max_lost)s
     RETURNING j.id, j.queue
 ), failed AS (
     DELETE FROM {jobs} AS j USING lost
-    WHERE j.id = lost.id AND NOT ((j.acks_late OR %(rerun)s) AND (j.attempt - j.retries) < %(max_lost)s)
+    WHERE j.id = lost.id AND NOT ((j.acks_late OR %(rerun)s) AND (j.attempt::bigint - j.retries) < %(max_lost)s)
     RETURNING j.*
 ), ins AS (
     INSERT INTO {results} AS r (id, task, queue, priority, state, args, kwargs, payload, content_type,
@@ -317,7 +354,8 @@ _LOST_TAIL = """
                                 attempts, retries, worker_id, group_id)
     SELECT id, task, queue, priority, 'FAILURE', args, kwargs, payload, content_type, 'sqlq.errors.WorkerLostError',
            CASE WHEN acks_late
-                THEN format('the worker died while running this job, %%s times in a row; giving up', attempt - retries)
+                THEN format('the worker died while running this job, %%s times in a row; giving up',
+                            attempt::bigint - retries)
                 ELSE 'the worker died while running this job (acks_late is off, so it is not re-run)' END,
            NULL, enqueued_at, started_at, clock_timestamp(), attempt, retries, worker_id, group_id
     FROM failed
@@ -1265,10 +1303,35 @@ class Store:
     # workers -----------------------------------------------------------------------------------
 
     def claim(self, conn: psycopg.Connection, worker_id: str, queue: str, limit: int) -> list[ClaimedJob]:
-        rows = conn.execute(self.sql["CLAIM"], {"worker_id": worker_id, "queue": queue, "limit": limit},
-                            prepare=True).fetchall()
+        """Claim up to ``limit`` jobs of ``queue``.
+
+        A row CLAIM cannot take (an ``attempt`` at the integer limit fails the whole statement: every
+        worker of the queue would fail every claim) is set aside by QUARANTINE as FAILURE
+        InvalidJobError, and the claim runs again. A claim that still fails for its data raises
+        InvalidJobError saying so; connection errors propagate unchanged."""
+        params = {"worker_id": worker_id, "queue": queue, "limit": limit}
+        try:
+            rows = conn.execute(self.sql["CLAIM"], params, prepare=True).fetchall()
+        except psycopg.DataError as exc:
+            if not conn.autocommit:  # inside the caller's transaction, which the error aborted
+                raise
+            count = self.quarantine(conn, queue)
+            try:
+                rows = conn.execute(self.sql["CLAIM"], params, prepare=True).fetchall()
+            except psycopg.DataError as again:
+                raise InvalidJobError(
+                    f"claiming from queue {queue!r} fails: {type(again).__name__}: "
+                    f"{again.diag.message_primary or again}; {count} impossible row(s) were set aside, but "
+                    f"another row of that queue holds values sqlq cannot handle: inspect its waiting rows "
+                    f"(SELECT * FROM {self.schema}.jobs WHERE queue = '{queue}' AND state = 'available')"
+                ) from exc
         rows.sort(key=lambda r: (-r[4], r[1]))  # RETURNING has no order: restore priority, then FIFO
         return [ClaimedJob(*r) for r in rows]
+
+    def quarantine(self, conn: psycopg.Connection, queue: str) -> int:
+        """Move ``queue``'s rows that no worker can run (QUARANTINE) to results as FAILURE; returns
+        how many."""
+        return conn.execute(self.sql["QUARANTINE"], {"queue": queue}).fetchone()[0]
 
     def finish(self, conn: psycopg.Connection, worker_id: str, outcomes: Sequence[Outcome]) -> int:
         """Record outcomes; returns how many were still ours to record."""

@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from ..app import load_app
     from ..store import ClaimedJob
-    from .execution import AlarmTimeLimits, Executor, failure, result_to_wire
+    from .execution import AlarmTimeLimits, Executor, last_resort, result_to_wire
 
     app = load_app(opts.app)
     executor = Executor(app, opts.worker_id, opts.hostname, limits=AlarmTimeLimits())
@@ -143,8 +143,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0  # stopped with jobs queued: the parent hands them back
         try:
             result = executor.execute(job)
-        except Exception as exc:  # noqa: BLE001 - e.g. the soft-limit alarm firing just after the task
-            result = failure(job, exc)
+        except BaseException as exc:  # noqa: BLE001 - e.g. the soft-limit alarm firing just after the task
+            result = last_resort(job, exc)  # this child goes on: a job never ends its process
         try:
             send(("done", job.id, result_to_wire(result)))
         except OSError:

@@ -44,6 +44,7 @@ from ..outage import Backoff, OutageLog, is_outage, wait_for_database
 from ..store import ClaimedJob, Interrupted, Outcome, RetryRequest
 from .execution import Executor, Result
 from .pools import POOLS, BasePool
+from .recording import Recorder
 
 if TYPE_CHECKING:
     from ..app import App
@@ -379,16 +380,7 @@ class Worker:
         retries = [r for _, r in batch if isinstance(r, RetryRequest)]
         interrupted = [r for _, r in batch if isinstance(r, Interrupted)]
         try:
-            if outcomes:
-                self.store.finish(conn, self.id, outcomes)
-            if retries:
-                self.store.retry(conn, self.id, retries)
-                if any(r.delay < self.poll_interval for r in retries):
-                    self._housekeeping_wake.set()  # promote soon-due retries without waiting a poll
-            if interrupted:
-                self._run_again(conn, interrupted)
-            if lost:
-                self._hand_back_lost(conn, lost)
+            self._record(conn, outcomes, retries, interrupted, lost)
         except BaseException:
             self._flushing = 0
             self._done.extendleft(reversed(batch))
@@ -398,19 +390,29 @@ class Worker:
         self._count(-(len(batch) + len(lost)))
         self._wake.set()  # capacity freed: the consumer may claim again
 
-    def _hand_back_lost(self, conn: psycopg.Connection, jobs: Sequence[ClaimedJob]) -> None:
-        """Jobs interrupted here (a dead prefork child, a cold shutdown): run again or FAILURE."""
-        requeued, failed = self.store.lost(conn, self.id, [(j.id, j.attempt) for j in jobs],
-                                           self.app.conf.worker_lost_max_attempts)
-        log.warning("%d interrupted job(s): %d handed back, %d failed after too many lost workers",
-                    len(jobs), requeued, failed)
-
-    def _run_again(self, conn: psycopg.Connection, jobs: Sequence[Interrupted]) -> None:
-        """Attempts that did nothing (rolled back with a broken connection): run them again."""
-        requeued, failed = self.store.lost(conn, self.id, [(j.id, j.attempt) for j in jobs],
-                                           self.app.conf.worker_lost_max_attempts, rerun=True)
-        log.warning("%d job(s) whose connection broke mid-task: %d handed back to run again, %d failed "
-                    "after too many interrupted attempts", len(jobs), requeued, failed)
+    def _record(self, conn: psycopg.Connection, outcomes: Sequence[Outcome], retries: Sequence[RetryRequest],
+                interrupted: Sequence[Interrupted], lost: Sequence[ClaimedJob]) -> None:
+        """FINISH, RETRY and LOST (for interrupted attempts, rerun: they did nothing; for jobs lost
+        here, as the task's acks_late says) for one flush. A statement refused for its data is split until
+        the poison outcomes are alone, and those are recorded as FAILURE saying why
+        (worker/recording.py), so one of them never blocks the others; a connection error
+        propagates (the batch is kept and recorded after the outage)."""
+        recorder = Recorder(self.store, conn, self.id)
+        if outcomes:
+            recorder.finish(outcomes)
+        if retries:
+            recorder.retry(retries)
+            if any(r.delay < self.poll_interval for r in retries):
+                self._housekeeping_wake.set()  # promote soon-due retries without waiting a poll
+        max_lost = self.app.conf.worker_lost_max_attempts
+        if interrupted:
+            requeued, failed = recorder.lost(interrupted, max_lost, rerun=True)
+            log.warning("%d job(s) whose connection broke mid-task: %d handed back to run again, %d failed "
+                        "after too many interrupted attempts", len(interrupted), requeued, failed)
+        if lost:
+            requeued, failed = recorder.lost(lost, max_lost)
+            log.warning("%d interrupted job(s): %d handed back, %d failed after too many lost workers",
+                        len(lost), requeued, failed)
 
     def _shut_down(self) -> None:
         """Hand back, finish and record what this worker holds. A database that is away at shutdown
@@ -452,7 +454,7 @@ class Worker:
             interrupted = self.pool.terminate()
             self._flush(conn)
             if interrupted:
-                self._hand_back_lost(conn, interrupted)
+                self._record(conn, [], [], [], interrupted)
         else:
             self.pool.join(1.0)
         self._flush(conn)

@@ -28,6 +28,7 @@ from ..errors import (
     TimeLimitExceeded,
 )
 from ..outage import is_outage
+from ..serialization import db_text, safe_str
 from ..store import ClaimedJob, Interrupted, Outcome, RetryRequest
 from ..task import Request, Task, _as_datetime, _current_request
 
@@ -40,16 +41,64 @@ Result = Outcome | RetryRequest | Interrupted | None
 
 
 def exception_type_name(exc: BaseException) -> str:
-    """``module.QualName`` so the reader can import the type back; builtins keep their bare name."""
+    """``module.QualName`` so the reader can import the type back; builtins keep their bare name.
+    Always storable text (``db_text``), whatever a class sets as its ``__module__`` or name."""
     cls = type(exc)
-    if cls.__module__ == "builtins":
-        return cls.__qualname__
-    return f"{cls.__module__}.{cls.__qualname__}"
+    module, name = getattr(cls, "__module__", None), getattr(cls, "__qualname__", None) or cls.__name__
+    if module == "builtins":
+        return db_text(safe_str(name))
+    return db_text(f"{safe_str(module)}.{safe_str(name)}")
 
 
 def failure(job: ClaimedJob, exc: BaseException, traceback: str | None = None) -> Outcome:
+    """FAILURE for ``exc``, with text PostgreSQL can store: NUL characters and lone surrogates are
+    escaped (``\\x00``, ``\\udcxx``; see ``serialization.db_text``) and a ``__str__`` that raises gives
+    a description instead. Never raises, so reporting a failure cannot fail."""
     return Outcome(id=job.id, attempt=job.attempt, state="FAILURE", exc_type=exception_type_name(exc),
-                   exc_message=str(exc), traceback=traceback)
+                   exc_message=db_text(safe_str(exc)), traceback=db_text(traceback))
+
+
+def format_traceback(exc: BaseException) -> str:
+    """``exc``'s traceback as text; a traceback that cannot be formatted (a hostile ``__repr__`` in
+    a note, a chain too deep) gives a line saying so instead of an error."""
+    try:
+        return "".join(tb_module.format_exception(exc))
+    except BaseException as err:  # noqa: BLE001 - formatting must not turn one failure into another
+        return (f"(the traceback could not be formatted: {type(err).__name__}: {safe_str(err)})\n"
+                f"{exception_type_name(exc)}: {safe_str(exc)}\n")
+
+
+def last_resort(job: ClaimedJob, exc: BaseException) -> Outcome:
+    """The job's FAILURE for an exception that escaped the executor's own handling (a signal
+    receiver raising a BaseException, a time limit arriving between two steps, a header that does
+    not decode): the worker, the pool thread or the prefork child goes on with its next job."""
+    try:
+        log.error("job %s[%s] failed outside its task: %s: %s", job.task, job.id,
+                  exception_type_name(exc), db_text(safe_str(exc)))
+        return failure(job, exc, format_traceback(exc))
+    except BaseException:  # noqa: BLE001 - e.g. a second time-limit exception during the first
+        return Outcome(id=job.id, attempt=job.attempt, state="FAILURE", exc_type=exception_type_name(exc),
+                       exc_message="the job failed, and describing its exception failed too")
+
+
+#: The largest ``attempt`` or ``retries`` a waiting row may hold: CLAIM adds one to ``attempt`` and
+#: RETRY to ``retries`` (int4 columns). The store's QUARANTINE uses the same bounds.
+MAX_COUNTER = 2147483646
+
+
+def invalid_row_reason(job: ClaimedJob) -> str | None:
+    """Why a claimed job's row is impossible (sqlq never writes such values: a row written by hand
+    or by another tool), in the words QUARANTINE uses, naming the column and the value as it was
+    before the claim added one to ``attempt``; None for a row that can run."""
+    bad = []
+    if not 0 <= job.attempt - 1 <= MAX_COUNTER:
+        bad.append(f"attempt = {job.attempt - 1}")
+    if not 0 <= job.retries <= MAX_COUNTER:
+        bad.append(f"retries = {job.retries}")
+    if not bad:
+        return None
+    return (f"the job row holds a value no worker can run: {', '.join(bad)} (each must be from 0 to "
+            f"{MAX_COUNTER}; was the row written by hand?); it was set aside without running")
 
 
 class _TakenAway(Exception):  # noqa: N818 - internal control flow, never recorded
@@ -85,7 +134,7 @@ def _first_line(exc: BaseException) -> str:
 def _explain_time_limit(task: Task, exc: BaseException) -> BaseException:
     """The watchdog can only raise a bare exception class; give the record a message that says
     which limit passed."""
-    if str(exc) or not isinstance(exc, SoftTimeLimitExceeded | TimeLimitExceeded):
+    if not isinstance(exc, SoftTimeLimitExceeded | TimeLimitExceeded) or safe_str(exc):
         return exc
     soft = isinstance(exc, SoftTimeLimitExceeded)
     limit = task.soft_time_limit if soft else task.time_limit
@@ -200,6 +249,20 @@ class Executor:
         self.result_serializer = app.conf.result_serializer  # read once: settings come from env too
 
     def execute(self, job: ClaimedJob) -> Result:
+        """Run ``job``; always returns its result, whatever the job, its task or a signal receiver
+        raises (only KeyboardInterrupt, Ctrl-C in a solo worker without signal handlers, passes)."""
+        try:
+            return self._execute(job)
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:  # noqa: BLE001 - one bad job never stops the pool
+            return last_resort(job, exc)
+
+    def _execute(self, job: ClaimedJob) -> Result:
+        reason = invalid_row_reason(job)
+        if reason is not None:
+            return Outcome(id=job.id, attempt=job.attempt, state="FAILURE", exc_type="sqlq.errors.InvalidJobError",
+                           exc_message=reason)
         if job.expired:
             return Outcome(id=job.id, attempt=job.attempt, state="EXPIRED", exc_type="sqlq.errors.TaskExpiredError",
                            exc_message="the job's expires time passed before a worker started it; it was not run")
@@ -214,6 +277,9 @@ class Executor:
         except SerializationError as exc:
             # keep the subclass (ContentDisallowed) so the reader sees why the job was refused
             return failure(job, type(exc)(f"cannot decode the arguments of {job.task}[{job.id}]: {exc}"))
+        except Exception as exc:  # noqa: BLE001 - any decoder error (RecursionError too) means unusable
+            return failure(job, SerializationError(
+                f"cannot decode the arguments of {job.task}[{job.id}]: {type(exc).__name__}: {safe_str(exc)}"))
         return self._run(task, job, args, kwargs)
 
     def _run(self, task: Task, job: ClaimedJob, args: list, kwargs: dict) -> Result:
@@ -223,7 +289,11 @@ class Executor:
                           group=job.group_id, hostname=self.hostname, worker_id=self.worker_id, is_eager=False)
         token = _current_request.set(request)
         if signals.task_prerun.has_receivers:
-            signals.task_prerun.send(sender=task, task_id=job.id, task=task, args=args, kwargs=kwargs)
+            try:
+                signals.task_prerun.send(sender=task, task_id=job.id, task=task, args=args, kwargs=kwargs)
+            except BaseException:  # a receiver's BaseException: execute() records it as the FAILURE
+                _current_request.reset(token)
+                raise
         state, retval, started = "FAILURE", None, time.monotonic()
         try:
             try:
@@ -260,10 +330,12 @@ class Executor:
                         return self._retry(task, job, request, task.backoff_delay(job.retries), exc)
                 return self._failure(task, job, args, kwargs, _explain_time_limit(task, exc))
         finally:
-            if signals.task_postrun.has_receivers:
-                signals.task_postrun.send(sender=task, task_id=job.id, task=task, args=args, kwargs=kwargs,
-                                          retval=retval, state=state)
-            _current_request.reset(token)
+            try:
+                if signals.task_postrun.has_receivers:
+                    signals.task_postrun.send(sender=task, task_id=job.id, task=task, args=args, kwargs=kwargs,
+                                              retval=retval, state=state)
+            finally:
+                _current_request.reset(token)
 
     def _call(self, task: Task, args: list, kwargs: dict) -> Any:
         if task.is_async:
@@ -366,17 +438,18 @@ class Executor:
             eta: float | None = when.timestamp()
             delay = max(eta - time.time(), 0.0)  # only for the log and the worker's wake-up
             log.info("task %s[%s] retry %d at %s: %s", task.name, job.id, job.retries + 1,
-                     when.isoformat(), reason)
+                     when.isoformat(), db_text(safe_str(reason)))
         else:
             eta, delay = None, float(when)
-            log.info("task %s[%s] retry %d in %.2fs: %s", task.name, job.id, job.retries + 1, delay, reason)
+            log.info("task %s[%s] retry %d in %.2fs: %s", task.name, job.id, job.retries + 1, delay,
+                     db_text(safe_str(reason)))
         signals.task_retry.send(sender=task, request=request, reason=reason)
         return RetryRequest(id=job.id, attempt=job.attempt, delay=delay,
-                            error=f"{exception_type_name(reason)}: {reason}", eta=eta)
+                            error=db_text(f"{exception_type_name(reason)}: {safe_str(reason)}"), eta=eta)
 
     def _failure(self, task: Task, job: ClaimedJob, args: list, kwargs: dict, exc: BaseException) -> Outcome:
-        text = "".join(tb_module.format_exception(exc))
-        log.error("task %s[%s] failed: %s: %s", task.name, job.id, exception_type_name(exc), exc)
+        text = format_traceback(exc)
+        log.error("task %s[%s] failed: %s: %s", task.name, job.id, exception_type_name(exc), db_text(safe_str(exc)))
         signals.task_failure.send(sender=task, task_id=job.id, exception=exc, args=args, kwargs=kwargs,
                                   traceback=exc.__traceback__, einfo=text)
         return failure(job, exc, text)

@@ -24,7 +24,7 @@ from typing import Any
 from ..errors import TimeLimitExceeded
 from ..store import ClaimedJob, Outcome
 from .child import FrameReader, frame
-from .execution import Executor, Result, exception_type_name, result_from_wire
+from .execution import Executor, Result, exception_type_name, last_resort, result_from_wire
 
 log = logging.getLogger("sqlq.worker")
 
@@ -104,6 +104,10 @@ class SoloPool(BasePool):
                 self._running[job.id] = job
             try:
                 result = self._executor.execute(job)
+            except BaseException as exc:  # noqa: BLE001 - KeyboardInterrupt, or one arriving very late
+                if isinstance(exc, KeyboardInterrupt):
+                    raise
+                result = last_resort(job, exc)
             finally:
                 with self._lock:
                     self._running.pop(job.id, None)
@@ -217,8 +221,7 @@ class ThreadPool(BasePool):
             try:
                 result = executor.execute(job)
             except BaseException as exc:  # noqa: BLE001 - e.g. a time limit raised outside the task body
-                result = Outcome(id=job.id, attempt=job.attempt, state="FAILURE",
-                                 exc_type=exception_type_name(exc), exc_message=str(exc))
+                result = last_resort(job, exc)
             # reported before it leaves _running: a shutdown never sees a job that is neither running
             # nor reported (it would unregister before recording that outcome)
             self.on_result(job, result)

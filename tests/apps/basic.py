@@ -126,3 +126,82 @@ def mark_then_sleep(path, seconds):
         pass
     time.sleep(seconds)
     return seconds
+
+
+# --- poison outcomes (tests/test_poison_outcomes.py): each one's outcome is hard to record ------
+
+@app.task
+def returns_nan():
+    return [1.0, {"ratio": float("nan")}]
+
+
+@app.task
+def returns_nul():
+    return "text with a NUL \x00 inside"
+
+
+@app.task
+def returns_surrogate():
+    """A lone surrogate passes the JSON encoder (ensure_ascii off) but not UTF-8: FINISH refuses it."""
+    return "bad \udc80 text"
+
+
+@app.task
+def raises_nul():
+    raise ValueError("message with a NUL \x00 inside")
+
+
+@app.task
+def raises_surrogate():
+    raise ValueError("message with a lone surrogate \udc80")
+
+
+class UnprintableError(Exception):
+    def __str__(self):
+        raise RuntimeError("no text for you")
+
+
+@app.task
+def raises_unprintable():
+    raise UnprintableError()
+
+
+@app.task(bind=True, max_retries=3)
+def retries_with_nul(self):
+    """Retries once with an error whose text holds a NUL (RETRY's last_error), then succeeds."""
+    if self.request.retries == 0:
+        raise self.retry(exc=ValueError("retry reason with a NUL \x00"), countdown=0)
+    return "retried"
+
+
+@app.task(bind=True, max_retries=None)
+def always_retries(self):
+    raise self.retry(countdown=0)
+
+
+class ReceiverExit(BaseException):  # noqa: N818 - a BaseException on purpose: Signal.send does not catch it
+    """What a receiver raises that the signal machinery lets through."""
+
+
+@app.task
+def troubled_prerun():
+    return "ran"
+
+
+@app.task
+def troubled_postrun():
+    return "ran"
+
+
+def _raise_in_prerun(sender=None, **kwargs):
+    raise ReceiverExit("task_prerun receiver gave up")
+
+
+def _raise_in_postrun(sender=None, **kwargs):
+    raise ReceiverExit("task_postrun receiver gave up")
+
+
+from sqlq import signals  # noqa: E402 - kept beside the receivers it is for
+
+signals.task_prerun.connect(_raise_in_prerun, sender=troubled_prerun.name)
+signals.task_postrun.connect(_raise_in_postrun, sender=troubled_postrun.name)

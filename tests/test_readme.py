@@ -497,3 +497,18 @@ def test_readme_sql_function_listing_matches_the_database(database_url: str, tem
     for name, doc in documented.items():
         assert doc == installed.get(name), (f"README.md:{listing[0].line}: {name}(...) differs from the database:\n"
                                             f"  README:   {doc}\n  database: {installed.get(name)}")
+
+
+def test_every_pip_install_in_the_docs_names_this_distribution():
+    """`sqlq` on PyPI is somebody else's project: every install line of the README and docs, in
+    blocks, comments or prose, must name this distribution (pyproject's name) with existing extras."""
+    found = 0
+    for path in [ROOT / "README.md", ROOT / "CONTRIBUTING.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        if not path.exists():
+            continue
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            for match in re.finditer(r"pip install((?:\s+(?:-[\w-]+|'[^']+'|\"[^\"]+\"|[\w.\[\],-]+))+)", line):
+                tokens = ["pip", "install", *(t.strip("'\"") for t in match.group(1).split())]
+                check_pip(f"{path.name}:{number}", tokens)
+                found += 1
+    assert found >= 2

@@ -88,7 +88,8 @@ _c_encode = (json.encoder.c_make_encoder(None, _encode_default, json.encoder.enc
 def json_dumps(value: Any) -> str:
     """JSON text that PostgreSQL's jsonb accepts, or ValueError naming what it could not take.
 
-    Refused: NaN and ±Infinity (not JSON) and NUL characters (jsonb cannot store ``\\u0000``), each
+    Refused: NaN and ±Infinity (not JSON), NUL characters (jsonb cannot store ``\\u0000``) and lone
+    surrogates (UTF-8 cannot encode them), each
     named by where it is (``[1]['x'] is NaN``), so that the caller's error points at the value
     instead of the database failing the whole statement (or, for a result, the worker's batch)."""
     try:
@@ -104,7 +105,9 @@ def json_dumps(value: Any) -> str:
         if found is None:
             raise
         raise ValueError(found) from exc
-    if "\\u0000" in text:  # a C-speed scan; the walk below runs only when it may be a NUL
+    # C-speed scans; the walk below runs only when there may be a NUL or a lone surrogate (which
+    # UTF-8, and so the connection, cannot encode: the statement would fail)
+    if "\\u0000" in text or (not text.isascii() and _LONE_SURROGATE.search(text) is not None):
         found = unstorable_json_value(value)
         if found is not None:
             raise ValueError(found)
@@ -141,6 +144,11 @@ def unstorable_json_value(value: Any, max_depth: int = 10_000) -> str | None:
             if "\x00" in item:
                 return (f"{_describe_path(path)} contains a NUL character (\\x00), which PostgreSQL "
                         f"cannot store in JSON; remove it or send the data as bytes")
+            surrogate = _LONE_SURROGATE.search(item)
+            if surrogate is not None:
+                return (f"{_describe_path(path)} contains a lone surrogate (\\u{ord(surrogate.group()):04x}), "
+                        f"which UTF-8 cannot encode; decode the text it came from with errors='replace', "
+                        f"or send the data as bytes")
         elif len(path) >= max_depth:
             continue
         elif isinstance(item, dict):
@@ -158,6 +166,7 @@ def unstorable_json_value(value: Any, max_depth: int = 10_000) -> str | None:
 
 # NUL (PostgreSQL's text cannot hold it) and lone surrogates (UTF-8 cannot encode them).
 _UNSTORABLE_CHAR = re.compile("[\x00\ud800-\udfff]")
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def _escape_char(match: re.Match) -> str:

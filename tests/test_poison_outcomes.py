@@ -26,7 +26,7 @@ TIMEOUT = 90
 POISON_TASKS = {
     "returns_nan": ("sqlq.errors.SerializationError", "[1]['ratio'] is NaN, which JSON cannot carry"),
     "returns_nul": ("sqlq.errors.SerializationError", "contains a NUL character (\\x00)"),
-    "returns_surrogate": ("sqlq.errors.SerializationError", "result contains a lone surrogate (\\udc80)"),
+    "returns_surrogate": ("sqlq.errors.SerializationError", "the value contains a lone surrogate (\\udc80)"),
     "raises_nul": ("ValueError", "message with a NUL \\x00 inside"),
     "raises_surrogate": ("ValueError", "message with a lone surrogate \\udc80"),
     "raises_unprintable": ("tests.apps.basic.UnprintableError", "str() raised RuntimeError"),
@@ -44,7 +44,8 @@ BAD_ARGUMENTS = {
 
 def _outcome(conn: psycopg.Connection, schema: str, job_id: str) -> dict:
     """The result row without its arguments (one of them is too deep for Python's JSON decoder)."""
-    query = sql.SQL("SELECT task, state, result, exc_type, exc_message, attempts, retries FROM {}.results "
+    query = sql.SQL("SELECT task, state, result, exc_type, exc_message, attempts, retries, "
+                    "traceback IS NOT NULL AS has_traceback FROM {}.results "
                     "WHERE id = %s").format(sql.Identifier(schema))
     with conn.cursor(row_factory=dict_row) as cur:
         return cur.execute(query, (job_id,)).fetchone()
@@ -60,9 +61,9 @@ def _insert_row(conn: psycopg.Connection, schema: str, args: str) -> str:
 
 @pytest.mark.parametrize("pool", ["threads", "solo", "prefork"])
 def test_poison_jobs_end_as_failure_and_the_jobs_after_them_succeed(basic_app, run_worker, raw_conn, schema, pool):
-    """Every kind of poison job ends FAILURE saying what was wrong, run once (no child died for it),
-    and the 20 ordinary jobs queued behind them all end SUCCESS, in each pool; the worker is still
-    running afterwards."""
+    """Every kind of poison job ends FAILURE saying what was wrong, with a traceback (for arguments
+    that do not decode: the decoder's), run once (no child died for it), and the 20 ordinary jobs
+    queued behind them all end SUCCESS, in each pool; the worker is still running afterwards."""
     from tests.apps import basic
 
     poison = {basic_app.tasks[f"tests.apps.basic.{name}"].delay().id: expected
@@ -82,7 +83,8 @@ def test_poison_jobs_end_as_failure_and_the_jobs_after_them_succeed(basic_app, r
     wrong = {}
     for job_id, (exc_type, text) in poison.items():
         row = _outcome(raw_conn, schema, job_id)
-        if (row["state"], row["exc_type"], row["attempts"]) != ("FAILURE", exc_type, 1) or text not in row["exc_message"]:
+        if ((row["state"], row["exc_type"], row["attempts"], row["has_traceback"]) != ("FAILURE", exc_type, 1, True)
+                or text not in row["exc_message"]):
             wrong[row["task"]] = (row["state"], row["exc_type"], row["attempts"], row["exc_message"])
     assert not wrong, wrong
     for job_id, value in normal.items():

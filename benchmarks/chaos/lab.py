@@ -128,6 +128,13 @@ class Proc:
         return " | ".join(text[-lines:])
 
 
+#: FAILUREs recorded without running task code (the row was refused, the task is not registered
+#: here, the worker died under it): there is no traceback to keep, and their message says why.
+NO_CODE_RAN = ("sqlq.errors.InvalidJobError", "sqlq.errors.NotRegistered", "sqlq.errors.WorkerLostError")
+#: A FAILURE that ran code but kept no traceback (``%s``: NO_CODE_RAN as an array).
+MISSING_TRACEBACK = "r.state = 'FAILURE' AND r.traceback IS NULL AND r.exc_type <> ALL(%s::text[])"
+
+
 class Lab:
     """``with Lab(log_dir, settings) as lab:`` a migrated private cluster and a process registry."""
 
@@ -266,14 +273,14 @@ class Lab:
         stuck = self.scalar(f"SELECT count(*) FROM {s}.chaos_ids i JOIN {s}.jobs j USING (id)")
         states = self.rows(
             f"SELECT r.state || coalesce('(' || regexp_replace(r.exc_type, '^.*\\.', '') || ')', '') "
-            f"|| CASE WHEN r.state = 'FAILURE' AND r.traceback IS NULL THEN '[no traceback]' ELSE '' END, "
-            f"count(*) FROM {s}.chaos_ids i JOIN {s}.results r USING (id) GROUP BY 1 ORDER BY 1")
+            f"|| CASE WHEN {MISSING_TRACEBACK} THEN '[no traceback]' ELSE '' END, "
+            f"count(*) FROM {s}.chaos_ids i JOIN {s}.results r USING (id) GROUP BY 1 ORDER BY 1", list(NO_CODE_RAN))
         return int(lost), int(stuck), {k: int(v) for k, v in states}
 
     def failures_without_traceback(self) -> int:
         s = f'"{SCHEMA}"'
         return int(self.scalar(f"SELECT count(*) FROM {s}.chaos_ids i JOIN {s}.results r USING (id) "
-                               "WHERE r.state = 'FAILURE' AND r.traceback IS NULL"))
+                               f"WHERE {MISSING_TRACEBACK}", list(NO_CODE_RAN)))
 
     def jobs_left(self) -> int:
         return int(self.scalar(f'SELECT count(*) FROM "{SCHEMA}".jobs') or 0)

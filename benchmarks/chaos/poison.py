@@ -21,7 +21,7 @@ import json
 import time
 from pathlib import Path
 
-from .lab import SCHEMA, Lab, Outcome, Proc, say
+from .lab import NO_CODE_RAN, SCHEMA, Lab, Outcome, Proc, say
 
 S = f'"{SCHEMA}"'
 APP_TASKS = "benchmarks.chaos.app"
@@ -80,7 +80,7 @@ def poison_state(lab: Lab, job_id: str) -> tuple[str, bool]:
     if row:
         state, exc_type, has_tb = row[0]
         shown = state + (f"({exc_type.rsplit('.', 1)[-1]})" if exc_type else "")
-        if state == "FAILURE" and not has_tb:
+        if state == "FAILURE" and not has_tb and exc_type not in NO_CODE_RAN:
             return shown + "[no traceback]", False
         return shown, True
     job = lab.rows(f"SELECT state, attempt FROM {S}.jobs WHERE id = %s", job_id)

@@ -275,11 +275,14 @@ class Executor:
             args, kwargs = serialization.decode_call(job.content_type, job.args, job.kwargs, job.payload,
                                                      self.accept)
         except SerializationError as exc:
-            # keep the subclass (ContentDisallowed) so the reader sees why the job was refused
-            return failure(job, type(exc)(f"cannot decode the arguments of {job.task}[{job.id}]: {exc}"))
+            # keep the subclass (ContentDisallowed) so the reader sees why the job was refused; the
+            # decoder's traceback says where in the arguments it gave up
+            return failure(job, type(exc)(f"cannot decode the arguments of {job.task}[{job.id}]: {exc}"),
+                           format_traceback(exc))
         except Exception as exc:  # noqa: BLE001 - any decoder error (RecursionError too) means unusable
             return failure(job, SerializationError(
-                f"cannot decode the arguments of {job.task}[{job.id}]: {type(exc).__name__}: {safe_str(exc)}"))
+                f"cannot decode the arguments of {job.task}[{job.id}]: {type(exc).__name__}: {safe_str(exc)}"),
+                format_traceback(exc))
         return self._run(task, job, args, kwargs)
 
     def _run(self, task: Task, job: ClaimedJob, args: list, kwargs: dict) -> Result:

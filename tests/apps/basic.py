@@ -142,7 +142,7 @@ def returns_nul():
 
 @app.task
 def returns_surrogate():
-    """A lone surrogate passes the JSON encoder (ensure_ascii off) but not UTF-8: FINISH refuses it."""
+    """A lone surrogate passes the JSON encoder (ensure_ascii off) but not UTF-8: refused at encoding."""
     return "bad \udc80 text"
 
 

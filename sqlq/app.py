@@ -10,7 +10,6 @@ import contextlib
 import datetime as dt
 import importlib
 import inspect
-import json
 import os
 import sys
 import threading
@@ -339,7 +338,7 @@ class App:
         if eta is not None and eta.tzinfo is None:
             eta = eta.replace(tzinfo=dt.UTC)
         try:
-            headers_json = json.dumps(headers) if headers else "{}"
+            headers_json = serialization.json_dumps(headers) if headers else "{}"  # (NaN, NUL: refused)
         except (TypeError, ValueError) as exc:
             raise SerializationError(f"headers must be JSON-serializable: {exc}") from None
         try:

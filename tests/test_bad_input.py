@@ -141,3 +141,17 @@ def test_get_rebuilds_builtins_sqlq_errors_and_classes_already_imported(app, raw
     with pytest.raises(expected) as caught:
         app.AsyncResult(job_id).get(timeout=5)
     assert caught.value.remote_traceback == "remote traceback"
+
+
+def test_nan_in_headers_is_refused_before_the_database_sees_it(app):
+    """Headers are JSON too: a NaN there is a SerializationError naming it, and nothing is written."""
+    from sqlq.errors import SerializationError
+
+    @app.task
+    def noop() -> None:
+        return None
+
+    with pytest.raises(SerializationError, match="headers must be JSON-serializable.*NaN"):
+        noop.apply_async(headers={"ratio": float("nan")})
+    with app.connection() as conn:
+        assert conn.execute(f'SELECT count(*) FROM "{app.conf.schema}".jobs').fetchone()[0] == 0

@@ -315,7 +315,7 @@ def purge(ctx: _Context, queue: str | None, force: bool) -> None:
     click.echo(f"purged {count} job(s) from {what}", err=True)
 
 
-# --- routing (exchanges and bindings; sqlq/routing.py) -------------------------------------------
+# --- routing (exchanges and bindings; sqlq/routing/declarations.py) ------------------------------
 
 @main.group()
 def routes() -> None:
@@ -327,7 +327,7 @@ def routes() -> None:
 @handle_errors
 def routes_list(ctx: _Context) -> None:
     """Every exchange (type, alternate queue) with its bindings."""
-    from .routing import list_routes
+    from .routing.declarations import list_routes
 
     rows = list_routes(ctx.app())
     click.echo(f"{'exchange':<24} {'type':<7} {'binding key':<30} {'queue':<24} alternate")
@@ -362,7 +362,7 @@ def routes_apply(ctx: _Context) -> None:
 def routes_add(ctx: _Context, exchange: str, queue: str | None, exchange_type: str | None,
                routing_key: str | None, alternate: str | None) -> None:
     """Declare EXCHANGE if missing and bind QUEUE to it."""
-    from .routing import add_route
+    from .routing.declarations import add_route
 
     _, added = add_route(ctx.app(), exchange, queue, routing_key=routing_key, type=exchange_type,
                          alternate_queue=alternate)
@@ -378,7 +378,7 @@ def routes_add(ctx: _Context, exchange: str, queue: str | None, exchange_type: s
 @handle_errors
 def routes_remove(ctx: _Context, exchange: str, queue: str | None, routing_key: str | None) -> None:
     """Unbind QUEUE from EXCHANGE; without QUEUE, delete EXCHANGE and all its bindings."""
-    from .routing import remove_route
+    from .routing.declarations import remove_route
 
     count = remove_route(ctx.app(), exchange, queue, routing_key)
     click.echo(f"removed {count} binding(s)" if queue else f"removed exchange {exchange!r}", err=True)
@@ -391,7 +391,7 @@ def routes_remove(ctx: _Context, exchange: str, queue: str | None, routing_key: 
 @handle_errors
 def routes_match(ctx: _Context, exchange: str, routing_key: str) -> None:
     """Print the queues a message with ROUTING_KEY published to EXCHANGE would reach."""
-    from .routing import route_queues
+    from .routing.declarations import route_queues
 
     for name in route_queues(ctx.app(), exchange, routing_key):
         click.echo(name)

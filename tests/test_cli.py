@@ -189,14 +189,14 @@ def test_a_worker_and_a_producer_import_only_what_they_use():
     and producer do not use stays unimported until used (SQLAlchemy and alembic for migrations and
     users' connections, croniter for schedules, the routing declarations)."""
     code = ("import sys, sqlq, sqlq.cli, sqlq.worker.consumer, sqlq.worker.pools, sqlq.worker.child; "
-            "print(sorted(m for m in ('sqlalchemy', 'alembic', 'croniter', 'sqlq.routing', 'sqlq.schedules') "
+            "print(sorted(m for m in ('sqlalchemy', 'alembic', 'croniter', 'sqlq.routing.declarations', 'sqlq.schedules') "
             "if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60,
                          stdin=subprocess.DEVNULL)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
     # and each comes on first use
-    code = "import sys, sqlq; sqlq.Exchange, sqlq.crontab; print('sqlq.routing' in sys.modules, 'croniter' in sys.modules)"
+    code = "import sys, sqlq; sqlq.Exchange, sqlq.crontab; print('sqlq.routing.declarations' in sys.modules, 'croniter' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60,
                          stdin=subprocess.DEVNULL)
     assert out.stdout.strip() == "True True", out.stderr

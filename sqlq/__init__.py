@@ -20,10 +20,10 @@ from .task import Task
 __version__ = "0.1.0"
 
 # Imported on first use, so that a worker or a producer that uses neither pays nothing for them at
-# start-up: the periodic-schedule helpers (sqlq.schedules imports croniter) and the routing
+# start-up: the periodic-schedule helpers (sqlq.periodic.timing imports croniter) and the routing
 # declarations (sqlq.routing.declarations).
 __getattr__ = lazy_exports(__name__, {
-    "crontab": ".schedules", "every": ".schedules",
+    "crontab": ".periodic.timing", "every": ".periodic.timing",
     "Exchange": ".routing.declarations", "Queue": ".routing.declarations", "binding": ".routing.declarations",
 })
 

@@ -189,7 +189,7 @@ def test_a_worker_and_a_producer_import_only_what_they_use():
     and producer do not use stays unimported until used (SQLAlchemy and alembic for migrations and
     users' connections, croniter for schedules, the routing declarations)."""
     code = ("import sys, sqlq, sqlq.cli, sqlq.worker.consumer, sqlq.worker.pools, sqlq.worker.child; "
-            "print(sorted(m for m in ('sqlalchemy', 'alembic', 'croniter', 'sqlq.routing.declarations', 'sqlq.schedules') "
+            "print(sorted(m for m in ('sqlalchemy', 'alembic', 'croniter', 'sqlq.routing.declarations', 'sqlq.periodic.timing') "
             "if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60,
                          stdin=subprocess.DEVNULL)

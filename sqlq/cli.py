@@ -140,7 +140,7 @@ def worker(ctx: _Context, loglevel: str, concurrency: int | None, pool: str | No
            hostname: str | None, prefetch_multiplier: int | None, max_tasks_per_child: int | None,
            burst: bool, worker_url: str | None, with_beat: bool) -> None:
     """Run a worker: claim jobs in batches, run them, record their outcomes."""
-    from .worker.consumer import Worker
+    from .worker.worker import Worker
 
     if not ctx.app_path:  # without the app no task is registered: every job would fail NotRegistered
         _fail("sqlq worker runs your tasks, so it needs your app: sqlq -A module[:attr] worker "

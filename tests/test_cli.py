@@ -188,7 +188,7 @@ def test_a_worker_and_a_producer_import_only_what_they_use():
     """Start-up is a large part of a short-lived worker (`--burst`) or command: what a plain worker
     and producer do not use stays unimported until used (SQLAlchemy and alembic for migrations and
     users' connections, croniter for schedules, the routing declarations)."""
-    code = ("import sys, sqlq, sqlq.cli, sqlq.worker.worker, sqlq.worker.pools, sqlq.worker.child; "
+    code = ("import sys, sqlq, sqlq.cli, sqlq.worker.worker, sqlq.worker.pools, sqlq.worker.prefork, sqlq.worker.child; "
             "print(sorted(m for m in ('sqlalchemy', 'alembic', 'croniter', 'sqlq.routing.declarations', 'sqlq.periodic.timing') "
             "if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60,

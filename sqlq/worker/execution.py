@@ -454,29 +454,3 @@ class Executor:
                                   traceback=exc.__traceback__, einfo=text)
         return failure(job, exc, text)
 
-
-# the prefork pool's wire format -------------------------------------------------------------------
-# Parent and child exchange plain tuples through ``marshal`` (a job, an outcome: str, int, float,
-# bytes, bool and None only): about 2 µs per outcome where pickling the ``Outcome`` dataclass cost 14.
-
-_OUTCOME_FIELDS = Outcome.__slots__
-
-
-def result_to_wire(result: Result) -> tuple | None:
-    if result is None:
-        return None
-    if type(result) is Outcome:
-        return ("O", *[getattr(result, name) for name in _OUTCOME_FIELDS])
-    if type(result) is Interrupted:
-        return ("I", result.id, result.attempt, result.reason)
-    return ("R", result.id, result.attempt, result.delay, result.error, result.eta)
-
-
-def result_from_wire(data: tuple | None) -> Result:
-    if data is None:
-        return None
-    if data[0] == "O":
-        return Outcome(*data[1:])
-    if data[0] == "I":
-        return Interrupted(*data[1:])
-    return RetryRequest(*data[1:])

@@ -46,7 +46,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from ..app import load_app
     from ..store import ClaimedJob
-    from .execution import AlarmTimeLimits, Executor, last_resort
+    from .execution import Executor, last_resort
+    from .time_limits import AlarmTimeLimits
     from .wire import FrameReader, frame, jobs_from_wire, result_to_wire
 
     app = load_app(opts.app)

@@ -21,7 +21,9 @@ from ..errors import SoftTimeLimitExceeded, TimeLimitExceeded
 class TimeLimits(Protocol):
     """``start(soft, hard)`` arms the limits (seconds; None or 0: no such limit) for the task the
     calling thread is about to run and returns the callable that disarms them; that callable is
-    called exactly once, in the same thread, when the task ends, before the thread's next task."""
+    called exactly once, in the same thread, when the task ends, before the thread's next task.
+    An implementation may leave a limit to someone else: in a prefork child the parent enforces the
+    hard one, by killing the child."""
 
     def start(self, soft: float | None, hard: float | None) -> Callable[[], None]: ...
 

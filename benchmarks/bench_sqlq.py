@@ -254,7 +254,7 @@ def subprocess_env(opts: Options, extra: dict[str, str] | None = None) -> dict[s
 
 def warm_bytecode_cache(opts: Options) -> None:
     """Import what a worker (and a prefork child) imports once, so every measured start finds .pyc."""
-    code = "import sqlq.cli, sqlq.worker.consumer, sqlq.worker.child, benchmarks.bench_tasks"
+    code = "import sqlq.cli, sqlq.worker.worker, sqlq.worker.prefork, sqlq.worker.child, benchmarks.bench_tasks"
     for cmd in ([sys.executable, "-c", code], [sys.executable, "-m", "sqlq", "--version"]):
         with contextlib.suppress(subprocess.TimeoutExpired):  # only a warm-up: the drains will tell
             subprocess.run(cmd, env=subprocess_env(opts), cwd=REPO, stdin=subprocess.DEVNULL,

@@ -13,26 +13,19 @@ from .errors import (
     Unroutable,
     WorkerLostError,
 )
+from .lazy import lazy_exports
 from .result import AsyncResult, GroupResult
 from .task import Task
 
 __version__ = "0.1.0"
 
 # Imported on first use, so that a worker or a producer that uses neither pays nothing for them at
-# start-up: the periodic-schedule helpers (sqlq.schedules imports croniter) and the routing
-# declarations (sqlq.routing).
-_LAZY = {"crontab": "schedules", "every": "schedules", "Exchange": "routing", "Queue": "routing",
-         "binding": "routing"}
-
-
-def __getattr__(name: str) -> object:
-    if name in _LAZY:
-        import importlib
-
-        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+# start-up: the periodic-schedule helpers (sqlq.periodic.timing imports croniter) and the routing
+# declarations (sqlq.routing.declarations).
+__getattr__ = lazy_exports(__name__, {
+    "crontab": ".periodic.timing", "every": ".periodic.timing",
+    "Exchange": ".routing.declarations", "Queue": ".routing.declarations", "binding": ".routing.declarations",
+})
 
 __all__ = [
     "App",

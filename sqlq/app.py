@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import psycopg
 
-from . import router, serialization
+from . import serialization
 from .config import Settings, resolve_database_url, sqlalchemy_url
 from .db import (
     AsyncConnectionPool,
@@ -43,6 +43,7 @@ from .migrate import HEAD_REVISION
 from .names import validate_task_name
 from .notify import ResultWaiter
 from .result import AsyncResult, GroupResult
+from .routing import resolution
 from .store import JobSpec, Store
 from .task import APPLY_OPTIONS, Task
 
@@ -218,9 +219,9 @@ class App:
         additive, so every worker runs it at start. Returns (exchanges, new bindings)."""
         if not self.conf.task_queues:  # (nothing to declare: spare a worker's start importing routing)
             return 0, 0
-        from . import routing
+        from .routing import declarations
 
-        return routing.apply_routes(self)
+        return declarations.apply_routes(self)
 
     # tasks -------------------------------------------------------------------------------------
 
@@ -365,7 +366,7 @@ class App:
         calls = list(calls)
         if not calls:
             return []
-        if "task_id" in options or not router.routes_by_name_only(self.conf.task_routes):
+        if "task_id" in options or not resolution.routes_by_name_only(self.conf.task_routes):
             return [self.build_job(task_name, a, k, task=task, **options) for a, k in calls]
         first = self.build_job(task_name, *calls[0], task=task, **options)
         serializer = options.get("serializer") or self.conf.task_serializer
@@ -391,7 +392,7 @@ class App:
         the COPY, so nothing is written, as on the other path."""
         calls = calls if isinstance(calls, list) else list(calls)
         if len(calls) >= _STREAM_MIN and connection is None and "task_id" not in options \
-                and router.routes_by_name_only(self.conf.task_routes):
+                and resolution.routes_by_name_only(self.conf.task_routes):
             first = self.build_job(task_name, *calls[0], task=task, **options)
             if first.due_now() and first.content_type == serialization.JSON:
                 results: list[AsyncResult | GroupResult] = []
@@ -436,15 +437,15 @@ class App:
                            headers, acks_late, None)
 
     def _route(self, task_name: str, args: Sequence | None, kwargs: dict | None, task: Task | None,
-               **options: Any) -> router.Destination:
-        """A queue, or an exchange and routing key (sqlq/router.py: options, task, task_routes, defaults)."""
-        return router.resolve(self.conf, task_name, args, kwargs, task=task, **options)
+               **options: Any) -> resolution.Destination:
+        """A queue, or an exchange and routing key (sqlq/routing/resolution.py: options, task, task_routes, defaults)."""
+        return resolution.resolve(self.conf, task_name, args, kwargs, task=task, **options)
 
     def enqueue(self, specs: Sequence[JobSpec], connection: Any = None) -> list[AsyncResult | GroupResult]:
         """Write jobs: on a pooled connection (committed at once), or in the caller's transaction.
 
         Jobs routed through an exchange (``spec.exchange``) return an ``AsyncResult`` when they reach
-        one queue and a ``GroupResult`` when they reach several (sqlq/routing.py).
+        one queue and a ``GroupResult`` when they reach several (sqlq/routing/published.py).
 
         On a pooled connection, a connection that breaks under the write (a server restart, a
         terminated backend, a network cut) costs the caller nothing: the write is made once more
@@ -468,7 +469,7 @@ class App:
         if rows is not None:
             from .routing import published  # (only routed jobs need it)
 
-            return published(self, specs, rows)
+            return published.results(self, specs, rows)
         return [AsyncResult(s.id, self, s.task) for s in specs]
 
     def _rewrite(self, specs: Sequence[JobSpec], lost: BaseException) -> list[tuple] | None:
@@ -573,7 +574,7 @@ class App:
         if rows is not None:
             from .routing import published  # (only routed jobs need it)
 
-            return published(self, specs, rows)
+            return published.results(self, specs, rows)
         return [AsyncResult(s.id, self, s.task) for s in specs]
 
     async def _awrite(self, store: Store, conn: psycopg.AsyncConnection,

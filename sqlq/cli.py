@@ -140,7 +140,7 @@ def worker(ctx: _Context, loglevel: str, concurrency: int | None, pool: str | No
            hostname: str | None, prefetch_multiplier: int | None, max_tasks_per_child: int | None,
            burst: bool, worker_url: str | None, with_beat: bool) -> None:
     """Run a worker: claim jobs in batches, run them, record their outcomes."""
-    from .worker.consumer import Worker
+    from .worker.worker import Worker
 
     if not ctx.app_path:  # without the app no task is registered: every job would fail NotRegistered
         _fail("sqlq worker runs your tasks, so it needs your app: sqlq -A module[:attr] worker "
@@ -315,7 +315,7 @@ def purge(ctx: _Context, queue: str | None, force: bool) -> None:
     click.echo(f"purged {count} job(s) from {what}", err=True)
 
 
-# --- routing (exchanges and bindings; sqlq/routing.py) -------------------------------------------
+# --- routing (exchanges and bindings; sqlq/routing/declarations.py) ------------------------------
 
 @main.group()
 def routes() -> None:
@@ -327,7 +327,7 @@ def routes() -> None:
 @handle_errors
 def routes_list(ctx: _Context) -> None:
     """Every exchange (type, alternate queue) with its bindings."""
-    from .routing import list_routes
+    from .routing.declarations import list_routes
 
     rows = list_routes(ctx.app())
     click.echo(f"{'exchange':<24} {'type':<7} {'binding key':<30} {'queue':<24} alternate")
@@ -362,7 +362,7 @@ def routes_apply(ctx: _Context) -> None:
 def routes_add(ctx: _Context, exchange: str, queue: str | None, exchange_type: str | None,
                routing_key: str | None, alternate: str | None) -> None:
     """Declare EXCHANGE if missing and bind QUEUE to it."""
-    from .routing import add_route
+    from .routing.declarations import add_route
 
     _, added = add_route(ctx.app(), exchange, queue, routing_key=routing_key, type=exchange_type,
                          alternate_queue=alternate)
@@ -378,7 +378,7 @@ def routes_add(ctx: _Context, exchange: str, queue: str | None, exchange_type: s
 @handle_errors
 def routes_remove(ctx: _Context, exchange: str, queue: str | None, routing_key: str | None) -> None:
     """Unbind QUEUE from EXCHANGE; without QUEUE, delete EXCHANGE and all its bindings."""
-    from .routing import remove_route
+    from .routing.declarations import remove_route
 
     count = remove_route(ctx.app(), exchange, queue, routing_key)
     click.echo(f"removed {count} binding(s)" if queue else f"removed exchange {exchange!r}", err=True)
@@ -391,17 +391,17 @@ def routes_remove(ctx: _Context, exchange: str, queue: str | None, routing_key: 
 @handle_errors
 def routes_match(ctx: _Context, exchange: str, routing_key: str) -> None:
     """Print the queues a message with ROUTING_KEY published to EXCHANGE would reach."""
-    from .routing import route_queues
+    from .routing.declarations import route_queues
 
     for name in route_queues(ctx.app(), exchange, routing_key):
         click.echo(name)
 
 
-# --- periodic tasks (sqlq/beat.py, sqlq/periodic.py) ---------------------------------------------
+# --- periodic tasks (sqlq/periodic/beat.py, sqlq/periodic/definitions.py) -------------------------
 
 def _with_beat(app: App, run: Callable[[], int]) -> int:
     """``worker -B``: beat in a thread of this process, stopped when the worker stops."""
-    from .beat import Beat
+    from .periodic.beat import Beat
 
     beat_loop = Beat(app)
     thread = beat_loop.start_thread()
@@ -420,7 +420,7 @@ def _with_beat(app: App, run: Callable[[], int]) -> int:
 @handle_errors
 def beat(ctx: _Context, loglevel: str, beat_url: str | None) -> None:
     """Send periodic tasks when due. Run as many beats as you like: each tick is sent exactly once."""
-    from .beat import Beat
+    from .periodic.beat import Beat
 
     setup_logging(loglevel)
     sys.exit(Beat(ctx.app(beat_url), install_signal_handlers=True).run())
@@ -441,7 +441,7 @@ def _when(value: dt.datetime | None) -> str:
 @handle_errors
 def schedule_list(ctx: _Context, as_json: bool) -> None:
     """Every schedule: its timing, state, next and last tick (UTC) and last error."""
-    from .periodic import describe, list_schedules
+    from .periodic.definitions import describe, list_schedules
 
     rows = list_schedules(ctx.app())
     if as_json:
@@ -488,8 +488,8 @@ def schedule_add(ctx: _Context, name: str, task_name: str, cron: str | None, eve
                  kwargs_json: str | None, queue: str | None, priority: int | None, expires: float | None,
                  paused: bool, replace: bool) -> None:
     """Add a periodic task by hand; it stays when beats sync their beat_schedule."""
-    from .periodic import add_schedule, describe
-    from .schedules import every
+    from .periodic.definitions import add_schedule, describe
+    from .periodic.timing import every
 
     if (cron is None) == (every_seconds is None):
         raise click.UsageError("give exactly one of --cron EXPR or --every SECONDS")
@@ -510,7 +510,7 @@ def schedule_add(ctx: _Context, name: str, task_name: str, cron: str | None, eve
 @handle_errors
 def schedule_remove(ctx: _Context, name: str) -> None:
     """Delete a schedule and its tick history."""
-    from .periodic import remove_schedule
+    from .periodic.definitions import remove_schedule
 
     row = remove_schedule(ctx.app(), name)
     note = (" (it is in beat_schedule: a beat with that config adds it back when it starts; "
@@ -524,7 +524,7 @@ def schedule_remove(ctx: _Context, name: str) -> None:
 @handle_errors
 def schedule_pause(ctx: _Context, name: str) -> None:
     """Stop sending a schedule's ticks until it is resumed."""
-    from .periodic import pause_schedule
+    from .periodic.definitions import pause_schedule
 
     changed = pause_schedule(ctx.app(), name)
     click.echo(f"schedule {name!r} {'paused' if changed else 'was already paused'}", err=True)
@@ -536,7 +536,7 @@ def schedule_pause(ctx: _Context, name: str) -> None:
 @handle_errors
 def schedule_resume(ctx: _Context, name: str) -> None:
     """Send a paused schedule's ticks again, from the next one (ticks missed while paused are not sent)."""
-    from .periodic import get_schedule, resume_schedule
+    from .periodic.definitions import get_schedule, resume_schedule
 
     app = ctx.app()
     if not resume_schedule(app, name):
@@ -554,7 +554,7 @@ def schedule_resume(ctx: _Context, name: str) -> None:
 @handle_errors
 def schedule_run_now(ctx: _Context, name: str) -> None:
     """Send one run of a schedule's task now (its ticks are unaffected); prints the job id."""
-    from .periodic import run_now
+    from .periodic.definitions import run_now
 
     click.echo(run_now(ctx.app(), name).id)
 

@@ -133,7 +133,7 @@ def build_metadata(schema: str = "sqlq") -> MetaData:
 
 
 def _routing_tables(md: MetaData, schema: str) -> None:
-    """Exchanges and bindings (``sqlq/routing.py``): routes are rows, matched in SQL by the INSERT.
+    """Exchanges and bindings (``sqlq.routing``): routes are rows, matched in SQL by the INSERT.
 
     A binding's key is an exact key (direct), ignored (fanout, stored as ``''``) or a topic pattern,
     compiled once into ``key_regex`` when written, so a publish translates no pattern.

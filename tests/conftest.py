@@ -16,7 +16,7 @@ import psycopg
 import pytest
 
 from sqlq import App
-from sqlq.worker.consumer import Worker
+from sqlq.worker.worker import Worker
 
 LOCAL_URL = "postgresql://postgres@127.0.0.1:5432/test"
 

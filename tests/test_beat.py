@@ -19,7 +19,6 @@ import psycopg
 import pytest
 
 from sqlq import App, crontab, every
-from sqlq.beat import Beat, Fired
 from sqlq.errors import ConfigurationError, ScheduleError
 from sqlq.periodic import (
     add_schedule,
@@ -30,6 +29,7 @@ from sqlq.periodic import (
     resume_schedule,
     run_now,
 )
+from sqlq.periodic.beat import Beat, Fired
 
 TASK = "tests.report"  # the `app` fixture registers no task, so beat sends by name
 

@@ -83,7 +83,7 @@ def test_errors_are_one_clear_line(sqlq):
 
 
 def test_list_shows_a_broken_config_schedule_and_why(sqlq, basic_app):
-    from sqlq.beat import Beat
+    from sqlq.periodic.beat import Beat
 
     basic_app.conf.beat_schedule = {"broken": {"task": "tests.apps.basic.add", "schedule": "0 0 * * *",
                                                "timezone": "Mars/Olympus"}}

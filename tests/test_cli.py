@@ -157,7 +157,7 @@ def test_inspect_workers_and_purge(migrated: str):
 
 
 def test_importing_sqlq_leaves_the_root_logger_alone():
-    code = ("import logging, sqlq, sqlq.cli, sqlq.worker.consumer; "
+    code = ("import logging, sqlq, sqlq.cli, sqlq.worker.worker; "
             "root = logging.getLogger(); print(len(root.handlers), root.level)")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert proc.stdout.split() == ["0", str(logging_warning())]
@@ -188,15 +188,15 @@ def test_a_worker_and_a_producer_import_only_what_they_use():
     """Start-up is a large part of a short-lived worker (`--burst`) or command: what a plain worker
     and producer do not use stays unimported until used (SQLAlchemy and alembic for migrations and
     users' connections, croniter for schedules, the routing declarations)."""
-    code = ("import sys, sqlq, sqlq.cli, sqlq.worker.consumer, sqlq.worker.pools, sqlq.worker.child; "
-            "print(sorted(m for m in ('sqlalchemy', 'alembic', 'croniter', 'sqlq.routing', 'sqlq.schedules') "
+    code = ("import sys, sqlq, sqlq.cli, sqlq.worker.worker, sqlq.worker.pools, sqlq.worker.prefork, sqlq.worker.child; "
+            "print(sorted(m for m in ('sqlalchemy', 'alembic', 'croniter', 'sqlq.routing.declarations', 'sqlq.periodic.timing') "
             "if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60,
                          stdin=subprocess.DEVNULL)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
     # and each comes on first use
-    code = "import sys, sqlq; sqlq.Exchange, sqlq.crontab; print('sqlq.routing' in sys.modules, 'croniter' in sys.modules)"
+    code = "import sys, sqlq; sqlq.Exchange, sqlq.crontab; print('sqlq.routing.declarations' in sys.modules, 'croniter' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60,
                          stdin=subprocess.DEVNULL)
     assert out.stdout.strip() == "True True", out.stderr

@@ -15,8 +15,8 @@ import psycopg
 import pytest
 
 from sqlq import App
-from sqlq.beat import Beat
 from sqlq.outage import Backoff
+from sqlq.periodic.beat import Beat
 from tests.apps.harness import (
     WorkerProcess,
     create_runs_table,

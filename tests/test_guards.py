@@ -9,7 +9,7 @@ import pytest
 
 from sqlq import App
 from sqlq.errors import DuplicateJobError, SchemaNotMigratedError
-from sqlq.worker.consumer import Worker
+from sqlq.worker.worker import Worker
 
 
 def test_reusing_the_id_of_a_waiting_job_is_a_clear_error(app: App, raw_conn: psycopg.Connection, schema: str):

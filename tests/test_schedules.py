@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sqlq.errors import ScheduleError
-from sqlq.schedules import (
+from sqlq.periodic.timing import (
     Schedule,
     crontab,
     due_ticks,

@@ -16,7 +16,7 @@ from sqlq import migrate as sqlq_migrate
 from sqlq.config import sqlalchemy_url
 from sqlq.errors import SchemaNotMigratedError
 from sqlq.schema import VERSION_TABLE, build_metadata
-from sqlq.worker.consumer import Worker
+from sqlq.worker.worker import Worker
 
 
 @pytest.fixture

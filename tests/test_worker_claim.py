@@ -11,7 +11,7 @@ import pytest
 
 from sqlq.notify import Listener
 from sqlq.store import Outcome, _FastStatement
-from sqlq.worker.consumer import Worker
+from sqlq.worker.worker import Worker
 from tests.apps.harness import job_row, scalar, wait_for, wait_result
 
 #: Far longer than any wait below: a job that runs in time was woken by NOTIFY, not by the poll.

@@ -6,7 +6,7 @@ from __future__ import annotations
 import psycopg
 import pytest
 
-from sqlq.worker.consumer import Worker
+from sqlq.worker.worker import Worker
 from tests.apps.harness import claim_as_dead_worker, job_row, result_row, scalar, wait_for
 
 

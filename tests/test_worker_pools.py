@@ -9,7 +9,7 @@ from collections import Counter
 
 import pytest
 
-from sqlq.worker.consumer import Worker
+from sqlq.worker.worker import Worker
 from tests.apps.harness import ROOT, result_row, scalar, wait_for, wait_result, worker_command
 
 

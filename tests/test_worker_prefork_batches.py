@@ -12,7 +12,7 @@ import uuid
 import pytest
 
 from sqlq.store import ClaimedJob, Outcome
-from sqlq.worker.pools import PreforkPool
+from sqlq.worker.prefork import PreforkPool
 from tests.apps.harness import wait_for
 
 

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from sqlq import App, MaxRetriesExceededError
 from sqlq.store import RetryRequest
-from sqlq.worker.execution import result_from_wire, result_to_wire
+from sqlq.worker.wire import result_from_wire, result_to_wire
 from tests.apps.harness import job_row, result_row, scalar, wait_for
 
 _offline = App("tests.offline", database_url="postgresql://nobody@127.0.0.1:1/none")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from sqlq.worker.consumer import Worker
+from sqlq.worker.worker import Worker
 from tests.apps.harness import WorkerProcess, create_runs_table, job_row, result_row, scalar, wait_for
 
 

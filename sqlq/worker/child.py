@@ -11,7 +11,7 @@ next job kills the process. A reader thread receives the parent's messages: batc
 from the queue's other end, so each job is either started or handed back, never both), even while
 the main thread is inside a long task.
 
-Messages are length-prefixed ``marshal`` tuples (``frame`` / ``FrameReader``), used by the parent too.
+The messages and their framing are in ``sqlq.worker.wire``, shared with the parent.
 """
 
 from __future__ import annotations
@@ -19,42 +19,9 @@ from __future__ import annotations
 import argparse
 import collections
 import logging
-import marshal
 import signal
 import socket
-import struct
 import threading
-
-_HEADER = struct.Struct("<I")
-
-
-def frame(message: object) -> bytes:
-    data = marshal.dumps(message)
-    return _HEADER.pack(len(data)) + data
-
-
-class FrameReader:
-    """Splits the bytes read from a socket into messages."""
-
-    __slots__ = ("buffer",)
-
-    def __init__(self) -> None:
-        self.buffer = bytearray()
-
-    def feed(self, data: bytes) -> list:
-        buffer = self.buffer
-        buffer += data
-        messages = []
-        start, end = 0, len(buffer)
-        while end - start >= 4:
-            size = _HEADER.unpack_from(buffer, start)[0]
-            if end - start - 4 < size:
-                break
-            messages.append(marshal.loads(buffer[start + 4:start + 4 + size]))
-            start += 4 + size
-        if start:
-            del buffer[:start]
-        return messages
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -79,7 +46,9 @@ def main(argv: list[str] | None = None) -> int:
 
     from ..app import load_app
     from ..store import ClaimedJob
-    from .execution import AlarmTimeLimits, Executor, last_resort, result_to_wire
+    from .execution import Executor, last_resort
+    from .time_limits import AlarmTimeLimits
+    from .wire import FrameReader, frame, jobs_from_wire, result_to_wire
 
     app = load_app(opts.app)
     executor = Executor(app, opts.worker_id, opts.hostname, limits=AlarmTimeLimits())
@@ -111,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
                         wake.notify()
                     return
                 if message[0] == "jobs":
-                    queue.extend(ClaimedJob(*job) for job in message[1])
+                    queue.extend(jobs_from_wire(message[1]))
                     with wake:
                         wake.notify()
                 elif message[0] == "giveback":

@@ -9,14 +9,11 @@ recorded its outcome in its own transaction.
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import datetime as dt
 import logging
-import signal
 import threading
 import time
 import traceback as tb_module
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from .. import serialization, signals
@@ -31,6 +28,7 @@ from ..outage import is_outage
 from ..serialization import db_text, safe_str
 from ..store import ClaimedJob, Interrupted, Outcome, RetryRequest
 from ..task import Request, Task, _as_datetime, _current_request
+from .time_limits import ThreadTimeLimits, TimeLimits
 
 if TYPE_CHECKING:
     from ..app import App
@@ -142,89 +140,6 @@ def _explain_time_limit(task: Task, exc: BaseException) -> BaseException:
     return explained.with_traceback(exc.__traceback__)
 
 
-class ThreadTimeLimits:
-    """Time limits for tasks running in a thread (threads and solo pools).
-
-    A watchdog thread raises ``SoftTimeLimitExceeded`` (then ``TimeLimitExceeded``) inside the task's
-    thread. Python delivers such an exception at the next bytecode: a task blocked inside C code
-    (a long ``time.sleep``, a socket read without timeout) sees it only when that call returns.
-    Only the prefork pool can stop such a task at once (it kills the child process).
-    """
-
-    def __init__(self) -> None:
-        self._deadlines: dict[int, list] = {}
-        self._lock = threading.Lock()
-        self._wake = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def start(self, soft: float | None, hard: float | None) -> Callable[[], None]:
-        if soft is None and hard is None:
-            return _noop
-        ident = threading.get_ident()
-        now = time.monotonic()
-        entry = [now + soft if soft else None, now + hard if hard else None]
-        with self._lock:
-            self._deadlines[ident] = entry
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._watch, name="sqlq-time-limits", daemon=True)
-                self._thread.start()
-        self._wake.set()
-
-        def stop() -> None:
-            with self._lock:
-                self._deadlines.pop(ident, None)
-
-        return stop
-
-    def _watch(self) -> None:
-        while True:
-            now = time.monotonic()
-            next_check = 1.0
-            with self._lock:
-                for ident, entry in list(self._deadlines.items()):
-                    for index, exc in ((0, SoftTimeLimitExceeded), (1, TimeLimitExceeded)):
-                        deadline = entry[index]
-                        if deadline is None:
-                            continue
-                        if deadline <= now:
-                            entry[index] = None
-                            _raise_in_thread(ident, exc)
-                        else:
-                            next_check = min(next_check, deadline - now)
-            self._wake.wait(max(next_check, 0.001))
-            self._wake.clear()
-
-
-def _raise_in_thread(ident: int, exc: type[BaseException]) -> None:
-    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(ident), ctypes.py_object(exc))
-
-
-class AlarmTimeLimits:
-    """Soft time limit for a task in a prefork child's main thread: SIGALRM interrupts even a
-    blocking call. The hard limit belongs to the parent, which kills the child."""
-
-    def __init__(self) -> None:
-        signal.signal(signal.SIGALRM, self._on_alarm)
-
-    @staticmethod
-    def _on_alarm(signum: int, frame: Any) -> None:
-        raise SoftTimeLimitExceeded("soft time limit exceeded")
-
-    def start(self, soft: float | None, hard: float | None) -> Callable[[], None]:
-        if not soft:
-            return _noop
-        signal.setitimer(signal.ITIMER_REAL, soft)
-        return _cancel_alarm
-
-
-def _cancel_alarm() -> None:
-    signal.setitimer(signal.ITIMER_REAL, 0)
-
-
-def _noop() -> None:
-    return None
-
-
 _loops = threading.local()
 
 
@@ -240,7 +155,7 @@ def _event_loop() -> asyncio.AbstractEventLoop:
 class Executor:
     """Runs jobs for one worker process (or one prefork child)."""
 
-    def __init__(self, app: App, worker_id: str, hostname: str, limits: Any = None):
+    def __init__(self, app: App, worker_id: str, hostname: str, limits: TimeLimits | None = None):
         self.app = app
         self.worker_id = worker_id
         self.hostname = hostname
@@ -457,29 +372,3 @@ class Executor:
                                   traceback=exc.__traceback__, einfo=text)
         return failure(job, exc, text)
 
-
-# the prefork pool's wire format -------------------------------------------------------------------
-# Parent and child exchange plain tuples through ``marshal`` (a job, an outcome: str, int, float,
-# bytes, bool and None only): about 2 µs per outcome where pickling the ``Outcome`` dataclass cost 14.
-
-_OUTCOME_FIELDS = Outcome.__slots__
-
-
-def result_to_wire(result: Result) -> tuple | None:
-    if result is None:
-        return None
-    if type(result) is Outcome:
-        return ("O", *[getattr(result, name) for name in _OUTCOME_FIELDS])
-    if type(result) is Interrupted:
-        return ("I", result.id, result.attempt, result.reason)
-    return ("R", result.id, result.attempt, result.delay, result.error, result.eta)
-
-
-def result_from_wire(data: tuple | None) -> Result:
-    if data is None:
-        return None
-    if data[0] == "O":
-        return Outcome(*data[1:])
-    if data[0] == "I":
-        return Interrupted(*data[1:])
-    return RetryRequest(*data[1:])

@@ -16,7 +16,8 @@ are never touched by a sync. A definition that cannot work (bad cron string, unk
 stored anyway with ``last_error`` set and no next tick, so ``sqlq schedule list`` shows what is
 wrong while the other schedules keep running.
 
-The time arithmetic lives in :mod:`sqlq.schedules`; the loop that fires ticks in :mod:`sqlq.beat`.
+The time arithmetic lives in :mod:`sqlq.periodic.timing`; the loop that fires ticks in
+:mod:`sqlq.periodic.beat`.
 """
 
 from __future__ import annotations
@@ -29,16 +30,16 @@ from datetime import datetime, timedelta, tzinfo
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
-from .errors import InvalidNameError, ScheduleError
-from .names import validate_task_name
-from .schedules import EPOCH, Schedule, crontab, every, next_fire, parse_schedule, resolve_timezone
-from .store import ForeignSchedule, JobSpec, ScheduleRow
+from ..errors import InvalidNameError, ScheduleError
+from ..names import validate_task_name
+from ..store import ForeignSchedule, JobSpec, ScheduleRow
+from .timing import EPOCH, Schedule, crontab, every, next_fire, parse_schedule, resolve_timezone
 
 if TYPE_CHECKING:
     import psycopg
 
-    from .app import App
-    from .result import AsyncResult
+    from ..app import App
+    from ..result import AsyncResult
 
 log = logging.getLogger("sqlq.beat")
 
@@ -83,7 +84,7 @@ class Definition:
 
     The timing is kept raw (a cron string, or interval seconds and an anchor) so that a definition
     which does not parse can still be stored and shown with its error; :meth:`compile` turns it
-    into a :class:`~sqlq.schedules.Schedule` and a time zone, or says what is wrong.
+    into a :class:`~sqlq.periodic.timing.Schedule` and a time zone, or says what is wrong.
     """
 
     name: str

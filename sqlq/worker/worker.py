@@ -43,7 +43,7 @@ from ..names import validate_queue
 from ..outage import Backoff, OutageLog, is_outage, wait_for_database
 from ..store import ClaimedJob, Interrupted, Outcome, RetryRequest
 from .execution import Executor, Result
-from .pools import POOLS, BasePool
+from .pools import POOL_NAMES, BasePool, pool_class
 from .recording import Recorder
 
 if TYPE_CHECKING:
@@ -67,8 +67,8 @@ class Worker:
         self.app = app
         self.queues = [validate_queue(q) for q in (queues or [conf.default_queue])]
         self.pool_name = pool or conf.worker_pool
-        if self.pool_name not in POOLS:
-            raise ConfigurationError(f"unknown pool {self.pool_name!r}; choose one of: {', '.join(POOLS)}")
+        if self.pool_name not in POOL_NAMES:
+            raise ConfigurationError(f"unknown pool {self.pool_name!r}; choose one of: {', '.join(POOL_NAMES)}")
         self.concurrency = int(concurrency or conf.worker_concurrency or os.cpu_count() or 1)
         if self.pool_name == "solo":
             self.concurrency = 1
@@ -109,7 +109,7 @@ class Worker:
     # construction ------------------------------------------------------------------------------
 
     def _make_pool(self) -> BasePool:
-        cls = POOLS[self.pool_name]
+        cls = pool_class(self.pool_name)
         kwargs: dict[str, Any] = {}
         if self.pool_name == "prefork":
             from ..app import app_path as find_app_path

@@ -1,41 +1,23 @@
-"""Exchanges, queues and bindings: declaring routes, editing them, and reading what a publish did.
+"""Exchanges, queues and bindings as declarations (``Exchange``, ``Queue``, ``binding``), and the
+operations that write, edit and read them in the database (``apply_routes``, ``sqlq routes``).
 
-In AMQP a message whose routing key matches no binding is silently dropped. In sqlq routes are two
-tables (``exchanges``, ``bindings``) and the match runs in SQL — ``<schema>.route_queues(exchange,
-key)`` from migration 0002 — inside the very INSERT that writes the jobs, so routing costs no extra
-round trip, happens in the caller's transaction, and a message that matches nothing is an error at
-enqueue (``Unroutable``) or goes to the exchange's alternate queue; it is never dropped.
-
-Three exchange types, as in AMQP:
-
-* ``direct``: a binding matches when its key equals the routing key;
-* ``fanout``: every bound queue gets a copy (binding keys are ignored and stored as ``''``);
-* ``topic``: keys are dot-separated words; in a binding key ``*`` matches exactly one word and
-  ``#`` zero or more (``media.#`` matches ``media``, ``media.video`` and ``media.video.hd``). Every
-  other character, regex metacharacters included, matches itself. The empty key has no words.
-
-A publish that reaches several queues writes one job per queue, each with its own id, all sharing
-one ``group_id``; the caller gets a ``GroupResult`` whose ``.results`` reach each job. A publish
-that reaches one queue returns a plain ``AsyncResult``, so Celery code calling ``.get()`` works.
-
-Declarations are kombu-shaped (``Exchange``, ``Queue``, ``binding``) and, like AMQP declares,
-additive and idempotent: applying them adds what is missing and never deletes a binding. Removing
-is explicit (``remove_route``, ``sqlq routes remove``).
+Declarations are kombu-shaped and, like AMQP declares, additive and idempotent: applying them adds
+what is missing and never deletes a binding. Removing is explicit (``remove_route``, ``sqlq routes
+remove``). How the exchange types match is in the package's docstring (``sqlq.routing``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from .errors import ConfigurationError, RoutingError, UnknownExchange, Unroutable
-from .names import validate_exchange, validate_queue, validate_routing_key
-from .result import AsyncResult, GroupResult
+from ..errors import ConfigurationError, RoutingError, UnknownExchange, Unroutable
+from ..names import validate_exchange, validate_queue, validate_routing_key
+from .published import unknown_exchange_message, unroutable_message
 
 if TYPE_CHECKING:
-    from .app import App
-    from .store import JobSpec
+    from ..app import App
 
 EXCHANGE_TYPES = ("direct", "fanout", "topic")
 
@@ -250,53 +232,7 @@ def route_queues(app: App, exchange: str, routing_key: str) -> list[str]:
     with app.connection() as conn:
         queues = app.store.route_queues(conn, exchange, routing_key)
     if queues is None:
-        raise UnknownExchange(_unknown_message(exchange, None))
+        raise UnknownExchange(unknown_exchange_message(exchange, None))
     if not queues:
-        raise Unroutable(_unroutable_message(exchange, routing_key, None))
+        raise Unroutable(unroutable_message(exchange, routing_key, None))
     return queues
-
-
-# --- what a publish returned --------------------------------------------------------------------
-
-def published(app: App, specs: Sequence[JobSpec], rows: Sequence[tuple]) -> list[AsyncResult | GroupResult]:
-    """Results for the PUBLISH statement's rows (one per spec), or the error that wrote nothing.
-
-    Row: ``(ord, exchange_exists, queue_count, job_ids, queues, group_id)``.
-    """
-    for spec, (_ord, exists, count, *_rest) in zip(specs, rows, strict=True):
-        if not exists:
-            raise _error(UnknownExchange, _unknown_message(spec.exchange, spec.task), spec)
-        if not count:
-            raise _error(Unroutable, _unroutable_message(spec.exchange, spec.routing_key, spec.task), spec)
-    results: list[AsyncResult | GroupResult] = []
-    for spec, (_ord, _exists, _count, ids, queues, group_id, *_rest) in zip(specs, rows, strict=True):
-        if len(ids) == 1:
-            results.append(AsyncResult(ids[0], app, spec.task))
-        else:
-            results.append(GroupResult(group_id, [AsyncResult(i, app, spec.task) for i in ids], app,
-                                       queues=list(queues)))
-    return results
-
-
-def _error(cls: type[RoutingError], message: str, spec: JobSpec) -> RoutingError:
-    exc = cls(message)
-    exc.exchange = spec.exchange  # type: ignore[attr-defined]
-    exc.routing_key = spec.routing_key  # type: ignore[attr-defined]
-    exc.task = spec.task  # type: ignore[attr-defined]
-    return exc
-
-
-def _unknown_message(exchange: str | None, task: str | None) -> str:
-    sending = f" (sending {task})" if task else ""
-    return (f"exchange {exchange!r} does not exist{sending}; nothing was enqueued. Declare it: add "
-            f"Queue(..., Exchange({exchange!r}, type=...)) to task_queues and run `sqlq routes apply` "
-            f"(workers apply task_queues when they start), or `sqlq routes add {exchange} QUEUE --type TYPE`")
-
-
-def _unroutable_message(exchange: str | None, key: str | None, task: str | None) -> str:
-    sending = f" (sending {task})" if task else ""
-    return (f"unroutable: no binding of exchange {exchange!r} matches routing key {key!r}{sending}; "
-            f"nothing was enqueued. Bind a queue that matches (`sqlq routes add {exchange} QUEUE --key KEY`), "
-            f"use a key that matches one of the bindings `sqlq routes list` shows, or give the exchange "
-            f"an alternate queue for unmatched messages (Exchange(..., alternate_queue=Q) or "
-            f"`sqlq routes add {exchange} --alternate Q`)")

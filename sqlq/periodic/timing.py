@@ -102,7 +102,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from croniter import CroniterError, croniter
 
-from .errors import ScheduleError
+from ..errors import ScheduleError
 
 __all__ = [
     "Schedule",

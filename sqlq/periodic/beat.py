@@ -4,7 +4,7 @@ Run one beat or ten; there is no leader election and no lock file. Each pass of 
 
 1. claims the schedules whose cursor (``next_fire_at``) has come, with ``SELECT ... FOR UPDATE
    SKIP LOCKED``: a schedule being fired by another beat is skipped, not waited for;
-2. for each, asks :mod:`sqlq.schedules` which ticks are due, builds the jobs through the app's
+2. for each, asks :mod:`sqlq.periodic.timing` which ticks are due, builds the jobs through the app's
    normal path (``App.build_job``), inserts one ``schedule_ticks`` row per tick ``ON CONFLICT DO
    NOTHING``, enqueues the jobs whose tick row is new, and moves the cursor past now;
 3. commits: the tick rows, the jobs, the cursor and the workers' wake-up become visible together.
@@ -36,14 +36,14 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import psycopg
 
-from .errors import ConfigurationError, ScheduleError, SqlqError
-from .outage import Backoff, OutageLog, wait_for_database
-from .periodic import Definition, SyncReport, build_periodic_job, check_registered, sync_config
-from .schedules import Schedule, due_ticks, next_fire, prev_fire
+from ..errors import ConfigurationError, ScheduleError, SqlqError
+from ..outage import Backoff, OutageLog, wait_for_database
+from .definitions import Definition, SyncReport, build_periodic_job, check_registered, sync_config
+from .timing import Schedule, due_ticks, next_fire, prev_fire
 
 if TYPE_CHECKING:
-    from .app import App
-    from .store import ScheduleRow
+    from ..app import App
+    from ..store import ScheduleRow
 
 log = logging.getLogger("sqlq.beat")
 
@@ -165,7 +165,7 @@ class Beat:
         return True
 
     def sync_config(self, now: datetime | None = None) -> SyncReport:
-        """Write ``app.conf.beat_schedule`` to the schedules table (see :mod:`sqlq.periodic`)."""
+        """Write ``app.conf.beat_schedule`` to the schedules table (see :mod:`sqlq.periodic.definitions`)."""
         with self.app.connection() as conn:
             return sync_config(self.app, conn, now or self._clock_now())
 

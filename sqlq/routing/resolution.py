@@ -2,7 +2,7 @@
 
 The answer is a ``Destination``: either a queue (the job is inserted there directly, like AMQP's
 default exchange) or an exchange and a routing key (the bindings decide the queues, in SQL, in the
-same INSERT statement; see ``sqlq/routing.py``). Nothing here touches the database.
+same INSERT statement; see ``sqlq.routing``). Nothing here touches the database.
 
 Precedence, as in Celery (whose ``lpmerge`` lets non-None ``apply_async`` options win over a
 router's answer):
@@ -33,12 +33,12 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
-from .errors import ConfigurationError
-from .names import validate_exchange, validate_queue, validate_routing_key
+from ..errors import ConfigurationError
+from ..names import validate_exchange, validate_queue, validate_routing_key
 
 if TYPE_CHECKING:
-    from .config import Settings
-    from .task import Task
+    from ..config import Settings
+    from ..task import Task
 
 ROUTE_KEYS = frozenset({"queue", "exchange", "routing_key", "priority"})
 

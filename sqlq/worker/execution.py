@@ -17,7 +17,7 @@ import threading
 import time
 import traceback as tb_module
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from .. import serialization, signals
 from ..errors import (
@@ -33,6 +33,8 @@ from ..store import ClaimedJob, Interrupted, Outcome, RetryRequest
 from ..task import Request, Task, _as_datetime, _current_request
 
 if TYPE_CHECKING:
+    import psycopg
+
     from ..app import App
 
 log = logging.getLogger("sqlq.worker")
@@ -152,7 +154,7 @@ class ThreadTimeLimits:
     """
 
     def __init__(self) -> None:
-        self._deadlines: dict[int, list] = {}
+        self._deadlines: dict[int, list[float | None]] = {}  # [soft, hard] deadline, monotonic
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
@@ -282,7 +284,7 @@ class Executor:
                 f"cannot decode the arguments of {job.task}[{job.id}]: {type(exc).__name__}: {safe_str(exc)}"))
         return self._run(task, job, args, kwargs)
 
-    def _run(self, task: Task, job: ClaimedJob, args: list, kwargs: dict) -> Result:
+    def _run(self, task: Task, job: ClaimedJob, args: list[Any], kwargs: dict[str, Any]) -> Result:
         request = Request(id=job.id, task=task.name, args=args, kwargs=kwargs, retries=job.retries,
                           attempt=job.attempt, queue=job.queue, priority=job.priority,
                           headers=serialization.json_loads(job.headers) if job.headers else {},
@@ -295,6 +297,7 @@ class Executor:
                 _current_request.reset(token)
                 raise
         state, retval, started = "FAILURE", None, time.monotonic()
+        result: Outcome | None
         try:
             try:
                 if task.transactional:
@@ -337,7 +340,7 @@ class Executor:
             finally:
                 _current_request.reset(token)
 
-    def _call(self, task: Task, args: list, kwargs: dict) -> Any:
+    def _call(self, task: Task, args: list[Any], kwargs: dict[str, Any]) -> Any:
         if task.is_async:
             # asyncio enforces an async task's limit by cancelling it; an exception thrown into the
             # event loop's machinery by the watchdog or SIGALRM would leave the loop broken
@@ -388,8 +391,8 @@ class Executor:
         outcome.result_content_type = encoded.content_type
         return outcome
 
-    def _run_transactional(self, task: Task, job: ClaimedJob, args: list, kwargs: dict,
-                           request: Request) -> tuple[Result, Any]:
+    def _run_transactional(self, task: Task, job: ClaimedJob, args: list[Any], kwargs: dict[str, Any],
+                           request: Request) -> tuple[None, Any]:
         """The task's writes and its SUCCESS commit in one transaction, or neither does.
 
         If the connection breaks (a restart, a failover, a terminated backend) the server rolls the
@@ -404,7 +407,7 @@ class Executor:
                 raise _ConnectionLost(_first_line(exc)) from exc
             raise
         with conn:
-            raw = conn.connection.driver_connection
+            raw = cast("psycopg.Connection", conn.connection.driver_connection)
             try:
                 with conn.begin() as transaction:
                     session = Session(bind=conn, join_transaction_mode="create_savepoint")
@@ -433,9 +436,10 @@ class Executor:
 
     def _retry(self, task: Task, job: ClaimedJob, request: Request, when: float | dt.datetime,
                reason: BaseException) -> RetryRequest:
+        eta: float | None
         if isinstance(when, dt.datetime):
             when = _as_datetime(when)  # naive means UTC, as in apply_async(eta=)
-            eta: float | None = when.timestamp()
+            eta = when.timestamp()
             delay = max(eta - time.time(), 0.0)  # only for the log and the worker's wake-up
             log.info("task %s[%s] retry %d at %s: %s", task.name, job.id, job.retries + 1,
                      when.isoformat(), db_text(safe_str(reason)))
@@ -447,7 +451,7 @@ class Executor:
         return RetryRequest(id=job.id, attempt=job.attempt, delay=delay,
                             error=db_text(f"{exception_type_name(reason)}: {safe_str(reason)}"), eta=eta)
 
-    def _failure(self, task: Task, job: ClaimedJob, args: list, kwargs: dict, exc: BaseException) -> Outcome:
+    def _failure(self, task: Task, job: ClaimedJob, args: list[Any], kwargs: dict[str, Any], exc: BaseException) -> Outcome:
         text = format_traceback(exc)
         log.error("task %s[%s] failed: %s: %s", task.name, job.id, exception_type_name(exc), db_text(safe_str(exc)))
         signals.task_failure.send(sender=task, task_id=job.id, exception=exc, args=args, kwargs=kwargs,
@@ -462,7 +466,7 @@ class Executor:
 _OUTCOME_FIELDS = Outcome.__slots__
 
 
-def result_to_wire(result: Result) -> tuple | None:
+def result_to_wire(result: Result) -> tuple[Any, ...] | None:
     if result is None:
         return None
     if type(result) is Outcome:
@@ -472,7 +476,7 @@ def result_to_wire(result: Result) -> tuple | None:
     return ("R", result.id, result.attempt, result.delay, result.error, result.eta)
 
 
-def result_from_wire(data: tuple | None) -> Result:
+def result_from_wire(data: tuple[Any, ...] | None) -> Result:
     if data is None:
         return None
     if data[0] == "O":

@@ -18,7 +18,7 @@ import math
 import pickle
 import re
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, overload
 
@@ -316,7 +316,7 @@ def decode(content_type: str, text: str | None, data: bytes | None, accept_conte
         raise SerializationError(f"cannot decode {content_type} payload: {type(exc).__name__}: {exc}") from exc
 
 
-def encode_json_call(args: tuple[Any, ...] | list[Any] | None, kwargs: dict[str, Any] | None) -> tuple[str, str]:
+def encode_json_call(args: Sequence[Any] | None, kwargs: dict[str, Any] | None) -> tuple[str, str]:
     """``encode_call`` for the JSON serializer, as ``(args_json, kwargs_json)``: the bulk path."""
     try:
         return json_dumps(args or ()), json_dumps(kwargs) if kwargs else "{}"
@@ -325,7 +325,7 @@ def encode_json_call(args: tuple[Any, ...] | list[Any] | None, kwargs: dict[str,
         raise
 
 
-def encode_call(args: tuple[Any, ...] | list[Any], kwargs: dict[str, Any], serializer: str = "json") -> tuple[str, str | None, str | None, bytes | None]:
+def encode_call(args: Sequence[Any], kwargs: dict[str, Any], serializer: str = "json") -> tuple[str, str | None, str | None, bytes | None]:
     """Encode a call's arguments, naming the argument that cannot be encoded.
 
     Returns ``(content_type, args_json, kwargs_json, payload)``: JSON arguments go to jsonb columns

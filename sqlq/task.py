@@ -22,7 +22,7 @@ from .store import JobSpec
 
 if TYPE_CHECKING:
     from .app import App
-    from .result import AsyncResult
+    from .result import AsyncResult, GroupResult
 
 _MISSING = object()
 
@@ -140,7 +140,7 @@ class Task:
 
     # sending -----------------------------------------------------------------------------------
 
-    def delay(self, *args: Any, **kwargs: Any) -> AsyncResult:
+    def delay(self, *args: Any, **kwargs: Any) -> AsyncResult | GroupResult:
         """Enqueue with default options; one round trip to PostgreSQL."""
         return self.apply_async(args, kwargs)
 
@@ -148,20 +148,20 @@ class Task:
                     countdown: float | None = None, eta: dt.datetime | None = None,
                     expires: float | dt.datetime | None = None, queue: str | None = None,
                     priority: int | None = None, task_id: str | None = None, headers: dict[str, Any] | None = None,
-                    serializer: str | None = None, connection: Any = None, **options: Any) -> AsyncResult:
+                    serializer: str | None = None, connection: Any = None, **options: Any) -> AsyncResult | GroupResult:
         """Enqueue one job. With ``connection=`` it is written in the caller's transaction."""
         spec = self.build_job(args, kwargs, countdown=countdown, eta=eta, expires=expires, queue=queue,
                               priority=priority, task_id=task_id, headers=headers, serializer=serializer,
                               **options)
         return self.app.enqueue([spec], connection=connection)[0]
 
-    def delay_many(self, calls: Iterable[Any], *, connection: Any = None, **options: Any) -> list[AsyncResult]:
+    def delay_many(self, calls: Iterable[Any], *, connection: Any = None, **options: Any) -> list[AsyncResult | GroupResult]:
         """Enqueue many calls in one statement. Each item is a tuple of positional arguments
         (anything else is taken as the single argument)."""
         return self.apply_many(((_as_args(c), {}) for c in calls), connection=connection, **options)
 
     def apply_many(self, calls: Iterable[tuple[Sequence[Any], dict[str, Any]]], *, connection: Any = None,
-                   **options: Any) -> list[AsyncResult]:
+                   **options: Any) -> list[AsyncResult | GroupResult]:
         """Enqueue many ``(args, kwargs)`` calls in one statement with the same options."""
         unknown = set(options) - APPLY_OPTIONS
         if unknown:
@@ -169,15 +169,15 @@ class Task:
         return self.app.enqueue_calls(self.name, calls, task=self, connection=connection,
                                       **self._task_defaults(options))
 
-    async def adelay(self, *args: Any, **kwargs: Any) -> AsyncResult:
+    async def adelay(self, *args: Any, **kwargs: Any) -> AsyncResult | GroupResult:
         return await self.aapply_async(args, kwargs)
 
     async def aapply_async(self, args: Sequence[Any] | None = None, kwargs: dict[str, Any] | None = None, *,
-                           connection: Any = None, **options: Any) -> AsyncResult:
+                           connection: Any = None, **options: Any) -> AsyncResult | GroupResult:
         spec = self.build_job(args, kwargs, **options)
         return (await self.app.aenqueue([spec], connection=connection))[0]
 
-    async def adelay_many(self, calls: Iterable[Any], *, connection: Any = None, **options: Any) -> list[AsyncResult]:
+    async def adelay_many(self, calls: Iterable[Any], *, connection: Any = None, **options: Any) -> list[AsyncResult | GroupResult]:
         specs = [self.build_job(_as_args(c), {}, **options) for c in calls]
         return await self.app.aenqueue(specs, connection=connection)
 

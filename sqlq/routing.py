@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, cast
 
 from .errors import ConfigurationError, RoutingError, UnknownExchange, Unroutable
 from .names import validate_exchange, validate_queue, validate_routing_key
@@ -150,7 +150,7 @@ def plan(queues: Iterable[Queue | str] | None) -> Plan:
         name: (name, ex.type, ex.alternate_queue) for name, ex in exchanges.items()
     }
     bindings: list[tuple[str, str, str]] = []
-    for q in queues:
+    for q in cast("list[Queue]", queues):  # (each checked above)
         for ex, key in q.binding_pairs():
             name = validate_exchange(ex.name if isinstance(ex, Exchange) else ex)
             rows.setdefault(name, (name, None, None))
@@ -258,7 +258,7 @@ def route_queues(app: App, exchange: str, routing_key: str) -> list[str]:
 
 # --- what a publish returned --------------------------------------------------------------------
 
-def published(app: App, specs: Sequence[JobSpec], rows: Sequence[tuple]) -> list[AsyncResult | GroupResult]:
+def published(app: App, specs: Sequence[JobSpec], rows: Sequence[tuple[Any, ...]]) -> list[AsyncResult | GroupResult]:
     """Results for the PUBLISH statement's rows (one per spec), or the error that wrote nothing.
 
     Row: ``(ord, exchange_exists, queue_count, job_ids, queues, group_id)``.

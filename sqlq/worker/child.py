@@ -24,11 +24,12 @@ import signal
 import socket
 import struct
 import threading
+from typing import Any
 
 _HEADER = struct.Struct("<I")
 
 
-def frame(message: object) -> bytes:
+def frame(message: Any) -> bytes:  # whatever marshal takes (tuples of str, int, float, bytes, None)
     data = marshal.dumps(message)
     return _HEADER.pack(len(data)) + data
 
@@ -41,7 +42,7 @@ class FrameReader:
     def __init__(self) -> None:
         self.buffer = bytearray()
 
-    def feed(self, data: bytes) -> list:
+    def feed(self, data: bytes) -> list[Any]:
         buffer = self.buffer
         buffer += data
         messages = []

@@ -22,8 +22,11 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
+## ruff, then mypy (strict, [tool.mypy] in pyproject.toml) on sqlq/ and on the migrations shipped inside it
 lint: $(STAMP)
 	$(BIN)/ruff check sqlq tests examples benchmarks migrations
+	$(BIN)/mypy
+	$(BIN)/mypy migrations
 
 ## sqlq's benchmarks, then the peers' (in their own virtualenv .venv-bench), in one table.
 ## BENCH_PEERS=0 skips the peers, BENCH_N=2000 shrinks the workload; see benchmarks/README.md.

@@ -51,4 +51,4 @@ chaos-small: $(STAMP)
 	$(BIN)/python -m benchmarks.chaos.run --size small
 
 clean:
-	rm -rf $(VENV) .venv-bench .pytest_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) .venv-bench .pytest_cache .ruff_cache .mypy_cache *.egg-info

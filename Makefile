@@ -22,8 +22,11 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
+## ruff, then mypy (strict, [tool.mypy] in pyproject.toml) on sqlq/ and on the migrations shipped inside it
 lint: $(STAMP)
 	$(BIN)/ruff check sqlq tests examples benchmarks migrations
+	$(BIN)/mypy
+	$(BIN)/mypy migrations
 
 ## sqlq's benchmarks, then the peers' (in their own virtualenv .venv-bench), in one table.
 ## BENCH_PEERS=0 skips the peers, BENCH_N=2000 shrinks the workload; see benchmarks/README.md.
@@ -48,4 +51,4 @@ chaos-small: $(STAMP)
 	$(BIN)/python -m benchmarks.chaos.run --size small
 
 clean:
-	rm -rf $(VENV) .venv-bench .pytest_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) .venv-bench .pytest_cache .ruff_cache .mypy_cache *.egg-info

@@ -16,7 +16,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import psycopg
 
@@ -52,6 +52,9 @@ if TYPE_CHECKING:
     # does not pay ~0.1-0.2 s of start-up for it
     from sqlalchemy import Engine
 
+    # for annotations inside App, where the name AsyncResult is App's method
+    from .result import AsyncResult as _AsyncResult
+
 _PRIORITY_RANGE = range(-32768, 32768)
 #: From this many calls on, a bulk enqueue streams its rows with COPY (App.enqueue_calls).
 _STREAM_MIN = 64
@@ -61,7 +64,7 @@ _ID_CHUNK = 512
 _TASK_OPTIONS = frozenset(inspect.signature(Task.__init__).parameters) - {"self", "app", "fn", "name"}
 
 
-class TaskRegistry(dict):
+class TaskRegistry(dict[str, Task]):
     """name → Task, with an error that tells the user how to get a task registered."""
 
     def __missing__(self, name: str) -> Task:
@@ -232,12 +235,12 @@ class App:
         if args:
             raise TaskDefinitionError("use @app.task or @app.task(**options); positional options are not accepted")
 
-        def decorator(fn: Callable) -> Task:
+        def decorator(fn: Callable[..., Any]) -> Task:
             return self._register(fn, options)
 
         return decorator
 
-    def _register(self, fn: Callable, options: dict[str, Any]) -> Task:
+    def _register(self, fn: Callable[..., Any], options: dict[str, Any]) -> Task:
         name = options.pop("name", None) or self._task_name(fn)
         validate_task_name(name)
         unknown = set(options) - _TASK_OPTIONS
@@ -250,7 +253,7 @@ class App:
         self.tasks[name] = task
         return task
 
-    def _task_name(self, fn: Callable) -> str:
+    def _task_name(self, fn: Callable[..., Any]) -> str:
         """``module.function``; for ``__main__`` use a name a worker can import, or say how to get one."""
         module = fn.__module__
         if module == "__main__":
@@ -293,8 +296,8 @@ class App:
 
     # sending -----------------------------------------------------------------------------------
 
-    def send_task(self, name: str, args: Sequence | None = None, kwargs: dict | None = None,
-                  connection: Any = None, **options: Any) -> AsyncResult:
+    def send_task(self, name: str, args: Sequence[Any] | None = None, kwargs: dict[str, Any] | None = None,
+                  connection: Any = None, **options: Any) -> _AsyncResult | GroupResult:
         """Enqueue by name, without importing the task's code."""
         validate_task_name(name)
         task = self.tasks.get(name)
@@ -309,13 +312,13 @@ class App:
         spec = self.build_job(name, args, kwargs, **options)
         return self.enqueue([spec], connection=connection)[0]
 
-    def AsyncResult(self, task_id: str, task_name: str | None = None) -> AsyncResult:  # noqa: N802
+    def AsyncResult(self, task_id: str, task_name: str | None = None) -> _AsyncResult:  # noqa: N802
         return AsyncResult(task_id, self, task_name)
 
-    def build_job(self, task_name: str, args: Sequence | None, kwargs: dict | None, *,
+    def build_job(self, task_name: str, args: Sequence[Any] | None, kwargs: dict[str, Any] | None, *,
                   countdown: float | None = None, eta: dt.datetime | None = None,
                   expires: float | dt.datetime | None = None, queue: str | None = None,
-                  priority: int | None = None, task_id: str | None = None, headers: dict | None = None,
+                  priority: int | None = None, task_id: str | None = None, headers: dict[str, Any] | None = None,
                   serializer: str | None = None, acks_late: bool | None = None,
                   exchange: str | None = None, routing_key: str | None = None,
                   task: Task | None = None) -> JobSpec:
@@ -356,7 +359,7 @@ class App:
             exchange=dest.exchange, routing_key=dest.routing_key,
         )
 
-    def build_jobs(self, task_name: str, calls: Iterable[tuple[Sequence | None, dict | None]], *,
+    def build_jobs(self, task_name: str, calls: Iterable[tuple[Sequence[Any] | None, dict[str, Any] | None]], *,
                    task: Task | None = None, **options: Any) -> list[JobSpec]:
         """``build_job`` for many calls with the same options.
 
@@ -381,9 +384,9 @@ class App:
                 acks_late=first.acks_late, exchange=first.exchange, routing_key=first.routing_key))
         return specs
 
-    def enqueue_calls(self, task_name: str, calls: Iterable[tuple[Sequence | None, dict | None]], *,
+    def enqueue_calls(self, task_name: str, calls: Iterable[tuple[Sequence[Any] | None, dict[str, Any] | None]], *,
                       task: Task | None = None, connection: Any = None,
-                      **options: Any) -> list[AsyncResult | GroupResult]:
+                      **options: Any) -> list[_AsyncResult | GroupResult]:
         """``build_jobs`` and ``enqueue`` in one: bulk enqueue of many calls with the same options.
 
         When the jobs are due now, JSON-encoded, not routed, and written on sqlq's own connection,
@@ -395,7 +398,7 @@ class App:
                 and resolution.routes_by_name_only(self.conf.task_routes):
             first = self.build_job(task_name, *calls[0], task=task, **options)
             if first.due_now() and first.content_type == serialization.JSON:
-                results: list[AsyncResult | GroupResult] = []
+                results: list[_AsyncResult | GroupResult] = []
                 conn = None
                 try:
                     with self.connection() as conn:
@@ -409,13 +412,13 @@ class App:
                 # The COPY's connection broke: write the batch again, with the ids its rows had so far
                 specs = self.build_jobs(task_name, calls, task=task, **options)
                 for spec, sent in zip(specs, results, strict=False):
-                    spec.id = sent.id
+                    spec.id = cast(AsyncResult, sent).id  # (the COPY made AsyncResults only)
                 self._rewrite(specs, lost)
                 return [AsyncResult(s.id, self, s.task) for s in specs]
         return self.enqueue(self.build_jobs(task_name, calls, task=task, **options), connection=connection)
 
-    def _json_rows(self, first: JobSpec, calls: list[tuple[Sequence | None, dict | None]],
-                   results: list[AsyncResult | GroupResult]) -> Iterator[tuple]:
+    def _json_rows(self, first: JobSpec, calls: list[tuple[Sequence[Any] | None, dict[str, Any] | None]],
+                   results: list[_AsyncResult | GroupResult]) -> Iterator[tuple[Any, ...]]:
         """COPY_JOBS rows for ``calls``, encoded one by one (ids too, a chunk at a time), each
         call's ``AsyncResult`` appended to ``results``; ``first`` gives the shared columns."""
         encode = serialization.encode_json_call
@@ -436,12 +439,12 @@ class App:
                     yield (job_id, name, queue, priority, "available", args_json, kwargs_json, None, ctype,
                            headers, acks_late, None)
 
-    def _route(self, task_name: str, args: Sequence | None, kwargs: dict | None, task: Task | None,
+    def _route(self, task_name: str, args: Sequence[Any] | None, kwargs: dict[str, Any] | None, task: Task | None,
                **options: Any) -> resolution.Destination:
         """A queue, or an exchange and routing key (sqlq/routing/resolution.py: options, task, task_routes, defaults)."""
         return resolution.resolve(self.conf, task_name, args, kwargs, task=task, **options)
 
-    def enqueue(self, specs: Sequence[JobSpec], connection: Any = None) -> list[AsyncResult | GroupResult]:
+    def enqueue(self, specs: Sequence[JobSpec], connection: Any = None) -> list[_AsyncResult | GroupResult]:
         """Write jobs: on a pooled connection (committed at once), or in the caller's transaction.
 
         Jobs routed through an exchange (``spec.exchange``) return an ``AsyncResult`` when they reach
@@ -472,7 +475,7 @@ class App:
             return published.results(self, specs, rows)
         return [AsyncResult(s.id, self, s.task) for s in specs]
 
-    def _rewrite(self, specs: Sequence[JobSpec], lost: BaseException) -> list[tuple] | None:
+    def _rewrite(self, specs: Sequence[JobSpec], lost: BaseException) -> list[tuple[Any, ...]] | None:
         """The one retry of a write whose pooled connection broke (``lost``): ``Store.rewrite`` on a
         new connection (the pool checks and replaces idle ones), or the error that says the
         first attempt's fate is unknown."""
@@ -482,7 +485,7 @@ class App:
         except (psycopg.OperationalError, DatabaseUnavailableError) as exc:
             raise write_lost([s.id for s in specs], lost, exc) from exc
 
-    async def _arewrite(self, specs: Sequence[JobSpec], lost: BaseException) -> list[tuple] | None:
+    async def _arewrite(self, specs: Sequence[JobSpec], lost: BaseException) -> list[tuple[Any, ...]] | None:
         """``_rewrite`` for the async API."""
         try:
             async with self._async_pool().connection() as conn:
@@ -496,7 +499,7 @@ class App:
 
     @staticmethod
     def _write(store: Store, conn: psycopg.Connection, specs: Sequence[JobSpec], *,
-               own: bool = False) -> list[tuple] | None:
+               own: bool = False) -> list[tuple[Any, ...]] | None:
         """Returns PUBLISH's rows for routed jobs (None otherwise). ``own``: a pooled connection."""
         if store.routed(specs):
             return store.publish(conn, specs, own=own)
@@ -506,7 +509,7 @@ class App:
             store.enqueue_many(conn, specs)
         return None
 
-    def _write_on(self, connection: Any, store: Store, specs: Sequence[JobSpec]) -> list[tuple] | None:
+    def _write_on(self, connection: Any, store: Store, specs: Sequence[JobSpec]) -> list[tuple[Any, ...]] | None:
         """The caller's connection: psycopg, or SQLAlchemy Connection/Session (their transaction)."""
         if isinstance(connection, psycopg.Connection):
             in_transaction = _in_transaction(connection)
@@ -531,14 +534,14 @@ class App:
         return [tuple(row) for row in result.fetchall()] if store.routed(specs) else None
 
     @staticmethod
-    def _statement(store: Store, specs: Sequence[JobSpec]) -> tuple[str, dict]:
+    def _statement(store: Store, specs: Sequence[JobSpec]) -> tuple[str, dict[str, Any]]:
         if store.routed(specs):
             return store.publish_statement(specs)
         if len(specs) == 1:
             return store.sql["ENQUEUE"], specs[0].params()
         return store.sql["ENQUEUE_MANY"], store.many_params(specs)
 
-    async def aenqueue(self, specs: Sequence[JobSpec], connection: Any = None) -> list[AsyncResult | GroupResult]:
+    async def aenqueue(self, specs: Sequence[JobSpec], connection: Any = None) -> list[_AsyncResult | GroupResult]:
         """``enqueue`` for the async API, with the same retry on a pooled connection that broke."""
         store = self.store
         if connection is None:
@@ -578,7 +581,7 @@ class App:
         return [AsyncResult(s.id, self, s.task) for s in specs]
 
     async def _awrite(self, store: Store, conn: psycopg.AsyncConnection,
-                      specs: Sequence[JobSpec]) -> list[tuple] | None:
+                      specs: Sequence[JobSpec]) -> list[tuple[Any, ...]] | None:
         try:
             if store.routed(specs):
                 return await store.apublish(conn, specs)
@@ -670,7 +673,7 @@ def load_app(path: str) -> App:
             ) from None
         raise
     if attr:
-        obj = module
+        obj: object = module
         for part in attr.split("."):
             obj = getattr(obj, part, None)
         if not isinstance(obj, App):

@@ -16,7 +16,7 @@ import json
 import logging
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import click
 import psycopg
@@ -27,6 +27,9 @@ from .db import explain_connection_error
 from .errors import SqlqError
 from .names import validate_queue
 from .serialization import json_dumps, json_loads
+
+if TYPE_CHECKING:
+    from .store import ScheduleRow
 
 log = logging.getLogger("sqlq")
 
@@ -173,7 +176,9 @@ def migrate(click_ctx: click.Context, as_sql: bool) -> None:
     """Create or upgrade sqlq's tables (in their own schema, with their own version table)."""
     if click_ctx.invoked_subcommand is not None:
         return
-    app = click_ctx.find_object(_Context).app()
+    ctx = click_ctx.find_object(_Context)
+    assert ctx is not None  # main() made it
+    app = ctx.app()
     if as_sql:
         from .migrate import upgrade_sql
 
@@ -444,6 +449,7 @@ def schedule_list(ctx: _Context, as_json: bool) -> None:
     from .periodic.definitions import describe, list_schedules
 
     rows = list_schedules(ctx.app())
+    row: ScheduleRow | None  # a schedule, or None for the heading line below
     if as_json:
         for row in rows:
             record = {k: (v.isoformat() if isinstance(v, dt.datetime) else v) for k, v in row._asdict().items()}
@@ -495,7 +501,7 @@ def schedule_add(ctx: _Context, name: str, task_name: str, cron: str | None, eve
         raise click.UsageError("give exactly one of --cron EXPR or --every SECONDS")
     if anchor is not None and every_seconds is None:
         raise click.UsageError("--anchor goes with --every")
-    timing = cron if cron is not None else every(every_seconds, anchor=anchor and anchor.replace(tzinfo=dt.UTC))
+    timing = cron if cron is not None else every(cast(float, every_seconds), anchor=anchor and anchor.replace(tzinfo=dt.UTC))
     options = {k: v for k, v in {"queue": queue, "priority": priority, "expires": expires}.items() if v is not None}
     row = add_schedule(ctx.app(), name, task_name, timing, args=_json_arg(args_json, "--args", list),
                        kwargs=_json_arg(kwargs_json, "--kwargs", dict), options=options, timezone=timezone,

@@ -62,7 +62,7 @@ _LIST = {"accept_content"}
 _NOT_FROM_ENV = {"task_routes", "task_queues", "beat_schedule", "database_url"}
 
 #: On POSIX, ``os.environ`` keeps the variables, encoded, in ``_data``; elsewhere use ``get``.
-_ENVIRON_DATA: dict | None = getattr(os.environ, "_data", None) if os.name == "posix" else None
+_ENVIRON_DATA: dict[bytes, bytes] | None = getattr(os.environ, "_data", None) if os.name == "posix" else None
 
 #: The environment variable of each setting that may come from one (encoded, to look up in _data).
 _ENV_NAMES: dict[str, Any] = {

@@ -56,10 +56,13 @@ import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from .errors import EmbeddedDatabaseError
+
+if TYPE_CHECKING:
+    import psutil
 
 __all__ = ["embedded_status", "embedded_url", "ensure_embedded", "stop_embedded"]
 
@@ -134,7 +137,8 @@ def embedded_url(path: str | os.PathLike[str] | None = None) -> str | None:
     For code that wants to use the development database only if somebody already started it (e.g.
     a status command), without the side effect of starting a server.
     """
-    return embedded_status(path)["url"]
+    url: str | None = embedded_status(path)["url"]
+    return url
 
 
 def embedded_status(path: str | os.PathLike[str] | None = None) -> dict[str, Any]:
@@ -357,7 +361,7 @@ def _is_our_postmaster(pid: int, pgdata: Path) -> bool:
         return False
 
 
-def _works_in(proc: Any, pgdata: Path) -> bool:
+def _works_in(proc: psutil.Process, pgdata: Path) -> bool:
     """True if psutil ``proc`` is a live PostgreSQL process whose working directory is ``pgdata``.
 
     The name check keeps us from ever signalling, say, a shell that was cd'ed into the directory.

@@ -6,6 +6,7 @@ usually looking at a log line, not at our source.
 
 from __future__ import annotations
 
+import builtins
 import datetime as dt
 
 
@@ -86,7 +87,7 @@ class ScheduleError(SqlqError):
     """A periodic-task schedule is invalid (bad cron string, unknown time zone, unknown task)."""
 
 
-class TimeoutError(SqlqError, TimeoutError):  # noqa: A001 - deliberately also a builtin TimeoutError
+class TimeoutError(SqlqError, builtins.TimeoutError):  # noqa: A001 - deliberately also a builtin TimeoutError
     """Waiting for a result took longer than the caller allowed."""
 
 

@@ -39,7 +39,9 @@ def _config(schema: str, url: str | None = None, connection: Any = None, output:
 def head_revision() -> str:
     from alembic.script import ScriptDirectory
 
-    return ScriptDirectory.from_config(_config("sqlq")).get_current_head()
+    head = ScriptDirectory.from_config(_config("sqlq")).get_current_head()
+    assert head is not None  # None only for a script directory without revisions; sqlq ships its own
+    return head
 
 
 def current_revision(engine: Engine, schema: str) -> str | None:

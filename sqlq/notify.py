@@ -91,6 +91,7 @@ class Listener:
                 self._stop.wait(backoff.next())
             finally:
                 self._conn = None
+        assert self._waker is not None and self._wakeup is not None  # start() made the pair
         self._waker.close()
         self._wakeup.close()
 
@@ -98,6 +99,7 @@ class Listener:
         """Hand on notifications until stopped; raises when the connection breaks."""
         with selectors.DefaultSelector() as selector:  # (not select.select: no limit on fd numbers)
             selector.register(conn.fileno(), selectors.EVENT_READ)
+            assert self._wakeup is not None  # start() made it before starting the thread
             selector.register(self._wakeup, selectors.EVENT_READ)
             while not self._stop.is_set():
                 # timeout=0: take what has arrived (and what psycopg kept while LISTEN ran), never

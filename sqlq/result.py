@@ -21,6 +21,8 @@ from .errors import InvalidTaskIdError, TaskError, TaskExpiredError, TaskRevoked
 from .errors import TimeoutError as SqlqTimeoutError
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from .app import App
 
 READY_STATES = frozenset({"SUCCESS", "FAILURE", "REVOKED", "EXPIRED"})
@@ -74,7 +76,7 @@ class AsyncResult:
         self.id = str(id)
         self.app = app
         self.task_name = task_name
-        self._cache: tuple | None = None
+        self._cache: tuple[Any, ...] | None = None
 
     def __repr__(self) -> str:
         return f"<AsyncResult: {self.id}>"
@@ -87,7 +89,7 @@ class AsyncResult:
 
     # reading -----------------------------------------------------------------------------------
 
-    def _row(self) -> tuple | None:
+    def _row(self) -> tuple[Any, ...] | None:
         if self._cache is not None:
             return self._cache
         with self.app.connection() as conn:
@@ -137,7 +139,7 @@ class AsyncResult:
         row = self._row()
         return row[9] if row else 0
 
-    def _value(self, row: tuple) -> Any:
+    def _value(self, row: tuple[Any, ...]) -> Any:
         state = row[0]
         if state == "SUCCESS":
             if row[3] is None or row[3] == serialization.JSON:
@@ -151,7 +153,7 @@ class AsyncResult:
             return TaskExpiredError(f"task {self.id} expired before a worker started it, so it never ran")
         return None
 
-    def _outcome(self, row: tuple, propagate: bool) -> Any:
+    def _outcome(self, row: tuple[Any, ...], propagate: bool) -> Any:
         value = self._value(row)
         if propagate and row[0] != "SUCCESS" and isinstance(value, BaseException):
             raise value
@@ -217,7 +219,7 @@ class AsyncResult:
         finally:
             waiter.unregister(self.id, wake)
 
-    async def _arow(self) -> tuple | None:
+    async def _arow(self) -> tuple[Any, ...] | None:
         """``_row`` on the app's async pool."""
         if self._cache is not None:
             return self._cache
@@ -268,7 +270,7 @@ class GroupResult:
     def __repr__(self) -> str:
         return f"<GroupResult: {self.id} [{', '.join(r.id for r in self.results)}]>"
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[AsyncResult]:
         return iter(self.results)
 
     def __len__(self) -> int:
@@ -289,7 +291,7 @@ class GroupResult:
     def completed_count(self) -> int:
         return sum(r.successful() for r in self.results)
 
-    def get(self, timeout: float | None = None, propagate: bool = True, interval: float | None = None) -> list:
+    def get(self, timeout: float | None = None, propagate: bool = True, interval: float | None = None) -> list[Any]:
         """Every job's value; ``timeout`` bounds the whole wait, not each job's."""
         deadline = None if timeout is None else time.monotonic() + timeout
         values = []

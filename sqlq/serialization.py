@@ -18,9 +18,9 @@ import math
 import pickle
 import re
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, overload
 
 from .errors import ContentDisallowed, SerializationError
 
@@ -50,7 +50,7 @@ def _encode_default(value: Any) -> Any:
     raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
 
 
-_DECODERS = {
+_DECODERS: dict[str, Callable[[Any], Any]] = {
     "datetime": dt.datetime.fromisoformat,
     "date": dt.date.fromisoformat,
     "time": dt.time.fromisoformat,
@@ -61,7 +61,7 @@ _DECODERS = {
 }
 
 
-def _decode_hook(obj: dict) -> Any:
+def _decode_hook(obj: dict[str, Any]) -> Any:
     kind = obj.get("__type__")
     if kind is not None and len(obj) == 2 and "__value__" in obj:
         decoder = _DECODERS.get(kind)
@@ -80,9 +80,11 @@ _decoder = json.JSONDecoder(object_hook=_decode_hook)
 # which is three quarters of the cost of encoding a small argument list (on every delay() and every
 # result). Without the circular-reference check; a circular value overflows the stack and is then
 # encoded again by ``_encoder`` for its proper error.
-_c_encode = (json.encoder.c_make_encoder(None, _encode_default, json.encoder.encode_basestring, None, ":", ",",
-                                         False, False, False)
-             if json.encoder.c_make_encoder is not None else None)
+# (c_make_encoder is CPython's _json.make_encoder, None without the C module; typeshed does not declare it)
+_c_make_encoder: Callable[..., Callable[[Any, int], Iterable[str]]] | None = json.encoder.c_make_encoder  # type: ignore[attr-defined]
+_c_encode = (_c_make_encoder(None, _encode_default, json.encoder.encode_basestring, None, ":", ",",
+                             False, False, False)
+             if _c_make_encoder is not None else None)
 
 
 def json_dumps(value: Any) -> str:
@@ -169,7 +171,7 @@ _UNSTORABLE_CHAR = re.compile("[\x00\ud800-\udfff]")
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
-def _escape_char(match: re.Match) -> str:
+def _escape_char(match: re.Match[str]) -> str:
     code = ord(match.group())
     return "\\x00" if code == 0 else f"\\u{code:04x}"
 
@@ -184,7 +186,13 @@ def unstorable_text_char(value: str) -> str | None:
     return f"{kind} ({_escape_char(match)})"
 
 
-def db_text(value: Any) -> str | None:
+@overload
+def db_text(value: None) -> None: ...
+@overload
+def db_text(value: str) -> str: ...
+@overload
+def db_text(value: object) -> str | None: ...
+def db_text(value: object) -> str | None:
     """``value`` as text PostgreSQL can store: NUL becomes the four characters ``\\x00`` and each lone
     surrogate ``\\udcxx`` (its code point, visible), so an exception's message, type, traceback or a
     retry's error is recorded instead of failing its statement. None stays None; anything that is
@@ -214,7 +222,8 @@ def safe_str(value: Any) -> str:
 
 
 _EMPTY = {"{}": dict, "[]": list}
-_scan = _decoder.scan_once
+# (set by JSONDecoder.__init__; typeshed does not declare it)
+_scan: Callable[[str, int], tuple[Any, int]] = _decoder.scan_once  # type: ignore[attr-defined]
 
 
 def json_loads(text: str | bytes | None) -> Any:
@@ -233,7 +242,7 @@ def json_loads(text: str | bytes | None) -> Any:
     return value if end == len(text) else _decoder.decode(text)
 
 
-def _msgpack():
+def _msgpack() -> Any:  # the msgpack module, which has no types
     try:
         import msgpack
     except ImportError:
@@ -247,7 +256,7 @@ def _msgpack_default(value: Any) -> Any:
     return _encode_default(value)
 
 
-def _msgpack_hook(obj: dict) -> Any:
+def _msgpack_hook(obj: dict[str, Any]) -> Any:
     return _decode_hook(obj)
 
 
@@ -316,7 +325,7 @@ def decode(content_type: str, text: str | None, data: bytes | None, accept_conte
         raise SerializationError(f"cannot decode {content_type} payload: {type(exc).__name__}: {exc}") from exc
 
 
-def encode_json_call(args: tuple | list | None, kwargs: dict | None) -> tuple[str, str]:
+def encode_json_call(args: Sequence[Any] | None, kwargs: dict[str, Any] | None) -> tuple[str, str]:
     """``encode_call`` for the JSON serializer, as ``(args_json, kwargs_json)``: the bulk path."""
     try:
         return json_dumps(args or ()), json_dumps(kwargs) if kwargs else "{}"
@@ -325,7 +334,7 @@ def encode_json_call(args: tuple | list | None, kwargs: dict | None) -> tuple[st
         raise
 
 
-def encode_call(args: tuple | list, kwargs: dict, serializer: str = "json") -> tuple[str, str | None, str | None, bytes | None]:
+def encode_call(args: Sequence[Any], kwargs: dict[str, Any], serializer: str = "json") -> tuple[str, str | None, str | None, bytes | None]:
     """Encode a call's arguments, naming the argument that cannot be encoded.
 
     Returns ``(content_type, args_json, kwargs_json, payload)``: JSON arguments go to jsonb columns
@@ -341,7 +350,7 @@ def encode_call(args: tuple | list, kwargs: dict, serializer: str = "json") -> t
         raise
 
 
-def _raise_for_bad_argument(args: list, kwargs: dict, serializer: str) -> None:
+def _raise_for_bad_argument(args: list[Any], kwargs: dict[str, Any], serializer: str) -> None:
     for index, value in enumerate(args):
         try:
             encode(value, serializer)
@@ -366,7 +375,7 @@ def _reason(exc: SerializationError) -> str:
 
 
 def decode_call(content_type: str, args_text: str | None, kwargs_text: str | None, payload: bytes | None,
-                accept_content: Iterable[str]) -> tuple[list, dict]:
+                accept_content: Iterable[str]) -> tuple[list[Any], dict[str, Any]]:
     check_accepted(content_type, accept_content)
     if content_type == JSON:
         try:

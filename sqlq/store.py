@@ -25,7 +25,7 @@ import weakref
 import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast, final
 
 import psycopg
 from psycopg import sql
@@ -684,9 +684,9 @@ class ScheduleRow(NamedTuple):
 
     name: str
     task: str
-    args: list
-    kwargs: dict
-    options: dict
+    args: list[Any]
+    kwargs: dict[str, Any]
+    options: dict[str, Any]
     cron: str | None
     interval_seconds: float | None
     anchor: dt.datetime | None
@@ -898,7 +898,7 @@ class _FastStatement:
     def of(cls, key: str, statement: str) -> _FastStatement:
         names: list[str] = []
 
-        def number(match: re.Match) -> str:
+        def number(match: re.Match[str]) -> str:
             if match.group(1) is None:
                 return "%"
             if match.group(1) not in names:
@@ -932,11 +932,11 @@ def _parse_text_array(value: bytes | None) -> list[str] | None:
     return [item.strip('"') for item in inner.split(",")] if inner else []
 
 
-def _publish_row(res: psycopg.pq.abc.PGresult) -> tuple:
+def _publish_row(res: psycopg.pq.abc.PGresult) -> tuple[Any, ...]:
     """PUBLISH_ONE's one row, read from its text form as psycopg would have typed it."""
     ord_, exists, count, ids, queues, group_id, notified = (res.get_value(0, i) for i in range(7))
-    return (int(ord_), exists == b"t", int(count), _parse_text_array(ids), _parse_text_array(queues),
-            None if group_id is None else group_id.decode(), int(notified))
+    return (int(ord_), exists == b"t", int(count), _parse_text_array(ids), _parse_text_array(queues),  # type: ignore[arg-type]  # (never NULL)
+            None if group_id is None else group_id.decode(), int(notified))  # type: ignore[arg-type]  # (never NULL)
 
 
 # --- rows ---------------------------------------------------------------------------------------
@@ -959,6 +959,7 @@ class ClaimedJob(NamedTuple):
     group_id: str | None
 
 
+@final  # (the prefork wire format tells them apart by exact type)
 @dataclass(slots=True)
 class Outcome:
     """What happened to one claimed job, ready for the batched FINISH."""
@@ -974,6 +975,7 @@ class Outcome:
     traceback: str | None = None
 
 
+@final  # (the prefork wire format tells them apart by exact type)
 @dataclass(slots=True)
 class RetryRequest:
     """Run the job again ``delay`` seconds after RETRY is recorded (the database's clock), or at
@@ -987,6 +989,7 @@ class RetryRequest:
     eta: float | None = None
 
 
+@final  # (the prefork wire format tells them apart by exact type)
 @dataclass(slots=True)
 class Interrupted:
     """The attempt was cut off and did nothing (a transactional task whose connection broke: its
@@ -1118,7 +1121,7 @@ def _text_array(values: Sequence[str | None]) -> _TextArray:
     return _TextArray(b"".join(parts))
 
 
-def _finish_ok_params(conn: psycopg.Connection, worker_id: str, outcomes: Sequence[Outcome]) -> dict | None:
+def _finish_ok_params(conn: psycopg.Connection, worker_id: str, outcomes: Sequence[Outcome]) -> dict[str, Any] | None:
     """FINISH_OK's parameters as binary arrays, or None when they cannot be (a connection whose
     encoding is not UTF-8, an id that is not a uuid: FINISH then runs and the server says what is wrong)."""
     if conn.info.encoding != "utf-8":
@@ -1187,7 +1190,7 @@ class Store:
         statement = self._fast[key]
         if statement.name not in _PREPARED.get(conn, ()) and not self._prepare(conn, statement):
             return None
-        res = conn.pgconn.exec_prepared(statement.name, [_wire(params[name]) for name in statement.params],
+        res = conn.pgconn.exec_prepared(statement.name, [_wire(params[name]) for name in statement.params],  # type: ignore[misc]  # psycopg's annotation leaves out None (NULL), which libpq takes
                                         statement.formats)
         if res.status == psycopg.pq.ExecStatus.TUPLES_OK:
             return res
@@ -1219,7 +1222,7 @@ class Store:
                                j.content_type, j.headers, j.acks_late, j.group_id) for j in jobs),
                        sorted({j.queue for j in jobs}))
 
-    def copy_jobs(self, conn: psycopg.Connection, rows: Iterable[tuple], queues: Sequence[str], *,
+    def copy_jobs(self, conn: psycopg.Connection, rows: Iterable[tuple[Any, ...]], queues: Sequence[str], *,
                   lean: bool = False) -> None:
         """COPY rows of due jobs (COPY_JOBS's columns in order; COPY_JOBS_LEAN's when ``lean``) and
         wake ``queues``' workers.
@@ -1242,7 +1245,7 @@ class Store:
         if jobs:
             await conn.execute(self.sql["ENQUEUE_MANY"], self.many_params(jobs))
 
-    def rewrite(self, conn: psycopg.Connection, jobs: Sequence[JobSpec]) -> list[tuple] | None:
+    def rewrite(self, conn: psycopg.Connection, jobs: Sequence[JobSpec]) -> list[tuple[Any, ...]] | None:
         """Write ``jobs`` again after the connection of a first attempt broke (App.enqueue), on
         sqlq's own autocommit ``conn``: those the first attempt wrote (their ids are in jobs or
         results) are left as they are, the rest are written, all in one transaction. Returns
@@ -1261,7 +1264,7 @@ class Store:
             conn.execute(self.sql["NOTIFY_QUEUES"], {"queues": queues})
         return rows or None
 
-    async def arewrite(self, conn: psycopg.AsyncConnection, jobs: Sequence[JobSpec]) -> list[tuple] | None:
+    async def arewrite(self, conn: psycopg.AsyncConnection, jobs: Sequence[JobSpec]) -> list[tuple[Any, ...]] | None:
         """``rewrite`` on an async connection."""
         rows, statement, params, ids, queues = self._rewrite_plan(jobs)
         async with conn.transaction():
@@ -1273,7 +1276,7 @@ class Store:
             await conn.execute(self.sql["NOTIFY_QUEUES"], {"queues": queues})
         return rows or None
 
-    def _rewrite_plan(self, jobs: Sequence[JobSpec]) -> tuple[list, str, dict, list[str], list[str]]:
+    def _rewrite_plan(self, jobs: Sequence[JobSpec]) -> tuple[list[tuple[Any, ...]], str, dict[str, list[Any]], list[str], list[str]]:
         """(a non-empty list when routed, the statement, its parameters, the job ids, their queues).
         Every queue is woken, even one whose job the first attempt wrote: a NOTIFY too many only
         makes a worker look."""
@@ -1283,13 +1286,13 @@ class Store:
                 sorted({j.queue for j in jobs}))
 
     @staticmethod
-    def _published_jobs(rows: Sequence[tuple]) -> tuple[list[str], list[str]]:
+    def _published_jobs(rows: Sequence[tuple[Any, ...]]) -> tuple[list[str], list[str]]:
         """The job ids and queues in PUBLISH's rows."""
         return ([i for row in rows for i in row[3] or ()],
                 sorted({q for row in rows for q in row[4] or ()}))
 
     @staticmethod
-    def many_params(jobs: Sequence[JobSpec]) -> dict[str, list]:
+    def many_params(jobs: Sequence[JobSpec]) -> dict[str, list[Any]]:
         return {
             "ids": [j.id for j in jobs], "tasks": [j.task for j in jobs], "queues": [j.queue for j in jobs],
             "priorities": [j.priority for j in jobs], "args": [j.args for j in jobs],
@@ -1331,7 +1334,7 @@ class Store:
     def quarantine(self, conn: psycopg.Connection, queue: str) -> int:
         """Move ``queue``'s rows that no worker can run (QUARANTINE) to results as FAILURE; returns
         how many."""
-        return conn.execute(self.sql["QUARANTINE"], {"queue": queue}).fetchone()[0]
+        return cast("tuple[int]", conn.execute(self.sql["QUARANTINE"], {"queue": queue}).fetchone())[0]
 
     def finish(self, conn: psycopg.Connection, worker_id: str, outcomes: Sequence[Outcome]) -> int:
         """Record outcomes; returns how many were still ours to record."""
@@ -1365,11 +1368,11 @@ class Store:
         # at every later FINISH (32 ms for ten outcomes once 200,000 jobs wait). Planning each
         # call costs ~0.6 ms, the price of a plan that follows the table.
         try:
-            return conn.execute(self.sql[statement], params, prepare=False).fetchone()[0]
+            return cast("tuple[int]", conn.execute(self.sql[statement], params, prepare=False).fetchone())[0]
         except psycopg.errors.UniqueViolation:
             if statement.endswith("_UPSERT"):
                 raise
-        return conn.execute(self.sql[statement + "_UPSERT"], params, prepare=False).fetchone()[0]
+        return cast("tuple[int]", conn.execute(self.sql[statement + "_UPSERT"], params, prepare=False).fetchone())[0]
 
     def retry(self, conn: psycopg.Connection, worker_id: str, requests: Sequence[RetryRequest]) -> int:
         if not requests:
@@ -1379,7 +1382,7 @@ class Store:
             "delays": [r.delay for r in requests], "etas": [r.eta for r in requests],
             "errors": [r.error for r in requests],
         }
-        return conn.execute(self.sql["RETRY"], params).fetchone()[0]
+        return cast("tuple[int]", conn.execute(self.sql["RETRY"], params).fetchone())[0]
 
     def release(self, conn: psycopg.Connection, worker_id: str, jobs: Sequence[tuple[str, int]]) -> None:
         if jobs:
@@ -1395,33 +1398,35 @@ class Store:
         row = conn.execute(self.sql["LOST"], {"worker_id": worker_id, "ids": [j[0] for j in jobs],
                                               "attempts": [j[1] for j in jobs], "max_lost": max_lost,
                                               "rerun": rerun}).fetchone()
+        assert row is not None  # (the statement returns one row)
         return row[0], row[1]
 
     def rescue(self, conn: psycopg.Connection, timeout: float, max_lost: int,
                grace: float = LIVENESS_GRACE) -> tuple[int, int]:
         row = conn.execute(self.sql["RESCUE"], {"timeout": timeout, "grace": grace, "max_lost": max_lost,
                                                 "rerun": False}).fetchone()
+        assert row is not None  # (the statement returns one row)
         return row[0], row[1]
 
     def workers_liveness(self, conn: psycopg.Connection, timeout: float, grace: float = LIVENESS_GRACE) -> bool:
         """Note whose liveness lock is free; True when some worker is now dead (run ``rescue``)."""
         return bool(conn.execute(self.sql["WORKERS_LIVENESS"],
                                  {"namespace": self.liveness_namespace, "timeout": timeout,
-                                  "grace": grace}).fetchone()[0])
+                                  "grace": grace}).fetchone()[0])  # type: ignore[index]  # one row
 
     def take_worker_lock(self, conn: psycopg.Connection, lock_key: int) -> bool:
         """Hold this worker's liveness lock for as long as ``conn``'s session lives."""
         return bool(conn.execute(self.sql["WORKER_LOCK"], {"namespace": self.liveness_namespace,
-                                                           "lock_key": lock_key}).fetchone()[0])
+                                                           "lock_key": lock_key}).fetchone()[0])  # type: ignore[index]  # one row
 
     # PROMOTE and NEXT_SCHEDULED_IN are planned at every call (they run once per housekeeping round,
     # not per job). Prepared, they got a generic plan after five runs, and one made while the table
     # was nearly empty scanned it all at every later round: 96 ms and 28 ms once 200,000 jobs waited.
     def promote(self, conn: psycopg.Connection, limit: int = 5000) -> int:
-        return conn.execute(self.sql["PROMOTE"], {"limit": limit}, prepare=False).fetchone()[0]
+        return cast("tuple[int]", conn.execute(self.sql["PROMOTE"], {"limit": limit}, prepare=False).fetchone())[0]
 
     def next_scheduled_in(self, conn: psycopg.Connection) -> float | None:
-        return conn.execute(self.sql["NEXT_SCHEDULED_IN"], prepare=False).fetchone()[0]
+        return cast("tuple[float | None]", conn.execute(self.sql["NEXT_SCHEDULED_IN"], prepare=False).fetchone())[0]
 
     def expire_results(self, conn: psycopg.Connection, ttl: float, limit: int = 10000) -> int:
         return conn.execute(self.sql["EXPIRE_RESULTS"], {"ttl": ttl, "limit": limit}).rowcount
@@ -1441,10 +1446,10 @@ class Store:
 
     # results -----------------------------------------------------------------------------------
 
-    def fetch_state(self, conn: psycopg.Connection, job_id: str) -> tuple | None:
+    def fetch_state(self, conn: psycopg.Connection, job_id: str) -> tuple[Any, ...] | None:
         return conn.execute(self.sql["FETCH_STATE"], {"id": job_id}, prepare=True).fetchone()
 
-    async def afetch_state(self, conn: psycopg.AsyncConnection, job_id: str) -> tuple | None:
+    async def afetch_state(self, conn: psycopg.AsyncConnection, job_id: str) -> tuple[Any, ...] | None:
         cur = await conn.execute(self.sql["FETCH_STATE"], {"id": job_id}, prepare=True)
         return await cur.fetchone()
 
@@ -1452,7 +1457,7 @@ class Store:
         conn.execute(self.sql["FORGET"], {"id": job_id})
 
     def revoke(self, conn: psycopg.Connection, ids: Sequence[str]) -> int:
-        return conn.execute(self.sql["REVOKE"], {"ids": list(ids)}).fetchone()[0]
+        return cast("tuple[int]", conn.execute(self.sql["REVOKE"], {"ids": list(ids)}).fetchone())[0]
 
     # inspection --------------------------------------------------------------------------------
 
@@ -1462,7 +1467,7 @@ class Store:
     def purge(self, conn: psycopg.Connection, queue: str | None = None) -> int:
         return conn.execute(self.sql["PURGE"], {"queue": queue}).rowcount
 
-    def workers(self, conn: psycopg.Connection) -> list[tuple]:
+    def workers(self, conn: psycopg.Connection) -> list[tuple[Any, ...]]:
         return conn.execute(self.sql["WORKERS"]).fetchall()
 
     def schema_revision(self, conn: psycopg.Connection) -> str | None:
@@ -1484,7 +1489,7 @@ class Store:
         return key - (1 << 32) if key >= 1 << 31 else key
 
     def try_xact_lock(self, conn: psycopg.Connection, key: int) -> bool:
-        return conn.execute(self.sql["TRY_XACT_LOCK"], {"key": key}).fetchone()[0]
+        return cast("tuple[bool]", conn.execute(self.sql["TRY_XACT_LOCK"], {"key": key}).fetchone())[0]
 
     def xact_lock(self, conn: psycopg.Connection, key: int) -> None:
         conn.execute(self.sql["XACT_LOCK"], {"key": key})
@@ -1492,7 +1497,7 @@ class Store:
     # schedules (sqlq beat) ---------------------------------------------------------------------
 
     def schedule_clock(self, conn: psycopg.Connection) -> dt.datetime:
-        return conn.execute(self.sql["SCHEDULE_CLOCK"]).fetchone()[0]
+        return cast("tuple[dt.datetime]", conn.execute(self.sql["SCHEDULE_CLOCK"]).fetchone())[0]
 
     def upsert_schedule(self, conn: psycopg.Connection, params: dict[str, Any]) -> None:
         conn.execute(self.sql["SCHEDULE_UPSERT"], params)
@@ -1556,6 +1561,7 @@ class Store:
     def schedule_next_due(self, conn: psycopg.Connection) -> tuple[dt.datetime, dt.datetime | None]:
         """(the database's time, the earliest cursor of an enabled schedule or None)."""
         row = conn.execute(self.sql["SCHEDULE_NEXT_DUE"]).fetchone()
+        assert row is not None  # (the statement returns one row)
         return row[0], row[1]
 
     # routing (sqlq/routing.py) -----------------------------------------------------------------
@@ -1566,7 +1572,7 @@ class Store:
         return any(j.exchange is not None for j in jobs)
 
     @staticmethod
-    def publish_params(jobs: Sequence[JobSpec]) -> dict[str, list]:
+    def publish_params(jobs: Sequence[JobSpec]) -> dict[str, list[Any]]:
         params = Store.many_params(jobs)
         params["exchanges"] = [j.exchange for j in jobs]
         params["routing_keys"] = [j.routing_key for j in jobs]
@@ -1578,7 +1584,7 @@ class Store:
             return self.sql["PUBLISH_ONE"], jobs[0].params()
         return self.sql["PUBLISH"], self.publish_params(jobs)
 
-    def publish(self, conn: psycopg.Connection, jobs: Sequence[JobSpec], *, own: bool = False) -> list[tuple]:
+    def publish(self, conn: psycopg.Connection, jobs: Sequence[JobSpec], *, own: bool = False) -> list[tuple[Any, ...]]:
         """One row per job: (ord, exchange_exists, queue_count, ids, queues, group_id, _). ``own``:
         as in ``enqueue``."""
         if own and len(jobs) == 1:
@@ -1588,7 +1594,7 @@ class Store:
         statement, params = self.publish_statement(jobs)
         return conn.execute(statement, params, prepare=True).fetchall()
 
-    async def apublish(self, conn: psycopg.AsyncConnection, jobs: Sequence[JobSpec]) -> list[tuple]:
+    async def apublish(self, conn: psycopg.AsyncConnection, jobs: Sequence[JobSpec]) -> list[tuple[Any, ...]]:
         statement, params = self.publish_statement(jobs)
         cur = await conn.execute(statement, params, prepare=True)
         return await cur.fetchall()
@@ -1601,6 +1607,7 @@ class Store:
             "alternates": [e[2] for e in exchanges], "b_exchanges": [b[0] for b in bindings],
             "b_keys": [b[1] for b in bindings], "b_queues": [b[2] for b in bindings],
         }).fetchone()
+        assert row is not None  # (the statement returns one row)
         return row[0], row[1], row[2]
 
     def exchange_type(self, conn: psycopg.Connection, name: str) -> str | None:
@@ -1613,9 +1620,9 @@ class Store:
     def delete_exchange(self, conn: psycopg.Connection, name: str) -> int:
         return conn.execute(self.sql["DELETE_EXCHANGE"], {"name": name}).rowcount
 
-    def list_routes(self, conn: psycopg.Connection) -> list[tuple]:
+    def list_routes(self, conn: psycopg.Connection) -> list[tuple[Any, ...]]:
         return conn.execute(self.sql["LIST_ROUTES"]).fetchall()
 
     def route_queues(self, conn: psycopg.Connection, exchange: str, routing_key: str) -> list[str] | None:
         """The queues (exchange, routing_key) reaches; None for an unknown exchange."""
-        return conn.execute(self.sql["ROUTE_QUEUES"], {"exchange": exchange, "routing_key": routing_key}).fetchone()[0]
+        return cast("tuple[list[str] | None]", conn.execute(self.sql["ROUTE_QUEUES"], {"exchange": exchange, "routing_key": routing_key}).fetchone())[0]

@@ -22,7 +22,7 @@ from .store import JobSpec
 
 if TYPE_CHECKING:
     from .app import App
-    from .result import AsyncResult
+    from .result import AsyncResult, GroupResult
 
 _MISSING = object()
 
@@ -33,13 +33,13 @@ class Request:
 
     id: str | None = None
     task: str | None = None
-    args: list = field(default_factory=list)
-    kwargs: dict = field(default_factory=dict)
+    args: list[Any] = field(default_factory=list)
+    kwargs: dict[str, Any] = field(default_factory=dict)
     retries: int = 0
     attempt: int = 0
     queue: str | None = None
     priority: int = 0
-    headers: dict = field(default_factory=dict)
+    headers: dict[str, Any] = field(default_factory=dict)
     group: str | None = None
     hostname: str | None = None
     worker_id: str | None = None
@@ -63,10 +63,10 @@ def _as_datetime(value: dt.datetime) -> dt.datetime:
 class Task:
     """A registered task. Usually made by ``@app.task``, not instantiated by hand."""
 
-    def __init__(self, app: App, fn: Callable, name: str, *, bind: bool = False, queue: str | None = None,
+    def __init__(self, app: App, fn: Callable[..., Any], name: str, *, bind: bool = False, queue: str | None = None,
                  priority: int | None = None, max_retries: int | None = 3, default_retry_delay: float = 180,
                  retry_backoff: bool | float = False, retry_backoff_max: float = 600, retry_jitter: bool = True,
-                 autoretry_for: Sequence[type[BaseException]] = (), retry_kwargs: dict | None = None,
+                 autoretry_for: Sequence[type[BaseException]] = (), retry_kwargs: dict[str, Any] | None = None,
                  time_limit: float | None = None, soft_time_limit: float | None = None,
                  expires: float | dt.datetime | None = None, acks_late: bool | None = None,
                  ignore_result: bool = False, serializer: str | None = None, transactional: bool = False):
@@ -95,7 +95,7 @@ class Task:
             serialization.content_type_for(serializer)  # fail at definition, not at first call
         self.__doc__ = fn.__doc__
         self.__name__ = getattr(fn, "__name__", name)
-        self.__module__ = getattr(fn, "__module__", None)
+        self.__module__ = getattr(fn, "__module__", None)  # type: ignore[assignment]  # None when fn has none
         self.__wrapped__ = fn
 
     def __repr__(self) -> str:
@@ -140,28 +140,28 @@ class Task:
 
     # sending -----------------------------------------------------------------------------------
 
-    def delay(self, *args: Any, **kwargs: Any) -> AsyncResult:
+    def delay(self, *args: Any, **kwargs: Any) -> AsyncResult | GroupResult:
         """Enqueue with default options; one round trip to PostgreSQL."""
         return self.apply_async(args, kwargs)
 
-    def apply_async(self, args: Sequence | None = None, kwargs: dict | None = None, *,
+    def apply_async(self, args: Sequence[Any] | None = None, kwargs: dict[str, Any] | None = None, *,
                     countdown: float | None = None, eta: dt.datetime | None = None,
                     expires: float | dt.datetime | None = None, queue: str | None = None,
-                    priority: int | None = None, task_id: str | None = None, headers: dict | None = None,
-                    serializer: str | None = None, connection: Any = None, **options: Any) -> AsyncResult:
+                    priority: int | None = None, task_id: str | None = None, headers: dict[str, Any] | None = None,
+                    serializer: str | None = None, connection: Any = None, **options: Any) -> AsyncResult | GroupResult:
         """Enqueue one job. With ``connection=`` it is written in the caller's transaction."""
         spec = self.build_job(args, kwargs, countdown=countdown, eta=eta, expires=expires, queue=queue,
                               priority=priority, task_id=task_id, headers=headers, serializer=serializer,
                               **options)
         return self.app.enqueue([spec], connection=connection)[0]
 
-    def delay_many(self, calls: Iterable[Any], *, connection: Any = None, **options: Any) -> list[AsyncResult]:
+    def delay_many(self, calls: Iterable[Any], *, connection: Any = None, **options: Any) -> list[AsyncResult | GroupResult]:
         """Enqueue many calls in one statement. Each item is a tuple of positional arguments
         (anything else is taken as the single argument)."""
         return self.apply_many(((_as_args(c), {}) for c in calls), connection=connection, **options)
 
-    def apply_many(self, calls: Iterable[tuple[Sequence, dict]], *, connection: Any = None,
-                   **options: Any) -> list[AsyncResult]:
+    def apply_many(self, calls: Iterable[tuple[Sequence[Any], dict[str, Any]]], *, connection: Any = None,
+                   **options: Any) -> list[AsyncResult | GroupResult]:
         """Enqueue many ``(args, kwargs)`` calls in one statement with the same options."""
         unknown = set(options) - APPLY_OPTIONS
         if unknown:
@@ -169,19 +169,19 @@ class Task:
         return self.app.enqueue_calls(self.name, calls, task=self, connection=connection,
                                       **self._task_defaults(options))
 
-    async def adelay(self, *args: Any, **kwargs: Any) -> AsyncResult:
+    async def adelay(self, *args: Any, **kwargs: Any) -> AsyncResult | GroupResult:
         return await self.aapply_async(args, kwargs)
 
-    async def aapply_async(self, args: Sequence | None = None, kwargs: dict | None = None, *,
-                           connection: Any = None, **options: Any) -> AsyncResult:
+    async def aapply_async(self, args: Sequence[Any] | None = None, kwargs: dict[str, Any] | None = None, *,
+                           connection: Any = None, **options: Any) -> AsyncResult | GroupResult:
         spec = self.build_job(args, kwargs, **options)
         return (await self.app.aenqueue([spec], connection=connection))[0]
 
-    async def adelay_many(self, calls: Iterable[Any], *, connection: Any = None, **options: Any) -> list[AsyncResult]:
+    async def adelay_many(self, calls: Iterable[Any], *, connection: Any = None, **options: Any) -> list[AsyncResult | GroupResult]:
         specs = [self.build_job(_as_args(c), {}, **options) for c in calls]
         return await self.app.aenqueue(specs, connection=connection)
 
-    def build_job(self, args: Sequence | None = None, kwargs: dict | None = None, **options: Any) -> JobSpec:
+    def build_job(self, args: Sequence[Any] | None = None, kwargs: dict[str, Any] | None = None, **options: Any) -> JobSpec:
         """Encode a call into a ``JobSpec``; raises before anything is written.
 
         ``options`` are ``apply_async``'s: countdown, eta, expires, queue, priority, task_id, headers,
@@ -209,7 +209,7 @@ class Task:
 
     # retrying ----------------------------------------------------------------------------------
 
-    def retry(self, args: Sequence | None = None, kwargs: dict | None = None, exc: BaseException | None = None,
+    def retry(self, args: Sequence[Any] | None = None, kwargs: dict[str, Any] | None = None, exc: BaseException | None = None,
               throw: bool = True, eta: dt.datetime | None = None, countdown: float | None = None,
               max_retries: Any = _MISSING, **options: Any) -> Retry:
         """Ask the worker to run this job again later; raises ``Retry`` (as Celery does).
@@ -243,11 +243,11 @@ class Task:
         if not self.retry_backoff:
             return float(self.retry_kwargs.get("countdown", self.default_retry_delay))
         factor = 1.0 if self.retry_backoff is True else float(self.retry_backoff)
-        delay = min(float(self.retry_backoff_max), factor * (2 ** retries))
+        delay: float = min(float(self.retry_backoff_max), factor * (2 ** retries))
         if self.retry_jitter:
             delay = random.uniform(0, delay)
         return delay
 
 
-def _as_args(call: Any) -> tuple:
+def _as_args(call: Any) -> tuple[Any, ...]:
     return call if isinstance(call, tuple) else (call,)

@@ -215,7 +215,8 @@ DROP_FUNCTIONS = [
 
 
 def _schema() -> str:
-    return context.config.attributes["sqlq_schema"]
+    schema: str = context.config.attributes["sqlq_schema"]
+    return schema
 
 
 def upgrade() -> None:

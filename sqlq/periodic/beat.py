@@ -32,7 +32,7 @@ import threading
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from datetime import tzinfo as TzInfo
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 import psycopg
 
@@ -215,7 +215,7 @@ class Beat:
             check_registered(self.app, definition)
         except ScheduleError as exc:
             return self._failed(conn, definition, f"{exc}; its due tick was skipped", upcoming)
-        ticks = self._due(definition, schedule, zone, row.next_fire_at, now)
+        ticks = self._due(definition, schedule, zone, cast(datetime, row.next_fire_at), now)  # (claimed: due)
         try:
             with conn.transaction():  # a savepoint: a failed send undoes this schedule only
                 fired = self._send(conn, definition, ticks)
@@ -241,9 +241,9 @@ class Beat:
         ticks = due_ticks(schedule, since, now, zone, policy="backfill", limit=limit + 1)
         if len(ticks) <= limit:
             return ticks
-        newest = [prev_fire(schedule, now, zone)]
+        newest = [cast(datetime, prev_fire(schedule, now, zone))]  # (more than limit ticks are due)
         while len(newest) < limit:
-            newest.append(prev_fire(schedule, newest[-1] - _MICROSECOND, zone))
+            newest.append(cast(datetime, prev_fire(schedule, newest[-1] - _MICROSECOND, zone)))
         log.warning("schedule %r: more than %d ticks were missed since %s; sending the newest %d "
                     "(beat_backfill_limit) and skipping the older ones", definition.name, limit,
                     cursor.isoformat(), limit)

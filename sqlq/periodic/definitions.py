@@ -28,7 +28,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, tzinfo
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from ..errors import InvalidNameError, ScheduleError
 from ..names import validate_task_name
@@ -39,7 +39,7 @@ if TYPE_CHECKING:
     import psycopg
 
     from ..app import App
-    from ..result import AsyncResult
+    from ..result import AsyncResult, GroupResult
 
 log = logging.getLogger("sqlq.beat")
 
@@ -93,9 +93,9 @@ class Definition:
     interval_seconds: float | None = None
     anchor: datetime | None = None
     timezone: str = "UTC"
-    args: list = field(default_factory=list)
-    kwargs: dict = field(default_factory=dict)
-    options: dict = field(default_factory=dict)
+    args: list[Any] = field(default_factory=list)
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    options: dict[str, Any] = field(default_factory=dict)
     source: str = "manual"
     owner: str | None = None  # the app whose beat_schedule declares it (config schedules only)
 
@@ -204,7 +204,7 @@ def _zone_name(name: str, value: object) -> str:
     raise _named(name, f"'timezone' must be an IANA name such as 'Europe/London', got {value!r}")
 
 
-def _sequence(name: str, value: object) -> list | tuple:
+def _sequence(name: str, value: object) -> list[Any] | tuple[Any, ...]:
     if value is None:
         return []
     if not isinstance(value, list | tuple):
@@ -212,7 +212,7 @@ def _sequence(name: str, value: object) -> list | tuple:
     return value
 
 
-def _mapping(name: str, key: str, value: object) -> dict:
+def _mapping(name: str, key: str, value: object) -> dict[str, Any]:
     if value is None:
         return {}
     if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
@@ -381,7 +381,7 @@ def get_schedule(app: App, name: str) -> ScheduleRow:
 
 
 def add_schedule(app: App, name: str, task: str, schedule: Schedule | str | timedelta | float, *,
-                 args: list | tuple | None = None, kwargs: dict | None = None, options: dict | None = None,
+                 args: list[Any] | tuple[Any, ...] | None = None, kwargs: dict[str, Any] | None = None, options: dict[str, Any] | None = None,
                  timezone: str | None = None, enabled: bool = True, replace: bool = False,
                  now: datetime | None = None) -> ScheduleRow:
     """Add a schedule by hand (kept across config syncs). Raises ScheduleError if it cannot work.
@@ -410,7 +410,7 @@ def add_schedule(app: App, name: str, task: str, schedule: Schedule | str | time
                 store.pause_schedule(conn, name)  # ... and pauses one when asked
         elif not store.insert_schedule(conn, params):
             raise _named(name, "already exists; remove it first or pass replace=True (--replace)")
-        return store.get_schedule(conn, name)
+        return cast("ScheduleRow", store.get_schedule(conn, name))  # (just written, in this transaction)
 
 
 def remove_schedule(app: App, name: str) -> ScheduleRow:
@@ -452,7 +452,7 @@ def resume_schedule(app: App, name: str, now: datetime | None = None) -> bool:
         return store.resume_schedule(conn, name, next_fire_at, error)
 
 
-def run_now(app: App, name: str) -> AsyncResult:
+def run_now(app: App, name: str) -> AsyncResult | GroupResult:
     """Send one run of a schedule's task now, in addition to its ticks (the schedule does not move)."""
     store = app.store
     with app.connection() as conn, conn.transaction():

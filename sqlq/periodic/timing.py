@@ -416,7 +416,7 @@ def _field_text(name: str, value: object) -> str:
     raise ScheduleError(f"Invalid crontab({name}={value!r}): expected an int, a string like '*/15' or a list of ints.")
 
 
-def _expand(expression: str) -> tuple[list[list[int | str]], dict[int, set[int | str]]]:
+def _expand(expression: str) -> tuple[list[list[int | Literal["*", "l"]]], dict[int, set[int | Literal["l"]]]]:
     expanded, nth = croniter.expand(expression)
     return expanded, nth
 
@@ -461,7 +461,7 @@ def _parse_cron(expression: str, fields: list[str]) -> _CronSpec:
     except (CroniterError, ValueError, TypeError, KeyError, IndexError) as exc:  # pragma: no cover - fields passed
         raise ScheduleError(f"Invalid cron expression {expression!r}: {exc}. " + _VALID_EXAMPLE) from None
 
-    def full_or(values: list[int | str], full: range) -> tuple[int, ...]:
+    def full_or(values: list[int | Literal["*", "l"]], full: range) -> tuple[int, ...]:
         return tuple(full) if values == ["*"] else tuple(sorted({int(v) for v in values}))
 
     dom = expanded[2]
@@ -504,7 +504,7 @@ def _month_days(spec: _CronSpec, year: int, month: int) -> tuple[int, ...]:
         dom_ok = spec.days is None or day in spec.days or (spec.last_day and day == ndays)
         weekday = (first_weekday + day) % 7  # cron numbering: Sunday = 0
         dow_ok = spec.weekdays is None
-        if not dow_ok and weekday in spec.weekdays:
+        if spec.weekdays is not None and weekday in spec.weekdays:  # (= not dow_ok)
             wanted = nth.get(weekday)
             dow_ok = wanted is None or ((day - 1) // 7 + 1) in wanted or (-1 in wanted and day + 7 > ndays)
         restricted_dom = spec.days is not None

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, cast
 
 from ..errors import ConfigurationError, RoutingError, UnknownExchange, Unroutable
 from ..names import validate_exchange, validate_queue, validate_routing_key
@@ -132,7 +132,7 @@ def plan(queues: Iterable[Queue | str] | None) -> Plan:
         name: (name, ex.type, ex.alternate_queue) for name, ex in exchanges.items()
     }
     bindings: list[tuple[str, str, str]] = []
-    for q in queues:
+    for q in cast("list[Queue]", queues):  # (each checked above)
         for ex, key in q.binding_pairs():
             name = validate_exchange(ex.name if isinstance(ex, Exchange) else ex)
             rows.setdefault(name, (name, None, None))

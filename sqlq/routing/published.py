@@ -10,7 +10,7 @@ Imported on first routed publish only: a producer that never routes does not loa
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..errors import RoutingError, UnknownExchange, Unroutable
 from ..result import AsyncResult, GroupResult
@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from ..store import JobSpec
 
 
-def results(app: App, specs: Sequence[JobSpec], rows: Sequence[tuple]) -> list[AsyncResult | GroupResult]:
+def results(app: App, specs: Sequence[JobSpec], rows: Sequence[tuple[Any, ...]]) -> list[AsyncResult | GroupResult]:
     """Results for the PUBLISH statement's rows (one per spec), or the error that wrote nothing.
 
     Row: ``(ord, exchange_exists, queue_count, job_ids, queues, group_id)``.

@@ -28,10 +28,10 @@ from __future__ import annotations
 import fnmatch
 import importlib
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from ..errors import ConfigurationError
 from ..names import validate_exchange, validate_queue, validate_routing_key
@@ -53,7 +53,7 @@ class Destination:
     priority: int | None
 
 
-def resolve(conf: Settings, task_name: str, args: Sequence | None, kwargs: dict | None, *,
+def resolve(conf: Settings, task_name: str, args: Sequence[Any] | None, kwargs: dict[str, Any] | None, *,
             task: Task | None = None, queue: Any = None, exchange: Any = None, routing_key: str | None = None,
             priority: int | None = None) -> Destination:
     """Apply the precedence above to one call; validates every name it returns."""
@@ -81,7 +81,7 @@ def resolve(conf: Settings, task_name: str, args: Sequence | None, kwargs: dict 
         if level.get("queue") is not None:
             return Destination(validate_queue(level["queue"]), None, None, prio)
     if conf.task_default_exchange:
-        return _routed(_name(conf.task_default_exchange), key, task_name, conf, prio)
+        return _routed(cast(str, _name(conf.task_default_exchange)), key, task_name, conf, prio)  # (set: not None)
     return Destination(validate_queue(conf.default_queue), None, None, prio)
 
 
@@ -111,7 +111,7 @@ def _name(value: Any) -> str | None:
 
 # --- task_routes --------------------------------------------------------------------------------
 
-def lookup(routes: Any, name: str, args: Sequence, kwargs: dict, options: dict,
+def lookup(routes: Any, name: str, args: Sequence[Any], kwargs: dict[str, Any], options: dict[str, Any],
            task: Task | None = None) -> dict[str, Any] | None:
     """The first non-empty answer of the routers in ``routes``, as a checked route dict."""
     for router in _routers(routes):
@@ -148,7 +148,7 @@ def _routers(routes: Any) -> list[Any]:
 
 
 @lru_cache(maxsize=64)
-def _import_router(path: str) -> Callable[..., Any]:
+def _import_router(path: str) -> Any:  # whatever the path names; _routers checks it
     module_name, sep, attr = path.partition(":")
     if not sep:
         module_name, _, attr = path.rpartition(".")
@@ -158,7 +158,7 @@ def _import_router(path: str) -> Callable[..., Any]:
         raise ConfigurationError(f"cannot import router {path!r} from task_routes: {exc}") from None
 
 
-def _map_route(routes: Mapping, name: str) -> Any:
+def _map_route(routes: Mapping[str, Any], name: str) -> Any:
     """Celery's MapRoute: an exact name first, then regexes and ``*`` globs in the order given."""
     if name in routes:
         return routes[name]

@@ -22,6 +22,7 @@ import logging
 import signal
 import socket
 import threading
+from typing import Any
 
 
 def main(argv: list[str] | None = None) -> int:

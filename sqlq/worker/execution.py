@@ -14,7 +14,7 @@ import logging
 import threading
 import time
 import traceback as tb_module
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from .. import serialization, signals
 from ..errors import (
@@ -31,6 +31,8 @@ from ..task import Request, Task, _as_datetime, _current_request
 from .time_limits import ThreadTimeLimits, TimeLimits
 
 if TYPE_CHECKING:
+    import psycopg
+
     from ..app import App
 
 log = logging.getLogger("sqlq.worker")
@@ -200,7 +202,7 @@ class Executor:
                 format_traceback(exc))
         return self._run(task, job, args, kwargs)
 
-    def _run(self, task: Task, job: ClaimedJob, args: list, kwargs: dict) -> Result:
+    def _run(self, task: Task, job: ClaimedJob, args: list[Any], kwargs: dict[str, Any]) -> Result:
         request = Request(id=job.id, task=task.name, args=args, kwargs=kwargs, retries=job.retries,
                           attempt=job.attempt, queue=job.queue, priority=job.priority,
                           headers=serialization.json_loads(job.headers) if job.headers else {},
@@ -213,6 +215,7 @@ class Executor:
                 _current_request.reset(token)
                 raise
         state, retval, started = "FAILURE", None, time.monotonic()
+        result: Outcome | None
         try:
             try:
                 if task.transactional:
@@ -255,7 +258,7 @@ class Executor:
             finally:
                 _current_request.reset(token)
 
-    def _call(self, task: Task, args: list, kwargs: dict) -> Any:
+    def _call(self, task: Task, args: list[Any], kwargs: dict[str, Any]) -> Any:
         if task.is_async:
             # asyncio enforces an async task's limit by cancelling it; an exception thrown into the
             # event loop's machinery by the watchdog or SIGALRM would leave the loop broken
@@ -306,8 +309,8 @@ class Executor:
         outcome.result_content_type = encoded.content_type
         return outcome
 
-    def _run_transactional(self, task: Task, job: ClaimedJob, args: list, kwargs: dict,
-                           request: Request) -> tuple[Result, Any]:
+    def _run_transactional(self, task: Task, job: ClaimedJob, args: list[Any], kwargs: dict[str, Any],
+                           request: Request) -> tuple[None, Any]:
         """The task's writes and its SUCCESS commit in one transaction, or neither does.
 
         If the connection breaks (a restart, a failover, a terminated backend) the server rolls the
@@ -322,7 +325,7 @@ class Executor:
                 raise _ConnectionLost(_first_line(exc)) from exc
             raise
         with conn:
-            raw = conn.connection.driver_connection
+            raw = cast("psycopg.Connection", conn.connection.driver_connection)
             try:
                 with conn.begin() as transaction:
                     session = Session(bind=conn, join_transaction_mode="create_savepoint")
@@ -351,9 +354,10 @@ class Executor:
 
     def _retry(self, task: Task, job: ClaimedJob, request: Request, when: float | dt.datetime,
                reason: BaseException) -> RetryRequest:
+        eta: float | None
         if isinstance(when, dt.datetime):
             when = _as_datetime(when)  # naive means UTC, as in apply_async(eta=)
-            eta: float | None = when.timestamp()
+            eta = when.timestamp()
             delay = max(eta - time.time(), 0.0)  # only for the log and the worker's wake-up
             log.info("task %s[%s] retry %d at %s: %s", task.name, job.id, job.retries + 1,
                      when.isoformat(), db_text(safe_str(reason)))
@@ -365,7 +369,7 @@ class Executor:
         return RetryRequest(id=job.id, attempt=job.attempt, delay=delay,
                             error=db_text(f"{exception_type_name(reason)}: {safe_str(reason)}"), eta=eta)
 
-    def _failure(self, task: Task, job: ClaimedJob, args: list, kwargs: dict, exc: BaseException) -> Outcome:
+    def _failure(self, task: Task, job: ClaimedJob, args: list[Any], kwargs: dict[str, Any], exc: BaseException) -> Outcome:
         text = format_traceback(exc)
         log.error("task %s[%s] failed: %s: %s", task.name, job.id, exception_type_name(exc), db_text(safe_str(exc)))
         signals.task_failure.send(sender=task, task_id=job.id, exception=exc, args=args, kwargs=kwargs,

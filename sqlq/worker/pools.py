@@ -23,6 +23,7 @@ OnLost = Callable[[ClaimedJob], None]
 
 class BasePool:
     name = "base"
+    inline: bool  # each pool says: True when the jobs run on the claiming thread (run_pending)
 
     def __init__(self, executor_factory: Callable[[], Executor], concurrency: int, on_result: OnResult,
                  on_lost: OnLost, **_: Any):

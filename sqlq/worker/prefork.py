@@ -21,7 +21,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from ..errors import TimeLimitExceeded
 from ..store import ClaimedJob, Outcome
@@ -198,7 +198,7 @@ class PreforkPool(BasePool):
     def _supervise(self) -> None:
         while not self._stopping:
             self._assign()
-            waitables = [self._wake_r]
+            waitables: list[int | socket.socket] = [self._wake_r]
             for child in self._children:
                 if child.respawn_at is None and not child.closed:
                     waitables.append(child.sock)
@@ -214,7 +214,7 @@ class PreforkPool(BasePool):
     def _next_timeout(self) -> float:
         deadlines = [d for c in self._children for d in (c.hard_deadline, c.respawn_at) if d is not None]
         if not self._draining:
-            deadlines += [v.head_since + self._STEAL_AFTER for v in self._victims()]
+            deadlines += [cast(float, v.head_since) + self._STEAL_AFTER for v in self._victims()]  # (set: see _victims)
         if not deadlines:
             return 1.0
         return max(0.0, min(1.0, min(deadlines) - time.monotonic()))
@@ -231,7 +231,7 @@ class PreforkPool(BasePool):
             return
         now = time.monotonic()
         for victim in self._victims():
-            if now - victim.head_since >= self._STEAL_AFTER:
+            if now - cast(float, victim.head_since) >= self._STEAL_AFTER:  # (set: see _victims)
                 self._ask_giveback(victim)
         live = [c for c in self._children if c.ready and not c.closed and not self._retiring(c)]
         if not live:
@@ -245,7 +245,7 @@ class PreforkPool(BasePool):
                 share = min(self._BATCH, -(-total // len(live)))
                 for child in sorted(live, key=lambda c: len(c.queue)):
                     held = len(child.queue)
-                    if held and now - child.head_since >= self._STEAL_AFTER:
+                    if held and now - cast(float, child.head_since) >= self._STEAL_AFTER:  # (held: set)
                         continue  # busy with a long job: what would wait behind it waits here
                     room = share - held
                     if self.max_tasks_per_child:
@@ -290,7 +290,7 @@ class PreforkPool(BasePool):
             child.head_since = child.hard_deadline = None
 
     def _retiring(self, child: _Child) -> bool:
-        return bool(self.max_tasks_per_child) and child.sent >= self.max_tasks_per_child
+        return bool(self.max_tasks_per_child and child.sent >= self.max_tasks_per_child)
 
     def _collect(self) -> None:
         for index, child in enumerate(self._children):
@@ -351,7 +351,7 @@ class PreforkPool(BasePool):
 
     def _read_messages(self, child: _Child) -> bool:
         """Handle what the child sent; False when its connection reached EOF (it is gone)."""
-        messages: list = []
+        messages: list[Any] = []
         alive = True
         while True:
             try:
@@ -371,7 +371,7 @@ class PreforkPool(BasePool):
             self._handle(child, messages)
         return alive
 
-    def _handle(self, child: _Child, messages: list) -> None:
+    def _handle(self, child: _Child, messages: list[Any]) -> None:
         results = []
         late: list[ClaimedJob] = []
         with self._changed:
@@ -383,10 +383,11 @@ class PreforkPool(BasePool):
                     if queue and queue[0].id == message[1]:
                         job = queue.popleft()
                     else:  # not expected (the child runs in order): find it
-                        job = next((j for j in queue if j.id == message[1]), None)
-                        if job is None:
+                        found = next((j for j in queue if j.id == message[1]), None)
+                        if found is None:
                             continue
-                        queue.remove(job)
+                        queue.remove(found)
+                        job = found
                     results.append((job, result_from_wire(message[2])))
                 elif kind == "returned":
                     child.giveback = False

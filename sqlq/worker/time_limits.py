@@ -38,7 +38,7 @@ class ThreadTimeLimits:
     """
 
     def __init__(self) -> None:
-        self._deadlines: dict[int, list] = {}
+        self._deadlines: dict[int, list[float | None]] = {}  # [soft, hard] deadline, monotonic
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import marshal
 import struct
+from typing import Any
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING
 
@@ -28,7 +29,7 @@ if TYPE_CHECKING:
 _HEADER = struct.Struct("<I")
 
 
-def frame(message: object) -> bytes:
+def frame(message: Any) -> bytes:  # whatever marshal takes (tuples of str, int, float, bytes, None)
     """``message`` (tuples, lists and scalars only: ``marshal``) as one length-prefixed frame."""
     data = marshal.dumps(message)
     return _HEADER.pack(len(data)) + data
@@ -42,10 +43,10 @@ class FrameReader:
     def __init__(self) -> None:
         self.buffer = bytearray()
 
-    def feed(self, data: bytes) -> list:
+    def feed(self, data: bytes) -> list[Any]:
         buffer = self.buffer
         buffer += data
-        messages = []
+        messages: list[Any] = []
         start, end = 0, len(buffer)
         while end - start >= 4:
             size = _HEADER.unpack_from(buffer, start)[0]
@@ -58,19 +59,19 @@ class FrameReader:
         return messages
 
 
-def jobs_to_wire(jobs: Iterable[ClaimedJob]) -> list[tuple]:
+def jobs_to_wire(jobs: Iterable[ClaimedJob]) -> list[tuple[Any, ...]]:
     """A ``ClaimedJob`` is a NamedTuple of plain values: its fields, in order, are its wire form."""
     return [tuple(job) for job in jobs]
 
 
-def jobs_from_wire(data: Iterable[tuple]) -> Iterator[ClaimedJob]:
+def jobs_from_wire(data: Iterable[tuple[Any, ...]]) -> Iterator[ClaimedJob]:
     return (ClaimedJob(*job) for job in data)
 
 
 _OUTCOME_FIELDS = Outcome.__slots__
 
 
-def result_to_wire(result: Result) -> tuple | None:
+def result_to_wire(result: Result) -> tuple[Any, ...] | None:
     """``("O", *Outcome fields)``, ``("I", id, attempt, reason)``, ``("R", id, attempt, delay, error,
     eta)``, or None (a transactional task recorded its own outcome)."""
     if result is None:
@@ -82,7 +83,7 @@ def result_to_wire(result: Result) -> tuple | None:
     return ("R", result.id, result.attempt, result.delay, result.error, result.eta)
 
 
-def result_from_wire(data: tuple | None) -> Result:
+def result_from_wire(data: tuple[Any, ...] | None) -> Result:
     if data is None:
         return None
     if data[0] == "O":

@@ -32,7 +32,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import psycopg
 
@@ -48,6 +48,7 @@ from .recording import Recorder
 
 if TYPE_CHECKING:
     from ..app import App
+    from .pools import SoloPool
 
 log = logging.getLogger("sqlq.worker")
 
@@ -283,7 +284,7 @@ class Worker:
                 self._claim_backoff.reset()
                 self.outage.recovered()
             if self.pool.inline:
-                self.pool.run_pending(lambda: self._stop_mode is not None)
+                cast("SoloPool", self.pool).run_pending(lambda: self._stop_mode is not None)  # (the inline pool)
             if claimed:
                 continue
             if self.burst and idle:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, cast
 
 from ..errors import ConfigurationError, RoutingError, UnknownExchange, Unroutable
 from ..names import validate_exchange, validate_queue, validate_routing_key

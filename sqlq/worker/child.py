@@ -22,7 +22,6 @@ import logging
 import signal
 import socket
 import threading
-from typing import Any
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -17,9 +17,8 @@ from __future__ import annotations
 
 import marshal
 import struct
-from typing import Any
 from collections.abc import Iterable, Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..store import ClaimedJob, Interrupted, Outcome, RetryRequest
 

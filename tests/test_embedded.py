@@ -219,7 +219,11 @@ def test_sigkill_of_the_starting_client(new_dir):
     path = new_dir()
     starter = _spawn(START_AND_HANG, path)
     try:
-        first = json.loads(starter.stdout.readline())
+        line = starter.stdout.readline()
+        if not line:  # the child ended before it got the database: say why
+            starter.wait(30)
+            raise AssertionError(f"the starting child exited ({starter.returncode}): {starter.stderr.read()}")
+        first = json.loads(line)
     finally:
         starter.kill()  # SIGKILL
         starter.communicate(timeout=10)

@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench bench-sqlq bench-peers chaos chaos-small clean install
+.PHONY: demo test test-unit lint bench bench-sqlq bench-peers chaos chaos-small clean install
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,6 +21,11 @@ demo: $(STAMP)
 ## the README's test command
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+## the unit tier alone (tests/unit/: pure logic, seconds); pointed at a port nobody listens on to prove
+## that no test needs a server
+test-unit: $(STAMP)
+	SQLQ_TEST_DATABASE_URL=postgresql://nobody@127.0.0.1:1/none $(BIN)/python -m pytest -q -p no:cacheprovider tests/unit
 
 lint: $(STAMP)
 	$(BIN)/ruff check sqlq tests examples benchmarks migrations

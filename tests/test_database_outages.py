@@ -16,7 +16,6 @@ import pytest
 
 from sqlq import App
 from sqlq.beat import Beat
-from sqlq.outage import Backoff
 from tests.apps.harness import (
     WorkerProcess,
     create_runs_table,
@@ -69,18 +68,6 @@ def _result(app: App, job_id: str, timeout: float = 60) -> dict:
             return result_row(conn, app.conf.schema, job_id)
 
     return wait_for(fetch, timeout, message=f"a result for {job_id}")
-
-
-def test_backoff_grows_with_jitter_and_resets_on_success():
-    """Each failure doubles the ceiling up to the cap (the delay is between half and all of it);
-    the first success brings it back to the first step."""
-    backoff = Backoff(first=0.1, cap=1.0)
-    delays = [backoff.next() for _ in range(6)]
-    for delay, ceiling in zip(delays, [0.1, 0.2, 0.4, 0.8, 1.0, 1.0], strict=True):
-        assert ceiling / 2 <= delay <= ceiling
-    assert backoff.failing
-    backoff.reset()
-    assert not backoff.failing and backoff.next() <= 0.1
 
 
 def test_idle_worker_survives_a_restart_and_an_outage(outage_app, live, run_worker, caplog):

@@ -77,14 +77,6 @@ def test_heartbeat_is_kept_well_inside_the_lost_timeout(app: App, monkeypatch: p
     assert worker.heartbeat_interval <= 1.0  # default 5 s would get a live worker declared dead
 
 
-def test_head_revision_constant_is_the_newest_migration():
-    """Workers check the schema against HEAD_REVISION without importing alembic: keep them equal."""
-    from sqlq.migrate import head_revision
-    from sqlq.schema import HEAD_REVISION
-
-    assert HEAD_REVISION == head_revision()
-
-
 def test_worker_refuses_to_start_on_an_empty_schema(schema: str, database_url: str):
     app = App("guards", database_url=database_url, schema=schema)
     try:

@@ -105,13 +105,15 @@ def test_outcomes_finished_during_an_outage_are_recorded_after_it(outage_app, li
         threading.Event().wait(1.5)
         return n
 
-    with run_worker(outage_app, pool="threads", concurrency=4, prefetch_multiplier=1):
+    with run_worker(outage_app, pool="threads", concurrency=4, prefetch_multiplier=1) as worker:
         results = [slow.delay(i) for i in range(4)]
         with psycopg.connect(live.url, autocommit=True) as conn:
             wait_for(lambda: scalar(conn, "SELECT count(*) FROM {s}.jobs WHERE state = 'running'",
                                     schema=outage_app.conf.schema) == 4, message="4 running jobs")
         live.stop()
-        threading.Event().wait(3)  # the jobs finish while the server is down
+        # the jobs finish while the server is down: their outcomes wait in memory, unrecorded
+        wait_for(lambda: len(worker._done) == 4 and worker.outage.down, 60,
+                 message=lambda: f"4 outcomes waiting in memory (have {len(worker._done)})")
         live.start()
         assert [r.get(timeout=60) for r in results] == [0, 1, 2, 3]
     rows = [_result(outage_app, r.id) for r in results]

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import psycopg
 import pytest
 
 from sqlq import App
 from sqlq.errors import DuplicateJobError, SchemaNotMigratedError
 from sqlq.worker.consumer import Worker
+from tests.apps.harness import await_for
 
 
 def test_reusing_the_id_of_a_waiting_job_is_a_clear_error(app: App, raw_conn: psycopg.Connection, schema: str):
@@ -50,10 +49,9 @@ async def test_close_releases_async_connections(app: App, raw_conn: psycopg.Conn
     alive = "SELECT count(*) FROM pg_stat_activity WHERE pid = %s"
     assert raw_conn.execute(alive, (backend,)).fetchone()[0] == 1
     app.close()
-    for _ in range(50):  # the server notices the closed socket at once; allow it a moment
-        if raw_conn.execute(alive, (backend,)).fetchone()[0] == 0:
-            break
-        await asyncio.sleep(0.05)
+    # the server notices the closed socket at once; allow it a moment
+    await await_for(lambda: raw_conn.execute(alive, (backend,)).fetchone()[0] == 0, 2.5, 0.05,
+                    message=f"backend {backend} to go away")
     assert raw_conn.execute(alive, (backend,)).fetchone()[0] == 0
 
 

@@ -1,4 +1,6 @@
-"""Issue #2, items 2 and 3: the App (settings, registry, discovery, send_task) and @app.task."""
+"""The App and @app.task against a server: send_task, AsyncResult handles, calling a task here,
+task options in the job row, bind/ignore_result, autoretry, time limits, tasks defined in __main__.
+Settings, the registry, discovery and definition checks need no server: tests/unit/test_app_config.py."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Issue #5: real beat processes. Three `sqlq beat` processes share one sub-second schedule, one of
+"""Real beat processes. Three `sqlq beat` processes share one sub-second schedule, one of
 them is killed mid-run, and every tick from the first to the last still becomes exactly one job.
 Also `sqlq worker -B`, whose periodic jobs run in the same process.
 

@@ -1,5 +1,7 @@
-"""Issue #2, item 8: where the database URL comes from, which spellings work, and how a URL that
-cannot be used reads: one line saying what is wrong (DatabaseURLError / DatabaseUnavailableError)."""
+"""Database URLs against a real server: every accepted spelling connects, and a server that cannot be
+used (unreachable, no such database or role) reads as one line saying what is wrong
+(DatabaseUnavailableError), on every way in. Precedence, spellings and URL errors without a server:
+tests/unit/test_config_url.py."""
 
 from __future__ import annotations
 

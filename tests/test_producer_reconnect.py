@@ -1,4 +1,4 @@
-"""Producers ride out lost connections (issue #10, item 2), on a private cluster of their own.
+"""Producers ride out lost connections, on a private cluster of their own.
 
 After a server restart or terminated backends, the next enqueue of every form succeeds: pooled
 connections are checked before reuse and a write whose connection broke is made once more,

@@ -1,4 +1,4 @@
-"""Issue #2, item 6: AsyncResult states, values, errors, waiting (LISTEN/NOTIFY), forget and revoke."""
+"""AsyncResult states, values, errors, waiting (LISTEN/NOTIFY), forget and revoke."""
 
 from __future__ import annotations
 

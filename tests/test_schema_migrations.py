@@ -1,4 +1,4 @@
-"""Issue #2, item 1: the tables, their migrations, and what happens on a database never migrated."""
+"""The tables, their migrations, and what happens on a database never migrated."""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
-"""Issue #2, item 7: JSON by default (rich types round-trip), msgpack optional, pickle only on opt-in,
-unserializable arguments refused at enqueue, JSON arguments readable with SQL."""
+"""JSON by default (rich types round-trip through a worker), msgpack optional, pickle only on
+opt-in, unserializable arguments refused at enqueue, JSON arguments and results readable with SQL.
+The codec alone: tests/unit/test_serialization.py."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Issue #3, item 1: the pools, async tasks in each, queue selection, burst mode,
+"""The pools, async tasks in each, queue selection, burst mode,
 max_tasks_per_child and the prefetch bound."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Issue #3, item 4: ``self.retry()``, ``autoretry_for`` with exponential backoff, the RETRY state
+"""``self.retry()``, ``autoretry_for`` with exponential backoff, the RETRY state
 while a job waits, and retries running out into a FAILURE that carries the original exception."""
 
 from __future__ import annotations

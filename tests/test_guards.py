@@ -92,9 +92,12 @@ def test_worker_survives_losing_its_claiming_connection(app: App, run_worker, ra
 
     with run_worker(app, pool="threads", concurrency=1):
         assert echo.delay(1).get(timeout=30) == 1
+        # this worker's claiming backend only (its CLAIM names this test's schema): the server is
+        # shared, and other suites' workers run the same statement on their own schemas
         killed = raw_conn.execute(
             "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-            "WHERE datname = current_database() AND pid <> pg_backend_pid() AND query LIKE '%%WITH picked AS%%'"
+            "WHERE datname = current_database() AND pid <> pg_backend_pid() AND query LIKE '%%WITH picked AS%%' "
+            "AND query LIKE %s", (f'%"{app.conf.schema}".%',)
         ).fetchone()[0]
         assert killed >= 1
         assert echo.delay(2).get(timeout=60) == 2

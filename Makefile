@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-unit lint bench bench-sqlq bench-peers chaos chaos-small clean install
+.PHONY: help demo test test-unit test-stress lint bench bench-sqlq bench-peers chaos chaos-small clean install
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,6 +26,10 @@ test: $(STAMP)
 ## that no test needs a server
 test-unit: $(STAMP)
 	SQLQ_TEST_DATABASE_URL=postgresql://nobody@127.0.0.1:1/none $(BIN)/python -m pytest -q -p no:cacheprovider tests/unit
+
+## the whole suite STRESS_RUNS times (default 5) with every core kept busy; reports each run
+test-stress: $(STAMP)
+	tests/stress.sh $(STRESS_RUNS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check sqlq tests examples benchmarks migrations
@@ -53,4 +57,4 @@ chaos-small: $(STAMP)
 	$(BIN)/python -m benchmarks.chaos.run --size small
 
 clean:
-	rm -rf $(VENV) .venv-bench .pytest_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) .venv-bench .pytest_cache .ruff_cache .stress *.egg-info

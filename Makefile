@@ -4,21 +4,33 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help demo test test-unit test-stress lint bench bench-sqlq bench-peers chaos chaos-small clean install
+.PHONY: help demo test test-unit test-stress lint constraints bench bench-sqlq bench-peers chaos chaos-small clean install
 
-$(STAMP): pyproject.toml
+# constraints-dev.txt pins every package of the last green run (make constraints writes it), so a
+# fresh clone tests with the same versions; a package it does not name is resolved as usual.
+$(STAMP): pyproject.toml constraints-dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev,embedded]'
+	$(BIN)/pip install --quiet -c constraints-dev.txt -e '.[dev,embedded]'
 	touch $(STAMP)
 
+## what each target does (this list)
+help:
+	@awk '/^## / { text = text (text ? "\n                 " : "") substr($$0, 4); next } \
+	     /^[a-z][a-z-]*:/ && text { sub(/:.*/, ""); printf "  %-14s %s\n", $$0, text } { text = "" }' $(MAKEFILE_LIST)
+
+## the virtualenv .venv with sqlq (editable) and the dev tools, at constraints-dev.txt's versions
 install: $(STAMP)
+
+## rewrite constraints-dev.txt from what .venv holds now (after a green make test)
+constraints: $(STAMP)
+	$(BIN)/pip freeze --exclude-editable > constraints-dev.txt
 
 ## the README's first command: worker + producer + results on the embedded database
 demo: $(STAMP)
 	$(BIN)/python examples/demo.py
 
-## the README's test command
+## the whole suite (needs PostgreSQL: SQLQ_TEST_DATABASE_URL, else 127.0.0.1:5432/test, else embedded)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
@@ -31,6 +43,7 @@ test-unit: $(STAMP)
 test-stress: $(STAMP)
 	tests/stress.sh $(STRESS_RUNS)
 
+## ruff over the code, the tests, the examples, the benchmarks and the migrations
 lint: $(STAMP)
 	$(BIN)/ruff check sqlq tests examples benchmarks migrations
 
@@ -56,5 +69,6 @@ chaos: $(STAMP)
 chaos-small: $(STAMP)
 	$(BIN)/python -m benchmarks.chaos.run --size small
 
+## remove the virtualenvs and the caches
 clean:
 	rm -rf $(VENV) .venv-bench .pytest_cache .ruff_cache .stress *.egg-info

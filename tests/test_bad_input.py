@@ -1,4 +1,4 @@
-"""Issue #10, item 3: bad input at the edges gets one clear error and changes nothing.
+"""Bad input at the edges gets one clear error and changes nothing.
 
 NaN/Infinity (and NUL) in a call's arguments are refused before the database sees them; a task id
 that is not a UUID, at the API or the CLI, is one line, never a raw psycopg error; ``sqlq purge``

@@ -1,4 +1,4 @@
-"""Issue #5: periodic tasks stored in tables, fired by beat exactly once per tick.
+"""Periodic tasks stored in tables, fired by beat exactly once per tick.
 
 Every test drives beat with an injected clock (``Beat(app, clock=...)`` or ``run_once(now)``), so
 hours and days of schedule pass in milliseconds; what is checked is which jobs (and tick rows) the

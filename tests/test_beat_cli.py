@@ -1,4 +1,4 @@
-"""Issue #5: `sqlq schedule list|add|remove|pause|resume|run-now`, as a user types them."""
+"""`sqlq schedule list|add|remove|pause|resume|run-now`, as a user types them."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Issue #5: real beat processes. Three `sqlq beat` processes share one sub-second schedule, one of
+"""Real beat processes. Three `sqlq beat` processes share one sub-second schedule, one of
 them is killed mid-run, and every tick from the first to the last still becomes exactly one job.
 Also `sqlq worker -B`, whose periodic jobs run in the same process.
 
@@ -11,8 +11,7 @@ import os
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import timedelta
 from itertools import pairwise
 from pathlib import Path
@@ -22,17 +21,10 @@ import pytest
 
 from sqlq import every
 from sqlq.periodic import add_schedule
+from tests.apps.harness import wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 TASK = "tests.apps.basic.add"
-
-
-def wait_for(what: str, condition: Callable[[], bool], timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 class Processes:
@@ -85,14 +77,14 @@ def test_three_beats_send_every_tick_exactly_once_even_when_one_dies(basic_app, 
     env = {"SQLQ_BEAT_CATCHUP": "backfill", "SQLQ_BEAT_INTERVAL": "0.2"}
     beats = [processes.start("beat", "-l", "info", env=env) for _ in range(3)]
     try:
-        wait_for("8 ticks", lambda: len(ticks(raw_conn, schema)) >= 8)
+        wait_for(lambda: len(ticks(raw_conn, schema)) >= 8, 60, message="8 ticks")
         # kill -9 the beat that sent the latest tick, mid-flight, with no chance to clean up
         *_, (_, _, fired_by) = ticks(raw_conn, schema)
         victim = next(b for b in beats if fired_by.endswith(f":{b.pid}"))
         victim.kill()
         victim.wait(10)
         sent_before = len(ticks(raw_conn, schema))
-        wait_for("8 more ticks", lambda: len(ticks(raw_conn, schema)) >= sent_before + 8)
+        wait_for(lambda: len(ticks(raw_conn, schema)) >= sent_before + 8, 60, message="8 more ticks")
         survivors = [b for b in beats if b is not victim]
         assert [processes.stop(b) for b in survivors] == [0, 0]
     except AssertionError:
@@ -118,7 +110,7 @@ def test_worker_with_beat_runs_periodic_jobs(basic_app, raw_conn, processes):
                                 (TASK,)).fetchall()
 
     try:
-        wait_for("3 periodic jobs to run", lambda: len(done()) >= 3)
+        wait_for(lambda: len(done()) >= 3, 60, message="3 periodic jobs to run")
         assert processes.stop(worker) == 0
     except AssertionError:
         print(processes.logs())

@@ -1,4 +1,4 @@
-"""Issue #2, item 4: delay / apply_async and their options, bulk enqueue, the async API."""
+"""``delay`` / ``apply_async`` and their options, bulk enqueue, the async API."""
 
 from __future__ import annotations
 

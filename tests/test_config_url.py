@@ -1,5 +1,7 @@
-"""Issue #2, item 8: where the database URL comes from, which spellings work, and how a URL that
-cannot be used reads: one line saying what is wrong (DatabaseURLError / DatabaseUnavailableError)."""
+"""Database URLs against a real server: every accepted spelling connects, and a server that cannot be
+used (unreachable, no such database or role) reads as one line saying what is wrong
+(DatabaseUnavailableError), on every way in. Precedence, spellings and URL errors without a server:
+tests/unit/test_config_url.py."""
 
 from __future__ import annotations
 
@@ -10,20 +12,9 @@ import psycopg
 import pytest
 
 from sqlq import App
-from sqlq.config import libpq_url, resolve_database_url, sqlalchemy_url
+from sqlq.config import libpq_url
 from sqlq.db import connect, explain_connection_error
-from sqlq.errors import DatabaseUnavailableError, DatabaseURLError
-
-CLI, SQLQ_ENV, ENV, APP = ("postgresql://cli@h/db", "postgresql://sqlq-env@h/db",
-                          "postgresql://env@h/db", "postgresql://app@h/db")
-
-
-@pytest.fixture
-def no_url_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
-    monkeypatch.delenv("SQLQ_DATABASE_URL", raising=False)
-    monkeypatch.delenv("DATABASE_URL", raising=False)
-    monkeypatch.delenv("SQLQ_SCHEMA", raising=False)
-    return monkeypatch
+from sqlq.errors import DatabaseUnavailableError
 
 
 def _other_url(database_url: str, **parts) -> str:
@@ -54,54 +45,7 @@ def _one_line(exc: BaseException) -> str:
     return text
 
 
-# --- precedence ---------------------------------------------------------------------------------
-
-@pytest.mark.parametrize(("cli", "environ", "app_url", "expected"), [
-    (CLI, {"SQLQ_DATABASE_URL": SQLQ_ENV, "DATABASE_URL": ENV}, APP, CLI),
-    (None, {"SQLQ_DATABASE_URL": SQLQ_ENV, "DATABASE_URL": ENV}, APP, SQLQ_ENV),
-    (None, {"DATABASE_URL": ENV}, APP, ENV),
-    (None, {}, APP, APP),
-    (None, {"SQLQ_DATABASE_URL": "", "DATABASE_URL": ""}, APP, APP),  # empty means unset
-    (None, {}, None, None),
-])
-def test_resolve_database_url_precedence(cli, environ, app_url, expected):
-    assert resolve_database_url(cli, app_url, environ) == expected
-
-
-def test_resolve_database_url_reads_the_process_environment(no_url_env):
-    no_url_env.setenv("DATABASE_URL", ENV)
-    assert resolve_database_url(None, APP) == ENV
-    no_url_env.setenv("SQLQ_DATABASE_URL", SQLQ_ENV)
-    assert resolve_database_url(None, APP) == SQLQ_ENV
-
-
-def test_app_database_url_precedence(no_url_env):
-    assert App("proj", database_url=APP).database_url == APP
-    no_url_env.setenv("DATABASE_URL", ENV)
-    assert App("proj", database_url=APP).database_url == ENV
-    no_url_env.setenv("SQLQ_DATABASE_URL", SQLQ_ENV)
-    app = App("proj", database_url=APP)
-    assert app.database_url == SQLQ_ENV
-    app.set_database_url(CLI)  # --database-url beats everything, even after a first resolution
-    assert app.database_url == CLI
-    app.set_database_url(None)
-    assert app.database_url == SQLQ_ENV
-
-
-def test_app_setting_may_come_from_conf(no_url_env):
-    app = App("proj")
-    app.conf.database_url = APP
-    assert app.database_url == APP
-
-
 # --- spellings ----------------------------------------------------------------------------------
-
-@pytest.mark.parametrize("scheme", ["postgres", "postgresql", "postgresql+psycopg"])
-def test_accepted_spellings_normalise(scheme):
-    url = f"{scheme}://bob:s3cret@db.example.com:6543/prod?sslmode=require"
-    assert sqlalchemy_url(url) == "postgresql+psycopg://bob:s3cret@db.example.com:6543/prod?sslmode=require"
-    assert libpq_url(url) == "postgresql://bob:s3cret@db.example.com:6543/prod?sslmode=require"
-
 
 @pytest.mark.parametrize("scheme", ["postgres", "postgresql", "postgresql+psycopg"])
 def test_each_spelling_really_works(scheme, url_app, database_url, schema):
@@ -111,24 +55,6 @@ def test_each_spelling_really_works(scheme, url_app, database_url, schema):
     app.migrate()  # the SQLAlchemy engine
     add = app.task(name="tests.add")(lambda x, y: x + y)
     assert add.delay(1, 2).state == "PENDING"  # the psycopg pool
-
-
-@pytest.mark.parametrize(("url", "says"), [
-    ("mysql://bob:hunter2@h/db", "unsupported database URL scheme 'mysql'"),
-    ("sqlite:///local.db", "unsupported database URL scheme 'sqlite'"),
-    ("not a url", "cannot parse database URL 'not a url'"),
-    ("postgresql://bob:hunter2@h:notaport/db", "cannot parse database URL"),
-    ("postgresql://bob:hunter2@h:5432", "names no database"),
-    ("", "the database URL is empty"),
-])
-def test_bad_urls_are_one_clear_line(url, says, no_url_env):
-    with pytest.raises(DatabaseURLError) as excinfo:
-        sqlalchemy_url(url)
-    text = _one_line(excinfo.value)
-    assert says in text and "hunter2" not in text
-    if url:
-        with pytest.raises(DatabaseURLError, match=says):
-            _ = App("proj", database_url=url).database_url
 
 
 # --- servers that cannot be used ----------------------------------------------------------------
@@ -156,19 +82,6 @@ def test_missing_role(database_url):
     assert "user named in" in _one_line(excinfo.value) and "create the role or fix the URL" in str(excinfo.value)
 
 
-@pytest.mark.parametrize("libpq_message", [
-    'connection failed: connection to server at "10.0.0.5", port 5432 failed: FATAL:  password '
-    'authentication failed for user "bob"',
-    'connection failed: connection to server at "10.0.0.5", port 5432 failed: fe_sendauth: no password supplied',
-])
-def test_wrong_password(libpq_message):
-    # the local server trusts every login, so libpq's exact wording stands in for the real thing
-    err = explain_connection_error("postgresql://bob:hunter2@10.0.0.5/db", psycopg.OperationalError(libpq_message))
-    text = _one_line(err)
-    assert isinstance(err, DatabaseUnavailableError)
-    assert "rejected the login (wrong user or password)" in text and "hunter2" not in text
-
-
 def test_explaining_errors_raised_by_psycopg_itself(database_url):
     url = _other_url(database_url, port=1)
     with pytest.raises(psycopg.OperationalError) as raw:
@@ -176,11 +89,6 @@ def test_explaining_errors_raised_by_psycopg_itself(database_url):
     assert "\n" in str(raw.value)  # libpq's own message spans several lines...
     text = _one_line(explain_connection_error(url, raw.value))  # ...ours does not
     assert "cannot reach PostgreSQL" in text and "Connection refused" in text
-
-
-def test_unrecognised_errors_keep_libpq_first_line():
-    err = explain_connection_error("postgresql://h/db", psycopg.OperationalError("SSL error: bad record\nmore"))
-    assert _one_line(err) == "cannot connect to PostgreSQL at postgresql://h/db: SSL error: bad record"
 
 
 def test_every_way_in_reports_an_unreachable_server(url_app, database_url, schema):

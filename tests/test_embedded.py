@@ -31,6 +31,7 @@ from sqlq.embedded import (  # noqa: E402 - after the skips
     stop_embedded,
 )
 from sqlq.errors import EmbeddedDatabaseError  # noqa: E402
+from tests.apps.harness import wait_for  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 NOTICE = "using the embedded development database"
@@ -136,10 +137,7 @@ def shared(tmp_path_factory):
 
 
 def _wait_stopped(path: Path, timeout: float = 10) -> None:
-    deadline = time.monotonic() + timeout
-    while embedded_status(path)["pid"] is not None:
-        assert time.monotonic() < deadline, "the postmaster did not go away"
-        time.sleep(0.05)
+    wait_for(lambda: embedded_status(path)["pid"] is None, timeout, 0.05, message="the postmaster to go away")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -234,9 +232,11 @@ def test_sigkill_of_the_starting_client(new_dir):
 
 def _kill_when(proc: subprocess.Popen, exists: Path, timeout: float = 30) -> bool:
     """SIGKILL ``proc`` as soon as ``exists`` appears; False if it finished first."""
-    deadline = time.monotonic() + timeout
-    while not exists.exists() and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.005)
+    try:
+        wait_for(lambda: exists.exists() or proc.poll() is not None, timeout, 0.005,
+                 message=f"{exists} to appear or the process to end")
+    except AssertionError:
+        pass  # killed all the same: the caller's assertions say what went wrong
     killed = proc.poll() is None
     proc.kill()
     proc.communicate(timeout=10)

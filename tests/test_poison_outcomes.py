@@ -1,4 +1,4 @@
-"""Issue #10, item 1: one poison outcome never blocks the others, and no job ends a worker.
+"""One poison outcome never blocks the others, and no job ends a worker.
 
 A poison job's outcome is one PostgreSQL cannot take as it is (NaN in a JSON result, a NUL or a lone
 surrogate in a result or an exception's text), or its running fails outside the task body (arguments

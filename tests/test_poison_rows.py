@@ -1,4 +1,4 @@
-"""Issue #10, item 2: a job row no worker can run (``attempt`` or ``retries`` negative or at the
+"""A job row no worker can run (``attempt`` or ``retries`` negative or at the
 integer limit, written by hand or by another tool) is set aside as FAILURE InvalidJobError naming
 the column and its value, and the queue goes on.
 

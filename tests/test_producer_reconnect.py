@@ -1,4 +1,4 @@
-"""Producers ride out lost connections (issue #10, item 2), on a private cluster of their own.
+"""Producers ride out lost connections, on a private cluster of their own.
 
 After a server restart or terminated backends, the next enqueue of every form succeeds: pooled
 connections are checked before reuse and a write whose connection broke is made once more,
@@ -16,7 +16,6 @@ import asyncio
 import contextlib
 import socket
 import threading
-import time
 import uuid
 from collections.abc import Callable, Iterator
 
@@ -24,9 +23,10 @@ import psycopg
 import pytest
 
 from sqlq import App, Exchange, GroupResult, Queue
-from sqlq.db import AsyncConnectionPool, ConnectionPool, broke_in_transaction, usable, write_lost
+from sqlq.db import AsyncConnectionPool, ConnectionPool, usable
 from sqlq.errors import DatabaseUnavailableError
 from sqlq.routing import apply_routes
+from tests.apps.harness import await_for, wait_for
 from tests.cluster import PrivateCluster
 from tests.conftest import WorkerThread
 
@@ -157,13 +157,6 @@ def _ids(cluster: PrivateCluster, name: str, table: str = "jobs") -> list[str]:
         return sorted(r[0] for r in conn.execute(f'SELECT id::text FROM "{name}".{table}').fetchall())
 
 
-def _wait(condition: Callable[[], bool], timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.02)
-
-
 def _warm(application: App) -> None:
     """Fill the pool's idle list and prepare the fast statements, so that what follows runs on
     connections the server is about to drop."""
@@ -241,7 +234,7 @@ def test_the_pool_hands_out_a_new_connection_for_one_that_died_idle(cluster: Pri
         with pool.connection() as first:
             pass
         assert cluster.terminate_backends(name) == 1
-        _wait(lambda: not usable(first))
+        wait_for(lambda: not usable(first), 20, message="the idle connection to read as unusable")
         with pool.connection() as conn:
             assert conn is not first and conn.execute("SELECT 1").fetchone() == (1,)
         assert first.closed
@@ -289,12 +282,12 @@ def test_a_job_claimed_and_finished_before_the_retry_is_not_written_again(
         return lambda: len(_ids(cluster, name, "results")) == count
 
     def finish_then_stop() -> None:  # (before the client hears of its write)
-        _wait(finished(2))
+        wait_for(finished(2), 20, message="2 results")
         worker.stop()  # so that a job written again would stay in the table
 
     with worker:
         _warm(producer)  # (its countdown job stays scheduled; the due one is finished first)
-        _wait(finished(1))
+        wait_for(finished(1), 20, message="1 result")
         proxy.cut_when(DONE["delay"], before=finish_then_stop)
         result = producer.tasks["reconnect.add"].delay(20, 22)
         assert proxy.cuts == 1
@@ -316,8 +309,9 @@ def test_a_statement_lost_before_it_committed_is_written_by_the_retry(app: App, 
     thread = threading.Thread(target=lambda: outcome.append(add.delay(7)))
     thread.start()
     with psycopg.connect(cluster.url, autocommit=True) as conn:
-        _wait(lambda: conn.execute("SELECT wait_event_type FROM pg_stat_activity WHERE pid = %s",
-                                   (producer_pid,)).fetchone() == ("Lock",))
+        wait_for(lambda: conn.execute("SELECT wait_event_type FROM pg_stat_activity WHERE pid = %s",
+                                      (producer_pid,)).fetchone() == ("Lock",),
+                 20, message="the producer's INSERT to wait on the lock")
         conn.execute("SELECT pg_terminate_backend(%s)", (producer_pid,))
     locker.rollback()  # the retry's INSERT could not run while the lock is held
     locker.close()
@@ -408,8 +402,7 @@ async def test_the_async_pool_never_opens_more_than_its_bound(cluster: PrivateCl
 
     try:
         tasks = [asyncio.create_task(borrow()) for _ in range(10)]
-        while holding < 3:
-            await asyncio.sleep(0.01)
+        await await_for(lambda: holding >= 3, message="3 borrowers holding a connection")
         assert await asyncio.to_thread(_backends, cluster, name) == 3
         release.set()
         assert await asyncio.gather(*tasks) == [1] * 10
@@ -430,47 +423,3 @@ async def test_a_caller_that_waits_too_long_for_the_async_pool_is_told_why(clust
             assert not conn.closed
     finally:
         pool.close()
-
-
-# --- without a server: the check and the messages -----------------------------------------------
-
-class _FakePgconn:
-    """The three things ``usable`` reads of a libpq connection."""
-
-    def __init__(self, sock: socket.socket):
-        self.status = psycopg.pq.ConnStatus.OK
-        self.transaction_status = psycopg.pq.TransactionStatus.IDLE
-        self.socket = sock.fileno()
-
-
-class _FakeConn:
-    def __init__(self, sock: socket.socket):
-        self.pgconn = _FakePgconn(sock)
-
-
-def test_usable_is_false_once_the_peer_said_something_or_hung_up():
-    """An idle connection is usable while its socket has nothing to read, and not once the peer
-    wrote (the server's farewell) or closed it, nor when libpq's status is not OK or idle."""
-    ours, theirs = socket.socketpair()
-    conn = _FakeConn(ours)
-    assert usable(conn)
-    conn.pgconn.transaction_status = psycopg.pq.TransactionStatus.INTRANS
-    assert not usable(conn)
-    conn.pgconn.transaction_status = psycopg.pq.TransactionStatus.IDLE
-    conn.pgconn.status = psycopg.pq.ConnStatus.BAD
-    assert not usable(conn)
-    conn.pgconn.status = psycopg.pq.ConnStatus.OK
-    theirs.close()
-    assert not usable(conn)
-    ours.close()
-
-
-def test_the_errors_name_the_jobs_and_what_to_do():
-    """A retry that failed says the first attempt may have committed and how to find out; a break
-    in the caller's transaction says it was rolled back, and on an autocommit one that the write
-    may have committed."""
-    lost = write_lost(["a"], OSError("server closed the connection"), OSError("connection refused"))
-    assert "job a" in str(lost) and "may or may not have been committed" in str(lost)
-    many = broke_in_transaction(["a", "b", "c", "d"], OSError("x"), True)
-    assert "4 jobs (a, b, c, …)" in str(many) and "run the whole transaction again" in str(many)
-    assert "may or may not have been committed" in str(broke_in_transaction(["a"], OSError("x"), False))

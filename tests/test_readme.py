@@ -61,6 +61,7 @@ from click.testing import CliRunner
 from sqlalchemy.engine import make_url
 
 from sqlq import App, cli, signals
+from tests.apps.harness import wait_for
 from tests.conftest import WorkerThread
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -371,9 +372,10 @@ def run_sqlq(where: str, argv: list[str], env: dict[str, str], cwd: Path) -> Non
 
         reader = threading.Thread(target=read_stderr, daemon=True)
         reader.start()
-        deadline = time.monotonic() + 30
-        while not ready.is_set() and proc.poll() is None and time.monotonic() < deadline:
-            ready.wait(0.1)
+        try:
+            wait_for(lambda: ready.is_set() or proc.poll() is not None, 30, 0.1, message="beat to get ready")
+        except AssertionError:
+            pass  # the assertion below says so, with beat's stderr, once beat is stopped
         time.sleep(0.5 if ready.is_set() else 0)  # a pass or two
         alive = proc.poll() is None
         if alive:

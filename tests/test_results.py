@@ -1,4 +1,4 @@
-"""Issue #2, item 6: AsyncResult states, values, errors, waiting (LISTEN/NOTIFY), forget and revoke."""
+"""AsyncResult states, values, errors, waiting (LISTEN/NOTIFY), forget and revoke."""
 
 from __future__ import annotations
 
@@ -14,7 +14,9 @@ import pytest
 from sqlq import App, TaskError
 from sqlq.errors import TaskExpiredError, TaskRevokedError
 from sqlq.errors import TimeoutError as SqlqTimeoutError
+from sqlq.result import AsyncResult
 from sqlq.store import Outcome
+from tests.apps.harness import await_for, wait_for
 
 TIMEOUT = 60
 
@@ -29,17 +31,8 @@ class NeedsTwoArgsError(Exception):
 
 
 def _wait_for_state(result, state: str) -> None:
-    deadline = time.monotonic() + TIMEOUT
-    while result.state != state:
-        assert time.monotonic() < deadline, f"{result.id} never reached {state} (last: {result.state})"
-        threading.Event().wait(0.05)
-
-
-def _wait_until(predicate) -> None:
-    deadline = time.monotonic() + TIMEOUT
-    while not predicate():
-        assert time.monotonic() < deadline, "condition never became true"
-        threading.Event().wait(0.02)
+    wait_for(lambda: result.state == state, TIMEOUT, 0.05,
+             message=lambda: f"{result.id} to reach {state} (last: {result.state})")
 
 
 @pytest.fixture
@@ -203,7 +196,8 @@ def _get_in_thread(result, timeout: float) -> tuple[threading.Thread, dict]:
     thread = threading.Thread(target=wait, daemon=True)
     thread.start()
     waiter = result.app.result_waiter()
-    _wait_until(lambda: result.id in waiter._wakers)  # get() is now waiting for its job
+    wait_for(lambda: result.id in waiter._wakers, TIMEOUT,
+             message="get() to register for its job's wake-up")  # get() is now waiting for its job
     return thread, out
 
 
@@ -257,7 +251,7 @@ async def test_aget_returns_the_value(app: App, tasks, run_worker):
         assert isinstance(await failing.aget(timeout=TIMEOUT, propagate=False), ValueError)
 
 
-async def test_many_concurrent_agets_share_a_few_connections(app: App, tasks, run_worker, raw_conn):
+async def test_many_concurrent_agets_share_a_few_connections(app: App, tasks, run_worker, raw_conn, monkeypatch):
     """Each aget() used to LISTEN on a connection of its own: a few hundred concurrent awaits could
     exhaust max_connections. They now share the app's LISTEN connection and async pool."""
     # this test's own connections only, by their application_name: the server is shared
@@ -267,8 +261,18 @@ async def test_many_concurrent_agets_share_a_few_connections(app: App, tasks, ru
     results = [await tasks.add.adelay(i, 1) for i in range(60)]
     backends = f"SELECT count(*) FROM pg_stat_activity WHERE application_name = '{name}'"
     before = raw_conn.execute(backends).fetchone()[0]
+    read: set[str] = set()
+    state_read = AsyncResult._arow
+
+    async def counted(result: AsyncResult) -> tuple | None:
+        row = await state_read(result)
+        read.add(result.id)
+        return row
+
+    monkeypatch.setattr(AsyncResult, "_arow", counted)
     waits = [asyncio.create_task(r.aget(timeout=TIMEOUT)) for r in results]
-    await asyncio.sleep(0.5)  # every aget is registered and has read PENDING at least once
+    # every aget is registered and has read PENDING at least once
+    await await_for(lambda: len(read) == len(results), TIMEOUT, message=lambda: f"60 agets to read (read: {len(read)})")
     assert not any(w.done() for w in waits)
     assert raw_conn.execute(backends).fetchone()[0] - before <= 10
     with run_worker(app, pool="threads", concurrency=2):

@@ -1,4 +1,4 @@
-"""Issue #2, item 1: the tables, their migrations, and what happens on a database never migrated."""
+"""The tables, their migrations, and what happens on a database never migrated."""
 
 from __future__ import annotations
 
@@ -151,16 +151,6 @@ def test_own_version_table_leaves_the_apps_alembic_history_alone(
             assert MigrationContext.configure(conn).get_current_revision() == "abc123def456"
     finally:
         engine.dispose()
-
-
-def test_upgrade_sql_prints_the_ddl_without_connecting():
-    text = sqlq_migrate.upgrade_sql("postgresql://nobody@127.0.0.1:1/nowhere", "offline_schema")
-    assert 'CREATE SCHEMA IF NOT EXISTS "offline_schema"' in text
-    assert f"CREATE TABLE offline_schema.{VERSION_TABLE}" in text
-    for table in ("jobs", "results", "workers"):
-        assert f"CREATE TABLE offline_schema.{table}" in text
-    assert "CREATE INDEX jobs_available ON offline_schema.jobs" in text
-    assert f"INSERT INTO offline_schema.{VERSION_TABLE}" in text
 
 
 def test_upgrade_sql_applied_by_hand_equals_schema_py(bare_app: App, raw_conn: psycopg.Connection):

@@ -1,4 +1,4 @@
-"""Issue #2, item 5: enqueue inside the caller's transaction (SQLAlchemy and psycopg, sync and async).
+"""Enqueue inside the caller's transaction (SQLAlchemy and psycopg, sync and async).
 
 Rolled back, the job never existed and nobody was woken; committed, it is visible and idle workers
 get exactly one NOTIFY on the jobs channel, sent at commit.

@@ -1,4 +1,4 @@
-"""Issue #3, item 2: batched claims in priority-then-FIFO order, only due jobs, NOTIFY wake-ups
+"""Batched claims in priority-then-FIFO order, only due jobs, NOTIFY wake-ups
 and a LISTEN connection that comes back after it is killed."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Issue #3, item 6: heartbeats, rescue of a dead worker's jobs, the stale-worker guard, prefork
+"""Heartbeats, rescue of a dead worker's jobs, the stale-worker guard, prefork
 children dying mid-task, and poison jobs. (The multi-process crash drain is in
 test_worker_crash_drain.py.)"""
 

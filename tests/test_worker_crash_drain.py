@@ -1,4 +1,4 @@
-"""Issue #3, item 6, the crash test: 5,000 jobs drained by 3 worker processes while one worker is
+"""The crash test: 5,000 jobs drained by 3 worker processes while one worker is
 SIGKILLed and one prefork child is SIGKILLed. Every job must end in ``results`` exactly once, as
 SUCCESS; none is lost, and none runs more than twice (once before the crash, once after)."""
 

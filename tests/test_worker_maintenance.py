@@ -1,4 +1,4 @@
-"""Issue #3, item 10: cluster-wide maintenance — rescue, promotion of due scheduled jobs, deletion
+"""Cluster-wide maintenance — rescue, promotion of due scheduled jobs, deletion
 of expired results — done by one worker at a time (an advisory lock)."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Issue #3, item 3: what a finished job leaves in ``results`` — value, failure details, times,
+"""What a finished job leaves in ``results`` — value, failure details, times,
 attempts, worker id — and jobs that cannot run (expired, unknown task, bad payload)."""
 
 from __future__ import annotations

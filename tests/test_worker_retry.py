@@ -1,46 +1,18 @@
-"""Issue #3, item 4: ``self.retry()``, ``autoretry_for`` with exponential backoff, the RETRY state
+"""``self.retry()``, ``autoretry_for`` with exponential backoff, the RETRY state
 while a job waits, and retries running out into a FAILURE that carries the original exception."""
 
 from __future__ import annotations
 
 import datetime as dt
-import marshal
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 
-from sqlq import App, MaxRetriesExceededError
-from sqlq.store import RetryRequest
-from sqlq.worker.wire import result_from_wire, result_to_wire
+from sqlq import MaxRetriesExceededError
 from tests.apps.harness import job_row, result_row, scalar, wait_for
-
-_offline = App("tests.offline", database_url="postgresql://nobody@127.0.0.1:1/none")
 
 
 class Flaky(Exception):
     """Importable, so the FAILURE rebuilds as this type."""
-
-
-@given(retries=st.integers(0, 40), factor=st.floats(0.01, 100), cap=st.floats(0.1, 3600))
-def test_backoff_delay_is_full_jitter_below_the_capped_exponential(retries, factor, cap):
-    task = _offline.task(name="t.backoff", retry_backoff=factor, retry_backoff_max=cap)(lambda: None)
-    ceiling = min(cap, factor * 2 ** retries)
-    assert 0 <= task.backoff_delay(retries) <= ceiling
-
-
-def test_backoff_without_jitter_is_exactly_exponential_and_capped():
-    task = _offline.task(name="t.exact", retry_backoff=True, retry_backoff_max=10, retry_jitter=False)(lambda: None)
-    assert [task.backoff_delay(n) for n in range(6)] == [1, 2, 4, 8, 10, 10]
-    scaled = _offline.task(name="t.scaled", retry_backoff=3, retry_jitter=False)(lambda: None)
-    assert [scaled.backoff_delay(n) for n in range(3)] == [3, 6, 12]
-
-
-def test_without_backoff_the_delay_is_the_configured_countdown():
-    plain = _offline.task(name="t.plain", default_retry_delay=42)(lambda: None)
-    assert plain.backoff_delay(5) == 42
-    counted = _offline.task(name="t.counted", retry_kwargs={"countdown": 7})(lambda: None)
-    assert counted.backoff_delay(0) == 7
 
 
 def test_retry_waits_in_state_retry_then_runs_again(app, run_worker, raw_conn, schema):
@@ -145,9 +117,3 @@ def test_retry_at_an_eta_is_placed_at_that_moment_not_on_the_workers_clock(app, 
             wait_for(lambda result=result: result.state == "RETRY", message="the job to wait for its retry")
             row = job_row(raw_conn, schema, result.id)
             assert row["state"] == "scheduled" and row["run_at"] == moment
-
-
-def test_a_retry_crosses_the_prefork_wire_whole():
-    for request in (RetryRequest(id="a", attempt=2, delay=1.5, error="E: x"),
-                    RetryRequest(id="b", attempt=1, delay=0.0, error=None, eta=1_900_000_000.25)):
-        assert result_from_wire(marshal.loads(marshal.dumps(result_to_wire(request)))) == request

@@ -1,4 +1,4 @@
-"""Issue #3, item 8: graceful shutdown. Warm: prefetched jobs go back at once, running ones finish,
+"""Graceful shutdown. Warm: prefetched jobs go back at once, running ones finish,
 exit 0. Cold: running jobs go back at once. A worker process does the same on SIGTERM."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Issue #3, item 9: the Celery-named signals fire with the right arguments, a broken receiver does
+"""The Celery-named signals fire with the right arguments, a broken receiver does
 not break the job, and the worker logs through the ``sqlq`` logger with task name and id."""
 
 from __future__ import annotations

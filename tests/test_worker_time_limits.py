@@ -1,4 +1,4 @@
-"""Issue #3, item 5: soft time limits raise inside the task (prefork and threads); a hard limit
+"""Soft time limits raise inside the task (prefork and threads); a hard limit
 in prefork kills the child, records FAILURE TimeLimitExceeded, and the worker carries on."""
 
 from __future__ import annotations

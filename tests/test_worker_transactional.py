@@ -1,4 +1,4 @@
-"""Issue #3, item 7: exactly-once effects. A transactional task's writes and its SUCCESS commit in
+"""Exactly-once effects. A transactional task's writes and its SUCCESS commit in
 one transaction; a failure, or losing the job to a rescue meanwhile, rolls the writes back."""
 
 from __future__ import annotations

@@ -7,6 +7,7 @@ runs them is shared and slow at times; a timeout here means the behaviour is mis
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -25,16 +26,37 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float = 30.0, interval: float = 0.02,
-             message: str = "condition") -> Any:
-    """Poll ``predicate`` until it returns something truthy; fail the test after ``timeout``."""
+             message: str | Callable[[], str] = "condition") -> Any:
+    """Poll ``predicate`` until it returns something truthy (and return that); fail the test after
+    ``timeout``. ``message`` says what was awaited; a callable is asked at the timeout, so it can
+    tell the last state seen. The one polling loop of the suite: every wait goes through here or
+    through :func:`await_for`."""
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
         if value:
             return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {message}")
+            raise AssertionError(f"timed out after {timeout}s waiting for {_said(message)}")
         time.sleep(interval)
+
+
+async def await_for(predicate: Callable[[], Any], timeout: float = 30.0, interval: float = 0.01,
+                    message: str | Callable[[], str] = "condition") -> Any:
+    """:func:`wait_for` for coroutines: the same contract, sleeping with ``asyncio.sleep`` so that
+    the event loop keeps running the tasks the condition waits on."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {_said(message)}")
+        await asyncio.sleep(interval)
+
+
+def _said(message: str | Callable[[], str]) -> str:
+    return message() if callable(message) else message
 
 
 def job_row(conn: psycopg.Connection, schema: str, job_id: str) -> dict | None:

@@ -1,4 +1,4 @@
-"""Issue #10, items 1-3, the pure parts (no server): finding values JSON/jsonb cannot carry, escaping
+"""Poison data, the pure parts (no server): finding values JSON/jsonb cannot carry, escaping
 text PostgreSQL cannot store, describing exceptions that resist it, the finisher's split, the
 bounds of a runnable row, and rebuilding exceptions without importing anything."""
 

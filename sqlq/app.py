@@ -536,7 +536,7 @@ class App:
             return store.publish_statement(specs)
         if len(specs) == 1:
             return store.sql["ENQUEUE"], specs[0].params()
-        return store.sql["ENQUEUE_MANY"], store.many_params(specs)
+        return store.sql["ENQUEUE_MANY"], JobSpec.batch_params(specs)
 
     async def aenqueue(self, specs: Sequence[JobSpec], connection: Any = None) -> list[AsyncResult | GroupResult]:
         """``enqueue`` for the async API, with the same retry on a pooled connection that broke."""

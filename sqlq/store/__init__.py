@@ -19,25 +19,27 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import re
 import struct
-import weakref
 import zlib
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any
 
 import psycopg
 from psycopg import sql
 
-from .errors import InvalidJobError
-from .migrate import VERSION_TABLE
-from .names import validate_identifier
+from ..errors import InvalidJobError
+from ..migrate import VERSION_TABLE
+from ..names import validate_identifier
+from . import binary, fast
+from .records import ClaimedJob, ForeignSchedule, Interrupted, JobSpec, Outcome, RetryRequest, ScheduleRow
+
+__all__ = ["ClaimedJob", "ForeignSchedule", "Interrupted", "JobSpec", "Outcome", "RetryRequest", "ScheduleRow",
+           "Store"]
 
 # --- statements ---------------------------------------------------------------------------------
 
 # Enqueue one job: one round trip, including the wake-up for idle workers. Every parameter is cast,
-# so that sqlq's own connections can prepare it once and run it through libpq (Store._exec_fast).
+# so that sqlq's own connections can prepare it once and run it through libpq (store/fast.py).
 ENQUEUE = """
 WITH v AS (
     SELECT %(id)s::uuid AS id,
@@ -679,36 +681,6 @@ SELECT clock_timestamp(), min(next_fire_at) FROM {schedules} WHERE enabled
 """
 
 
-class ScheduleRow(NamedTuple):
-    """One row of ``schedules`` (the columns of ``_SCHEDULE_COLUMNS``, in order)."""
-
-    name: str
-    task: str
-    args: list
-    kwargs: dict
-    options: dict
-    cron: str | None
-    interval_seconds: float | None
-    anchor: dt.datetime | None
-    timezone: str
-    enabled: bool
-    source: str
-    next_fire_at: dt.datetime | None
-    last_fire_at: dt.datetime | None
-    total_run_count: int
-    last_error: str | None
-    created_at: dt.datetime
-    updated_at: dt.datetime
-    owner: str | None
-
-
-class ForeignSchedule(NamedTuple):
-    """A config schedule that another app declared (or none: written before owners existed)."""
-
-    name: str
-    owner: str | None
-    declared_here: bool  # this app's beat_schedule names it too: this sync takes it over
-
 # --- end of schedules ---------------------------------------------------------------------------
 
 # --- routing ------------------------------------------------------------------------------------
@@ -867,255 +839,11 @@ _STATEMENTS = {
 }
 
 
-#: Statements prepared by ``Store._exec_fast``, by connection (psycopg does not know of them).
-_PREPARED: weakref.WeakKeyDictionary[psycopg.Connection, set[bytes]] = weakref.WeakKeyDictionary()
-#: The one-job statements ``Store._exec_fast`` runs: each ``delay()``/``apply_async()`` is one of them.
-_FAST_STATEMENTS = ("ENQUEUE_NOW", "ENQUEUE", "PUBLISH_ONE")
-
-
-_NO_SUCH_STATEMENT = "26000"  # invalid_sql_statement_name: e.g. after DISCARD ALL
-_ALREADY_PREPARED = "42P05"  # duplicate_prepared_statement
-
-
-def _sqlstate(res: psycopg.pq.abc.PGresult) -> str | None:
-    code = res.error_field(psycopg.pq.DiagnosticField.SQLSTATE)
-    return code.decode() if code else None
-
-
-_PLACEHOLDER = re.compile(r"%%|%\((\w+)\)s")
-
-
-@dataclass(frozen=True, slots=True)
-class _FastStatement:
-    """One of the store's statements in libpq's form, for ``Store._exec_fast``."""
-
-    name: bytes  # the prepared statement's name
-    text: bytes  # with $1, $2, … for psycopg's %(name)s placeholders
-    params: tuple[str, ...]  # the parameter for each $n, in order
-    formats: tuple[int, ...]  # 1 (binary, raw bytes) for the bytea payload, 0 (text) for the rest
-
-    @classmethod
-    def of(cls, key: str, statement: str) -> _FastStatement:
-        names: list[str] = []
-
-        def number(match: re.Match) -> str:
-            if match.group(1) is None:
-                return "%"
-            if match.group(1) not in names:
-                names.append(match.group(1))
-            return f"${names.index(match.group(1)) + 1}"
-
-        text = _PLACEHOLDER.sub(number, statement).encode()
-        return cls(b"sqlq_%s_%08x" % (key.lower().encode(), zlib.crc32(text)), text, tuple(names),
-                   tuple(int(name == "payload") for name in names))
-
-
-def _wire(value: Any) -> bytes | None:
-    """A parameter in PostgreSQL's text input form (bytes as they are: the payload goes in binary)."""
-    if value is None or type(value) is bytes:
-        return value
-    if type(value) is str:
-        return value.encode()
-    if type(value) is bool:
-        return b"t" if value else b"f"
-    if isinstance(value, dt.datetime):
-        return value.isoformat().encode()  # always aware here: naive times are made UTC up front
-    return str(value).encode()  # int, float
-
-
-def _parse_text_array(value: bytes | None) -> list[str] | None:
-    """A text[] in its text output form, for elements that never need quoting beyond a bare
-    "NULL" word: job ids and validated queue names (no commas, quotes, braces or spaces)."""
-    if value is None:
-        return None
-    inner = value[1:-1].decode()
-    return [item.strip('"') for item in inner.split(",")] if inner else []
-
-
 def _publish_row(res: psycopg.pq.abc.PGresult) -> tuple:
     """PUBLISH_ONE's one row, read from its text form as psycopg would have typed it."""
     ord_, exists, count, ids, queues, group_id, notified = (res.get_value(0, i) for i in range(7))
-    return (int(ord_), exists == b"t", int(count), _parse_text_array(ids), _parse_text_array(queues),
+    return (int(ord_), exists == b"t", int(count), fast.parse_text_array(ids), fast.parse_text_array(queues),
             None if group_id is None else group_id.decode(), int(notified))
-
-
-# --- rows ---------------------------------------------------------------------------------------
-
-class ClaimedJob(NamedTuple):
-    id: str
-    seq: int
-    task: str
-    queue: str
-    priority: int
-    args: str | None
-    kwargs: str | None
-    payload: bytes | None
-    content_type: str
-    headers: str | None
-    expired: bool
-    attempt: int
-    retries: int
-    acks_late: bool
-    group_id: str | None
-
-
-@dataclass(slots=True)
-class Outcome:
-    """What happened to one claimed job, ready for the batched FINISH."""
-
-    id: str
-    attempt: int
-    state: str  # SUCCESS | FAILURE | EXPIRED | REVOKED
-    result: str | None = None  # JSON text
-    result_payload: bytes | None = None
-    result_content_type: str | None = None
-    exc_type: str | None = None
-    exc_message: str | None = None
-    traceback: str | None = None
-
-
-@dataclass(slots=True)
-class RetryRequest:
-    """Run the job again ``delay`` seconds after RETRY is recorded (the database's clock), or at
-    ``eta`` (seconds since the epoch, UTC) when ``retry(eta=)`` named a moment, as apply_async's eta
-    does: then the worker's clock plays no part."""
-
-    id: str
-    attempt: int
-    delay: float
-    error: str | None
-    eta: float | None = None
-
-
-@dataclass(slots=True)
-class Interrupted:
-    """The attempt was cut off and did nothing (a transactional task whose connection broke: its
-    writes rolled back), so the job runs again, counted like an attempt lost to a crash (LOST)."""
-
-    id: str
-    attempt: int
-    reason: str
-
-
-@dataclass(slots=True)
-class JobSpec:
-    """One job to enqueue, as the store needs it (already encoded)."""
-
-    id: str
-    task: str
-    queue: str
-    priority: int
-    content_type: str
-    args: str | None
-    kwargs: str | None
-    payload: bytes | None
-    headers: str
-    eta: dt.datetime | None = None
-    countdown: float | None = None
-    expires_at: dt.datetime | None = None
-    expires_in: float | None = None
-    acks_late: bool = True
-    group_id: str | None = None
-    # Routed through an exchange (PUBLISH picks the queues in SQL; ``queue`` is then unused).
-    exchange: str | None = None
-    routing_key: str | None = None
-
-    def due_now(self) -> bool:
-        """No countdown, eta or expiry and not routed: the row can be written as it is (COPY)."""
-        return (self.eta is None and self.countdown is None and self.expires_at is None
-                and self.expires_in is None and self.exchange is None)
-
-    def copies_lean(self) -> bool:
-        """Whether every column COPY_JOBS_LEAN leaves out has its default (JSON arguments, priority 0,
-        no headers, acks_late, no payload, no group)."""
-        return (self.priority == 0 and self.content_type == "application/json" and self.headers == "{}"
-                and self.acks_late is True and self.payload is None and self.group_id is None)
-
-    def params(self) -> dict[str, Any]:
-        return {
-            "id": self.id, "task": self.task, "queue": self.queue, "priority": self.priority,
-            "content_type": self.content_type, "args": self.args, "kwargs": self.kwargs,
-            "payload": self.payload, "headers": self.headers, "eta": self.eta, "countdown": self.countdown,
-            "expires_at": self.expires_at, "expires_in": self.expires_in, "acks_late": self.acks_late,
-            "group_id": self.group_id, "exchange": self.exchange, "routing_key": self.routing_key,
-        }
-
-
-# --- the store ----------------------------------------------------------------------------------
-
-class _BinaryArray(bytes):
-    """An array parameter already in PostgreSQL's binary format (see ``_finish_ok_params``)."""
-
-    oid = 0
-
-
-class _UuidArray(_BinaryArray):
-    oid = 2951  # uuid[]
-
-
-class _Int4Array(_BinaryArray):
-    oid = 1007  # int4[]
-
-
-class _TextArray(_BinaryArray):
-    oid = 1009  # text[]
-
-
-def _register_binary_arrays() -> None:
-    from psycopg.adapt import Dumper
-
-    for cls in (_UuidArray, _Int4Array, _TextArray):
-        dumper = type(f"{cls.__name__}Dumper", (Dumper,), {
-            "format": psycopg.pq.Format.BINARY, "oid": cls.oid, "dump": lambda self, obj: obj})
-        psycopg.adapters.register_dumper(cls, dumper)
-
-
-_register_binary_arrays()
-_ARRAY_HEADER = struct.Struct(">iiiii")  # ndim, has-nulls flag, element type oid, length, lower bound
-_NULL_ELEMENT = b"\xff\xff\xff\xff"
-_JSON_NULL_ELEMENT = b"\x00\x00\x00\x04null"
-
-
-def _uuid_array(ids: Sequence[str]) -> _UuidArray:
-    """uuid[] in binary: each element is its length (16) and 16 bytes. The hex of all ids is decoded
-    at once and interleaved with the lengths by strided slice assignments, so the work in Python
-    does not grow with the batch. Raises ValueError for a malformed id."""
-    n = len(ids)
-    raw = bytes.fromhex("".join(ids).replace("-", ""))
-    if len(raw) != 16 * n or not n:
-        raise ValueError("not a batch of uuids")
-    body = bytearray(20 * n)
-    body[3::20] = b"\x10" * n
-    for k in range(16):
-        body[4 + k::20] = raw[k::16]
-    return _UuidArray(_ARRAY_HEADER.pack(1, 0, 2950, n, 1) + body)
-
-
-def _int4_array(values: Sequence[int]) -> _Int4Array:
-    """int4[] in binary: each element is its length (4) and the big-endian value."""
-    n = len(values)
-    raw = struct.pack(f">{n}i", *values)
-    body = bytearray(8 * n)
-    body[3::8] = b"\x04" * n
-    for k in range(4):
-        body[4 + k::8] = raw[k::4]
-    return _Int4Array(_ARRAY_HEADER.pack(1, 0, 23, n, 1) + body)
-
-
-def _text_array(values: Sequence[str | None]) -> _TextArray:
-    """text[] in binary (UTF-8): each element is its length (-1: NULL) and its bytes."""
-    parts = [_ARRAY_HEADER.pack(1, 1 if None in values else 0, 25, len(values), 1)]
-    append = parts.append
-    for value in values:
-        if value is None:
-            append(_NULL_ELEMENT)
-        elif value == "null":  # what most tasks return
-            append(_JSON_NULL_ELEMENT)
-        else:
-            data = value.encode()
-            append(len(data).to_bytes(4, "big"))
-            append(data)
-    return _TextArray(b"".join(parts))
 
 
 def _finish_ok_params(conn: psycopg.Connection, worker_id: str, outcomes: Sequence[Outcome]) -> dict | None:
@@ -1124,12 +852,12 @@ def _finish_ok_params(conn: psycopg.Connection, worker_id: str, outcomes: Sequen
     if conn.info.encoding != "utf-8":
         return None
     try:
-        ids = _uuid_array([o.id for o in outcomes])
-        attempts = _int4_array([o.attempt for o in outcomes])
+        ids = binary.uuid_array([o.id for o in outcomes])
+        attempts = binary.int4_array([o.attempt for o in outcomes])
     except (ValueError, TypeError, struct.error):
         return None
     return {"worker_id": worker_id, "ids": ids, "attempts": attempts,
-            "results": _text_array([o.result for o in outcomes])}
+            "results": binary.text_array([o.result for o in outcomes])}
 
 
 class Store:
@@ -1155,7 +883,7 @@ class Store:
         self.sql: dict[str, str] = {
             name: sql.SQL(template).format(**ident).as_string(None) for name, template in _STATEMENTS.items()
         }
-        self._fast = {key: _FastStatement.of(key, self.sql[key]) for key in _FAST_STATEMENTS}
+        self._fast = {key: fast.FastStatement.of(key, self.sql[key]) for key in fast.STATEMENTS}
         self.listen_jobs = sql.SQL("LISTEN {}").format(sql.Identifier(self.jobs_channel)).as_string(None)
         self.listen_results = sql.SQL("LISTEN {}").format(sql.Identifier(self.results_channel)).as_string(None)
 
@@ -1167,44 +895,8 @@ class Store:
         psycopg issues for the caller's transaction)."""
         key = "ENQUEUE_NOW" if job.due_now() else "ENQUEUE"
         params = job.params()
-        if not own or self._exec_fast(conn, key, params) is None:
+        if not own or fast.execute(conn, self._fast[key], params) is None:
             conn.execute(self.sql[key], params, prepare=True)
-
-    def _exec_fast(self, conn: psycopg.Connection, key: str,
-                   params: dict[str, Any]) -> psycopg.pq.abc.PGresult | None:
-        """Run statement ``key`` prepared once per connection, through libpq's ``PQexecPrepared``
-        on text parameters encoded here; its result, or None when the caller must run it through
-        psycopg instead.
-
-        Why: psycopg's ``execute`` spends about 60 µs of CPU per call adapting a dozen parameters
-        and tracking the statement (three times that for PUBLISH_ONE's seventeen), a third of a
-        whole ``delay()``; this path spends a few µs, and is still one round trip. Anything unusual
-        (an error, a connection whose encoding is not UTF-8, a statement lost to ``DISCARD ALL`` or a
-        transaction-mode bouncer) returns None: psycopg then runs the statement again, and either
-        succeeds (the failed attempt wrote nothing: autocommit) or raises the typed error callers
-        expect. A connection lost under the statement (which may then have committed) fails
-        psycopg's run too, with OperationalError, and ``App.enqueue``'s guarded retry takes over."""
-        statement = self._fast[key]
-        if statement.name not in _PREPARED.get(conn, ()) and not self._prepare(conn, statement):
-            return None
-        res = conn.pgconn.exec_prepared(statement.name, [_wire(params[name]) for name in statement.params],
-                                        statement.formats)
-        if res.status == psycopg.pq.ExecStatus.TUPLES_OK:
-            return res
-        if _sqlstate(res) == _NO_SUCH_STATEMENT:  # forgotten by the server: prepare them again
-            _PREPARED.pop(conn, None)
-        return None
-
-    @staticmethod
-    def _prepare(conn: psycopg.Connection, statement: _FastStatement) -> bool:
-        """Prepare ``statement`` on ``conn``; False where the fast path cannot be used."""
-        if conn.info.encoding != "utf-8":  # our parameters are UTF-8 bytes
-            return False
-        res = conn.pgconn.prepare(statement.name, statement.text)
-        if res.status != psycopg.pq.ExecStatus.COMMAND_OK and _sqlstate(res) != _ALREADY_PREPARED:
-            return False
-        _PREPARED.setdefault(conn, set()).add(statement.name)
-        return True
 
     async def aenqueue(self, conn: psycopg.AsyncConnection, job: JobSpec) -> None:
         await conn.execute(self.sql["ENQUEUE_NOW" if job.due_now() else "ENQUEUE"], job.params(), prepare=True)
@@ -1213,7 +905,7 @@ class Store:
         if not jobs:
             return
         if len(jobs) < 64 or not all(j.due_now() for j in jobs):
-            conn.execute(self.sql["ENQUEUE_MANY"], self.many_params(jobs))
+            conn.execute(self.sql["ENQUEUE_MANY"], JobSpec.batch_params(jobs))
             return
         self.copy_jobs(conn, ((j.id, j.task, j.queue, j.priority, "available", j.args, j.kwargs, j.payload,
                                j.content_type, j.headers, j.acks_late, j.group_id) for j in jobs),
@@ -1240,7 +932,7 @@ class Store:
 
     async def aenqueue_many(self, conn: psycopg.AsyncConnection, jobs: Sequence[JobSpec]) -> None:
         if jobs:
-            await conn.execute(self.sql["ENQUEUE_MANY"], self.many_params(jobs))
+            await conn.execute(self.sql["ENQUEUE_MANY"], JobSpec.batch_params(jobs))
 
     def rewrite(self, conn: psycopg.Connection, jobs: Sequence[JobSpec]) -> list[tuple] | None:
         """Write ``jobs`` again after the connection of a first attempt broke (App.enqueue), on
@@ -1279,7 +971,7 @@ class Store:
         makes a worker look."""
         if self.routed(jobs):
             return [()], self.sql["PUBLISH_REWRITE"], self.publish_params(jobs), [], []
-        return ([], self.sql["ENQUEUE_REWRITE"], self.many_params(jobs), [j.id for j in jobs],
+        return ([], self.sql["ENQUEUE_REWRITE"], JobSpec.batch_params(jobs), [j.id for j in jobs],
                 sorted({j.queue for j in jobs}))
 
     @staticmethod
@@ -1287,18 +979,6 @@ class Store:
         """The job ids and queues in PUBLISH's rows."""
         return ([i for row in rows for i in row[3] or ()],
                 sorted({q for row in rows for q in row[4] or ()}))
-
-    @staticmethod
-    def many_params(jobs: Sequence[JobSpec]) -> dict[str, list]:
-        return {
-            "ids": [j.id for j in jobs], "tasks": [j.task for j in jobs], "queues": [j.queue for j in jobs],
-            "priorities": [j.priority for j in jobs], "args": [j.args for j in jobs],
-            "kwargs": [j.kwargs for j in jobs], "payloads": [j.payload for j in jobs],
-            "content_types": [j.content_type for j in jobs], "headers": [j.headers for j in jobs],
-            "etas": [j.eta for j in jobs], "countdowns": [j.countdown for j in jobs],
-            "expires_ats": [j.expires_at for j in jobs], "expires_ins": [j.expires_in for j in jobs],
-            "acks_lates": [j.acks_late for j in jobs], "group_ids": [j.group_id for j in jobs],
-        }
 
     # workers -----------------------------------------------------------------------------------
 
@@ -1567,7 +1247,7 @@ class Store:
 
     @staticmethod
     def publish_params(jobs: Sequence[JobSpec]) -> dict[str, list]:
-        params = Store.many_params(jobs)
+        params = JobSpec.batch_params(jobs)
         params["exchanges"] = [j.exchange for j in jobs]
         params["routing_keys"] = [j.routing_key for j in jobs]
         return params
@@ -1582,7 +1262,7 @@ class Store:
         """One row per job: (ord, exchange_exists, queue_count, ids, queues, group_id, _). ``own``:
         as in ``enqueue``."""
         if own and len(jobs) == 1:
-            res = self._exec_fast(conn, "PUBLISH_ONE", jobs[0].params())
+            res = fast.execute(conn, self._fast["PUBLISH_ONE"], jobs[0].params())
             if res is not None:
                 return [_publish_row(res)]
         statement, params = self.publish_statement(jobs)

@@ -164,8 +164,9 @@ def test_finish_ok_binary_arrays_round_trip(raw_conn):
     import uuid
 
     from sqlq.serialization import json_dumps
-    from sqlq.store import Outcome, _finish_ok_params
+    from sqlq.store import Outcome
     from sqlq.store.binary import int4_array, text_array, uuid_array
+    from sqlq.store.claims import _finish_ok_params
 
     ids = [str(uuid.uuid4()) for _ in range(300)]
     attempts = [(i * 7919) % 100_000 - 3 for i in range(300)]

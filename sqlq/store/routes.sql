@@ -9,8 +9,8 @@
 -- jobs the first attempt wrote), distinct per tag, and no more likely than a random one to meet
 -- another job's id: the first 128 bits of sha256(id || '/' || tag), written out where it is used
 -- (tag 'group' for the group, the queue's position for a job). PUBLISH, PUBLISH_ONE and
--- PUBLISH_REWRITE share every CTE after `m`, and PUBLISH and PUBLISH_ONE their final SELECT (a test
--- keeps them so).
+-- PUBLISH_REWRITE (in jobs.sql, with the other statements of a retried write) share every CTE after
+-- `m`, and PUBLISH and PUBLISH_ONE their final SELECT (a test keeps them so).
 --
 -- Statement format: sqlq/store/statements.py.
 
@@ -106,54 +106,6 @@ SELECT g.ord, g.dest IS NOT NULL, coalesce(cardinality(g.dest), 0),
        g.job_group::text,
        (SELECT count(*) FROM (SELECT pg_notify({jobs_channel}, q.queue)
                               FROM (SELECT DISTINCT queue FROM ins WHERE state = 'available') AS q) AS n)
-FROM g ORDER BY g.ord
-
--- name: PUBLISH_REWRITE
--- The retry of a routed publish whose connection broke: PUBLISH guarded as ENQUEUE_REWRITE is, and
--- without its NOTIFY (Store.rewrite sends it after REWRITE_UNDO). Its rows are PUBLISH's, for the
--- jobs the first attempt wrote as for those written now (their ids are derived from the message's),
--- so the caller gets the same results either way; the last column counts the jobs inserted.
-WITH m AS MATERIALIZED (
-    SELECT u.*, substr(encode(sha256(convert_to(u.id::text || '/' || 'group', 'UTF8')), 'hex'), 1, 32)::uuid AS fanout_id,
-           CASE WHEN u.exchange IS NULL THEN ARRAY[u.queue] ELSE r.queues END AS dest
-    FROM unnest(%(ids)s::uuid[], %(tasks)s::text[], %(queues)s::text[], %(exchanges)s::text[],
-                %(routing_keys)s::text[], %(priorities)s::smallint[], %(args)s::jsonb[], %(kwargs)s::jsonb[],
-                %(payloads)s::bytea[], %(content_types)s::text[], %(headers)s::jsonb[],
-                %(etas)s::timestamptz[], %(countdowns)s::float8[], %(expires_ats)s::timestamptz[],
-                %(expires_ins)s::float8[], %(acks_lates)s::bool[], %(group_ids)s::uuid[]) WITH ORDINALITY
-         AS u(id, task, queue, exchange, routing_key, priority, args, kwargs, payload, content_type, headers,
-              eta, countdown, expires_at, expires_in, acks_late, group_id, ord)
-    LEFT JOIN LATERAL {route_queues}(u.exchange, u.routing_key) AS r ON true
-), g AS MATERIALIZED (
-    SELECT m.*, CASE WHEN cardinality(m.dest) > 1 THEN coalesce(m.group_id, m.fanout_id)
-                     ELSE m.group_id END AS job_group
-    FROM m
-), v AS MATERIALIZED (
-    SELECT g.ord, d.n, d.queue AS dest_queue,
-           CASE WHEN d.n = 1 THEN g.id ELSE substr(encode(sha256(convert_to(g.id::text || '/' || d.n::text, 'UTF8')), 'hex'), 1, 32)::uuid END AS job_id,
-           coalesce(g.eta, statement_timestamp() + make_interval(secs => coalesce(g.countdown, 0))) AS run_at,
-           g.task, g.priority, g.args, g.kwargs, g.payload, g.content_type, g.headers, g.expires_at,
-           g.expires_in, g.acks_late, g.job_group
-    FROM g CROSS JOIN LATERAL unnest(g.dest) WITH ORDINALITY AS d(queue, n)
-    WHERE NOT EXISTS (SELECT 1 FROM g AS bad WHERE bad.dest IS NULL OR cardinality(bad.dest) = 0)
-), ins AS (
-    INSERT INTO {jobs} (id, task, queue, priority, state, args, kwargs, payload, content_type, headers,
-                        run_at, expires_at, enqueued_at, acks_late, group_id)
-    SELECT job_id, task, dest_queue, priority,
-           CASE WHEN run_at > statement_timestamp() THEN 'scheduled' ELSE 'available' END,
-           args, kwargs, payload, content_type, headers, run_at,
-           coalesce(expires_at, statement_timestamp() + make_interval(secs => expires_in)),
-           statement_timestamp(), acks_late, job_group
-    FROM v
-    WHERE NOT EXISTS (SELECT 1 FROM {results} AS r WHERE r.id = v.job_id)
-    ON CONFLICT (id) DO NOTHING
-    RETURNING queue, state
-)
-SELECT g.ord, g.dest IS NOT NULL, coalesce(cardinality(g.dest), 0),
-       (SELECT array_agg(v.job_id::text ORDER BY v.n) FROM v WHERE v.ord = g.ord),
-       (SELECT array_agg(v.dest_queue ORDER BY v.n) FROM v WHERE v.ord = g.ord),
-       g.job_group::text,
-       (SELECT count(*) FROM ins)
 FROM g ORDER BY g.ord
 
 -- name: DECLARE_ROUTES

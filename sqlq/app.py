@@ -44,7 +44,7 @@ from .migrate import HEAD_REVISION
 from .names import validate_task_name
 from .notify import ResultWaiter
 from .result import AsyncResult, GroupResult
-from .store import JobSpec, Store
+from .store import JobSpec, PublishRow, Store
 from .task import APPLY_OPTIONS, Task
 
 if TYPE_CHECKING:
@@ -472,7 +472,7 @@ class App:
             return published(self, specs, rows)
         return [AsyncResult(s.id, self, s.task) for s in specs]
 
-    def _rewrite(self, specs: Sequence[JobSpec], lost: BaseException) -> list[tuple] | None:
+    def _rewrite(self, specs: Sequence[JobSpec], lost: BaseException) -> list[PublishRow] | None:
         """The one retry of a write whose pooled connection broke (``lost``): ``Store.rewrite`` on a
         new connection (the pool checks and replaces idle ones), or the error that says the
         first attempt's fate is unknown."""
@@ -482,7 +482,7 @@ class App:
         except (psycopg.OperationalError, DatabaseUnavailableError) as exc:
             raise write_lost([s.id for s in specs], lost, exc) from exc
 
-    async def _arewrite(self, specs: Sequence[JobSpec], lost: BaseException) -> list[tuple] | None:
+    async def _arewrite(self, specs: Sequence[JobSpec], lost: BaseException) -> list[PublishRow] | None:
         """``_rewrite`` for the async API."""
         try:
             async with self._async_pool().connection() as conn:
@@ -496,7 +496,7 @@ class App:
 
     @staticmethod
     def _write(store: Store, conn: psycopg.Connection, specs: Sequence[JobSpec], *,
-               own: bool = False) -> list[tuple] | None:
+               own: bool = False) -> list[PublishRow] | None:
         """Returns PUBLISH's rows for routed jobs (None otherwise). ``own``: a pooled connection."""
         if store.routed(specs):
             return store.publish(conn, specs, own=own)
@@ -506,7 +506,7 @@ class App:
             store.enqueue_many(conn, specs)
         return None
 
-    def _write_on(self, connection: Any, store: Store, specs: Sequence[JobSpec]) -> list[tuple] | None:
+    def _write_on(self, connection: Any, store: Store, specs: Sequence[JobSpec]) -> list[PublishRow] | None:
         """The caller's connection: psycopg, or SQLAlchemy Connection/Session (their transaction)."""
         if isinstance(connection, psycopg.Connection):
             in_transaction = _in_transaction(connection)
@@ -528,7 +528,7 @@ class App:
                 raise broke_in_transaction([s.id for s in specs], orig, True) from exc
             raise_clear_error(orig, self.conf.schema)
             raise
-        return [tuple(row) for row in result.fetchall()] if store.routed(specs) else None
+        return [PublishRow(*row) for row in result.fetchall()] if store.routed(specs) else None
 
     @staticmethod
     def _statement(store: Store, specs: Sequence[JobSpec]) -> tuple[str, dict]:
@@ -570,7 +570,7 @@ class App:
                     raise broke_in_transaction([s.id for s in specs], orig, True) from exc
                 raise_clear_error(orig, self.conf.schema)
                 raise
-            rows = [tuple(row) for row in result.fetchall()] if store.routed(specs) else None
+            rows = [PublishRow(*row) for row in result.fetchall()] if store.routed(specs) else None
         if rows is not None:
             from .routing import published  # (only routed jobs need it)
 
@@ -578,7 +578,7 @@ class App:
         return [AsyncResult(s.id, self, s.task) for s in specs]
 
     async def _awrite(self, store: Store, conn: psycopg.AsyncConnection,
-                      specs: Sequence[JobSpec]) -> list[tuple] | None:
+                      specs: Sequence[JobSpec]) -> list[PublishRow] | None:
         try:
             if store.routed(specs):
                 return await store.apublish(conn, specs)

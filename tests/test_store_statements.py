@@ -4,7 +4,9 @@ module, and the statements written out whole in several variants stay in step.""
 
 from __future__ import annotations
 
+import inspect
 import re
+import typing
 from pathlib import Path
 
 import pytest
@@ -52,6 +54,16 @@ def test_every_statement_has_a_description_and_well_formed_placeholders():
         assert statement.description, name
         assert not re.search(r"%(?!\(\w+\)s)", statement.text.replace("%%", "")), f"{name}: a stray %"
         assert not statement.text.endswith(";"), f"{name}: statements are run one at a time, without ';'"
+
+
+def test_rows_come_back_as_records():
+    """No Store method returns a row as a plain tuple: the only tuples it gives are a statement with
+    its parameters and PUBLISH's (job ids, queues)."""
+    not_rows = {"publish_statement", "published_jobs"}
+    for name, method in inspect.getmembers(Store, inspect.isfunction):
+        returned = typing.get_type_hints(method).get("return")
+        if not name.startswith("_") and name not in not_rows:
+            assert "tuple[" not in str(returned) and returned is not tuple, f"Store.{name} returns {returned}"
 
 
 # --- variants written out whole stay in step ----------------------------------------------------

@@ -22,14 +22,31 @@ from __future__ import annotations
 
 from .claims import Claims
 from .jobs import Jobs
-from .records import ClaimedJob, ForeignSchedule, Interrupted, JobSpec, Outcome, RetryRequest, ScheduleRow
+from .records import (
+    ClaimedJob,
+    DeclaredRoutes,
+    ForeignSchedule,
+    Interrupted,
+    JobSpec,
+    JobState,
+    LostJobs,
+    NextDue,
+    Outcome,
+    PublishRow,
+    QueueDepth,
+    RetryRequest,
+    RouteRow,
+    ScheduleRow,
+    WorkerRow,
+)
 from .results import Results
 from .routes import Routes
 from .schedules import Schedules
 from .workers import Workers
 
-__all__ = ["ClaimedJob", "ForeignSchedule", "Interrupted", "JobSpec", "Outcome", "RetryRequest", "ScheduleRow",
-           "Store"]
+__all__ = ["ClaimedJob", "DeclaredRoutes", "ForeignSchedule", "Interrupted", "JobSpec", "JobState", "LostJobs",
+           "NextDue", "Outcome", "PublishRow", "QueueDepth", "RetryRequest", "RouteRow", "ScheduleRow", "Store",
+           "WorkerRow"]
 
 
 class Store(Jobs, Claims, Workers, Results, Schedules, Routes):

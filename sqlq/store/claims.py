@@ -44,8 +44,9 @@ class Claims(StoreBase):
                     f"another row of that queue holds values sqlq cannot handle: inspect its waiting rows "
                     f"(SELECT * FROM {self.schema}.jobs WHERE queue = '{queue}' AND state = 'available')"
                 ) from exc
-        rows.sort(key=lambda r: (-r[4], r[1]))  # RETURNING has no order: restore priority, then FIFO
-        return [ClaimedJob(*r) for r in rows]
+        jobs = [ClaimedJob(*r) for r in rows]
+        jobs.sort(key=lambda j: (-j.priority, j.seq))  # RETURNING has no order: restore priority, then FIFO
+        return jobs
 
     def quarantine(self, conn: psycopg.Connection, queue: str) -> int:
         """Move ``queue``'s rows that no worker can run (QUARANTINE) to results as FAILURE; returns

@@ -17,7 +17,7 @@ import psycopg
 
 from . import fast
 from .base import StoreBase
-from .records import JobSpec
+from .records import JobSpec, PublishRow, QueueDepth
 from .routes import Routes
 
 #: From this many jobs due now, a batch is written by COPY rather than ENQUEUE_MANY.
@@ -75,7 +75,7 @@ class Jobs(StoreBase):
                     write_row(row)
             cur.execute(self.sql["NOTIFY_QUEUES"], {"queues": list(queues)})
 
-    def rewrite(self, conn: psycopg.Connection, jobs: Sequence[JobSpec]) -> list[tuple[Any, ...]] | None:
+    def rewrite(self, conn: psycopg.Connection, jobs: Sequence[JobSpec]) -> list[PublishRow] | None:
         """Write ``jobs`` again after the connection of a first attempt broke (sqlq/enqueue.py), on
         sqlq's own autocommit ``conn``: those the first attempt wrote (their ids are in jobs or
         results) are left as they are, the rest are written, all in one transaction. Returns
@@ -85,28 +85,31 @@ class Jobs(StoreBase):
         A bulk enqueue (COPY, ENQUEUE_MANY) was one transaction, so either every job of it was
         written or none; the guard is per job all the same, which covers both. Every queue is woken,
         even one whose job the first attempt wrote: a NOTIFY too many only makes a worker look."""
+        rows: list[PublishRow] | None = None
         with conn.transaction():
             if Routes.routed(jobs):
-                rows = conn.execute(self.sql["PUBLISH_REWRITE"], Routes.publish_params(jobs)).fetchall()
+                cur = conn.execute(self.sql["PUBLISH_REWRITE"], Routes.publish_params(jobs))
+                rows = [PublishRow(*r) for r in cur.fetchall()]
                 ids, queues = Routes.published_jobs(rows)
             else:
                 conn.execute(self.sql["ENQUEUE_REWRITE"], JobSpec.batch_params(jobs))
-                rows, ids, queues = None, [j.id for j in jobs], sorted({j.queue for j in jobs})
+                ids, queues = [j.id for j in jobs], sorted({j.queue for j in jobs})
             conn.execute(self.sql["REWRITE_UNDO"], {"ids": ids})
             conn.execute(self.sql["NOTIFY_QUEUES"], {"queues": queues})
         return rows
 
     async def arewrite(self, conn: psycopg.AsyncConnection,
-                       jobs: Sequence[JobSpec]) -> list[tuple[Any, ...]] | None:
+                       jobs: Sequence[JobSpec]) -> list[PublishRow] | None:
         """``rewrite`` on an async connection."""
+        rows: list[PublishRow] | None = None
         async with conn.transaction():
             if Routes.routed(jobs):
                 cur = await conn.execute(self.sql["PUBLISH_REWRITE"], Routes.publish_params(jobs))
-                rows = await cur.fetchall()
+                rows = [PublishRow(*r) for r in await cur.fetchall()]
                 ids, queues = Routes.published_jobs(rows)
             else:
                 await conn.execute(self.sql["ENQUEUE_REWRITE"], JobSpec.batch_params(jobs))
-                rows, ids, queues = None, [j.id for j in jobs], sorted({j.queue for j in jobs})
+                ids, queues = [j.id for j in jobs], sorted({j.queue for j in jobs})
             await conn.execute(self.sql["REWRITE_UNDO"], {"ids": ids})
             await conn.execute(self.sql["NOTIFY_QUEUES"], {"queues": queues})
         return rows
@@ -120,8 +123,8 @@ class Jobs(StoreBase):
     def next_scheduled_in(self, conn: psycopg.Connection) -> float | None:
         return conn.execute(self.sql["NEXT_SCHEDULED_IN"], prepare=False).fetchone()[0]
 
-    def queue_depths(self, conn: psycopg.Connection) -> list[tuple[str, int, int, int]]:
-        return conn.execute(self.sql["QUEUE_DEPTHS"]).fetchall()
+    def queue_depths(self, conn: psycopg.Connection) -> list[QueueDepth]:
+        return [QueueDepth(*r) for r in conn.execute(self.sql["QUEUE_DEPTHS"]).fetchall()]
 
     def purge(self, conn: psycopg.Connection, queue: str | None = None) -> int:
         return conn.execute(self.sql["PURGE"], {"queue": queue}).rowcount

@@ -1,7 +1,8 @@
 """What goes into the store and what comes out of it, as named records.
 
-What a caller hands in to be written is a dataclass; a row the store returns is a NamedTuple whose
-field order is the column order of the statement that produces it.
+What a caller hands in to be written is a dataclass. Every row a ``Store`` method returns is a
+NamedTuple here whose field order is the column order of the statement that produces it: callers
+read ``row.state``, never ``row[0]`` (the records still unpack like the tuples they replace).
 """
 
 from __future__ import annotations
@@ -161,3 +162,92 @@ class ForeignSchedule(NamedTuple):
     name: str
     owner: str | None
     declared_here: bool  # this app's beat_schedule names it too: this sync takes it over
+
+
+class JobState(NamedTuple):
+    """What a result handle sees of a job (FETCH_STATE): its results row once it finished, else the
+    waiting or running job in Celery's state names (PENDING, STARTED, RETRY), with only ``task``,
+    ``retries``, ``group_id`` and, for a job waiting to run again, its last error in
+    ``exc_message``."""
+
+    state: str
+    result: str | None  # JSON text
+    result_payload: bytes | None
+    result_content_type: str | None
+    exc_type: str | None
+    exc_message: str | None
+    traceback: str | None
+    finished_at: dt.datetime | None
+    task: str
+    retries: int
+    group_id: str | None
+
+
+class QueueDepth(NamedTuple):
+    """One queue's jobs by state (QUEUE_DEPTHS)."""
+
+    queue: str
+    waiting: int
+    scheduled: int
+    running: int
+
+
+class WorkerRow(NamedTuple):
+    """One registered worker (WORKERS)."""
+
+    id: str
+    hostname: str
+    pid: int
+    queues: list[str]
+    concurrency: int
+    pool: str
+    started_at: dt.datetime
+    heartbeat_at: dt.datetime
+    silent_for: float  # seconds since its last heartbeat, by the database's clock
+
+
+class LostJobs(NamedTuple):
+    """What RESCUE or LOST did with the jobs of a lost worker or attempt."""
+
+    requeued: int  # back in the queue, to run again
+    failed: int  # recorded as FAILURE WorkerLostError
+
+
+class PublishRow(NamedTuple):
+    """One message of a publish (PUBLISH, PUBLISH_ONE, PUBLISH_REWRITE), in the order sent. A
+    message that names an unknown exchange (``exchange_exists`` false) or reaches no queue
+    (``queue_count`` 0) made the whole publish write nothing."""
+
+    ord: int
+    exchange_exists: bool
+    queue_count: int
+    job_ids: list[str] | None  # one per queue reached, in the order of ``queues``
+    queues: list[str] | None
+    group_id: str | None  # shared by the jobs of a message that reached several queues
+    notified: int  # the queues woken (PUBLISH_REWRITE wakes none: there, the jobs it inserted)
+
+
+class DeclaredRoutes(NamedTuple):
+    """What DECLARE_ROUTES did: nothing at all when there are conflicts."""
+
+    exchanges: int  # exchanges written (new or updated)
+    bindings: int  # bindings added
+    conflicts: list[str] | None  # an exchange declared with a type other than its stored one
+
+
+class RouteRow(NamedTuple):
+    """An exchange and one of its bindings (LIST_ROUTES); the binding's fields are None for an
+    exchange without any."""
+
+    exchange: str
+    type: str
+    alternate_queue: str | None
+    binding_key: str | None
+    queue: str | None
+
+
+class NextDue(NamedTuple):
+    """How long a beat may sleep (SCHEDULE_NEXT_DUE)."""
+
+    now: dt.datetime  # the database's time
+    next_fire_at: dt.datetime | None  # the earliest cursor of an enabled schedule

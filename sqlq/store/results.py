@@ -5,11 +5,11 @@ old results.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import psycopg
 
 from .base import StoreBase
+from .records import JobState
 
 
 class Results(StoreBase):
@@ -18,12 +18,14 @@ class Results(StoreBase):
         """The LISTEN statement of the channel that wakes result waiters."""
         return self.sql["LISTEN_RESULTS"]
 
-    def fetch_state(self, conn: psycopg.Connection, job_id: str) -> tuple[Any, ...] | None:
-        return conn.execute(self.sql["FETCH_STATE"], {"id": job_id}, prepare=True).fetchone()
+    def fetch_state(self, conn: psycopg.Connection, job_id: str) -> JobState | None:
+        row = conn.execute(self.sql["FETCH_STATE"], {"id": job_id}, prepare=True).fetchone()
+        return JobState(*row) if row is not None else None
 
-    async def afetch_state(self, conn: psycopg.AsyncConnection, job_id: str) -> tuple[Any, ...] | None:
+    async def afetch_state(self, conn: psycopg.AsyncConnection, job_id: str) -> JobState | None:
         cur = await conn.execute(self.sql["FETCH_STATE"], {"id": job_id}, prepare=True)
-        return await cur.fetchone()
+        row = await cur.fetchone()
+        return JobState(*row) if row is not None else None
 
     def forget(self, conn: psycopg.Connection, job_id: str) -> None:
         conn.execute(self.sql["FORGET"], {"id": job_id})

@@ -14,7 +14,7 @@ import psycopg
 
 from . import fast
 from .base import StoreBase
-from .records import JobSpec
+from .records import DeclaredRoutes, JobSpec, PublishRow, RouteRow
 
 
 class Routes(StoreBase):
@@ -32,10 +32,10 @@ class Routes(StoreBase):
         return params
 
     @staticmethod
-    def published_jobs(rows: Sequence[tuple[Any, ...]]) -> tuple[list[str], list[str]]:
+    def published_jobs(rows: Sequence[PublishRow]) -> tuple[list[str], list[str]]:
         """The job ids and queues in PUBLISH's rows."""
-        return ([i for row in rows for i in row[3] or ()],
-                sorted({q for row in rows for q in row[4] or ()}))
+        return ([i for row in rows for i in row.job_ids or ()],
+                sorted({q for row in rows for q in row.queues or ()}))
 
     def publish_statement(self, jobs: Sequence[JobSpec]) -> tuple[str, dict[str, Any]]:
         """PUBLISH_ONE for one job (scalar parameters: a reusable plan), PUBLISH for a batch."""
@@ -44,30 +44,30 @@ class Routes(StoreBase):
         return self.sql["PUBLISH"], self.publish_params(jobs)
 
     def publish(self, conn: psycopg.Connection, jobs: Sequence[JobSpec], *,
-                own: bool = False) -> list[tuple[Any, ...]]:
-        """One row per job: (ord, exchange_exists, queue_count, ids, queues, group_id, _). ``own``:
+                own: bool = False) -> list[PublishRow]:
+        """One row per job, in order. ``own``:
         ``conn`` is one of sqlq's pooled autocommit connections (the libpq fast path for one job)."""
         if own and len(jobs) == 1:
             res = fast.execute(conn, self._fast["PUBLISH_ONE"], jobs[0].params())
             if res is not None:
                 return [_publish_row(res)]
         statement, params = self.publish_statement(jobs)
-        return conn.execute(statement, params, prepare=True).fetchall()
+        return [PublishRow(*r) for r in conn.execute(statement, params, prepare=True).fetchall()]
 
-    async def apublish(self, conn: psycopg.AsyncConnection, jobs: Sequence[JobSpec]) -> list[tuple[Any, ...]]:
+    async def apublish(self, conn: psycopg.AsyncConnection, jobs: Sequence[JobSpec]) -> list[PublishRow]:
         statement, params = self.publish_statement(jobs)
         cur = await conn.execute(statement, params, prepare=True)
-        return await cur.fetchall()
+        return [PublishRow(*r) for r in await cur.fetchall()]
 
     def declare_routes(self, conn: psycopg.Connection, exchanges: Sequence[tuple[str, str | None, str | None]],
-                       bindings: Sequence[tuple[str, str, str]]) -> tuple[int, int, list[str] | None]:
+                       bindings: Sequence[tuple[str, str, str]]) -> DeclaredRoutes:
         """Upsert exchanges (name, type, alternate_queue) and add bindings (exchange, key, queue)."""
         row = conn.execute(self.sql["DECLARE_ROUTES"], {
             "names": [e[0] for e in exchanges], "types": [e[1] for e in exchanges],
             "alternates": [e[2] for e in exchanges], "b_exchanges": [b[0] for b in bindings],
             "b_keys": [b[1] for b in bindings], "b_queues": [b[2] for b in bindings],
         }).fetchone()
-        return row[0], row[1], row[2]
+        return DeclaredRoutes(*row)
 
     def exchange_type(self, conn: psycopg.Connection, name: str) -> str | None:
         row = conn.execute(self.sql["EXCHANGE_TYPE"], {"name": name}).fetchone()
@@ -79,16 +79,17 @@ class Routes(StoreBase):
     def delete_exchange(self, conn: psycopg.Connection, name: str) -> int:
         return conn.execute(self.sql["DELETE_EXCHANGE"], {"name": name}).rowcount
 
-    def list_routes(self, conn: psycopg.Connection) -> list[tuple[Any, ...]]:
-        return conn.execute(self.sql["LIST_ROUTES"]).fetchall()
+    def list_routes(self, conn: psycopg.Connection) -> list[RouteRow]:
+        return [RouteRow(*r) for r in conn.execute(self.sql["LIST_ROUTES"]).fetchall()]
 
     def route_queues(self, conn: psycopg.Connection, exchange: str, routing_key: str) -> list[str] | None:
         """The queues (exchange, routing_key) reaches; None for an unknown exchange."""
         return conn.execute(self.sql["ROUTE_QUEUES"], {"exchange": exchange, "routing_key": routing_key}).fetchone()[0]
 
 
-def _publish_row(res: psycopg.pq.abc.PGresult) -> tuple[Any, ...]:
+def _publish_row(res: psycopg.pq.abc.PGresult) -> PublishRow:
     """PUBLISH_ONE's one row, read from its text form as psycopg would have typed it."""
     ord_, exists, count, ids, queues, group_id, notified = (res.get_value(0, i) for i in range(7))
-    return (int(ord_), exists == b"t", int(count), fast.parse_text_array(ids), fast.parse_text_array(queues),
-            None if group_id is None else group_id.decode(), int(notified))
+    return PublishRow(int(ord_), exists == b"t", int(count), fast.parse_text_array(ids),
+                      fast.parse_text_array(queues), None if group_id is None else group_id.decode(),
+                      int(notified))

@@ -11,7 +11,7 @@ from typing import Any
 import psycopg
 
 from .base import StoreBase
-from .records import ForeignSchedule, ScheduleRow
+from .records import ForeignSchedule, NextDue, ScheduleRow
 
 
 class Schedules(StoreBase):
@@ -77,7 +77,5 @@ class Schedules(StoreBase):
         return conn.execute(self.sql["SCHEDULE_RESUME"], {"name": name, "next_fire_at": next_fire_at,
                                                           "last_error": last_error}).fetchone() is not None
 
-    def schedule_next_due(self, conn: psycopg.Connection) -> tuple[dt.datetime, dt.datetime | None]:
-        """(the database's time, the earliest cursor of an enabled schedule or None)."""
-        row = conn.execute(self.sql["SCHEDULE_NEXT_DUE"]).fetchone()
-        return row[0], row[1]
+    def schedule_next_due(self, conn: psycopg.Connection) -> NextDue:
+        return NextDue(*conn.execute(self.sql["SCHEDULE_NEXT_DUE"]).fetchone())

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Sequence
-from typing import Any
 
 import psycopg
 
 from .base import StoreBase
+from .records import LostJobs, WorkerRow
 
 #: Seconds a worker's liveness lock must stay free before the worker is presumed dead: a live
 #: worker whose session was cut (a terminated backend) reconnects and takes it back well within it.
@@ -35,8 +35,8 @@ class Workers(StoreBase):
     def unregister_worker(self, conn: psycopg.Connection, worker_id: str) -> None:
         conn.execute(self.sql["UNREGISTER_WORKER"], {"id": worker_id})
 
-    def workers(self, conn: psycopg.Connection) -> list[tuple[Any, ...]]:
-        return conn.execute(self.sql["WORKERS"]).fetchall()
+    def workers(self, conn: psycopg.Connection) -> list[WorkerRow]:
+        return [WorkerRow(*r) for r in conn.execute(self.sql["WORKERS"]).fetchall()]
 
     @property
     def liveness_namespace(self) -> int:
@@ -56,20 +56,19 @@ class Workers(StoreBase):
                                   "grace": grace}).fetchone()[0])
 
     def rescue(self, conn: psycopg.Connection, timeout: float, max_lost: int,
-               grace: float = LIVENESS_GRACE) -> tuple[int, int]:
-        """Hand back or fail the jobs of dead workers: returns (requeued, failed)."""
+               grace: float = LIVENESS_GRACE) -> LostJobs:
+        """Hand back or fail the jobs of dead workers."""
         row = conn.execute(self.sql["RESCUE"], {"timeout": timeout, "grace": grace, "max_lost": max_lost,
                                                 "rerun": False}).fetchone()
-        return row[0], row[1]
+        return LostJobs(*row[:2])
 
     def lost(self, conn: psycopg.Connection, worker_id: str, jobs: Sequence[tuple[str, int]],
-             max_lost: int, *, rerun: bool = False) -> tuple[int, int]:
-        """(id, attempt) jobs this worker knows were interrupted: returns (requeued, failed).
-        ``rerun``: their attempts did nothing (rolled back), so they run again even when the task
+             max_lost: int, *, rerun: bool = False) -> LostJobs:
+        """(id, attempt) jobs this worker knows were interrupted. ``rerun``: their attempts did nothing (rolled back), so they run again even when the task
         does not ack late."""
         if not jobs:
-            return 0, 0
+            return LostJobs(0, 0)
         row = conn.execute(self.sql["LOST"], {"worker_id": worker_id, "ids": [j[0] for j in jobs],
                                               "attempts": [j[1] for j in jobs], "max_lost": max_lost,
                                               "rerun": rerun}).fetchone()
-        return row[0], row[1]
+        return LostJobs(*row[:2])

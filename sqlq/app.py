@@ -517,7 +517,7 @@ class App:
                     raise broke_in_transaction([s.id for s in specs], exc, in_transaction) from exc
                 raise_clear_error(exc, self.conf.schema)
                 raise
-        statement, params = self._statement(store, specs)
+        statement, params = store.write_statement(specs)
         conn = _sqlalchemy_connection(connection)
         driver = conn.connection.driver_connection  # (SQLAlchemy drops it when it sees the break)
         try:
@@ -529,14 +529,6 @@ class App:
             raise_clear_error(orig, self.conf.schema)
             raise
         return [PublishRow(*row) for row in result.fetchall()] if store.routed(specs) else None
-
-    @staticmethod
-    def _statement(store: Store, specs: Sequence[JobSpec]) -> tuple[str, dict]:
-        if store.routed(specs):
-            return store.publish_statement(specs)
-        if len(specs) == 1:
-            return store.sql["ENQUEUE"], specs[0].params()
-        return store.sql["ENQUEUE_MANY"], JobSpec.batch_params(specs)
 
     async def aenqueue(self, specs: Sequence[JobSpec], connection: Any = None) -> list[AsyncResult | GroupResult]:
         """``enqueue`` for the async API, with the same retry on a pooled connection that broke."""
@@ -559,7 +551,7 @@ class App:
                     raise broke_in_transaction([s.id for s in specs], exc, in_transaction) from exc
                 raise
         else:
-            statement, params = self._statement(store, specs)
+            statement, params = store.write_statement(specs)
             conn = await _async_sqlalchemy_connection(connection)
             driver = (await conn.get_raw_connection()).driver_connection
             try:

@@ -10,10 +10,11 @@ import typing
 from pathlib import Path
 
 import pytest
+from psycopg import sql
 
 from sqlq.store import Store
 from sqlq.store.records import ScheduleRow
-from sqlq.store.statements import SCHEMA_GROUPS, STATEMENTS, parse
+from sqlq.store.statements import SCHEMA_GROUPS, SERVER_GROUPS, STATEMENTS, parse
 
 STORE_DIR = Path(__file__).resolve().parent.parent / "sqlq" / "store"
 
@@ -42,24 +43,34 @@ def test_a_malformed_file_is_refused_with_its_line(source, message):
 # --- the shipped statements ---------------------------------------------------------------------
 
 def test_every_block_of_every_file_is_registered_once():
-    names = [m.group(1) for group in SCHEMA_GROUPS
+    groups = SCHEMA_GROUPS + SERVER_GROUPS
+    names = [m.group(1) for group in groups
              for m in re.finditer(r"^-- name: (\w+)", (STORE_DIR / f"{group}.sql").read_text(), re.M)]
     assert len(names) == len(set(names)) == len(STATEMENTS)
-    assert sorted(STORE_DIR.glob("*.sql")) == sorted(STORE_DIR / f"{group}.sql" for group in SCHEMA_GROUPS)
+    assert sorted(STORE_DIR.glob("*.sql")) == sorted(STORE_DIR / f"{group}.sql" for group in groups)
 
 
 def test_every_statement_has_a_description_and_well_formed_placeholders():
-    assert set(Store("sqlq").sql) == set(STATEMENTS)  # rendering fails on an unknown {name} or a stray brace
+    # rendering fails on an unknown {name} or a stray brace
+    rendered = set(Store("sqlq").sql) | {name for name, s in STATEMENTS.items() if s.group in SERVER_GROUPS
+                                         and sql.SQL(s.text).format(database=sql.Identifier("d")).as_string(None)}
+    assert rendered == set(STATEMENTS)
     for name, statement in STATEMENTS.items():
         assert statement.description, name
         assert not re.search(r"%(?!\(\w+\)s)", statement.text.replace("%%", "")), f"{name}: a stray %"
         assert not statement.text.endswith(";"), f"{name}: statements are run one at a time, without ';'"
 
 
+def test_every_statement_is_run_by_the_store_module_of_its_group():
+    for name, statement in STATEMENTS.items():
+        module = (STORE_DIR / f"{statement.group}.py").read_text()
+        assert f'"{name}"' in module, f"{name} ({statement.group}.sql) is not run by store/{statement.group}.py"
+
+
 def test_rows_come_back_as_records():
     """No Store method returns a row as a plain tuple: the only tuples it gives are a statement with
     its parameters and PUBLISH's (job ids, queues)."""
-    not_rows = {"publish_statement", "published_jobs"}
+    not_rows = {"publish_statement", "write_statement", "published_jobs"}
     for name, method in inspect.getmembers(Store, inspect.isfunction):
         returned = typing.get_type_hints(method).get("return")
         if not name.startswith("_") and name not in not_rows:

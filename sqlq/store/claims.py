@@ -1,6 +1,9 @@
 """A worker's claimed jobs (claims.sql): its claiming session, claiming, and recording outcomes,
 retries and jobs handed back, each for a batch in one statement, each guarded by
 ``id AND worker_id AND attempt``.
+
+The claiming session (``begin_claiming`` … ``end_claiming``) commits without waiting for the WAL
+flush and keeps CLAIM's generic plan; why that is safe is CLAIM_SESSION_BEGIN's description.
 """
 
 from __future__ import annotations
@@ -21,6 +24,20 @@ _UPSERT = {"FINISH": "FINISH_UPSERT", "FINISH_OK": "FINISH_OK_UPSERT"}
 
 
 class Claims(StoreBase):
+    def begin_claiming(self, conn: psycopg.Connection) -> None:
+        """Make ``conn``'s session the claiming session: from now on it runs CLAIM and PROMOTE only,
+        until ``end_claiming``."""
+        conn.execute(self.sql["CLAIM_SESSION_BEGIN"])
+
+    def end_claiming(self, conn: psycopg.Connection) -> None:
+        """Give ``conn`` the server's settings back, or close it when that fails: the pool drops a
+        closed connection, and a producer must never get one whose commits do not wait for the
+        flush. Never raises psycopg's errors (the connection was broken anyway, or about to be)."""
+        try:
+            conn.execute(self.sql["CLAIM_SESSION_END"])
+        except psycopg.Error:
+            conn.close()
+
     def claim(self, conn: psycopg.Connection, worker_id: str, queue: str, limit: int) -> list[ClaimedJob]:
         """Claim up to ``limit`` jobs of ``queue``.
 

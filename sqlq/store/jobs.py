@@ -4,7 +4,9 @@ listings.
 
 Batching is the rule: one statement enqueues many jobs, and a bulk enqueue of jobs due now is one
 COPY plus one NOTIFY per queue. One job from sqlq's own connection takes the libpq fast path
-(store/fast.py).
+(store/fast.py). A job routed through an exchange is written by the routes group's PUBLISH
+statements, which this group builds on (``Jobs`` is a ``Routes``): a retried write and a write on a
+caller's SQLAlchemy connection pick either kind.
 """
 
 from __future__ import annotations
@@ -16,7 +18,6 @@ from typing import Any
 import psycopg
 
 from . import fast
-from .base import StoreBase
 from .records import JobSpec, PublishRow, QueueDepth
 from .routes import Routes
 
@@ -24,7 +25,7 @@ from .routes import Routes
 _COPY_MIN = 64
 
 
-class Jobs(StoreBase):
+class Jobs(Routes):
     @property
     def listen_jobs(self) -> str:
         """The LISTEN statement of the channel that wakes idle workers."""
@@ -55,6 +56,16 @@ class Jobs(StoreBase):
     async def aenqueue_many(self, conn: psycopg.AsyncConnection, jobs: Sequence[JobSpec]) -> None:
         if jobs:
             await conn.execute(self.sql["ENQUEUE_MANY"], JobSpec.batch_params(jobs))
+
+    def write_statement(self, jobs: Sequence[JobSpec]) -> tuple[str, dict[str, Any]]:
+        """The statement and parameters that write ``jobs`` on a connection sqlq does not drive (a
+        SQLAlchemy Connection or Session, whose driver runs them in the caller's transaction):
+        PUBLISH_ONE or PUBLISH when routed, else ENQUEUE for one job, ENQUEUE_MANY for several."""
+        if self.routed(jobs):
+            return self.publish_statement(jobs)
+        if len(jobs) == 1:
+            return self.sql["ENQUEUE"], jobs[0].params()
+        return self.sql["ENQUEUE_MANY"], JobSpec.batch_params(jobs)
 
     def copy_jobs(self, conn: psycopg.Connection, rows: Iterable[tuple[Any, ...]], queues: Sequence[str], *,
                   lean: bool = False) -> None:
@@ -87,10 +98,10 @@ class Jobs(StoreBase):
         even one whose job the first attempt wrote: a NOTIFY too many only makes a worker look."""
         rows: list[PublishRow] | None = None
         with conn.transaction():
-            if Routes.routed(jobs):
-                cur = conn.execute(self.sql["PUBLISH_REWRITE"], Routes.publish_params(jobs))
+            if self.routed(jobs):
+                cur = conn.execute(self.sql["PUBLISH_REWRITE"], self.publish_params(jobs))
                 rows = [PublishRow(*r) for r in cur.fetchall()]
-                ids, queues = Routes.published_jobs(rows)
+                ids, queues = self.published_jobs(rows)
             else:
                 conn.execute(self.sql["ENQUEUE_REWRITE"], JobSpec.batch_params(jobs))
                 ids, queues = [j.id for j in jobs], sorted({j.queue for j in jobs})
@@ -103,10 +114,10 @@ class Jobs(StoreBase):
         """``rewrite`` on an async connection."""
         rows: list[PublishRow] | None = None
         async with conn.transaction():
-            if Routes.routed(jobs):
-                cur = await conn.execute(self.sql["PUBLISH_REWRITE"], Routes.publish_params(jobs))
+            if self.routed(jobs):
+                cur = await conn.execute(self.sql["PUBLISH_REWRITE"], self.publish_params(jobs))
                 rows = [PublishRow(*r) for r in await cur.fetchall()]
-                ids, queues = Routes.published_jobs(rows)
+                ids, queues = self.published_jobs(rows)
             else:
                 await conn.execute(self.sql["ENQUEUE_REWRITE"], JobSpec.batch_params(jobs))
                 ids, queues = [j.id for j in jobs], sorted({j.queue for j in jobs})

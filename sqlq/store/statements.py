@@ -30,6 +30,8 @@ from typing import NamedTuple
 
 #: The groups whose statements ``Store`` renders for its schema, each ``<group>.sql``.
 SCHEMA_GROUPS = ("base", "jobs", "claims", "workers", "results", "schedules", "routes")
+#: Statements on the server itself, run before any schema exists (store/server.py).
+SERVER_GROUPS = ("server",)
 
 _PACKAGE = __name__.rpartition(".")[0]
 _NAME_LINE = re.compile(r"--\s*name:(.*)$")
@@ -89,4 +91,4 @@ def load(groups: Iterable[str]) -> dict[str, Statement]:
     return registry
 
 
-STATEMENTS: dict[str, Statement] = load(SCHEMA_GROUPS)
+STATEMENTS: dict[str, Statement] = load(SCHEMA_GROUPS + SERVER_GROUPS)

@@ -9,6 +9,8 @@ import psycopg
 from psycopg import sql
 
 from sqlq import App
+from sqlq.errors import TaskRevokedError
+from sqlq.result import rebuild_exception
 from sqlq.store import server
 
 _SESSION = ("SELECT current_setting('synchronous_commit'), current_setting('plan_cache_mode'), "
@@ -30,6 +32,16 @@ def test_a_claiming_session_that_cannot_end_closes_its_connection(app: App, data
         conn.pgconn.finish()  # the connection breaks while claiming
         app.store.end_claiming(conn)  # no error: the connection is closed instead
         assert conn.closed
+
+
+def test_a_revoked_job_records_the_dotted_name_of_its_exception(app: App, raw_conn: psycopg.Connection, schema: str):
+    job = app.task(name="store.noop")(lambda: None).delay()
+    assert job.revoke()
+    exc_type, message = raw_conn.execute(
+        sql.SQL("SELECT exc_type, exc_message FROM {} WHERE id = %s").format(sql.Identifier(schema, "results")),
+        (job.id,)).fetchone()
+    assert exc_type == "sqlq.errors.TaskRevokedError"
+    assert isinstance(rebuild_exception(exc_type, message, None), TaskRevokedError)
 
 
 def test_ensure_database_creates_it_once(database_url: str):

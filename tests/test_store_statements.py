@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from psycopg import sql
 
+from sqlq.result import rebuild_exception
 from sqlq.store import Store
 from sqlq.store.records import ScheduleRow
 from sqlq.store.statements import SCHEMA_GROUPS, SERVER_GROUPS, STATEMENTS, parse
@@ -59,6 +60,16 @@ def test_every_statement_has_a_description_and_well_formed_placeholders():
         assert statement.description, name
         assert not re.search(r"%(?!\(\w+\)s)", statement.text.replace("%%", "")), f"{name}: a stray %"
         assert not statement.text.endswith(";"), f"{name}: statements are run one at a time, without ';'"
+
+
+def test_exception_types_written_from_sql_are_full_dotted_names():
+    """As a worker records them (sqlq.errors.X), so that AsyncResult.get() rebuilds each one."""
+    written = {m.group(0) for s in STATEMENTS.values() for m in re.finditer(r"'[\w.]*Error'", s.text)}
+    assert written == {"'sqlq.errors.InvalidJobError'", "'sqlq.errors.TaskRevokedError'",
+                       "'sqlq.errors.WorkerLostError'"}
+    for literal in written:
+        exc = rebuild_exception(literal.strip("'"), "m", None)
+        assert type(exc).__module__ + "." + type(exc).__name__ == literal.strip("'")
 
 
 def test_every_statement_is_run_by_the_store_module_of_its_group():

@@ -30,7 +30,7 @@ WITH gone AS (
 ), ins AS (
     INSERT INTO {results} (id, task, queue, priority, state, args, kwargs, payload, content_type,
                            exc_type, exc_message, enqueued_at, finished_at, attempts, retries, group_id)
-    SELECT id, task, queue, priority, 'REVOKED', args, kwargs, payload, content_type, 'TaskRevokedError',
+    SELECT id, task, queue, priority, 'REVOKED', args, kwargs, payload, content_type, 'sqlq.errors.TaskRevokedError',
            'revoked before it started', enqueued_at, clock_timestamp(), attempt, retries, group_id
     FROM gone
     ON CONFLICT (id) DO NOTHING

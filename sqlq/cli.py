@@ -22,9 +22,10 @@ import click
 import psycopg
 
 from . import __version__
-from .app import App, load_app
+from .app import App
 from .db import explain_connection_error
 from .errors import SqlqError
+from .loading import load_app
 from .names import validate_queue
 from .serialization import json_dumps, json_loads
 

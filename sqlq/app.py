@@ -106,8 +106,10 @@ class App:
         return self._connections.result_waiter(self.store.listen_results)
 
     def close(self) -> None:
-        """Close every connection this app opened."""
+        """Close every connection this app opened, and forget what it read from the environment
+        (the database URL, the ``SQLQ_*`` settings): its next use reads them again."""
         self._connections.close()
+        self.conf.reload_environment()
 
     # migrations --------------------------------------------------------------------------------
 

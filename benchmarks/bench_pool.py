@@ -170,7 +170,8 @@ def measure(url: str, delays: int = 3000, rounds: int = 5) -> dict[str, Any]:
             for which in runs:
                 app.close()
                 if which == "psycopg_pool":
-                    app._pool = psycopg_pool(app.database_url, cheap_check)  # App.connection() uses .connection()
+                    # App.connection() uses .connection()
+                    app._connections._pool = psycopg_pool(app.database_url, cheap_check)
                 try:
                     runs[which].append(delays_per_s(app, delays))
                 finally:
@@ -189,9 +190,10 @@ def measure(url: str, delays: int = 3000, rounds: int = 5) -> dict[str, Any]:
 
 
 def _drop_psycopg_pool(app: App) -> None:
-    if app._pool is not None and not isinstance(app._pool, ConnectionPool):
-        app._pool.close()
-        app._pool = None
+    connections = app._connections
+    if connections._pool is not None and not isinstance(connections._pool, ConnectionPool):
+        connections._pool.close()
+        connections._pool = None
 
 
 def summary(figures: dict[str, Any]) -> str:

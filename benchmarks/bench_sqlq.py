@@ -365,7 +365,7 @@ def measure_bulk(app, task, db: Db, opts: Options, res: SqlqResults, repeats: in
     res.bulk_s, res.bulk_per_s = elapsed, n / elapsed
     res.bulk_runs_per_s = [n / t for t in times]
     # the server's share: COPY of rows encoded beforehand (not part of the headline number)
-    from sqlq.app import new_job_ids
+    from sqlq.enqueue import new_job_ids
 
     first = task.build_job((0,), {})
     lean = first.copies_lean()  # the columns delay_many sends for this task

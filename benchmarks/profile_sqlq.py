@@ -36,6 +36,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from benchmarks import bench_sqlq  # noqa: E402
+from sqlq.store import JobSpec  # noqa: E402
 
 LOCAL_URL = "postgresql://postgres@127.0.0.1:5432/test"
 
@@ -99,7 +100,7 @@ def cmd_explain(args: argparse.Namespace) -> None:
             spec = task.build_job((1,), {})
             print("=== ENQUEUE (one delay())\n" + explain(conn, store.sql["ENQUEUE"], spec.params()))
             specs = [task.build_job((i,), {}) for i in range(args.batch)]
-            plan = explain(conn, store.sql["ENQUEUE_MANY"], store.many_params(specs))
+            plan = explain(conn, store.sql["ENQUEUE_MANY"], JobSpec.batch_params(specs))
             print(f"\n=== ENQUEUE_MANY ({args.batch} jobs)\n{plan}")
             params = {"worker_id": worker_id, "queue": "default", "limit": args.batch}
             print(f"\n=== CLAIM (limit {args.batch}, {args.n} jobs queued)\n"
@@ -162,7 +163,7 @@ def cmd_bulk(args: argparse.Namespace) -> None:
         t0 = time.perf_counter()
         specs = [task.build_job((i,), {}) for i in range(n)]
         t1 = time.perf_counter()
-        params = store.many_params(specs)
+        params = JobSpec.batch_params(specs)
         t2 = time.perf_counter()
         with app.connection() as conn:
             query = PostgresQuery(adapt.Transformer(conn))
@@ -173,7 +174,7 @@ def cmd_bulk(args: argparse.Namespace) -> None:
             db.reset()
             plan = explain(conn, store.sql["ENQUEUE_MANY"], params)
         print(f"delay_many of {n}: build_job {(t1 - t0) * 1e3:.0f} ms ({(t1 - t0) / n * 1e6:.1f} us/job), "
-              f"many_params {(t2 - t1) * 1e3:.0f} ms, psycopg parameter encoding {(t3 - t2) * 1e3:.0f} ms "
+              f"batch_params {(t2 - t1) * 1e3:.0f} ms, psycopg parameter encoding {(t3 - t2) * 1e3:.0f} ms "
               f"({(t3 - t2) / n * 1e6:.1f} us/job), statement round trip {(t4 - t3) * 1e3:.0f} ms "
               f"(includes encoding again)")
         print(plan)

@@ -22,9 +22,10 @@ import click
 import psycopg
 
 from . import __version__
-from .app import App, load_app
+from .app import App
 from .db import explain_connection_error
 from .errors import SqlqError
+from .loading import load_app
 from .names import validate_queue
 from .serialization import json_dumps, json_loads
 
@@ -278,8 +279,8 @@ def queues(ctx: _Context) -> None:
     with app.connection() as conn:
         rows = app.store.queue_depths(conn)
     click.echo(f"{'queue':<30} {'waiting':>9} {'scheduled':>9} {'running':>9}")
-    for name, waiting, scheduled, running in rows:
-        click.echo(f"{name:<30} {waiting:>9} {scheduled:>9} {running:>9}")
+    for depth in rows:
+        click.echo(f"{depth.queue:<30} {depth.waiting:>9} {depth.scheduled:>9} {depth.running:>9}")
 
 
 @main.group()
@@ -295,9 +296,10 @@ def inspect_workers(ctx: _Context) -> None:
     app = ctx.app()
     with app.connection() as conn:
         rows = app.store.workers(conn)
-    for wid, hostname, pid, qs, concurrency, pool, started, _beat, silent in rows:
-        click.echo(f"{hostname} pid={pid} id={wid} queues={','.join(qs)} pool={pool}x{concurrency} "
-                   f"up since {started:%Y-%m-%d %H:%M:%S} heartbeat {silent:.1f}s ago")
+    for w in rows:
+        click.echo(f"{w.hostname} pid={w.pid} id={w.id} queues={','.join(w.queues)} "
+                   f"pool={w.pool}x{w.concurrency} up since {w.started_at:%Y-%m-%d %H:%M:%S} "
+                   f"heartbeat {w.silent_for:.1f}s ago")
     if not rows:
         click.echo("no workers registered", err=True)
 

@@ -3,6 +3,11 @@
 Settings are plain attributes so Celery users can write ``app.conf.task_serializer = 'json'`` or
 ``app.conf.update(...)``. Environment variables override what code says, because the same code is
 deployed to machines that differ only in their environment.
+
+A setting's variable is read through ``os.environ`` once, the first time the setting is read, and
+kept: several settings are read on every ``delay()``, and a lookup in ``os.environ`` costs more
+than the rest of reading a setting. ``Settings.reload_environment()`` (and ``App.close()``) makes
+the next reads look again.
 """
 
 from __future__ import annotations
@@ -61,14 +66,10 @@ _LIST = {"accept_content"}
 #: Settings that cannot come from a flat environment string.
 _NOT_FROM_ENV = {"task_routes", "task_queues", "beat_schedule", "database_url"}
 
-#: On POSIX, ``os.environ`` keeps the variables, encoded, in ``_data``; elsewhere use ``get``.
-_ENVIRON_DATA: dict[bytes, bytes] | None = getattr(os.environ, "_data", None) if os.name == "posix" else None
-
-#: The environment variable of each setting that may come from one (encoded, to look up in _data).
-_ENV_NAMES: dict[str, Any] = {
-    key: (f"SQLQ_{key.upper()}".encode() if _ENVIRON_DATA is not None else f"SQLQ_{key.upper()}")
-    for key in DEFAULTS if key not in _NOT_FROM_ENV
-}
+#: The environment variable of each setting that may come from one.
+_ENV_NAMES: dict[str, str] = {key: f"SQLQ_{key.upper()}" for key in DEFAULTS if key not in _NOT_FROM_ENV}
+#: What ``Settings._environment`` holds for a setting whose variable is unset (or empty).
+_UNSET = object()
 
 
 def _coerce(key: str, raw: str) -> Any:
@@ -91,6 +92,8 @@ class Settings:
 
     def __init__(self, **overrides: Any):
         object.__setattr__(self, "_values", dict(DEFAULTS))
+        #: Each setting's environment override once read: its value, or _UNSET.
+        object.__setattr__(self, "_environment", {})
         self.update(overrides)
 
     def __getattr__(self, key: str) -> Any:
@@ -144,26 +147,39 @@ class Settings:
     def as_dict(self) -> dict[str, Any]:
         return {key: getattr(self, key) for key in self._values}
 
+    def reload_environment(self) -> None:
+        """Forget the ``SQLQ_*`` variables read so far: each setting reads its own again when it is
+        next read (a deployment's environment is set before the process starts; this is for a
+        process that changes its own)."""
+        self._environment.clear()
+
+    def _read_environment(self, key: str) -> Any:
+        """The override of setting ``key`` from its variable (or _UNSET), kept for the next reads.
+        A value that cannot be coerced raises and is not kept, so every read says what is wrong."""
+        raw = os.environ.get(_ENV_NAMES[key])
+        value = _coerce(key, raw) if raw else _UNSET  # an empty variable is as good as unset
+        self._environment[key] = value
+        return value
 
 
 def _setting(key: str) -> property:
-    """A setting as a property: the environment variable if set, else the value code gave.
+    """A setting as a property: its environment variable if set, else the value code gave. A
+    property rather than ``__getattr__``, because several settings are read on every ``delay()``
+    and a failed normal lookup first costs more than the read."""
 
-    Several settings are read on every ``delay()``, and the environment is read each time so that a
-    changed variable takes effect. Hence a property rather than ``__getattr__`` (a failed normal
-    lookup first costs more than the read), and a dict lookup in ``os.environ._data`` on POSIX
-    rather than ``os.environ.get`` (which encodes the key and raises KeyError on every miss)."""
-    env_name = _ENV_NAMES.get(key)
-    environ = _ENVIRON_DATA if _ENVIRON_DATA is not None else os.environ
+    unset = _UNSET
 
     def read(self: Settings) -> Any:
-        if env_name is not None:
-            raw = environ.get(env_name)
-            if raw:  # the deployment's environment overrides what code says
-                return _coerce(key, os.fsdecode(raw))
         return self._values[key]
 
-    return property(read)
+    def read_or_environment(self: Settings) -> Any:
+        try:
+            value = self._environment[key]
+        except KeyError:  # not read yet
+            value = self._read_environment(key)
+        return self._values[key] if value is unset else value  # the deployment's environment wins
+
+    return property(read if key in _NOT_FROM_ENV else read_or_environment)
 
 
 for _key in DEFAULTS:

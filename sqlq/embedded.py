@@ -487,9 +487,11 @@ def _attach(layout: _Layout) -> str | None:
 def _can_connect(url: str) -> bool:
     import psycopg
 
+    from .store import server
+
     try:
         with psycopg.connect(url, connect_timeout=5, autocommit=True) as conn:
-            conn.execute("SELECT 1")
+            server.ping(conn)
         return True
     except psycopg.Error:
         return False
@@ -595,14 +597,12 @@ def _wait_for_ready(layout: _Layout, pid: int) -> _Pidfile | None:
 def _ensure_database(layout: _Layout, info: _Pidfile) -> str:
     """Create the ``sqlq`` database if it is missing and return its URL."""
     import psycopg
-    from psycopg import sql
+
+    from .store import server
 
     try:
         with psycopg.connect(_url(info, "postgres"), connect_timeout=10, autocommit=True) as conn:
-            exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DATABASE,)).fetchone()
-            if not exists:
-                with contextlib.suppress(psycopg.errors.DuplicateDatabase):
-                    conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(DATABASE)))
+            server.ensure_database(conn, DATABASE)
     except psycopg.Error as exc:
         raise EmbeddedDatabaseError(
             f"the embedded PostgreSQL in {layout.root} (pid {info.pid}) is running but does not accept "

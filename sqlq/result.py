@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
 
     from .app import App
+    from .store import JobState
 
 READY_STATES = frozenset({"SUCCESS", "FAILURE", "REVOKED", "EXPIRED"})
 #: The longest a waiter sleeps between checks if no notification arrives (notifications can be lost).
@@ -76,7 +77,7 @@ class AsyncResult:
         self.id = str(id)
         self.app = app
         self.task_name = task_name
-        self._cache: tuple[Any, ...] | None = None
+        self._cache: JobState | None = None
 
     def __repr__(self) -> str:
         return f"<AsyncResult: {self.id}>"
@@ -89,19 +90,19 @@ class AsyncResult:
 
     # reading -----------------------------------------------------------------------------------
 
-    def _row(self) -> tuple[Any, ...] | None:
+    def _row(self) -> JobState | None:
         if self._cache is not None:
             return self._cache
         with self.app.connection() as conn:
             row = self.app.store.fetch_state(conn, _checked_id(self.id))
-        if row is not None and row[0] in READY_STATES:
+        if row is not None and row.state in READY_STATES:
             self._cache = row  # final rows never change (until forget)
         return row
 
     @property
     def state(self) -> str:
         row = self._row()
-        return row[0] if row else "PENDING"
+        return row.state if row else "PENDING"
 
     status = state
 
@@ -127,35 +128,36 @@ class AsyncResult:
     @property
     def traceback(self) -> str | None:
         row = self._row()
-        return row[6] if row else None
+        return row.traceback if row else None
 
     @property
     def date_done(self) -> dt.datetime | None:
         row = self._row()
-        return row[7] if row else None
+        return row.finished_at if row else None
 
     @property
     def retries(self) -> int:
         row = self._row()
-        return row[9] if row else 0
+        return row.retries if row else 0
 
-    def _value(self, row: tuple[Any, ...]) -> Any:
-        state = row[0]
+    def _value(self, row: JobState) -> Any:
+        state = row.state
         if state == "SUCCESS":
-            if row[3] is None or row[3] == serialization.JSON:
-                return serialization.json_loads(row[1]) if row[1] is not None else None
-            return serialization.decode(row[3], None, row[2], self.app.conf.accept_content)
+            if row.result_content_type is None or row.result_content_type == serialization.JSON:
+                return serialization.json_loads(row.result) if row.result is not None else None
+            return serialization.decode(row.result_content_type, None, row.result_payload,
+                                        self.app.conf.accept_content)
         if state == "FAILURE":
-            return rebuild_exception(row[4], row[5], row[6])
+            return rebuild_exception(row.exc_type, row.exc_message, row.traceback)
         if state == "REVOKED":
             return TaskRevokedError(f"task {self.id} was revoked before it ran")
         if state == "EXPIRED":
             return TaskExpiredError(f"task {self.id} expired before a worker started it, so it never ran")
         return None
 
-    def _outcome(self, row: tuple[Any, ...], propagate: bool) -> Any:
+    def _outcome(self, row: JobState, propagate: bool) -> Any:
         value = self._value(row)
-        if propagate and row[0] != "SUCCESS" and isinstance(value, BaseException):
+        if propagate and row.state != "SUCCESS" and isinstance(value, BaseException):
             raise value
         return value
 
@@ -175,7 +177,7 @@ class AsyncResult:
             while True:
                 event.clear()
                 row = self._row()
-                if row is not None and row[0] in READY_STATES:
+                if row is not None and row.state in READY_STATES:
                     return self._outcome(row, propagate)
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
@@ -209,7 +211,7 @@ class AsyncResult:
             while True:
                 event.clear()
                 row = await self._arow()
-                if row is not None and row[0] in READY_STATES:
+                if row is not None and row.state in READY_STATES:
                     return self._outcome(row, propagate)
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
@@ -219,13 +221,13 @@ class AsyncResult:
         finally:
             waiter.unregister(self.id, wake)
 
-    async def _arow(self) -> tuple[Any, ...] | None:
+    async def _arow(self) -> JobState | None:
         """``_row`` on the app's async pool."""
         if self._cache is not None:
             return self._cache
         async with self.app._async_pool().connection() as conn:
             row = await self.app.store.afetch_state(conn, _checked_id(self.id))
-        if row is not None and row[0] in READY_STATES:
+        if row is not None and row.state in READY_STATES:
             self._cache = row
         return row
 

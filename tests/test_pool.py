@@ -1,5 +1,5 @@
 """The hot path's connection pool (sqlq/db.py) and the prepared fast path of a plain ``delay()``
-(Store._exec_fast): connections are reused, a broken one is dropped, a full pool says so, and a
+(sqlq/store/fast.py): connections are reused, a broken one is dropped, a full pool says so, and a
 statement the server forgot is prepared again instead of failing the call."""
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ import psycopg
 import pytest
 
 from sqlq import App
-from sqlq import store as store_module
 from sqlq.db import ConnectionPool
 from sqlq.errors import DatabaseUnavailableError, DuplicateJobError
+from sqlq.store import fast as store_module
 
 
 @pytest.fixture

@@ -10,7 +10,8 @@ import psycopg
 import pytest
 
 from sqlq.notify import Listener
-from sqlq.store import Outcome, _FastStatement
+from sqlq.store import Outcome
+from sqlq.store.fast import FastStatement
 from sqlq.worker.worker import Worker
 from tests.apps.harness import job_row, scalar, wait_for, wait_result
 
@@ -216,7 +217,7 @@ def test_a_claim_plan_made_on_an_empty_queue_still_walks_the_index_once_the_queu
     which every later claim would then pay, however many jobs had arrived."""
     noop = app.task(name="claim.noop2")(lambda i: None)
     worker = Worker(app, pool="solo", burst=True)
-    statement = _FastStatement.of("CLAIM", app.store.sql["CLAIM"])
+    statement = FastStatement.of("CLAIM", app.store.sql["CLAIM"])
     assert statement.params == ("queue", "worker_id", "limit")
     args = f"('default', '{uuid.uuid4()}', 100)"
     raw_conn.execute(f'ANALYZE "{schema}".jobs')  # statistics of an empty table

@@ -128,17 +128,19 @@ def test_finish_ok_binary_arrays_round_trip(raw_conn):
     import uuid
 
     from sqlq.serialization import json_dumps
-    from sqlq.store import Outcome, _finish_ok_params, _int4_array, _text_array, _uuid_array
+    from sqlq.store import Outcome
+    from sqlq.store.binary import int4_array, text_array, uuid_array
+    from sqlq.store.claims import _finish_ok_params
 
     ids = [str(uuid.uuid4()) for _ in range(300)]
     attempts = [(i * 7919) % 100_000 - 3 for i in range(300)]
     values = [json_dumps(v) for v in ['a"b', "back\\slash", "x,y}{", "NULL", "", None, {"k": [1, '\\"', "é"]},
                                       "line\nbreak", 2 ** 70, 1.5, True, [], {}, "日本"]] + [None]
     got = raw_conn.execute("SELECT %s::uuid[]::text[], %s::int[], %s::text[]",
-                           [_uuid_array(ids), _int4_array(attempts), _text_array(values)]).fetchone()
+                           [uuid_array(ids), int4_array(attempts), text_array(values)]).fetchone()
     assert got == (ids, attempts, values)
-    assert raw_conn.execute("SELECT %s::text[]", [_text_array(["null", "null"])]).fetchone()[0] == ["null", "null"]
+    assert raw_conn.execute("SELECT %s::text[]", [text_array(["null", "null"])]).fetchone()[0] == ["null", "null"]
     with pytest.raises(ValueError):
-        _uuid_array(["order-17"])
+        uuid_array(["order-17"])
     # an id that is not a uuid: no binary parameters, so FINISH runs and the server reports it
     assert _finish_ok_params(raw_conn, "w", [Outcome(id="order-17", attempt=1, state="SUCCESS")]) is None

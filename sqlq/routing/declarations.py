@@ -166,14 +166,13 @@ def declare(app: App, declared: Plan) -> tuple[int, int]:
     """Write a plan in one statement; refuses (writing nothing) if an exchange's type would change."""
     with app.connection() as conn:
         row = app.store.declare_routes(conn, declared.exchanges, declared.bindings)
-    exchanges, bindings, conflicts = row
-    if conflicts:
+    if row.conflicts:
         raise RoutingError(
-            "exchange type conflict, nothing was changed: " + "; ".join(conflicts)
+            "exchange type conflict, nothing was changed: " + "; ".join(row.conflicts)
             + ". An exchange's type cannot change in place: remove it first (sqlq routes remove "
               "EXCHANGE, which also drops its bindings) or declare it with its current type"
         )
-    return exchanges, bindings
+    return row.exchanges, row.bindings
 
 
 def add_route(app: App, exchange: str, queue: str | None = None, *, routing_key: str | None = None,

@@ -10,33 +10,31 @@ Imported on first routed publish only: a producer that never routes does not loa
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ..errors import RoutingError, UnknownExchange, Unroutable
 from ..result import AsyncResult, GroupResult
 
 if TYPE_CHECKING:
     from ..app import App
-    from ..store import JobSpec
+    from ..store import JobSpec, PublishRow
 
 
-def results(app: App, specs: Sequence[JobSpec], rows: Sequence[tuple[Any, ...]]) -> list[AsyncResult | GroupResult]:
-    """Results for the PUBLISH statement's rows (one per spec), or the error that wrote nothing.
-
-    Row: ``(ord, exchange_exists, queue_count, job_ids, queues, group_id)``.
-    """
-    for spec, (_ord, exists, count, *_rest) in zip(specs, rows, strict=True):
-        if not exists:
+def results(app: App, specs: Sequence[JobSpec], rows: Sequence[PublishRow]) -> list[AsyncResult | GroupResult]:
+    """Results for the PUBLISH statement's rows (one per spec), or the error that wrote nothing."""
+    for spec, row in zip(specs, rows, strict=True):
+        if not row.exchange_exists:
             raise _error(UnknownExchange, unknown_exchange_message(spec.exchange, spec.task), spec)
-        if not count:
+        if not row.queue_count:
             raise _error(Unroutable, unroutable_message(spec.exchange, spec.routing_key, spec.task), spec)
     made: list[AsyncResult | GroupResult] = []
-    for spec, (_ord, _exists, _count, ids, queues, group_id, *_rest) in zip(specs, rows, strict=True):
+    for spec, row in zip(specs, rows, strict=True):
+        ids = row.job_ids or []
         if len(ids) == 1:
             made.append(AsyncResult(ids[0], app, spec.task))
         else:
-            made.append(GroupResult(group_id, [AsyncResult(i, app, spec.task) for i in ids], app,
-                                       queues=list(queues)))
+            made.append(GroupResult(row.group_id, [AsyncResult(i, app, spec.task) for i in ids], app,
+                                    queues=list(row.queues or [])))
     return made
 
 

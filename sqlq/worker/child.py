@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     sock = socket.socket(fileno=opts.fd)
     sock.setblocking(True)
 
-    from ..app import load_app
+    from ..loading import load_app
     from ..store import ClaimedJob
     from .execution import Executor, last_resort
     from .time_limits import AlarmTimeLimits

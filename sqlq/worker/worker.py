@@ -113,7 +113,7 @@ class Worker:
         cls = pool_class(self.pool_name)
         kwargs: dict[str, Any] = {}
         if self.pool_name == "prefork":
-            from ..app import app_path as find_app_path
+            from ..loading import app_path as find_app_path
 
             path = self.app_path or find_app_path(self.app)
             if path is None:
@@ -263,14 +263,11 @@ class Worker:
         """The claiming session: claims commit without waiting for the WAL flush (why, and why it
         is safe: Store's CLAIM_SESSION_BEGIN). The pooled connection is given back with the server's
         setting, or closed: a producer must never get one whose commits do not wait."""
-        conn.execute(self.store.sql["CLAIM_SESSION_BEGIN"])
+        self.store.begin_claiming(conn)
         try:
             yield
         finally:
-            try:
-                conn.execute(self.store.sql["CLAIM_SESSION_END"])
-            except psycopg.Error:
-                conn.close()  # (broken anyway, or about to be: the pool drops a closed connection)
+            self.store.end_claiming(conn)  # (or closes it: the pool drops a closed connection)
 
     def _serve(self, conn: psycopg.Connection) -> None:
         while self._stop_mode is None:

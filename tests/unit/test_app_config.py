@@ -78,6 +78,7 @@ def test_environment_overrides_code(clean_env, monkeypatch):
     assert app.conf.worker_concurrency == 7
     assert app.conf.accept_content == ["json", "msgpack"]
     monkeypatch.setenv("SQLQ_WORKER_CONCURRENCY", "lots")
+    app.conf.reload_environment()  # a variable is read once, at the setting's first read
     with pytest.raises(ConfigurationError, match="SQLQ_WORKER_CONCURRENCY='lots' is not a number"):
         _ = app.conf.worker_concurrency
 
@@ -87,6 +88,22 @@ class _Settings:
     result_expires = 10
     UNRELATED = "ignored"
 
+
+
+def test_a_variable_is_read_once_until_the_environment_is_reloaded(clean_env, monkeypatch):
+    app = App("proj", default_queue="from_code")
+    monkeypatch.setenv("SQLQ_TASK_DEFAULT_PRIORITY", "3")
+    assert (app.conf.default_queue, app.conf.task_default_priority) == ("from_code", 3)
+    monkeypatch.setenv("SQLQ_DEFAULT_QUEUE", "from_env")
+    monkeypatch.setenv("SQLQ_TASK_DEFAULT_PRIORITY", "4")
+    assert (app.conf.default_queue, app.conf.task_default_priority) == ("from_code", 3)
+    app.conf.default_queue = "changed_in_code"  # what code sets is read as it is, every time
+    assert app.conf.default_queue == "changed_in_code"
+    app.conf.reload_environment()
+    assert (app.conf.default_queue, app.conf.task_default_priority) == ("from_env", 4)
+    monkeypatch.setenv("SQLQ_DEFAULT_QUEUE", "after_close")
+    app.close()  # forgets what the app read from the environment, as it forgets the database URL
+    assert app.conf.default_queue == "after_close"
 
 def test_config_from_object_class_mapping_module_and_dotted_path(clean_env, tmp_path, monkeypatch):
     app = App("proj")

@@ -1,0 +1,381 @@
+"""How a call becomes job rows, and how the rows get written: what ``App.build_job``,
+``App.enqueue``, ``App.aenqueue`` and ``App.enqueue_calls`` are (App binds these functions as its
+methods).
+
+A call is validated and encoded before anything is written (``build_job``), so a bad argument
+inserts nothing. The rows then go through the store on one of four kinds of connection: sqlq's own
+pooled one (committed at once, the libpq fast path for one job), the caller's psycopg connection
+or SQLAlchemy Connection/Session (inside the caller's transaction), and their async forms.
+
+On sqlq's own connection a write whose connection broke under it is made once more, on a new
+connection, guarded so that the jobs the first attempt committed are not written twice
+(``Store.rewrite``); on the caller's connection nothing is retried, and the error says the caller's
+transaction is gone.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import time
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
+
+import psycopg
+
+from . import serialization
+from .db import broke, broke_in_transaction, raise_clear_error, write_lost
+from .errors import ConfigurationError, DatabaseUnavailableError, SerializationError
+from .result import AsyncResult, GroupResult
+from .routing import resolution
+from .store import JobSpec, PublishRow, Store
+
+if TYPE_CHECKING:
+    from .app import App
+    from .task import Task
+
+_PRIORITY_RANGE = range(-32768, 32768)
+#: From this many calls on, a bulk enqueue streams its rows with COPY (enqueue_calls).
+_STREAM_MIN = 64
+#: Ids for a streamed bulk enqueue are made this many at a time, as the rows go.
+_ID_CHUNK = 512
+
+
+def build_job(app: App, task_name: str, args: Sequence | None, kwargs: dict | None, *,
+              countdown: float | None = None, eta: dt.datetime | None = None,
+              expires: float | dt.datetime | None = None, queue: str | None = None,
+              priority: int | None = None, task_id: str | None = None, headers: dict | None = None,
+              serializer: str | None = None, acks_late: bool | None = None,
+              exchange: str | None = None, routing_key: str | None = None,
+              task: Task | None = None) -> JobSpec:
+    """Validate and encode one call. Nothing is written, so a bad argument inserts nothing."""
+    _check_call(args, kwargs)
+    ctype, args_json, kwargs_json, payload = serialization.encode_call(
+        args or (), kwargs or {}, serializer or app.conf.task_serializer
+    )
+    dest = resolution.resolve(app.conf, task_name, args, kwargs, task=task, queue=queue, exchange=exchange,
+                          routing_key=routing_key, priority=priority)
+    priority = app.conf.task_default_priority if dest.priority is None else dest.priority
+    if not isinstance(priority, int) or priority not in _PRIORITY_RANGE:
+        raise ConfigurationError(f"priority must be an integer from -32768 to 32767, got {priority!r}")
+    if countdown is not None and eta is not None:
+        raise ConfigurationError("pass either countdown= or eta=, not both")
+    expires_at = expires_in = None
+    if isinstance(expires, dt.datetime):
+        expires_at = expires if expires.tzinfo else expires.replace(tzinfo=dt.UTC)
+    elif expires is not None:
+        expires_in = float(expires)
+    if eta is not None and eta.tzinfo is None:
+        eta = eta.replace(tzinfo=dt.UTC)
+    try:
+        headers_json = serialization.json_dumps(headers) if headers else "{}"  # (NaN, NUL: refused)
+    except (TypeError, ValueError) as exc:
+        raise SerializationError(f"headers must be JSON-serializable: {exc}") from None
+    try:
+        job_id = str(uuid.UUID(str(task_id))) if task_id else new_job_id()
+    except ValueError:
+        raise ConfigurationError(f"task_id must be a UUID string, got {task_id!r}") from None
+    return JobSpec(
+        id=job_id,
+        task=task_name, queue=dest.queue or "", priority=priority, content_type=ctype, args=args_json,
+        kwargs=kwargs_json, payload=payload, headers=headers_json, eta=eta,
+        countdown=float(countdown) if countdown is not None else None,
+        expires_at=expires_at, expires_in=expires_in,
+        acks_late=app.conf.task_acks_late if acks_late is None else bool(acks_late),
+        exchange=dest.exchange, routing_key=dest.routing_key,
+    )
+
+
+def build_jobs(app: App, task_name: str, calls: Iterable[tuple[Sequence | None, dict | None]], *,
+               task: Task | None = None, **options: Any) -> list[JobSpec]:
+    """``build_job`` for many calls with the same options.
+
+    Options and routing are resolved once, from the first call, unless a router function could
+    route each call differently; then only the arguments are encoded per call, which is what
+    makes bulk enqueue fast."""
+    calls = list(calls)
+    if not calls:
+        return []
+    if "task_id" in options or not resolution.routes_by_name_only(app.conf.task_routes):
+        return [app.build_job(task_name, a, k, task=task, **options) for a, k in calls]
+    first = app.build_job(task_name, *calls[0], task=task, **options)
+    serializer = options.get("serializer") or app.conf.task_serializer
+    specs = [first]
+    for args, kwargs in calls[1:]:
+        _check_call(args, kwargs)
+        ctype, args_json, kwargs_json, payload = serialization.encode_call(args or (), kwargs or {}, serializer)
+        specs.append(JobSpec(
+            id=new_job_id(), task=task_name, queue=first.queue, priority=first.priority, content_type=ctype,
+            args=args_json, kwargs=kwargs_json, payload=payload, headers=first.headers, eta=first.eta,
+            countdown=first.countdown, expires_at=first.expires_at, expires_in=first.expires_in,
+            acks_late=first.acks_late, exchange=first.exchange, routing_key=first.routing_key))
+    return specs
+
+
+def enqueue_calls(app: App, task_name: str, calls: Iterable[tuple[Sequence | None, dict | None]], *,
+                  task: Task | None = None, connection: Any = None,
+                  **options: Any) -> list[AsyncResult | GroupResult]:
+    """``build_jobs`` and ``enqueue`` in one: bulk enqueue of many calls with the same options.
+
+    When the jobs are due now, JSON-encoded, not routed, and written on sqlq's own connection,
+    each call is encoded while the rows stream to PostgreSQL in one COPY, so the encoding
+    overlaps the server's work instead of preceding it; a call that cannot be encoded aborts
+    the COPY, so nothing is written, as on the other path."""
+    calls = calls if isinstance(calls, list) else list(calls)
+    if len(calls) >= _STREAM_MIN and connection is None and "task_id" not in options \
+            and resolution.routes_by_name_only(app.conf.task_routes):
+        first = app.build_job(task_name, *calls[0], task=task, **options)
+        if first.due_now() and first.content_type == serialization.JSON:
+            results: list[AsyncResult | GroupResult] = []
+            conn = None
+            try:
+                with app._connections.connection() as conn:
+                    app.store.copy_jobs(conn, _json_rows(app, first, calls, results), [first.queue],
+                                         lean=first.copies_lean())
+                return results
+            except psycopg.OperationalError as exc:
+                if conn is None or not broke(conn, exc):
+                    raise
+                lost = exc
+            # The COPY's connection broke: write the batch again, with the ids its rows had so far
+            specs = app.build_jobs(task_name, calls, task=task, **options)
+            for spec, sent in zip(specs, results, strict=False):
+                spec.id = sent.id
+            _rewrite(app, specs, lost)
+            return [AsyncResult(s.id, app, s.task) for s in specs]
+    return app.enqueue(app.build_jobs(task_name, calls, task=task, **options), connection=connection)
+
+
+def _json_rows(app: App, first: JobSpec, calls: list[tuple[Sequence | None, dict | None]],
+               results: list[AsyncResult | GroupResult]) -> Iterator[tuple]:
+    """COPY_JOBS rows for ``calls``, encoded one by one (ids too, a chunk at a time), each
+    call's ``AsyncResult`` appended to ``results``; ``first`` gives the shared columns."""
+    encode = serialization.encode_json_call
+    name, queue, priority, ctype = first.task, first.queue, first.priority, first.content_type
+    headers, acks_late, keep, lean = first.headers, first.acks_late, results.append, first.copies_lean()
+    for start in range(0, len(calls), _ID_CHUNK):
+        chunk = calls[start:start + _ID_CHUNK]
+        ids = new_job_ids(len(chunk))
+        if start == 0:
+            ids[0] = first.id
+        for job_id, (args, kwargs) in zip(ids, chunk, strict=True):
+            _check_call(args, kwargs)
+            args_json, kwargs_json = encode(args, kwargs)
+            keep(AsyncResult(job_id, app, name))
+            if lean:  # COPY_JOBS_LEAN's columns
+                yield (job_id, name, queue, "available", args_json, kwargs_json)
+            else:
+                yield (job_id, name, queue, priority, "available", args_json, kwargs_json, None, ctype,
+                       headers, acks_late, None)
+
+
+def enqueue(app: App, specs: Sequence[JobSpec], connection: Any = None) -> list[AsyncResult | GroupResult]:
+    """Write jobs: on a pooled connection (committed at once), or in the caller's transaction.
+
+    Jobs routed through an exchange (``spec.exchange``) return an ``AsyncResult`` when they reach
+    one queue and a ``GroupResult`` when they reach several (sqlq/routing/published.py).
+
+    On a pooled connection, a connection that breaks under the write (a server restart, a
+    terminated backend, a network cut) costs the caller nothing: the write is made once more
+    on a new connection, guarded so that jobs the first attempt committed are not written
+    twice (``Store.rewrite``); if that fails too, a ``DatabaseUnavailableError`` names the
+    jobs. On the caller's connection nothing is retried: a broken connection raises a
+    ``DatabaseUnavailableError`` saying the caller's transaction is gone.
+    """
+    store = app.store
+    if connection is None:
+        conn = None
+        try:
+            with app._connections.connection() as conn:
+                rows = _write(store, conn, specs, own=True)
+        except psycopg.OperationalError as exc:
+            if conn is None or not broke(conn, exc):
+                raise
+            rows = _rewrite(app, specs, exc)
+    else:
+        rows = _write_on(app, connection, store, specs)
+    if rows is not None:
+        from .routing import published  # (only routed jobs need it)
+
+        return published.results(app, specs, rows)
+    return [AsyncResult(s.id, app, s.task) for s in specs]
+
+
+async def aenqueue(app: App, specs: Sequence[JobSpec], connection: Any = None) -> list[AsyncResult | GroupResult]:
+    """``enqueue`` for the async API, with the same retry on a pooled connection that broke."""
+    store = app.store
+    if connection is None:
+        conn = None
+        try:
+            async with app._connections.async_pool().connection() as conn:
+                rows = await _awrite(app, store, conn, specs)
+        except psycopg.OperationalError as exc:
+            if conn is None or not broke(conn, exc):
+                raise
+            rows = await _arewrite(app, specs, exc)
+    elif isinstance(connection, psycopg.AsyncConnection):
+        in_transaction = _in_transaction(connection)
+        try:
+            rows = await _awrite(app, store, connection, specs)
+        except psycopg.OperationalError as exc:
+            if broke(connection, exc):
+                raise broke_in_transaction([s.id for s in specs], exc, in_transaction) from exc
+            raise
+    else:
+        statement, params = store.write_statement(specs)
+        conn = await _async_sqlalchemy_connection(connection)
+        driver = (await conn.get_raw_connection()).driver_connection
+        try:
+            result = await conn.exec_driver_sql(statement, params)
+        except Exception as exc:
+            orig = getattr(exc, "orig", exc)
+            if isinstance(driver, psycopg.AsyncConnection) and broke(driver, orig):
+                raise broke_in_transaction([s.id for s in specs], orig, True) from exc
+            raise_clear_error(orig, app.conf.schema)
+            raise
+        rows = [PublishRow(*row) for row in result.fetchall()] if store.routed(specs) else None
+    if rows is not None:
+        from .routing import published  # (only routed jobs need it)
+
+        return published.results(app, specs, rows)
+    return [AsyncResult(s.id, app, s.task) for s in specs]
+
+
+def _rewrite(app: App, specs: Sequence[JobSpec], lost: BaseException) -> list[PublishRow] | None:
+    """The one retry of a write whose pooled connection broke (``lost``): ``Store.rewrite`` on a
+    new connection (the pool checks and replaces idle ones), or the error that says the
+    first attempt's fate is unknown."""
+    try:
+        with app._connections.connection() as conn:
+            return app.store.rewrite(conn, specs)
+    except (psycopg.OperationalError, DatabaseUnavailableError) as exc:
+        raise write_lost([s.id for s in specs], lost, exc) from exc
+
+
+async def _arewrite(app: App, specs: Sequence[JobSpec], lost: BaseException) -> list[PublishRow] | None:
+    """``_rewrite`` for the async API."""
+    try:
+        async with app._connections.async_pool().connection() as conn:
+            try:
+                return await app.store.arewrite(conn, specs)
+            except psycopg.Error as exc:
+                raise_clear_error(exc, app.conf.schema)
+                raise
+    except (psycopg.OperationalError, DatabaseUnavailableError) as exc:
+        raise write_lost([s.id for s in specs], lost, exc) from exc
+
+
+def _write(store: Store, conn: psycopg.Connection, specs: Sequence[JobSpec], *,
+           own: bool = False) -> list[PublishRow] | None:
+    """Returns PUBLISH's rows for routed jobs (None otherwise). ``own``: a pooled connection."""
+    if store.routed(specs):
+        return store.publish(conn, specs, own=own)
+    if len(specs) == 1:
+        store.enqueue(conn, specs[0], own=own)
+    else:
+        store.enqueue_many(conn, specs)
+    return None
+
+
+def _write_on(app: App, connection: Any, store: Store, specs: Sequence[JobSpec]) -> list[PublishRow] | None:
+    """The caller's connection: psycopg, or SQLAlchemy Connection/Session (their transaction)."""
+    if isinstance(connection, psycopg.Connection):
+        in_transaction = _in_transaction(connection)
+        try:
+            return _write(store, connection, specs)
+        except psycopg.Error as exc:
+            if broke(connection, exc):
+                raise broke_in_transaction([s.id for s in specs], exc, in_transaction) from exc
+            raise_clear_error(exc, app.conf.schema)
+            raise
+    statement, params = store.write_statement(specs)
+    conn = _sqlalchemy_connection(connection)
+    driver = conn.connection.driver_connection  # (SQLAlchemy drops it when it sees the break)
+    try:
+        result = conn.exec_driver_sql(statement, params)
+    except Exception as exc:
+        orig = getattr(exc, "orig", exc)
+        if isinstance(driver, psycopg.Connection) and broke(driver, orig):
+            raise broke_in_transaction([s.id for s in specs], orig, True) from exc
+        raise_clear_error(orig, app.conf.schema)
+        raise
+    return [PublishRow(*row) for row in result.fetchall()] if store.routed(specs) else None
+
+
+async def _awrite(app: App, store: Store, conn: psycopg.AsyncConnection,
+                  specs: Sequence[JobSpec]) -> list[PublishRow] | None:
+    try:
+        if store.routed(specs):
+            return await store.apublish(conn, specs)
+        if len(specs) == 1:
+            await store.aenqueue(conn, specs[0])
+        else:
+            await store.aenqueue_many(conn, specs)
+    except psycopg.Error as exc:
+        raise_clear_error(exc, app.conf.schema)
+        raise
+    return None
+
+
+def _in_transaction(conn: psycopg.Connection | psycopg.AsyncConnection) -> bool:
+    """Whether a write on the caller's ``conn`` is part of a transaction of theirs (one already
+    open, or the one psycopg opens for it on a connection not in autocommit)."""
+    return not conn.autocommit or conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE
+
+
+def _check_call(args: Any, kwargs: Any) -> None:
+    if args is not None and not isinstance(args, list | tuple):
+        raise SerializationError(f"args must be a list or tuple, not {type(args).__name__}")
+    if kwargs is not None and not isinstance(kwargs, dict):
+        raise SerializationError(f"kwargs must be a dict, not {type(kwargs).__name__}")
+
+
+def new_job_id() -> str:
+    """A UUIDv7-style id: time-ordered, so the results primary key grows at its right edge
+    instead of splitting random btree pages on every insert. 48 bits of milliseconds, the version
+    and variant bits, 74 random bits; formatted by hand, a fraction of ``str(uuid.UUID(...))``'s cost."""
+    return _format_job_id(f"{time.time_ns() // 1_000_000 & 0xFFFFFFFFFFFF:012x}", os.urandom(10).hex())
+
+
+def new_job_ids(n: int) -> list[str]:
+    """``n`` ids for one bulk enqueue: one clock read and one ``urandom`` call for them all."""
+    stamp = f"{time.time_ns() // 1_000_000 & 0xFFFFFFFFFFFF:012x}"
+    rand = os.urandom(10 * n).hex()
+    return [_format_job_id(stamp, rand[i:i + 20]) for i in range(0, 20 * n, 20)]
+
+
+def _format_job_id(stamp: str, rand: str) -> str:
+    """``stamp``: 12 hex digits of time; ``rand``: 20 random hex digits (74 bits are used)."""
+    return f"{stamp[:8]}-{stamp[8:]}-7{rand[:3]}-{_VARIANT[rand[3]]}{rand[4:7]}-{rand[7:19]}"
+
+
+#: RFC 9562 variant bits (10xx) in the first digit of the fourth group, keeping two random bits.
+_VARIANT = {digit: "89ab"[int(digit, 16) & 3] for digit in "0123456789abcdef"}
+
+
+def _sqlalchemy_connection(obj: Any) -> Any:
+    from sqlalchemy.engine import Connection
+    from sqlalchemy.orm import Session
+
+    if isinstance(obj, Session):
+        return obj.connection()
+    if isinstance(obj, Connection):
+        return obj
+    raise ConfigurationError(
+        f"connection= must be a SQLAlchemy Connection or Session, or a psycopg Connection "
+        f"(async ones with the async API); got {type(obj).__name__}"
+    )
+
+
+async def _async_sqlalchemy_connection(obj: Any) -> Any:
+    from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+
+    if isinstance(obj, AsyncSession):
+        return await obj.connection()
+    if isinstance(obj, AsyncConnection):
+        return obj
+    raise ConfigurationError(
+        f"connection= for the async API must be a SQLAlchemy AsyncConnection or AsyncSession, or a "
+        f"psycopg AsyncConnection; got {type(obj).__name__}"
+    )

@@ -1,0 +1,53 @@
+"""The only place that runs SQL on sqlq's queue tables.
+
+Each statement is named, described and written out whole in a ``.sql`` file of this package, one
+file per group of tables (the registry: store/statements.py). ``Store`` renders them for one schema
+(identifiers quoted by psycopg, never formatted raw) and runs them on whatever connection it is
+handed: a pooled autocommit connection, or the caller's own connection inside the caller's
+transaction. Its methods come from one module per group, each running its own file's statements:
+
+* ``jobs``: writing jobs, promoting scheduled ones, the queue listings (jobs.py, jobs.sql);
+* ``claims``: a worker's claiming session, claims and the outcomes it records (claims.py);
+* ``workers``: worker rows, heartbeats, liveness locks, and the jobs of lost workers (workers.py);
+* ``results``: result handles, forget, revoke, expiry (results.py);
+* ``schedules``: periodic schedules for ``sqlq beat`` (schedules.py);
+* ``routes``: exchanges, bindings and routed publishing (routes.py);
+* ``base``: rendering for a schema, the schema's revision and advisory locks (base.py).
+
+The rows and records the store takes and gives are in records.py; the libpq fast path of one-job
+writes in fast.py, the binary array encoders of FINISH_OK in binary.py.
+"""
+
+from __future__ import annotations
+
+from .claims import Claims
+from .jobs import Jobs
+from .records import (
+    ClaimedJob,
+    DeclaredRoutes,
+    ForeignSchedule,
+    Interrupted,
+    JobSpec,
+    JobState,
+    LostJobs,
+    NextDue,
+    Outcome,
+    PublishRow,
+    QueueDepth,
+    RetryRequest,
+    RouteRow,
+    ScheduleRow,
+    WorkerRow,
+)
+from .results import Results
+from .routes import Routes
+from .schedules import Schedules
+from .workers import Workers
+
+__all__ = ["ClaimedJob", "DeclaredRoutes", "ForeignSchedule", "Interrupted", "JobSpec", "JobState", "LostJobs",
+           "NextDue", "Outcome", "PublishRow", "QueueDepth", "RetryRequest", "RouteRow", "ScheduleRow", "Store",
+           "WorkerRow"]
+
+
+class Store(Jobs, Claims, Workers, Results, Schedules, Routes):
+    """Every statement of the queue tables, rendered for one schema (``Store(schema)``)."""

@@ -1,0 +1,67 @@
+"""What every group of the store builds on: the registry's statements rendered for one schema, and
+the statements about the schema as a whole (base.sql: its migration revision, its advisory locks).
+
+A ``Store`` is made once per schema and then only reads its rendered statements, so one may be
+shared by any number of threads; it holds no connection: every method runs on the connection it
+is handed (a pooled autocommit connection, or the caller's own inside the caller's transaction).
+"""
+
+from __future__ import annotations
+
+import zlib
+
+import psycopg
+from psycopg import sql
+
+from ..migrate import VERSION_TABLE
+from ..names import validate_identifier
+from . import fast
+from .statements import SCHEMA_GROUPS, STATEMENTS
+
+
+class StoreBase:
+    """Named statements rendered for one schema."""
+
+    def __init__(self, schema: str = "sqlq"):
+        self.schema = validate_identifier(schema, "schema")
+        self.jobs_channel = f"{schema}.jobs"
+        self.results_channel = f"{schema}.results"
+        names = {
+            "jobs": sql.Identifier(schema, "jobs"),
+            "results": sql.Identifier(schema, "results"),
+            "workers": sql.Identifier(schema, "workers"),
+            "version_table": sql.Identifier(schema, VERSION_TABLE),
+            "schedules": sql.Identifier(schema, "schedules"),
+            "schedule_ticks": sql.Identifier(schema, "schedule_ticks"),
+            "exchanges": sql.Identifier(schema, "exchanges"),
+            "bindings": sql.Identifier(schema, "bindings"),
+            "route_queues": sql.Identifier(schema, "route_queues"),
+            "jobs_channel": sql.Literal(self.jobs_channel),
+            "results_channel": sql.Literal(self.results_channel),
+            "jobs_channel_identifier": sql.Identifier(self.jobs_channel),
+            "results_channel_identifier": sql.Identifier(self.results_channel),
+        }
+        #: Every statement of the schema's groups, by name, ready to run.
+        self.sql: dict[str, str] = {
+            name: sql.SQL(statement.text).format(**names).as_string(None)
+            for name, statement in STATEMENTS.items() if statement.group in SCHEMA_GROUPS
+        }
+        self._fast = {key: fast.FastStatement.of(key, self.sql[key]) for key in fast.STATEMENTS}
+
+    def schema_revision(self, conn: psycopg.Connection) -> str | None:
+        """The schema's migration revision, None when sqlq was never migrated there."""
+        try:
+            row = conn.execute(self.sql["SCHEMA_REVISION"]).fetchone()
+        except (psycopg.errors.UndefinedTable, psycopg.errors.InvalidSchemaName):
+            return None
+        return row[0] if row else None
+
+    def lock_key(self, purpose: str) -> int:
+        """The advisory-lock key for one purpose in this schema (two schemas never share a lock)."""
+        return zlib.crc32(f"sqlq-{purpose}:{self.schema}".encode())
+
+    def try_xact_lock(self, conn: psycopg.Connection, key: int) -> bool:
+        return conn.execute(self.sql["TRY_XACT_LOCK"], {"key": key}).fetchone()[0]
+
+    def xact_lock(self, conn: psycopg.Connection, key: int) -> None:
+        conn.execute(self.sql["XACT_LOCK"], {"key": key})

@@ -1,0 +1,136 @@
+"""A worker's claimed jobs (claims.sql): its claiming session, claiming, and recording outcomes,
+retries and jobs handed back, each for a batch in one statement, each guarded by
+``id AND worker_id AND attempt``.
+
+The claiming session (``begin_claiming`` … ``end_claiming``) commits without waiting for the WAL
+flush and keeps CLAIM's generic plan; why that is safe is CLAIM_SESSION_BEGIN's description.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Sequence
+from typing import Any
+
+import psycopg
+
+from ..errors import InvalidJobError
+from . import binary
+from .base import StoreBase
+from .records import ClaimedJob, Outcome, RetryRequest
+
+#: FINISH's and FINISH_OK's twins with ON CONFLICT (Claims.finish).
+_UPSERT = {"FINISH": "FINISH_UPSERT", "FINISH_OK": "FINISH_OK_UPSERT"}
+
+
+class Claims(StoreBase):
+    def begin_claiming(self, conn: psycopg.Connection) -> None:
+        """Make ``conn``'s session the claiming session: from now on it runs CLAIM and PROMOTE only,
+        until ``end_claiming``."""
+        conn.execute(self.sql["CLAIM_SESSION_BEGIN"])
+
+    def end_claiming(self, conn: psycopg.Connection) -> None:
+        """Give ``conn`` the server's settings back, or close it when that fails: the pool drops a
+        closed connection, and a producer must never get one whose commits do not wait for the
+        flush. Never raises psycopg's errors (the connection was broken anyway, or about to be)."""
+        try:
+            conn.execute(self.sql["CLAIM_SESSION_END"])
+        except psycopg.Error:
+            conn.close()
+
+    def claim(self, conn: psycopg.Connection, worker_id: str, queue: str, limit: int) -> list[ClaimedJob]:
+        """Claim up to ``limit`` jobs of ``queue``.
+
+        A row CLAIM cannot take (an ``attempt`` at the integer limit fails the whole statement: every
+        worker of the queue would fail every claim) is set aside by QUARANTINE as FAILURE
+        InvalidJobError, and the claim runs again. A claim that still fails for its data raises
+        InvalidJobError saying so; connection errors propagate unchanged."""
+        params = {"worker_id": worker_id, "queue": queue, "limit": limit}
+        try:
+            rows = conn.execute(self.sql["CLAIM"], params, prepare=True).fetchall()
+        except psycopg.DataError as exc:
+            if not conn.autocommit:  # inside the caller's transaction, which the error aborted
+                raise
+            count = self.quarantine(conn, queue)
+            try:
+                rows = conn.execute(self.sql["CLAIM"], params, prepare=True).fetchall()
+            except psycopg.DataError as again:
+                raise InvalidJobError(
+                    f"claiming from queue {queue!r} fails: {type(again).__name__}: "
+                    f"{again.diag.message_primary or again}; {count} impossible row(s) were set aside, but "
+                    f"another row of that queue holds values sqlq cannot handle: inspect its waiting rows "
+                    f"(SELECT * FROM {self.schema}.jobs WHERE queue = '{queue}' AND state = 'available')"
+                ) from exc
+        jobs = [ClaimedJob(*r) for r in rows]
+        jobs.sort(key=lambda j: (-j.priority, j.seq))  # RETURNING has no order: restore priority, then FIFO
+        return jobs
+
+    def quarantine(self, conn: psycopg.Connection, queue: str) -> int:
+        """Move ``queue``'s rows that no worker can run (QUARANTINE) to results as FAILURE; returns
+        how many."""
+        return conn.execute(self.sql["QUARANTINE"], {"queue": queue}).fetchone()[0]
+
+    def finish(self, conn: psycopg.Connection, worker_id: str, outcomes: Sequence[Outcome]) -> int:
+        """Record outcomes; returns how many were still ours to record."""
+        if not outcomes:
+            return 0
+        params: dict[str, Any] | None = None
+        if all(o.state == "SUCCESS" and o.result_payload is None for o in outcomes):
+            statement = "FINISH_OK"
+            params = _finish_ok_params(conn, worker_id, outcomes)
+        if params is None:
+            statement = "FINISH"
+            params = {
+                "worker_id": worker_id, "ids": [o.id for o in outcomes], "attempts": [o.attempt for o in outcomes],
+                "results": [o.result for o in outcomes], "states": [o.state for o in outcomes],
+                "result_payloads": [o.result_payload for o in outcomes],
+                "result_content_types": [o.result_content_type for o in outcomes],
+                "exc_types": [o.exc_type for o in outcomes], "exc_messages": [o.exc_message for o in outcomes],
+                "tracebacks": [o.traceback for o in outcomes],
+            }
+        # A plain INSERT into results unless the connection is in a transaction (a transactional
+        # task's, where a failed statement would abort the caller's work): a reused task id then
+        # fails it, having written nothing, and the ON CONFLICT twin records the outcomes.
+        if not conn.autocommit or conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+            statement = _UPSERT[statement]
+        # Never prepared. A generic plan cannot see the batch size (a nested loop over the unnest()
+        # rows), and one made while the table held a few rows scans the whole table at every later
+        # FINISH; planning each call is the price of a plan that follows the table.
+        try:
+            return conn.execute(self.sql[statement], params, prepare=False).fetchone()[0]
+        except psycopg.errors.UniqueViolation:
+            if statement not in _UPSERT:
+                raise
+        return conn.execute(self.sql[_UPSERT[statement]], params, prepare=False).fetchone()[0]
+
+    def retry(self, conn: psycopg.Connection, worker_id: str, requests: Sequence[RetryRequest]) -> int:
+        if not requests:
+            return 0
+        params = {
+            "worker_id": worker_id, "ids": [r.id for r in requests], "attempts": [r.attempt for r in requests],
+            "delays": [r.delay for r in requests], "etas": [r.eta for r in requests],
+            "errors": [r.error for r in requests],
+        }
+        return conn.execute(self.sql["RETRY"], params).fetchone()[0]
+
+    def release(self, conn: psycopg.Connection, worker_id: str, jobs: Sequence[tuple[str, int]]) -> None:
+        """Hand back (id, attempt) jobs that never started, their attempt unspent."""
+        if jobs:
+            conn.execute(self.sql["RELEASE"], {"worker_id": worker_id, "ids": [j[0] for j in jobs],
+                                               "attempts": [j[1] for j in jobs]})
+
+
+def _finish_ok_params(conn: psycopg.Connection, worker_id: str,
+                      outcomes: Sequence[Outcome]) -> dict[str, Any] | None:
+    """FINISH_OK's parameters as binary arrays (store/binary.py), or None when they cannot be (a
+    connection whose encoding is not UTF-8, an id that is not a uuid: FINISH then runs and the
+    server says what is wrong)."""
+    if conn.info.encoding != "utf-8":
+        return None
+    try:
+        ids = binary.uuid_array([o.id for o in outcomes])
+        attempts = binary.int4_array([o.attempt for o in outcomes])
+    except (ValueError, TypeError, struct.error):
+        return None
+    return {"worker_id": worker_id, "ids": ids, "attempts": attempts,
+            "results": binary.text_array([o.result for o in outcomes])}

@@ -1,0 +1,253 @@
+"""What goes into the store and what comes out of it, as named records.
+
+What a caller hands in to be written is a dataclass. Every row a ``Store`` method returns is a
+NamedTuple here whose field order is the column order of the statement that produces it: callers
+read ``row.state``, never ``row[0]`` (the records still unpack like the tuples they replace).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+
+class ClaimedJob(NamedTuple):
+    """A job as CLAIM hands it to a worker: arguments and headers stay text (the worker decodes them
+    where it runs them, a prefork child included), and ``attempt`` is the guard every later write of
+    the worker for this job must match."""
+
+    id: str
+    seq: int
+    task: str
+    queue: str
+    priority: int
+    args: str | None
+    kwargs: str | None
+    payload: bytes | None
+    content_type: str
+    headers: str | None
+    expired: bool
+    attempt: int
+    retries: int
+    acks_late: bool
+    group_id: str | None
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What happened to one claimed job, ready for the batched FINISH."""
+
+    id: str
+    attempt: int
+    state: str  # SUCCESS | FAILURE | EXPIRED | REVOKED
+    result: str | None = None  # JSON text
+    result_payload: bytes | None = None
+    result_content_type: str | None = None
+    exc_type: str | None = None
+    exc_message: str | None = None
+    traceback: str | None = None
+
+
+@dataclass(slots=True)
+class RetryRequest:
+    """Run the job again ``delay`` seconds after RETRY is recorded (the database's clock), or at
+    ``eta`` (seconds since the epoch, UTC) when ``retry(eta=)`` named a moment, as apply_async's eta
+    does: then the worker's clock plays no part."""
+
+    id: str
+    attempt: int
+    delay: float
+    error: str | None
+    eta: float | None = None
+
+
+@dataclass(slots=True)
+class Interrupted:
+    """The attempt was cut off and did nothing (a transactional task whose connection broke: its
+    writes rolled back), so the job runs again, counted like an attempt lost to a crash (LOST)."""
+
+    id: str
+    attempt: int
+    reason: str
+
+
+@dataclass(slots=True)
+class JobSpec:
+    """One job to enqueue, as the store needs it (already encoded)."""
+
+    id: str
+    task: str
+    queue: str
+    priority: int
+    content_type: str
+    args: str | None
+    kwargs: str | None
+    payload: bytes | None
+    headers: str
+    eta: dt.datetime | None = None
+    countdown: float | None = None
+    expires_at: dt.datetime | None = None
+    expires_in: float | None = None
+    acks_late: bool = True
+    group_id: str | None = None
+    # Routed through an exchange (PUBLISH picks the queues in SQL; ``queue`` is then unused).
+    exchange: str | None = None
+    routing_key: str | None = None
+
+    def due_now(self) -> bool:
+        """No countdown, eta or expiry and not routed: the row can be written as it is (COPY)."""
+        return (self.eta is None and self.countdown is None and self.expires_at is None
+                and self.expires_in is None and self.exchange is None)
+
+    def copies_lean(self) -> bool:
+        """Whether every column COPY_JOBS_LEAN leaves out has its default (JSON arguments, priority 0,
+        no headers, acks_late, no payload, no group)."""
+        return (self.priority == 0 and self.content_type == "application/json" and self.headers == "{}"
+                and self.acks_late is True and self.payload is None and self.group_id is None)
+
+    def params(self) -> dict[str, Any]:
+        """The parameters of the one-job statements (ENQUEUE, ENQUEUE_NOW, PUBLISH_ONE)."""
+        return {
+            "id": self.id, "task": self.task, "queue": self.queue, "priority": self.priority,
+            "content_type": self.content_type, "args": self.args, "kwargs": self.kwargs,
+            "payload": self.payload, "headers": self.headers, "eta": self.eta, "countdown": self.countdown,
+            "expires_at": self.expires_at, "expires_in": self.expires_in, "acks_late": self.acks_late,
+            "group_id": self.group_id, "exchange": self.exchange, "routing_key": self.routing_key,
+        }
+
+    @staticmethod
+    def batch_params(jobs: Sequence[JobSpec]) -> dict[str, list[Any]]:
+        """The parameters of the batch statements (ENQUEUE_MANY, ENQUEUE_REWRITE; PUBLISH adds the
+        exchanges and routing keys): ``params()`` as one array per column, kept beside it so that a
+        column is added to both."""
+        return {
+            "ids": [j.id for j in jobs], "tasks": [j.task for j in jobs], "queues": [j.queue for j in jobs],
+            "priorities": [j.priority for j in jobs], "args": [j.args for j in jobs],
+            "kwargs": [j.kwargs for j in jobs], "payloads": [j.payload for j in jobs],
+            "content_types": [j.content_type for j in jobs], "headers": [j.headers for j in jobs],
+            "etas": [j.eta for j in jobs], "countdowns": [j.countdown for j in jobs],
+            "expires_ats": [j.expires_at for j in jobs], "expires_ins": [j.expires_in for j in jobs],
+            "acks_lates": [j.acks_late for j in jobs], "group_ids": [j.group_id for j in jobs],
+        }
+
+
+class ScheduleRow(NamedTuple):
+    """One row of ``schedules``, as SCHEDULE_GET, SCHEDULE_LIST and SCHEDULE_CLAIM_DUE select it."""
+
+    name: str
+    task: str
+    args: list[Any]
+    kwargs: dict[str, Any]
+    options: dict[str, Any]
+    cron: str | None
+    interval_seconds: float | None
+    anchor: dt.datetime | None
+    timezone: str
+    enabled: bool
+    source: str
+    next_fire_at: dt.datetime | None
+    last_fire_at: dt.datetime | None
+    total_run_count: int
+    last_error: str | None
+    created_at: dt.datetime
+    updated_at: dt.datetime
+    owner: str | None
+
+
+class ForeignSchedule(NamedTuple):
+    """A config schedule that another app declared (or none: written before owners existed)."""
+
+    name: str
+    owner: str | None
+    declared_here: bool  # this app's beat_schedule names it too: this sync takes it over
+
+
+class JobState(NamedTuple):
+    """What a result handle sees of a job (FETCH_STATE): its results row once it finished, else the
+    waiting or running job in Celery's state names (PENDING, STARTED, RETRY), with only ``task``,
+    ``retries``, ``group_id`` and, for a job waiting to run again, its last error in
+    ``exc_message``."""
+
+    state: str
+    result: str | None  # JSON text
+    result_payload: bytes | None
+    result_content_type: str | None
+    exc_type: str | None
+    exc_message: str | None
+    traceback: str | None
+    finished_at: dt.datetime | None
+    task: str
+    retries: int
+    group_id: str | None
+
+
+class QueueDepth(NamedTuple):
+    """One queue's jobs by state (QUEUE_DEPTHS)."""
+
+    queue: str
+    waiting: int
+    scheduled: int
+    running: int
+
+
+class WorkerRow(NamedTuple):
+    """One registered worker (WORKERS)."""
+
+    id: str
+    hostname: str
+    pid: int
+    queues: list[str]
+    concurrency: int
+    pool: str
+    started_at: dt.datetime
+    heartbeat_at: dt.datetime
+    silent_for: float  # seconds since its last heartbeat, by the database's clock
+
+
+class LostJobs(NamedTuple):
+    """What RESCUE or LOST did with the jobs of a lost worker or attempt."""
+
+    requeued: int  # back in the queue, to run again
+    failed: int  # recorded as FAILURE WorkerLostError
+
+
+class PublishRow(NamedTuple):
+    """One message of a publish (PUBLISH, PUBLISH_ONE, PUBLISH_REWRITE), in the order sent. A
+    message that names an unknown exchange (``exchange_exists`` false) or reaches no queue
+    (``queue_count`` 0) made the whole publish write nothing."""
+
+    ord: int
+    exchange_exists: bool
+    queue_count: int
+    job_ids: list[str] | None  # one per queue reached, in the order of ``queues``
+    queues: list[str] | None
+    group_id: str | None  # shared by the jobs of a message that reached several queues
+    notified: int  # the queues woken (PUBLISH_REWRITE wakes none: there, the jobs it inserted)
+
+
+class DeclaredRoutes(NamedTuple):
+    """What DECLARE_ROUTES did: nothing at all when there are conflicts."""
+
+    exchanges: int  # exchanges written (new or updated)
+    bindings: int  # bindings added
+    conflicts: list[str] | None  # an exchange declared with a type other than its stored one
+
+
+class RouteRow(NamedTuple):
+    """An exchange and one of its bindings (LIST_ROUTES); the binding's fields are None for an
+    exchange without any."""
+
+    exchange: str
+    type: str
+    alternate_queue: str | None
+    binding_key: str | None
+    queue: str | None
+
+
+class NextDue(NamedTuple):
+    """How long a beat may sleep (SCHEDULE_NEXT_DUE)."""
+
+    now: dt.datetime  # the database's time
+    next_fire_at: dt.datetime | None  # the earliest cursor of an enabled schedule

@@ -1,0 +1,38 @@
+"""Results (results.sql): what a result handle reads, forgetting and revoking, and the expiry of
+old results.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import psycopg
+
+from .base import StoreBase
+from .records import JobState
+
+
+class Results(StoreBase):
+    @property
+    def listen_results(self) -> str:
+        """The LISTEN statement of the channel that wakes result waiters."""
+        return self.sql["LISTEN_RESULTS"]
+
+    def fetch_state(self, conn: psycopg.Connection, job_id: str) -> JobState | None:
+        row = conn.execute(self.sql["FETCH_STATE"], {"id": job_id}, prepare=True).fetchone()
+        return JobState(*row) if row is not None else None
+
+    async def afetch_state(self, conn: psycopg.AsyncConnection, job_id: str) -> JobState | None:
+        cur = await conn.execute(self.sql["FETCH_STATE"], {"id": job_id}, prepare=True)
+        row = await cur.fetchone()
+        return JobState(*row) if row is not None else None
+
+    def forget(self, conn: psycopg.Connection, job_id: str) -> None:
+        conn.execute(self.sql["FORGET"], {"id": job_id})
+
+    def revoke(self, conn: psycopg.Connection, ids: Sequence[str]) -> int:
+        """Revoke the jobs that have not started; returns how many were."""
+        return conn.execute(self.sql["REVOKE"], {"ids": list(ids)}).fetchone()[0]
+
+    def expire_results(self, conn: psycopg.Connection, ttl: float, limit: int = 10000) -> int:
+        return conn.execute(self.sql["EXPIRE_RESULTS"], {"ttl": ttl, "limit": limit}).rowcount

@@ -1,0 +1,53 @@
+-- Results: one row per finished job (SUCCESS, FAILURE, REVOKED, EXPIRED), read by result handles,
+-- woken by the results channel, kept for `result_expires` seconds.
+--
+-- Statement format: sqlq/store/statements.py.
+
+-- name: FETCH_STATE
+-- What a result handle sees: the final row if there is one, else the waiting or running job, in
+-- Celery's state names. The columns are JobState's.
+SELECT state, result::text, result_payload, result_content_type, exc_type, exc_message, traceback,
+       finished_at, task, retries, group_id::text
+FROM {results} WHERE id = %(id)s
+UNION ALL
+SELECT CASE WHEN state = 'running' THEN 'STARTED'
+            WHEN retries > 0 THEN 'RETRY'
+            ELSE 'PENDING' END,
+       NULL, NULL, NULL, NULL, last_error, NULL, NULL, task, retries, group_id::text
+FROM {jobs} WHERE id = %(id)s
+LIMIT 1
+
+-- name: FORGET
+-- `AsyncResult.forget()`: the stored outcome goes, the job (if any) is not affected.
+DELETE FROM {results} WHERE id = %(id)s
+
+-- name: REVOKE
+-- Revoke jobs that have not started: they leave the queue as REVOKED results. A running job belongs
+-- to its worker and is left alone.
+WITH gone AS (
+    DELETE FROM {jobs} WHERE id = ANY(%(ids)s::uuid[]) AND state IN ('available', 'scheduled')
+    RETURNING *
+), ins AS (
+    INSERT INTO {results} (id, task, queue, priority, state, args, kwargs, payload, content_type,
+                           exc_type, exc_message, enqueued_at, finished_at, attempts, retries, group_id)
+    SELECT id, task, queue, priority, 'REVOKED', args, kwargs, payload, content_type, 'sqlq.errors.TaskRevokedError',
+           'revoked before it started', enqueued_at, clock_timestamp(), attempt, retries, group_id
+    FROM gone
+    ON CONFLICT (id) DO NOTHING
+    RETURNING id
+)
+SELECT count(*), pg_notify({results_channel}, coalesce(string_agg(id::text, ','), '')) FROM ins
+
+-- name: EXPIRE_RESULTS
+-- Expired results go in bounded batches so one pass never holds locks for long.
+WITH old AS (
+    SELECT id FROM {results}
+    WHERE finished_at < now() - make_interval(secs => %(ttl)s::float8)
+    LIMIT %(limit)s
+)
+DELETE FROM {results} AS r USING old WHERE r.id = old.id
+
+-- name: LISTEN_RESULTS
+-- What the result waiter listens on: FINISH, RETRY, REVOKE and the rest notify the ids of the jobs
+-- whose state they changed (or '' for "look again": a batch too large to list).
+LISTEN {results_channel_identifier}

@@ -1,0 +1,74 @@
+"""Workers (workers.sql): their rows and heartbeats, their liveness locks, and the jobs of a worker
+that is gone (``rescue``) or of attempts a worker knows were cut off (``lost``).
+
+A worker holds a session-level advisory lock (two keys: this schema's ``liveness_namespace`` and
+its ``lock_key``) on its housekeeping connection; one worker at a time reads ``pg_locks`` to see
+whose lock is free (``workers_liveness``) and then rescues their jobs at once.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Sequence
+
+import psycopg
+
+from .base import StoreBase
+from .records import LostJobs, WorkerRow
+
+#: Seconds a worker's liveness lock must stay free before the worker is presumed dead: a live
+#: worker whose session was cut (a terminated backend) reconnects and takes it back well within it.
+LIVENESS_GRACE = 1.0
+
+
+class Workers(StoreBase):
+    def register_worker(self, conn: psycopg.Connection, *, id: str, hostname: str, pid: int,
+                        queues: list[str], concurrency: int, pool: str, lock_key: int | None = None) -> None:
+        conn.execute(self.sql["REGISTER_WORKER"], {"id": id, "hostname": hostname, "pid": pid,
+                                                   "queues": queues, "concurrency": concurrency, "pool": pool,
+                                                   "lock_key": lock_key})
+
+    def heartbeat(self, conn: psycopg.Connection, worker_id: str) -> bool:
+        """False when the row is gone: this worker was presumed dead and its jobs rescued."""
+        return conn.execute(self.sql["HEARTBEAT"], {"id": worker_id}, prepare=True).fetchone() is not None
+
+    def unregister_worker(self, conn: psycopg.Connection, worker_id: str) -> None:
+        conn.execute(self.sql["UNREGISTER_WORKER"], {"id": worker_id})
+
+    def workers(self, conn: psycopg.Connection) -> list[WorkerRow]:
+        return [WorkerRow(*r) for r in conn.execute(self.sql["WORKERS"]).fetchall()]
+
+    @property
+    def liveness_namespace(self) -> int:
+        """First key of the workers' two-key liveness locks: this schema's, as a signed int4."""
+        key = zlib.crc32(f"sqlq-liveness:{self.schema}".encode())
+        return key - (1 << 32) if key >= 1 << 31 else key
+
+    def take_worker_lock(self, conn: psycopg.Connection, lock_key: int) -> bool:
+        """Hold this worker's liveness lock for as long as ``conn``'s session lives."""
+        return bool(conn.execute(self.sql["WORKER_LOCK"], {"namespace": self.liveness_namespace,
+                                                           "lock_key": lock_key}).fetchone()[0])
+
+    def workers_liveness(self, conn: psycopg.Connection, timeout: float, grace: float = LIVENESS_GRACE) -> bool:
+        """Note whose liveness lock is free; True when some worker is now dead (run ``rescue``)."""
+        return bool(conn.execute(self.sql["WORKERS_LIVENESS"],
+                                 {"namespace": self.liveness_namespace, "timeout": timeout,
+                                  "grace": grace}).fetchone()[0])
+
+    def rescue(self, conn: psycopg.Connection, timeout: float, max_lost: int,
+               grace: float = LIVENESS_GRACE) -> LostJobs:
+        """Hand back or fail the jobs of dead workers."""
+        row = conn.execute(self.sql["RESCUE"], {"timeout": timeout, "grace": grace, "max_lost": max_lost,
+                                                "rerun": False}).fetchone()
+        return LostJobs(*row[:2])
+
+    def lost(self, conn: psycopg.Connection, worker_id: str, jobs: Sequence[tuple[str, int]],
+             max_lost: int, *, rerun: bool = False) -> LostJobs:
+        """(id, attempt) jobs this worker knows were interrupted. ``rerun``: their attempts did nothing (rolled back), so they run again even when the task
+        does not ack late."""
+        if not jobs:
+            return LostJobs(0, 0)
+        row = conn.execute(self.sql["LOST"], {"worker_id": worker_id, "ids": [j[0] for j in jobs],
+                                              "attempts": [j[1] for j in jobs], "max_lost": max_lost,
+                                              "rerun": rerun}).fetchone()
+        return LostJobs(*row[:2])

@@ -131,6 +131,10 @@ class Jobs(Routes):
     def promote(self, conn: psycopg.Connection, limit: int = 5000) -> int:
         return conn.execute(self.sql["PROMOTE"], {"limit": limit}, prepare=False).fetchone()[0]
 
+    def any_due(self, conn: psycopg.Connection, queues: Sequence[str]) -> bool:
+        row = conn.execute(self.sql["ANY_DUE"], {"queues": list(queues)}).fetchone()
+        return bool(row[0]) if row is not None else False
+
     def next_scheduled_in(self, conn: psycopg.Connection) -> float | None:
         return conn.execute(self.sql["NEXT_SCHEDULED_IN"], prepare=False).fetchone()[0]
 

@@ -189,6 +189,16 @@ SELECT (SELECT count(*) FROM upd),
        (SELECT count(*) FROM (SELECT pg_notify({jobs_channel}, q.queue)
                               FROM (SELECT DISTINCT queue FROM upd) AS q) AS n)
 
+-- name: ANY_DUE
+-- Whether a job of these queues is due now: available, or scheduled and past its run_at. Read
+-- without SKIP LOCKED, so that a row another session is promoting or claiming at this moment still
+-- counts: a burst worker ends only when nothing of its queues is due, whoever holds the rows.
+SELECT EXISTS (
+    SELECT 1 FROM {jobs}
+    WHERE queue = ANY(%(queues)s::text[])
+      AND (state = 'available' OR (state = 'scheduled' AND run_at <= now()))
+)
+
 -- name: NEXT_SCHEDULED_IN
 -- Seconds until the next scheduled job is due (NULL when none), so the promoter sleeps just enough.
 SELECT extract(epoch FROM min(run_at) - now())::float8 FROM {jobs} WHERE state = 'scheduled'

@@ -285,10 +285,14 @@ class Worker:
             if claimed:
                 continue
             if self.burst and idle:
-                if not self._due_soon(conn):
+                if self._due_soon(conn):
+                    continue  # due scheduled jobs were just made available: claim them now
+                # An empty claim and an empty PROMOTE do not prove there is nothing to do: the
+                # housekeeper (or another worker) may have promoted due jobs in between, or be
+                # promoting them now (SKIP LOCKED hid them). Only then does the burst end.
+                if not self.store.any_due(conn, self.queues):
                     log.info("burst: nothing left to run; exiting")
                     return
-                continue  # due scheduled jobs were just made available: claim them now
             # burst: woken by the finisher as soon as outcomes are recorded; the timeout is a backstop
             self._wake.wait(self.poll_interval if not self.burst else 0.05)
 

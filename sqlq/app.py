@@ -38,11 +38,15 @@ if TYPE_CHECKING:
     from .db import AsyncConnectionPool
     from .notify import ResultWaiter
 
+    # for annotations inside App, where the name AsyncResult is App's method
+    from .result import AsyncResult as _AsyncResult
+    from .result import GroupResult
+
 #: What @app.task(...) accepts besides name=: Task's keyword arguments.
 _TASK_OPTIONS = frozenset(inspect.signature(Task.__init__).parameters) - {"self", "app", "fn", "name"}
 
 
-class TaskRegistry(dict):
+class TaskRegistry(dict[str, Task]):
     """name → Task, with an error that tells the user how to get a task registered."""
 
     def __missing__(self, name: str) -> Task:
@@ -154,12 +158,12 @@ class App:
         if args:
             raise TaskDefinitionError("use @app.task or @app.task(**options); positional options are not accepted")
 
-        def decorator(fn: Callable) -> Task:
+        def decorator(fn: Callable[..., Any]) -> Task:
             return self._register(fn, options)
 
         return decorator
 
-    def _register(self, fn: Callable, options: dict[str, Any]) -> Task:
+    def _register(self, fn: Callable[..., Any], options: dict[str, Any]) -> Task:
         name = options.pop("name", None) or self._task_name(fn)
         validate_task_name(name)
         unknown = set(options) - _TASK_OPTIONS
@@ -172,7 +176,7 @@ class App:
         self.tasks[name] = task
         return task
 
-    def _task_name(self, fn: Callable) -> str:
+    def _task_name(self, fn: Callable[..., Any]) -> str:
         """``module.function``; for ``__main__`` use a name a worker can import, or say how to get one."""
         module = fn.__module__
         if module == "__main__":
@@ -215,8 +219,8 @@ class App:
 
     # sending -----------------------------------------------------------------------------------
 
-    def send_task(self, name: str, args: Sequence | None = None, kwargs: dict | None = None,
-                  connection: Any = None, **options: Any) -> AsyncResult:
+    def send_task(self, name: str, args: Sequence[Any] | None = None, kwargs: dict[str, Any] | None = None,
+                  connection: Any = None, **options: Any) -> _AsyncResult | GroupResult:
         """Enqueue by name, without importing the task's code."""
         validate_task_name(name)
         task = self.tasks.get(name)
@@ -231,7 +235,7 @@ class App:
         spec = self.build_job(name, args, kwargs, **options)
         return self.enqueue([spec], connection=connection)[0]
 
-    def AsyncResult(self, task_id: str, task_name: str | None = None) -> AsyncResult:  # noqa: N802
+    def AsyncResult(self, task_id: str, task_name: str | None = None) -> _AsyncResult:  # noqa: N802
         return AsyncResult(task_id, self, task_name)
 
     # The way jobs get into the table (sqlq/enqueue.py): its functions are these methods, bound

@@ -20,7 +20,7 @@ import os
 import time
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import psycopg
 
@@ -42,10 +42,10 @@ _STREAM_MIN = 64
 _ID_CHUNK = 512
 
 
-def build_job(app: App, task_name: str, args: Sequence | None, kwargs: dict | None, *,
+def build_job(app: App, task_name: str, args: Sequence[Any] | None, kwargs: dict[str, Any] | None, *,
               countdown: float | None = None, eta: dt.datetime | None = None,
               expires: float | dt.datetime | None = None, queue: str | None = None,
-              priority: int | None = None, task_id: str | None = None, headers: dict | None = None,
+              priority: int | None = None, task_id: str | None = None, headers: dict[str, Any] | None = None,
               serializer: str | None = None, acks_late: bool | None = None,
               exchange: str | None = None, routing_key: str | None = None,
               task: Task | None = None) -> JobSpec:
@@ -87,7 +87,7 @@ def build_job(app: App, task_name: str, args: Sequence | None, kwargs: dict | No
     )
 
 
-def build_jobs(app: App, task_name: str, calls: Iterable[tuple[Sequence | None, dict | None]], *,
+def build_jobs(app: App, task_name: str, calls: Iterable[tuple[Sequence[Any] | None, dict[str, Any] | None]], *,
                task: Task | None = None, **options: Any) -> list[JobSpec]:
     """``build_job`` for many calls with the same options.
 
@@ -113,7 +113,7 @@ def build_jobs(app: App, task_name: str, calls: Iterable[tuple[Sequence | None, 
     return specs
 
 
-def enqueue_calls(app: App, task_name: str, calls: Iterable[tuple[Sequence | None, dict | None]], *,
+def enqueue_calls(app: App, task_name: str, calls: Iterable[tuple[Sequence[Any] | None, dict[str, Any] | None]], *,
                   task: Task | None = None, connection: Any = None,
                   **options: Any) -> list[AsyncResult | GroupResult]:
     """``build_jobs`` and ``enqueue`` in one: bulk enqueue of many calls with the same options.
@@ -141,14 +141,14 @@ def enqueue_calls(app: App, task_name: str, calls: Iterable[tuple[Sequence | Non
             # The COPY's connection broke: write the batch again, with the ids its rows had so far
             specs = app.build_jobs(task_name, calls, task=task, **options)
             for spec, sent in zip(specs, results, strict=False):
-                spec.id = sent.id
+                spec.id = cast(AsyncResult, sent).id  # (the COPY made AsyncResults only)
             _rewrite(app, specs, lost)
             return [AsyncResult(s.id, app, s.task) for s in specs]
     return app.enqueue(app.build_jobs(task_name, calls, task=task, **options), connection=connection)
 
 
-def _json_rows(app: App, first: JobSpec, calls: list[tuple[Sequence | None, dict | None]],
-               results: list[AsyncResult | GroupResult]) -> Iterator[tuple]:
+def _json_rows(app: App, first: JobSpec, calls: list[tuple[Sequence[Any] | None, dict[str, Any] | None]],
+               results: list[AsyncResult | GroupResult]) -> Iterator[tuple[Any, ...]]:
     """COPY_JOBS rows for ``calls``, encoded one by one (ids too, a chunk at a time), each
     call's ``AsyncResult`` appended to ``results``; ``first`` gives the shared columns."""
     encode = serialization.encode_json_call

@@ -34,7 +34,7 @@ def load_app(path: str) -> App:
             ) from None
         raise
     if attr:
-        obj = module
+        obj: object = module
         for part in attr.split("."):
             obj = getattr(obj, part, None)
         if not isinstance(obj, App):

@@ -9,6 +9,7 @@ is handed (a pooled autocommit connection, or the caller's own inside the caller
 from __future__ import annotations
 
 import zlib
+from typing import cast
 
 import psycopg
 from psycopg import sql
@@ -61,7 +62,7 @@ class StoreBase:
         return zlib.crc32(f"sqlq-{purpose}:{self.schema}".encode())
 
     def try_xact_lock(self, conn: psycopg.Connection, key: int) -> bool:
-        return conn.execute(self.sql["TRY_XACT_LOCK"], {"key": key}).fetchone()[0]
+        return cast("tuple[bool]", conn.execute(self.sql["TRY_XACT_LOCK"], {"key": key}).fetchone())[0]
 
     def xact_lock(self, conn: psycopg.Connection, key: int) -> None:
         conn.execute(self.sql["XACT_LOCK"], {"key": key})

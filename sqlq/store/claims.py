@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import psycopg
 
@@ -68,7 +68,7 @@ class Claims(StoreBase):
     def quarantine(self, conn: psycopg.Connection, queue: str) -> int:
         """Move ``queue``'s rows that no worker can run (QUARANTINE) to results as FAILURE; returns
         how many."""
-        return conn.execute(self.sql["QUARANTINE"], {"queue": queue}).fetchone()[0]
+        return cast("tuple[int]", conn.execute(self.sql["QUARANTINE"], {"queue": queue}).fetchone())[0]
 
     def finish(self, conn: psycopg.Connection, worker_id: str, outcomes: Sequence[Outcome]) -> int:
         """Record outcomes; returns how many were still ours to record."""
@@ -97,11 +97,11 @@ class Claims(StoreBase):
         # rows), and one made while the table held a few rows scans the whole table at every later
         # FINISH; planning each call is the price of a plan that follows the table.
         try:
-            return conn.execute(self.sql[statement], params, prepare=False).fetchone()[0]
+            return cast("tuple[int]", conn.execute(self.sql[statement], params, prepare=False).fetchone())[0]
         except psycopg.errors.UniqueViolation:
             if statement not in _UPSERT:
                 raise
-        return conn.execute(self.sql[_UPSERT[statement]], params, prepare=False).fetchone()[0]
+        return cast("tuple[int]", conn.execute(self.sql[_UPSERT[statement]], params, prepare=False).fetchone())[0]
 
     def retry(self, conn: psycopg.Connection, worker_id: str, requests: Sequence[RetryRequest]) -> int:
         if not requests:
@@ -111,7 +111,7 @@ class Claims(StoreBase):
             "delays": [r.delay for r in requests], "etas": [r.eta for r in requests],
             "errors": [r.error for r in requests],
         }
-        return conn.execute(self.sql["RETRY"], params).fetchone()[0]
+        return cast("tuple[int]", conn.execute(self.sql["RETRY"], params).fetchone())[0]
 
     def release(self, conn: psycopg.Connection, worker_id: str, jobs: Sequence[tuple[str, int]]) -> None:
         """Hand back (id, attempt) jobs that never started, their attempt unspent."""

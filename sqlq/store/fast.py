@@ -70,7 +70,7 @@ def execute(conn: psycopg.Connection, statement: FastStatement,
     of a broken connection takes over."""
     if statement.name not in _PREPARED.get(conn, ()) and not _prepare(conn, statement):
         return None
-    res = conn.pgconn.exec_prepared(statement.name, [_wire(params[name]) for name in statement.params],
+    res = conn.pgconn.exec_prepared(statement.name, [_wire(params[name]) for name in statement.params],  # type: ignore[misc]  # psycopg's annotation leaves out None (NULL), which libpq takes
                                     statement.formats)
     if res.status == psycopg.pq.ExecStatus.TUPLES_OK:
         return res

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, cast
 
 import psycopg
 
@@ -129,14 +129,14 @@ class Jobs(Routes):
     # not per job). Prepared, they got a generic plan after five runs, and one made while the table
     # was nearly empty scanned it all at every later round.
     def promote(self, conn: psycopg.Connection, limit: int = 5000) -> int:
-        return conn.execute(self.sql["PROMOTE"], {"limit": limit}, prepare=False).fetchone()[0]
+        return cast("tuple[int]", conn.execute(self.sql["PROMOTE"], {"limit": limit}, prepare=False).fetchone())[0]
 
     def any_due(self, conn: psycopg.Connection, queues: Sequence[str]) -> bool:
         row = conn.execute(self.sql["ANY_DUE"], {"queues": list(queues)}).fetchone()
         return bool(row[0]) if row is not None else False
 
     def next_scheduled_in(self, conn: psycopg.Connection) -> float | None:
-        return conn.execute(self.sql["NEXT_SCHEDULED_IN"], prepare=False).fetchone()[0]
+        return cast("tuple[float | None]", conn.execute(self.sql["NEXT_SCHEDULED_IN"], prepare=False).fetchone())[0]
 
     def queue_depths(self, conn: psycopg.Connection) -> list[QueueDepth]:
         return [QueueDepth(*r) for r in conn.execute(self.sql["QUEUE_DEPTHS"]).fetchall()]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, final
 
 
 class ClaimedJob(NamedTuple):
@@ -35,6 +35,7 @@ class ClaimedJob(NamedTuple):
     group_id: str | None
 
 
+@final  # (the prefork wire format tells them apart by exact type)
 @dataclass(slots=True)
 class Outcome:
     """What happened to one claimed job, ready for the batched FINISH."""
@@ -50,6 +51,7 @@ class Outcome:
     traceback: str | None = None
 
 
+@final  # (the prefork wire format tells them apart by exact type)
 @dataclass(slots=True)
 class RetryRequest:
     """Run the job again ``delay`` seconds after RETRY is recorded (the database's clock), or at
@@ -63,6 +65,7 @@ class RetryRequest:
     eta: float | None = None
 
 
+@final  # (the prefork wire format tells them apart by exact type)
 @dataclass(slots=True)
 class Interrupted:
     """The attempt was cut off and did nothing (a transactional task whose connection broke: its

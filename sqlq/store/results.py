@@ -5,6 +5,7 @@ old results.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import cast
 
 import psycopg
 
@@ -32,7 +33,7 @@ class Results(StoreBase):
 
     def revoke(self, conn: psycopg.Connection, ids: Sequence[str]) -> int:
         """Revoke the jobs that have not started; returns how many were."""
-        return conn.execute(self.sql["REVOKE"], {"ids": list(ids)}).fetchone()[0]
+        return cast("tuple[int]", conn.execute(self.sql["REVOKE"], {"ids": list(ids)}).fetchone())[0]
 
     def expire_results(self, conn: psycopg.Connection, ttl: float, limit: int = 10000) -> int:
         return conn.execute(self.sql["EXPIRE_RESULTS"], {"ttl": ttl, "limit": limit}).rowcount

@@ -8,7 +8,7 @@ unroutable, said by the publish's rows, so the caller raises without its transac
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import psycopg
 
@@ -67,7 +67,7 @@ class Routes(StoreBase):
             "alternates": [e[2] for e in exchanges], "b_exchanges": [b[0] for b in bindings],
             "b_keys": [b[1] for b in bindings], "b_queues": [b[2] for b in bindings],
         }).fetchone()
-        return DeclaredRoutes(*row)
+        return DeclaredRoutes(*cast("tuple[Any, ...]", row))
 
     def exchange_type(self, conn: psycopg.Connection, name: str) -> str | None:
         row = conn.execute(self.sql["EXCHANGE_TYPE"], {"name": name}).fetchone()
@@ -84,12 +84,12 @@ class Routes(StoreBase):
 
     def route_queues(self, conn: psycopg.Connection, exchange: str, routing_key: str) -> list[str] | None:
         """The queues (exchange, routing_key) reaches; None for an unknown exchange."""
-        return conn.execute(self.sql["ROUTE_QUEUES"], {"exchange": exchange, "routing_key": routing_key}).fetchone()[0]
+        return cast("tuple[list[str] | None]", conn.execute(self.sql["ROUTE_QUEUES"], {"exchange": exchange, "routing_key": routing_key}).fetchone())[0]
 
 
 def _publish_row(res: psycopg.pq.abc.PGresult) -> PublishRow:
     """PUBLISH_ONE's one row, read from its text form as psycopg would have typed it."""
     ord_, exists, count, ids, queues, group_id, notified = (res.get_value(0, i) for i in range(7))
-    return PublishRow(int(ord_), exists == b"t", int(count), fast.parse_text_array(ids),
+    return PublishRow(int(ord_), exists == b"t", int(count), fast.parse_text_array(ids),  # type: ignore[arg-type]  # (never NULL)
                       fast.parse_text_array(queues), None if group_id is None else group_id.decode(),
-                      int(notified))
+                      int(notified))  # type: ignore[arg-type]  # (never NULL)

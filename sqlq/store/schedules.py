@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import psycopg
 
@@ -16,7 +16,7 @@ from .records import ForeignSchedule, NextDue, ScheduleRow
 
 class Schedules(StoreBase):
     def schedule_clock(self, conn: psycopg.Connection) -> dt.datetime:
-        return conn.execute(self.sql["SCHEDULE_CLOCK"]).fetchone()[0]
+        return cast("tuple[dt.datetime]", conn.execute(self.sql["SCHEDULE_CLOCK"]).fetchone())[0]
 
     def upsert_schedule(self, conn: psycopg.Connection, params: dict[str, Any]) -> None:
         conn.execute(self.sql["SCHEDULE_UPSERT"], params)
@@ -78,4 +78,4 @@ class Schedules(StoreBase):
                                                           "last_error": last_error}).fetchone() is not None
 
     def schedule_next_due(self, conn: psycopg.Connection) -> NextDue:
-        return NextDue(*conn.execute(self.sql["SCHEDULE_NEXT_DUE"]).fetchone())
+        return NextDue(*cast("tuple[Any, ...]", conn.execute(self.sql["SCHEDULE_NEXT_DUE"]).fetchone()))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Sequence
+from typing import Any, cast
 
 import psycopg
 
@@ -46,21 +47,21 @@ class Workers(StoreBase):
 
     def take_worker_lock(self, conn: psycopg.Connection, lock_key: int) -> bool:
         """Hold this worker's liveness lock for as long as ``conn``'s session lives."""
-        return bool(conn.execute(self.sql["WORKER_LOCK"], {"namespace": self.liveness_namespace,
-                                                           "lock_key": lock_key}).fetchone()[0])
+        return bool(cast("tuple[bool]", conn.execute(self.sql["WORKER_LOCK"], {"namespace": self.liveness_namespace,
+                                                           "lock_key": lock_key}).fetchone())[0])
 
     def workers_liveness(self, conn: psycopg.Connection, timeout: float, grace: float = LIVENESS_GRACE) -> bool:
         """Note whose liveness lock is free; True when some worker is now dead (run ``rescue``)."""
-        return bool(conn.execute(self.sql["WORKERS_LIVENESS"],
+        return bool(cast("tuple[bool]", conn.execute(self.sql["WORKERS_LIVENESS"],
                                  {"namespace": self.liveness_namespace, "timeout": timeout,
-                                  "grace": grace}).fetchone()[0])
+                                  "grace": grace}).fetchone())[0])
 
     def rescue(self, conn: psycopg.Connection, timeout: float, max_lost: int,
                grace: float = LIVENESS_GRACE) -> LostJobs:
         """Hand back or fail the jobs of dead workers."""
         row = conn.execute(self.sql["RESCUE"], {"timeout": timeout, "grace": grace, "max_lost": max_lost,
                                                 "rerun": False}).fetchone()
-        return LostJobs(*row[:2])
+        return LostJobs(*cast("tuple[Any, ...]", row)[:2])
 
     def lost(self, conn: psycopg.Connection, worker_id: str, jobs: Sequence[tuple[str, int]],
              max_lost: int, *, rerun: bool = False) -> LostJobs:
@@ -71,4 +72,4 @@ class Workers(StoreBase):
         row = conn.execute(self.sql["LOST"], {"worker_id": worker_id, "ids": [j[0] for j in jobs],
                                               "attempts": [j[1] for j in jobs], "max_lost": max_lost,
                                               "rerun": rerun}).fetchone()
-        return LostJobs(*row[:2])
+        return LostJobs(*cast("tuple[Any, ...]", row)[:2])

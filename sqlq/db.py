@@ -26,7 +26,7 @@ from collections.abc import AsyncIterator, Iterator
 import psycopg
 
 from .config import libpq_url, redact_url
-from .errors import DatabaseUnavailableError, DuplicateJobError, SchemaNotMigratedError
+from .errors import DatabaseUnavailableError, DuplicateJobError, SchemaNotMigratedError, first_line
 
 
 def explain_connection_error(url: str, exc: BaseException) -> DatabaseUnavailableError:
@@ -86,10 +86,6 @@ def raise_clear_error(exc: BaseException, schema: str) -> None:
         ) from None
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
 
 def _naming(ids: list[str]) -> str:
     if len(ids) == 1:
@@ -102,8 +98,8 @@ def write_lost(ids: list[str], first: BaseException, retry: BaseException) -> Da
     retry failed too: the first attempt may have committed, so the message names the jobs and
     how to find out."""
     return DatabaseUnavailableError(
-        f"the connection to PostgreSQL broke while writing {_naming(ids)} ({_first_line(first)}), and the "
-        f"retry on a new connection failed too ({_first_line(retry)}); the first attempt may or may not "
+        f"the connection to PostgreSQL broke while writing {_naming(ids)} ({first_line(first)}), and the "
+        f"retry on a new connection failed too ({first_line(retry)}); the first attempt may or may not "
         f"have been committed: once the database is back, send the same call again with the same "
         f"task_id= (a DuplicateJobError then means it is waiting or running; a result for that id means it ran)"
     )
@@ -115,12 +111,12 @@ def broke_in_transaction(ids: list[str], exc: BaseException, in_transaction: boo
     if not in_transaction:  # the caller's own autocommit connection: the statement was its transaction
         return DatabaseUnavailableError(
             f"your connection to PostgreSQL broke while writing {_naming(ids)} on it in autocommit mode "
-            f"({_first_line(exc)}); the write may or may not have been committed: on a new connection, "
+            f"({first_line(exc)}); the write may or may not have been committed: on a new connection, "
             f"send the same call again with the same task_id= (a DuplicateJobError then means it was written)"
         )
     return DatabaseUnavailableError(
         f"your connection to PostgreSQL broke inside your transaction while writing {_naming(ids)} "
-        f"({_first_line(exc)}); the server rolled that transaction back, so nothing of it was committed, "
+        f"({first_line(exc)}); the server rolled that transaction back, so nothing of it was committed, "
         f"this enqueue included; sqlq does not retry inside a caller's transaction: run the whole "
         f"transaction again on a new connection"
     )

@@ -10,6 +10,16 @@ import builtins
 import datetime as dt
 
 
+def first_line(exc: BaseException, *, with_type: bool = False) -> str:
+    """The first line of ``exc``'s message (libpq's run to several), or its class name when it has
+    none; ``with_type`` puts the class name in front (``OperationalError: the connection is closed``)."""
+    text = str(exc).strip()
+    if not text:
+        return type(exc).__name__
+    line = text.splitlines()[0]
+    return f"{type(exc).__name__}: {line}" if with_type else line
+
+
 class SqlqError(Exception):
     """Base of every error sqlq raises deliberately."""
 

@@ -19,7 +19,7 @@ from typing import TypeVar
 
 import psycopg
 
-from .errors import DatabaseUnavailableError, SchemaNotMigratedError
+from .errors import DatabaseUnavailableError, SchemaNotMigratedError, first_line
 
 T = TypeVar("T")
 
@@ -83,18 +83,18 @@ class OutageLog:
             return
         if self._went_down():
             self.log.warning("%s: lost the database while %s (%s); retrying with backoff until it is back",
-                             self.who, doing, _first_line(exc))
+                             self.who, doing, first_line(exc))
         else:
-            self.log.debug("%s: %s failed again: %s", self.who, doing, _first_line(exc))
+            self.log.debug("%s: %s failed again: %s", self.who, doing, first_line(exc))
 
     def waiting(self, exc: BaseException, what: str, timeout: float | None) -> None:
         """Start-up could not proceed yet (server down, schema not migrated yet)."""
         if self._went_down():
             limit = "for as long as it takes" if timeout is None else f"for up to {timeout:g}s"
             self.log.warning("%s: waiting for %s (%s); retrying %s (database_wait_timeout)",
-                             self.who, what, _first_line(exc), limit)
+                             self.who, what, first_line(exc), limit)
         else:
-            self.log.debug("%s: still waiting for %s: %s", self.who, what, _first_line(exc))
+            self.log.debug("%s: still waiting for %s: %s", self.who, what, first_line(exc))
 
     def _went_down(self) -> bool:
         """Mark the outage's start; True for the failure that started it."""
@@ -122,10 +122,6 @@ class OutageLog:
             waited = now - self._down_since
         self.log.warning("%s: still waiting for %s (%.0fs so far)", self.who, what, waited)
 
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def wait_for_database(step: Callable[[], T], *, outage: OutageLog, what: str, timeout: float | None,

@@ -23,6 +23,7 @@ from ..errors import (
     SerializationError,
     SoftTimeLimitExceeded,
     TimeLimitExceeded,
+    first_line,
 )
 from ..outage import is_outage
 from ..serialization import db_text, safe_str
@@ -125,10 +126,6 @@ def _connection_broke(exc: BaseException) -> bool:
         cause = cause.__cause__ or cause.__context__
     return False
 
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
 
 
 def _explain_time_limit(task: Task, exc: BaseException) -> BaseException:
@@ -322,7 +319,7 @@ class Executor:
             conn = self.app.engine.connect()
         except Exception as exc:
             if _connection_broke(exc):
-                raise _ConnectionLost(_first_line(exc)) from exc
+                raise _ConnectionLost(first_line(exc, with_type=True)) from exc
             raise
         with conn:
             raw = cast("psycopg.Connection", conn.connection.driver_connection)
@@ -348,7 +345,7 @@ class Executor:
             except Exception as exc:
                 if raw.closed or raw.broken:  # (not an error of some other connection the task uses)
                     conn.invalidate()
-                    raise _ConnectionLost(_first_line(exc)) from exc
+                    raise _ConnectionLost(first_line(exc, with_type=True)) from exc
                 raise
         return None, value
 

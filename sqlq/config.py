@@ -37,6 +37,18 @@ DEFAULTS: dict[str, Any] = {
     "task_queues": None,
     "task_default_exchange": None,
     "task_default_routing_key": None,
+    "task_default_exchange_type": "direct",
+    "task_annotations": None,
+    "task_always_eager": False,
+    "task_eager_propagates": False,
+    "task_track_started": True,  # sqlq knows a job is running from its row; False reports PENDING as Celery does
+    "task_ignore_result": False,
+    "task_time_limit": None,
+    "task_soft_time_limit": None,
+    "task_default_rate_limit": None,
+    "worker_disable_rate_limits": False,
+    "enable_utc": True,
+    "imports": (),
     "result_expires": 86400,
     "worker_concurrency": None,  # None: the number of CPUs
     "worker_pool": "prefork",
@@ -60,11 +72,13 @@ DEFAULTS: dict[str, Any] = {
 _INT = {"task_default_priority", "result_expires", "worker_concurrency", "worker_prefetch_multiplier",
         "worker_max_tasks_per_child", "worker_lost_max_attempts", "beat_backfill_limit"}
 _FLOAT = {"worker_poll_interval", "worker_heartbeat_interval", "worker_lost_timeout",
-          "worker_shutdown_grace", "worker_maintenance_interval", "beat_interval", "database_wait_timeout"}
-_BOOL = {"task_acks_late"}
+          "worker_shutdown_grace", "worker_maintenance_interval", "beat_interval", "database_wait_timeout",
+          "task_time_limit", "task_soft_time_limit"}
+_BOOL = {"task_acks_late", "task_always_eager", "task_eager_propagates", "task_track_started",
+         "task_ignore_result", "worker_disable_rate_limits", "enable_utc"}
 _LIST = {"accept_content"}
 #: Settings that cannot come from a flat environment string.
-_NOT_FROM_ENV = {"task_routes", "task_queues", "beat_schedule", "database_url"}
+_NOT_FROM_ENV = {"task_routes", "task_queues", "beat_schedule", "database_url", "task_annotations", "imports"}
 
 #: The environment variable of each setting that may come from one.
 _ENV_NAMES: dict[str, str] = {key: f"SQLQ_{key.upper()}" for key in DEFAULTS if key not in _NOT_FROM_ENV}

@@ -23,6 +23,7 @@ import psycopg
 from . import enqueue as _enqueue
 from .config import Settings
 from .connections import Connections
+from .current import set_current_app
 from .errors import ConfigurationError, NotRegistered, SchemaNotMigratedError, TaskDefinitionError
 from .migrate import HEAD_REVISION
 from .names import validate_task_name
@@ -59,7 +60,8 @@ class TaskRegistry(dict[str, Task]):
 class App:
     """A sqlq application: ``App('proj', database_url=...)``."""
 
-    def __init__(self, main: str | None = None, database_url: str | None = None, **settings: Any):
+    def __init__(self, main: str | None = None, database_url: str | None = None, *, set_as_current: bool = True,
+                 **settings: Any):
         self.main = main
         self.conf = Settings(**settings)
         if database_url is not None:
@@ -67,9 +69,15 @@ class App:
         self.tasks: TaskRegistry = TaskRegistry()
         self._connections = Connections(self.conf)
         self._store: Store | None = None
+        if set_as_current:
+            set_current_app(self)
 
     def __repr__(self) -> str:
         return f"<sqlq.App {self.main or '__main__'}>"
+
+    def set_current(self) -> None:
+        """Make this the app that app-less entry points (``shared_task``, ``AsyncResult(id)``) use."""
+        set_current_app(self)
 
     # configuration -----------------------------------------------------------------------------
 

@@ -189,13 +189,16 @@ class Signature(dict[str, Any]):
         merged_kwargs.update(_checked_mapping(kwargs, "kwargs", name))
         return new_args + self.args, merged_kwargs, merged_options
 
-    def clone(self, args: Sequence[Any] | None = None, kwargs: Mapping[str, Any] | None = None,
-              **options: Any) -> Signature:
+    def clone(self, args: Sequence[Any] | None = None, kwargs: Mapping[str, Any] | None = None, *,
+              immutable: bool | None = None, **options: Any) -> Signature:
         """A new signature with ``args`` put first, ``kwargs`` and ``options`` merged (an immutable
-        signature keeps its arguments); this one is left as it is."""
+        signature keeps its arguments); this one is left as it is. ``immutable=`` sets the clone's
+        flag, as in ``set()``."""
         new_args, new_kwargs, new_options = self._merge(args, kwargs, options)
         clone = type(self).from_dict({**self, "args": new_args, "kwargs": new_kwargs,
-                                      "options": copy.deepcopy(new_options)}, app=self._app)
+                                      "options": copy.deepcopy(new_options),
+                                      "immutable": self.immutable if immutable is None else bool(immutable)},
+                                     app=self._app)
         clone._type = self._type
         return clone
 

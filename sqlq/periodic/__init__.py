@@ -2,7 +2,7 @@
 
 Three layers, each depending only on the one before it:
 
-* ``timing``: the pure time arithmetic (crontab, every, time zones, DST, missed ticks); croniter is
+* ``timing``: the pure time arithmetic (crontab, every, solar, time zones, DST, missed ticks); croniter is
   imported here and nowhere else, and nothing here touches the database;
 * ``definitions``: the ``schedules`` table as the single source of truth, ``beat_schedule`` synced
   into it, and the operations behind ``sqlq schedule`` (``add_schedule``, ``list_schedules``, ...);

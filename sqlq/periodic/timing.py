@@ -10,7 +10,9 @@ Schedules
 ``crontab(minute='*', hour='*', day_of_week='*', day_of_month='*', month_of_year='*')``
     Celery's signature, so ``crontab(minute='*/15')`` and ``crontab(hour=7, minute=30,
     day_of_week=1)`` carry over. Each field takes an int, a string (``'*/15'``, ``'0,30'``,
-    ``'9-17'``, ``'mon-fri'``) or an iterable of ints.
+    ``'9-17'``, ``'mon-fri'``, ``'Sunday'``, ``'fri-mon'``: read by Celery's ``crontab_parser``
+    rules) or an iterable of ints. Celery's day rule: when both day fields are restricted, a date
+    must match **both** (``day_of_week='monday', day_of_month='1-7'`` is the first Monday).
 ``crontab.from_string('*/5 * * * *')``
     A standard 5-field cron line: ``minute hour day-of-month month day-of-week``. Accepted:
     numbers, ``*``, ranges, lists, steps, month/day names, ``?`` (= ``*`` in the day fields),
@@ -21,7 +23,14 @@ Schedules
 
     Day matching is standard cron, not Celery's: when *both* day-of-month and day-of-week are
     restricted, a date matches if *either* matches (``0 0 1 * mon`` = the 1st and every
-    Monday). Celery's crontab requires both.
+    Monday); the keyword form requires both.
+``solar(event, lat, lon)``
+    Celery's solar events (sunrise, sunset, solar_noon, dawn_*/dusk_* astronomical, nautical,
+    civil) at a place, computed with ephem (the ``solar`` extra) as Celery does; ticks are UTC
+    instants to the second, and a day on which the event does not happen has none.
+``stored_text(schedule)`` / ``from_stored_text(text)``
+    How a crontab or solar schedule is kept in a schedule row's ``cron`` column: the cron line,
+    ``days=and <cron line>`` for Celery's day rule, ``solar EVENT LAT LON``.
 ``every(interval, *, anchor=None)``
     A fixed interval (``timedelta`` or seconds, int/float, > 0) in *real* time. Ticks fall
     at ``anchor + k * interval`` for k = 0, 1, 2, ..., so they never drift however late beat
@@ -58,7 +67,8 @@ All instants in and out are timezone-aware; results are in UTC. ``tz`` is an IAN
 Daylight saving time (crontab only)
 ===================================
 
-A crontab is evaluated on the wall clock of its time zone. On each matching local date it
+A crontab is evaluated on the wall clock of its time zone (a solar schedule is not: its events
+are instants). On each matching local date it
 names some wall-clock times; a time that occurs exactly once fires at that instant. Around
 DST changes, the *hour field* decides:
 

@@ -253,3 +253,10 @@ class App:
     enqueue = _enqueue.enqueue
     aenqueue = _enqueue.aenqueue
     enqueue_calls = _enqueue.enqueue_calls
+
+    def add_periodic_task(self, schedule: Any, sig: Any, name: str | None = None, **options: Any) -> str:
+        """Celery's ``app.add_periodic_task``: an entry of ``conf.beat_schedule`` made from a signature
+        (sqlq/periodic/definitions.py, ``add_periodic_task``); returns the entry's name."""
+        from .periodic.definitions import add_periodic_task
+
+        return add_periodic_task(self, schedule, sig, name, **options)

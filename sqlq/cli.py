@@ -111,14 +111,31 @@ class _TaskContextFilter(logging.Filter):
         return True
 
 
+LOG_FORMAT = "[%(asctime)s: %(levelname)s/%(processName)s%(task)s] %(message)s"
+
+
 def setup_logging(level: str) -> None:
+    """The ``sqlq`` logger of a long-running command (its ``sqlq.task`` child is the task logger).
+
+    Celery's rule: when ``signals.setup_logging`` has receivers, they configure logging and sqlq
+    does not; otherwise ``after_setup_logger`` and ``after_setup_task_logger`` follow sqlq's set-up.
+    Called once the app is imported, so that receivers connected in the app module count."""
+    from . import signals
+
+    details: dict[str, Any] = {"loglevel": logging.getLevelName(level.upper()), "logfile": None,
+                               "format": LOG_FORMAT, "colorize": False}
+    if signals.setup_logging.has_receivers:
+        signals.setup_logging.send(sender=None, **details)
+        return
     logger = logging.getLogger("sqlq")
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("[%(asctime)s: %(levelname)s/%(processName)s%(task)s] %(message)s"))
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
     handler.addFilter(_TaskContextFilter())
     logger.handlers[:] = [handler]
     logger.setLevel(level.upper())
     logger.propagate = False
+    signals.after_setup_logger.send(sender=None, logger=logger, **details)
+    signals.after_setup_task_logger.send(sender=None, logger=logging.getLogger("sqlq.task"), **details)
 
 
 @main.command()
@@ -149,8 +166,8 @@ def worker(ctx: _Context, loglevel: str, concurrency: int | None, pool: str | No
     if not ctx.app_path:  # without the app no task is registered: every job would fail NotRegistered
         _fail("sqlq worker runs your tasks, so it needs your app: sqlq -A module[:attr] worker "
               "(or set SQLQ_APP=module)")
-    setup_logging(loglevel)
     app = ctx.app(worker_url)
+    setup_logging(loglevel)
     queue_list = [q.strip() for q in queues.split(",") if q.strip()] if queues else None
     w = Worker(app, queues=queue_list, concurrency=concurrency, pool=pool, hostname=hostname,
                prefetch_multiplier=prefetch_multiplier, max_tasks_per_child=max_tasks_per_child,
@@ -429,8 +446,9 @@ def beat(ctx: _Context, loglevel: str, beat_url: str | None) -> None:
     """Send periodic tasks when due. Run as many beats as you like: each tick is sent exactly once."""
     from .periodic.beat import Beat
 
+    app = ctx.app(beat_url)
     setup_logging(loglevel)
-    sys.exit(Beat(ctx.app(beat_url), install_signal_handlers=True).run())
+    sys.exit(Beat(app, install_signal_handlers=True).run())
 
 
 @main.group()

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 import psycopg
 
-from . import serialization
+from . import serialization, signals
 from .db import broke, broke_in_transaction, raise_clear_error, write_lost
 from .errors import ConfigurationError, DatabaseUnavailableError, SerializationError
 from .result import AsyncResult, GroupResult
@@ -124,7 +124,8 @@ def enqueue_calls(app: App, task_name: str, calls: Iterable[tuple[Sequence[Any] 
     the COPY, so nothing is written, as on the other path."""
     calls = calls if isinstance(calls, list) else list(calls)
     if len(calls) >= _STREAM_MIN and connection is None and "task_id" not in options \
-            and resolution.routes_by_name_only(app.conf.task_routes):
+            and resolution.routes_by_name_only(app.conf.task_routes) \
+            and not (signals.before_task_publish.has_receivers or signals.after_task_publish.has_receivers):
         first = app.build_job(task_name, *calls[0], task=task, **options)
         if first.due_now() and first.content_type == serialization.JSON:
             results: list[AsyncResult | GroupResult] = []
@@ -184,6 +185,8 @@ def enqueue(app: App, specs: Sequence[JobSpec], connection: Any = None) -> list[
     ``DatabaseUnavailableError`` saying the caller's transaction is gone.
     """
     store = app.store
+    if signals.before_task_publish.has_receivers:
+        signals.send_before_publish(specs)
     if connection is None:
         conn = None
         try:
@@ -195,6 +198,8 @@ def enqueue(app: App, specs: Sequence[JobSpec], connection: Any = None) -> list[
             rows = _rewrite(app, specs, exc)
     else:
         rows = _write_on(app, connection, store, specs)
+    if signals.after_task_publish.has_receivers:
+        signals.send_after_publish(specs)
     if rows is not None:
         from .routing import published  # (only routed jobs need it)
 
@@ -205,6 +210,8 @@ def enqueue(app: App, specs: Sequence[JobSpec], connection: Any = None) -> list[
 async def aenqueue(app: App, specs: Sequence[JobSpec], connection: Any = None) -> list[AsyncResult | GroupResult]:
     """``enqueue`` for the async API, with the same retry on a pooled connection that broke."""
     store = app.store
+    if signals.before_task_publish.has_receivers:
+        signals.send_before_publish(specs)
     if connection is None:
         conn = None
         try:
@@ -235,6 +242,8 @@ async def aenqueue(app: App, specs: Sequence[JobSpec], connection: Any = None) -
             raise_clear_error(orig, app.conf.schema)
             raise
         rows = [PublishRow(*row) for row in result.fetchall()] if store.routed(specs) else None
+    if signals.after_task_publish.has_receivers:
+        signals.send_after_publish(specs)
     if rows is not None:
         from .routing import published  # (only routed jobs need it)
 

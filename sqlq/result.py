@@ -16,7 +16,7 @@ import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
-from . import serialization
+from . import serialization, signals
 from .errors import InvalidTaskIdError, TaskError, TaskExpiredError, TaskRevokedError
 from .errors import TimeoutError as SqlqTimeoutError
 
@@ -247,7 +247,10 @@ class AsyncResult:
     def revoke(self) -> bool:
         """Cancel the job if it has not started; it ends as REVOKED. Returns whether it was revoked."""
         with self.app.connection() as conn:
-            return self.app.store.revoke(conn, [_checked_id(self.id)]) > 0
+            revoked = self.app.store.revoke(conn, [_checked_id(self.id)]) > 0
+        if revoked and signals.task_revoked.has_receivers:
+            signals.send_revoked(self.app, [self.id], self.task_name)
+        return revoked
 
 
 
@@ -306,5 +309,7 @@ class GroupResult:
 
     def revoke(self) -> int:
         """Revoke the jobs that have not started; returns how many were."""
+        if signals.task_revoked.has_receivers:  # one by one, to signal those that were revoked
+            return sum(r.revoke() for r in self.results)
         with self.app.connection() as conn:
             return self.app.store.revoke(conn, [r.id for r in self.results])

@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 import psycopg
 
+from .. import signals
 from ..errors import ConfigurationError, ScheduleError, SqlqError
 from ..outage import Backoff, OutageLog, wait_for_database
 from .definitions import Definition, SyncReport, build_periodic_job, check_registered, sync_config
@@ -99,6 +100,7 @@ class Beat:
         self._stopping = threading.Event()
         self._sleep = sleep or self._stopping.wait
         self.outage = OutageLog(log, f"beat {self.name}")
+        self.embedded = False  # run by start_thread (sqlq worker -B): beat_embedded_init, not beat_init
 
     # control -----------------------------------------------------------------------------------
 
@@ -112,6 +114,7 @@ class Beat:
 
     def start_thread(self) -> threading.Thread:
         """Run in a daemon thread (``sqlq worker -B``); :meth:`stop` and join it to end."""
+        self.embedded = True
         thread = threading.Thread(target=self._run_logged, name="sqlq-beat", daemon=True)
         thread.start()
         return thread
@@ -133,6 +136,7 @@ class Beat:
         if self.install_signal_handlers:
             signal.signal(signal.SIGTERM, self._handle_signal)
             signal.signal(signal.SIGINT, self._handle_signal)
+        (signals.beat_embedded_init if self.embedded else signals.beat_init).send(sender=self)
         started = wait_for_database(self._start_up, outage=self.outage, what="the database and its migrations",
                                     timeout=self.app.conf.database_wait_timeout, stopped=self._stopping.is_set,
                                     sleep=self._stopping.wait)

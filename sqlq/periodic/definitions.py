@@ -33,7 +33,18 @@ from typing import TYPE_CHECKING, Any, cast
 from ..errors import InvalidNameError, ScheduleError
 from ..names import validate_task_name
 from ..store import ForeignSchedule, JobSpec, ScheduleRow
-from .timing import EPOCH, Schedule, crontab, every, next_fire, parse_schedule, resolve_timezone
+from .timing import (
+    EPOCH,
+    Schedule,
+    crontab,
+    every,
+    from_stored_text,
+    next_fire,
+    parse_schedule,
+    resolve_timezone,
+    solar,
+    stored_text,
+)
 
 if TYPE_CHECKING:
     import psycopg
@@ -45,6 +56,7 @@ log = logging.getLogger("sqlq.beat")
 
 __all__ = [
     "Definition",
+    "add_periodic_task",
     "SyncReport",
     "add_schedule",
     "build_periodic_job",
@@ -164,7 +176,7 @@ def _compile_timing(cron: str | None, interval_seconds: float | None, anchor: da
                     timezone: str) -> tuple[Schedule, tzinfo]:
     """Parsing a crontab costs milliseconds and beat compiles a schedule on every fire: cache it."""
     if cron is not None:
-        schedule: Schedule = crontab.from_string(cron)
+        schedule: Schedule = from_stored_text(cron)
     else:
         schedule = every(timedelta(seconds=interval_seconds or 0), anchor=anchor)
     return schedule, resolve_timezone(timezone)
@@ -177,22 +189,23 @@ def _check_name(name: object) -> None:
 
 
 def _timing(name: str, value: object) -> tuple[str | None, float | None, datetime | None]:
-    """(cron, interval seconds, anchor). A cron string is kept raw so a typo can be stored and shown."""
+    """(cron, interval seconds, anchor). A cron string is kept raw so a typo can be stored and shown;
+    a crontab or solar schedule is kept as :func:`~sqlq.periodic.timing.stored_text` writes it."""
     if isinstance(value, str):
         try:
             float(value.strip())
         except ValueError:
             return " ".join(value.split()) or value, None, None
-    if isinstance(value, crontab):
-        return value.expression, None, None
+    if isinstance(value, crontab | solar):
+        return stored_text(value), None, None
     try:
         schedule = parse_schedule(value)
     except ScheduleError as exc:
         raise _named(name, exc) from None
     if isinstance(schedule, every):
         return None, schedule.seconds, (None if schedule.anchor == EPOCH else schedule.anchor)
-    assert isinstance(schedule, crontab)
-    return schedule.expression, None, None
+    assert isinstance(schedule, crontab | solar)
+    return stored_text(schedule), None, None
 
 
 def _zone_name(name: str, value: object) -> str:
@@ -229,12 +242,86 @@ def _json_value(name: str, key: str, value: Any) -> Any:
 
 
 def describe(row: ScheduleRow | Definition) -> str:
-    """The schedule as a person reads it: ``cron '*/15 * * * *'`` or ``every 30s``."""
+    """The schedule as a person reads it: ``cron '*/15 * * * *'``, ``every 30s``, ``solar sunrise at
+    51.5, -0.12``, or a Celery-style crontab whose day fields must both match."""
     if row.cron is not None:
+        try:
+            schedule = from_stored_text(row.cron)
+        except ScheduleError:
+            return f"cron {row.cron!r}"  # shown as written; last_error says what is wrong
+        if isinstance(schedule, solar):
+            return f"solar {schedule.event} at {schedule.lat:g}, {schedule.lon:g}"
+        if schedule.days_and:
+            return f"cron {schedule.expression!r} (day of month and day of week)"
         return f"cron {row.cron!r}"
     seconds = row.interval_seconds or 0
     text = f"every {seconds:g}s"
     return text if row.anchor is None else f"{text} from {row.anchor.isoformat()}"
+
+
+# --- app.add_periodic_task (Celery's periodic-tasks guide) ----------------------------------------
+
+def add_periodic_task(app: App, schedule: Schedule | timedelta | float, sig: Any, name: str | None = None, *,
+                      args: Sequence[Any] | None = None, kwargs: Mapping[str, Any] | None = None,
+                      **options: Any) -> str:
+    """Put a periodic task in ``app.conf.beat_schedule``, as Celery's ``app.add_periodic_task``;
+    returns its name (the key of the entry).
+
+    ``sig`` is a signature (``task.s(...)``, ``task.si(...)``: a mapping with ``task``, ``args``,
+    ``kwargs``, ``options``), a task, or a task name. ``args`` are prepended to the signature's
+    and ``kwargs`` merged over its, unless it is immutable; ``options`` (``queue``, ``priority``,
+    ``expires``, ...) go over its options. Without ``name`` the entry is named as Celery names it,
+    by the call it makes: ``'proj.tasks.add(2, 2)'``. The entry is checked now (an unknown option, a
+    bad schedule or arguments that are not JSON raise ScheduleError here), and beat stores it when
+    it starts, like any ``beat_schedule`` entry.
+    """
+    task, sig_args, sig_kwargs, sig_options = _signature_parts(sig)
+    extra_args = list(args or ())
+    extra_kwargs = dict(kwargs or {})
+    if isinstance(sig, Mapping) and sig.get("immutable"):
+        call_args, call_kwargs = sig_args, sig_kwargs
+    else:
+        call_args, call_kwargs = extra_args + sig_args, {**sig_kwargs, **extra_kwargs}
+    merged = {**sig_options, **options}
+    key = name if name is not None else _call_repr(task, call_args, call_kwargs)
+    entry: dict[str, Any] = {"task": task, "schedule": schedule, "args": call_args, "kwargs": call_kwargs,
+                             "options": merged}
+    definition = Definition.from_entry(key, entry, app.conf.timezone)
+    definition.compile()
+    entries = dict(app.conf.beat_schedule or {})  # a copy: the default is shared by every app
+    if name is None and key in entries:
+        log.warning("periodic task %r replaces an earlier unnamed one with the same call; pass name= to "
+                    "add_periodic_task to keep both", key)
+    entries[key] = entry
+    app.conf.beat_schedule = entries
+    return key
+
+
+def _signature_parts(sig: Any) -> tuple[str, list[Any], dict[str, Any], dict[str, Any]]:
+    """(task name, args, kwargs, options) of a signature mapping, a task or a task name."""
+    if isinstance(sig, Mapping):
+        task = sig.get("task")
+        if not isinstance(task, str) or not task:
+            raise ScheduleError(f"add_periodic_task: the signature {sig!r} names no task ('task' key); pass "
+                                f"task.s(...) or the task itself")
+        args, kwargs, options = sig.get("args") or (), sig.get("kwargs") or {}, sig.get("options") or {}
+        if not isinstance(args, list | tuple) or not isinstance(kwargs, Mapping) or not isinstance(options, Mapping):
+            raise ScheduleError(f"add_periodic_task: the signature of {task!r} needs a list of args and dicts of "
+                                f"kwargs and options, got {sig!r}")
+        return task, list(args), dict(kwargs), dict(options)
+    if isinstance(sig, str):
+        return sig, [], {}, {}
+    task = getattr(sig, "name", None)
+    if isinstance(task, str) and task:
+        return task, [], {}, {}
+    raise ScheduleError(f"add_periodic_task: expected a signature (task.s(...)), a task or a task name, got "
+                        f"{type(sig).__name__} {sig!r}")
+
+
+def _call_repr(task: str, args: Sequence[Any], kwargs: Mapping[str, Any]) -> str:
+    """Celery's default entry name, the call as its signature's repr shows it: ``'proj.add(2, y=3)'``."""
+    shown = [repr(a) for a in args] + [f"{k}={v!r}" for k, v in kwargs.items()]
+    return f"{task}({', '.join(shown)})"
 
 
 # --- checks shared by beat and the CLI -------------------------------------------------------------

@@ -10,7 +10,9 @@ Schedules
 ``crontab(minute='*', hour='*', day_of_week='*', day_of_month='*', month_of_year='*')``
     Celery's signature, so ``crontab(minute='*/15')`` and ``crontab(hour=7, minute=30,
     day_of_week=1)`` carry over. Each field takes an int, a string (``'*/15'``, ``'0,30'``,
-    ``'9-17'``, ``'mon-fri'``) or an iterable of ints.
+    ``'9-17'``, ``'mon-fri'``, ``'Sunday'``, ``'fri-mon'``: read by Celery's ``crontab_parser``
+    rules) or an iterable of ints. Celery's day rule: when both day fields are restricted, a date
+    must match **both** (``day_of_week='monday', day_of_month='1-7'`` is the first Monday).
 ``crontab.from_string('*/5 * * * *')``
     A standard 5-field cron line: ``minute hour day-of-month month day-of-week``. Accepted:
     numbers, ``*``, ranges, lists, steps, month/day names, ``?`` (= ``*`` in the day fields),
@@ -21,7 +23,14 @@ Schedules
 
     Day matching is standard cron, not Celery's: when *both* day-of-month and day-of-week are
     restricted, a date matches if *either* matches (``0 0 1 * mon`` = the 1st and every
-    Monday). Celery's crontab requires both.
+    Monday); the keyword form requires both.
+``solar(event, lat, lon)``
+    Celery's solar events (sunrise, sunset, solar_noon, dawn_*/dusk_* astronomical, nautical,
+    civil) at a place, computed with ephem (the ``solar`` extra) as Celery does; ticks are UTC
+    instants to the second, and a day on which the event does not happen has none.
+``stored_text(schedule)`` / ``from_stored_text(text)``
+    How a crontab or solar schedule is kept in a schedule row's ``cron`` column: the cron line,
+    ``days=and <cron line>`` for Celery's day rule, ``solar EVENT LAT LON``.
 ``every(interval, *, anchor=None)``
     A fixed interval (``timedelta`` or seconds, int/float, > 0) in *real* time. Ticks fall
     at ``anchor + k * interval`` for k = 0, 1, 2, ..., so they never drift however late beat
@@ -58,7 +67,8 @@ All instants in and out are timezone-aware; results are in UTC. ``tz`` is an IAN
 Daylight saving time (crontab only)
 ===================================
 
-A crontab is evaluated on the wall clock of its time zone. On each matching local date it
+A crontab is evaluated on the wall clock of its time zone (a solar schedule is not: its events
+are instants). On each matching local date it
 names some wall-clock times; a time that occurs exactly once fires at that instant. Around
 DST changes, the *hour field* decides:
 
@@ -92,12 +102,13 @@ import calendar
 import contextlib
 import difflib
 import math
+import re
 from bisect import bisect_right
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, tzinfo
 from functools import lru_cache
-from typing import Literal
+from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from croniter import CroniterError, croniter
@@ -108,6 +119,9 @@ __all__ = [
     "Schedule",
     "crontab",
     "every",
+    "solar",
+    "stored_text",
+    "from_stored_text",
     "parse_schedule",
     "resolve_timezone",
     "next_fire",
@@ -172,6 +186,7 @@ class _CronSpec:
     weekdays: frozenset[int] | None  # cron numbering, 0 = Sunday; None: every weekday
     nth: tuple[tuple[int, frozenset[int]], ...]  # weekday -> occurrences (1..5, -1 = last)
     hour_wildcard: bool  # the hour field starts with '*': see the DST rule in the module docstring
+    days_and: bool = False  # both day fields restricted and both must match (Celery's keyword form)
 
 
 class crontab(Schedule):  # noqa: N801 - Celery's name, kept so user code carries over
@@ -198,10 +213,10 @@ class crontab(Schedule):  # noqa: N801 - Celery's name, kept so user code carrie
             "month_of_year": month_of_year,
             "day_of_week": day_of_week,
         }
-        texts = [_field_text(name, given[name]) for name, _ in _FIELDS]
+        texts = [_celery_field(name, given[name]) for name, _ in _FIELDS]
         expression = " ".join(texts)
         self._expression = expression
-        self._spec = _parse_cron(expression, texts)
+        self._spec = _parse_cron(expression, texts, celery_days=True)
 
     @classmethod
     def from_string(cls, expression: str) -> crontab:
@@ -235,6 +250,13 @@ class crontab(Schedule):  # noqa: N801 - Celery's name, kept so user code carrie
         schedule._expression = text
         schedule._spec = _parse_cron(text, fields)
         return schedule
+
+    @property
+    def days_and(self) -> bool:
+        """True when both day fields are restricted and a date must match both (Celery's rule,
+        from the keyword form); False when either field alone suffices (standard cron, from
+        :meth:`from_string`) or when at most one day field is restricted (the rules agree)."""
+        return self._spec.days_and
 
     @property
     def expression(self) -> str:
@@ -271,6 +293,9 @@ class crontab(Schedule):  # noqa: N801 - Celery's name, kept so user code carrie
         return hash(self._spec)
 
     def __repr__(self) -> str:
+        if self._spec.days_and:
+            return (f"crontab(minute={self.minute!r}, hour={self.hour!r}, day_of_week={self.day_of_week!r}, "
+                    f"day_of_month={self.day_of_month!r}, month_of_year={self.month_of_year!r})")
         return f"crontab.from_string({self._expression!r})"
 
     def __str__(self) -> str:
@@ -321,6 +346,191 @@ class every(Schedule):  # noqa: N801 - reads as a phrase: every(timedelta(minute
     def __repr__(self) -> str:
         anchor = "" if self._anchor == EPOCH else f", anchor={self._anchor!r}"
         return f"every({self._interval!r}{anchor})"
+
+
+#: Celery's solar events: (ephem Observer method, horizon, whether the sun's centre, not its upper
+#: limb, crosses it). Sunrise and sunset at -0:34 on the upper limb with no refraction model
+#: (pressure 0) are the usual almanac definition; dawn and dusk at -6, -12, -18 degrees.
+_SOLAR_EVENTS: dict[str, tuple[str, str, bool]] = {
+    "dawn_astronomical": ("rising", "-18", True),
+    "dawn_nautical": ("rising", "-12", True),
+    "dawn_civil": ("rising", "-6", True),
+    "sunrise": ("rising", "-0:34", False),
+    "solar_noon": ("transit", "0", False),
+    "sunset": ("setting", "-0:34", False),
+    "dusk_civil": ("setting", "-6", True),
+    "dusk_nautical": ("setting", "-12", True),
+    "dusk_astronomical": ("setting", "-18", True),
+}
+#: Two occurrences of one solar event are about a day apart: closer than this, they are one event
+#: found from two days (see _solar_day).
+_SOLAR_SAME_EVENT = timedelta(hours=6)
+#: How far to look for a solar event that does not happen for a while (polar night or day lasts
+#: under six months; twilights at high latitudes can be missing for most of a year).
+_SOLAR_HORIZON_DAYS = 400
+
+
+class solar(Schedule):  # noqa: N801 - Celery's name, kept so user code carries over
+    """A solar event at a place, as Celery's ``solar(event, lat, lon)``: sunrise, sunset,
+    dawn_astronomical/nautical/civil, dusk_astronomical/nautical/civil, solar_noon.
+
+    Ticks are the instants of the event (UTC, to the second), computed with ephem (the
+    ``sqlq-pg[solar]`` extra) exactly as Celery computes them, so the time zone does not apply.
+    Where the event does not happen on a day (no sunrise in a polar night) that day has no tick.
+    """
+
+    __slots__ = ("_event", "_lat", "_lon")
+
+    def __init__(self, event: str, lat: float, lon: float) -> None:
+        if event not in _SOLAR_EVENTS:
+            close = difflib.get_close_matches(str(event), _SOLAR_EVENTS, n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise ScheduleError(f"solar({event!r}, ...): unknown event; use one of "
+                                f"{', '.join(sorted(_SOLAR_EVENTS))}.{hint}")
+        self._event = event
+        self._lat = _coordinate("lat", lat, 90)
+        self._lon = _coordinate("lon", lon, 180)
+        _ephem()  # fail where the schedule is defined, not at its first tick
+
+    @property
+    def event(self) -> str:
+        return self._event
+
+    @property
+    def lat(self) -> float:
+        return self._lat
+
+    @property
+    def lon(self) -> float:
+        return self._lon
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, solar) and (other._event, other._lat, other._lon) == (self._event, self._lat, self._lon)
+
+    def __hash__(self) -> int:
+        return hash((self._event, self._lat, self._lon))
+
+    def __repr__(self) -> str:
+        return f"solar({self._event!r}, {self._lat!r}, {self._lon!r})"
+
+
+def _coordinate(name: str, value: object, limit: int) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ScheduleError(f"solar({name}={value!r}): expected a number of degrees, e.g. solar('sunrise', 51.5, -0.12).")
+    if not -limit <= value <= limit:
+        raise ScheduleError(f"solar({name}={value!r}): {name} must be from -{limit} to {limit} degrees.")
+    return float(value)
+
+
+def _ephem() -> Any:
+    """The ephem module, or a ScheduleError saying which extra installs it."""
+    try:
+        import ephem
+    except ImportError:
+        raise ScheduleError(
+            "solar schedules need the ephem library: pip install 'sqlq-pg[solar]' (or pip install ephem) "
+            "where the schedule is defined and where sqlq beat runs."
+        ) from None
+    return ephem
+
+
+@lru_cache(maxsize=4096)
+def _solar_found(schedule: solar, day: date) -> tuple[datetime, ...]:
+    """The event's instants found by searching forward from ``day``'s 00:00 UTC, that fall on
+    that UTC date, to the second. Always searched from the same start, so the same instant comes
+    out each time (ephem's answer moves by milliseconds with the start of the search)."""
+    ephem = _ephem()
+    method, horizon, use_center = _SOLAR_EVENTS[schedule.event]
+    observer = ephem.Observer()
+    observer.lat, observer.lon = str(schedule.lat), str(schedule.lon)
+    observer.elev, observer.pressure, observer.horizon = 0, 0, horizon
+    sun = ephem.Sun()
+    start = datetime(day.year, day.month, day.day)
+    end = start + timedelta(days=1)
+    found: list[datetime] = []
+    while True:
+        try:
+            if method == "transit":
+                when = observer.next_transit(sun, start=start)
+            else:
+                when = getattr(observer, f"next_{method}")(sun, start=start, use_center=use_center)
+        except ephem.CircumpolarError:  # the sun does not cross that horizon then
+            break
+        instant = when.datetime()
+        tick = (instant + timedelta(microseconds=500_000)).replace(microsecond=0)
+        if tick >= end or instant <= start:
+            break
+        found.append(tick.replace(tzinfo=UTC))
+        start = instant + timedelta(minutes=1)
+    return tuple(found)
+
+
+@lru_cache(maxsize=4096)
+def _solar_day(schedule: solar, day: date) -> tuple[datetime, ...]:
+    """The ticks of ``day`` (UTC). An event a few milliseconds from midnight can be found from
+    both days; it belongs to the earlier one."""
+    ticks = _solar_found(schedule, day)
+    before = _solar_found(schedule, _safe_shift(day, -1))
+    if ticks and before and ticks[0] - before[-1] < _SOLAR_SAME_EVENT:
+        ticks = ticks[1:]
+    return ticks
+
+
+def _solar_next(schedule: solar, after: datetime) -> datetime:
+    day = after.date()
+    for _ in range(_SOLAR_HORIZON_DAYS):
+        found = _first_after(_solar_day(schedule, day), after)
+        if found is not None:
+            return found
+        day = _safe_shift(day, 1)
+    raise ScheduleError(f"{schedule!r}: the event does not happen within {_SOLAR_HORIZON_DAYS} days after "
+                        f"{after.isoformat()} at that place.")
+
+
+def _solar_prev(schedule: solar, at_or_before: datetime) -> datetime | None:
+    day = at_or_before.date()
+    for _ in range(_SOLAR_HORIZON_DAYS):
+        found = _last_at_or_before(_solar_day(schedule, day), at_or_before)
+        if found is not None:
+            return found
+        day = _safe_shift(day, -1)
+    return None
+
+
+#: Prefixes of the stored text (schedules.cron) of schedules that are not standard cron lines.
+_STORED_DAYS_AND = "days=and "
+_STORED_SOLAR = "solar "
+
+
+def stored_text(schedule: crontab | solar) -> str:
+    """The text a schedule row keeps for a crontab or solar schedule (``schedules.cron``):
+    a cron line; a cron line after ``days=and`` for a crontab that needs both day fields to match
+    (Celery's keyword form); ``solar EVENT LAT LON``. :func:`from_stored_text` reads it back."""
+    if isinstance(schedule, solar):
+        return f"{_STORED_SOLAR}{schedule.event} {schedule.lat!r} {schedule.lon!r}"
+    return f"{_STORED_DAYS_AND}{schedule.expression}" if schedule.days_and else schedule.expression
+
+
+def from_stored_text(text: str) -> crontab | solar:
+    """The schedule :func:`stored_text` wrote (a plain cron line is read as standard cron)."""
+    if text.startswith(_STORED_SOLAR):
+        parts = text[len(_STORED_SOLAR):].split()
+        try:
+            event, lat, lon = parts[0], float(parts[1]), float(parts[2])
+        except (IndexError, ValueError):
+            raise ScheduleError(f"invalid stored solar schedule {text!r}: expected 'solar EVENT LAT LON', "
+                                f"e.g. 'solar sunrise 51.5 -0.12'") from None
+        if len(parts) != 3:
+            raise ScheduleError(f"invalid stored solar schedule {text!r}: expected 'solar EVENT LAT LON'")
+        return solar(event, lat, lon)
+    if text.startswith(_STORED_DAYS_AND):
+        fields = text[len(_STORED_DAYS_AND):].split()
+        if len(fields) != 5:
+            raise ScheduleError(f"invalid stored crontab {text!r}: expected 'days=and' and 5 cron fields")
+        minute, hour, day_of_month, month_of_year, day_of_week = fields
+        return crontab(minute=minute, hour=hour, day_of_week=day_of_week, day_of_month=day_of_month,
+                       month_of_year=month_of_year)
+    return crontab.from_string(text)
 
 
 def _to_interval(value: object) -> timedelta:
@@ -394,8 +604,30 @@ def resolve_timezone(name: str) -> ZoneInfo:
 # --------------------------------------------------------------------------------------------
 
 
-def _field_text(name: str, value: object) -> str:
-    """Render one Celery-style crontab argument as a cron field."""
+_DAY_NAMES = {name: number for number, name in enumerate(("sun", "mon", "tue", "wed", "thu", "fri", "sat"))}
+_MONTH_NAMES = {name: number for number, name in enumerate(
+    ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"), start=1)}
+
+#: crontab() keyword -> (smallest, largest value, names, what it takes), as Celery's crontab_parser
+#: reads them; day_of_week also takes 7 for Sunday, as cron does.
+_CELERY_RANGES: dict[str, tuple[int, int, dict[str, int] | None, str]] = {
+    "minute": (0, 59, None, "0-59"),
+    "hour": (0, 23, None, "0-23"),
+    "day_of_month": (1, 31, None, "1-31"),
+    "month_of_year": (1, 12, _MONTH_NAMES, "1-12 or jan-dec (january-december)"),
+    "day_of_week": (0, 7, _DAY_NAMES, "0-6 with 0 = Sunday (7 is Sunday too) or sun-sat (sunday-saturday)"),
+}
+_CELERY_PART = re.compile(r"(?:(\*)|(\w+?)(?:-(\w+))?)(?:/(\w*))?")
+
+
+def _celery_field(name: str, value: object) -> str:
+    """Render one crontab() keyword argument as a cron field, read the way Celery reads it.
+
+    A string is expanded by Celery's rules (``'sunday'``, ``'Mon'``, ``'mon-fri'``, a wrapping
+    range ``'fri-mon'``, ``'*/2'``, ``'1-31/7'``); the text is kept when croniter reads it as the
+    same values (so ``expression`` shows what was written), else written out as numbers. A
+    string Celery refuses but cron accepts (``'L'``, ``'fri#2'``, ``'5/15'``) is kept as cron
+    reads it."""
     if isinstance(value, bool):
         raise ScheduleError(f"Invalid crontab({name}={value!r}): expected an int, a string like '*/15' or a list of ints.")
     if isinstance(value, int):
@@ -407,13 +639,107 @@ def _field_text(name: str, value: object) -> str:
                 f"Invalid crontab({name}={value!r}): a field must be one non-empty token without spaces, "
                 f"such as '*', '5', '0,30', '9-17' or '*/15'."
             )
-        return text
+        index = [field for field, _ in _FIELDS].index(name)
+        cron_reads = _cron_values(index, text)
+        try:
+            values = _celery_values(name, text)
+        except ScheduleError:
+            if cron_reads is not False:
+                return text  # cron's own forms (L, fri#2, 5/15)
+            raise
+        return text if cron_reads == values else _compress(values)
     if isinstance(value, Iterable):
         items = list(value)
         if not items or not all(isinstance(i, int) and not isinstance(i, bool) for i in items):
             raise ScheduleError(f"Invalid crontab({name}={value!r}): an iterable field must hold at least one int.")
         return ",".join(str(i) for i in sorted(set(items)))
     raise ScheduleError(f"Invalid crontab({name}={value!r}): expected an int, a string like '*/15' or a list of ints.")
+
+
+def _celery_values(name: str, text: str) -> set[int]:
+    """The values a crontab() string names by Celery's ``crontab_parser`` rules; ScheduleError
+    naming the field otherwise."""
+    low, high, names, takes = _CELERY_RANGES[name]
+    weekday = name == "day_of_week"
+    top = 6 if weekday else high  # where '*' and a wrapping range end (7 is only another Sunday)
+
+    def fail(problem: str) -> ScheduleError:
+        return ScheduleError(
+            f"Invalid crontab({name}={text!r}): {problem}. {name} takes {takes}, '*', ranges like "
+            f"{'mon-fri' if weekday else '1-5'}, lists like 1,3 and steps like */2."
+        )
+
+    def number(token: str) -> int:
+        if token.isdigit():
+            n = int(token)
+        elif names is not None and token.isalpha() and token[:3].lower() in names:
+            n = names[token[:3].lower()]  # Celery's rule: the first three letters name the day/month
+        else:
+            what = "a number or a name" if names is not None else "a number"
+            raise fail(f"{token!r} is not {what}")
+        if not low <= n <= high:
+            raise fail(f"{n} is out of range")
+        return n
+
+    values: set[int] = set()
+    for part in text.split(","):
+        match = _CELERY_PART.fullmatch(part)
+        if not part or match is None:
+            raise fail(f"{part!r} is not a number, name, range, list or step" if part else "an empty list item")
+        star, first, last, step = match.groups()
+        if star:
+            run = list(range(low, top + 1))
+        elif last is None:
+            if step is not None:
+                raise fail(f"{part!r}: a step goes with '*' or a range, as in */2 or 1-31/2")
+            run = [number(first)]
+        else:
+            a, b = number(first), number(last)
+            run = list(range(a, b + 1)) if a <= b else list(range(a, top + 1)) + list(range(low, b + 1))
+        if step is not None:
+            if not step.isdigit() or int(step) == 0:
+                raise fail(f"{part!r}: a step must be a positive whole number")
+            run = run[::int(step)]
+        values.update(run)
+    return {v % 7 for v in values} if weekday else values
+
+
+def _cron_values(index: int, text: str) -> set[int] | bool:
+    """The values croniter reads in cron field ``index``: False when it refuses the text, True
+    when it accepts a form that is not a plain set of values (L, #)."""
+    probe = ["*"] * 5
+    probe[index] = text
+    if index == 2 and "w" in text.lower():
+        return False  # 'W' (nearest weekday): refused by _parse_cron
+    try:
+        expanded, nth = _expand(" ".join(probe))
+    except (CroniterError, ValueError, TypeError, KeyError, IndexError):
+        return False
+    field = expanded[index]
+    if nth or any(v == "l" for v in field):
+        return True
+    name = _FIELDS[index][0]
+    low, high, _, _ = _CELERY_RANGES[name]
+    if field == ["*"]:
+        return set(range(low, (6 if index == 4 else high) + 1))
+    return {int(v) % 7 for v in field} if index == 4 else {int(v) for v in field}
+
+
+def _compress(values: set[int]) -> str:
+    """``{1, 2, 3, 5}`` -> ``'1-3,5'``: values as a cron list, runs of three or more as ranges."""
+    ordered = sorted(values)
+    parts: list[str] = []
+    start = 0
+    while start < len(ordered):
+        end = start
+        while end + 1 < len(ordered) and ordered[end + 1] == ordered[end] + 1:
+            end += 1
+        if end - start >= 2:
+            parts.append(f"{ordered[start]}-{ordered[end]}")
+        else:
+            parts.extend(str(v) for v in ordered[start:end + 1])
+        start = end + 1
+    return ",".join(parts)
 
 
 def _expand(expression: str) -> tuple[list[list[int | Literal["*", "l"]]], dict[int, set[int | Literal["l"]]]]:
@@ -437,8 +763,10 @@ def _describe(croniter_message: str) -> str:
     return "not a number, name, range, list or step"
 
 
-def _parse_cron(expression: str, fields: list[str]) -> _CronSpec:
-    """Validate each field on its own (to name the bad one), then the whole line."""
+def _parse_cron(expression: str, fields: list[str], *, celery_days: bool = False) -> _CronSpec:
+    """Validate each field on its own (to name the bad one), then the whole line.
+
+    ``celery_days``: the keyword form, where a date must match both day fields (Celery's rule)."""
     for index, (name, accepts) in enumerate(_FIELDS):
         probe = ["*"] * 5
         probe[index] = fields[index]
@@ -478,6 +806,7 @@ def _parse_cron(expression: str, fields: list[str]) -> _CronSpec:
             sorted((int(d) % 7, frozenset(-1 if n == "l" else int(n) for n in ns)) for d, ns in nth.items())
         ),
         hour_wildcard=fields[1].startswith("*"),
+        days_and=celery_days and dom != ["*"] and weekdays is not None,
     )
     if _first_matching_date(spec, date(2000, 1, 1)) is None:
         raise ScheduleError(
@@ -508,7 +837,7 @@ def _month_days(spec: _CronSpec, year: int, month: int) -> tuple[int, ...]:
             wanted = nth.get(weekday)
             dow_ok = wanted is None or ((day - 1) // 7 + 1) in wanted or (-1 in wanted and day + 7 > ndays)
         restricted_dom = spec.days is not None
-        if restricted_dom and spec.weekdays is not None:
+        if restricted_dom and spec.weekdays is not None and not spec.days_and:
             ok = dom_ok or dow_ok
         else:
             ok = dom_ok and dow_ok
@@ -653,7 +982,7 @@ def _tzinfo(tz: str | tzinfo | None) -> tzinfo:
 def _check_schedule(schedule: object) -> Schedule:
     if not isinstance(schedule, Schedule):
         raise TypeError(
-            f"expected a crontab or every schedule, got {type(schedule).__name__} {schedule!r}; "
+            f"expected a crontab, solar or every schedule, got {type(schedule).__name__} {schedule!r}; "
             "use parse_schedule() to convert strings, numbers and timedeltas"
         )
     return schedule
@@ -675,6 +1004,8 @@ def next_fire(schedule: Schedule, after: datetime, tz: str | tzinfo | None = "UT
             return schedule.anchor + k * schedule.interval
         except OverflowError:
             raise ScheduleError(f"{schedule!r} has no tick after {after_utc.isoformat()} before year 9999.") from None
+    if isinstance(schedule, solar):
+        return _solar_next(schedule, after_utc)
     assert isinstance(schedule, crontab)
     tick = _cron_next(schedule._spec, after_utc, _tzinfo(tz))
     if tick is None:
@@ -694,6 +1025,8 @@ def prev_fire(schedule: Schedule, at_or_before: datetime, tz: str | tzinfo | Non
         if limit < schedule.anchor:
             return None
         return schedule.anchor + ((limit - schedule.anchor) // schedule.interval) * schedule.interval
+    if isinstance(schedule, solar):
+        return _solar_prev(schedule, limit)
     assert isinstance(schedule, crontab)
     return _cron_prev(schedule._spec, limit, _tzinfo(tz))
 

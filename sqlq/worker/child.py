@@ -19,9 +19,12 @@ from __future__ import annotations
 import argparse
 import collections
 import logging
+import os
 import signal
 import socket
+import sys
 import threading
+from typing import Any
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -35,22 +38,49 @@ def main(argv: list[str] | None = None) -> int:
     opts = parser.parse_args(argv)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    logger = logging.getLogger("sqlq")
-    if not logger.handlers:
-        handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("[%(asctime)s: %(levelname)s/child %(process)d] %(message)s"))
-        logger.addHandler(handler)
-    logger.setLevel(opts.log_level)
     sock = socket.socket(fileno=opts.fd)
     sock.setblocking(True)
 
+    from .. import signals
     from ..loading import load_app
+
+    app = load_app(opts.app)
+    _setup_logging(opts.log_level)  # after the app: its setup_logging receivers decide, as in Celery
+    signals.worker_process_init.send(sender=None)
+    try:
+        return _serve(opts, sock, app)
+    finally:
+        signals.worker_process_shutdown.send(sender=None, pid=os.getpid(),
+                                             exitcode=0 if sys.exc_info()[0] is None else 1)
+
+
+def _setup_logging(level: int) -> None:
+    """The child's ``sqlq`` logger, unless a ``setup_logging`` receiver configures logging itself
+    (Celery's rule); ``after_setup_logger`` and ``after_setup_task_logger`` follow sqlq's set-up."""
+    from .. import signals
+
+    form = "[%(asctime)s: %(levelname)s/child %(process)d] %(message)s"
+    details: dict[str, Any] = {"loglevel": level, "logfile": None, "format": form, "colorize": False}
+    if signals.setup_logging.has_receivers:
+        signals.setup_logging.send(sender=None, **details)
+        return
+    logger = logging.getLogger("sqlq")
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter(form))
+        logger.addHandler(handler)
+    logger.setLevel(level)
+    signals.after_setup_logger.send(sender=None, logger=logger, **details)
+    signals.after_setup_task_logger.send(sender=None, logger=logging.getLogger("sqlq.task"), **details)
+
+
+def _serve(opts: argparse.Namespace, sock: socket.socket, app: Any) -> int:
+    """Run the jobs the parent sends until told to stop, the parent goes away, or --max-tasks."""
     from ..store import ClaimedJob
     from .execution import Executor, last_resort
     from .time_limits import AlarmTimeLimits
     from .wire import FrameReader, frame, jobs_from_wire, result_to_wire
 
-    app = load_app(opts.app)
     executor = Executor(app, opts.worker_id, opts.hostname, limits=AlarmTimeLimits())
     send_lock = threading.Lock()
 

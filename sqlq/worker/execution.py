@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from .. import serialization, signals
 from ..errors import (
+    InvalidJobError,
     NotRegistered,
     Retry,
     SerializationError,
@@ -170,33 +171,56 @@ class Executor:
         except KeyboardInterrupt:
             raise
         except BaseException as exc:  # noqa: BLE001 - one bad job never stops the pool
+            if signals.task_internal_error.has_receivers:
+                self._internal_error(job, exc)
             return last_resort(job, exc)
+
+    def _internal_error(self, job: ClaimedJob, exc: BaseException) -> None:
+        """``task_internal_error``: an error outside the task's code (a receiver, a time limit
+        between two steps, a header that does not decode)."""
+        request = signals.job_request(job, self.hostname, self.worker_id, self.accept)
+        signals.task_internal_error.send(sender=self.app.tasks.get(job.task), task_id=job.id, args=request.args,
+                                         kwargs=request.kwargs, request=request, exception=exc,
+                                         traceback=exc.__traceback__, einfo=format_traceback(exc))
 
     def _execute(self, job: ClaimedJob) -> Result:
         reason = invalid_row_reason(job)
         if reason is not None:
+            if signals.task_rejected.has_receivers:
+                signals.task_rejected.send(sender=self, message=job, exc=InvalidJobError(reason))
             return Outcome(id=job.id, attempt=job.attempt, state="FAILURE", exc_type="sqlq.errors.InvalidJobError",
                            exc_message=reason)
         if job.expired:
+            if signals.task_revoked.has_receivers:  # Celery's signal for an expired task
+                signals.task_revoked.send(sender=self.app.tasks.get(job.task) or job.task, terminated=False,
+                                          signum=None, expired=True, request=signals.job_request(
+                                              job, self.hostname, self.worker_id, self.accept))
             return Outcome(id=job.id, attempt=job.attempt, state="EXPIRED", exc_type="sqlq.errors.TaskExpiredError",
                            exc_message="the job's expires time passed before a worker started it; it was not run")
         task = self.app.tasks.get(job.task)
         if task is None:
-            return failure(job, NotRegistered(
+            unknown = NotRegistered(
                 f"task {job.task!r} is not registered on worker {self.hostname}; start the worker with the "
-                f"app that defines it (sqlq -A module worker) or check the task name"))
+                f"app that defines it (sqlq -A module worker) or check the task name")
+            if signals.task_unknown.has_receivers:
+                signals.task_unknown.send(sender=self, name=job.task, id=job.id, message=job, exc=unknown)
+            return failure(job, unknown)
         try:
             args, kwargs = serialization.decode_call(job.content_type, job.args, job.kwargs, job.payload,
                                                      self.accept)
         except SerializationError as exc:
             # keep the subclass (ContentDisallowed) so the reader sees why the job was refused; the
             # decoder's traceback says where in the arguments it gave up
-            return failure(job, type(exc)(f"cannot decode the arguments of {job.task}[{job.id}]: {exc}"),
-                           format_traceback(exc))
+            refused = type(exc)(f"cannot decode the arguments of {job.task}[{job.id}]: {exc}")
+            if signals.task_rejected.has_receivers:
+                signals.task_rejected.send(sender=self, message=job, exc=refused)
+            return failure(job, refused, format_traceback(exc))
         except Exception as exc:  # noqa: BLE001 - any decoder error (RecursionError too) means unusable
-            return failure(job, SerializationError(
-                f"cannot decode the arguments of {job.task}[{job.id}]: {type(exc).__name__}: {safe_str(exc)}"),
-                format_traceback(exc))
+            refused = SerializationError(
+                f"cannot decode the arguments of {job.task}[{job.id}]: {type(exc).__name__}: {safe_str(exc)}")
+            if signals.task_rejected.has_receivers:
+                signals.task_rejected.send(sender=self, message=job, exc=refused)
+            return failure(job, refused, format_traceback(exc))
         return self._run(task, job, args, kwargs)
 
     def _run(self, task: Task, job: ClaimedJob, args: list[Any], kwargs: dict[str, Any]) -> Result:

@@ -23,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, cast
 
+from .. import signals
 from ..errors import TimeLimitExceeded
 from ..store import ClaimedJob, Outcome
 from .execution import exception_type_name
@@ -113,6 +114,7 @@ class PreforkPool(BasePool):
         self._thread.start()
 
     def _spawn(self) -> _Child:
+        signals.worker_before_create_process.send(sender=self)
         parent_sock, child_sock = socket.socketpair()
         command = [sys.executable, "-m", "sqlq.worker.child", "--app", self.app_path,
                    "--fd", str(child_sock.fileno()), "--worker-id", self.worker_id, "--hostname", self.hostname,

@@ -105,6 +105,10 @@ class Worker:
         self._unregistered = False
         self._queue_cursor = 0
         self.processed = 0
+        if signals.celeryd_init.has_receivers:  # Celery's first worker signal: before the pool exists
+            signals.celeryd_init.send(sender=self.hostname, instance=self, conf=conf, options={
+                "queues": self.queues, "concurrency": self.concurrency, "pool": self.pool_name, "burst": burst,
+                "prefetch_multiplier": self.prefetch_multiplier, "max_tasks_per_child": self.max_tasks_per_child})
         self.pool: BasePool = self._make_pool()
 
     # construction ------------------------------------------------------------------------------
@@ -176,6 +180,7 @@ class Worker:
         if self.install_signal_handlers:
             signal.signal(signal.SIGTERM, self._handle_signal)
             signal.signal(signal.SIGINT, self._handle_signal)
+        signals.worker_init.send(sender=self)
         from ..notify import Listener
 
         # Start-up waits for the database and its migrations (a worker on an old schema would fail
@@ -328,6 +333,8 @@ class Worker:
             if jobs:
                 total += len(jobs)
                 self._count(len(jobs))
+                if signals.task_received.has_receivers:
+                    signals.send_task_received(self, jobs)
                 self.pool.submit(jobs)
             if total >= free:
                 break
@@ -523,6 +530,8 @@ class Worker:
                 log.warning("this worker was presumed dead (heartbeat row gone) and its jobs rescued; "
                             "registering again")
             self._register(conn)
+        if signals.heartbeat_sent.has_receivers:
+            signals.heartbeat_sent.send(sender=self)
 
     def _check_liveness(self, conn: psycopg.Connection) -> None:
         """Every half second one worker looks at the liveness locks; a worker whose lock stayed free

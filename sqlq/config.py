@@ -127,7 +127,7 @@ class Settings:
 
     def __getattr__(self, key: str) -> Any:
         # Known settings are properties (below); only unknown names get here.
-        compat = self._compat_values
+        compat = self.__dict__.get("_compat_values", {})  # (absent on an object not yet initialised)
         if key in compat:
             return compat[key]
         raise AttributeError(f"no sqlq setting named {key!r}")

@@ -124,7 +124,8 @@ class App:
         self.autofinalize = autofinalize
         self.finalized = False
         self._finalize_lock = threading.RLock()
-        self._annotations: list[_annotations.Annotation] | None = None
+        #: task_annotations prepared once: (the setting's value it was prepared from, the result).
+        self._annotations: tuple[Any, list[_annotations.Annotation]] | None = None
         # Celery's app signals, per app and sent with sender=app (see finalize()).
         self.on_configure = Signal("on_configure")
         self.on_after_configure = Signal("on_after_configure")
@@ -145,7 +146,7 @@ class App:
         if database_url is not None:
             self.conf.database_url = database_url
         if include is not None:
-            self.conf.include = (*self.conf.include, *include)
+            self.conf.include = (*self.conf.include, *([include] if isinstance(include, str) else include))
         self.tasks: TaskRegistry = TaskRegistry()
         self._connections = Connections(self.conf)
         self._store: Store | None = None
@@ -183,7 +184,6 @@ class App:
             self.finalized = True  # (set first: a receiver that calls finalize() must not loop)
             self.on_configure.send(sender=self)
             self.import_modules()
-            self._annotations = None  # read the setting as it is now
             for task in list(self.tasks.values()):
                 self.annotate_task(task)
             self.on_after_configure.send(sender=self, source=self.conf)
@@ -211,10 +211,11 @@ class App:
     def annotate_task(self, task: Task) -> None:
         """Apply ``task_annotations`` to ``task`` (a task registered after ``finalize()`` gets them
         when it is registered)."""
-        if self._annotations is None:
-            self._annotations = _annotations.prepare(self.conf.task_annotations)
-        if self._annotations:
-            _annotations.apply(self._annotations, task)
+        setting = self.conf.task_annotations
+        if self._annotations is None or self._annotations[0] is not setting:  # (changed since)
+            self._annotations = (setting, _annotations.prepare(setting))
+        if self._annotations[1]:
+            _annotations.apply(self._annotations[1], task)
 
     # running the command line in this process --------------------------------------------------
 

@@ -426,3 +426,14 @@ def test_task_annotations_errors_name_the_problem():
         _tasks(other)
         with pytest.raises(ConfigurationError, match=match):
             other.finalize()
+
+
+def test_annotations_changed_after_finalize_apply_to_tasks_registered_later():
+    app = App("proj", include="proj.tasks", task_annotations={"*": {"max_retries": 2}}, set_as_current=False)
+    assert app.conf.include == ("proj.tasks",)  # one module name, not its letters
+    app.conf.include = ()
+    app.finalize()
+    app.conf.task_annotations = {"*": {"max_retries": 9}}
+    add, _ = _tasks(app)
+    app.annotate_task(add)
+    assert add.max_retries == 9

@@ -136,18 +136,22 @@ class Settings:
         self.update({key: value})
 
     def __getitem__(self, key: str) -> Any:
-        if key not in self._values:
+        if key not in self:
             raise KeyError(key)
         return getattr(self, key)
 
+    def __setitem__(self, key: str, value: Any) -> None:
+        self.update({key: value})
+
     def __contains__(self, key: object) -> bool:
-        return key in self._values
+        """sqlq's settings, Celery's names for them, and Celery settings given without effect."""
+        return key in self._values or key in celery_settings.RENAMED or key in self._compat_values
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._values)
 
     def get(self, key: str, default: Any = None) -> Any:
-        return getattr(self, key) if key in self._values else default
+        return getattr(self, key) if key in self else default
 
     def update(self, other: Mapping[str, Any] | None = None, **kwargs: Any) -> None:
         """Set several settings; unknown names are rejected so a typo is not silently ignored.

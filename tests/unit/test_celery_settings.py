@@ -437,3 +437,16 @@ def test_annotations_changed_after_finalize_apply_to_tasks_registered_later():
     add, _ = _tasks(app)
     app.annotate_task(add)
     assert add.max_retries == 9
+
+
+def test_celery_names_read_and_write_as_a_mapping():
+    conf = Settings()
+    conf["task_default_queue"] = "celery"
+    assert conf["task_default_queue"] == conf.get("default_queue") == conf.get("task_default_queue") == "celery"
+    assert "task_default_queue" in conf and "broker_pool_limit" not in conf
+    assert conf.get("broker_pool_limit", 10) == 10
+    with pytest.warns(SqlqCompatibilityWarning):
+        conf["broker_pool_limit"] = 3
+    assert conf["broker_pool_limit"] == 3
+    with pytest.raises(KeyError):
+        _ = conf["nope"]

@@ -1,6 +1,7 @@
 """sqlq: a Celery-shaped task queue in which PostgreSQL is broker, result backend and scheduler."""
 
-from .app import App
+from .app import App, Celery
+from .current import current_app, shared_task
 from .errors import (
     MaxRetriesExceededError,
     NotRegistered,
@@ -30,6 +31,7 @@ __getattr__ = lazy_exports(__name__, {
 __all__ = [
     "App",
     "AsyncResult",
+    "Celery",
     "Exchange",
     "GroupResult",
     "MaxRetriesExceededError",
@@ -47,5 +49,7 @@ __all__ = [
     "__version__",
     "binding",
     "crontab",
+    "current_app",
     "every",
+    "shared_task",
 ]

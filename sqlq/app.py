@@ -15,19 +15,29 @@ import contextlib
 import importlib
 import inspect
 import sys
+import threading
+import warnings
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import psycopg
 
+from . import annotations as _annotations
 from . import enqueue as _enqueue
-from .config import Settings
+from .config import Settings, celery_url
 from .connections import Connections
-from .current import set_current_app
-from .errors import ConfigurationError, NotRegistered, SchemaNotMigratedError, TaskDefinitionError
+from .current import app_created, set_current_app
+from .errors import (
+    ConfigurationError,
+    NotRegistered,
+    SchemaNotMigratedError,
+    SqlqCompatibilityWarning,
+    TaskDefinitionError,
+)
 from .migrate import HEAD_REVISION
 from .names import validate_task_name
 from .result import AsyncResult
+from .signals import Signal
 from .store import Store
 from .task import APPLY_OPTIONS, Task
 
@@ -47,6 +57,27 @@ if TYPE_CHECKING:
 _TASK_OPTIONS = frozenset(inspect.signature(Task.__init__).parameters) - {"self", "app", "fn", "name"}
 
 
+def _task_class(task_cls: type[Task] | str | None) -> type[Task]:
+    """``task_cls=`` as a class: sqlq's Task when None; a dotted path (``'proj.base:Base'`` or
+    ``'proj.base.Base'``) is imported. It must be a subclass of ``sqlq.Task``."""
+    if task_cls is None:
+        return Task
+    found: object = task_cls
+    if isinstance(task_cls, str):
+        module_name, sep, attr = task_cls.partition(":")
+        if not sep:
+            module_name, _, attr = task_cls.rpartition(".")
+        try:
+            found = getattr(importlib.import_module(module_name), attr)
+        except (ImportError, AttributeError, ValueError) as exc:
+            raise ConfigurationError(
+                f"task_cls={task_cls!r} cannot be imported ({exc}); give 'module:Class' or 'module.Class'"
+            ) from None
+    if not (isinstance(found, type) and issubclass(found, Task)):
+        raise ConfigurationError(f"task_cls={task_cls!r} is not a subclass of sqlq.Task (found {found!r})")
+    return found
+
+
 class TaskRegistry(dict[str, Task]):
     """name → Task, with an error that tells the user how to get a task registered."""
 
@@ -57,20 +88,71 @@ class TaskRegistry(dict[str, Task]):
         )
 
 
-class App:
-    """A sqlq application: ``App('proj', database_url=...)``."""
+#: Celery's constructor arguments that configure parts sqlq does not have (its loader, AMQP,
+#: events, logging and control classes, fixups): accepted with one warning each.
+_CELERY_ONLY_ARGUMENTS = {
+    "loader": "sqlq has no loader classes: settings come from App(...), config_from_object and SQLQ_* variables",
+    "amqp": "sqlq sends through PostgreSQL, with no AMQP class",
+    "events": "sqlq sends no event messages: job states are rows",
+    "log": "sqlq configures the 'sqlq' logger only (sqlq worker --loglevel)",
+    "control": "sqlq has no broadcast control: workers are rows (sqlq inspect workers)",
+    "tasks": "sqlq makes its own task registry (app.tasks)",
+    "fixups": "sqlq has no fixups (Django's included): call app.autodiscover_tasks(...) or set include",
+    "strict_typing": "sqlq does not check call arguments against the signature when sending "
+                     "(the worker's call raises TypeError for bad arguments)",
+}
 
-    def __init__(self, main: str | None = None, database_url: str | None = None, *, set_as_current: bool = True,
+
+class App:
+    """A sqlq application: ``App('proj', database_url=...)``, or with Celery's constructor,
+    ``Celery('proj', broker='postgresql://...', include=['proj.tasks'])`` (``sqlq.Celery`` is this
+    class)."""
+
+    def __init__(self, main: str | None = None, database_url: str | None = None, *, broker: str | None = None,
+                 backend: str | None = None, include: Sequence[str] | None = None, config_source: Any = None,
+                 set_as_current: bool = True, task_cls: type[Task] | str | None = None,
+                 namespace: str | None = None, autofinalize: bool = True, changes: dict[str, Any] | None = None,
                  **settings: Any):
         self.main = main
-        self.conf = Settings(**settings)
+        #: Where ``config_from_object`` reads settings with this prefix by default (Celery's namespace).
+        self.namespace = namespace
+        #: The base class of this app's tasks (``app.Task``): a class, or its dotted path.
+        self.task_cls = task_cls
+        self._task_base: type[Task] | None = None
+        #: Whether a worker, a beat or ``-A`` may finalize the app on their own (Celery's
+        #: autofinalize); when False they require ``app.finalize()`` to have been called.
+        self.autofinalize = autofinalize
+        self.finalized = False
+        self._finalize_lock = threading.RLock()
+        #: task_annotations prepared once: (the setting's value it was prepared from, the result).
+        self._annotations: tuple[Any, list[_annotations.Annotation]] | None = None
+        # Celery's app signals, per app and sent with sender=app (see finalize()).
+        self.on_configure = Signal("on_configure")
+        self.on_after_configure = Signal("on_after_configure")
+        self.on_after_finalize = Signal("on_after_finalize")
+        for argument in [a for a in settings if a in _CELERY_ONLY_ARGUMENTS]:
+            warnings.warn(f"Celery's argument {argument}= has no effect in sqlq: {_CELERY_ONLY_ARGUMENTS[argument]}",
+                          SqlqCompatibilityWarning, stacklevel=2)
+            del settings[argument]
+        self.conf = Settings()
+        if config_source is not None:  # first, so that what the constructor says wins, as in Celery
+            self.conf.from_object(config_source, namespace)
+        self.conf.update(changes or {}, **settings)
+        if broker is not None:
+            celery_url(broker, "broker")  # (not PostgreSQL: an error that names broker=)
+            self.conf.update(broker_url=broker)
+        if backend is not None:
+            self.conf.update(result_backend=backend)  # must name the broker's database; else warns
         if database_url is not None:
             self.conf.database_url = database_url
+        if include is not None:
+            self.conf.include = (*self.conf.include, *([include] if isinstance(include, str) else include))
         self.tasks: TaskRegistry = TaskRegistry()
         self._connections = Connections(self.conf)
         self._store: Store | None = None
         if set_as_current:
             set_current_app(self)
+        app_created(self)
 
     def __repr__(self) -> str:
         return f"<sqlq.App {self.main or '__main__'}>"
@@ -79,11 +161,102 @@ class App:
         """Make this the app that app-less entry points (``shared_task``, ``AsyncResult(id)``) use."""
         set_current_app(self)
 
+    # finalizing --------------------------------------------------------------------------------
+
+    def finalize(self, auto: bool = False) -> None:
+        """Make the app ready to run tasks, once (later calls return at once): import the modules
+        of ``include`` and ``imports`` (their tasks register), apply ``task_annotations`` to every
+        task, then send ``on_configure``, ``on_after_configure`` (``source=app.conf``) and
+        ``on_after_finalize``, each with ``sender=app``, as Celery does.
+
+        ``auto``: the caller is a worker, a beat or ``-A`` finalizing on its own, which an app made
+        with ``autofinalize=False`` refuses (Celery's contract: such an app is finalized by its owner)."""
+        if self.finalized:
+            return
+        if auto and not self.autofinalize:
+            raise ConfigurationError(
+                f"{self!r} was made with autofinalize=False, so it must be finalized by its owner: "
+                f"call app.finalize() before starting a worker or beat with it"
+            )
+        with self._finalize_lock:
+            if self.finalized:
+                return
+            self.finalized = True  # (set first: a receiver that calls finalize() must not loop)
+            self.on_configure.send(sender=self)
+            self.import_modules()
+            for task in list(self.tasks.values()):
+                self.annotate_task(task)
+            self.on_after_configure.send(sender=self, source=self.conf)
+            self.on_after_finalize.send(sender=self)
+
+    def import_modules(self) -> list[str]:
+        """Import the modules named by ``include`` and ``imports`` (Celery's two names for it),
+        so that the tasks they define are registered. A module that does not exist is an error
+        that names the setting; an error inside a module that exists is raised as it is."""
+        imported = []
+        for setting in ("include", "imports"):
+            for module_name in getattr(self.conf, setting):
+                try:
+                    importlib.import_module(module_name)
+                except ModuleNotFoundError as exc:
+                    if exc.name and (module_name == exc.name or module_name.startswith(exc.name + ".")):
+                        raise ConfigurationError(
+                            f"cannot import module {module_name!r} listed in {setting}: no module named "
+                            f"{exc.name!r}; fix the name or put its directory on sys.path"
+                        ) from None
+                    raise
+                imported.append(module_name)
+        return imported
+
+    def annotate_task(self, task: Task) -> None:
+        """Apply ``task_annotations`` to ``task`` (a task registered after ``finalize()`` gets them
+        when it is registered)."""
+        setting = self.conf.task_annotations
+        if self._annotations is None or self._annotations[0] is not setting:  # (changed since)
+            self._annotations = (setting, _annotations.prepare(setting))
+        if self._annotations[1]:
+            _annotations.apply(self._annotations[1], task)
+
+    # running the command line in this process --------------------------------------------------
+
+    def start(self, argv: Sequence[str] | None = None) -> int:
+        """Run the ``sqlq`` command line for this app in this process, as Celery's ``app.start()``:
+        ``argv`` are the arguments after the program name (default: ``sys.argv[1:]``), e.g.
+        ``['worker', '--loglevel=INFO']``; no ``-A`` is needed. Returns the exit status."""
+        from .cli import main as cli_main
+
+        args = list(sys.argv[1:] if argv is None else argv)
+        try:
+            cli_main.main(args=args, prog_name=self.main or "sqlq", obj=self, standalone_mode=True)
+        except SystemExit as exc:
+            code = exc.code
+            return code if isinstance(code, int) else (0 if code is None else 1)
+        return 0
+
+    def worker_main(self, argv: Sequence[str] | None = None) -> int:
+        """Run a worker for this app in this process, as Celery's ``app.worker_main(argv)``:
+        ``argv`` are the command's arguments, with or without the word ``worker`` first
+        (``['worker', '--loglevel=INFO', '-c', '4']``; default: ``sys.argv[1:]``)."""
+        args = list(sys.argv[1:] if argv is None else argv)
+        if not args or args[0] != "worker":
+            args.insert(0, "worker")
+        return self.start(args)
+
     # configuration -----------------------------------------------------------------------------
 
-    def config_from_object(self, obj: Any) -> None:
-        """Load settings from a module, class, mapping, or dotted path (``'proj.settings'``)."""
-        self.conf.from_object(obj)
+    def config_from_object(self, obj: Any, namespace: str | None = None, *, silent: bool = False,
+                           force: bool = False) -> None:
+        """Load settings from a module, class, mapping, or dotted path (``'proj.settings'``);
+        ``namespace='CELERY'`` reads only ``CELERY_*`` names (Django's style; the app's
+        ``namespace=`` is the default). ``silent``: a module that cannot be imported is skipped, as
+        Celery's ``silent=True``. ``force`` is accepted for Celery's signature: settings are always
+        applied at once here."""
+        if silent and isinstance(obj, str):
+            try:
+                importlib.import_module(obj.partition(":")[0])
+            except ImportError:
+                return
+        self.conf.from_object(obj, namespace if namespace is not None else self.namespace)
 
     def set_database_url(self, url: str | None) -> None:
         """A URL given on the command line: beats every other source."""
@@ -260,3 +433,16 @@ class App:
         from .periodic.definitions import add_periodic_task
 
         return add_periodic_task(self, schedule, sig, name, **options)
+
+    # (last in the class: from here on, the name Task in the class body is this property)
+    @property
+    def Task(self) -> type[Task]:  # noqa: N802 - Celery's name
+        """The base class of this app's tasks: ``task_cls=`` (a class or ``'module:Class'`` /
+        ``'module.Class'``), else ``sqlq.Task``; ``@app.task(base=...)`` overrides it per task."""
+        if self._task_base is None:
+            self._task_base = _task_class(self.task_cls)
+        return self._task_base
+
+
+#: Celery's name for the app class, so ``from sqlq import Celery`` is the only change to make.
+Celery = App

@@ -36,15 +36,20 @@ log = logging.getLogger("sqlq")
 
 
 class _Context:
-    def __init__(self, app_path: str | None, database_url: str | None):
+    def __init__(self, app_path: str | None, database_url: str | None, app: App | None = None):
         self.app_path = app_path
         self.database_url = database_url
         self._app: App | None = None
+        # app.start() / app.worker_main() (Celery's) run this command line for an app they pass in
+        # as click's obj: it is the -A app, unless -A names another.
+        self.given_app = app if app_path is None else None
 
     def app(self, database_url: str | None = None) -> App:
         """The ``-A`` app, or a bare one when no module is given (enough to send by name)."""
         if self._app is None:
-            self._app = load_app(self.app_path) if self.app_path else App()
+            if self.given_app is not None:
+                self.given_app.finalize(auto=True)  # (load_app finalizes the -A app)
+            self._app = load_app(self.app_path) if self.app_path else (self.given_app or App())
             url = database_url or self.database_url
             if url:
                 self._app.set_database_url(url)
@@ -95,7 +100,7 @@ pass_ctx = click.make_pass_decorator(_Context)
 @click.pass_context
 def main(ctx: click.Context, app_path: str | None, database_url: str | None) -> None:
     """sqlq: a task queue in which PostgreSQL is the only moving part."""
-    ctx.obj = _Context(app_path, database_url)
+    ctx.obj = _Context(app_path, database_url, ctx.obj if isinstance(ctx.obj, App) else None)
 
 
 # --- worker -------------------------------------------------------------------------------------
@@ -163,7 +168,8 @@ def worker(ctx: _Context, loglevel: str, concurrency: int | None, pool: str | No
     """Run a worker: claim jobs in batches, run them, record their outcomes."""
     from .worker.worker import Worker
 
-    if not ctx.app_path:  # without the app no task is registered: every job would fail NotRegistered
+    # without the app no task is registered: every job would fail NotRegistered
+    if not ctx.app_path and ctx.given_app is None:
         _fail("sqlq worker runs your tasks, so it needs your app: sqlq -A module[:attr] worker "
               "(or set SQLQ_APP=module)")
     app = ctx.app(worker_url)

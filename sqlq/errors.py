@@ -153,3 +153,9 @@ class WorkerLostError(SqlqError):
 
 class TransactionalTaskError(SqlqError):
     """A transactional task used its connection in a way that cannot be committed with the outcome."""
+
+
+class SqlqCompatibilityWarning(UserWarning):
+    """A Celery setting or argument was given that sqlq does not use: it has no meaning when
+    PostgreSQL is the broker and the result backend, or sqlq does not support it yet. The message
+    names it and says why, so that nothing Celery code sets is skipped in silence."""

@@ -7,8 +7,10 @@ command line and the prefork children are its only users.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import os
 import sys
+from types import ModuleType
 from typing import TYPE_CHECKING
 
 from .errors import ConfigurationError
@@ -18,38 +20,95 @@ if TYPE_CHECKING:
 
 
 def load_app(path: str) -> App:
-    """Find the app for ``-A``: ``module:attr``, or a module holding ``app`` (or exactly one App)."""
+    """Find the app for ``-A`` the way Celery's ``-A`` does, and finalize it.
+
+    ``module:attr`` names it exactly (``attr`` may be dotted). A bare ``proj`` is tried as: the
+    module's ``app``, then its ``celery``; for a package, its submodule ``proj.celery`` (with the
+    same rules), then ``proj.app``; then the one App instance the module holds. ``proj.attr``, when
+    ``proj.attr`` is not a module, is the attribute ``attr`` of module ``proj``."""
     from .app import App  # (not at the top: app.py imports this module)
 
-    module_name, _, attr = path.partition(":")
     if "" not in sys.path and os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())  # like `python -m`: -A may name a module in the current directory
+    app = _find_app(path, App)
+    app.finalize(auto=True)
+    return app
+
+
+def _import(module_name: str, path: str) -> ModuleType | None:
+    """The module, or None when ``module_name`` itself does not exist (a missing module it
+    imports is an error that surfaces as it is)."""
     try:
-        module = importlib.import_module(module_name)
+        return importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
-        if exc.name and module_name.startswith(exc.name):
-            raise ConfigurationError(
-                f"cannot import app module {module_name!r} (-A {path}): no module named {exc.name!r}; "
-                f"run from the directory that contains it or fix the name"
-            ) from None
+        if exc.name and (module_name == exc.name or module_name.startswith(exc.name + ".")):
+            return None
         raise
-    if attr:
+
+
+def _not_found(path: str, module_name: str) -> ConfigurationError:
+    missing = module_name.split(".")[0] if importlib.util.find_spec(module_name.split(".")[0]) is None \
+        else module_name
+    return ConfigurationError(
+        f"cannot import app module {module_name!r} (-A {path}): no module named {missing!r}; "
+        f"run from the directory that contains it or fix the name"
+    )
+
+
+def _find_app(path: str, app_type: type[App]) -> App:
+    module_name, colon, attr = path.partition(":")
+    if colon:
+        module = _import(module_name, path)
+        if module is None:
+            raise _not_found(path, module_name)
         obj: object = module
         for part in attr.split("."):
             obj = getattr(obj, part, None)
-        if not isinstance(obj, App):
+        if not isinstance(obj, app_type):
             raise ConfigurationError(f"{path!r} is not a sqlq App (found {type(obj).__name__})")
         return obj
-    candidate = getattr(module, "app", None)
-    if isinstance(candidate, App):
-        return candidate
-    apps = [v for v in vars(module).values() if isinstance(v, App)]
-    if len(apps) == 1:
-        return apps[0]
+    module = _import(module_name, path)
+    if module is None:
+        parent, _, attr = module_name.rpartition(".")
+        parent_module = _import(parent, path) if parent else None
+        if parent_module is None:
+            raise _not_found(path, module_name)
+        obj = getattr(parent_module, attr, None)
+        if isinstance(obj, app_type):
+            return obj
+        raise ConfigurationError(
+            f"-A {path}: module {parent!r} has no submodule or App attribute {attr!r} "
+            f"(found {type(obj).__name__}); say which with -A module:name"
+        )
+    found = _app_in(module, path, app_type)
+    if found is not None:
+        return found
+    apps = [v for v in vars(module).values() if isinstance(v, app_type)]
     raise ConfigurationError(
-        f"module {module_name!r} has {'no' if not apps else 'several'} sqlq App instances; "
+        f"module {module_name!r} has {'no' if not apps else 'several'} sqlq App instances"
+        f"{'' if apps else ' (looked for its app and celery attributes, and the celery and app submodules)'}; "
         f"say which one with -A {module_name}:name"
     )
+
+
+def _app_in(module: ModuleType, path: str, app_type: type[App]) -> App | None:
+    """Celery's search in one module: ``app``, ``celery``, the submodules ``celery`` then ``app``
+    of a package, then its one App instance."""
+    for attr in ("app", "celery"):
+        candidate = getattr(module, attr, None)
+        if isinstance(candidate, app_type):
+            return candidate
+    if hasattr(module, "__path__"):  # a package
+        for sub in ("celery", "app"):
+            submodule = _import(f"{module.__name__}.{sub}", path)
+            if submodule is not None:
+                found = _app_in(submodule, path, app_type)
+                if found is not None:
+                    return found
+    apps = {id(v): v for v in vars(module).values() if isinstance(v, app_type)}
+    if len(apps) == 1:
+        return next(iter(apps.values()))
+    return None
 
 
 def app_path(app: App) -> str | None:

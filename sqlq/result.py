@@ -71,10 +71,15 @@ class AsyncResult:
     # Slots: a bulk enqueue makes one of these per job (10,000 dicts cost ~10 ms, most of it GC).
     __slots__ = ("id", "app", "task_name", "_cache")
 
-    def __init__(self, id: str, app: App, task_name: str | None = None):
+    def __init__(self, id: str, app: App | None = None, task_name: str | None = None):
         # Any string is accepted here, as in Celery; one that is not a UUID raises
         # InvalidTaskIdError at the first database use (state, get, forget, revoke …).
+        # Without an app, the current app's (sqlq.current), as Celery's AsyncResult(id) does.
         self.id = str(id)
+        if app is None:
+            from .current import get_current_app
+
+            app = get_current_app()
         self.app = app
         self.task_name = task_name
         self._cache: JobState | None = None
@@ -87,6 +92,11 @@ class AsyncResult:
 
     def __hash__(self) -> int:
         return hash(self.id)
+
+    @property
+    def task_id(self) -> str:
+        """Celery's other name for ``id``."""
+        return self.id
 
     # reading -----------------------------------------------------------------------------------
 

@@ -80,6 +80,7 @@ class Beat:
     def __init__(self, app: App, *, clock: Callable[[], datetime] | None = None,
                  sleep: Callable[[float], Any] | None = None, name: str | None = None, batch: int = 100,
                  sync: bool = True, install_signal_handlers: bool = False):
+        app.finalize(auto=True)  # include/imports, task_annotations, on_after_finalize (issue #12)
         conf = app.conf
         self.app = app
         self.store = app.store

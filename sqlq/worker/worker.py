@@ -64,6 +64,7 @@ class Worker:
                  max_tasks_per_child: int | None = None, burst: bool = False, app_path: str | None = None,
                  poll_interval: float | None = None, shutdown_grace: float | None = None,
                  install_signal_handlers: bool = False):
+        app.finalize(auto=True)  # include/imports, task_annotations, on_after_finalize (issue #12)
         conf = app.conf
         self.app = app
         self.queues = [validate_queue(q) for q in (queues or [conf.default_queue])]

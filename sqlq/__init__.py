@@ -22,9 +22,10 @@ __version__ = "0.1.0"
 
 # Imported on first use, so that a worker or a producer that uses neither pays nothing for them at
 # start-up: the periodic-schedule helpers (sqlq.periodic.timing imports croniter) and the routing
-# declarations (sqlq.routing.declarations).
+# declarations (sqlq.routing.declarations), signatures and eager results.
 __getattr__ = lazy_exports(__name__, {
-    "crontab": ".periodic.timing", "every": ".periodic.timing",
+    "crontab": ".periodic.timing", "every": ".periodic.timing", "solar": ".periodic.timing",
+    "Signature": ".canvas", "signature": ".canvas", "subtask": ".canvas", "EagerResult": ".eager",
     "Exchange": ".routing.declarations", "Queue": ".routing.declarations", "binding": ".routing.declarations",
 })
 
@@ -32,12 +33,14 @@ __all__ = [
     "App",
     "AsyncResult",
     "Celery",
+    "EagerResult",
     "Exchange",
     "GroupResult",
     "MaxRetriesExceededError",
     "NotRegistered",
     "Queue",
     "Retry",
+    "Signature",
     "SoftTimeLimitExceeded",
     "SqlqError",
     "Task",
@@ -52,4 +55,7 @@ __all__ = [
     "current_app",
     "every",
     "shared_task",
+    "signature",
+    "solar",
+    "subtask",
 ]

@@ -157,3 +157,43 @@ ORDER BY e.name, b.queue, b.binding_key
 -- name: ROUTE_QUEUES
 -- Which queues a publish would reach now, through the one matcher PUBLISH uses.
 SELECT {route_queues}(%(exchange)s, %(routing_key)s)
+
+-- name: BROADCAST_PRUNE
+-- Drop the per-worker queues of Broadcasts whose worker is gone, before a broadcast publish and at a
+-- worker's start (sqlq/routing/declarations.py). A per-worker queue is a binding of a fanout
+-- exchange to a queue named 'bcast.<name>.<worker uuid>'; it is gone when no workers row lists it
+-- (the worker stopped: UNREGISTER_WORKER; or died: RESCUE deleted its row and put its running jobs
+-- back in the same statement). Its binding goes, so broadcasts stop reaching it, and the copies that
+-- waited there become REVOKED results saying why: every job ends in a final state, none piles up.
+-- The jobs are found per orphaned queue (usually none: then no job is read). The columns are
+-- PrunedBroadcasts'.
+WITH orphan AS (
+    DELETE FROM {bindings} AS b
+    USING {exchanges} AS e
+    WHERE e.name = b.exchange AND e.type = 'fanout'
+      AND b.queue ~ '^bcast\..+\.[0-9a-f]{{8}}-[0-9a-f]{{4}}-[0-9a-f]{{4}}-[0-9a-f]{{4}}-[0-9a-f]{{12}}$'
+      AND NOT EXISTS (SELECT 1 FROM {workers} AS w WHERE b.queue = ANY (w.queues))
+    RETURNING b.queue
+), waiting AS (
+    SELECT j.id FROM (SELECT DISTINCT queue FROM orphan) AS o
+    CROSS JOIN LATERAL (
+        SELECT id FROM {jobs} WHERE queue = o.queue AND state = 'available'
+        UNION ALL
+        SELECT id FROM {jobs} WHERE queue = o.queue AND state = 'scheduled'
+    ) AS j
+), gone AS (
+    DELETE FROM {jobs} AS j USING waiting AS w
+    WHERE j.id = w.id AND j.state IN ('available', 'scheduled')
+    RETURNING j.*
+), ins AS (
+    INSERT INTO {results} (id, task, queue, priority, state, args, kwargs, payload, content_type,
+                           exc_type, exc_message, enqueued_at, finished_at, attempts, retries, group_id)
+    SELECT id, task, queue, priority, 'REVOKED', args, kwargs, payload, content_type, 'sqlq.errors.TaskRevokedError',
+           'broadcast copy for ' || queue || ', whose worker stopped or died before running it',
+           enqueued_at, clock_timestamp(), attempt, retries, group_id
+    FROM gone
+    ON CONFLICT (id) DO NOTHING
+    RETURNING id
+)
+SELECT (SELECT count(DISTINCT queue) FROM orphan), (SELECT count(*) FROM ins),
+       (SELECT pg_notify({results_channel}, string_agg(id::text, ',')) FROM ins HAVING count(*) > 0)

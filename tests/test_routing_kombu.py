@@ -181,3 +181,20 @@ def test_a_broadcast_on_an_exchange_of_another_type_is_refused(app):
         task.apply_async(queue="reload")
     with pytest.raises(UnknownExchange):
         task.apply_async(exchange="nowhere")
+
+
+async def test_the_async_api_declares_typed_exchanges_and_prunes_before_a_broadcast(app):
+    compress = app.task(name="video.tasks.compress")(lambda: None)
+    app.conf.task_routes = {"video.tasks.*": {"exchange": "video", "exchange_type": "topic"}}
+    with pytest.raises(Unroutable):
+        await compress.adelay()
+    assert exchange_types(app) == {"video": "topic"}
+    apply_routes(app, [Queue("videos", "video", routing_key="video.#")])
+    assert isinstance(await compress.adelay(), AsyncResult)
+    app.conf.task_routes = {"video.tasks.*": {"exchange": "video", "exchange_type": "fanout"}}
+    with pytest.raises(RoutingError, match="'video' is topic in the database, declared fanout"):
+        await compress.adelay()
+    app.conf.update(task_routes=None, task_queues=[Broadcast("reload")])
+    with pytest.raises(Unroutable, match="no worker consumes broadcast 'reload'"):
+        await compress.aapply_async(queue="reload")
+    assert jobs(app) == [("videos", 0)]

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, cast
 from ..errors import ConfigurationError, RoutingError, UnknownExchange, Unroutable
 from ..names import validate_exchange, validate_queue, validate_routing_key
 from .published import unknown_exchange_message, unroutable_message
-from .resolution import EXCHANGE_TYPES, check_exchange_type
+from .resolution import BROADCAST_NAMES, EXCHANGE_TYPES, check_exchange_type
 
 if TYPE_CHECKING:
     import psycopg
@@ -270,6 +270,7 @@ class Broadcast(Queue):
         if queue is not None:
             validate_queue(queue)
         super().__init__(name, exchange, None, None, auto_delete=auto_delete, alias=alias, **kwargs)
+        BROADCAST_NAMES.update(n for n in (name, alias, exchange.name) if n)
         object.__setattr__(self, "broadcast_exchange", exchange.name)
         object.__setattr__(self, "queue", queue)
         object.__setattr__(self, "unique", bool(unique))

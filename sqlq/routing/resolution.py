@@ -86,6 +86,11 @@ def check_exchange_type(kind: Any, exchange: str) -> str:
     return cast(str, kind)
 
 
+#: Every name and alias a ``Broadcast`` was made with in this process (``Broadcast.__init__`` adds
+#: them): the plain ``delay()`` reads ``task_queues`` only for a queue named here.
+BROADCAST_NAMES: set[str] = set()
+
+
 @dataclass(frozen=True, slots=True)
 class Destination:
     """A queue (direct delivery) or an exchange with a routing key (routed in SQL)."""
@@ -103,11 +108,12 @@ def resolve(conf: Settings, task_name: str, args: Sequence[Any] | None, kwargs: 
     if queue is None and exchange is None and routing_key is None \
             and not conf.task_routes and not conf.task_default_exchange:
         # The plain delay(): nothing routes, so the task's queue or the default queue (and cheaply:
-        # this runs on every call; a broadcast name is looked for only when task_queues is set).
+        # this runs on every call; task_queues is searched only for a name a Broadcast was made with).
         name = task.queue if task is not None and task.queue is not None else conf.default_queue
-        declared = conf.task_queues
-        if declared and broadcast_named(declared, name) is not None:
-            return _routed(RoutedExchange(name, "fanout", True), None, task_name, conf, priority)
+        if BROADCAST_NAMES and name in BROADCAST_NAMES:  # (a name some Broadcast was made with)
+            found = broadcast_named(conf.task_queues, name)
+            if found is not None:
+                return _routed(RoutedExchange(found, "fanout", True), None, task_name, conf, priority)
         return _direct(name, priority)
     explicit = {"queue": queue, "exchange": exchange, "routing_key": routing_key, "priority": priority}
     levels: list[Mapping[str, Any]] = [explicit]

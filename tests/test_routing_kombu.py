@@ -198,3 +198,14 @@ async def test_the_async_api_declares_typed_exchanges_and_prunes_before_a_broadc
     with pytest.raises(Unroutable, match="no worker consumes broadcast 'reload'"):
         await compress.aapply_async(queue="reload")
     assert jobs(app) == [("videos", 0)]
+
+
+def test_a_live_worker_that_lost_its_broadcast_binding_gets_it_back_at_the_next_broadcast(app, run_worker):
+    app.conf.task_queues = [Broadcast("reload")]
+    task = app.task(name="ops.tasks.reload")(lambda n: n)
+    with run_worker(app, queues=["reload"]) as worker:
+        wait_for(lambda: bound(app, "reload") == {f"bcast.reload.{worker.id}"}, message="the worker bound")
+        with app.connection() as conn:  # as BROADCAST_PRUNE does while RESCUE holds it dead, before it registers again
+            conn.execute(f'DELETE FROM "{app.conf.schema}".bindings WHERE exchange = %s', ("reload",))
+        assert task.apply_async((7,), queue="reload").get(timeout=30) == 7
+        assert bound(app, "reload") == {f"bcast.reload.{worker.id}"}

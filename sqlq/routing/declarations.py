@@ -16,7 +16,9 @@ consume ``name`` (``-Q name``) consumes its own queue ``bcast.<name>.<worker id>
 the exchange once it has registered (``WorkerBroadcasts``), so each such worker gets its own copy of
 each message. A per-worker queue lives as long as its worker's row: once the worker is gone (it
 stopped, or its jobs were rescued) the next broadcast publish or worker start drops the binding,
-and the copies that waited there become REVOKED results saying why (``BROADCAST_PRUNE``).
+and the copies that waited there become REVOKED results saying why; a live worker whose binding
+was dropped while it was presumed dead (it registers again) is bound again by the same statement
+(``BROADCAST_PRUNE``).
 """
 
 from __future__ import annotations
@@ -316,7 +318,7 @@ class WorkerBroadcasts:
         workers that are gone. Nothing to bind: no statement."""
         if not self.bindings:
             return
-        app.store.prune_broadcasts(conn)
+        app.store.prune_broadcasts(conn, [e for e, _ in self.bindings])
         exchanges = tuple((exchange, "fanout", None) for exchange in dict.fromkeys(e for e, _ in self.bindings))
         declare(app, Plan(exchanges, tuple((e, "", q) for e, q in self.bindings)), conn=conn)
 

@@ -239,10 +239,12 @@ class DeclaredRoutes(NamedTuple):
 
 
 class PrunedBroadcasts(NamedTuple):
-    """What BROADCAST_PRUNE did: per-worker broadcast queues unbound, their waiting copies revoked."""
+    """What BROADCAST_PRUNE did: per-worker broadcast queues unbound, their waiting copies revoked,
+    live workers' queues bound again."""
 
     queues: int
     revoked: int
+    rebound: int  # live workers' queues bound again (they had been pruned while presumed dead)
     notified: Any  # (pg_notify's void, or NULL when nothing was revoked)
 
 

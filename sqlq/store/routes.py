@@ -8,7 +8,8 @@ An exchange name that is not a plain ``str`` is a ``RoutedExchange`` (sqlq/routi
 its route said the exchange's type, or it is a ``Broadcast``'s fanout exchange. Before such a
 publish the exchange is declared with that type (``DECLARE_ROUTES`` without bindings: once per
 process on sqlq's own connections, each time on a caller's, whose transaction may roll it back),
-and a broadcast first drops the queues of workers that are gone (``BROADCAST_PRUNE``). A plain name
+and a broadcast first drops the queues of workers that are gone and binds again those of live
+workers that lost theirs (``BROADCAST_PRUNE``). A plain name
 costs one ``type() is str`` test per job.
 """
 
@@ -68,8 +69,9 @@ class Routes(StoreBase):
     async def apublish(self, conn: psycopg.AsyncConnection, jobs: Sequence[JobSpec]) -> list[PublishRow]:
         typed = self._typed_exchanges(jobs, False)
         if typed:
-            if any(broadcast for _, _, broadcast in typed):
-                await conn.execute(self.sql["BROADCAST_PRUNE"])
+            broadcasts = [name for name, _, broadcast in typed if broadcast]
+            if broadcasts:
+                await conn.execute(self.sql["BROADCAST_PRUNE"], {"exchanges": broadcasts})
             cur = await conn.execute(self.sql["DECLARE_ROUTES"], self._declare_params(
                 [(name, kind, None) for name, kind, _ in typed], []))
             self._check_typed(DeclaredRoutes(*cast("tuple[Any, ...]", await cur.fetchone())))
@@ -96,8 +98,9 @@ class Routes(StoreBase):
         return declared
 
     def _declare_typed(self, conn: psycopg.Connection, typed: list[tuple[str, str, bool]], own: bool) -> None:
-        if any(broadcast for _, _, broadcast in typed):
-            self.prune_broadcasts(conn)
+        broadcasts = [name for name, _, broadcast in typed if broadcast]
+        if broadcasts:
+            self.prune_broadcasts(conn, broadcasts)
         self._check_typed(self.declare_routes(conn, [(name, kind, None) for name, kind, _ in typed], []))
         if own:
             self._declared_types().update((name, kind) for name, kind, _ in typed)
@@ -127,9 +130,11 @@ class Routes(StoreBase):
         row = conn.execute(self.sql["DECLARE_ROUTES"], self._declare_params(exchanges, bindings)).fetchone()
         return DeclaredRoutes(*cast("tuple[Any, ...]", row))
 
-    def prune_broadcasts(self, conn: psycopg.Connection) -> PrunedBroadcasts:
-        """Unbind the per-worker broadcast queues of workers that are gone; revoke their waiting copies."""
-        return PrunedBroadcasts(*cast("tuple[Any, ...]", conn.execute(self.sql["BROADCAST_PRUNE"]).fetchone()))
+    def prune_broadcasts(self, conn: psycopg.Connection, exchanges: Sequence[str]) -> PrunedBroadcasts:
+        """Unbind the per-worker broadcast queues of workers that are gone and revoke their waiting
+        copies; bind again the live workers' queues of ``exchanges`` that lost their binding."""
+        row = conn.execute(self.sql["BROADCAST_PRUNE"], {"exchanges": list(exchanges)}).fetchone()
+        return PrunedBroadcasts(*cast("tuple[Any, ...]", row))
 
     def exchange_type(self, conn: psycopg.Connection, name: str) -> str | None:
         row = conn.execute(self.sql["EXCHANGE_TYPE"], {"name": name}).fetchone()

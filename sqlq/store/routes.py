@@ -56,9 +56,7 @@ class Routes(StoreBase):
                 own: bool = False) -> list[PublishRow]:
         """One row per job, in order. ``own``:
         ``conn`` is one of sqlq's pooled autocommit connections (the libpq fast path for one job)."""
-        typed = self._typed_exchanges(jobs, own)
-        if typed:
-            self._declare_typed(conn, typed, own)
+        self.prepare_routed(conn, jobs, own=own)
         if own and len(jobs) == 1:
             res = fast.execute(conn, self._fast["PUBLISH_ONE"], jobs[0].params())
             if res is not None:
@@ -78,6 +76,15 @@ class Routes(StoreBase):
         statement, params = self.publish_statement(jobs)
         cur = await conn.execute(statement, params, prepare=True)
         return [PublishRow(*r) for r in await cur.fetchall()]
+
+    def prepare_routed(self, conn: psycopg.Connection, jobs: Sequence[JobSpec], *, own: bool = False) -> None:
+        """What a publish of ``jobs`` needs first: their typed exchanges declared (or a type conflict
+        raised, nothing written) and, for a broadcast, the per-worker queues pruned. ``publish``
+        runs it; a write that runs PUBLISH by other means (a SQLAlchemy connection) calls it on the
+        same connection first."""
+        typed = self._typed_exchanges(jobs, own)
+        if typed:
+            self._declare_typed(conn, typed, own)
 
     def _typed_exchanges(self, jobs: Sequence[JobSpec], own: bool) -> list[tuple[str, str, bool]]:
         """(name, type, broadcast) of the jobs' ``RoutedExchange``s still to declare: on sqlq's own

@@ -23,7 +23,8 @@ declare routes or publish to an exchange):
 
 * ``resolution``: ``apply_async`` options, task options, ``task_routes`` and defaults → a queue, or
   an exchange and a routing key (no SQL);
-* ``declarations``: ``Exchange``/``Queue``/``binding`` and the operations behind ``sqlq routes``;
+* ``declarations``: ``Exchange``/``Queue``/``binding``/``Broadcast``, the operations behind ``sqlq
+  routes``, and a worker's own broadcast queues;
 * ``published``: a PUBLISH statement's rows → results (``published.results``), or ``Unroutable``/``UnknownExchange``.
 """
 
@@ -32,9 +33,10 @@ from ..lazy import lazy_exports
 __getattr__ = lazy_exports(__name__, {
     "Destination": ".resolution", "resolve": ".resolution",
     "Exchange": ".declarations", "Queue": ".declarations", "binding": ".declarations", "Route": ".declarations",
+    "Broadcast": ".declarations",
     "apply_routes": ".declarations", "add_route": ".declarations", "remove_route": ".declarations",
     "list_routes": ".declarations", "route_queues": ".declarations",
 })
 
-__all__ = ["Destination", "Exchange", "Queue", "Route", "add_route", "apply_routes", "binding", "list_routes",
+__all__ = ["Broadcast", "Destination", "Exchange", "Queue", "Route", "add_route", "apply_routes", "binding", "list_routes",
            "remove_route", "resolve", "route_queues"]

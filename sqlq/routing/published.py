@@ -4,6 +4,8 @@ A publish (``App.enqueue`` or a bulk call with an exchange) is one ``PUBLISH`` s
 reports, per job, whether its exchange exists and which queues its key reached; zero queues is
 ``Unroutable`` and a missing exchange ``UnknownExchange``, raised here without writing anything.
 The messages say what to do, and ``route_queues`` (``sqlq routes match``) raises the same ones.
+A broadcast that no worker consumes is ``Unroutable`` too, saying so: its copies would have no
+worker to run them, and sqlq never drops a message in silence.
 Imported on first routed publish only: a producer that never routes does not load it.
 """
 
@@ -26,6 +28,8 @@ def results(app: App, specs: Sequence[JobSpec], rows: Sequence[PublishRow]) -> l
         if not row.exchange_exists:
             raise _error(UnknownExchange, unknown_exchange_message(spec.exchange, spec.task), spec)
         if not row.queue_count:
+            if getattr(spec.exchange, "broadcast", False):
+                raise _error(Unroutable, no_broadcast_consumer_message(spec.exchange, spec.task), spec)
             raise _error(Unroutable, unroutable_message(spec.exchange, spec.routing_key, spec.task), spec)
     made: list[AsyncResult | GroupResult] = []
     for spec, row in zip(specs, rows, strict=True):
@@ -60,3 +64,10 @@ def unroutable_message(exchange: str | None, key: str | None, task: str | None) 
             f"use a key that matches one of the bindings `sqlq routes list` shows, or give the exchange "
             f"an alternate queue for unmatched messages (Exchange(..., alternate_queue=Q) or "
             f"`sqlq routes add {exchange} --alternate Q`)")
+
+
+def no_broadcast_consumer_message(exchange: str | None, task: str | None) -> str:
+    sending = f" (sending {task})" if task else ""
+    return (f"unroutable: no worker consumes broadcast {exchange!r} now{sending}; nothing was enqueued. "
+            f"A broadcast reaches the workers running at the time it is sent: start workers with "
+            f"-Q {exchange} (its Broadcast in task_queues gives each its own copy), and send again")

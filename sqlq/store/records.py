@@ -256,6 +256,16 @@ class DeclaredRoutes(NamedTuple):
     conflicts: list[str] | None  # an exchange declared with a type other than its stored one
 
 
+class PrunedBroadcasts(NamedTuple):
+    """What BROADCAST_PRUNE did: per-worker broadcast queues unbound, their waiting copies revoked,
+    live workers' queues bound again."""
+
+    queues: int
+    revoked: int
+    rebound: int  # live workers' queues bound again (they had been pruned while presumed dead)
+    notified: Any  # (pg_notify's void, or NULL when nothing was revoked)
+
+
 class RouteRow(NamedTuple):
     """An exchange and one of its bindings (LIST_ROUTES); the binding's fields are None for an
     exchange without any."""

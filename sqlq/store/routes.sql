@@ -157,3 +157,54 @@ ORDER BY e.name, b.queue, b.binding_key
 -- name: ROUTE_QUEUES
 -- Which queues a publish would reach now, through the one matcher PUBLISH uses.
 SELECT {route_queues}(%(exchange)s, %(routing_key)s)
+
+-- name: BROADCAST_PRUNE
+-- Keep the per-worker queues of Broadcasts in step with the live workers, before a broadcast publish
+-- and at a worker's start (sqlq/routing/declarations.py). A per-worker queue is a binding of a fanout
+-- exchange to a queue named 'bcast.<name>.<worker uuid>'; it is gone when no workers row lists it
+-- (the worker stopped: UNREGISTER_WORKER; or died: RESCUE deleted its row and put its running jobs
+-- back in the same statement). Its binding goes, so broadcasts stop reaching it, and the copies that
+-- waited there become REVOKED results saying why: every job ends in a final state, none piles up.
+-- The jobs are found per orphaned queue (usually none: then no job is read). And a live worker whose
+-- row lists 'bcast.<exchange>.<uuid>' for one of `exchanges` gets that binding back if it lacks it
+-- (a worker presumed dead, pruned, then registered again). The columns are PrunedBroadcasts'.
+WITH orphan AS (
+    DELETE FROM {bindings} AS b
+    USING {exchanges} AS e
+    WHERE e.name = b.exchange AND e.type = 'fanout'
+      AND b.queue ~ '^bcast\..+\.[0-9a-f]{{8}}-[0-9a-f]{{4}}-[0-9a-f]{{4}}-[0-9a-f]{{4}}-[0-9a-f]{{12}}$'
+      AND NOT EXISTS (SELECT 1 FROM {workers} AS w WHERE b.queue = ANY (w.queues))
+    RETURNING b.queue
+), waiting AS (
+    SELECT j.id FROM (SELECT DISTINCT queue FROM orphan) AS o
+    CROSS JOIN LATERAL (
+        SELECT id FROM {jobs} WHERE queue = o.queue AND state = 'available'
+        UNION ALL
+        SELECT id FROM {jobs} WHERE queue = o.queue AND state = 'scheduled'
+    ) AS j
+), gone AS (
+    DELETE FROM {jobs} AS j USING waiting AS w
+    WHERE j.id = w.id AND j.state IN ('available', 'scheduled')
+    RETURNING j.*
+), ins AS (
+    INSERT INTO {results} (id, task, queue, priority, state, args, kwargs, payload, content_type,
+                           exc_type, exc_message, enqueued_at, finished_at, attempts, retries, group_id)
+    SELECT id, task, queue, priority, 'REVOKED', args, kwargs, payload, content_type, 'sqlq.errors.TaskRevokedError',
+           'broadcast copy for ' || queue || ', whose worker stopped or died before running it',
+           enqueued_at, clock_timestamp(), attempt, retries, group_id
+    FROM gone
+    ON CONFLICT (id) DO NOTHING
+    RETURNING id
+), rebound AS (
+    INSERT INTO {bindings} (exchange, binding_key, queue)
+    SELECT DISTINCT e.name, '', q.queue
+    FROM {exchanges} AS e
+    CROSS JOIN LATERAL (SELECT unnest(w.queues) AS queue FROM {workers} AS w) AS q
+    WHERE e.name = ANY (%(exchanges)s::text[]) AND e.type = 'fanout'
+      AND left(q.queue, length(e.name) + 7) = 'bcast.' || e.name || '.'
+      AND substr(q.queue, length(e.name) + 8) ~ '^[0-9a-f]{{8}}-[0-9a-f]{{4}}-[0-9a-f]{{4}}-[0-9a-f]{{4}}-[0-9a-f]{{12}}$'
+    ON CONFLICT DO NOTHING
+    RETURNING 1
+)
+SELECT (SELECT count(DISTINCT queue) FROM orphan), (SELECT count(*) FROM ins), (SELECT count(*) FROM rebound),
+       (SELECT pg_notify({results_channel}, string_agg(id::text, ',')) FROM ins HAVING count(*) > 0)

@@ -86,6 +86,11 @@ class Worker:
         self._housekeeping_wake = threading.Event()
         self.install_signal_handlers = install_signal_handlers
         self.id = str(uuid.uuid4())
+        # (routing) a Broadcast name in the queues means this worker's own queue of that broadcast
+        from ..routing.declarations import WorkerBroadcasts
+
+        self.broadcasts = WorkerBroadcasts(conf.task_queues, self.queues, self.id)
+        self.queues = self.broadcasts.queues
         # the second key of this worker's liveness lock (a clash with another worker's only makes
         # both of them judged by their heartbeats)
         self.lock_key = None if burst else random.randint(-(1 << 31), (1 << 31) - 1)
@@ -228,7 +233,13 @@ class Worker:
         worker is registered and holds its liveness lock. Returns the housekeeping connection."""
         self.app.require_migrated()
         self.app.apply_routes()  # task_queues' exchanges and bindings (idempotent; none: no query)
-        return self._connect_housekeeping()
+        house = self._connect_housekeeping()
+        try:  # (routing) bind this worker's broadcast queues, now that its registered row names them
+            self.broadcasts.bind(self.app, house)
+        except BaseException:
+            house.close()
+            raise
+        return house
 
     def _connect_housekeeping(self) -> psycopg.Connection:
         """The worker's own connection (not pooled): it holds the liveness lock, so the lock lives

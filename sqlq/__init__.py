@@ -27,11 +27,13 @@ __getattr__ = lazy_exports(__name__, {
     "crontab": ".periodic.timing", "every": ".periodic.timing", "solar": ".periodic.timing",
     "Signature": ".canvas", "signature": ".canvas", "subtask": ".canvas", "EagerResult": ".eager",
     "Exchange": ".routing.declarations", "Queue": ".routing.declarations", "binding": ".routing.declarations",
+    "Broadcast": ".routing.declarations",
 })
 
 __all__ = [
     "App",
     "AsyncResult",
+    "Broadcast",
     "Celery",
     "EagerResult",
     "Exchange",

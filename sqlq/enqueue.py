@@ -234,6 +234,8 @@ async def aenqueue(app: App, specs: Sequence[JobSpec], connection: Any = None) -
         conn = await _async_sqlalchemy_connection(connection)
         driver = (await conn.get_raw_connection()).driver_connection
         try:
+            if isinstance(driver, psycopg.AsyncConnection) and store.routed(specs):
+                await store.aprepare_routed(driver, specs)  # typed exchanges, broadcast prune
             result = await conn.exec_driver_sql(statement, params)
         except Exception as exc:
             orig = getattr(exc, "orig", exc)
@@ -302,6 +304,8 @@ def _write_on(app: App, connection: Any, store: Store, specs: Sequence[JobSpec])
     conn = _sqlalchemy_connection(connection)
     driver = conn.connection.driver_connection  # (SQLAlchemy drops it when it sees the break)
     try:
+        if isinstance(driver, psycopg.Connection) and store.routed(specs):
+            store.prepare_routed(driver, specs)  # typed exchanges, broadcast prune: as PUBLISH's own path
         result = conn.exec_driver_sql(statement, params)
     except Exception as exc:
         orig = getattr(exc, "orig", exc)

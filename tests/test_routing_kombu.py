@@ -12,7 +12,7 @@ import psycopg
 import pytest
 
 from sqlq import Exchange, GroupResult, Queue, binding
-from sqlq.errors import RoutingError, UnknownExchange, Unroutable
+from sqlq.errors import RoutingError, SqlqCompatibilityWarning, UnknownExchange, Unroutable
 from sqlq.result import AsyncResult
 from sqlq.routing import Broadcast, apply_routes, list_routes
 from tests.apps.harness import result_row as harness_result_row
@@ -62,6 +62,23 @@ def test_a_route_with_exchange_type_declares_the_exchange_with_that_type(app):
     assert jobs(app) == [("videos", 0)]
 
 
+def test_a_route_with_exchange_type_is_declared_on_a_sqlalchemy_connection_too(app):
+    """A publish in the caller's SQLAlchemy transaction declares the typed exchange in that same
+    transaction, as sqlq's own connections do (and so rolls back with it)."""
+    compress = app.task(name="video.tasks.compress")(lambda: None)
+    app.conf.task_routes = {"video.tasks.*": {"exchange": "video", "exchange_type": "topic",
+                                              "routing_key": "video.compress"}}
+    with app.engine.connect() as conn:
+        with pytest.raises(Unroutable):
+            compress.apply_async(connection=conn)
+        conn.rollback()
+    assert exchange_types(app) == {}  # rolled back with the caller's transaction
+    with app.engine.begin() as conn:
+        with pytest.raises(Unroutable):
+            compress.apply_async(connection=conn)
+    assert exchange_types(app) == {"video": "topic"}  # (the refusal wrote no job; the declaration committed)
+
+
 def test_a_route_whose_exchange_type_differs_from_the_stored_one_writes_nothing(app):
     compress = app.task(name="video.tasks.compress")(lambda: None)
     apply_routes(app, [Queue("videos", Exchange("video", type="direct"), routing_key="video.compress")])
@@ -79,7 +96,7 @@ def test_a_route_whose_exchange_type_differs_from_the_stored_one_writes_nothing(
 
 def test_positional_bindings_and_queue_arguments(app):
     media = Exchange("media_x", type="direct")
-    with pytest.warns(UserWarning, match="'x-message-ttl' has no meaning in sqlq"):
+    with pytest.warns(SqlqCompatibilityWarning, match="'x-message-ttl' has no meaning in sqlq"):
         queues = [Queue("media", [binding(media, routing_key="media.video"), binding(media, routing_key="media.image")],
                         queue_arguments={"x-max-priority": 10, "x-message-ttl": 1000})]
     assert apply_routes(app, queues) == (1, 2)

@@ -28,7 +28,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
-from ..errors import ConfigurationError, RoutingError, UnknownExchange, Unroutable
+from ..errors import ConfigurationError, RoutingError, SqlqCompatibilityWarning, UnknownExchange, Unroutable
 from ..names import validate_exchange, validate_queue, validate_routing_key
 from .published import unknown_exchange_message, unroutable_message
 from .resolution import BROADCAST_NAMES, EXCHANGE_TYPES, check_exchange_type
@@ -41,8 +41,9 @@ if TYPE_CHECKING:
 
 __all__ = ["EXCHANGE_TYPES", "Broadcast", "Exchange", "Queue", "WorkerBroadcasts", "binding"]
 
-#: The category of the warnings for kombu arguments that have no meaning in sqlq.
-COMPATIBILITY_WARNING: type[Warning] = UserWarning
+#: The category of the warnings for kombu arguments that have no meaning in sqlq (the one every
+#: Celery compatibility warning has, so `warnings.filterwarnings` can address them together).
+COMPATIBILITY_WARNING: type[Warning] = SqlqCompatibilityWarning
 
 #: A per-worker broadcast queue is ``bcast.<name>.<worker id>``: this much longer than ``name``.
 _BROADCAST_EXTRA = len("bcast..") + 36

@@ -65,6 +65,13 @@ class Routes(StoreBase):
         return [PublishRow(*r) for r in conn.execute(statement, params, prepare=True).fetchall()]
 
     async def apublish(self, conn: psycopg.AsyncConnection, jobs: Sequence[JobSpec]) -> list[PublishRow]:
+        await self.aprepare_routed(conn, jobs)
+        statement, params = self.publish_statement(jobs)
+        cur = await conn.execute(statement, params, prepare=True)
+        return [PublishRow(*r) for r in await cur.fetchall()]
+
+    async def aprepare_routed(self, conn: psycopg.AsyncConnection, jobs: Sequence[JobSpec]) -> None:
+        """``prepare_routed`` for an async connection (never one of sqlq's own sync pool's)."""
         typed = self._typed_exchanges(jobs, False)
         if typed:
             broadcasts = [name for name, _, broadcast in typed if broadcast]
@@ -73,9 +80,6 @@ class Routes(StoreBase):
             cur = await conn.execute(self.sql["DECLARE_ROUTES"], self._declare_params(
                 [(name, kind, None) for name, kind, _ in typed], []))
             self._check_typed(DeclaredRoutes(*cast("tuple[Any, ...]", await cur.fetchone())))
-        statement, params = self.publish_statement(jobs)
-        cur = await conn.execute(statement, params, prepare=True)
-        return [PublishRow(*r) for r in await cur.fetchall()]
 
     def prepare_routed(self, conn: psycopg.Connection, jobs: Sequence[JobSpec], *, own: bool = False) -> None:
         """What a publish of ``jobs`` needs first: their typed exchanges declared (or a type conflict

@@ -13,7 +13,7 @@ import pytest
 
 from sqlq import App
 from sqlq.config import Settings
-from sqlq.errors import ConfigurationError
+from sqlq.errors import ConfigurationError, SqlqCompatibilityWarning
 from sqlq.routing.declarations import Broadcast, Exchange, Queue, WorkerBroadcasts, binding, plan
 from sqlq.routing.resolution import Destination, RoutedExchange, lookup, resolve, routes_by_name_only
 
@@ -145,7 +145,7 @@ def test_max_priority_is_accepted_without_a_warning():
     (lambda: binding(Exchange("e"), "k", arguments={"x-match": "any"}), "binding arguments"),
 ])
 def test_each_meaningless_kombu_argument_warns_once_naming_it(make, names):
-    with pytest.warns(UserWarning, match="has no meaning in sqlq") as caught:
+    with pytest.warns(SqlqCompatibilityWarning, match="has no meaning in sqlq") as caught:
         make()
     assert len(caught) == 1 and names in str(caught[0].message)
 

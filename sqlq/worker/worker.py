@@ -9,8 +9,8 @@ Threads in a worker process:
   connection, so PostgreSQL writes one batch while the pool runs the next.
 * the **listener** (``notify.Listener``): LISTEN on the jobs channel; sets the event when one of
   our queues gets work.
-* the **housekeeper**: heartbeat, promotion of due scheduled jobs, rescue of dead workers' jobs and
-  expiry of old results — the cluster-wide parts one worker at a time (advisory lock). Its
+* the **housekeeper**: heartbeat, promotion of due scheduled jobs, rescue of dead workers' jobs,
+  expiry of old results, and a read of the rate limits about once a second (sqlq.rate_limits) — the cluster-wide parts one worker at a time (advisory lock). Its
   connection is the worker's own for its lifetime and holds the worker's **liveness lock** (a
   session-level advisory lock): when the process dies the server frees the lock, and the other
   workers rescue its jobs about a second later instead of waiting for ``worker_lost_timeout``.
@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 import psycopg
 
-from .. import signals
+from .. import rate_limits, signals
 from ..db import connect
 from ..errors import ConfigurationError
 from ..names import validate_queue
@@ -105,6 +105,13 @@ class Worker:
         self._unregistered = False
         self._queue_cursor = 0
         self.processed = 0
+        # Rate limits (sqlq.rate_limits): the code's, declared at start; then the limited tasks this
+        # app registers as the table names them, re-read by the housekeeper. Empty (the common
+        # case): every claim is a plain CLAIM, and nothing else is done per claim.
+        self.rate_limits_enabled = not conf.worker_disable_rate_limits
+        self._declared_limits = rate_limits.declared_rate_limits(app) if self.rate_limits_enabled else {}
+        self._limited: tuple[str, ...] = ()
+        self._token_wait: float | None = None  # seconds until a limited task's bucket has a token again
         self.pool: BasePool = self._make_pool()
 
     # construction ------------------------------------------------------------------------------
@@ -222,7 +229,26 @@ class Worker:
         worker is registered and holds its liveness lock. Returns the housekeeping connection."""
         self.app.require_migrated()
         self.app.apply_routes()  # task_queues' exchanges and bindings (idempotent; none: no query)
-        return self._connect_housekeeping()
+        conn = self._connect_housekeeping()
+        if self.rate_limits_enabled:
+            try:
+                self.store.rate_limits_declare(conn, self._declared_limits)
+                self._read_rate_limits(conn)
+            except BaseException:
+                conn.close()
+                raise
+        return conn
+
+    def _read_rate_limits(self, conn: psycopg.Connection) -> None:
+        """Which of this app's tasks the table limits now (the housekeeper calls this about once a
+        second, so a limit changed live applies without a restart). A task this app does not register
+        is left out: its jobs fail as unregistered here, limit or not."""
+        limited = tuple(t for t in self.store.rate_limited_tasks(conn) if t in self.app.tasks)
+        if limited != self._limited:
+            if limited or self._limited:
+                log.info("rate-limited tasks: %s", ", ".join(limited) or "none")
+            self._limited = limited
+            self._wake.set()  # claim at once under the new limits
 
     def _connect_housekeeping(self) -> psycopg.Connection:
         """The worker's own connection (not pooled): it holds the liveness lock, so the lock lives
@@ -294,7 +320,10 @@ class Worker:
                     log.info("burst: nothing left to run; exiting")
                     return
             # burst: woken by the finisher as soon as outcomes are recorded; the timeout is a backstop
-            self._wake.wait(self.poll_interval if not self.burst else 0.05)
+            timeout = self.poll_interval if not self.burst else 0.05
+            if self._token_wait is not None:  # jobs wait for a rate limit's next token: claim then
+                timeout = min(timeout, self._token_wait)
+            self._wake.wait(timeout)
 
     def _due_soon(self, conn: psycopg.Connection) -> bool:
         """In burst mode, scheduled jobs that are already due count as work (promote them now)."""
@@ -320,6 +349,8 @@ class Worker:
         # claim in batches: wait until at least half the buffer is free, unless we are (nearly) idle
         if free <= 0 or (free < self.capacity // 2 and held > self.concurrency):
             return 0
+        if self._limited:
+            return self._claim_limited(conn, free)
         total = 0
         n = len(self.queues)
         for i in range(n):
@@ -332,6 +363,42 @@ class Worker:
             if total >= free:
                 break
         self._queue_cursor = (self._queue_cursor + 1) % n
+        return total
+
+    def _claim_limited(self, conn: psycopg.Connection, free: int) -> int:
+        """``_claim`` when some of this app's tasks have a rate limit: per queue, the other tasks' jobs
+        first (CLAIM_UNLIMITED, so a limited task waiting for tokens holds none of them back), then
+        each limited task's as its bucket allows (CLAIM_RATE_LIMITED, which takes the tokens). When
+        a limited task's jobs were left waiting for tokens, ``_token_wait`` says when its next token
+        comes, and the consumer claims again then rather than at the next poll.
+
+        Within a queue, priority and FIFO order hold among each task's jobs and among the unlimited
+        tasks' jobs; a limited job waiting for its token is passed by later jobs of other tasks."""
+        limited = self._limited
+        total = 0
+        token_wait: float | None = None
+        n = len(self.queues)
+        for i in range(n):
+            queue = self.queues[(self._queue_cursor + i) % n]
+            jobs = self.store.claim_unlimited(conn, self.id, queue, free - total, limited)
+            if jobs:
+                total += len(jobs)
+                self._count(len(jobs))
+                self.pool.submit(jobs)
+            for task in limited:
+                if total >= free:
+                    break
+                claim = self.store.claim_rate_limited(conn, self.id, queue, task, free - total)
+                if claim.jobs:
+                    total += len(claim.jobs)
+                    self._count(len(claim.jobs))
+                    self.pool.submit(claim.jobs)
+                if claim.retry_in is not None:
+                    token_wait = claim.retry_in if token_wait is None else min(token_wait, claim.retry_in)
+            if total >= free:
+                break
+        self._queue_cursor = (self._queue_cursor + 1) % n
+        self._token_wait = None if token_wait is None else max(token_wait, 0.001)
         return total
 
     def _count(self, delta: int) -> None:
@@ -474,6 +541,8 @@ class Worker:
         backoff = Backoff()
         # registering wrote the first heartbeat; maintenance runs at once (jobs of dead workers are due)
         next_beat, next_liveness, next_maintenance = time.monotonic() + self.heartbeat_interval, 0.0, 0.0
+        # (start-up read the limits; a worker that does not enforce them never reads them)
+        next_limits = time.monotonic() + rate_limits.REFRESH_INTERVAL if self.rate_limits_enabled else float("inf")
         try:
             while not self._stopped.is_set():
                 try:
@@ -493,6 +562,9 @@ class Worker:
                     if now >= next_maintenance:
                         self._maintain(conn)
                         next_maintenance = now + float(conf.worker_maintenance_interval)
+                    if now >= next_limits:
+                        self._read_rate_limits(conn)
+                        next_limits = now + rate_limits.REFRESH_INTERVAL
                     self.store.promote(conn)
                     wait = self.store.next_scheduled_in(conn)
                 except Exception as exc:  # noqa: BLE001 - keep housekeeping alive through anything
@@ -505,7 +577,7 @@ class Worker:
                     backoff.reset()
                     self.outage.recovered()
                 wait = self.poll_interval if wait is None else min(max(wait, 0.001), self.poll_interval)
-                soonest = min(next_beat, next_liveness) - time.monotonic()
+                soonest = min(next_beat, next_liveness, next_limits) - time.monotonic()
                 self._housekeeping_wake.wait(min(wait, max(soonest, 0.001)))  # set by short retries, stop
                 self._housekeeping_wake.clear()
         finally:

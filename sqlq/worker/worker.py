@@ -111,7 +111,8 @@ class Worker:
         self.rate_limits_enabled = not conf.worker_disable_rate_limits
         self._declared_limits = rate_limits.declared_rate_limits(app) if self.rate_limits_enabled else {}
         self._limited: tuple[str, ...] = ()
-        self._token_wait: float | None = None  # seconds until a limited task's bucket has a token again
+        # when (time.monotonic()) a limited task's jobs left waiting get their bucket's next token
+        self._token_due: float | None = None
         self.pool: BasePool = self._make_pool()
 
     # construction ------------------------------------------------------------------------------
@@ -321,8 +322,10 @@ class Worker:
                     return
             # burst: woken by the finisher as soon as outcomes are recorded; the timeout is a backstop
             timeout = self.poll_interval if not self.burst else 0.05
-            if self._token_wait is not None:  # jobs wait for a rate limit's next token: claim then
-                timeout = min(timeout, self._token_wait)
+            due = self._token_due
+            if due is not None:  # jobs wait for a rate limit's next token: claim then (once: a claim
+                self._token_due = None  # that finds them still waiting sets it again)
+                timeout = min(timeout, max(due - time.monotonic(), 0.001))
             self._wake.wait(timeout)
 
     def _due_soon(self, conn: psycopg.Connection) -> bool:
@@ -369,7 +372,7 @@ class Worker:
         """``_claim`` when some of this app's tasks have a rate limit: per queue, the other tasks' jobs
         first (CLAIM_UNLIMITED, so a limited task waiting for tokens holds none of them back), then
         each limited task's as its bucket allows (CLAIM_RATE_LIMITED, which takes the tokens). When
-        a limited task's jobs were left waiting for tokens, ``_token_wait`` says when its next token
+        a limited task's jobs were left waiting for tokens, ``_token_due`` says when its next token
         comes, and the consumer claims again then rather than at the next poll.
 
         Within a queue, priority and FIFO order hold among each task's jobs and among the unlimited
@@ -398,7 +401,7 @@ class Worker:
             if total >= free:
                 break
         self._queue_cursor = (self._queue_cursor + 1) % n
-        self._token_wait = None if token_wait is None else max(token_wait, 0.001)
+        self._token_due = None if token_wait is None else time.monotonic() + token_wait
         return total
 
     def _count(self, delta: int) -> None:

@@ -279,3 +279,21 @@ def test_the_migration_downgrades_and_upgrades(app: App, raw_conn: psycopg.Conne
     assert app.migration_status()[0] == sqlq_migrate.HEAD_REVISION == "0005"
     assert _schema_diff(app) == []
     assert rate_limits(app) == []
+
+
+# --- the command line ---------------------------------------------------------------------------
+
+def test_sqlq_rate_limits_lists_the_limits_and_their_tokens(app):
+    from click.testing import CliRunner
+
+    from sqlq.cli import main
+
+    runner = CliRunner()
+    empty = runner.invoke(main, ["rate-limits"])
+    assert empty.exit_code == 0, empty.output
+    assert "no rate limits" in empty.output
+    set_rate_limit(app, "proj.send_mail", "120/m")
+    listed = runner.invoke(main, ["rate-limits"])
+    assert listed.exit_code == 0, listed.output
+    (line,) = [line for line in listed.output.splitlines() if line.startswith("proj.send_mail")]
+    assert line.split() == ["proj.send_mail", "2", "120", "2", "2.00"]

@@ -98,7 +98,31 @@ def test_an_unlimited_task_is_not_held_back_by_a_limited_one_queued_before_it(ap
     assert limit.tokens < 1
 
 
-def test_a_bucket_with_tokens_to_spare_runs_jobs_at_once(app, run_worker, raw_conn, schema):
+def test_a_limited_task_with_tokens_is_not_starved_by_a_backlog_of_other_jobs(app, run_worker, raw_conn, schema):
+    """Each claim round offers the limited tasks their tokens first: jobs of a limited task queued
+    behind 300 others run long before the backlog is through."""
+    @app.task
+    def bulk(i):
+        return i
+
+    @app.task
+    def paced(i):
+        return i
+
+    paced.rate_limit = "100/s"
+    bulk.delay_many([(i,) for i in range(300)])
+    results = [paced.delay(i) for i in range(3)]
+    with run_worker(app, pool="solo", prefetch_multiplier=4):
+        assert [r.get(timeout=30) for r in results] == [0, 1, 2]
+        wait_for(lambda: _finished(raw_conn, schema, bulk.name) == 300)
+    bulk_after = scalar(raw_conn, "SELECT count(*) FROM {s}.results WHERE task = %s AND started_at > "
+                                  "(SELECT max(started_at) FROM {s}.results WHERE task = %s)",
+                        bulk.name, paced.name, schema=schema)
+    assert bulk_after > 250, f"only {bulk_after} of the 300 earlier jobs started after the limited ones"
+
+
+@pytest.mark.parametrize("pool", ["threads", "solo"])
+def test_a_bucket_with_tokens_to_spare_runs_jobs_at_once(app, run_worker, raw_conn, schema, pool):
     """A fresh bucket is full: with '100/s', 50 jobs start without waiting for any refill."""
     @app.task
     def burst(i):
@@ -106,9 +130,24 @@ def test_a_bucket_with_tokens_to_spare_runs_jobs_at_once(app, run_worker, raw_co
 
     burst.rate_limit = "100/s"
     results = [burst.delay(i) for i in range(50)]
-    with run_worker(app, pool="threads", concurrency=2):
+    with run_worker(app, pool=pool, concurrency=2):
         assert [r.get(timeout=30) for r in results] == list(range(50))
     assert _span(raw_conn, schema, burst.name) < 0.5 + 50 / 100
+
+
+def test_a_burst_worker_waits_out_the_limit_and_then_exits(app, raw_conn, schema):
+    """`worker --burst` runs every due job, rate-limited ones included (claimed as their tokens
+    come), and exits only when none is left."""
+    @app.task
+    def paced(i):
+        return i
+
+    paced.rate_limit = "20/s"
+    for i in range(30):
+        paced.delay(i)
+    assert Worker(app, pool="solo", burst=True).run() == 0
+    assert _finished(raw_conn, schema, paced.name) == 30
+    assert 30 <= capacity(20.0) + 20.0 * _span(raw_conn, schema, paced.name) + EPSILON
 
 
 def test_a_limit_set_live_applies_without_a_restart(app, run_worker, raw_conn, schema):

@@ -369,10 +369,12 @@ class Worker:
         return total
 
     def _claim_limited(self, conn: psycopg.Connection, free: int) -> int:
-        """``_claim`` when some of this app's tasks have a rate limit: per queue, the other tasks' jobs
-        first (CLAIM_UNLIMITED, so a limited task waiting for tokens holds none of them back), then
-        each limited task's as its bucket allows (CLAIM_RATE_LIMITED, which takes the tokens). When
-        a limited task's jobs were left waiting for tokens, ``_token_due`` says when its next token
+        """``_claim`` when some of this app's tasks have a rate limit: per queue, each limited task's
+        jobs as its bucket allows (CLAIM_RATE_LIMITED, which takes the tokens), then the other tasks'
+        jobs (CLAIM_UNLIMITED). Limited tasks come first because their tokens bound what they take,
+        so they cannot crowd the others out, while a backlog of other jobs would crowd them out if
+        they came last; a limited task waiting for tokens holds none of the others back. When a
+        limited task's jobs were left waiting for tokens, ``_token_due`` says when its next token
         comes, and the consumer claims again then rather than at the next poll.
 
         Within a queue, priority and FIFO order hold among each task's jobs and among the unlimited
@@ -383,11 +385,6 @@ class Worker:
         n = len(self.queues)
         for i in range(n):
             queue = self.queues[(self._queue_cursor + i) % n]
-            jobs = self.store.claim_unlimited(conn, self.id, queue, free - total, limited)
-            if jobs:
-                total += len(jobs)
-                self._count(len(jobs))
-                self.pool.submit(jobs)
             for task in limited:
                 if total >= free:
                     break
@@ -398,6 +395,12 @@ class Worker:
                     self.pool.submit(claim.jobs)
                 if claim.retry_in is not None:
                     token_wait = claim.retry_in if token_wait is None else min(token_wait, claim.retry_in)
+            if total < free:
+                jobs = self.store.claim_unlimited(conn, self.id, queue, free - total, limited)
+                if jobs:
+                    total += len(jobs)
+                    self._count(len(jobs))
+                    self.pool.submit(jobs)
             if total >= free:
                 break
         self._queue_cursor = (self._queue_cursor + 1) % n

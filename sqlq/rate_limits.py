@@ -43,6 +43,12 @@ BURST_SECONDS = 1.0
 #: Seconds between two reads of the table by a worker (how soon a live change takes effect).
 REFRESH_INTERVAL = 1.0
 
+#: Seconds a worker lets pass before it looks again for a limited task's jobs in a queue where its
+#: last claim found none. Finding none walks the queue's waiting jobs (no index leads to one task's
+#: jobs, and adding one would cost every job its upkeep), so a worker busy with other jobs of that
+#: queue does not repeat the walk at every claim; a new job of the task waits this long at most.
+IDLE_RECHECK = 0.1
+
 _UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0}
 _RATE = re.compile(r"\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*(?:/\s*([smh]))?\s*")
 

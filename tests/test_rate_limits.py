@@ -150,6 +150,23 @@ def test_a_burst_worker_waits_out_the_limit_and_then_exits(app, raw_conn, schema
     assert 30 <= capacity(20.0) + 20.0 * _span(raw_conn, schema, paced.name) + EPSILON
 
 
+def test_an_idle_worker_starts_a_limited_job_at_once(app, run_worker, raw_conn, schema):
+    """Woken by NOTIFY as for any job, not at the next poll: a look for the task's jobs that was put
+    off (rate_limits.IDLE_RECHECK) wakes the consumer when it is due."""
+    @app.task
+    def prompt(i):
+        return i
+
+    prompt.rate_limit = "100/s"
+    with run_worker(app, pool="threads", concurrency=1, poll_interval=2.0) as worker:
+        wait_for(lambda: worker._limited == (prompt.name,) and _registered(raw_conn, schema))
+        for i in range(5):
+            assert prompt.delay(i).get(timeout=30) == i
+    waits = [row[0] for row in raw_conn.execute(
+        f'SELECT extract(epoch FROM started_at - enqueued_at) FROM "{schema}".results').fetchall()]
+    assert len(waits) == 5 and max(waits) < 1.0, waits
+
+
 def test_a_limit_set_live_applies_without_a_restart(app, run_worker, raw_conn, schema):
     @app.task
     def mail(i):

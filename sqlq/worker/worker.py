@@ -111,8 +111,14 @@ class Worker:
         self.rate_limits_enabled = not conf.worker_disable_rate_limits
         self._declared_limits = rate_limits.declared_rate_limits(app) if self.rate_limits_enabled else {}
         self._limited: tuple[str, ...] = ()
-        # when (time.monotonic()) a limited task's jobs left waiting get their bucket's next token
+        # when (time.monotonic()) to claim again for a limited task (its jobs wait for a token, or
+        # a look for its jobs was put off: _claim_limited)
         self._token_due: float | None = None
+        # (queue, task) → until when (time.monotonic()) the consumer claims none of its jobs: they
+        # wait for a token, or there were none (rate_limits.IDLE_RECHECK). Consumer thread only;
+        # emptied after each read of the table (_limits_read), so a changed rate applies at once.
+        self._limit_skip: dict[tuple[str, str], float] = {}
+        self._limits_read = False
         self.pool: BasePool = self._make_pool()
 
     # construction ------------------------------------------------------------------------------
@@ -245,6 +251,7 @@ class Worker:
         second, so a limit changed live applies without a restart). A task this app does not register
         is left out: its jobs fail as unregistered here, limit or not."""
         limited = tuple(t for t in self.store.rate_limited_tasks(conn) if t in self.app.tasks)
+        self._limits_read = True  # (a rate may have changed: the consumer's waits start over)
         if limited != self._limited:
             if limited or self._limited:
                 log.info("rate-limited tasks: %s", ", ".join(limited) or "none")
@@ -373,28 +380,45 @@ class Worker:
         jobs as its bucket allows (CLAIM_RATE_LIMITED, which takes the tokens), then the other tasks'
         jobs (CLAIM_UNLIMITED). Limited tasks come first because their tokens bound what they take,
         so they cannot crowd the others out, while a backlog of other jobs would crowd them out if
-        they came last; a limited task waiting for tokens holds none of the others back. When a
-        limited task's jobs were left waiting for tokens, ``_token_due`` says when its next token
-        comes, and the consumer claims again then rather than at the next poll.
+        they came last; a limited task waiting for tokens holds none of the others back.
+
+        A limited task is not claimed again in a queue before its next token when its jobs there
+        were left waiting for one, nor for ``rate_limits.IDLE_RECHECK`` when it had none there (that
+        claim walks the queue); ``_token_due`` then tells the consumer when to claim again, rather
+        than at the next poll.
 
         Within a queue, priority and FIFO order hold among each task's jobs and among the unlimited
         tasks' jobs; a limited job waiting for its token is passed by later jobs of other tasks."""
         limited = self._limited
+        skip = self._limit_skip
+        if self._limits_read:
+            self._limits_read = False
+            skip.clear()
+        now = time.monotonic()
+        due: float | None = None
         total = 0
-        token_wait: float | None = None
         n = len(self.queues)
         for i in range(n):
             queue = self.queues[(self._queue_cursor + i) % n]
             for task in limited:
                 if total >= free:
                     break
+                until = skip.get((queue, task))
+                if until is not None:
+                    if until > now:
+                        due = until if due is None else min(due, until)
+                        continue
+                    del skip[queue, task]
                 claim = self.store.claim_rate_limited(conn, self.id, queue, task, free - total)
                 if claim.jobs:
                     total += len(claim.jobs)
                     self._count(len(claim.jobs))
                     self.pool.submit(claim.jobs)
                 if claim.retry_in is not None:
-                    token_wait = claim.retry_in if token_wait is None else min(token_wait, claim.retry_in)
+                    until = skip[queue, task] = now + claim.retry_in
+                    due = until if due is None else min(due, until)
+                elif not claim.jobs:
+                    skip[queue, task] = now + rate_limits.IDLE_RECHECK
             if total < free:
                 jobs = self.store.claim_unlimited(conn, self.id, queue, free - total, limited)
                 if jobs:
@@ -404,7 +428,7 @@ class Worker:
             if total >= free:
                 break
         self._queue_cursor = (self._queue_cursor + 1) % n
-        self._token_due = None if token_wait is None else time.monotonic() + token_wait
+        self._token_due = due
         return total
 
     def _count(self, delta: int) -> None:

@@ -75,7 +75,8 @@ def parse_rate(value: Any, what: str = "rate_limit") -> float | None:
     else:
         raise ConfigurationError(f"{what}={value!r} ({type(value).__name__}) is not a rate; {_HELP}")
     if not math.isfinite(number) or number < 0:
-        raise ConfigurationError(f"{what}={value!r} is not a rate (it must be a finite number, 0 or more); {_HELP}")
+        raise ConfigurationError(
+            f"{what}={value!r} is not a rate (it must be a finite number, 0 or more); {_HELP}")
     if number == 0:
         return None
     return number / per

@@ -10,10 +10,11 @@ Threads in a worker process:
 * the **listener** (``notify.Listener``): LISTEN on the jobs channel; sets the event when one of
   our queues gets work.
 * the **housekeeper**: heartbeat, promotion of due scheduled jobs, rescue of dead workers' jobs,
-  expiry of old results, and a read of the rate limits about once a second (sqlq.rate_limits) — the cluster-wide parts one worker at a time (advisory lock). Its
-  connection is the worker's own for its lifetime and holds the worker's **liveness lock** (a
-  session-level advisory lock): when the process dies the server frees the lock, and the other
-  workers rescue its jobs about a second later instead of waiting for ``worker_lost_timeout``.
+  expiry of old results — the cluster-wide parts one worker at a time (advisory lock) — and a read
+  of the rate limits about once a second (sqlq.rate_limits). Its connection is the worker's own
+  for its lifetime and holds the worker's **liveness lock** (a session-level advisory lock): when
+  the process dies the server frees the lock, and the other workers rescue its jobs about a second
+  later instead of waiting for ``worker_lost_timeout``.
 
 No database error ends a worker: each thread retries with backoff (``sqlq.outage``), prefetched
 jobs keep running and their outcomes wait in memory until they can be recorded.

@@ -310,6 +310,48 @@ def test_a_claim_takes_whole_tokens_and_says_when_the_next_one_comes(app, raw_co
         assert job_row(raw_conn, schema, other)["state"] == "available"
 
 
+def test_concurrent_claims_never_spend_a_token_twice(app, raw_conn, schema):
+    """Eight connections claiming one task's jobs as fast as they can, for a second: together they
+    claim at most capacity + rate * (last claim - first claim), by the rows' own started_at."""
+    import threading
+    import time
+
+    @app.task
+    def contended(i):
+        return i
+
+    contended.delay_many([(i,) for i in range(400)])
+    worker_id = "00000000-0000-0000-0000-000000000003"
+    with app.connection() as conn:
+        app.store.register_worker(conn, id=worker_id, hostname="h", pid=1, queues=["default"], concurrency=8,
+                                  pool="threads")
+        app.store.rate_limits_set(conn, contended.name, 20.0)
+    claimed: list[int] = []
+    errors: list[BaseException] = []
+    deadline = time.monotonic() + 1.0
+
+    def hammer() -> None:
+        try:
+            with psycopg.connect(app.database_url, autocommit=True) as conn:
+                while time.monotonic() < deadline:
+                    claimed.append(len(app.store.claim_rate_limited(conn, worker_id, "default", contended.name,
+                                                                    50).jobs))
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=hammer) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert not errors
+    total = sum(claimed)
+    span = float(scalar(raw_conn, "SELECT coalesce(extract(epoch FROM max(started_at) - min(started_at)), 0) "
+                                  "FROM {s}.jobs WHERE state = 'running'", schema=schema))
+    assert total == scalar(raw_conn, "SELECT count(*) FROM {s}.jobs WHERE state = 'running'", schema=schema)
+    assert capacity(20.0) <= total <= capacity(20.0) + 20.0 * span + EPSILON, (total, span, len(claimed))
+
+
 def test_an_empty_claim_writes_nothing_to_the_bucket(app, raw_conn, schema):
     store = app.store
     with app.connection() as conn:

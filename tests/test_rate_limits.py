@@ -46,7 +46,7 @@ def _waiting(conn: psycopg.Connection, schema: str, task: str) -> int:
 # --- across workers -----------------------------------------------------------------------------
 
 def test_three_worker_processes_run_at_most_the_limit_together(schema, raw_conn, tmp_path):
-    """60 jobs of a '10/s' task, three worker processes of two threads each: together they start at
+    """60 jobs of a '10/s' task, three worker processes (one of each pool): together they start at
     most capacity + 10 * span jobs (a per-worker bucket, as Celery's, would run ~3 times that)."""
     from tests.apps import rated
 
@@ -54,8 +54,8 @@ def test_three_worker_processes_run_at_most_the_limit_together(schema, raw_conn,
     rated.app.migrate()
     try:
         rated.app.tasks[rated.limited.name].delay_many([(i,) for i in range(60)])
-        workers = [WorkerProcess(tmp_path / f"w{n}.log", app_path="tests.apps.rated:app", pool="threads")
-                   for n in range(3)]
+        workers = [WorkerProcess(tmp_path / f"{pool}.log", app_path="tests.apps.rated:app", pool=pool)
+                   for pool in ("threads", "prefork", "solo")]
         try:
             wait_for(lambda: _finished(raw_conn, schema, rated.limited.name) == 60, timeout=60,
                      message=lambda: f"60 results, {_finished(raw_conn, schema, rated.limited.name)} so far; "

@@ -306,6 +306,21 @@ def queues(ctx: _Context) -> None:
         click.echo(f"{depth.queue:<30} {depth.waiting:>9} {depth.scheduled:>9} {depth.running:>9}")
 
 
+@main.command("rate-limits")
+@pass_ctx
+@handle_errors
+def rate_limits_list(ctx: _Context) -> None:
+    """The rate limits every worker enforces (sqlq.rate_limits), with the tokens each bucket holds now."""
+    app = ctx.app()
+    with app.connection() as conn:
+        rows = app.store.rate_limits(conn)
+    click.echo(f"{'task':<40} {'per second':>12} {'per minute':>12} {'capacity':>9} {'tokens now':>10}")
+    for r in rows:
+        click.echo(f"{r.task:<40} {r.rate:>12.4g} {r.rate * 60:>12.4g} {r.capacity:>9.4g} {r.tokens:>10.2f}")
+    if not rows:
+        click.echo("no rate limits", err=True)
+
+
 @main.group()
 def inspect() -> None:
     """Look at workers and jobs."""

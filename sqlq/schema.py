@@ -129,6 +129,7 @@ def build_metadata(schema: str = "sqlq") -> MetaData:
     )
     _routing_tables(md, schema)
     _schedule_tables(md, schema)
+    _rate_limit_tables(md)
     return md
 
 
@@ -206,4 +207,27 @@ def _schedule_tables(md: MetaData, schema: str) -> None:
         PrimaryKeyConstraint("schedule", "tick", name="schedule_ticks_pkey"),
         ForeignKeyConstraint(["schedule"], [f"{schema}.schedules.name"], name="schedule_ticks_schedule_fkey",
                              ondelete="CASCADE", onupdate="CASCADE"),
+    )
+
+
+def _rate_limit_tables(md: MetaData) -> None:
+    """Rate limits (``sqlq.rate_limits``): one token bucket per limited task, shared by all workers.
+
+    A task without a row has no limit. ``tokens`` is what the bucket held at ``refilled_at``; what
+    it holds now is ``least(capacity, tokens + rate * seconds since refilled_at)``, computed by the
+    statement that reads it, so no one refills buckets in the background. Workers take tokens in
+    the claim itself (CLAIM_RATE_LIMITED), under the row's lock.
+    """
+    tz = DateTime(timezone=True)
+    Table(
+        "rate_limits", md,
+        Column("task", Text, nullable=False),
+        Column("rate", Double, nullable=False),  # tasks per second
+        Column("capacity", Double, nullable=False),  # the most tokens the bucket holds
+        Column("tokens", Double, nullable=False),
+        Column("refilled_at", tz, nullable=False, server_default=text("now()")),
+        Column("updated_at", tz, nullable=False, server_default=text("now()")),
+        PrimaryKeyConstraint("task", name="rate_limits_pkey"),
+        CheckConstraint("rate > 0 AND rate < 'infinity'::float8", name="rate_limits_rate_check"),
+        CheckConstraint("capacity >= 1 AND capacity < 'infinity'::float8", name="rate_limits_capacity_check"),
     )

@@ -12,6 +12,8 @@ transaction. Its methods come from one module per group, each running its own fi
 * ``results``: result handles, forget, revoke, expiry (results.py);
 * ``schedules``: periodic schedules for ``sqlq beat`` (schedules.py);
 * ``routes``: exchanges, bindings and routed publishing (routes.py);
+* ``rate_limits``: the token buckets of rate-limited tasks (rate_limits.py; tokens are taken by the
+  claims' CLAIM_RATE_LIMITED);
 * ``base``: rendering for a schema, the schema's revision and advisory locks (base.py).
 
 The rows and records the store takes and gives are in records.py; the libpq fast path of one-job
@@ -22,8 +24,10 @@ from __future__ import annotations
 
 from .claims import Claims
 from .jobs import Jobs
+from .rate_limits import RateLimits
 from .records import (
     ClaimedJob,
+    DeclaredLimits,
     DeclaredRoutes,
     ForeignSchedule,
     Interrupted,
@@ -34,6 +38,8 @@ from .records import (
     Outcome,
     PublishRow,
     QueueDepth,
+    RateLimitedClaim,
+    RateLimitRow,
     RetryRequest,
     RouteRow,
     ScheduleRow,
@@ -44,10 +50,10 @@ from .routes import Routes
 from .schedules import Schedules
 from .workers import Workers
 
-__all__ = ["ClaimedJob", "DeclaredRoutes", "ForeignSchedule", "Interrupted", "JobSpec", "JobState", "LostJobs",
-           "NextDue", "Outcome", "PublishRow", "QueueDepth", "RetryRequest", "RouteRow", "ScheduleRow", "Store",
-           "WorkerRow"]
+__all__ = ["ClaimedJob", "DeclaredLimits", "DeclaredRoutes", "ForeignSchedule", "Interrupted", "JobSpec", "JobState",
+           "LostJobs", "NextDue", "Outcome", "PublishRow", "QueueDepth", "RateLimitRow", "RateLimitedClaim",
+           "RetryRequest", "RouteRow", "ScheduleRow", "Store", "WorkerRow"]
 
 
-class Store(Jobs, Claims, Workers, Results, Schedules, Routes):
+class Store(Jobs, Claims, Workers, Results, Schedules, Routes, RateLimits):
     """Every statement of the queue tables, rendered for one schema (``Store(schema)``)."""

@@ -17,7 +17,7 @@ import psycopg
 from ..errors import InvalidJobError
 from . import binary
 from .base import StoreBase
-from .records import ClaimedJob, Outcome, RetryRequest
+from .records import ClaimedJob, Outcome, RateLimitedClaim, RetryRequest
 
 #: FINISH's and FINISH_OK's twins with ON CONFLICT (Claims.finish).
 _UPSERT = {"FINISH": "FINISH_UPSERT", "FINISH_OK": "FINISH_OK_UPSERT"}
@@ -45,15 +45,39 @@ class Claims(StoreBase):
         worker of the queue would fail every claim) is set aside by QUARANTINE as FAILURE
         InvalidJobError, and the claim runs again. A claim that still fails for its data raises
         InvalidJobError saying so; connection errors propagate unchanged."""
-        params = {"worker_id": worker_id, "queue": queue, "limit": limit}
+        rows = self._claim_rows(conn, "CLAIM", {"worker_id": worker_id, "queue": queue, "limit": limit})
+        return _claimed_jobs(rows)
+
+    def claim_unlimited(self, conn: psycopg.Connection, worker_id: str, queue: str, limit: int,
+                        limited: Sequence[str]) -> list[ClaimedJob]:
+        """``claim`` but for the jobs of the ``limited`` tasks (CLAIM_UNLIMITED), which
+        ``claim_rate_limited`` takes as their buckets allow."""
+        rows = self._claim_rows(conn, "CLAIM_UNLIMITED", {"worker_id": worker_id, "queue": queue, "limit": limit,
+                                                          "limited": list(limited)})
+        return _claimed_jobs(rows)
+
+    def claim_rate_limited(self, conn: psycopg.Connection, worker_id: str, queue: str, task: str,
+                           limit: int) -> RateLimitedClaim:
+        """Claim up to ``limit`` jobs of the rate-limited ``task`` in ``queue``, taking a token from its
+        bucket for each (CLAIM_RATE_LIMITED), and say when to try again if jobs were left waiting
+        for tokens. Rows CLAIM cannot take are set aside as ``claim`` does."""
+        rows = self._claim_rows(conn, "CLAIM_RATE_LIMITED", {"worker_id": worker_id, "queue": queue, "task": task,
+                                                             "limit": limit})
+        jobs = _claimed_jobs([r[:-1] for r in rows if r[0] is not None])
+        return RateLimitedClaim(jobs, rows[0][-1] if rows else None)
+
+    def _claim_rows(self, conn: psycopg.Connection, statement: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
+        """Run one of the claim statements, setting aside (QUARANTINE) the queue's rows that make it
+        fail for their data, once; see ``claim``."""
+        queue = params["queue"]
         try:
-            rows = conn.execute(self.sql["CLAIM"], params, prepare=True).fetchall()
+            return conn.execute(self.sql[statement], params, prepare=True).fetchall()
         except psycopg.DataError as exc:
             if not conn.autocommit:  # inside the caller's transaction, which the error aborted
                 raise
             count = self.quarantine(conn, queue)
             try:
-                rows = conn.execute(self.sql["CLAIM"], params, prepare=True).fetchall()
+                return conn.execute(self.sql[statement], params, prepare=True).fetchall()
             except psycopg.DataError as again:
                 raise InvalidJobError(
                     f"claiming from queue {queue!r} fails: {type(again).__name__}: "
@@ -61,9 +85,6 @@ class Claims(StoreBase):
                     f"another row of that queue holds values sqlq cannot handle: inspect its waiting rows "
                     f"(SELECT * FROM {self.schema}.jobs WHERE queue = '{queue}' AND state = 'available')"
                 ) from exc
-        jobs = [ClaimedJob(*r) for r in rows]
-        jobs.sort(key=lambda j: (-j.priority, j.seq))  # RETURNING has no order: restore priority, then FIFO
-        return jobs
 
     def quarantine(self, conn: psycopg.Connection, queue: str) -> int:
         """Move ``queue``'s rows that no worker can run (QUARANTINE) to results as FAILURE; returns
@@ -134,3 +155,10 @@ def _finish_ok_params(conn: psycopg.Connection, worker_id: str,
         return None
     return {"worker_id": worker_id, "ids": ids, "attempts": attempts,
             "results": binary.text_array([o.result for o in outcomes])}
+
+
+def _claimed_jobs(rows: Sequence[Sequence[Any]]) -> list[ClaimedJob]:
+    """A claim's rows as ClaimedJobs, highest priority first, then FIFO (RETURNING has no order)."""
+    jobs = [ClaimedJob(*r) for r in rows]
+    jobs.sort(key=lambda j: (-j.priority, j.seq))
+    return jobs

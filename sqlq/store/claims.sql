@@ -51,6 +51,85 @@ RETURNING j.id::text, j.seq, j.task, j.queue, j.priority, j.args::text, j.kwargs
           j.content_type, j.headers::text, (j.expires_at IS NOT NULL AND j.expires_at <= now()),
           j.attempt, j.retries, j.acks_late, j.group_id::text
 
+-- name: CLAIM_UNLIMITED
+-- CLAIM for a worker whose app has rate-limited tasks (Worker._claim runs it only then; without
+-- limits it runs CLAIM, untouched): the same claim, but for the jobs of the tasks in `limited`,
+-- which CLAIM_RATE_LIMITED claims as their buckets allow. A limited task's jobs waiting for tokens
+-- therefore never hold back the other tasks' jobs queued behind them. (The same text as CLAIM but
+-- the `task <> ALL` line: a test keeps them so.)
+WITH picked AS (
+    SELECT ctid FROM {jobs}
+    WHERE state = 'available' AND queue = %(queue)s
+      AND task <> ALL(%(limited)s::text[])
+      AND EXISTS (SELECT 1 FROM {workers} WHERE id = %(worker_id)s)
+    ORDER BY priority DESC, seq
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE {jobs} AS j
+SET state = 'running', worker_id = %(worker_id)s, attempt = j.attempt + 1, started_at = now()
+WHERE j.ctid = ANY(ARRAY(SELECT ctid FROM picked))  -- rows are locked, so their ctid is stable: a TID scan
+RETURNING j.id::text, j.seq, j.task, j.queue, j.priority, j.args::text, j.kwargs::text, j.payload,
+          j.content_type, j.headers::text, (j.expires_at IS NOT NULL AND j.expires_at <= now()),
+          j.attempt, j.retries, j.acks_late, j.group_id::text
+
+-- name: CLAIM_RATE_LIMITED
+-- Claim up to n jobs of one rate-limited task in one queue, as many as its bucket has whole tokens
+-- for, and take those tokens, in one statement. The bucket row is locked first (`bucket`, FOR
+-- UPDATE: concurrent claims of the task wait for each other here, for the length of a claim, and
+-- each sees the tokens the previous one left), so workers together never start more than the
+-- bucket allows; the jobs are then picked like CLAIM's (SKIP LOCKED, priority, FIFO).
+--
+-- Time: the tokens are counted at greatest(refilled_at, now()), so a claim whose statement started
+-- before the previous claim's (and waited for its lock) is granted nothing for the time already
+-- counted. A claim that took nothing writes nothing: the refill is a function of time alone.
+-- Without a bucket row (the limit was removed since the worker last read the table) the LIMIT is n
+-- and nothing is spent: no limit.
+--
+-- One row per claimed job (ClaimedJob's columns, as CLAIM's), or one row of NULLs when none was
+-- claimed, and then `retry_in`: when jobs of the task were left waiting for want of tokens, the
+-- seconds until the bucket holds one whole token again (the worker claims again then instead of
+-- waiting for a poll); NULL otherwise.
+WITH bucket AS (
+    SELECT task, rate,
+           least(capacity, tokens + rate * greatest(extract(epoch FROM now() - refilled_at)::float8, 0)) AS available,
+           greatest(refilled_at, now()) AS counted_at
+    FROM {rate_limits}
+    WHERE task = %(task)s
+    FOR UPDATE
+), picked AS (
+    SELECT ctid FROM {jobs}
+    WHERE state = 'available' AND queue = %(queue)s AND task = %(task)s
+      AND EXISTS (SELECT 1 FROM {workers} WHERE id = %(worker_id)s)
+    ORDER BY priority DESC, seq
+    LIMIT least(%(limit)s, (SELECT floor(available)::int FROM bucket))
+    FOR UPDATE SKIP LOCKED
+), taken AS (
+    SELECT count(*) AS n FROM picked
+), claimed AS (
+    UPDATE {jobs} AS j
+    SET state = 'running', worker_id = %(worker_id)s, attempt = j.attempt + 1, started_at = now()
+    WHERE j.ctid = ANY(ARRAY(SELECT ctid FROM picked))
+    RETURNING j.id::text, j.seq, j.task, j.queue, j.priority, j.args::text, j.kwargs::text, j.payload,
+              j.content_type, j.headers::text, (j.expires_at IS NOT NULL AND j.expires_at <= now()),
+              j.attempt, j.retries, j.acks_late, j.group_id::text
+), spent AS (
+    UPDATE {rate_limits} AS r
+    SET tokens = b.available - t.n, refilled_at = b.counted_at
+    FROM bucket AS b, taken AS t
+    WHERE r.task = b.task AND t.n > 0
+), summary AS (
+    SELECT CASE WHEN b.available - t.n >= 1 THEN NULL
+                WHEN EXISTS (SELECT 1 FROM {jobs}
+                             WHERE state = 'available' AND queue = %(queue)s AND task = %(task)s
+                               AND ctid <> ALL(ARRAY(SELECT ctid FROM picked)))
+                    THEN (1 - (b.available - t.n)) / b.rate
+           END AS retry_in
+    FROM bucket AS b, taken AS t
+)
+SELECT c.*, s.retry_in
+FROM (SELECT 1) AS one LEFT JOIN summary AS s ON true LEFT JOIN claimed AS c ON true
+
 -- name: QUARANTINE
 -- Rows of one queue that CLAIM cannot take (Store.claim runs this when CLAIM fails for its data):
 -- an `attempt` CLAIM cannot increment, a `retries` RETRY cannot, or either negative, which sqlq

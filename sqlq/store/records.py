@@ -282,3 +282,30 @@ class NextDue(NamedTuple):
 
     now: dt.datetime  # the database's time
     next_fire_at: dt.datetime | None  # the earliest cursor of an enabled schedule
+
+
+class RateLimitedClaim(NamedTuple):
+    """What CLAIM_RATE_LIMITED gives: the jobs claimed (ordered as CLAIM's), and ``retry_in``, the
+    seconds until the task's bucket holds a whole token again when jobs were left waiting for one
+    (None: none were, or the bucket had tokens to spare)."""
+
+    jobs: list[ClaimedJob]
+    retry_in: float | None
+
+
+class RateLimitRow(NamedTuple):
+    """A row of RATE_LIMITS: a limited task's rate (tasks per second), its bucket's capacity, the
+    tokens the bucket holds now, and when the limit was last changed."""
+
+    task: str
+    rate: float
+    capacity: float
+    tokens: float
+    updated_at: dt.datetime
+
+
+class DeclaredLimits(NamedTuple):
+    """RATE_LIMITS_DECLARE's counts: rows written (new or changed rates) and rows deleted."""
+
+    written: int
+    deleted: int

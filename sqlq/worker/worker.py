@@ -9,11 +9,12 @@ Threads in a worker process:
   connection, so PostgreSQL writes one batch while the pool runs the next.
 * the **listener** (``notify.Listener``): LISTEN on the jobs channel; sets the event when one of
   our queues gets work.
-* the **housekeeper**: heartbeat, promotion of due scheduled jobs, rescue of dead workers' jobs and
-  expiry of old results — the cluster-wide parts one worker at a time (advisory lock). Its
-  connection is the worker's own for its lifetime and holds the worker's **liveness lock** (a
-  session-level advisory lock): when the process dies the server frees the lock, and the other
-  workers rescue its jobs about a second later instead of waiting for ``worker_lost_timeout``.
+* the **housekeeper**: heartbeat, promotion of due scheduled jobs, rescue of dead workers' jobs,
+  expiry of old results — the cluster-wide parts one worker at a time (advisory lock) — and a read
+  of the rate limits about once a second (sqlq.rate_limits). Its connection is the worker's own
+  for its lifetime and holds the worker's **liveness lock** (a session-level advisory lock): when
+  the process dies the server frees the lock, and the other workers rescue its jobs about a second
+  later instead of waiting for ``worker_lost_timeout``.
 
 No database error ends a worker: each thread retries with backoff (``sqlq.outage``), prefetched
 jobs keep running and their outcomes wait in memory until they can be recorded.
@@ -36,7 +37,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 import psycopg
 
-from .. import signals
+from .. import rate_limits, signals
 from ..db import connect
 from ..errors import ConfigurationError
 from ..names import validate_queue
@@ -115,6 +116,20 @@ class Worker:
             signals.celeryd_init.send(sender=self.hostname, instance=self, conf=conf, options={
                 "queues": self.queues, "concurrency": self.concurrency, "pool": self.pool_name, "burst": burst,
                 "prefetch_multiplier": self.prefetch_multiplier, "max_tasks_per_child": self.max_tasks_per_child})
+        # Rate limits (sqlq.rate_limits): the code's, declared at start; then the limited tasks this
+        # app registers as the table names them, re-read by the housekeeper. Empty (the common
+        # case): every claim is a plain CLAIM, and nothing else is done per claim.
+        self.rate_limits_enabled = not conf.worker_disable_rate_limits
+        self._declared_limits = rate_limits.declared_rate_limits(app) if self.rate_limits_enabled else {}
+        self._limited: tuple[str, ...] = ()
+        # when (time.monotonic()) to claim again for a limited task (its jobs wait for a token, or
+        # a look for its jobs was put off: _claim_limited)
+        self._token_due: float | None = None
+        # (queue, task) → until when (time.monotonic()) the consumer claims none of its jobs: they
+        # wait for a token, or there were none (rate_limits.IDLE_RECHECK). Consumer thread only;
+        # emptied after each read of the table (_limits_read), so a changed rate applies at once.
+        self._limit_skip: dict[tuple[str, str], float] = {}
+        self._limits_read = False
         self.pool: BasePool = self._make_pool()
 
     # construction ------------------------------------------------------------------------------
@@ -233,13 +248,29 @@ class Worker:
         worker is registered and holds its liveness lock. Returns the housekeeping connection."""
         self.app.require_migrated()
         self.app.apply_routes()  # task_queues' exchanges and bindings (idempotent; none: no query)
-        house = self._connect_housekeeping()
-        try:  # (routing) bind this worker's broadcast queues, now that its registered row names them
-            self.broadcasts.bind(self.app, house)
+        conn = self._connect_housekeeping()
+        try:
+            # (routing) bind this worker's broadcast queues, now that its registered row names them
+            self.broadcasts.bind(self.app, conn)
+            if self.rate_limits_enabled:
+                self.store.rate_limits_declare(conn, self._declared_limits)
+                self._read_rate_limits(conn)
         except BaseException:
-            house.close()
+            conn.close()
             raise
-        return house
+        return conn
+
+    def _read_rate_limits(self, conn: psycopg.Connection) -> None:
+        """Which of this app's tasks the table limits now (the housekeeper calls this about once a
+        second, so a limit changed live applies without a restart). A task this app does not register
+        is left out: its jobs fail as unregistered here, limit or not."""
+        limited = tuple(t for t in self.store.rate_limited_tasks(conn) if t in self.app.tasks)
+        self._limits_read = True  # (a rate may have changed: the consumer's waits start over)
+        if limited != self._limited:
+            if limited or self._limited:
+                log.info("rate-limited tasks: %s", ", ".join(limited) or "none")
+            self._limited = limited
+            self._wake.set()  # claim at once under the new limits
 
     def _connect_housekeeping(self) -> psycopg.Connection:
         """The worker's own connection (not pooled): it holds the liveness lock, so the lock lives
@@ -311,7 +342,12 @@ class Worker:
                     log.info("burst: nothing left to run; exiting")
                     return
             # burst: woken by the finisher as soon as outcomes are recorded; the timeout is a backstop
-            self._wake.wait(self.poll_interval if not self.burst else 0.05)
+            timeout = self.poll_interval if not self.burst else 0.05
+            due = self._token_due
+            if due is not None:  # jobs wait for a rate limit's next token: claim then (once: a claim
+                self._token_due = None  # that finds them still waiting sets it again)
+                timeout = min(timeout, max(due - time.monotonic(), 0.001))
+            self._wake.wait(timeout)
 
     def _due_soon(self, conn: psycopg.Connection) -> bool:
         """In burst mode, scheduled jobs that are already due count as work (promote them now)."""
@@ -337,6 +373,8 @@ class Worker:
         # claim in batches: wait until at least half the buffer is free, unless we are (nearly) idle
         if free <= 0 or (free < self.capacity // 2 and held > self.concurrency):
             return 0
+        if self._limited:
+            return self._claim_limited(conn, free)
         total = 0
         n = len(self.queues)
         for i in range(n):
@@ -351,6 +389,62 @@ class Worker:
             if total >= free:
                 break
         self._queue_cursor = (self._queue_cursor + 1) % n
+        return total
+
+    def _claim_limited(self, conn: psycopg.Connection, free: int) -> int:
+        """``_claim`` when some of this app's tasks have a rate limit: per queue, each limited task's
+        jobs as its bucket allows (CLAIM_RATE_LIMITED, which takes the tokens), then the other tasks'
+        jobs (CLAIM_UNLIMITED). Limited tasks come first because their tokens bound what they take,
+        so they cannot crowd the others out, while a backlog of other jobs would crowd them out if
+        they came last; a limited task waiting for tokens holds none of the others back.
+
+        A limited task is not claimed again in a queue before its next token when its jobs there
+        were left waiting for one, nor for ``rate_limits.IDLE_RECHECK`` when it had none there (that
+        claim walks the queue); ``_token_due`` then tells the consumer when to claim again, rather
+        than at the next poll.
+
+        Within a queue, priority and FIFO order hold among each task's jobs and among the unlimited
+        tasks' jobs; a limited job waiting for its token is passed by later jobs of other tasks."""
+        limited = self._limited
+        skip = self._limit_skip
+        if self._limits_read:
+            self._limits_read = False
+            skip.clear()
+        now = time.monotonic()
+        due: float | None = None
+        total = 0
+        n = len(self.queues)
+        for i in range(n):
+            queue = self.queues[(self._queue_cursor + i) % n]
+            for task in limited:
+                if total >= free:
+                    break
+                until = skip.get((queue, task))
+                if until is not None:
+                    if until > now:
+                        due = until if due is None else min(due, until)
+                        continue
+                    del skip[queue, task]
+                claim = self.store.claim_rate_limited(conn, self.id, queue, task, free - total)
+                if claim.jobs:
+                    total += len(claim.jobs)
+                    self._count(len(claim.jobs))
+                    self.pool.submit(claim.jobs)
+                if claim.retry_in is not None:
+                    until = skip[queue, task] = now + claim.retry_in
+                    due = until if due is None else min(due, until)
+                elif not claim.jobs:
+                    skip[queue, task] = now + rate_limits.IDLE_RECHECK
+            if total < free:
+                jobs = self.store.claim_unlimited(conn, self.id, queue, free - total, limited)
+                if jobs:
+                    total += len(jobs)
+                    self._count(len(jobs))
+                    self.pool.submit(jobs)
+            if total >= free:
+                break
+        self._queue_cursor = (self._queue_cursor + 1) % n
+        self._token_due = due
         return total
 
     def _count(self, delta: int) -> None:
@@ -493,6 +587,8 @@ class Worker:
         backoff = Backoff()
         # registering wrote the first heartbeat; maintenance runs at once (jobs of dead workers are due)
         next_beat, next_liveness, next_maintenance = time.monotonic() + self.heartbeat_interval, 0.0, 0.0
+        # (start-up read the limits; a worker that does not enforce them never reads them)
+        next_limits = time.monotonic() + rate_limits.REFRESH_INTERVAL if self.rate_limits_enabled else float("inf")
         try:
             while not self._stopped.is_set():
                 try:
@@ -512,6 +608,9 @@ class Worker:
                     if now >= next_maintenance:
                         self._maintain(conn)
                         next_maintenance = now + float(conf.worker_maintenance_interval)
+                    if now >= next_limits:
+                        self._read_rate_limits(conn)
+                        next_limits = now + rate_limits.REFRESH_INTERVAL
                     self.store.promote(conn)
                     wait = self.store.next_scheduled_in(conn)
                 except Exception as exc:  # noqa: BLE001 - keep housekeeping alive through anything
@@ -524,7 +623,7 @@ class Worker:
                     backoff.reset()
                     self.outage.recovered()
                 wait = self.poll_interval if wait is None else min(max(wait, 0.001), self.poll_interval)
-                soonest = min(next_beat, next_liveness) - time.monotonic()
+                soonest = min(next_beat, next_liveness, next_limits) - time.monotonic()
                 self._housekeeping_wake.wait(min(wait, max(soonest, 0.001)))  # set by short retries, stop
                 self._housekeeping_wake.clear()
         finally:

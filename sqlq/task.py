@@ -213,7 +213,7 @@ class Task:
     #: The app of ``app.Task`` subclasses and of registered tasks; else the current app.
     _app: App | None = None
     #: ``run``'s signature and the fast bounds of a positional-only call, made at the first checked call.
-    _arguments: tuple[inspect.Signature, int, int] | None = None
+    _arguments: _Arguments | None = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -316,16 +316,26 @@ class Task:
     def _check_arguments(self, args: Sequence[Any] | None, kwargs: Mapping[str, Any] | None) -> None:
         """TypeError when ``args``/``kwargs`` do not fit ``run`` (``typing=True``, Celery's check).
 
-        The signature is read once per task; a call with positional arguments only is then checked
-        by its count alone."""
+        The signature is read once per task; a call is then checked by its argument count and
+        keyword names, and only one that fails that (or a signature with ``*args``/``**kwargs``
+        or positional-only parameters) is bound to the signature, which also gives the message."""
         checker = self._arguments
         if checker is None:
             checker = self._arguments = _arguments_of(self.run)
-        signature, low, high = checker
-        if not kwargs and isinstance(args, tuple | list | None) and low <= (len(args) if args else 0) <= high:
-            return
-        if not isinstance(args, tuple | list | None) or not isinstance(kwargs, dict | None):
+        signature, low, high, index, required = checker
+        if args is None:
+            given = 0
+        elif type(args) is tuple or isinstance(args, tuple | list):
+            given = len(args)
+        else:
             return  # not arguments at all: the encoder refuses them, saying what they must be
+        if not kwargs:
+            if low <= given <= high:
+                return
+        elif not isinstance(kwargs, dict):
+            return  # (as above)
+        elif index is not None and given <= high and _names_fit(index, required, given, kwargs):
+            return
         try:
             signature.bind(*(args or ()), **(kwargs or {}))
         except TypeError as exc:
@@ -516,21 +526,51 @@ def _add_to_parent(result: Any) -> None:
         parent.children.append(result)
 
 
-def _arguments_of(run: Callable[..., Any]) -> tuple[inspect.Signature, int, int]:
-    """``run``'s signature, and the fewest and most positional arguments that fit it when no
-    keyword argument is given (the fast check; a call outside them is checked by the signature)."""
+#: What ``Task._check_arguments`` knows of ``run``: its signature, the fewest and most positional
+#: arguments a call without keywords may give, and, for a signature of named parameters only (no
+#: ``*args``, ``**kwargs`` or positional-only ones), each name's position and the required ones.
+_Arguments = tuple[inspect.Signature, int, int, dict[str, int] | None, tuple[tuple[int, str], ...]]
+
+
+def _names_fit(index: dict[str, int], required: tuple[tuple[int, str], ...], given: int,
+               kwargs: Mapping[str, Any]) -> bool:
+    """Whether ``given`` positional arguments and ``kwargs`` fill a signature of named parameters:
+    each keyword names a parameter not given by position, and every required one is given."""
+    for key in kwargs:
+        if index.get(key, -1) < given:
+            return False
+    for position, name in required:
+        if position >= given and name not in kwargs:
+            return False
+    return True
+
+
+def _arguments_of(run: Callable[..., Any]) -> _Arguments:
     signature = inspect.signature(run)
     low = high = 0
+    index: dict[str, int] | None = {}
+    required: list[tuple[int, str]] = []
+    keyword_only = 1 << 62  # (a position no call reaches: a keyword-only name is always given by name)
     for parameter in signature.parameters.values():
-        if parameter.kind is parameter.VAR_POSITIONAL:
+        kind = parameter.kind
+        if kind is parameter.VAR_POSITIONAL or kind is parameter.VAR_KEYWORD or kind is parameter.POSITIONAL_ONLY:
+            index = None
+        if kind is parameter.VAR_POSITIONAL:
             high = 1 << 62
-        elif parameter.kind in (parameter.POSITIONAL_ONLY, parameter.POSITIONAL_OR_KEYWORD):
-            high += 1
+        elif kind in (parameter.POSITIONAL_ONLY, parameter.POSITIONAL_OR_KEYWORD):
+            if index is not None:
+                index[parameter.name] = high
             if parameter.default is parameter.empty:
                 low += 1
-        elif parameter.kind is parameter.KEYWORD_ONLY and parameter.default is parameter.empty:
-            return signature, 1, 0  # a required keyword: a call without keywords never fits
-    return signature, low, high
+                required.append((high, parameter.name))
+            high += 1
+        elif kind is parameter.KEYWORD_ONLY:
+            if index is not None:
+                index[parameter.name] = keyword_only
+            if parameter.default is parameter.empty:
+                required.append((keyword_only, parameter.name))
+                low = 1 << 62  # a call without keywords never fits
+    return signature, low, high, index, tuple(required)
 
 
 def unknown_options_message(where: str, unknown: Iterable[str]) -> str:

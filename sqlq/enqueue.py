@@ -57,21 +57,15 @@ def build_job(app: App, task_name: str, args: Sequence[Any] | None, kwargs: dict
               serializer: str | None = None, acks_late: bool | None = None,
               reject_on_worker_lost: bool | None = None,
               exchange: str | None = None, routing_key: str | None = None,
-              time_limit: float | None = None, soft_time_limit: float | None = None,
-              ignore_result: bool | None = None, shadow: str | None = None, retry: bool | None = None,
-              retry_policy: dict[str, Any] | None = None, add_to_parent: bool = True,
-              task: Task | None = None, **broker_options: Any) -> JobSpec:
+              task: Task | None = None, **call_options: Any) -> JobSpec:
     """Validate and encode one call. Nothing is written, so a bad argument inserts nothing.
 
-    The per-call options a worker needs (a task id that is not a UUID, time limits,
-    ignore_result, shadow, and the parent and root task ids of a job sent from a running task)
-    travel in the job's headers under the reserved key ``CALL_HEADER``. ``broker_options`` are
-    ``BROKER_OPTIONS``, accepted and without effect (no broker); ``retry``/``retry_policy`` are
-    checked: sqlq's own connection retries a broken write once whatever they say."""
+    ``call_options`` are the rest of ``APPLY_OPTIONS`` (``_call_options``): those a worker needs (time
+    limits, ignore_result, shadow) travel in the job's headers under the reserved key
+    ``CALL_HEADER``, with a task id that is not a UUID and the parent and root task ids of a job
+    sent from a running task. (Kept out of the signature so that a call without them pays one
+    truth test.)"""
     _check_call(args, kwargs)
-    if broker_options and not BROKER_OPTIONS.issuperset(broker_options):
-        raise ConfigurationError(unknown_options_message(f"{task_name}.apply_async",
-                                                         set(broker_options) - BROKER_OPTIONS))
     ctype, args_json, kwargs_json, payload = serialization.encode_call(
         args or (), kwargs or {}, serializer or app.conf.task_serializer
     )
@@ -93,14 +87,11 @@ def build_job(app: App, task_name: str, args: Sequence[Any] | None, kwargs: dict
         job_id, call = _job_id(task_id)
     else:
         job_id, call = new_job_id(), None
-    if (time_limit is not None or soft_time_limit is not None or ignore_result is not None or shadow is not None
-            or retry_policy is not None or retry is not None):
-        call = _call_options(call, time_limit, soft_time_limit, ignore_result, shadow, retry, retry_policy)
+    if call_options:
+        call = _call_options(task_name, call, **call_options)
     parent = _current_request.get()
     if parent is not None and parent.id is not None:  # sent from a running task: Celery's parent/root ids
         call = dict(call or {}, parent_id=parent.id, root_id=parent.root_id or parent.id)
-    if add_to_parent is not True and not isinstance(add_to_parent, bool):
-        raise ConfigurationError(f"add_to_parent must be True or False, got {add_to_parent!r}")
     if call is not None:
         if headers and CALL_HEADER in headers:
             raise ConfigurationError(f"the header {CALL_HEADER!r} is reserved for sqlq's per-call options; "
@@ -135,11 +126,21 @@ def _job_id(task_id: str) -> tuple[str, dict[str, Any] | None]:
     return job_id, (None if job_id == task_id else {"id": task_id})
 
 
-def _call_options(call: dict[str, Any] | None, time_limit: float | None, soft_time_limit: float | None,
-                  ignore_result: bool | None, shadow: str | None, retry: bool | None,
-                  retry_policy: dict[str, Any] | None) -> dict[str, Any] | None:
+def _call_options(task_name: str, call: dict[str, Any] | None, *, time_limit: float | None = None,
+                  soft_time_limit: float | None = None, ignore_result: bool | None = None,
+                  shadow: str | None = None, retry: bool | None = None, retry_policy: dict[str, Any] | None = None,
+                  add_to_parent: bool = True, **broker_options: Any) -> dict[str, Any] | None:
     """The per-call options a worker reads (into ``call``), each checked here so that a bad one
-    raises at the call, not in the worker."""
+    raises at the call, not in the worker.
+
+    ``broker_options`` are ``BROKER_OPTIONS``, accepted and without effect (there is no broker);
+    ``retry``/``retry_policy`` are checked: sqlq's own connection retries a broken write once,
+    whatever they say; ``add_to_parent`` is the sender's (``Task.apply_async``) to act on."""
+    if broker_options and not BROKER_OPTIONS.issuperset(broker_options):
+        raise ConfigurationError(unknown_options_message(f"{task_name}.apply_async",
+                                                         set(broker_options) - BROKER_OPTIONS))
+    if not isinstance(add_to_parent, bool):
+        raise ConfigurationError(f"add_to_parent must be True or False, got {add_to_parent!r}")
     call = dict(call or {})
     for key, limit in (("time_limit", time_limit), ("soft_time_limit", soft_time_limit)):
         if limit is None:

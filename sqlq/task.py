@@ -352,16 +352,16 @@ class Task:
 
     def s(self, *args: Any, **kwargs: Any) -> Any:
         """A signature of this call (``sqlq.canvas.Signature``), as Celery's ``task.s()``."""
-        return _canvas().Signature(self, args, kwargs, app=self._app)
+        return _canvas().Signature(self, args, kwargs, app=self.app)
 
     def si(self, *args: Any, **kwargs: Any) -> Any:
         """An immutable signature: a parent's result is not passed to it (Celery's ``task.si()``)."""
-        return _canvas().Signature(self, args, kwargs, immutable=True, app=self._app)
+        return _canvas().Signature(self, args, kwargs, immutable=True, app=self.app)
 
     def signature(self, args: Sequence[Any] | None = None, kwargs: dict[str, Any] | None = None,
                   **options: Any) -> Any:
         """A signature with call options (Celery's ``task.signature(args, kwargs, **options)``)."""
-        return _canvas().Signature(self, args, kwargs, options, app=self._app)
+        return _canvas().Signature(self, args, kwargs, options, app=self.app)
 
     subtask = signature
 
@@ -386,7 +386,8 @@ class Task:
 
         With ``conf.task_always_eager`` the task runs here instead (``sqlq.eager.apply``) and an
         ``EagerResult`` comes back, as in Celery."""
-        if self.app.conf.task_always_eager:
+        app = self._app or self.app  # (the property only for a task no app registered)
+        if app.conf.task_always_eager:
             # an EagerResult stands in for the AsyncResult, as in Celery
             return cast("AsyncResult", _eager().apply(
                 self, args, kwargs, task_id=task_id, countdown=countdown, eta=eta, expires=expires, queue=queue,
@@ -394,11 +395,12 @@ class Task:
         spec = self.build_job(args, kwargs, countdown=countdown, eta=eta, expires=expires, queue=queue,
                               priority=priority, task_id=task_id, headers=headers, serializer=serializer,
                               **options)
-        result = self.app.enqueue([spec], connection=connection)[0]
+        result = app.enqueue([spec], connection=connection)[0]
         if task_id is not None and result.id != task_id and result.id == spec.id and isinstance(task_id, str):
             result.id = task_id  # a task id that is not the row's UUID: the handle shows the caller's
-        if options.get("add_to_parent", True):
-            _add_to_parent(result)
+        parent = _current_request.get()
+        if parent is not None and parent.id is not None and options.get("add_to_parent", True):
+            parent.children.append(result)  # Celery's add_to_parent: the running task's request.children
         return result
 
     def delay_many(self, calls: Iterable[Any], *, connection: Any = None, **options: Any) -> list[AsyncResult | GroupResult]:
@@ -439,7 +441,7 @@ class Task:
             self._check_options(options, "apply_async")
         if self.typing:
             self._check_arguments(args, kwargs)
-        return self.app.build_job(self.name, args, kwargs, task=self, **self._task_defaults(options))
+        return (self._app or self.app).build_job(self.name, args, kwargs, task=self, **self._task_defaults(options))
 
     def _check_options(self, options: Mapping[str, Any], method: str) -> None:
         if APPLY_OPTIONS.issuperset(options):
@@ -516,14 +518,6 @@ def _eager() -> Any:
 def _canvas() -> Any:
     """``sqlq.canvas``, imported on first use."""
     return importlib.import_module("sqlq.canvas")
-
-
-def _add_to_parent(result: Any) -> None:
-    """Keep ``result`` in the running task's ``request.children`` (Celery's ``add_to_parent``);
-    outside a task there is no parent and nothing to do."""
-    parent = _current_request.get()
-    if parent is not None and parent.id is not None:
-        parent.children.append(result)
 
 
 #: What ``Task._check_arguments`` knows of ``run``: its signature, the fewest and most positional

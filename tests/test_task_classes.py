@@ -10,7 +10,7 @@ import threading
 
 import pytest
 
-from sqlq import App
+from sqlq import App, SoftTimeLimitExceeded
 from sqlq.task import ExceptionInfo
 from tests.apps.harness import result_row, wait_for
 
@@ -224,3 +224,46 @@ def test_time_limit_and_ignore_result_default_to_the_apps_settings(database_url,
         assert result_row(raw_conn, schema, ignored.id)["result"] is None  # conf.task_ignore_result
     finally:
         app.close()
+
+
+@pytest.fixture
+def hooks_app(schema, raw_conn):
+    """tests/apps/task_classes.py, migrated, with its side table."""
+    from tests.apps import task_classes
+
+    task_classes.app.close()  # drop connections made for a previous test's schema
+    task_classes.app.migrate()
+    task_classes.create_hook_table(raw_conn, schema)
+    yield task_classes
+    task_classes.app.close()
+
+
+def test_hooks_string_ids_and_call_limits_in_prefork_children(hooks_app, run_worker, raw_conn, schema):
+    """The prefork child runs the hooks, sees the caller's task id and the call's time limits
+    (they travel in the job's headers)."""
+    module = hooks_app
+    ok = module.echo.apply_async(("v",), task_id="prefork-echo", time_limit=40)
+    bad = module.refuse.delay("k")
+    cut = module.nap.apply_async((30,), soft_time_limit=0.3)
+
+    def calls(task_id):
+        return raw_conn.execute(f'SELECT hook, detail, pid FROM "{schema}".hook_calls WHERE task_id = %s',
+                                (task_id,)).fetchall()
+
+    with run_worker(module.app, pool="prefork", concurrency=2, app_path="tests.apps.task_classes:app"):
+        assert ok.get(timeout=TIMEOUT) == {"value": "v", "id": "prefork-echo", "timelimit": [40.0, None]}
+        with pytest.raises(KeyError):
+            bad.get(timeout=TIMEOUT)
+        with pytest.raises(SoftTimeLimitExceeded):
+            cut.get(timeout=TIMEOUT)
+        for handle in (ok, bad, cut):
+            wait_for(lambda h=handle: len(calls(h.id)) == 3, message=lambda h=handle: f"{calls(h.id)}")
+    import os
+
+    assert [c[:2] for c in calls("prefork-echo")] == [
+        ("before_start", "['v']"), ("on_success", repr({"value": "v", "id": "prefork-echo",
+                                                        "timelimit": [40.0, None]})), ("after_return", "SUCCESS")]
+    assert {c[2] for c in calls("prefork-echo")} != {os.getpid()}  # in a child, not here
+    assert [c[:2] for c in calls(bad.id)][1:] == [("on_failure", "KeyError"), ("after_return", "FAILURE")]
+    assert [c[:2] for c in calls(cut.id)][1:] == [("on_failure", "SoftTimeLimitExceeded"),
+                                                   ("after_return", "FAILURE")]

@@ -40,6 +40,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("sqlq.worker")
 
 Result = Outcome | RetryRequest | Interrupted | None
+#: A task's overridden hooks, hard and soft time limits, and ignore_result (``Executor._plan``).
+_Plan = tuple[frozenset[str], float | None, float | None, bool]
 
 
 def exception_type_name(exc: BaseException) -> str:
@@ -166,6 +168,7 @@ class Executor:
         self.time_limit: float | None = app.conf.task_time_limit
         self.soft_time_limit: float | None = app.conf.task_soft_time_limit
         self.ignore_result: bool = bool(app.conf.task_ignore_result)
+        self._plans: dict[Task, _Plan] = {}  # per task, made at its first job (_plan)
 
     def execute(self, job: ClaimedJob) -> Result:
         """Run ``job``; always returns its result, whatever the job, its task or a signal receiver
@@ -205,8 +208,19 @@ class Executor:
         return self._run(task, job, args, kwargs)
 
     def _run(self, task: Task, job: ClaimedJob, args: list[Any], kwargs: dict[str, Any]) -> Result:
-        request = self._request(task, job, args, kwargs)
-        task_id = cast(str, request.id)
+        plan = self._plans.get(task)
+        if plan is None:
+            plan = self._plans[task] = self._plan(task)
+        hooks, hard, soft, ignore = plan
+        headers = serialization.json_loads(job.headers) if job.headers and job.headers != "{}" else {}
+        if headers and CALL_HEADER in headers:
+            request = self._called(task, job, args, kwargs, headers, plan)
+        else:
+            request = Request(id=job.id, task=task.name, args=args, kwargs=kwargs, retries=job.retries,
+                              attempt=job.attempt, queue=job.queue, priority=job.priority, headers=headers,
+                              group=job.group_id, hostname=self.hostname, worker_id=self.worker_id,
+                              is_eager=False, timelimit=(hard, soft), ignore_result=ignore)
+        task_id = request.id or job.id
         token = _current_request.set(request)
         if signals.task_prerun.has_receivers:
             try:
@@ -214,9 +228,9 @@ class Executor:
             except BaseException:  # a receiver's BaseException: execute() records it as the FAILURE
                 _current_request.reset(token)
                 raise
-        hooks = overridden_hooks(task)
         state, retval, started = "FAILURE", None, time.monotonic()
         einfo: ExceptionInfo | None = None
+        ended: Any = None  # after_return's retval: the value, or the exception the job ended with
         result: Outcome | None
         try:
             try:
@@ -228,6 +242,7 @@ class Executor:
                     retval = self._call(task, args, kwargs, request)
                     result = self._encode_result(task, job, retval, request.ignore_result)
                 state = "SUCCESS" if result is None else result.state
+                ended = retval
                 if state == "SUCCESS":
                     log.info("task %s[%s] succeeded in %.3fs", request.shadow or task.name, task_id,
                              time.monotonic() - started)
@@ -245,7 +260,7 @@ class Executor:
                             "and the job will run again", request.shadow or task.name, task_id, lost.reason)
                 return Interrupted(id=job.id, attempt=job.attempt, reason=lost.reason)
             except Retry as retry:
-                state, retval = "RETRY", retry
+                state, ended = "RETRY", retry
                 if hooks:
                     einfo = ExceptionInfo(retry, format_traceback(retry))
                 return self._retry(task, job, request, retry.when or 0.0, retry.exc or retry, einfo, hooks)
@@ -256,13 +271,13 @@ class Executor:
                         exc, SoftTimeLimitExceeded | TimeLimitExceeded):
                     limit = task.retry_kwargs.get("max_retries", task.max_retries)
                     if limit is None or job.retries < limit:
-                        state, retval = "RETRY", exc
+                        state, ended = "RETRY", exc
                         if hooks:
                             einfo = ExceptionInfo(exc, format_traceback(exc))
                         return self._retry(task, job, request, task.backoff_delay(job.retries), exc, einfo,
                                            hooks)
                 exc = _explain_time_limit(task, request, exc)
-                retval = exc
+                ended = exc
                 outcome = self._failure(task, job, request, args, kwargs, exc)
                 if hooks:
                     einfo = ExceptionInfo(exc, outcome.traceback)
@@ -272,33 +287,31 @@ class Executor:
         finally:
             try:
                 if hooks and "after_return" in hooks and state in _RETURNED:
-                    _hook(task, request, "after_return", state, retval, task_id, args, kwargs, einfo)
+                    _hook(task, request, "after_return", state, ended, task_id, args, kwargs, einfo)
                 if signals.task_postrun.has_receivers:
                     signals.task_postrun.send(sender=task, task_id=task_id, task=task, args=args, kwargs=kwargs,
                                               retval=retval, state=state)
             finally:
                 _current_request.reset(token)
 
-    def _request(self, task: Task, job: ClaimedJob, args: list[Any], kwargs: dict[str, Any]) -> Request:
-        """The job's ``self.request``: the task's limits and ignore_result (the app's where the
-        task has none), then what the call gave (the reserved header), which wins."""
-        soft, hard, ignore = task.soft_time_limit, task.time_limit, task.ignore_result
-        if soft is None:
-            soft = self.soft_time_limit
-        if hard is None:
-            hard = self.time_limit
-        if ignore is None:
-            ignore = self.ignore_result
-        headers = serialization.json_loads(job.headers) if job.headers and job.headers != "{}" else {}
-        call = headers.pop(CALL_HEADER, None) if headers else None
-        if call is None:
-            return Request(id=job.id, task=task.name, args=args, kwargs=kwargs, retries=job.retries,
-                           attempt=job.attempt, queue=job.queue, priority=job.priority, headers=headers,
-                           group=job.group_id, hostname=self.hostname, worker_id=self.worker_id, is_eager=False,
-                           timelimit=(hard, soft), ignore_result=bool(ignore))
+    def _plan(self, task: Task) -> _Plan:
+        """What ``_run`` needs of a task at every job, found at its first job (after the app was
+        finalized, so what ``task_annotations`` set counts): the hooks it overrides, and its time
+        limits and ignore_result, the app's settings where the task has none."""
+        hard = task.time_limit if task.time_limit is not None else self.time_limit
+        soft = task.soft_time_limit if task.soft_time_limit is not None else self.soft_time_limit
+        ignore = bool(task.ignore_result if task.ignore_result is not None else self.ignore_result)
+        return overridden_hooks(task), hard, soft, ignore
+
+    def _called(self, task: Task, job: ClaimedJob, args: list[Any], kwargs: dict[str, Any],
+                headers: dict[str, Any], plan: _Plan) -> Request:
+        """The request of a job whose call gave options (the reserved header, taken out of the
+        headers the task sees): they win over the task's."""
+        call = headers.pop(CALL_HEADER)
         if not isinstance(call, dict):
             raise InvalidJobError(f"the job's {CALL_HEADER!r} header is {type(call).__name__}, not the object "
                                   f"sqlq writes there (was the row written by hand?); it was not run")
+        _, hard, soft, ignore = plan
         return Request(id=str(call.get("id") or job.id), task=task.name, args=args, kwargs=kwargs,
                        retries=job.retries, attempt=job.attempt, queue=job.queue, priority=job.priority,
                        headers=headers, group=job.group_id, hostname=self.hostname, worker_id=self.worker_id,

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import inspect
 import sys
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -53,6 +54,15 @@ _TASK_OPTIONS = frozenset({
     "expires", "transactional"})
 #: Attributes of a task that are not options: its methods and what the app sets.
 _NOT_OPTIONS = frozenset({"app", "request", "connection", "session", "run", "is_async"})
+
+
+def _base_attribute(base: type, key: str) -> bool:
+    """Whether ``key`` is a data attribute of a custom base class, which @app.task may then set (its
+    methods, properties and private names are not options)."""
+    if key.startswith("_") or key in _NOT_OPTIONS or not hasattr(base, key):
+        return False
+    value = inspect.getattr_static(base, key)
+    return not (callable(value) or isinstance(value, property | staticmethod | classmethod))
 
 
 def _task_option_values(name: str, options: dict[str, Any]) -> dict[str, Any]:
@@ -233,7 +243,7 @@ class App:
         if not (isinstance(base, type) and issubclass(base, Task)):
             raise TaskDefinitionError(f"base= must be a subclass of sqlq.Task (app.Task), got {base!r} for {name!r}")
         validate_task_name(name)
-        unknown = [key for key in options if not hasattr(base, key) or key.startswith("_") or key in _NOT_OPTIONS]
+        unknown = [key for key in options if key not in _TASK_OPTIONS and not _base_attribute(base, key)]
         if unknown:
             raise TaskDefinitionError(
                 f"unknown option(s) {', '.join(sorted(unknown))} in @app.task for {name!r}; "

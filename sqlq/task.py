@@ -388,6 +388,10 @@ class Task:
         ``EagerResult`` comes back, as in Celery."""
         app = self._app or self.app  # (the property only for a task no app registered)
         if app.conf.task_always_eager:
+            if self.typing:  # checked first, as Celery does, so an eager test catches a bad call
+                self._check_arguments(args, kwargs)
+            if connection is not None:  # (eager.apply says what it makes of a caller's connection)
+                options["connection"] = connection
             # an EagerResult stands in for the AsyncResult, as in Celery
             return cast("AsyncResult", _eager().apply(
                 self, args, kwargs, task_id=task_id, countdown=countdown, eta=eta, expires=expires, queue=queue,

@@ -89,6 +89,8 @@ def test_an_option_may_be_any_attribute_of_the_base(app):
     assert pay.audit_channel == "payments"
     with pytest.raises(TaskDefinitionError, match="unknown option.*audit_chanel.*known options"):
         app.task(base=Base, audit_chanel="x")(_nothing)
+    with pytest.raises(TaskDefinitionError, match="unknown option.*delay"):
+        app.task(delay=5)(_nothing)  # a method is not an option
     with pytest.raises(TaskDefinitionError, match="base= must be a subclass of sqlq.Task"):
         app.task(base=dict)(_nothing)
     with pytest.raises(TaskDefinitionError, match="autoretry_for= .* must be exception classes"):

@@ -28,6 +28,7 @@ class StoreBase:
         self.jobs_channel = f"{schema}.jobs"
         self.results_channel = f"{schema}.results"
         names = {
+            "schema": sql.Identifier(schema),
             "jobs": sql.Identifier(schema, "jobs"),
             "results": sql.Identifier(schema, "results"),
             "workers": sql.Identifier(schema, "workers"),
@@ -66,3 +67,7 @@ class StoreBase:
 
     def xact_lock(self, conn: psycopg.Connection, key: int) -> None:
         conn.execute(self.sql["XACT_LOCK"], {"key": key})
+
+    def drop_schema(self, conn: psycopg.Connection) -> None:
+        """Drop this schema and everything in it (``sqlq.testing``'s fresh schema per test)."""
+        conn.execute(self.sql["DROP_SCHEMA"])

@@ -14,3 +14,8 @@ SELECT pg_try_advisory_xact_lock(%(key)s)
 -- name: XACT_LOCK
 -- Work that must not interleave (beats syncing their configs) waits its turn for this lock.
 SELECT pg_advisory_xact_lock(%(key)s)
+
+-- name: DROP_SCHEMA
+-- sqlq.testing: a test's schema, made for it and dropped after it, with everything in it. Never
+-- run on a schema sqlq.testing did not create for the test.
+DROP SCHEMA IF EXISTS {schema} CASCADE

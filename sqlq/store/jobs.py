@@ -18,7 +18,7 @@ from typing import Any, cast
 import psycopg
 
 from . import fast
-from .records import JobSpec, PublishRow, QueueDepth
+from .records import JobSpec, PublishRow, QueueDepth, WaitingJob
 from .routes import Routes
 
 #: From this many jobs due now, a batch is written by COPY rather than ENQUEUE_MANY.
@@ -143,3 +143,7 @@ class Jobs(Routes):
 
     def purge(self, conn: psycopg.Connection, queue: str | None = None) -> int:
         return conn.execute(self.sql["PURGE"], {"queue": queue}).rowcount
+
+    def waiting_jobs(self, conn: psycopg.Connection, task: str) -> list[WaitingJob]:
+        """Task ``task``'s jobs that have not started, oldest first (``sqlq.testing.assert_enqueued``)."""
+        return [WaitingJob(*r) for r in conn.execute(self.sql["WAITING_JOBS"], {"task": task}).fetchall()]

@@ -214,3 +214,14 @@ FROM {jobs} GROUP BY queue ORDER BY queue
 -- name: PURGE
 -- `sqlq purge`: waiting and scheduled jobs go; running jobs belong to their workers.
 DELETE FROM {jobs} WHERE state IN ('available', 'scheduled') AND (%(queue)s::text IS NULL OR queue = %(queue)s)
+
+-- name: WAITING_JOBS
+-- sqlq.testing.assert_enqueued: one task's jobs that have not started (waiting, or scheduled for a
+-- countdown, an eta or a retry), oldest first, arguments as text for Python to decode and compare
+-- (the comparison is Python's: a tuple and a list, or a datetime and its tagged JSON, are equal).
+-- The columns are WaitingJob's. A test helper: it reads a test's small table, without an index on task.
+SELECT id::text, task, queue, priority, state, content_type, args::text, kwargs::text, payload,
+       headers::text, run_at, retries
+FROM {jobs}
+WHERE task = %(task)s AND state IN ('available', 'scheduled')
+ORDER BY seq

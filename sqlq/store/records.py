@@ -195,6 +195,24 @@ class QueueDepth(NamedTuple):
     running: int
 
 
+class WaitingJob(NamedTuple):
+    """A job that has not started yet, as WAITING_JOBS reads it for ``sqlq.testing.assert_enqueued``:
+    arguments and headers stay text (decoded by the caller with the app's ``accept_content``)."""
+
+    id: str
+    task: str
+    queue: str
+    priority: int
+    state: str  # available | scheduled
+    content_type: str
+    args: str | None
+    kwargs: str | None
+    payload: bytes | None
+    headers: str | None
+    run_at: dt.datetime
+    retries: int
+
+
 class WorkerRow(NamedTuple):
     """One registered worker (WORKERS)."""
 

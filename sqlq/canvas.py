@@ -1,0 +1,320 @@
+"""Signatures: a task call written down (task name, arguments, options) to be sent or run later.
+
+A ``Signature`` is what Celery's ``add.s(2, 2)`` is: a ``dict`` with the keys ``task``, ``args``,
+``kwargs``, ``options``, ``immutable`` and ``subtask_type``, so it travels as plain JSON (as a task
+argument, in a table, to another process) and ``signature(d)`` turns the dict back into one.
+
+Partial application follows Celery: arguments given when the signature is sent are put *before*
+its own (``add.s(2).delay(4)`` runs ``add(4, 2)``), keyword arguments and options given then win
+over its own, and an immutable signature (``add.si(2, 2)``) ignores new arguments, though not new
+options. Chains, groups and chords (the ``|`` operator) are not here: a signature defines no ``|``,
+so ``sig | other`` raises Python's usual TypeError (a plain ``dict`` would merge the two).
+"""
+
+from __future__ import annotations
+
+import builtins
+import copy
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from .errors import ConfigurationError
+from .names import validate_task_name
+
+if TYPE_CHECKING:
+    from .app import App
+    from .eager import EagerResult
+    from .result import AsyncResult, GroupResult
+    from .task import Task
+
+#: The keys of a signature's dict, as Celery writes them.
+KEYS = ("task", "args", "kwargs", "options", "immutable", "subtask_type")
+
+
+def _is_task(value: Any) -> bool:
+    from .task import Task
+
+    return isinstance(value, Task)
+
+
+def _checked_args(args: Any, name: str) -> tuple[Any, ...]:
+    if args is None:
+        return ()
+    if isinstance(args, str | bytes) or not isinstance(args, Sequence):
+        raise ConfigurationError(
+            f"the args of a signature of {name} must be a list or tuple, not {type(args).__name__}; "
+            f"write signature({name!r}, args=(x,)) for one argument"
+        )
+    return tuple(args)
+
+
+def _checked_mapping(value: Any, what: str, name: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise ConfigurationError(f"the {what} of a signature of {name} must be a dict, not {type(value).__name__}")
+    bad = [k for k in value if not isinstance(k, str)]
+    if bad:
+        raise ConfigurationError(f"the {what} of a signature of {name} must have string keys, got {bad[0]!r}")
+    return dict(value)
+
+
+class Signature(dict[str, Any]):
+    """One task call, not sent yet: ``Signature(add, (2, 2), {}, {"countdown": 10})``.
+
+    ``task`` is a ``Task`` or a task name. The app is the task's when a ``Task`` is given, else
+    ``app=``, else the current app (``sqlq.current.get_current_app``), looked up when the signature
+    is used, so a signature read back from JSON in another process uses that process's app.
+    Extra keyword arguments are options, as in Celery (``Signature("proj.add", (1,), countdown=5)``).
+    """
+
+    #: subtask_type → the Signature subclass ``from_dict`` rebuilds (chains, groups: issue #13).
+    TYPES: ClassVar[dict[str, type[Signature]]] = {}
+
+    def __init__(self, task: Task | str | Mapping[str, Any] | None = None, args: Sequence[Any] | None = None,
+                 kwargs: Mapping[str, Any] | None = None, options: Mapping[str, Any] | None = None, *,
+                 immutable: bool = False, subtask_type: str | None = None, app: App | None = None,
+                 **extra_options: Any):
+        if isinstance(task, Mapping):  # Celery accepts a signature's dict in the task's place
+            d = dict(task)
+            task = d.get("task")
+            args = d.get("args") if args is None else args
+            kwargs = d.get("kwargs") if kwargs is None else kwargs
+            options = d.get("options") if options is None else options
+            immutable = bool(d.get("immutable", immutable))
+            subtask_type = d.get("subtask_type", subtask_type)
+        self._type: Task | None = None
+        if _is_task(task):
+            self._type = task  # type: ignore[assignment]  # (narrowed by _is_task)
+            name = self._type.name  # type: ignore[union-attr]
+            app = app or self._type.app  # type: ignore[union-attr]
+        elif isinstance(task, str):
+            name = validate_task_name(task)
+        else:
+            raise ConfigurationError(
+                f"a signature needs a task or a task name, not {type(task).__name__}; "
+                f"write signature('proj.tasks.add', args=(2, 2)) or add.s(2, 2)"
+            )
+        merged_options = _checked_mapping(options, "options", name)
+        merged_options.update(extra_options)
+        self._app = app
+        super().__init__(task=name, args=_checked_args(args, name),
+                         kwargs=_checked_mapping(kwargs, "kwargs", name), options=merged_options,
+                         immutable=bool(immutable), subtask_type=subtask_type)
+
+    # reading -----------------------------------------------------------------------------------
+
+    @property
+    def task(self) -> str:
+        """The task's name (Celery's ``sig.task``)."""
+        return str(self["task"])
+
+    @property
+    def name(self) -> str:
+        return str(self["task"])
+
+    @property
+    def args(self) -> tuple[Any, ...]:
+        return tuple(self["args"])
+
+    @property
+    def kwargs(self) -> dict[str, Any]:
+        return dict(self["kwargs"])
+
+    @property
+    def options(self) -> dict[str, Any]:
+        """The options the signature is sent with (``apply_async``'s keyword arguments)."""
+        return dict(self["options"])
+
+    @property
+    def immutable(self) -> bool:
+        return bool(self["immutable"])
+
+    @property
+    def subtask_type(self) -> str | None:
+        value = self["subtask_type"]
+        return None if value is None else str(value)
+
+    @property
+    def app(self) -> App:
+        """The task's app, ``app=``, or the current app at the moment of use."""
+        if self._app is not None:
+            return self._app
+        from .current import get_current_app
+
+        return get_current_app()
+
+    @property
+    def type(self) -> Task:
+        """The registered ``Task`` (Celery's ``sig.type``); NotRegistered, saying how to fix it, when
+        this process does not have it."""
+        if self._type is not None:
+            return self._type
+        return self.app.tasks[self.name]
+
+    def _local_task(self) -> Task | None:
+        """The task object when this process has it (given, or registered in the app), else None."""
+        if self._type is not None:
+            return self._type
+        return self.app.tasks.get(self.name)
+
+    def __repr__(self) -> str:
+        parts = [repr(a) for a in self["args"]] + [f"{k}={v!r}" for k, v in self["kwargs"].items()]
+        return f"{self.name}({', '.join(parts)})"
+
+    # changing ----------------------------------------------------------------------------------
+
+    def set(self, immutable: bool | None = None, **options: Any) -> Signature:
+        """Add options (``sig.set(countdown=10, queue='low')``); returns the signature itself."""
+        if immutable is not None:
+            self["immutable"] = bool(immutable)
+        self["options"].update(options)
+        return self
+
+    def set_immutable(self, immutable: bool) -> None:
+        self["immutable"] = bool(immutable)
+
+    def _merge(self, args: Sequence[Any] | None = None, kwargs: Mapping[str, Any] | None = None,
+               options: Mapping[str, Any] | None = None) -> tuple[tuple[Any, ...], dict[str, Any], dict[str, Any]]:
+        """Arguments, keyword arguments and options of a call that adds ``args``/``kwargs``/``options``
+        to this signature: new args go first, new kwargs and options win; an immutable signature
+        takes new options only."""
+        name = self.name
+        merged_options = dict(self["options"])
+        merged_options.update(_checked_mapping(options, "options", name))
+        if self.immutable:
+            return self.args, self.kwargs, merged_options
+        new_args = _checked_args(args, name)
+        merged_kwargs = dict(self["kwargs"])
+        merged_kwargs.update(_checked_mapping(kwargs, "kwargs", name))
+        return new_args + self.args, merged_kwargs, merged_options
+
+    def clone(self, args: Sequence[Any] | None = None, kwargs: Mapping[str, Any] | None = None, *,
+              immutable: bool | None = None, **options: Any) -> Signature:
+        """A new signature with ``args`` put first, ``kwargs`` and ``options`` merged (an immutable
+        signature keeps its arguments); this one is left as it is. ``immutable=`` sets the clone's
+        flag, as in ``set()``."""
+        new_args, new_kwargs, new_options = self._merge(args, kwargs, options)
+        clone = type(self).from_dict({**self, "args": new_args, "kwargs": new_kwargs,
+                                      "options": copy.deepcopy(new_options),
+                                      "immutable": self.immutable if immutable is None else bool(immutable)},
+                                     app=self._app)
+        clone._type = self._type
+        return clone
+
+    def __copy__(self) -> Signature:
+        return self.clone()
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Signature:
+        # the app and the task object are shared, never copied (copying an App would copy its pools)
+        clone = type(self).from_dict(copy.deepcopy(dict(self), memo), app=self._app)
+        clone._type = self._type
+        return clone
+
+    def __reduce__(self) -> tuple[Callable[..., Signature], tuple[dict[str, Any]]]:
+        # pickled as its dict: the receiving process uses its own app (as after a JSON round trip)
+        return _rebuild, (dict(self),)
+
+    # No chains yet (issue #13): dict's own | would merge a signature and a dict into a meaningless
+    # dict, so both sides raise Python's usual error (NotImplemented would let dict's | answer).
+    def __or__(self, other: Any) -> Any:
+        raise TypeError(f"unsupported operand type(s) for |: {type(self).__name__!r} and {type(other).__name__!r}")
+
+    def __ror__(self, other: Any) -> Any:
+        raise TypeError(f"unsupported operand type(s) for |: {type(other).__name__!r} and {type(self).__name__!r}")
+
+    def __ior__(self, other: Any) -> Any:
+        raise TypeError(f"unsupported operand type(s) for |=: {type(self).__name__!r} and {type(other).__name__!r}")
+
+    # from and to plain data --------------------------------------------------------------------
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any], app: App | None = None) -> Signature:
+        """The signature a dict describes (as ``json.loads(json.dumps(sig))`` gives it back).
+
+        A dict with a ``subtask_type`` is rebuilt by the subclass registered for that type; an
+        unknown type is an error naming it."""
+        if not isinstance(d, Mapping):
+            raise ConfigurationError(f"a signature is read from a dict, not {type(d).__name__}")
+        unknown = set(d) - set(KEYS)
+        if unknown:
+            raise ConfigurationError(
+                f"not a signature: unknown key(s) {', '.join(sorted(map(str, unknown)))}; a signature's dict "
+                f"has the keys {', '.join(KEYS)}"
+            )
+        if "task" not in d:
+            raise ConfigurationError("not a signature: the dict has no 'task' key (the task's name)")
+        subtask_type = d.get("subtask_type")
+        target: builtins.type[Signature] = cls
+        if subtask_type is not None:
+            found = Signature.TYPES.get(str(subtask_type))
+            if found is None:
+                raise ConfigurationError(
+                    f"unknown subtask_type {subtask_type!r} in a signature of {d.get('task')!r}; this sqlq "
+                    f"reads plain signatures (subtask_type None) and {sorted(Signature.TYPES) or 'no other types'}"
+                )
+            target = found
+        return target(d.get("task"), d.get("args"), d.get("kwargs"), d.get("options"),
+                      immutable=bool(d.get("immutable", False)), subtask_type=subtask_type, app=app)
+
+    @classmethod
+    def register_type(cls, name: str) -> Callable[[builtins.type[Signature]], builtins.type[Signature]]:
+        """Class decorator: ``from_dict`` rebuilds dicts whose ``subtask_type`` is ``name`` with it."""
+        def register(subclass: builtins.type[Signature]) -> builtins.type[Signature]:
+            Signature.TYPES[name] = subclass
+            return subclass
+
+        return register
+
+    # running -----------------------------------------------------------------------------------
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """Run the task here and now, as calling the task does (no job, no eager machinery)."""
+        call_args, call_kwargs, _ = self._merge(args, kwargs)
+        return self.type(*call_args, **call_kwargs)
+
+    def delay(self, *args: Any, **kwargs: Any) -> AsyncResult | GroupResult:
+        """``apply_async(args, kwargs)``: send with the signature's own options."""
+        return self.apply_async(args, kwargs)
+
+    def apply_async(self, args: Sequence[Any] | None = None, kwargs: Mapping[str, Any] | None = None,
+                    **options: Any) -> AsyncResult | GroupResult:
+        """Send the call: ``args`` go before the signature's own, ``kwargs`` and ``options`` win over
+        its own. A task this process has is sent through ``Task.apply_async`` (so its defaults,
+        routing and ``task_always_eager`` apply); a task known only by name through
+        ``app.send_task``."""
+        call_args, call_kwargs, call_options = self._merge(args, kwargs, options)
+        task = self._local_task()
+        if task is not None:
+            return task.apply_async(call_args, call_kwargs, **call_options)
+        return self.app.send_task(self.name, call_args, call_kwargs, **call_options)
+
+    def apply(self, args: Sequence[Any] | None = None, kwargs: Mapping[str, Any] | None = None,
+              **options: Any) -> EagerResult:
+        """Run the call in this process as a worker would (``sqlq.eager.apply``); the task must be
+        registered here."""
+        from . import eager
+
+        call_args, call_kwargs, call_options = self._merge(args, kwargs, options)
+        return eager.apply(self.type, call_args, call_kwargs, **call_options)
+
+
+def _rebuild(d: dict[str, Any]) -> Signature:
+    return Signature.from_dict(d)
+
+
+def signature(varies: Task | str | Mapping[str, Any], args: Sequence[Any] | None = None,
+              kwargs: Mapping[str, Any] | None = None, *, app: App | None = None, **options: Any) -> Signature:
+    """Celery's ``signature()``: from a task or a task name and the call's parts, or from a dict
+    (a signature read back from JSON); a Signature given is cloned."""
+    if isinstance(varies, Signature):
+        return varies.clone()
+    if isinstance(varies, Mapping):
+        if args is not None or kwargs is not None or options:
+            raise ConfigurationError("signature(d) reads a signature's dict whole; set args and options on the dict")
+        return Signature.from_dict(varies, app=app)
+    return Signature(varies, args, kwargs, options or None, app=app)
+
+
+#: Celery's older name for a signature.
+subtask = signature

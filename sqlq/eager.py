@@ -1,0 +1,401 @@
+"""Eager mode: run a task call in this process, the way a worker would run its job, without a queue.
+
+``Task.apply()`` runs here, and with ``task_always_eager`` so do ``delay()``/``apply_async()``; both
+come to ``apply``. It is for tests and scripts, as in Celery, and it differs from a plain call
+(``add(2, 2)``) in what makes a test worth having:
+
+* the arguments make the trip a job's arguments make: encoded with the call's serializer and
+  decoded with the app's ``accept_content``, exactly as ``delay()`` and the worker do, so the task
+  sees what it would see in a worker (a tuple arrives as a list, a ``datetime`` as a ``datetime``)
+  and an argument a worker could not receive raises here as ``delay()`` would;
+* the return value is encoded with the result serializer and decoded again, so a value a worker
+  could not store fails the call here too (FAILURE ``SerializationError``), unless the task
+  ignores its result (then, as in Celery's eager mode, the value is kept as it is);
+* ``self.request`` is set (``is_eager=True``), the ``task_prerun``/``postrun``/``success``/
+  ``failure``/``retry`` signals are sent, and the task's hooks (``before_start``, ``on_success``,
+  ``on_failure``, ``on_retry``, ``after_return``) are called with Celery's arguments;
+* ``self.retry()`` and ``autoretry_for`` run the task again at once with ``retries + 1`` until it
+  succeeds or its retries are used up (Celery's eager retry; countdowns are not waited).
+
+Nothing is written to the database: an eager call needs no PostgreSQL. The exception is a
+``transactional=True`` task, which gets a real connection because its body uses one: its writes
+commit when it succeeds and roll back when it fails, and no outcome is recorded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextvars
+import datetime as dt
+import logging
+import socket
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from . import serialization, signals
+from . import task as task_module
+from .errors import (
+    ConfigurationError,
+    Retry,
+    SerializationError,
+    SoftTimeLimitExceeded,
+    TimeLimitExceeded,
+)
+from .result import READY_STATES, AsyncResult
+from .task import Request, Task, _current_request
+
+if TYPE_CHECKING:
+    from .app import App
+
+log = logging.getLogger("sqlq.eager")
+
+#: The task hooks eager mode calls, with Celery's names.
+HOOKS = ("before_start", "on_success", "on_failure", "on_retry", "after_return")
+
+#: Options of ``apply_async`` that mean something only where there is a queue and a clock to wait
+#: on: accepted (a call written for a worker runs eagerly unchanged) and documented as having no
+#: effect in eager mode, where the call runs now, here, once.
+NO_EFFECT_OPTIONS = frozenset({
+    "countdown", "eta", "expires", "exchange", "routing_key", "connection", "time_limit", "soft_time_limit",
+    "retry", "retry_policy", "shadow", "add_to_parent", "ignore_result",
+})
+#: Options eager mode uses: ``serializer`` encodes the round trip, ``headers`` become
+#: ``self.request.headers``, ``queue``/``priority`` say where the job would have gone
+#: (``self.request.queue``/``.priority``).
+USED_OPTIONS = frozenset({"serializer", "headers", "queue", "priority"})
+
+
+def _known_options() -> frozenset[str]:
+    # apply_async's options as this sqlq has them (the set may grow), plus the Celery ones above
+    return task_module.APPLY_OPTIONS | NO_EFFECT_OPTIONS | USED_OPTIONS
+
+
+class EagerResult(AsyncResult):
+    """The outcome of a call run in this process (``Task.apply()``, or any send with
+    ``task_always_eager``): Celery's ``EagerResult``. It holds the outcome itself, so nothing
+    reads the database; an ``AsyncResult`` so code that takes one takes this too."""
+
+    __slots__ = ("_state", "_held", "_traceback", "_date_done", "_retries")
+
+    def __init__(self, id: str, value: Any, state: str, *, app: App, task_name: str | None = None,
+                 traceback: str | None = None, retries: int = 0):
+        super().__init__(id, app, task_name)
+        self._state = state
+        self._held = value
+        self._traceback = traceback
+        self._retries = retries
+        self._date_done: dt.datetime | None = dt.datetime.now(dt.UTC) if state in READY_STATES else None
+
+    def __repr__(self) -> str:
+        return f"<EagerResult: {self.id}>"
+
+    @property
+    def task_id(self) -> str:
+        return self.id
+
+    @property
+    def name(self) -> str | None:
+        return self.task_name
+
+    @property
+    def state(self) -> str:
+        return self._state
+
+    status = state
+
+    @property
+    def result(self) -> Any:
+        """The return value on SUCCESS, the exception on FAILURE (Celery's meaning)."""
+        return self._held
+
+    info = result
+
+    @property
+    def traceback(self) -> str | None:
+        return self._traceback
+
+    @property
+    def date_done(self) -> dt.datetime | None:
+        return self._date_done
+
+    @property
+    def retries(self) -> int:
+        return self._retries
+
+    def ready(self) -> bool:
+        return self._state in READY_STATES
+
+    def successful(self) -> bool:
+        return self._state == "SUCCESS"
+
+    def failed(self) -> bool:
+        return self._state == "FAILURE"
+
+    def get(self, timeout: float | None = None, propagate: bool = True, interval: float | None = None,
+            disable_sync_subtasks: bool = True) -> Any:
+        """The outcome at once (the call has run): the return value, or the task's exception raised
+        when ``propagate``. ``timeout``, ``interval`` and ``disable_sync_subtasks`` change nothing:
+        there is nothing to wait for."""
+        if propagate and self._state != "SUCCESS" and isinstance(self._held, BaseException):
+            raise self._held
+        return self._held
+
+    wait = get
+
+    async def aget(self, timeout: float | None = None, propagate: bool = True,
+                   interval: float | None = None) -> Any:
+        return self.get(timeout, propagate, interval)
+
+    def forget(self) -> None:
+        """Drop the outcome held here (nothing was stored): afterwards the result reads as an
+        unknown id does, PENDING with no value, as an ``AsyncResult`` does after ``forget()``."""
+        self._state, self._held, self._traceback, self._date_done = "PENDING", None, None, None
+
+    def revoke(self) -> bool:
+        """An eager call has already run, so there is nothing left to cancel: returns False and
+        changes nothing, as ``AsyncResult.revoke()`` does for a job that has started (Celery's
+        EagerResult would report REVOKED for a task that in fact ran)."""
+        return False
+
+
+def _hooks(task: Task) -> frozenset[str]:
+    """The hooks ``task`` defines: ``sqlq.task.overridden_hooks`` where this sqlq has it (then a
+    plain task's base no-ops are skipped), else whichever of them the task object has."""
+    finder: Callable[[Task], frozenset[str]] | None = getattr(task_module, "overridden_hooks", None)
+    if finder is not None:
+        return frozenset(finder(task))
+    return frozenset(h for h in HOOKS if callable(getattr(task, h, None)))
+
+
+def _call_hook(task: Task, hooks: frozenset[str], name: str, *args: Any) -> None:
+    """Call hook ``name`` when the task has it; one that raises is logged and the outcome stands
+    (as a signal receiver's error is), because the task itself has already finished."""
+    if name not in hooks:
+        return
+    try:
+        getattr(task, name)(*args)
+    except Exception:  # noqa: BLE001 - a hook's error must not change the task's outcome
+        log.exception("the %s hook of task %s raised; the task's outcome is unchanged", name, task.name)
+
+
+def _check_options(task: Task, options: Mapping[str, Any]) -> None:
+    unknown = set(options) - _known_options()
+    if unknown:
+        raise ConfigurationError(
+            f"unknown option(s) for {task.name}.apply: {', '.join(sorted(unknown))}; known options: "
+            f"{', '.join(sorted(_known_options()))}"
+        )
+
+
+def _round_trip(task: Task, args: Sequence[Any] | None, kwargs: Mapping[str, Any] | None,
+                serializer: str) -> tuple[str, str | None, str | None, bytes | None]:
+    """The call encoded as ``delay()`` encodes it; raises as ``delay()`` does, naming the argument."""
+    if args is not None and not isinstance(args, list | tuple):
+        raise SerializationError(f"args must be a list or tuple, not {type(args).__name__}")
+    if kwargs is not None and not isinstance(kwargs, dict):
+        raise SerializationError(f"kwargs must be a dict, not {type(kwargs).__name__}")
+    return serialization.encode_call(args or (), dict(kwargs or {}), serializer)
+
+
+def apply(task: Task, args: Sequence[Any] | None = None, kwargs: Mapping[str, Any] | None = None, *,
+          task_id: str | None = None, retries: int = 0, throw: bool | None = None,
+          **options: Any) -> EagerResult:
+    """Run ``task(*args, **kwargs)`` here as a worker would run its job, and return its outcome.
+
+    ``throw`` (default: ``app.conf.task_eager_propagates``) re-raises the task's exception when it
+    ends in FAILURE; otherwise the exception is the result's value. ``task_id`` may be any string
+    (default: a new job id). ``options`` are ``apply_async``'s: ``serializer`` is used for the round
+    trip, ``headers`` become ``self.request.headers`` and ``queue``/``priority`` show where the job
+    would have gone; the timing and routing options (``countdown``, ``eta``, ``expires``,
+    ``exchange``, ``routing_key``, ...) have no effect, as the call runs now. Arguments that cannot
+    be encoded raise ``SerializationError`` before the task runs, as ``delay()`` would."""
+    from .enqueue import new_job_id
+    from .routing import resolution
+
+    _check_options(task, options)
+    app = task.app
+    conf = app.conf
+    if not isinstance(retries, int) or isinstance(retries, bool) or retries < 0:
+        raise ConfigurationError(f"retries must be a whole number from 0, got {retries!r}")
+    if task_id is not None and (not isinstance(task_id, str) or not task_id):
+        raise ConfigurationError(f"task_id must be a non-empty string, got {task_id!r}")
+    propagate = bool(conf.task_eager_propagates if throw is None else throw)
+    serializer = options.get("serializer") or task.serializer or conf.task_serializer
+    ctype, args_text, kwargs_text, payload = _round_trip(task, args, kwargs, serializer)
+    headers = options.get("headers")
+    try:
+        headers = serialization.json_loads(serialization.json_dumps(headers)) if headers else {}
+    except (TypeError, ValueError) as exc:
+        raise SerializationError(f"headers must be JSON-serializable: {exc}") from None
+    call_args = list(args or ())
+    dest = resolution.resolve(conf, task.name, call_args, dict(kwargs or {}), task=task,
+                              queue=options.get("queue"), exchange=options.get("exchange"),
+                              routing_key=options.get("routing_key"),
+                              priority=options.get("priority", task.priority))
+    run = _EagerRun(task, task_id or new_job_id(), headers, dest.queue,
+                    conf.task_default_priority if dest.priority is None else dest.priority)
+    result = run.run(ctype, args_text, kwargs_text, payload, retries)
+    if propagate and result.state == "FAILURE" and isinstance(result.result, BaseException):
+        raise result.result
+    return result
+
+
+class _EagerRun:
+    """One eager call and its retries."""
+
+    def __init__(self, task: Task, task_id: str, headers: dict[str, Any], queue: str | None, priority: int):
+        self.task = task
+        self.app = task.app
+        self.task_id = task_id
+        self.headers = headers
+        self.queue = queue
+        self.priority = priority
+        self.hooks = _hooks(task)
+        self.hostname = socket.gethostname()
+
+    def run(self, ctype: str, args_text: str | None, kwargs_text: str | None, payload: bytes | None,
+            retries: int) -> EagerResult:
+        task = self.task
+        try:
+            # decoded as the worker decodes a job (accept_content applies): a worker that would refuse
+            # the arguments records FAILURE, and so does this
+            args, kwargs = serialization.decode_call(ctype, args_text, kwargs_text, payload,
+                                                     self.app.conf.accept_content)
+        except SerializationError as exc:
+            failure = type(exc)(f"cannot decode the arguments of {task.name}[{self.task_id}]: {exc}")
+            return self._failed(failure, [], {}, retries)
+        while True:
+            outcome = self._attempt(args, kwargs, retries)
+            if outcome is not None:
+                return outcome
+            retries += 1
+
+    def _attempt(self, args: list[Any], kwargs: dict[str, Any], retries: int) -> EagerResult | None:
+        """Run the task once: its EagerResult, or None when it asked to be retried."""
+        from .worker.execution import format_traceback
+
+        task, task_id, hooks = self.task, self.task_id, self.hooks
+        request = Request(id=task_id, task=task.name, args=args, kwargs=kwargs, retries=retries,
+                          attempt=retries + 1, queue=self.queue, priority=self.priority, headers=self.headers,
+                          hostname=self.hostname, is_eager=True)
+        token = _current_request.set(request)
+        state, retval, einfo = "FAILURE", None, None
+        try:
+            if signals.task_prerun.has_receivers:
+                signals.task_prerun.send(sender=task, task_id=task_id, task=task, args=args, kwargs=kwargs)
+            try:
+                if "before_start" in hooks:
+                    getattr(task, "before_start")(task_id, args, kwargs)  # noqa: B009 - (may not exist)
+                retval = self._call(request, args, kwargs)
+                value = self._round_trip_result(retval)
+            except Retry as retry:
+                reason = retry.exc or retry
+                state, einfo = "RETRY", format_traceback(reason)
+                self._retried(request, reason, einfo, args, kwargs)
+                return None
+            except Exception as exc:  # noqa: BLE001 - every failure becomes the call's FAILURE
+                if self._autoretries(exc, retries):
+                    state, einfo = "RETRY", format_traceback(exc)
+                    self._retried(request, exc, einfo, args, kwargs)
+                    return None
+                einfo = format_traceback(exc)
+                _call_hook(task, hooks, "on_failure", exc, task_id, args, kwargs, einfo)
+                signals.task_failure.send(sender=task, task_id=task_id, exception=exc, args=args, kwargs=kwargs,
+                                          traceback=exc.__traceback__, einfo=einfo)
+                retval = exc
+                return EagerResult(task_id, exc, "FAILURE", app=self.app, task_name=task.name, traceback=einfo,
+                                   retries=retries)
+            state = "SUCCESS"
+            _call_hook(task, hooks, "on_success", retval, task_id, args, kwargs)
+            if signals.task_success.has_receivers:
+                signals.task_success.send(sender=task, result=retval)
+            return EagerResult(task_id, value, "SUCCESS", app=self.app, task_name=task.name, retries=retries)
+        finally:
+            try:
+                _call_hook(task, hooks, "after_return", state, retval, task_id, args, kwargs, einfo)
+                if signals.task_postrun.has_receivers:
+                    signals.task_postrun.send(sender=task, task_id=task_id, task=task, args=args, kwargs=kwargs,
+                                              retval=retval if state == "SUCCESS" else None, state=state)
+            finally:
+                _current_request.reset(token)
+
+    def _autoretries(self, exc: Exception, retries: int) -> bool:
+        task = self.task
+        if not task.autoretry_for or not isinstance(exc, task.autoretry_for) or isinstance(
+                exc, SoftTimeLimitExceeded | TimeLimitExceeded):
+            return False
+        limit = task.retry_kwargs.get("max_retries", task.max_retries)
+        return limit is None or retries < limit
+
+    def _retried(self, request: Request, reason: BaseException, einfo: str, args: list[Any],
+                 kwargs: dict[str, Any]) -> None:
+        log.info("task %s[%s] retry %d (eager: at once): %s", self.task.name, self.task_id, request.retries + 1,
+                 serialization.safe_str(reason))
+        _call_hook(self.task, self.hooks, "on_retry", reason, self.task_id, args, kwargs, einfo)
+        signals.task_retry.send(sender=self.task, request=request, reason=reason)
+
+    def _call(self, request: Request, args: list[Any], kwargs: dict[str, Any]) -> Any:
+        task = self.task
+        if task.transactional:
+            return self._call_transactional(request, args, kwargs)
+        value = task(*args, **kwargs)
+        return _await(value) if task.is_async else value
+
+    def _call_transactional(self, request: Request, args: list[Any], kwargs: dict[str, Any]) -> Any:
+        """A transactional task's body uses ``self.connection``/``self.session``: they are real, and
+        its writes commit only when it succeeds (no outcome is written: there is no job)."""
+        from sqlalchemy.orm import Session
+
+        task = self.task
+        with self.app.engine.connect() as conn, conn.begin():
+            session = Session(bind=conn, join_transaction_mode="create_savepoint")
+            request.connection, request.session = conn, session
+            try:
+                value = task(*args, **kwargs)
+                if task.is_async:
+                    value = _await(value)
+                session.commit()
+                return value
+            finally:
+                session.close()
+                request.connection = request.session = None
+
+    def _round_trip_result(self, value: Any) -> Any:
+        """The value as a worker stores it and ``AsyncResult.get()`` reads it back."""
+        task = self.task
+        if task.ignore_result:
+            return value
+        conf = self.app.conf
+        serializer = task.serializer or conf.result_serializer
+        try:
+            encoded = serialization.encode(value, serializer)
+        except SerializationError as exc:
+            raise SerializationError(
+                f"the return value of {task.name} ({type(value).__name__}) cannot be serialized with "
+                f"{serializer}: {exc.__cause__ or exc}; return plain data") from None
+        return serialization.decode(encoded.content_type, encoded.text, encoded.data, conf.accept_content)
+
+    def _failed(self, exc: BaseException, args: list[Any], kwargs: dict[str, Any], retries: int) -> EagerResult:
+        """FAILURE before the task could run (its arguments would not decode in a worker)."""
+        from .worker.execution import format_traceback
+
+        einfo = format_traceback(exc)
+        signals.task_failure.send(sender=self.task, task_id=self.task_id, exception=exc, args=args, kwargs=kwargs,
+                                  traceback=exc.__traceback__, einfo=einfo)
+        return EagerResult(self.task_id, exc, "FAILURE", app=self.app, task_name=self.task.name, traceback=einfo,
+                           retries=retries)
+
+
+def _await(coro: Any) -> Any:
+    """Run an async task's coroutine to its end. In a thread whose event loop is running (an async
+    test calling ``apply()``), it runs on a loop of its own in another thread, with this thread's
+    context (so ``self.request`` is the same), since a running loop cannot be re-entered."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    context = contextvars.copy_context()
+    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="sqlq-eager") as pool:
+        return pool.submit(context.run, asyncio.run, coro).result()
+

@@ -389,3 +389,34 @@ def test_the_fast_argument_check_agrees_with_the_signature(app):
             except TypeError:
                 accepted = False
             assert accepted == _fits(fn, args, kwargs), (fn.__name__, args, kwargs)
+
+
+# --- the Task side of canvas and eager mode -----------------------------------------------------------
+
+def test_s_si_and_signature_make_canvas_signatures(app):
+    from sqlq.canvas import Signature
+
+    @app.task(name="proj.add")
+    def add(x, y):
+        return x + y
+
+    partial, frozen = add.s(2), add.si(2, 3)
+    assert isinstance(partial, Signature) and (partial.task, partial.args, partial.immutable) == ("proj.add", (2,),
+                                                                                                  False)
+    assert frozen.immutable and frozen.args == (2, 3)
+    sig = add.signature((1,), {"y": 2}, countdown=5)
+    assert (sig.args, sig.kwargs, sig.options) == ((1,), {"y": 2}, {"countdown": 5})
+    assert partial.apply((5,)).get() == 7  # (eager: runs here)
+
+
+def test_apply_and_always_eager_run_the_task_here(app):
+    @app.task(name="proj.mul", bind=True)
+    def mul(self, x, y):
+        return {"value": x * y, "eager": self.request.is_eager}
+
+    assert mul.apply((3, 4)).get() == {"value": 12, "eager": True}
+    app.conf.task_always_eager = True
+    result = mul.delay(2, 5)  # no database: the unit tier refuses any connection
+    assert result.get() == {"value": 10, "eager": True} and result.successful()
+    with pytest.raises(TypeError, match="missing a required argument"):
+        mul.apply_async((1,))  # typing is checked first, as in Celery

@@ -31,6 +31,7 @@ from .errors import (
     ConfigurationError,
     MaxRetriesExceededError,
     Retry,
+    TaskArgumentsError,
     TaskDefinitionError,
     TransactionalTaskError,
 )
@@ -314,7 +315,8 @@ class Task:
     # the arguments a call gives --------------------------------------------------------------
 
     def _check_arguments(self, args: Sequence[Any] | None, kwargs: Mapping[str, Any] | None) -> None:
-        """TypeError when ``args``/``kwargs`` do not fit ``run`` (``typing=True``, Celery's check).
+        """``TaskArgumentsError`` (a TypeError) when ``args``/``kwargs`` do not fit ``run``
+        (``typing=True``, Celery's check).
 
         The signature is read once per task; a call is then checked by its argument count and
         keyword names, and only one that fails that (or a signature with ``*args``/``**kwargs``
@@ -339,8 +341,9 @@ class Task:
         try:
             signature.bind(*(args or ()), **(kwargs or {}))
         except TypeError as exc:
-            raise TypeError(f"{self.name}{signature}: {exc} (typing=True checks a call against the task's "
-                            f"signature before it is sent; pass typing=False to the task to skip it)") from None
+            raise TaskArgumentsError(
+                f"{self.name}{signature}: {exc} (typing=True checks a call against the task's signature "
+                f"before it is sent; pass typing=False to the task to skip it)") from None
 
     def _checked_calls(self, calls: Iterable[tuple[Sequence[Any], dict[str, Any]]]
                        ) -> Iterator[tuple[Sequence[Any], dict[str, Any]]]:

@@ -185,3 +185,22 @@ def test_broker_options_of_a_celery_call_are_accepted(app, run_worker):
                               retry=True, retry_policy={"max_retries": 3, "interval_start": 0})
     with run_worker(app):
         assert result.get(timeout=TIMEOUT) == 1
+
+
+def test_sqlq_call_with_arguments_that_do_not_fit_prints_one_line(app, raw_conn, schema):
+    """`sqlq call` of a registered task checks the arguments (typing) and says what is wrong in one
+    line, without a traceback, and writes nothing."""
+    from click.testing import CliRunner
+
+    from sqlq.cli import main
+    from tests.apps import routed
+
+    routed.app.close()  # (forget a previous test's schema)
+    try:
+        result = CliRunner().invoke(main, ["-A", "tests.apps.routed", "call", "tests.routed.echo"])
+    finally:
+        routed.app.close()
+    assert result.exit_code == 1
+    assert "tests.routed.echo(value): missing a required argument: 'value'" in result.output
+    assert "Traceback" not in result.output
+    assert raw_conn.execute(f'SELECT count(*) FROM "{schema}".jobs').fetchone()[0] == 0

@@ -24,6 +24,7 @@ import psycopg
 
 from . import annotations as _annotations
 from . import enqueue as _enqueue
+from . import serialization
 from .config import Settings, celery_url
 from .connections import Connections
 from .current import app_created, set_current_app
@@ -35,11 +36,13 @@ from .errors import (
     TaskDefinitionError,
 )
 from .migrate import HEAD_REVISION
-from .names import validate_task_name
+from .names import validate_queue, validate_task_name
+from .rate_limits import parse_rate
 from .result import AsyncResult
 from .signals import Signal
 from .store import Store
 from .task import APPLY_OPTIONS, Task
+from .task import Task as _Task  # for annotations inside App, where the name Task is the property
 
 if TYPE_CHECKING:
     # imported where the engine is made: a worker or producer that never needs SQLAlchemy
@@ -53,8 +56,38 @@ if TYPE_CHECKING:
     from .result import AsyncResult as _AsyncResult
     from .result import GroupResult
 
-#: What @app.task(...) accepts besides name=: Task's keyword arguments.
-_TASK_OPTIONS = frozenset(inspect.signature(Task.__init__).parameters) - {"self", "app", "fn", "name"}
+#: What @app.task(...) accepts besides name= and base=: Task's attributes (a custom base class may add
+#: its own: any attribute of the base is accepted).
+_TASK_OPTIONS = frozenset({
+    "bind", "typing", "max_retries", "default_retry_delay", "autoretry_for", "retry_kwargs", "retry_backoff",
+    "retry_backoff_max", "retry_jitter", "acks_late", "reject_on_worker_lost", "ignore_result", "queue",
+    "priority", "time_limit", "soft_time_limit", "rate_limit", "throws", "track_started", "serializer",
+    "expires", "transactional"})
+#: Attributes of a task that are not options: its methods and what the app sets.
+_NOT_OPTIONS = frozenset({"app", "request", "connection", "session", "run", "is_async"})
+
+
+def _base_attribute(base: type, key: str) -> bool:
+    """Whether ``key`` is a data attribute of a custom base class, which @app.task may then set (its
+    methods, properties and private names are not options)."""
+    if key.startswith("_") or key in _NOT_OPTIONS or not hasattr(base, key):
+        return False
+    value = inspect.getattr_static(base, key)
+    return not (callable(value) or isinstance(value, property | staticmethod | classmethod))
+
+
+def _task_option_values(name: str, options: dict[str, Any]) -> dict[str, Any]:
+    """@app.task's options as class attributes, in the types the worker reads (tuples, a dict)."""
+    values = dict(options)
+    for key in ("autoretry_for", "throws"):
+        if key in values:
+            given = values[key]
+            values[key] = tuple(given) if isinstance(given, list | tuple | set | frozenset) else (given,)
+            if not all(isinstance(c, type) and issubclass(c, BaseException) for c in values[key]):
+                raise TaskDefinitionError(f"{key}= of task {name!r} must be exception classes, got {given!r}")
+    if "retry_kwargs" in values:
+        values["retry_kwargs"] = dict(values["retry_kwargs"] or {})
+    return values
 
 
 def _task_class(task_cls: type[Task] | str | None) -> type[Task]:
@@ -216,6 +249,8 @@ class App:
             self._annotations = (setting, _annotations.prepare(setting))
         if self._annotations[1]:
             _annotations.apply(self._annotations[1], task)
+            if task.rate_limit:  # an annotated rate is checked where it is given, as a task's own
+                parse_rate(task.rate_limit, f"rate_limit of task {task.name!r} (task_annotations)")
 
     # running the command line in this process --------------------------------------------------
 
@@ -333,31 +368,94 @@ class App:
     # tasks -------------------------------------------------------------------------------------
 
     def task(self, *args: Any, **options: Any) -> Any:
-        """Register a function as a task: ``@app.task`` or ``@app.task(name=..., bind=True, ...)``."""
+        """Register a function as a task: ``@app.task`` or ``@app.task(name=..., bind=True, base=...)``.
+
+        As in Celery, the task is an instance of a new subclass of ``base`` (default ``app.Task``)
+        whose ``run`` is the function; the other options become class attributes of that subclass."""
         if len(args) == 1 and callable(args[0]) and not options:
             return self._register(args[0], {})
         if args:
             raise TaskDefinitionError("use @app.task or @app.task(**options); positional options are not accepted")
 
-        def decorator(fn: Callable[..., Any]) -> Task:
+        def decorator(fn: Callable[..., Any]) -> _Task:
             return self._register(fn, options)
 
         return decorator
 
-    def _register(self, fn: Callable[..., Any], options: dict[str, Any]) -> Task:
+    @property
+    def Task(self) -> type[_Task]:  # noqa: N802 - Celery's name
+        """The base class of this app's tasks, bound to it (Celery's ``app.Task``): a subclass of
+        ``task_cls=`` (a class or ``'module:Class'`` / ``'module.Class'``), else of ``sqlq.Task``.
+        Subclass it for a class-based task or a base class with hooks; ``@app.task(base=...)``
+        overrides it per task."""
+        base = self._task_base
+        if base is None:
+            parent = _task_class(self.task_cls)  # task_cls=: a class or 'module:Class', else sqlq.Task
+            base = type(parent.__name__, (parent,), {"_app": self, "__module__": parent.__module__,
+                                                     "__qualname__": parent.__qualname__,
+                                                     "__doc__": parent.__doc__})
+            self._task_base = base
+        return base
+
+    def register_task(self, task: _Task | type[_Task]) -> _Task:
+        """Register a class-based task (Celery 4+'s way): ``app.register_task(MyTask())``, a class
+        is instantiated. A task without ``name`` is named ``module.ClassName``."""
+        if isinstance(task, type):
+            if not issubclass(task, Task):
+                raise TaskDefinitionError(f"register_task needs a sqlq.Task subclass or instance, got {task!r}")
+            task = task()
+        if not isinstance(task, Task):
+            raise TaskDefinitionError(
+                f"register_task needs a sqlq.Task subclass or instance, got {type(task).__name__}; "
+                f"use @app.task for a function")
+        cls = type(task)
+        if cls.run is Task.run:
+            raise TaskDefinitionError(f"task class {cls.__qualname__} defines no run() method; define "
+                                      f"run(self, ...) with the task's body")
+        if not task.name:
+            task.name = self._task_name(cls)
+        return self._bind(task)
+
+    def _register(self, fn: Callable[..., Any], options: dict[str, Any]) -> _Task:
+        options = dict(options)
         name = options.pop("name", None) or self._task_name(fn)
+        base = options.pop("base", None) or self.Task
+        if not (isinstance(base, type) and issubclass(base, Task)):
+            raise TaskDefinitionError(f"base= must be a subclass of sqlq.Task (app.Task), got {base!r} for {name!r}")
         validate_task_name(name)
-        unknown = set(options) - _TASK_OPTIONS
+        unknown = [key for key in options if key not in _TASK_OPTIONS and not _base_attribute(base, key)]
         if unknown:
             raise TaskDefinitionError(
                 f"unknown option(s) {', '.join(sorted(unknown))} in @app.task for {name!r}; "
-                f"known options: name, {', '.join(sorted(_TASK_OPTIONS))}"
+                f"known options: name, base, {', '.join(sorted(_TASK_OPTIONS))} (and the attributes "
+                f"of the base class)"
             )
-        task = Task(self, fn, name, **options)
-        self.tasks[name] = task
+        bind = bool(options.pop("bind", base.bind))
+        attributes: dict[str, Any] = {
+            "name": name, "bind": bind, "run": fn if bind else staticmethod(fn), "__wrapped__": fn,
+            "__doc__": fn.__doc__, "__module__": getattr(fn, "__module__", None) or base.__module__,
+            "__qualname__": getattr(fn, "__qualname__", name), "__name__": getattr(fn, "__name__", name),
+            "_app": self,
+        }
+        attributes.update(_task_option_values(name, options))
+        cls = type(getattr(fn, "__name__", "task"), (base,), attributes)
+        return self._bind(cls())
+
+    def _bind(self, task: _Task) -> _Task:
+        """Check a task's attributes once, at definition, and register it in this app."""
+        validate_task_name(task.name)
+        if task.queue is not None:
+            validate_queue(task.queue)
+        if task.serializer is not None:
+            serialization.content_type_for(task.serializer)  # fail at definition, not at first call
+        task.app = self
+        self.tasks[task.name] = task
+        if task.rate_limit:
+            parse_rate(task.rate_limit, f"rate_limit of task {task.name!r}")  # a bad rate fails here
+        self.annotate_task(task)  # task_annotations (cheap when there are none)
         return task
 
-    def _task_name(self, fn: Callable[..., Any]) -> str:
+    def _task_name(self, fn: Callable[..., Any] | type) -> str:
         """``module.function``; for ``__main__`` use a name a worker can import, or say how to get one."""
         module = fn.__module__
         if module == "__main__":
@@ -369,8 +467,8 @@ class App:
             else:
                 raise TaskDefinitionError(
                     f"task {fn.__qualname__!r} is defined in __main__, which a worker cannot import; "
-                    f"pass name='yourmodule.{fn.__name__}' to @app.task, or create the app with "
-                    f"App('yourmodule') where yourmodule is the importable name of this file"
+                    f"pass name='yourmodule.{fn.__name__}' to @app.task (or set name on the class), or "
+                    f"create the app with App('yourmodule') where yourmodule is the importable name of this file"
                 )
         # a task made inside a function is named by its function name only, as Celery does
         qualname = fn.__name__ if "<locals>" in fn.__qualname__ else fn.__qualname__
@@ -433,15 +531,6 @@ class App:
         from .periodic.definitions import add_periodic_task
 
         return add_periodic_task(self, schedule, sig, name, **options)
-
-    # (last in the class: from here on, the name Task in the class body is this property)
-    @property
-    def Task(self) -> type[Task]:  # noqa: N802 - Celery's name
-        """The base class of this app's tasks: ``task_cls=`` (a class or ``'module:Class'`` /
-        ``'module.Class'``), else ``sqlq.Task``; ``@app.task(base=...)`` overrides it per task."""
-        if self._task_base is None:
-            self._task_base = _task_class(self.task_cls)
-        return self._task_base
 
 
 #: Celery's name for the app class, so ``from sqlq import Celery`` is the only change to make.

@@ -30,6 +30,14 @@ from .errors import ConfigurationError, DatabaseUnavailableError, SerializationE
 from .result import AsyncResult, GroupResult
 from .routing import resolution
 from .store import JobSpec, PublishRow, Store
+from .task import (
+    BROKER_OPTIONS,
+    CALL_HEADER,
+    RETRY_POLICY_KEYS,
+    _current_request,
+    task_uuid,
+    unknown_options_message,
+)
 
 if TYPE_CHECKING:
     from .app import App
@@ -47,9 +55,16 @@ def build_job(app: App, task_name: str, args: Sequence[Any] | None, kwargs: dict
               expires: float | dt.datetime | None = None, queue: str | None = None,
               priority: int | None = None, task_id: str | None = None, headers: dict[str, Any] | None = None,
               serializer: str | None = None, acks_late: bool | None = None,
+              reject_on_worker_lost: bool | None = None,
               exchange: str | None = None, routing_key: str | None = None,
-              task: Task | None = None) -> JobSpec:
-    """Validate and encode one call. Nothing is written, so a bad argument inserts nothing."""
+              task: Task | None = None, **call_options: Any) -> JobSpec:
+    """Validate and encode one call. Nothing is written, so a bad argument inserts nothing.
+
+    ``call_options`` are the rest of ``APPLY_OPTIONS`` (``_call_options``): those a worker needs (time
+    limits, ignore_result, shadow) travel in the job's headers under the reserved key
+    ``CALL_HEADER``, with a task id that is not a UUID and the parent and root task ids of a job
+    sent from a running task. (Kept out of the signature so that a call without them pays one
+    truth test.)"""
     _check_call(args, kwargs)
     ctype, args_json, kwargs_json, payload = serialization.encode_call(
         args or (), kwargs or {}, serializer or app.conf.task_serializer
@@ -68,23 +83,90 @@ def build_job(app: App, task_name: str, args: Sequence[Any] | None, kwargs: dict
         expires_in = float(expires)
     if eta is not None and eta.tzinfo is None:
         eta = eta.replace(tzinfo=dt.UTC)
+    if task_id:
+        job_id, call = _job_id(task_id)
+    else:
+        job_id, call = new_job_id(), None
+    if call_options:
+        call = _call_options(task_name, call, **call_options)
+    parent = _current_request.get()
+    if parent is not None and parent.id is not None:  # sent from a running task: Celery's parent/root ids
+        call = dict(call or {}, parent_id=parent.id, root_id=parent.root_id or parent.id)
+    if call is not None:
+        if headers and CALL_HEADER in headers:
+            raise ConfigurationError(f"the header {CALL_HEADER!r} is reserved for sqlq's per-call options; "
+                                     f"name your header differently")
+        headers = dict(headers or {}, **{CALL_HEADER: call})
     try:
         headers_json = serialization.json_dumps(headers) if headers else "{}"  # (NaN, NUL: refused)
     except (TypeError, ValueError) as exc:
         raise SerializationError(f"headers must be JSON-serializable: {exc}") from None
-    try:
-        job_id = str(uuid.UUID(str(task_id))) if task_id else new_job_id()
-    except ValueError:
-        raise ConfigurationError(f"task_id must be a UUID string, got {task_id!r}") from None
+    rerun_lost = app.conf.task_acks_late if acks_late is None else bool(acks_late)
+    if reject_on_worker_lost is False:
+        rerun_lost = False  # Celery: with acks_late, a lost worker's job is FAILURE WorkerLostError
     return JobSpec(
         id=job_id,
         task=task_name, queue=dest.queue or "", priority=priority, content_type=ctype, args=args_json,
         kwargs=kwargs_json, payload=payload, headers=headers_json, eta=eta,
         countdown=float(countdown) if countdown is not None else None,
         expires_at=expires_at, expires_in=expires_in,
-        acks_late=app.conf.task_acks_late if acks_late is None else bool(acks_late),
+        acks_late=rerun_lost,
         exchange=dest.exchange, routing_key=dest.routing_key,
     )
+
+
+def _job_id(task_id: str) -> tuple[str, dict[str, Any] | None]:
+    """The row id for a caller's ``task_id``, and the call header that carries the id itself when
+    the row's UUID spells it differently (any string is a task id, as in Celery; ``task_uuid``)."""
+    if isinstance(task_id, uuid.UUID):
+        return str(task_id), None
+    if not isinstance(task_id, str):
+        raise ConfigurationError(f"task_id must be a string, got {type(task_id).__name__} {task_id!r}")
+    job_id = task_uuid(task_id)
+    return job_id, (None if job_id == task_id else {"id": task_id})
+
+
+def _call_options(task_name: str, call: dict[str, Any] | None, *, time_limit: float | None = None,
+                  soft_time_limit: float | None = None, ignore_result: bool | None = None,
+                  shadow: str | None = None, retry: bool | None = None, retry_policy: dict[str, Any] | None = None,
+                  add_to_parent: bool = True, **broker_options: Any) -> dict[str, Any] | None:
+    """The per-call options a worker reads (into ``call``), each checked here so that a bad one
+    raises at the call, not in the worker.
+
+    ``broker_options`` are ``BROKER_OPTIONS``, accepted and without effect (there is no broker);
+    ``retry``/``retry_policy`` are checked: sqlq's own connection retries a broken write once,
+    whatever they say; ``add_to_parent`` is the sender's (``Task.apply_async``) to act on."""
+    if broker_options and not BROKER_OPTIONS.issuperset(broker_options):
+        raise ConfigurationError(unknown_options_message(f"{task_name}.apply_async",
+                                                         set(broker_options) - BROKER_OPTIONS))
+    if not isinstance(add_to_parent, bool):
+        raise ConfigurationError(f"add_to_parent must be True or False, got {add_to_parent!r}")
+    call = dict(call or {})
+    for key, limit in (("time_limit", time_limit), ("soft_time_limit", soft_time_limit)):
+        if limit is None:
+            continue
+        if isinstance(limit, bool) or not isinstance(limit, int | float) or not 0 < limit < float("inf"):
+            raise ConfigurationError(f"{key} must be a positive number of seconds, got {limit!r}")
+        call[key] = float(limit)
+    if ignore_result is not None:
+        if not isinstance(ignore_result, bool):
+            raise ConfigurationError(f"ignore_result must be True or False, got {ignore_result!r}")
+        call["ignore_result"] = ignore_result
+    if shadow is not None:
+        if not isinstance(shadow, str) or not shadow:
+            raise ConfigurationError(f"shadow must be a non-empty string (the name logs show), got {shadow!r}")
+        call["shadow"] = shadow
+    if retry is not None and not isinstance(retry, bool):
+        raise ConfigurationError(f"retry must be True or False, got {retry!r}")
+    if retry_policy is not None:
+        if not isinstance(retry_policy, dict):
+            raise ConfigurationError(f"retry_policy must be a dict, got {type(retry_policy).__name__}")
+        unknown = set(retry_policy) - RETRY_POLICY_KEYS
+        if unknown:
+            raise ConfigurationError(
+                f"unknown retry_policy key(s) {', '.join(sorted(unknown))}; Celery's keys are "
+                f"{', '.join(sorted(RETRY_POLICY_KEYS))}")
+    return call or None
 
 
 def build_jobs(app: App, task_name: str, calls: Iterable[tuple[Sequence[Any] | None, dict[str, Any] | None]], *,

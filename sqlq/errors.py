@@ -77,6 +77,11 @@ class InvalidTaskIdError(SqlqError, ValueError):
     """A task id is not a UUID, so no job can have it (``AsyncResult('…')``, ``sqlq result …``)."""
 
 
+class TaskArgumentsError(SqlqError, TypeError):
+    """A call's arguments do not fit the task's signature (``typing=True``, checked by delay and
+    apply_async before anything is sent); a TypeError, as Celery raises."""
+
+
 class TaskDefinitionError(SqlqError):
     """A task cannot be defined as written (e.g. a name a worker could not import)."""
 

@@ -13,12 +13,12 @@ import datetime as dt
 import sys
 import threading
 import time
-import uuid
 from typing import TYPE_CHECKING, Any
 
 from . import serialization, signals
-from .errors import InvalidTaskIdError, TaskError, TaskExpiredError, TaskRevokedError
+from .errors import TaskError, TaskExpiredError, TaskRevokedError
 from .errors import TimeoutError as SqlqTimeoutError
+from .task import task_uuid
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -52,17 +52,11 @@ def rebuild_exception(exc_type: str | None, message: str | None, traceback: str 
     return TaskError(name, message or "", traceback)
 
 
-def _checked_id(task_id: str) -> str:
-    """``task_id`` if it can be a job's id (a UUID), else InvalidTaskIdError: PostgreSQL would
-    refuse it with a raw error, and no job can have it."""
-    try:
-        uuid.UUID(task_id)
-    except (ValueError, TypeError, AttributeError):
-        raise InvalidTaskIdError(
-            f"{task_id!r} is not a task id: sqlq's task ids are UUIDs such as "
-            f"'0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b' (as printed by `sqlq call` and AsyncResult.id)"
-        ) from None
-    return task_id
+def _row_id(task_id: str) -> str:
+    """The row id of the job with task id ``task_id``: the UUID itself, or for any other string
+    the uuid5 its job was written under (``sqlq.task.task_uuid``), so any id finds its job and none
+    reaches PostgreSQL as a malformed uuid."""
+    return task_uuid(task_id)
 
 
 class AsyncResult:
@@ -104,15 +98,26 @@ class AsyncResult:
         if self._cache is not None:
             return self._cache
         with self.app.connection() as conn:
-            row = self.app.store.fetch_state(conn, _checked_id(self.id))
+            row = self.app.store.fetch_state(conn, _row_id(self.id))
         if row is not None and row.state in READY_STATES:
             self._cache = row  # final rows never change (until forget)
         return row
 
     @property
     def state(self) -> str:
+        """Celery's state name. A running job reads STARTED, or PENDING when its task (or, for a task
+        this app does not have, ``conf.task_track_started``) does not track starts, as in Celery."""
         row = self._row()
-        return row.state if row else "PENDING"
+        if row is None:
+            return "PENDING"
+        if row.state == "STARTED" and not self._tracks_started(row.task):
+            return "PENDING"
+        return row.state
+
+    def _tracks_started(self, task_name: str) -> bool:
+        task = self.app.tasks.get(task_name)
+        tracked = task.track_started if task is not None else None
+        return bool(self.app.conf.task_track_started if tracked is None else tracked)
 
     status = state
 
@@ -182,7 +187,7 @@ class AsyncResult:
         deadline = None if timeout is None else time.monotonic() + timeout
         waiter = self.app.result_waiter()
         event = threading.Event()
-        waiter.register(self.id, event.set)
+        waiter.register(_row_id(self.id), event.set)
         try:
             while True:
                 event.clear()
@@ -195,7 +200,7 @@ class AsyncResult:
                 step = interval or SAFETY_POLL
                 event.wait(step if remaining is None else min(step, remaining))
         finally:
-            waiter.unregister(self.id, event.set)
+            waiter.unregister(_row_id(self.id), event.set)
 
     wait = get
 
@@ -216,7 +221,7 @@ class AsyncResult:
             with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is waiting any more
                 loop.call_soon_threadsafe(event.set)
 
-        waiter.register(self.id, wake)
+        waiter.register(_row_id(self.id), wake)
         try:
             while True:
                 event.clear()
@@ -229,14 +234,14 @@ class AsyncResult:
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(event.wait(), step if remaining is None else min(step, remaining))
         finally:
-            waiter.unregister(self.id, wake)
+            waiter.unregister(_row_id(self.id), wake)
 
     async def _arow(self) -> JobState | None:
         """``_row`` on the app's async pool."""
         if self._cache is not None:
             return self._cache
         async with self.app._async_pool().connection() as conn:
-            row = await self.app.store.afetch_state(conn, _checked_id(self.id))
+            row = await self.app.store.afetch_state(conn, _row_id(self.id))
         if row is not None and row.state in READY_STATES:
             self._cache = row
         return row
@@ -251,13 +256,13 @@ class AsyncResult:
     def forget(self) -> None:
         """Delete the stored outcome (the job itself is not affected)."""
         with self.app.connection() as conn:
-            self.app.store.forget(conn, _checked_id(self.id))
+            self.app.store.forget(conn, _row_id(self.id))
         self._cache = None
 
     def revoke(self) -> bool:
         """Cancel the job if it has not started; it ends as REVOKED. Returns whether it was revoked."""
         with self.app.connection() as conn:
-            revoked = self.app.store.revoke(conn, [_checked_id(self.id)]) > 0
+            revoked = self.app.store.revoke(conn, [_row_id(self.id)]) > 0
         if revoked and signals.task_revoked.has_receivers:
             signals.send_revoked(self.app, [self.id], self.task_name)
         return revoked
@@ -322,4 +327,4 @@ class GroupResult:
         if signals.task_revoked.has_receivers:  # one by one, to signal those that were revoked
             return sum(r.revoke() for r in self.results)
         with self.app.connection() as conn:
-            return self.app.store.revoke(conn, [r.id for r in self.results])
+            return self.app.store.revoke(conn, [_row_id(r.id) for r in self.results])

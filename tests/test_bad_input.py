@@ -7,6 +7,7 @@ validates its queue name; ``AsyncResult.get()`` never imports a module a row nam
 
 from __future__ import annotations
 
+import json
 import math
 import subprocess
 import sys
@@ -18,7 +19,8 @@ from click.testing import CliRunner
 from psycopg import sql
 
 from sqlq.cli import main
-from sqlq.errors import InvalidTaskIdError, SerializationError, TaskError
+from sqlq.errors import SerializationError, TaskError
+from sqlq.errors import TimeoutError as SqlqTimeoutError
 from tests.apps.harness import ROOT, scalar
 
 
@@ -66,30 +68,30 @@ def test_a_refused_argument_leaves_the_callers_transaction_usable(app, add, data
 
 
 @pytest.mark.parametrize("use", ["state", "get", "forget", "revoke"])
-def test_a_task_id_that_is_not_a_uuid_is_a_clear_error(app, use):
-    """AsyncResult accepts any string (as Celery does); its first database use raises
-    InvalidTaskIdError saying what a task id looks like, never a raw psycopg error."""
+def test_a_task_id_that_is_not_a_uuid_never_reaches_postgresql_raw(app, use):
+    """Any string is a task id, as in Celery (tests/test_task_ids.py): a handle on one that no job
+    has is an unknown id like any other (PENDING), never a raw psycopg error."""
     handle = app.AsyncResult("not-a-uuid")
     assert handle.id == "not-a-uuid"
-    with pytest.raises(InvalidTaskIdError, match="'not-a-uuid' is not a task id"):
-        if use == "state":
-            handle.state  # noqa: B018 - the property reads the database
-        elif use == "get":
-            handle.get(timeout=5)
-        else:
-            getattr(handle, use)()
+    if use == "state":
+        assert handle.state == "PENDING"
+    elif use == "get":
+        with pytest.raises(SqlqTimeoutError, match="not-a-uuid"):
+            handle.get(timeout=0.2)
+    elif use == "revoke":
+        assert handle.revoke() is False
+    else:
+        handle.forget()
+        assert handle.state == "PENDING"
 
 
-def test_sqlq_result_with_a_malformed_id_prints_one_line(schema):
-    """`sqlq result <not a uuid>`: exit 1 and one line on stderr, no traceback."""
+def test_sqlq_result_with_an_id_no_job_has(schema):
+    """`sqlq result <any string>`: an id no job has reads PENDING, as a UUID nobody used does."""
     subprocess.run([sys.executable, "-m", "sqlq", "migrate"], cwd=ROOT, check=True, capture_output=True)
     proc = subprocess.run([sys.executable, "-m", "sqlq", "result", "12-not-a-uuid"], cwd=ROOT, capture_output=True,
                           text=True, timeout=60, stdin=subprocess.DEVNULL)
-    assert proc.returncode == 1
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1, proc.stderr
-    assert lines[0].startswith("sqlq: error: '12-not-a-uuid' is not a task id: sqlq's task ids are UUIDs")
-    assert proc.stdout == ""
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout) == {"id": "12-not-a-uuid", "state": "PENDING"}
 
 
 def test_sqlq_purge_validates_the_queue_name(app, add, raw_conn, schema):

@@ -21,7 +21,7 @@ def tasks(app):
     make = app.task
     return {
         "import_feed": make(name="feed.tasks.import_feed")(lambda *a: None),
-        "refresh": make(name="feed.tasks.refresh")(lambda *a: None),
+        "refresh": make(name="feed.tasks.refresh")(lambda *a, **k: None),  # (called with urgent=True)
         "resize": make(name="media.tasks.resize")(lambda *a: None),
         "pinned": make(name="media.tasks.pinned", queue="pinned", priority=3)(lambda *a: None),
     }

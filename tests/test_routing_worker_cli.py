@@ -77,6 +77,7 @@ def test_call_through_an_exchange_and_queue_depths(routed_app):
     assert called.exit_code == 0, called.output
     ids = called.stdout.split()
     assert len(ids) == 2
-    assert cli("call", "tests.routed.echo", "-X", "media", "-K", "media.audio.ogg", "--countdown", "600").exit_code == 0
+    assert cli("call", "tests.routed.echo", "--args", '["y"]', "-X", "media", "-K", "media.audio.ogg",
+               "--countdown", "600").exit_code == 0
     depths = {line.split()[0]: line.split()[1:] for line in cli("queues").stdout.splitlines()[1:]}
     assert depths == {"audio": ["0", "1", "0"], "audit": ["1", "0", "0"], "mail": ["1", "0", "0"]}

@@ -10,7 +10,7 @@ from tests.apps.harness import job_row
 
 def test_delay_and_apply_async_send_the_merged_call(app, raw_conn, schema):
     @app.task(name="proj.add")
-    def add(x, y, z=0):
+    def add(x, y=0, z=0):  # (y=0: the immutable signature below is sent with one argument)
         return x + y + z
 
     sig = Signature(add, (2,), {"z": 1}, {"queue": "math", "priority": 4})

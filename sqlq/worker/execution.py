@@ -29,7 +29,7 @@ from ..errors import (
 from ..outage import is_outage
 from ..serialization import db_text, safe_str
 from ..store import ClaimedJob, Interrupted, Outcome, RetryRequest
-from ..task import Request, Task, _as_datetime, _current_request
+from ..task import CALL_HEADER, ExceptionInfo, Request, Task, _as_datetime, _current_request, overridden_hooks
 from .time_limits import ThreadTimeLimits, TimeLimits
 
 if TYPE_CHECKING:
@@ -40,6 +40,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("sqlq.worker")
 
 Result = Outcome | RetryRequest | Interrupted | None
+#: A task's overridden hooks, hard and soft time limits, and ignore_result (``Executor._plan``).
+_Plan = tuple[frozenset[str], float | None, float | None, bool]
 
 
 def exception_type_name(exc: BaseException) -> str:
@@ -129,13 +131,13 @@ def _connection_broke(exc: BaseException) -> bool:
 
 
 
-def _explain_time_limit(task: Task, exc: BaseException) -> BaseException:
+def _explain_time_limit(task: Task, request: Request, exc: BaseException) -> BaseException:
     """The watchdog can only raise a bare exception class; give the record a message that says
     which limit passed."""
     if not isinstance(exc, SoftTimeLimitExceeded | TimeLimitExceeded) or safe_str(exc):
         return exc
     soft = isinstance(exc, SoftTimeLimitExceeded)
-    limit = task.soft_time_limit if soft else task.time_limit
+    limit = request.timelimit[1] if soft else request.timelimit[0]
     explained = type(exc)(f"task {task.name} ran past its {'soft ' if soft else ''}time limit ({limit} s)")
     return explained.with_traceback(exc.__traceback__)
 
@@ -162,6 +164,11 @@ class Executor:
         self.limits = limits or ThreadTimeLimits()
         self.accept = list(app.conf.accept_content)
         self.result_serializer = app.conf.result_serializer  # read once: settings come from env too
+        # the app's defaults for tasks that set none of their own (read once, as above)
+        self.time_limit: float | None = app.conf.task_time_limit
+        self.soft_time_limit: float | None = app.conf.task_soft_time_limit
+        self.ignore_result: bool = bool(app.conf.task_ignore_result)
+        self._plans: dict[Task, _Plan] = {}  # per task, made at its first job (_plan)
 
     def execute(self, job: ClaimedJob) -> Result:
         """Run ``job``; always returns its result, whatever the job, its task or a signal receiver
@@ -224,29 +231,46 @@ class Executor:
         return self._run(task, job, args, kwargs)
 
     def _run(self, task: Task, job: ClaimedJob, args: list[Any], kwargs: dict[str, Any]) -> Result:
-        request = Request(id=job.id, task=task.name, args=args, kwargs=kwargs, retries=job.retries,
-                          attempt=job.attempt, queue=job.queue, priority=job.priority,
-                          headers=serialization.json_loads(job.headers) if job.headers else {},
-                          group=job.group_id, hostname=self.hostname, worker_id=self.worker_id, is_eager=False)
+        plan = self._plans.get(task)
+        if plan is None:
+            plan = self._plans[task] = self._plan(task)
+        hooks, hard, soft, ignore = plan
+        headers = serialization.json_loads(job.headers) if job.headers and job.headers != "{}" else {}
+        if headers and CALL_HEADER in headers:
+            request = self._called(task, job, args, kwargs, headers, plan)
+        else:
+            request = Request(id=job.id, task=task.name, args=args, kwargs=kwargs, retries=job.retries,
+                              attempt=job.attempt, queue=job.queue, priority=job.priority, headers=headers,
+                              group=job.group_id, hostname=self.hostname, worker_id=self.worker_id,
+                              is_eager=False, timelimit=(hard, soft), ignore_result=ignore)
+        task_id = request.id or job.id
         token = _current_request.set(request)
         if signals.task_prerun.has_receivers:
             try:
-                signals.task_prerun.send(sender=task, task_id=job.id, task=task, args=args, kwargs=kwargs)
+                signals.task_prerun.send(sender=task, task_id=task_id, task=task, args=args, kwargs=kwargs)
             except BaseException:  # a receiver's BaseException: execute() records it as the FAILURE
                 _current_request.reset(token)
                 raise
         state, retval, started = "FAILURE", None, time.monotonic()
+        einfo: ExceptionInfo | None = None
+        ended: Any = None  # after_return's retval: the value, or the exception the job ended with
         result: Outcome | None
         try:
             try:
+                if hooks and "before_start" in hooks:
+                    task.before_start(task_id, args, kwargs)  # (raising fails the job, as in Celery)
                 if task.transactional:
                     result, retval = self._run_transactional(task, job, args, kwargs, request)
                 else:
-                    retval = self._call(task, args, kwargs)
-                    result = self._encode_result(task, job, retval)
+                    retval = self._call(task, args, kwargs, request)
+                    result = self._encode_result(task, job, retval, request.ignore_result)
                 state = "SUCCESS" if result is None else result.state
+                ended = retval
                 if state == "SUCCESS":
-                    log.info("task %s[%s] succeeded in %.3fs", task.name, job.id, time.monotonic() - started)
+                    log.info("task %s[%s] succeeded in %.3fs", request.shadow or task.name, task_id,
+                             time.monotonic() - started)
+                    if hooks and "on_success" in hooks:
+                        _hook(task, request, "on_success", retval, task_id, args, kwargs)
                     if signals.task_success.has_receivers:
                         signals.task_success.send(sender=task, result=retval)
                 return result
@@ -256,11 +280,13 @@ class Executor:
             except _ConnectionLost as lost:
                 state = "INTERRUPTED"  # its transaction rolled back: nothing was done, so run it again
                 log.warning("task %s[%s]: its database connection broke (%s); its writes were rolled back "
-                            "and the job will run again", task.name, job.id, lost.reason)
+                            "and the job will run again", request.shadow or task.name, task_id, lost.reason)
                 return Interrupted(id=job.id, attempt=job.attempt, reason=lost.reason)
             except Retry as retry:
-                state = "RETRY"
-                return self._retry(task, job, request, retry.when or 0.0, retry.exc or retry)
+                state, ended = "RETRY", retry
+                if hooks:
+                    einfo = ExceptionInfo(retry, format_traceback(retry))
+                return self._retry(task, job, request, retry.when or 0.0, retry.exc or retry, einfo, hooks)
             except BaseException as exc:  # noqa: BLE001 - every failure is recorded, never lost
                 if isinstance(exc, KeyboardInterrupt):
                     raise
@@ -268,32 +294,70 @@ class Executor:
                         exc, SoftTimeLimitExceeded | TimeLimitExceeded):
                     limit = task.retry_kwargs.get("max_retries", task.max_retries)
                     if limit is None or job.retries < limit:
-                        state = "RETRY"
-                        return self._retry(task, job, request, task.backoff_delay(job.retries), exc)
-                return self._failure(task, job, args, kwargs, _explain_time_limit(task, exc))
+                        state, ended = "RETRY", exc
+                        if hooks:
+                            einfo = ExceptionInfo(exc, format_traceback(exc))
+                        return self._retry(task, job, request, task.backoff_delay(job.retries), exc, einfo,
+                                           hooks)
+                exc = _explain_time_limit(task, request, exc)
+                ended = exc
+                outcome = self._failure(task, job, request, args, kwargs, exc)
+                if hooks:
+                    einfo = ExceptionInfo(exc, outcome.traceback)
+                    if "on_failure" in hooks:
+                        _hook(task, request, "on_failure", exc, task_id, args, kwargs, einfo)
+                return outcome
         finally:
             try:
+                if hooks and "after_return" in hooks and state in _RETURNED:
+                    _hook(task, request, "after_return", state, ended, task_id, args, kwargs, einfo)
                 if signals.task_postrun.has_receivers:
-                    signals.task_postrun.send(sender=task, task_id=job.id, task=task, args=args, kwargs=kwargs,
+                    signals.task_postrun.send(sender=task, task_id=task_id, task=task, args=args, kwargs=kwargs,
                                               retval=retval, state=state)
             finally:
                 _current_request.reset(token)
 
-    def _call(self, task: Task, args: list[Any], kwargs: dict[str, Any]) -> Any:
+    def _plan(self, task: Task) -> _Plan:
+        """What ``_run`` needs of a task at every job, found at its first job (after the app was
+        finalized, so what ``task_annotations`` set counts): the hooks it overrides, and its time
+        limits and ignore_result, the app's settings where the task has none."""
+        hard = task.time_limit if task.time_limit is not None else self.time_limit
+        soft = task.soft_time_limit if task.soft_time_limit is not None else self.soft_time_limit
+        ignore = bool(task.ignore_result if task.ignore_result is not None else self.ignore_result)
+        return overridden_hooks(task), hard, soft, ignore
+
+    def _called(self, task: Task, job: ClaimedJob, args: list[Any], kwargs: dict[str, Any],
+                headers: dict[str, Any], plan: _Plan) -> Request:
+        """The request of a job whose call gave options (the reserved header, taken out of the
+        headers the task sees): they win over the task's."""
+        call = headers.pop(CALL_HEADER)
+        if not isinstance(call, dict):
+            raise InvalidJobError(f"the job's {CALL_HEADER!r} header is {type(call).__name__}, not the object "
+                                  f"sqlq writes there (was the row written by hand?); it was not run")
+        _, hard, soft, ignore = plan
+        return Request(id=str(call.get("id") or job.id), task=task.name, args=args, kwargs=kwargs,
+                       retries=job.retries, attempt=job.attempt, queue=job.queue, priority=job.priority,
+                       headers=headers, group=job.group_id, hostname=self.hostname, worker_id=self.worker_id,
+                       is_eager=False, timelimit=(call.get("time_limit", hard), call.get("soft_time_limit", soft)),
+                       ignore_result=bool(call.get("ignore_result", ignore)), shadow=call.get("shadow"),
+                       parent_id=call.get("parent_id"), root_id=call.get("root_id"))
+
+    def _call(self, task: Task, args: list[Any], kwargs: dict[str, Any], request: Request) -> Any:
+        hard, soft = request.timelimit
         if task.is_async:
             # asyncio enforces an async task's limit by cancelling it; an exception thrown into the
             # event loop's machinery by the watchdog or SIGALRM would leave the loop broken
-            return self._await(task, task(*args, **kwargs))
-        stop = self.limits.start(task.soft_time_limit, task.time_limit)
+            return self._await(task, task(*args, **kwargs), soft, hard)
+        stop = self.limits.start(soft, hard)
         try:
             return task(*args, **kwargs)
         finally:
             stop()
 
     @staticmethod
-    def _await(task: Task, coro: Any) -> Any:
+    def _await(task: Task, coro: Any, soft: float | None, hard: float | None) -> Any:
         loop = _event_loop()
-        limit = task.soft_time_limit or task.time_limit
+        limit = soft or hard
         if not limit:
             return loop.run_until_complete(coro)
         timeout: asyncio.Timeout | None = None
@@ -308,13 +372,13 @@ class Executor:
         except TimeoutError:
             if timeout is None or not timeout.expired():
                 raise  # the task's own TimeoutError (a network call, say): an ordinary failure
-            kind = SoftTimeLimitExceeded if task.soft_time_limit else TimeLimitExceeded
-            raise kind(f"async task {task.name} ran past its {'soft ' if task.soft_time_limit else ''}"
+            kind = SoftTimeLimitExceeded if soft else TimeLimitExceeded
+            raise kind(f"async task {task.name} ran past its {'soft ' if soft else ''}"
                        f"time limit ({limit} s) and was cancelled") from None
 
-    def _encode_result(self, task: Task, job: ClaimedJob, value: Any) -> Outcome:
+    def _encode_result(self, task: Task, job: ClaimedJob, value: Any, ignore_result: bool) -> Outcome:
         outcome = Outcome(id=job.id, attempt=job.attempt, state="SUCCESS")
-        if task.ignore_result:
+        if ignore_result:
             return outcome
         serializer = task.serializer or self.result_serializer
         if value is None and serializer == "json":  # most tasks return nothing: skip the encoder
@@ -352,15 +416,15 @@ class Executor:
                     session = Session(bind=conn, join_transaction_mode="create_savepoint")
                     request.connection, request.session = conn, session
                     try:
-                        value = self._call(task, args, kwargs)
+                        value = self._call(task, args, kwargs, request)
                         # release the session's savepoint into the job's transaction: left open, close()
                         # would roll back the task's session writes and the FINISH run after it
                         session.commit()
-                        outcome = self._encode_result(task, job, value)
+                        outcome = self._encode_result(task, job, value, request.ignore_result)
                         recorded = self.app.store.finish(raw, self.worker_id, [outcome])
                         if not recorded:
                             log.warning("task %s[%s]: job was taken back from this worker; its writes are "
-                                        "rolled back", task.name, job.id)
+                                        "rolled back", request.shadow or task.name, request.id)
                             transaction.rollback()
                             raise _TakenAway
                     finally:
@@ -374,26 +438,49 @@ class Executor:
         return None, value
 
     def _retry(self, task: Task, job: ClaimedJob, request: Request, when: float | dt.datetime,
-               reason: BaseException) -> RetryRequest:
+               reason: BaseException, einfo: ExceptionInfo | None, hooks: frozenset[str]) -> RetryRequest:
         eta: float | None
         if isinstance(when, dt.datetime):
             when = _as_datetime(when)  # naive means UTC, as in apply_async(eta=)
             eta = when.timestamp()
             delay = max(eta - time.time(), 0.0)  # only for the log and the worker's wake-up
-            log.info("task %s[%s] retry %d at %s: %s", task.name, job.id, job.retries + 1,
+            log.info("task %s[%s] retry %d at %s: %s", request.shadow or task.name, request.id, job.retries + 1,
                      when.isoformat(), db_text(safe_str(reason)))
         else:
             eta, delay = None, float(when)
-            log.info("task %s[%s] retry %d in %.2fs: %s", task.name, job.id, job.retries + 1, delay,
+            log.info("task %s[%s] retry %d in %.2fs: %s", request.shadow or task.name, request.id, job.retries + 1,
+                     delay,
                      db_text(safe_str(reason)))
         signals.task_retry.send(sender=task, request=request, reason=reason)
+        if "on_retry" in hooks and einfo is not None:
+            _hook(task, request, "on_retry", reason, request.id, request.args, request.kwargs, einfo)
         return RetryRequest(id=job.id, attempt=job.attempt, delay=delay,
                             error=db_text(f"{exception_type_name(reason)}: {safe_str(reason)}"), eta=eta)
 
-    def _failure(self, task: Task, job: ClaimedJob, args: list[Any], kwargs: dict[str, Any], exc: BaseException) -> Outcome:
+    def _failure(self, task: Task, job: ClaimedJob, request: Request, args: list[Any], kwargs: dict[str, Any],
+                 exc: BaseException) -> Outcome:
         text = format_traceback(exc)
-        log.error("task %s[%s] failed: %s: %s", task.name, job.id, exception_type_name(exc), db_text(safe_str(exc)))
-        signals.task_failure.send(sender=task, task_id=job.id, exception=exc, args=args, kwargs=kwargs,
+        if task.throws and isinstance(exc, task.throws):  # expected (Celery's throws): no alarm, no traceback
+            log.info("task %s[%s] raised expected: %s: %s", request.shadow or task.name, request.id,
+                     exception_type_name(exc), db_text(safe_str(exc)))
+        else:
+            log.error("task %s[%s] failed: %s: %s", request.shadow or task.name, request.id,
+                      exception_type_name(exc), db_text(safe_str(exc)))
+        signals.task_failure.send(sender=task, task_id=request.id, exception=exc, args=args, kwargs=kwargs,
                                   traceback=exc.__traceback__, einfo=text)
         return failure(job, exc, text)
+
+
+#: The ends after which ``after_return`` is called (not a job taken away or interrupted: those run again).
+_RETURNED = frozenset({"SUCCESS", "FAILURE", "RETRY"})
+
+
+def _hook(task: Task, request: Request, hook: str, *args: Any) -> None:
+    """Call one of the task's hooks; one that raises is logged with its traceback and does not
+    change the job's outcome (as Celery logs an on_failure that raises)."""
+    try:
+        getattr(task, hook)(*args)
+    except Exception:  # noqa: BLE001 - a hook's bug must not change what the job did
+        log.exception("task %s[%s]: its %s hook raised; the job's outcome stands", request.shadow or task.name,
+                      request.id, hook)
 

@@ -175,8 +175,7 @@ class Hooked(Task):
 
 
 def _hooked(app, fn, name, **options):
-    task = Hooked(app, fn, name, **options)
-    app.tasks[name] = task
+    task = app.task(base=Hooked, name=name, **options)(fn)  # (a subclass of Hooked, registered)
     Hooked.calls = []
     return task
 
@@ -203,7 +202,10 @@ def test_a_hook_that_raises_is_logged_and_the_outcome_stands(app, caplog):
         def on_success(self, retval, task_id, args, kwargs):
             raise RuntimeError("hook broke")
 
-    task = Broken(app, lambda: 1, "proj.broken")
+    def one():
+        return 1
+
+    task = app.task(base=Broken, name="proj.broken")(one)
     assert apply(task).get() == 1
     assert "the on_success hook of task proj.broken raised" in caplog.text
 

@@ -512,7 +512,11 @@ class App:
                 f"known options: {', '.join(sorted(APPLY_OPTIONS))}"
             )
         spec = self.build_job(name, args, kwargs, **options)
-        return self.enqueue([spec], connection=connection)[0]
+        result = self.enqueue([spec], connection=connection)[0]
+        task_id = options.get("task_id")
+        if isinstance(task_id, str) and result.id != task_id and result.id == spec.id:
+            result.id = task_id  # a task id that is not the row's UUID: the handle shows the caller's
+        return result
 
     def AsyncResult(self, task_id: str, task_name: str | None = None) -> _AsyncResult:  # noqa: N802
         return AsyncResult(task_id, self, task_name)

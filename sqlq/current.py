@@ -44,9 +44,12 @@ def get_current_app() -> App:
         return app
     from .app import App  # (app.py imports this module)
 
+    # made outside the lock: a new App takes it too (app_created). Two threads racing here may
+    # each make one; the first to store its own is the current app, the other is dropped.
+    made = App(set_as_current=False)
     with _lock:
         if _current is None:
-            _current = App(set_as_current=False)
+            _current = made
         return _current
 
 

@@ -30,7 +30,7 @@ import contextvars
 import datetime as dt
 import logging
 import socket
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from . import serialization, signals
@@ -43,7 +43,7 @@ from .errors import (
     TimeLimitExceeded,
 )
 from .result import READY_STATES, AsyncResult
-from .task import Request, Task, _current_request
+from .task import ExceptionInfo, Request, Task, _current_request, overridden_hooks
 
 if TYPE_CHECKING:
     from .app import App
@@ -51,7 +51,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("sqlq.eager")
 
 #: The task hooks eager mode calls, with Celery's names.
-HOOKS = ("before_start", "on_success", "on_failure", "on_retry", "after_return")
 
 #: Options of ``apply_async`` that mean something only where there is a queue and a clock to wait
 #: on: accepted (a call written for a worker runs eagerly unchanged) and documented as having no
@@ -159,15 +158,6 @@ class EagerResult(AsyncResult):
         return False
 
 
-def _hooks(task: Task) -> frozenset[str]:
-    """The hooks ``task`` defines: ``sqlq.task.overridden_hooks`` where this sqlq has it (then a
-    plain task's base no-ops are skipped), else whichever of them the task object has."""
-    finder: Callable[[Task], frozenset[str]] | None = getattr(task_module, "overridden_hooks", None)
-    if finder is not None:
-        return frozenset(finder(task))
-    return frozenset(h for h in HOOKS if callable(getattr(task, h, None)))
-
-
 def _call_hook(task: Task, hooks: frozenset[str], name: str, *args: Any) -> None:
     """Call hook ``name`` when the task has it; one that raises is logged and the outcome stands
     (as a signal receiver's error is), because the task itself has already finished."""
@@ -251,7 +241,7 @@ class _EagerRun:
         self.headers = headers
         self.queue = queue
         self.priority = priority
-        self.hooks = _hooks(task)
+        self.hooks = overridden_hooks(task)
         self.hostname = socket.gethostname()
 
     def run(self, ctype: str, args_text: str | None, kwargs_text: str | None, payload: bytes | None,
@@ -280,31 +270,33 @@ class _EagerRun:
                           attempt=retries + 1, queue=self.queue, priority=self.priority, headers=self.headers,
                           hostname=self.hostname, is_eager=True)
         token = _current_request.set(request)
-        state, retval, einfo = "FAILURE", None, None
+        state, retval = "FAILURE", None
+        einfo: ExceptionInfo | None = None
         try:
             if signals.task_prerun.has_receivers:
                 signals.task_prerun.send(sender=task, task_id=task_id, task=task, args=args, kwargs=kwargs)
             try:
                 if "before_start" in hooks:
-                    getattr(task, "before_start")(task_id, args, kwargs)  # noqa: B009 - (may not exist)
+                    task.before_start(task_id, args, kwargs)
                 retval = self._call(request, args, kwargs)
                 value = self._round_trip_result(retval)
             except Retry as retry:
                 reason = retry.exc or retry
-                state, einfo = "RETRY", format_traceback(reason)
+                state, einfo = "RETRY", ExceptionInfo(reason, format_traceback(reason))
                 self._retried(request, reason, einfo, args, kwargs)
                 return None
             except Exception as exc:  # noqa: BLE001 - every failure becomes the call's FAILURE
                 if self._autoretries(exc, retries):
-                    state, einfo = "RETRY", format_traceback(exc)
+                    state, einfo = "RETRY", ExceptionInfo(exc, format_traceback(exc))
                     self._retried(request, exc, einfo, args, kwargs)
                     return None
-                einfo = format_traceback(exc)
+                einfo = ExceptionInfo(exc, format_traceback(exc))
                 _call_hook(task, hooks, "on_failure", exc, task_id, args, kwargs, einfo)
                 signals.task_failure.send(sender=task, task_id=task_id, exception=exc, args=args, kwargs=kwargs,
-                                          traceback=exc.__traceback__, einfo=einfo)
+                                          traceback=exc.__traceback__, einfo=einfo.traceback)
                 retval = exc
-                return EagerResult(task_id, exc, "FAILURE", app=self.app, task_name=task.name, traceback=einfo,
+                return EagerResult(task_id, exc, "FAILURE", app=self.app, task_name=task.name,
+                                   traceback=einfo.traceback,
                                    retries=retries)
             state = "SUCCESS"
             _call_hook(task, hooks, "on_success", retval, task_id, args, kwargs)
@@ -328,7 +320,7 @@ class _EagerRun:
         limit = task.retry_kwargs.get("max_retries", task.max_retries)
         return limit is None or retries < limit
 
-    def _retried(self, request: Request, reason: BaseException, einfo: str, args: list[Any],
+    def _retried(self, request: Request, reason: BaseException, einfo: ExceptionInfo, args: list[Any],
                  kwargs: dict[str, Any]) -> None:
         log.info("task %s[%s] retry %d (eager: at once): %s", self.task.name, self.task_id, request.retries + 1,
                  serialization.safe_str(reason))

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, cast
 import psycopg
 
 from . import serialization, signals
+from .config import naive_timezone
 from .db import broke, broke_in_transaction, raise_clear_error, write_lost
 from .errors import ConfigurationError, DatabaseUnavailableError, SerializationError
 from .result import AsyncResult, GroupResult
@@ -78,11 +79,11 @@ def build_job(app: App, task_name: str, args: Sequence[Any] | None, kwargs: dict
         raise ConfigurationError("pass either countdown= or eta=, not both")
     expires_at = expires_in = None
     if isinstance(expires, dt.datetime):
-        expires_at = expires if expires.tzinfo else expires.replace(tzinfo=dt.UTC)
+        expires_at = expires if expires.tzinfo else expires.replace(tzinfo=naive_timezone(app.conf))
     elif expires is not None:
         expires_in = float(expires)
     if eta is not None and eta.tzinfo is None:
-        eta = eta.replace(tzinfo=dt.UTC)
+        eta = eta.replace(tzinfo=naive_timezone(app.conf))  # UTC unless enable_utc=False
     if task_id:
         job_id, call = _job_id(task_id)
     else:

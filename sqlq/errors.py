@@ -73,10 +73,6 @@ class InvalidJobError(SqlqError):
     type and a message naming the column and its value; raised when a claim still fails after that."""
 
 
-class InvalidTaskIdError(SqlqError, ValueError):
-    """A task id is not a UUID, so no job can have it (``AsyncResult('…')``, ``sqlq result …``)."""
-
-
 class TaskArgumentsError(SqlqError, TypeError):
     """A call's arguments do not fit the task's signature (``typing=True``, checked by delay and
     apply_async before anything is sent); a TypeError, as Celery raises."""

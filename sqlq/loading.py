@@ -114,8 +114,8 @@ def _app_in(module: ModuleType, path: str, app_type: type[App]) -> App | None:
 def app_path(app: App) -> str | None:
     """An importable ``module:attr`` for ``app`` (prefork children import it), if there is one."""
     for name, module in list(sys.modules.items()):
-        if name == "__main__" or module is None:
-            continue
+        if name == "__main__" or module is None or name == "sqlq" or name.startswith("sqlq."):
+            continue  # (sqlq's own modules hold apps too: sqlq.current's current app)
         try:
             for attr, value in vars(module).items():
                 if value is app:

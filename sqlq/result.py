@@ -66,8 +66,8 @@ class AsyncResult:
     __slots__ = ("id", "app", "task_name", "_cache")
 
     def __init__(self, id: str, app: App | None = None, task_name: str | None = None):
-        # Any string is accepted here, as in Celery; one that is not a UUID raises
-        # InvalidTaskIdError at the first database use (state, get, forget, revoke …).
+        # Any string is a task id, as in Celery: one that is not a UUID is looked up by its
+        # row's uuid5 (sqlq.task.task_uuid).
         # Without an app, the current app's (sqlq.current), as Celery's AsyncResult(id) does.
         self.id = str(id)
         if app is None:

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType, TracebackType
 from typing import TYPE_CHECKING, Any, ClassVar, cast
 
+from .config import naive_timezone
 from .errors import (
     ConfigurationError,
     MaxRetriesExceededError,
@@ -39,6 +40,7 @@ from .store import JobSpec
 
 if TYPE_CHECKING:
     from .app import App
+    from .config import Settings
     from .result import AsyncResult, GroupResult
 
 _MISSING = object()
@@ -130,9 +132,10 @@ def task_uuid(task_id: str) -> str:
         return str(uuid.uuid5(TASK_ID_NAMESPACE, task_id))
 
 
-def _as_datetime(value: dt.datetime) -> dt.datetime:
-    """Naive datetimes are taken as UTC, as Celery does with its default timezone."""
-    return value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)
+def _as_datetime(value: dt.datetime, conf: Settings) -> dt.datetime:
+    """A naive datetime is taken to be in ``naive_timezone(conf)``, as Celery reads it: UTC while
+    ``enable_utc`` (the default), else the ``timezone`` setting."""
+    return value if value.tzinfo is not None else value.replace(tzinfo=naive_timezone(conf))
 
 
 class ExceptionInfo:
@@ -491,7 +494,7 @@ class Task:
             )
         when: float | dt.datetime
         if eta is not None:
-            when = _as_datetime(eta)  # a moment: the database places it, as apply_async(eta=) does
+            when = _as_datetime(eta, self.app.conf)  # a moment: the database places it, as apply_async(eta=) does
         elif countdown is not None:
             when = max(float(countdown), 0.0)
         else:

@@ -25,8 +25,8 @@ from types import ModuleType
 import psycopg
 import pytest
 
-from sqlq import App, Task
-from sqlq.errors import InvalidTaskIdError, SqlqCompatibilityWarning
+from sqlq import App
+from sqlq.errors import SqlqCompatibilityWarning
 from tests.apps.harness import job_row
 
 GUIDES = Path(__file__).resolve().parent / "celery_guides"
@@ -110,8 +110,6 @@ def test_first_steps_configuration(guide):
 
 
 def test_first_steps_celeryconfig_module(guide, run_worker, raw_conn, schema):
-    if not hasattr(Task, "rate_limit"):
-        pytest.skip("the rate_limit task attribute comes with the task part of issue #12")
     guide("first_steps")
     with pytest.warns(SqlqCompatibilityWarning):
         from tasks import add, app
@@ -162,8 +160,6 @@ def test_next_steps_calling_tasks(guide, run_worker, raw_conn, schema):
         assert res.state == 'FAILURE'
 
 
-@pytest.mark.xfail(raises=InvalidTaskIdError, strict=False,
-                   reason="ids that are not UUIDs come with the task part of issue #12 (item 4)")
 def test_next_steps_an_unknown_id_is_pending(guide):
     guide("next_steps")
     from proj.celery import app

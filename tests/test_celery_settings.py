@@ -108,3 +108,19 @@ def test_result_expires_as_a_timedelta_deletes_old_results(make_app, database_ur
         result = add.delay(1, 1)
         assert result.get(timeout=30) == 2
         wait_for(lambda: result_row(raw_conn, schema, result.id) is None, message="the result to expire")
+
+
+def test_enable_utc_false_reads_naive_datetimes_in_the_apps_timezone(make_app, raw_conn, schema):
+    """Celery's enable_utc=False: a naive eta or expires is wall time in ``timezone``; an aware
+    one, and every naive one while enable_utc is on (the default), is unchanged."""
+    app = make_app("proj", timezone="Asia/Tokyo", enable_utc=False)
+    report = app.task(name="proj.report")(lambda: None)
+    naive = dt.datetime(2030, 1, 1, 9, 0)
+    tokyo = report.apply_async(eta=naive, expires=naive + dt.timedelta(hours=1))
+    row = job_row(raw_conn, schema, tokyo.id)
+    assert row is not None
+    assert row["run_at"] == dt.datetime(2030, 1, 1, 0, 0, tzinfo=dt.UTC)
+    assert row["expires_at"] == dt.datetime(2030, 1, 1, 1, 0, tzinfo=dt.UTC)
+    app.conf.enable_utc = True
+    utc = job_row(raw_conn, schema, report.apply_async(eta=naive).id)
+    assert utc is not None and utc["run_at"] == dt.datetime(2030, 1, 1, 9, 0, tzinfo=dt.UTC)

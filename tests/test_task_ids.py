@@ -51,7 +51,9 @@ def test_send_task_and_async_sends_keep_the_string_id(app, whoami, run_worker):
         return await whoami.aapply_async(kwargs={"tag": "a"}, task_id="by-async")
 
     from_async = asyncio.run(send())
-    assert (by_name.id, from_async.id) == ("by-name", "by-async")
+    unregistered = app.send_task("elsewhere.report", task_id="by-name-unknown")  # no local task
+    assert (by_name.id, from_async.id, unregistered.id) == ("by-name", "by-async", "by-name-unknown")
+    assert app.AsyncResult("by-name-unknown").state == "PENDING"
     with run_worker(app):
         assert by_name.get(timeout=TIMEOUT) == {"id": "by-name", "tag": "n"}
         assert from_async.get(timeout=TIMEOUT) == {"id": "by-async", "tag": "a"}

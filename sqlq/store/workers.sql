@@ -99,7 +99,7 @@ WITH dead AS (
            CASE WHEN acks_late
                 THEN format('the worker died while running this job, %%s times in a row; giving up',
                             attempt::bigint - retries)
-                ELSE 'the worker died while running this job (acks_late is off, so it is not re-run)' END,
+                ELSE 'the worker died while running this job (acks_late is off, or reject_on_worker_lost is False, so it is not re-run)' END,
            NULL, enqueued_at, started_at, clock_timestamp(), attempt, retries, worker_id, group_id
     FROM failed
     ON CONFLICT (id) DO NOTHING
@@ -140,7 +140,7 @@ WITH lost AS (
            CASE WHEN acks_late
                 THEN format('the worker died while running this job, %%s times in a row; giving up',
                             attempt::bigint - retries)
-                ELSE 'the worker died while running this job (acks_late is off, so it is not re-run)' END,
+                ELSE 'the worker died while running this job (acks_late is off, or reject_on_worker_lost is False, so it is not re-run)' END,
            NULL, enqueued_at, started_at, clock_timestamp(), attempt, retries, worker_id, group_id
     FROM failed
     ON CONFLICT (id) DO NOTHING

@@ -441,7 +441,7 @@ class Executor:
                reason: BaseException, einfo: ExceptionInfo | None, hooks: frozenset[str]) -> RetryRequest:
         eta: float | None
         if isinstance(when, dt.datetime):
-            when = _as_datetime(when)  # naive means UTC, as in apply_async(eta=)
+            when = _as_datetime(when, self.app.conf)  # naive: as in apply_async(eta=)
             eta = when.timestamp()
             delay = max(eta - time.time(), 0.0)  # only for the log and the worker's wake-up
             log.info("task %s[%s] retry %d at %s: %s", request.shadow or task.name, request.id, job.retries + 1,

@@ -317,10 +317,12 @@ class Base(Task):
 
 
 def test_task_cls_gives_app_task():
-    assert App(set_as_current=False).Task is Task
-    assert App(task_cls=Base, set_as_current=False).Task is Base
-    assert App(task_cls=f"{__name__}:Base", set_as_current=False).Task is Base
-    assert App(task_cls=f"{__name__}.Base", set_as_current=False).Task is Base
+    """app.Task is the app's own subclass of task_cls (sqlq.Task when none), bound to the app."""
+    plain = App(set_as_current=False)
+    assert plain.Task.__mro__[1] is Task and plain.Task._app is plain
+    assert App(task_cls=Base, set_as_current=False).Task.__mro__[1] is Base
+    assert App(task_cls=f"{__name__}:Base", set_as_current=False).Task.__mro__[1] is Base
+    assert App(task_cls=f"{__name__}.Base", set_as_current=False).Task.__mro__[1] is Base
     with pytest.raises(ConfigurationError, match="not a subclass of sqlq.Task"):
         _ = App(task_cls=f"{__name__}.CELERY_5_5_SETTINGS", set_as_current=False).Task
     with pytest.raises(ConfigurationError, match="cannot be imported"):
@@ -417,13 +419,14 @@ def test_a_task_registered_after_finalize_is_annotated_and_methods_are_bound():
 
 def test_task_annotations_errors_name_the_problem():
     app = App("proj", task_annotations={"tasks.add": {"rate_limt": "10/s"}}, set_as_current=False)
-    _tasks(app)
+    # annotations given before a task is registered apply (and fail) at its registration
     with pytest.raises(ConfigurationError, match="sets 'rate_limt' on task 'tasks.add', which sqlq tasks do not have"):
-        app.finalize()
+        _tasks(app)
     for bad, match in ((3, "not a dict, an object with annotate"), ({"tasks.add": 3}, "maps a task name"),
                        ([lambda task: 3], "must return a dict"), ({"tasks.add": {"@on_failure": len}}, "'@on_failure'")):
-        other = App("proj", task_annotations=bad, set_as_current=False)
+        other = App("proj", set_as_current=False)
         _tasks(other)
+        other.conf.task_annotations = bad  # given after: finalize applies them
         with pytest.raises(ConfigurationError, match=match):
             other.finalize()
 

@@ -165,7 +165,8 @@ class Hooked(Task):
         self.calls.append(("on_success", retval, task_id, args, kwargs))
 
     def on_failure(self, exc, task_id, args, kwargs, einfo):
-        self.calls.append(("on_failure", type(exc).__name__, task_id, args, kwargs, "Boom" in str(einfo)))
+        self.calls.append(("on_failure", type(exc).__name__, task_id, args, kwargs,
+                           einfo.exception is exc and einfo.type is Boom and "Boom: bad" in einfo.traceback))
 
     def on_retry(self, exc, task_id, args, kwargs, einfo):
         self.calls.append(("on_retry", type(exc).__name__, task_id, args, kwargs))

@@ -28,6 +28,7 @@ __getattr__ = lazy_exports(__name__, {
     "Signature": ".canvas", "signature": ".canvas", "subtask": ".canvas", "EagerResult": ".eager",
     "Exchange": ".routing.declarations", "Queue": ".routing.declarations", "binding": ".routing.declarations",
     "Broadcast": ".routing.declarations",
+    "get_task_logger": ".log",
 })
 
 __all__ = [
@@ -56,6 +57,7 @@ __all__ = [
     "crontab",
     "current_app",
     "every",
+    "get_task_logger",
     "shared_task",
     "signature",
     "solar",

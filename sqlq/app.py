@@ -59,7 +59,8 @@ if TYPE_CHECKING:
 #: What @app.task(...) accepts besides name= and base=: Task's attributes (a custom base class may add
 #: its own: any attribute of the base is accepted).
 _TASK_OPTIONS = frozenset({
-    "bind", "typing", "max_retries", "default_retry_delay", "autoretry_for", "retry_kwargs", "retry_backoff",
+    "bind", "typing", "max_retries", "default_retry_delay", "autoretry_for", "dont_autoretry_for", "retry_kwargs",
+    "retry_backoff",
     "retry_backoff_max", "retry_jitter", "acks_late", "reject_on_worker_lost", "ignore_result", "queue",
     "priority", "time_limit", "soft_time_limit", "rate_limit", "throws", "track_started", "serializer",
     "expires", "transactional"})
@@ -79,7 +80,7 @@ def _base_attribute(base: type, key: str) -> bool:
 def _task_option_values(name: str, options: dict[str, Any]) -> dict[str, Any]:
     """@app.task's options as class attributes, in the types the worker reads (tuples, a dict)."""
     values = dict(options)
-    for key in ("autoretry_for", "throws"):
+    for key in ("autoretry_for", "dont_autoretry_for", "throws"):
         if key in values:
             given = values[key]
             values[key] = tuple(given) if isinstance(given, list | tuple | set | frozenset) else (given,)
@@ -472,7 +473,12 @@ class App:
                 )
         # a task made inside a function is named by its function name only, as Celery does
         qualname = fn.__name__ if "<locals>" in fn.__qualname__ else fn.__qualname__
-        return f"{module}.{qualname}"
+        return self.gen_task_name(qualname, module)
+
+    def gen_task_name(self, name: str, module: str) -> str:
+        """The name of a task defined as ``name`` in ``module`` when none is given: Celery's hook, so
+        an app subclass that shortens names (drops a ``.tasks`` suffix, say) carries over."""
+        return f"{module}.{name}"
 
     def autodiscover_tasks(self, packages: Sequence[str] | Callable[[], Sequence[str]],
                            related_name: str = "tasks") -> list[str]:

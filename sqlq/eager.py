@@ -39,8 +39,6 @@ from .errors import (
     ConfigurationError,
     Retry,
     SerializationError,
-    SoftTimeLimitExceeded,
-    TimeLimitExceeded,
 )
 from .result import READY_STATES, AsyncResult
 from .task import ExceptionInfo, Request, Task, _current_request, overridden_hooks
@@ -286,7 +284,7 @@ class _EagerRun:
                 self._retried(request, reason, einfo, args, kwargs)
                 return None
             except Exception as exc:  # noqa: BLE001 - every failure becomes the call's FAILURE
-                if self._autoretries(exc, retries):
+                if self.task.autoretries(exc, retries):
                     state, einfo = "RETRY", ExceptionInfo(exc, format_traceback(exc))
                     self._retried(request, exc, einfo, args, kwargs)
                     return None
@@ -311,14 +309,6 @@ class _EagerRun:
                                               retval=retval if state == "SUCCESS" else None, state=state)
             finally:
                 _current_request.reset(token)
-
-    def _autoretries(self, exc: Exception, retries: int) -> bool:
-        task = self.task
-        if not task.autoretry_for or not isinstance(exc, task.autoretry_for) or isinstance(
-                exc, SoftTimeLimitExceeded | TimeLimitExceeded):
-            return False
-        limit = task.retry_kwargs.get("max_retries", task.max_retries)
-        return limit is None or retries < limit
 
     def _retried(self, request: Request, reason: BaseException, einfo: ExceptionInfo, args: list[Any],
                  kwargs: dict[str, Any]) -> None:

@@ -30,10 +30,14 @@ from typing import TYPE_CHECKING, Any, ClassVar, cast
 from .config import naive_timezone
 from .errors import (
     ConfigurationError,
+    DatabaseUnavailableError,
     MaxRetriesExceededError,
     Retry,
+    SoftTimeLimitExceeded,
+    SqlqError,
     TaskArgumentsError,
     TaskDefinitionError,
+    TimeLimitExceeded,
     TransactionalTaskError,
 )
 from .store import JobSpec
@@ -183,6 +187,8 @@ class Task:
     max_retries: int | None = 3
     default_retry_delay: float = 180
     autoretry_for: tuple[type[BaseException], ...] = ()
+    #: Exceptions ``autoretry_for`` would retry that fail the job at once instead (Celery's name).
+    dont_autoretry_for: tuple[type[BaseException], ...] = ()
     retry_kwargs: Mapping[str, Any] = MappingProxyType({})
     retry_backoff: bool | float = False
     retry_backoff_max: float = 600
@@ -209,6 +215,9 @@ class Task:
     expires: float | dt.datetime | None = None
     #: The worker runs the task in a transaction that also records its outcome (``self.connection``).
     transactional: bool = False
+    #: What ``delay()``/``apply_async()`` raise when PostgreSQL cannot be reached (Celery's
+    #: ``task.OperationalError``, there the broker connection's error), for ``except add.OperationalError``.
+    OperationalError: ClassVar[type[SqlqError]] = DatabaseUnavailableError
 
     #: Whether ``run`` is a coroutine function; set per class.
     is_async: ClassVar[bool] = False
@@ -503,6 +512,18 @@ class Task:
         if throw:
             raise signal
         return signal
+
+    def autoretries(self, exc: BaseException, retries: int) -> bool:
+        """Whether ``autoretry_for`` has the job run again after ``exc``, its ``retries``-th retry so
+        far: a listed exception not in ``dont_autoretry_for``, with retries left. A time limit never
+        is: the limit is the task's own verdict on the run (the worker and eager mode both ask this)."""
+        if not self.autoretry_for or not isinstance(exc, self.autoretry_for) or isinstance(
+                exc, SoftTimeLimitExceeded | TimeLimitExceeded):
+            return False
+        if self.dont_autoretry_for and isinstance(exc, self.dont_autoretry_for):
+            return False
+        limit = self.retry_kwargs.get("max_retries", self.max_retries)
+        return limit is None or retries < limit
 
     def backoff_delay(self, retries: int) -> float:
         """Delay before retry number ``retries + 1`` for ``autoretry_for``: exponential, capped,

@@ -290,15 +290,11 @@ class Executor:
             except BaseException as exc:  # noqa: BLE001 - every failure is recorded, never lost
                 if isinstance(exc, KeyboardInterrupt):
                     raise
-                if task.autoretry_for and isinstance(exc, task.autoretry_for) and not isinstance(
-                        exc, SoftTimeLimitExceeded | TimeLimitExceeded):
-                    limit = task.retry_kwargs.get("max_retries", task.max_retries)
-                    if limit is None or job.retries < limit:
-                        state, ended = "RETRY", exc
-                        if hooks:
-                            einfo = ExceptionInfo(exc, format_traceback(exc))
-                        return self._retry(task, job, request, task.backoff_delay(job.retries), exc, einfo,
-                                           hooks)
+                if task.autoretry_for and task.autoretries(exc, job.retries):
+                    state, ended = "RETRY", exc
+                    if hooks:
+                        einfo = ExceptionInfo(exc, format_traceback(exc))
+                    return self._retry(task, job, request, task.backoff_delay(job.retries), exc, einfo, hooks)
                 exc = _explain_time_limit(task, request, exc)
                 ended = exc
                 outcome = self._failure(task, job, request, args, kwargs, exc)

@@ -64,6 +64,26 @@ _TASK_OPTIONS = frozenset({
     "retry_backoff_max", "retry_jitter", "acks_late", "reject_on_worker_lost", "ignore_result", "queue",
     "priority", "time_limit", "soft_time_limit", "rate_limit", "throws", "track_started", "serializer",
     "expires", "transactional"})
+#: Celery's task options that have no meaning here: accepted with one warning each saying why.
+_CELERY_TASK_NO_EFFECT = {
+    "compression": "jobs are rows, not broker messages; PostgreSQL compresses large values itself (TOAST)",
+    "backend": "results are rows in the same database as the jobs",
+    "store_errors_even_if_ignored": "sqlq always records a failure, ignore_result or not",
+    "trail": "a running task's request.children always collects what it sends",
+    "resultrepr_maxsize": "sqlq's log lines never show return values",
+    "abstract": "a base class is any subclass of app.Task; it is never registered unless you register it",
+}
+#: Celery's task options sqlq does not support: an error saying so and what to do instead.
+_CELERY_TASK_UNSUPPORTED = {
+    "pydantic": "validate or convert the arguments in the task itself (or in a base class's __call__)",
+    "pydantic_strict": "see pydantic: not supported",
+    "pydantic_context": "see pydantic: not supported",
+    "pydantic_dump_kwargs": "see pydantic: not supported",
+    "Request": "self.request is always sqlq.task.Request; override before_start for per-run set-up",
+    "Strategy": "the worker's claim is SQL; route or rate-limit the task instead",
+    "send_events": "task events come with issue #14 (worker_send_task_events)",
+    "store_eager_result": "an eager call writes nothing to the database; use a worker (sqlq_worker in tests)",
+}
 #: Attributes of a task that are not options: its methods and what the app sets.
 _NOT_OPTIONS = frozenset({"app", "request", "connection", "session", "run", "is_async"})
 
@@ -424,6 +444,13 @@ class App:
         if not (isinstance(base, type) and issubclass(base, Task)):
             raise TaskDefinitionError(f"base= must be a subclass of sqlq.Task (app.Task), got {base!r} for {name!r}")
         validate_task_name(name)
+        for key in [k for k in options if k in _CELERY_TASK_UNSUPPORTED or k in _CELERY_TASK_NO_EFFECT]:
+            if key in _CELERY_TASK_UNSUPPORTED:
+                raise TaskDefinitionError(f"@app.task({key}=...) for {name!r} is Celery's, and sqlq does not "
+                                          f"support it: {_CELERY_TASK_UNSUPPORTED[key]}")
+            warnings.warn(f"@app.task({key}=...) for {name!r} has no effect in sqlq: {_CELERY_TASK_NO_EFFECT[key]}",
+                          SqlqCompatibilityWarning, stacklevel=3)
+            del options[key]
         unknown = [key for key in options if key not in _TASK_OPTIONS and not _base_attribute(base, key)]
         if unknown:
             raise TaskDefinitionError(

@@ -130,7 +130,8 @@ def _job_id(task_id: str) -> tuple[str, dict[str, Any] | None]:
 def _call_options(task_name: str, call: dict[str, Any] | None, *, time_limit: float | None = None,
                   soft_time_limit: float | None = None, ignore_result: bool | None = None,
                   shadow: str | None = None, retry: bool | None = None, retry_policy: dict[str, Any] | None = None,
-                  add_to_parent: bool = True, **broker_options: Any) -> dict[str, Any] | None:
+                  add_to_parent: bool = True, argsrepr: str | None = None, kwargsrepr: str | None = None,
+                  **broker_options: Any) -> dict[str, Any] | None:
     """The per-call options a worker reads (into ``call``), each checked here so that a bad one
     raises at the call, not in the worker.
 
@@ -153,6 +154,12 @@ def _call_options(task_name: str, call: dict[str, Any] | None, *, time_limit: fl
         if not isinstance(ignore_result, bool):
             raise ConfigurationError(f"ignore_result must be True or False, got {ignore_result!r}")
         call["ignore_result"] = ignore_result
+    for key, shown in (("argsrepr", argsrepr), ("kwargsrepr", kwargsrepr)):
+        if shown is not None:
+            if not isinstance(shown, str):
+                raise ConfigurationError(f"{key} must be a string (what is shown instead of the arguments), "
+                                         f"got {type(shown).__name__}")
+            call[key] = shown
     if shadow is not None:
         if not isinstance(shadow, str) or not shadow:
             raise ConfigurationError(f"shadow must be a non-empty string (the name logs show), got {shadow!r}")

@@ -143,6 +143,7 @@ CELERY_HEADERS = ("lang", "task", "id", "shadow", "eta", "expires", "group", "gr
 def _publish_arguments(spec: JobSpec) -> dict[str, Any]:
     """What Celery's publish signals are sent with, for one job about to be (or just) written."""
     from . import serialization
+    from .task import CALL_HEADER
 
     user = serialization.json_loads(spec.headers) if spec.headers and spec.headers != "{}" else {}
     try:
@@ -152,10 +153,15 @@ def _publish_arguments(spec: JobSpec) -> dict[str, Any]:
         args, kwargs = None, None
     eta = spec.eta.isoformat() if spec.eta is not None else None
     expires = spec.expires_at.isoformat() if spec.expires_at is not None else spec.expires_in
-    headers = {**user, "lang": "py", "task": spec.task, "id": spec.id, "shadow": None, "eta": eta,
-               "expires": expires, "group": spec.group_id, "group_index": None, "retries": 0,
-               "timelimit": [None, None], "root_id": spec.id, "parent_id": None, "argsrepr": repr(args),
-               "kwargsrepr": repr(kwargs), "origin": None, "ignore_result": False}
+    call = user.get(CALL_HEADER)  # the per-call options (sqlq.task.CALL_HEADER), where the call gave any
+    call = call if isinstance(call, dict) else {}
+    headers = {**user, "lang": "py", "task": spec.task, "id": call.get("id", spec.id),
+               "shadow": call.get("shadow"), "eta": eta, "expires": expires, "group": spec.group_id,
+               "group_index": None, "retries": 0,
+               "timelimit": [call.get("time_limit"), call.get("soft_time_limit")],
+               "root_id": call.get("root_id", spec.id), "parent_id": call.get("parent_id"),
+               "argsrepr": call.get("argsrepr", repr(args)), "kwargsrepr": call.get("kwargsrepr", repr(kwargs)),
+               "origin": None, "ignore_result": bool(call.get("ignore_result", False))}
     return {"body": (args, kwargs, {}), "exchange": spec.exchange or "",
             "routing_key": spec.routing_key if spec.exchange else spec.queue, "headers": headers,
             "properties": {"correlation_id": spec.id, "content_type": spec.content_type,

@@ -80,6 +80,10 @@ class Request:
     parent_id: str | None = None
     root_id: str | None = None
     children: list[Any] = field(default_factory=list)
+    #: What the caller gave as ``argsrepr=``/``kwargsrepr=`` (Celery's way to keep secrets out of
+    #: what is shown of a call); None when it gave none.
+    argsrepr: str | None = None
+    kwargsrepr: str | None = None
 
     @property
     def called_directly(self) -> bool:
@@ -88,7 +92,8 @@ class Request:
 
 
 #: The reserved key of a job's headers under which the per-call options a worker needs travel
-#: (a task id that is not a UUID, time limits, ignore_result, shadow, parent and root ids).
+#: (a task id that is not a UUID, time limits, ignore_result, shadow, argsrepr/kwargsrepr, parent
+#: and root ids).
 CALL_HEADER = "sqlq"
 
 #: Options of apply_async that concern a broker connection (kombu's producer); sqlq has no broker, so
@@ -109,7 +114,8 @@ RETRY_POLICY_KEYS = frozenset({"max_retries", "interval_start", "interval_step",
 #: What ``apply_async`` (and the bulk forms) accept besides args, kwargs and connection.
 APPLY_OPTIONS = frozenset({"countdown", "eta", "expires", "queue", "priority", "task_id", "headers",
                            "serializer", "exchange", "routing_key", "time_limit", "soft_time_limit",
-                           "ignore_result", "retry", "retry_policy", "shadow", "add_to_parent"}) | BROKER_OPTIONS
+                           "ignore_result", "retry", "retry_policy", "shadow", "add_to_parent",
+                           "argsrepr", "kwargsrepr"}) | BROKER_OPTIONS
 
 #: The hook methods, with Celery's signatures; the worker calls those a task's class overrides.
 HOOKS = frozenset({"before_start", "on_success", "on_failure", "on_retry", "after_return"})

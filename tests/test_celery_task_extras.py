@@ -107,3 +107,29 @@ def test_get_task_logger_lines_reach_sqlq_and_carry_the_task(app: App):
         sqlq_logger.removeHandler(handler)
         sqlq_logger.setLevel(old_level)
     assert " proj.report[r-1] making the report" in seen
+
+
+def test_argsrepr_and_kwargsrepr_stand_in_for_the_arguments(app: App, run_worker):
+    """Celery's argsrepr=/kwargsrepr= keep secrets out of what is shown of a call: the publish
+    signals' headers and the running task's request carry them; the task gets the real arguments."""
+    from sqlq import signals
+
+    seen: dict[str, object] = {}
+
+    @app.task(name="proj.login", bind=True)
+    def login(self, user, password):
+        return [password == "s3cret", self.request.argsrepr, self.request.kwargsrepr]
+
+    def published(sender=None, headers=None, **kwargs):
+        seen.update(argsrepr=headers["argsrepr"], kwargsrepr=headers["kwargsrepr"], shadow=headers["shadow"])
+
+    signals.before_task_publish.connect(published)
+    try:
+        result = login.apply_async(("ann", "s3cret"), argsrepr="('ann', '***')", kwargsrepr="{}", shadow="login")
+    finally:
+        signals.before_task_publish.disconnect(published)
+    assert seen == {"argsrepr": "('ann', '***')", "kwargsrepr": "{}", "shadow": "login"}
+    with run_worker(app, pool="threads"):
+        assert result.get(timeout=TIMEOUT) == [True, "('ann', '***')", "{}"]
+    with pytest.raises(Exception, match="argsrepr must be a string"):
+        login.apply_async(("ann", "x"), argsrepr=("ann", "***"))

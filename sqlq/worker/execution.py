@@ -336,7 +336,8 @@ class Executor:
                        headers=headers, group=job.group_id, hostname=self.hostname, worker_id=self.worker_id,
                        is_eager=False, timelimit=(call.get("time_limit", hard), call.get("soft_time_limit", soft)),
                        ignore_result=bool(call.get("ignore_result", ignore)), shadow=call.get("shadow"),
-                       parent_id=call.get("parent_id"), root_id=call.get("root_id"))
+                       parent_id=call.get("parent_id"), root_id=call.get("root_id"),
+                       argsrepr=call.get("argsrepr"), kwargsrepr=call.get("kwargsrepr"))
 
     def _call(self, task: Task, args: list[Any], kwargs: dict[str, Any], request: Request) -> Any:
         hard, soft = request.timelimit

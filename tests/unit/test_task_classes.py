@@ -420,3 +420,24 @@ def test_apply_and_always_eager_run_the_task_here(app):
     assert result.get() == {"value": 10, "eager": True} and result.successful()
     with pytest.raises(TypeError, match="missing a required argument"):
         mul.apply_async((1,))  # typing is checked first, as in Celery
+
+
+def test_celerys_task_options_sqlq_lacks_say_so_by_name():
+    """A Celery task option with no meaning here warns naming it and why (and is dropped); one sqlq
+    does not support is an error saying what to do instead; neither is an "unknown option"."""
+    import warnings
+
+    from sqlq import App
+    from sqlq.errors import SqlqCompatibilityWarning, TaskDefinitionError
+
+    app = App("proj", set_as_current=False)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        task = app.task(name="proj.zipped", compression="zlib", store_errors_even_if_ignored=True)(lambda: 1)
+    messages = [str(w.message) for w in caught if issubclass(w.category, SqlqCompatibilityWarning)]
+    assert len(messages) == 2 and "compression=...) for 'proj.zipped' has no effect in sqlq" in messages[0]
+    assert caught[0].filename == __file__  # the warning points at the decorated line
+    assert not hasattr(type(task), "compression")
+    with pytest.raises(TaskDefinitionError, match=r"pydantic=\.\.\.\) for 'proj.typed' is Celery's, and sqlq "
+                                                  r"does not support it: validate or convert"):
+        app.task(name="proj.typed", pydantic=True)(lambda: 1)

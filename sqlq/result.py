@@ -132,7 +132,8 @@ class AsyncResult:
 
     @property
     def result(self) -> Any:
-        """The return value on SUCCESS, the exception on FAILURE, else None (Celery's meaning)."""
+        """The return value on SUCCESS, the exception on FAILURE (and, while a job waits to run again,
+        the one its last attempt raised: RETRY), else None (Celery's meaning)."""
         row = self._row()
         if row is None:
             return None
@@ -168,6 +169,11 @@ class AsyncResult:
             return TaskRevokedError(f"task {self.id} was revoked before it ran")
         if state == "EXPIRED":
             return TaskExpiredError(f"task {self.id} expired before a worker started it, so it never ran")
+        if state == "RETRY" and row.exc_message:
+            # what the last attempt raised, kept on the job as "type: message" (Celery's RETRY result
+            # is that exception); its traceback is not kept
+            exc_type, _, message = row.exc_message.partition(": ")
+            return rebuild_exception(exc_type, message, None)
         return None
 
     def _outcome(self, row: JobState, propagate: bool) -> Any:

@@ -28,6 +28,8 @@ def test_retry_waits_in_state_retry_then_runs_again(app, run_worker, raw_conn, s
         row = job_row(raw_conn, schema, result.id)
         assert row["state"] == "scheduled" and row["worker_id"] is None
         assert row["retries"] == 1 and row["last_error"] == f"{__name__}.Flaky: not yet"
+        waiting = app.AsyncResult(result.id)  # Celery's RETRY result: the exception of the last attempt
+        assert isinstance(waiting.result, Flaky) and str(waiting.result) == "not yet"
         assert scalar(raw_conn, "SELECT run_at > now() + interval '50 minutes' FROM {s}.jobs WHERE id = %s",
                       result.id, schema=schema)
         # bring the retry forward instead of waiting an hour: the worker promotes and runs it

@@ -1,4 +1,5 @@
-"""Exception arguments survive the trip (Celery's "Creating pickleable exceptions", issue #12).
+"""Exception arguments survive the trip (Celery's "Creating pickleable exceptions", issue #12), and
+``get()`` inside a task refuses to wait unless told (Celery's ``disable_sync_subtasks``).
 
 A FAILURE row keeps the exception's ``args`` in its ``result`` column, encoded with the job's result
 serializer, and ``AsyncResult`` rebuilds the exception as ``cls(*args)``: ``HttpError(404)`` comes
@@ -11,7 +12,7 @@ from __future__ import annotations
 import pytest
 
 from sqlq import App
-from sqlq.result import AsyncResult
+from sqlq.result import E_WOULDBLOCK, AsyncResult, GroupResult
 
 TIMEOUT = 60
 
@@ -144,3 +145,63 @@ def test_eager_mode_gives_the_same_exception(app, tasks):
     with pytest.raises(ThreeArgsError) as raised:
         tasks.three.apply().get()
     assert raised.value.args == (503, "maintenance", 30)
+
+
+# get() inside a task ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def nested(app: App):
+    class Nested:
+        @app.task
+        def add(x, y):
+            return x + y
+
+        @app.task
+        def waits(allow):
+            return Nested.add.delay(1, 1).get(timeout=TIMEOUT, disable_sync_subtasks=not allow)
+
+        @app.task
+        def waits_by_default():
+            return Nested.add.delay(1, 1).get(timeout=TIMEOUT)
+
+        @app.task
+        def waits_on_group(task_id):
+            return GroupResult(None, [AsyncResult(task_id, app=app)], app).get(timeout=TIMEOUT)
+
+        @app.task
+        def reads(task_id):
+            return AsyncResult(task_id, app=app).get(timeout=TIMEOUT)
+
+        @app.task
+        def eager_subtask():
+            return Nested.add.apply((2, 3)).get()
+
+    return Nested
+
+
+def test_get_inside_a_worker_task_raises_celerys_error(app, nested, run_worker):
+    with run_worker(app, concurrency=2):
+        for result in (nested.waits_by_default.delay(), nested.waits.delay(False)):
+            with pytest.raises(RuntimeError) as raised:
+                result.get(timeout=TIMEOUT)
+            assert str(raised.value) == E_WOULDBLOCK
+        done = nested.add.delay(2, 2)
+        assert done.get(timeout=TIMEOUT) == 4  # outside any task: waits as always
+        with pytest.raises(RuntimeError) as raised:
+            nested.waits_on_group.delay(done.id).get(timeout=TIMEOUT)
+    assert "Never call result.get() within a task!" in str(raised.value)
+
+
+def test_disable_sync_subtasks_false_lets_a_task_wait(app, nested, run_worker):
+    with run_worker(app, concurrency=2):
+        assert nested.waits.delay(True).get(timeout=TIMEOUT) == 2
+
+
+def test_eager_tasks_may_wait_as_in_celery(app, nested, run_worker):
+    assert nested.eager_subtask.apply().get() == 5
+    with run_worker(app):
+        done = nested.add.delay(3, 4)
+        assert done.get(timeout=TIMEOUT) == 7
+        # an eager task reading a real result: not a worker slot held, so not refused
+        assert nested.reads.apply((done.id,)).get() == 7

@@ -18,10 +18,10 @@ from typing import TYPE_CHECKING, Any
 from . import serialization, signals
 from .errors import TaskError, TaskExpiredError, TaskRevokedError
 from .errors import TimeoutError as SqlqTimeoutError
-from .task import task_uuid
+from .task import _current_request, task_uuid
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Iterable, Iterator, Sequence
 
     from .app import App
     from .store import JobState
@@ -31,9 +31,15 @@ READY_STATES = frozenset({"SUCCESS", "FAILURE", "REVOKED", "EXPIRED"})
 SAFETY_POLL = 2.0
 
 
-def rebuild_exception(exc_type: str | None, message: str | None, traceback: str | None) -> BaseException:
+def rebuild_exception(exc_type: str | None, message: str | None, traceback: str | None,
+                      args: Sequence[Any] | None = None) -> BaseException:
     """The task's own exception type where this process already has it, else a TaskError carrying
     the remote type name, message and traceback.
+
+    ``args``, the exception's arguments as the worker stored them (``failure_args``), rebuild it as
+    ``cls(*args)``: ``HttpError(404)`` comes back with ``status_code == 404``, as in Celery, whose
+    backends keep the args tuple. Without them (a row written before, args that did not encode), or
+    when the constructor refuses them, ``cls(message)``; then TaskError.
 
     "Already has": a builtin, or a class of a module already imported here (``sys.modules``; sqlq's
     errors always are). Nothing is imported: ``exc_type`` is text from a row, which anyone who can
@@ -45,11 +51,43 @@ def rebuild_exception(exc_type: str | None, message: str | None, traceback: str 
     for part in qualname.split("."):
         cls = getattr(cls, part, None) if cls is not None and not part.startswith("_") else None
     if isinstance(cls, type) and issubclass(cls, BaseException):
-        with contextlib.suppress(Exception):  # a constructor that wants other arguments: fall through
-            exc = cls(message) if message is not None else cls()
-            exc.remote_traceback = traceback  # type: ignore[attr-defined]
-            return exc
+        attempts: list[tuple[Any, ...]] = [] if args is None else [tuple(args)]
+        attempts.append((message,) if message is not None else ())
+        for call_args in attempts:
+            with contextlib.suppress(Exception):  # a constructor that wants other arguments: fall through
+                exc = cls(*call_args)
+                exc.remote_traceback = traceback  # type: ignore[attr-defined]
+                return exc
     return TaskError(name, message or "", traceback)
+
+
+def failure_args(row: JobState, accept_content: Iterable[str]) -> list[Any] | None:
+    """The exception arguments a FAILURE row keeps in its ``result`` column (written by
+    ``sqlq.worker.execution.failure`` with the job's result serializer), or None: an older row, args
+    that did not encode, a content type this app does not accept, or anything but a list there."""
+    if row.result is None and row.result_payload is None:
+        return None
+    try:
+        if row.result_content_type is None or row.result_content_type == serialization.JSON:
+            value = serialization.json_loads(row.result)
+        else:
+            value = serialization.decode(row.result_content_type, None, row.result_payload, accept_content)
+    except Exception:  # noqa: BLE001 - undecodable args only cost the rebuilt exception its arguments
+        return None
+    return value if isinstance(value, list) else None
+
+
+#: Celery's words (celery.result.assert_will_not_block), so a search for them finds the same advice.
+E_WOULDBLOCK = ("Never call result.get() within a task! See "
+                "https://docs.celeryq.dev/en/latest/userguide/tasks.html#avoid-launching-synchronous-subtasks")
+
+
+def assert_will_not_block() -> None:
+    """RuntimeError (E_WOULDBLOCK) when called inside a task a worker is running: ``get()`` there
+    would hold the worker's slot until another job finishes, and enough such waits deadlock it."""
+    request = _current_request.get(None)
+    if request is not None and not request.is_eager:
+        raise RuntimeError(E_WOULDBLOCK)
 
 
 def _row_id(task_id: str) -> str:
@@ -164,7 +202,8 @@ class AsyncResult:
             return serialization.decode(row.result_content_type, None, row.result_payload,
                                         self.app.conf.accept_content)
         if state == "FAILURE":
-            return rebuild_exception(row.exc_type, row.exc_message, row.traceback)
+            return rebuild_exception(row.exc_type, row.exc_message, row.traceback,
+                                     failure_args(row, self.app.conf.accept_content))
         if state == "REVOKED":
             return TaskRevokedError(f"task {self.id} was revoked before it ran")
         if state == "EXPIRED":
@@ -184,12 +223,21 @@ class AsyncResult:
 
     # waiting -----------------------------------------------------------------------------------
 
-    def get(self, timeout: float | None = None, propagate: bool = True, interval: float | None = None) -> Any:
+    def get(self, timeout: float | None = None, propagate: bool = True, interval: float | None = None,
+            disable_sync_subtasks: bool = True) -> Any:
         """Wait for the outcome; re-raise the task's exception when ``propagate``.
 
         Waiting is woken by the FINISH statement's NOTIFY; ``interval`` (default 2 s) only bounds
         how long a lost notification can delay us.
+
+        ``disable_sync_subtasks`` (Celery's, default True): inside a task a worker is running, this
+        raises RuntimeError instead of waiting, because a task blocking on another task's result
+        holds its worker slot while it waits, and enough of them deadlock the pool. Pass False to
+        wait anyway (the task's own risk, as in Celery). An eager task is not stopped: its subtask
+        ran already (Celery does the same).
         """
+        if disable_sync_subtasks:
+            assert_will_not_block()
         deadline = None if timeout is None else time.monotonic() + timeout
         waiter = self.app.result_waiter()
         event = threading.Event()
@@ -317,13 +365,18 @@ class GroupResult:
     def completed_count(self) -> int:
         return sum(r.successful() for r in self.results)
 
-    def get(self, timeout: float | None = None, propagate: bool = True, interval: float | None = None) -> list[Any]:
-        """Every job's value; ``timeout`` bounds the whole wait, not each job's."""
+    def get(self, timeout: float | None = None, propagate: bool = True, interval: float | None = None,
+            disable_sync_subtasks: bool = True) -> list[Any]:
+        """Every job's value; ``timeout`` bounds the whole wait, not each job's.
+        ``disable_sync_subtasks`` as ``AsyncResult.get``'s (checked before the first wait)."""
+        if disable_sync_subtasks:
+            assert_will_not_block()
         deadline = None if timeout is None else time.monotonic() + timeout
         values = []
         for r in self.results:
             remaining = None if deadline is None else max(deadline - time.monotonic(), 0.0)
-            values.append(r.get(timeout=remaining, propagate=propagate, interval=interval))
+            values.append(r.get(timeout=remaining, propagate=propagate, interval=interval,
+                                disable_sync_subtasks=disable_sync_subtasks))
         return values
 
     join = get

@@ -14,6 +14,11 @@ Fixtures, modelled on ``celery.contrib.pytest`` (every name starts with ``sqlq_`
   consuming ``sqlq_app``'s queues for the test's duration, stopped (warm) at teardown.
 * ``sqlq_eager``: ``task_always_eager`` and ``task_eager_propagates`` on the current app for one
   test (``eager(app)`` is the same for any app, as a context manager).
+* Celery's other knobs under sqlq names: the ``sqlq`` marker (``@pytest.mark.sqlq(result_expires=60)``:
+  settings for one test's ``sqlq_app``, merged over ``sqlq_config``, as ``@pytest.mark.celery``),
+  ``sqlq_parameters`` (``App`` constructor arguments, ``task_cls=`` ...), ``sqlq_worker_pool``
+  (``sqlq_worker``'s pool, ``threads``), ``sqlq_enable_logging`` (the worker logs as ``sqlq worker``
+  does) and ``depends_on_current_app`` (``sqlq_app`` made current, the previous app restored).
 
 Helpers: ``drain(app)`` runs every job due now, in this process, and returns their outcomes;
 ``assert_enqueued(task, args=..., kwargs=..., count=...)`` checks the jobs waiting in the table;
@@ -291,6 +296,44 @@ def _name_and_app(task_or_name: Task | str, app: App | None) -> tuple[str, App]:
 
 # --- fixtures -----------------------------------------------------------------------------------
 
+#: The marker of one test's settings for ``sqlq_app`` (Celery's ``celery`` marker).
+MARKER = "sqlq"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Register the ``sqlq`` marker, so ``--strict-markers`` accepts it and ``pytest --markers``
+    describes it (as celery.contrib.pytest registers ``celery``)."""
+    config.addinivalue_line("markers", f"{MARKER}(**settings): settings of sqlq_app for this test, "
+                                       f"merged over the sqlq_config fixture")
+
+
+@contextlib.contextmanager
+def worker_logging(level: str = "info") -> Iterator[None]:
+    """The ``sqlq`` logger set up as ``sqlq worker`` sets it up (``sqlq.cli.setup_logging``: its
+    handler and format on stderr, ``setup_logging`` signals honoured) for the ``with`` block, then
+    put back: set-up replaces the logger's handlers and stops its propagation, which would hide the
+    records from pytest's ``caplog`` in every later test of the session."""
+    import logging
+
+    from .cli import setup_logging
+
+    logger = logging.getLogger("sqlq")
+    handlers, saved_level, propagate = list(logger.handlers), logger.level, logger.propagate
+    setup_logging(level)
+    ours = [h for h in logger.handlers if h not in handlers]
+    try:
+        yield
+    finally:
+        # handler by handler, not the whole list: pytest attaches its capture handlers to a logger
+        # that does not propagate (this one, now) for each phase and detaches them itself
+        for handler in ours:
+            logger.removeHandler(handler)
+        for handler in handlers:
+            if handler not in logger.handlers:
+                logger.addHandler(handler)
+        logger.setLevel(saved_level)
+        logger.propagate = propagate
+
 @pytest.fixture(scope="session")
 def sqlq_database_url() -> str:
     """The test database's URL (``sqlq.testing.database_url()``), looked up once per session."""
@@ -312,19 +355,54 @@ def sqlq_includes() -> Sequence[str]:
 @pytest.fixture
 def sqlq_worker_parameters() -> Mapping[str, Any]:
     """Override to pass ``Worker`` keyword arguments to ``sqlq_worker`` (``pool``, ``concurrency``,
-    ``queues``, ...)."""
+    ``queues``, and Celery's ``exclude_queues``, ``shutdown_timeout``, ``without_*``)."""
     return {}
 
 
 @pytest.fixture
-def sqlq_app(sqlq_config: Mapping[str, Any], sqlq_includes: Sequence[str],
-             sqlq_database_url: str) -> Iterator[App]:
-    """A fresh ``App`` on a fresh, migrated schema of the test database, current for the test."""
+def sqlq_parameters() -> Mapping[str, Any]:
+    """Override to pass ``App`` constructor arguments to ``sqlq_app`` (``task_cls=``, ``include=``,
+    ``autofinalize=``, ...; Celery's ``celery_parameters``). Settings go in ``sqlq_config``."""
+    return {}
+
+
+@pytest.fixture
+def sqlq_worker_pool() -> str:
+    """Override to choose ``sqlq_worker``'s pool (Celery's ``celery_worker_pool``). ``threads`` by
+    default, where Celery's is ``solo``: sqlq's solo worker runs tasks in its consumer thread, so one
+    slow task would hold back the claims of a test that waits on two results. ``prefork`` needs an
+    app its children can import (your project's, through ``on_test_schema``)."""
+    return "threads"
+
+
+@pytest.fixture
+def sqlq_enable_logging() -> bool:
+    """Override to return True and ``sqlq_worker`` logs as ``sqlq worker`` does (its format on
+    stderr; ``worker_logging``) for the test (Celery's ``celery_enable_logging``). Off by default, so
+    the records reach pytest's own capture (``caplog``) instead."""
+    return False
+
+
+@pytest.fixture
+def sqlq_app(request: pytest.FixtureRequest, sqlq_config: Mapping[str, Any], sqlq_parameters: Mapping[str, Any],
+             sqlq_includes: Sequence[str], sqlq_database_url: str) -> Iterator[App]:
+    """A fresh ``App`` on a fresh, migrated schema of the test database, current for the test: made
+    with ``sqlq_parameters`` and the settings of ``sqlq_config`` updated by the test's ``sqlq``
+    marker (``@pytest.mark.sqlq(result_expires=60)``)."""
     from . import current
     from .app import App
 
+    mark = request.node.get_closest_marker(MARKER)
+    if mark is not None and mark.args:
+        raise TypeError(f"@pytest.mark.{MARKER} takes settings as keyword arguments, got {mark.args!r}")
+    settings = {**dict(sqlq_config), **(mark.kwargs if mark is not None else {})}
+    parameters = dict(sqlq_parameters)
+    both = sorted(set(parameters) & set(settings))
+    if both:
+        raise TypeError(f"sqlq_parameters and the settings (sqlq_config, @pytest.mark.{MARKER}) both give "
+                        f"{', '.join(both)}; give each in one place")
     previous = current._current
-    app = App("sqlq_test", **dict(sqlq_config))
+    app = App(parameters.pop("main", "sqlq_test"), **parameters, **settings)
     try:
         with on_test_schema(app, sqlq_database_url):
             for module in sqlq_includes:
@@ -336,11 +414,33 @@ def sqlq_app(sqlq_config: Mapping[str, Any], sqlq_includes: Sequence[str],
 
 
 @pytest.fixture
-def sqlq_worker(sqlq_app: App, sqlq_worker_parameters: Mapping[str, Any]) -> Iterator[Worker]:
-    """A real worker (threads pool, 2 threads) for ``sqlq_app`` in a thread, ready when the test
-    starts and stopped (warm: running jobs finish) when it ends."""
-    with running_worker(sqlq_app, **{"pool": "threads", "concurrency": 2, **sqlq_worker_parameters}) as worker:
-        yield worker
+def sqlq_worker(sqlq_app: App, sqlq_worker_parameters: Mapping[str, Any], sqlq_worker_pool: str,
+                sqlq_enable_logging: bool) -> Iterator[Worker]:
+    """A real worker (``sqlq_worker_pool``, 2 slots) for ``sqlq_app`` in a thread, ready when the
+    test starts and stopped (warm: running jobs finish) when it ends; logging as ``sqlq worker``
+    does when ``sqlq_enable_logging``. A ``pool`` in ``sqlq_worker_parameters`` wins."""
+    options = {"pool": sqlq_worker_pool, "concurrency": 2, **sqlq_worker_parameters}
+    with contextlib.ExitStack() as stack:
+        if sqlq_enable_logging:
+            stack.enter_context(worker_logging())
+        yield stack.enter_context(running_worker(sqlq_app, **options))
+
+
+@pytest.fixture
+def depends_on_current_app(sqlq_app: App) -> Iterator[App]:
+    """``sqlq_app`` as the current app for the test (Celery's ``depends_on_current_app``): what
+    ``shared_task``, ``current_app`` and ``AsyncResult(id)`` without an app use. The app current
+    before is current again afterwards, so a test that replaced it meanwhile does not leak it."""
+    from . import current
+
+    with current._lock:
+        previous = current._current
+    current.set_current_app(sqlq_app)
+    try:
+        yield sqlq_app
+    finally:
+        with current._lock:
+            current._current = previous
 
 
 @pytest.fixture

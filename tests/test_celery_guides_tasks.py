@@ -728,8 +728,9 @@ def test_synchronous_subtasks_bad_example_runs(app, run_worker):
 
     @app.task
     def update_page_info(url):
-        page = fetch_page.delay(url).get()
-        info = parse_page.delay(page).get()
+        # as in Celery, get() inside a worker's task raises RuntimeError unless told not to
+        page = fetch_page.delay(url).get(disable_sync_subtasks=False)
+        info = parse_page.delay(page).get(disable_sync_subtasks=False)
         store_page_info.delay(url, info)
 
     @app.task

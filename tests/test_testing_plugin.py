@@ -249,3 +249,156 @@ def test_eager_refuses_an_environment_that_overrides_it(app, monkeypatch):
     app.conf.reload_environment()
     with pytest.raises(RuntimeError, match="SQLQ_TASK_ALWAYS_EAGER"), eager(app):
         raise AssertionError("the block must not run when the environment decides")
+
+
+# --- Celery's other fixtures and the marker, through pytester ------------------------------------
+
+CELERY_KNOBS_TESTS = '''
+import logging
+
+import pytest
+
+import sqlq
+from sqlq import current
+
+
+class CountingTask(sqlq.Task):
+    """A base class given through sqlq_parameters (Celery's celery_parameters task_cls=)."""
+
+
+@pytest.fixture
+def sqlq_config():
+    return {"default_queue": "work", "result_expires": 3600}
+
+
+@pytest.fixture
+def sqlq_parameters():
+    return {"task_cls": CountingTask}
+
+
+@pytest.mark.sqlq(result_expires=60, task_default_priority=7)
+def test_the_marker_merges_settings_over_sqlq_config(sqlq_app):
+    assert sqlq_app.conf.result_expires == 60
+    assert sqlq_app.conf.task_default_priority == 7
+    assert sqlq_app.conf.default_queue == "work"  # sqlq_config's, not overridden
+
+
+def test_without_the_marker_sqlq_config_alone(sqlq_app):
+    assert sqlq_app.conf.result_expires == 3600
+
+
+def test_sqlq_parameters_reach_the_constructor(sqlq_app):
+    @sqlq_app.task(name="user.based")
+    def based():
+        return 1
+
+    assert isinstance(based, CountingTask) and issubclass(sqlq_app.Task, CountingTask)
+
+
+def test_the_marker_is_registered(pytestconfig):
+    assert any(line.startswith("sqlq(") for line in pytestconfig.getini("markers"))
+
+
+def test_the_default_worker_pool_is_threads(sqlq_worker_pool, sqlq_worker):
+    assert sqlq_worker_pool == "threads" and sqlq_worker.pool_name == "threads"
+
+
+def test_logging_is_left_alone_by_default(sqlq_enable_logging, sqlq_app, sqlq_worker):
+    assert sqlq_enable_logging is False
+    assert logging.getLogger("sqlq").propagate
+
+    @sqlq_app.task(name="user.quiet")
+    def quiet():
+        return "quiet"
+
+    assert quiet.delay().get(timeout=30) == "quiet"
+
+
+def test_depends_on_current_app(sqlq_app, depends_on_current_app):
+    assert depends_on_current_app is sqlq_app
+    assert current.get_current_app() is sqlq_app and sqlq.current_app.conf.schema == sqlq_app.conf.schema
+'''
+
+SOLO_AND_LOGGING_TESTS = '''
+import logging
+
+import pytest
+
+from sqlq import App, current
+from sqlq.cli import LOG_FORMAT
+
+
+@pytest.fixture
+def sqlq_worker_pool():
+    return "solo"
+
+
+@pytest.fixture
+def sqlq_enable_logging():
+    return True
+
+
+def test_the_pool_fixture_and_worker_logging(sqlq_app, sqlq_worker):
+    assert sqlq_worker.pool_name == "solo"
+    logger = logging.getLogger("sqlq")
+    assert not logger.propagate and any(getattr(h.formatter, "_fmt", None) == LOG_FORMAT for h in logger.handlers)
+
+    @sqlq_app.task(name="user.loud")
+    def loud():
+        return "loud"
+
+    assert loud.delay().get(timeout=30) == "loud"
+
+
+def test_logging_is_put_back_after_the_test():
+    assert logging.getLogger("sqlq").propagate
+
+
+other = None
+
+
+def test_depends_on_current_app_replaces_and_restores(request):
+    global other
+    other = App("other", set_as_current=False)
+    current.set_current_app(other)
+    app = request.getfixturevalue("depends_on_current_app")
+    assert current.get_current_app() is app is not other
+
+
+def test_the_previous_app_is_current_again():
+    assert current.get_current_app() is other
+'''
+
+
+def _run_user_tests(pytester, database_url, monkeypatch, source, *args):
+    monkeypatch.setenv("SQLQ_TEST_DATABASE_URL", database_url)
+    for variable in ("SQLQ_SCHEMA", "SQLQ_DATABASE_URL", "DATABASE_URL"):
+        monkeypatch.delenv(variable, raising=False)
+    pytester.makepyfile(test_user=source)
+    return pytester.runpytest_subprocess("-p", "no:cacheprovider", "-q", "--strict-markers", *args)
+
+
+def test_the_marker_parameters_pool_logging_and_current_app_fixtures(pytester, database_url, monkeypatch):
+    result = _run_user_tests(pytester, database_url, monkeypatch, CELERY_KNOBS_TESTS)
+    result.assert_outcomes(passed=7)
+    assert not any("succeeded in" in line for line in result.errlines)  # logging not enabled
+
+
+def test_a_solo_pool_and_worker_logging_as_sqlq_worker_does(pytester, database_url, monkeypatch):
+    result = _run_user_tests(pytester, database_url, monkeypatch, SOLO_AND_LOGGING_TESTS, "-s")
+    result.assert_outcomes(passed=4)
+    # sqlq worker's format: [time: LEVEL/process task[id]] message, on stderr
+    assert any("INFO/MainProcess" in line and "task user.loud[" in line and "succeeded in" in line
+               for line in result.errlines), result.errlines
+
+
+def test_the_marker_takes_keyword_arguments_only(pytester, database_url, monkeypatch):
+    result = _run_user_tests(pytester, database_url, monkeypatch, '''
+import pytest
+
+@pytest.mark.sqlq("result_expires")
+def test_positional(sqlq_app):
+    raise AssertionError("sqlq_app must refuse the marker first")
+''')
+    result.assert_outcomes(errors=1)
+    assert any("takes settings as keyword arguments" in line for line in result.outlines)

@@ -54,12 +54,37 @@ def exception_type_name(exc: BaseException) -> str:
     return db_text(f"{safe_str(module)}.{safe_str(name)}")
 
 
-def failure(job: ClaimedJob, exc: BaseException, traceback: str | None = None) -> Outcome:
+def failure(job: ClaimedJob, exc: BaseException, traceback: str | None = None,
+            serializer: str | None = None) -> Outcome:
     """FAILURE for ``exc``, with text PostgreSQL can store: NUL characters and lone surrogates are
     escaped (``\\x00``, ``\\udcxx``; see ``serialization.db_text``) and a ``__str__`` that raises gives
-    a description instead. Never raises, so reporting a failure cannot fail."""
-    return Outcome(id=job.id, attempt=job.attempt, state="FAILURE", exc_type=exception_type_name(exc),
-                   exc_message=db_text(safe_str(exc)), traceback=db_text(traceback))
+    a description instead. Never raises, so reporting a failure cannot fail.
+
+    With ``serializer`` (the job's result serializer), ``exc.args`` also go in the row's ``result``
+    column, as Celery's backends keep the args tuple as ``exc_message``: the reader rebuilds
+    ``HttpError(404)`` with its int and not ``HttpError('404')`` (``sqlq.result.rebuild_exception``).
+    Args that do not encode leave ``result`` NULL, and the reader falls back to the message."""
+    outcome = Outcome(id=job.id, attempt=job.attempt, state="FAILURE", exc_type=exception_type_name(exc),
+                      exc_message=db_text(safe_str(exc)), traceback=db_text(traceback))
+    if serializer is not None:
+        encoded = exception_args(exc, serializer)
+        if encoded is not None:
+            outcome.result, outcome.result_payload = encoded.text, encoded.data
+            outcome.result_content_type = encoded.content_type
+    return outcome
+
+
+def exception_args(exc: BaseException, serializer: str) -> serialization.Encoded | None:
+    """``exc.args`` as a list encoded with ``serializer``, or None when they cannot be (an object
+    the serializer refuses, a NUL jsonb cannot store, an ``args`` or ``__reduce__`` that raises):
+    recording the failure must not fail because its arguments are exotic."""
+    try:
+        args = exc.args
+        if not isinstance(args, tuple):
+            return None
+        return serialization.encode(list(args), serializer)
+    except Exception:  # noqa: BLE001 - any refusal means "message only", never a second failure
+        return None
 
 
 def format_traceback(exc: BaseException) -> str:
@@ -465,7 +490,7 @@ class Executor:
                       exception_type_name(exc), db_text(safe_str(exc)))
         signals.task_failure.send(sender=task, task_id=request.id, exception=exc, args=args, kwargs=kwargs,
                                   traceback=exc.__traceback__, einfo=text)
-        return failure(job, exc, text)
+        return failure(job, exc, text, task.serializer or self.result_serializer)
 
 
 #: The ends after which ``after_return`` is called (not a job taken away or interrupted: those run again).

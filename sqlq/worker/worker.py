@@ -32,6 +32,7 @@ import socket
 import threading
 import time
 import uuid
+import warnings
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
@@ -39,7 +40,7 @@ import psycopg
 
 from .. import rate_limits, signals
 from ..db import connect
-from ..errors import ConfigurationError
+from ..errors import ConfigurationError, SqlqCompatibilityWarning
 from ..names import validate_queue
 from ..outage import Backoff, OutageLog, is_outage, wait_for_database
 from ..store import ClaimedJob, Interrupted, Outcome, RetryRequest
@@ -57,6 +58,57 @@ log = logging.getLogger("sqlq.worker")
 LIVENESS_INTERVAL = 0.5
 
 
+#: Why each of Celery's ``without_*`` worker switches means nothing here (one warning each).
+_WITHOUT_REASONS = {
+    "without_heartbeat": ("sqlq's heartbeat is not Celery's event heartbeat: it is the worker's row in "
+                          "PostgreSQL that proves it alive, and without it its jobs would be rescued as a "
+                          "dead worker's, so it always runs"),
+    "without_mingle": ("mingle is Celery workers exchanging state (revoked ids, clocks) through the broker "
+                       "at start-up; sqlq workers share that state in PostgreSQL, so there is nothing to sync"),
+    "without_gossip": ("gossip is Celery workers watching each other through broker events; sqlq has no "
+                       "broker events, and workers see each other's rows in PostgreSQL instead"),
+}
+
+
+def _celery_arguments(shutdown_grace: float | None, shutdown_timeout: float | None,
+                      **switches: bool) -> float | None:
+    """The warm-shutdown grace from sqlq's ``shutdown_grace`` or Celery's ``shutdown_timeout`` (the
+    same thing under Celery's name; both given and different is an error, since one would be
+    ignored), after warning once per ``without_*`` switch set: accepted so that Celery's worker
+    parameters run unchanged, but said to have no effect rather than skipped in silence."""
+    for name, given in switches.items():
+        if given:
+            warnings.warn(f"Worker({name}=True) has no effect in sqlq: {_WITHOUT_REASONS[name]}",
+                          SqlqCompatibilityWarning, stacklevel=3)
+    if shutdown_timeout is None:
+        return shutdown_grace
+    if shutdown_grace is not None and float(shutdown_grace) != float(shutdown_timeout):
+        raise ConfigurationError(
+            f"shutdown_grace={shutdown_grace!r} and shutdown_timeout={shutdown_timeout!r} differ: they are the "
+            f"same setting (shutdown_timeout is Celery's name for it); give one")
+    return shutdown_timeout
+
+
+def _consumed_queues(queues: Sequence[str], exclude_queues: Sequence[str] | None) -> list[str]:
+    """The queues to consume: ``queues`` (or the default queue) without ``exclude_queues`` (Celery's
+    ``-X``). A sqlq worker consumes only the queues it is given, never every declared queue, so
+    excluding removes from that list; excluding all of them leaves nothing to do, which is an error
+    rather than an idle worker."""
+    names = [validate_queue(q) for q in queues]
+    if not exclude_queues:
+        return names
+    if isinstance(exclude_queues, str):
+        exclude_queues = [q.strip() for q in exclude_queues.split(",") if q.strip()]
+    excluded = {validate_queue(q) for q in exclude_queues}
+    kept = [q for q in names if q not in excluded]
+    if not kept:
+        raise ConfigurationError(
+            f"exclude_queues={sorted(excluded)} excludes every queue this worker would consume ({', '.join(names)}); "
+            f"a sqlq worker consumes only the queues given in queues= (default: the default_queue setting), "
+            f"so name the queues to consume there")
+    return kept
+
+
 class Worker:
     """``sqlq worker`` as an object (tests and embedding use it directly)."""
 
@@ -64,11 +116,17 @@ class Worker:
                  pool: str | None = None, hostname: str | None = None, prefetch_multiplier: int | None = None,
                  max_tasks_per_child: int | None = None, burst: bool = False, app_path: str | None = None,
                  poll_interval: float | None = None, shutdown_grace: float | None = None,
-                 install_signal_handlers: bool = False):
+                 install_signal_handlers: bool = False, exclude_queues: Sequence[str] | None = None,
+                 shutdown_timeout: float | None = None, without_heartbeat: bool = False,
+                 without_mingle: bool = False, without_gossip: bool = False):
+        # exclude_queues, shutdown_timeout and without_*: Celery's worker arguments, which Celery's
+        # pytest fixtures pass through celery_worker_parameters (issue #12); see _celery_arguments
         app.finalize(auto=True)  # include/imports, task_annotations, on_after_finalize (issue #12)
         conf = app.conf
         self.app = app
-        self.queues = [validate_queue(q) for q in (queues or [conf.default_queue])]
+        shutdown_grace = _celery_arguments(shutdown_grace, shutdown_timeout, without_heartbeat=without_heartbeat,
+                                           without_mingle=without_mingle, without_gossip=without_gossip)
+        self.queues = _consumed_queues(queues or [conf.default_queue], exclude_queues)
         self.pool_name = pool or conf.worker_pool
         if self.pool_name not in POOL_NAMES:
             raise ConfigurationError(f"unknown pool {self.pool_name!r}; choose one of: {', '.join(POOL_NAMES)}")
@@ -175,6 +233,22 @@ class Worker:
         self._finish_wake.set()
 
     # control -----------------------------------------------------------------------------------
+
+    def reload(self) -> None:
+        """Celery's ``celery_worker.reload()``, which makes a worker see tasks registered after it
+        started. Here the registry needs no reloading: a worker's threads (pools threads and solo)
+        look each job's task up in ``app.tasks`` when they run it, so a task registered after the
+        start runs at once. What the registry does hold that the worker read at its start is the
+        tasks' rate limits, so this reads them again and declares them as a start does (a limit
+        changed live with ``set_rate_limit`` gives way to the code's, as on a restart). Prefork
+        children import the app when they start, so they know only the tasks the app module
+        registers on import, with or without reload()."""
+        if not self.rate_limits_enabled:
+            return
+        self._declared_limits = rate_limits.declared_rate_limits(self.app)
+        with self.app.connection() as conn:
+            self.store.rate_limits_declare(conn, self._declared_limits)
+            self._read_rate_limits(conn)
 
     def stop(self, cold: bool = False) -> None:
         """Warm: stop claiming, hand back unstarted jobs, let running ones finish. Cold: stop now."""

@@ -39,11 +39,18 @@ WITH gone AS (
 SELECT count(*), pg_notify({results_channel}, coalesce(string_agg(id::text, ','), '')) FROM ins
 
 -- name: EXPIRE_RESULTS
--- Expired results go in bounded batches so one pass never holds locks for long.
+-- Expired results go in bounded batches so one pass never holds locks for long. Saved groups
+-- (GroupResult.save()) older than the same ttl go with them, in bounded batches too: a restored
+-- group whose members' results are gone would only read PENDING. The row count is the results'.
 WITH old AS (
     SELECT id FROM {results}
     WHERE finished_at < now() - make_interval(secs => %(ttl)s::float8)
     LIMIT %(limit)s
+), old_groups AS (
+    DELETE FROM {groups} AS g
+    USING (SELECT id FROM {groups} WHERE saved_at < now() - make_interval(secs => %(ttl)s::float8)
+           LIMIT %(limit)s) AS o
+    WHERE g.id = o.id
 )
 DELETE FROM {results} AS r USING old WHERE r.id = old.id
 

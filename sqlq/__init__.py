@@ -25,7 +25,8 @@ __version__ = "0.1.0"
 # declarations (sqlq.routing.declarations), signatures and eager results.
 __getattr__ = lazy_exports(__name__, {
     "crontab": ".periodic.timing", "every": ".periodic.timing", "solar": ".periodic.timing",
-    "Signature": ".canvas", "signature": ".canvas", "subtask": ".canvas", "EagerResult": ".eager",
+    "Signature": ".canvas", "signature": ".canvas", "subtask": ".canvas", "group": ".canvas",
+    "EagerResult": ".eager", "EagerGroupResult": ".eager",
     "Exchange": ".routing.declarations", "Queue": ".routing.declarations", "binding": ".routing.declarations",
     "Broadcast": ".routing.declarations",
 })
@@ -35,6 +36,7 @@ __all__ = [
     "AsyncResult",
     "Broadcast",
     "Celery",
+    "EagerGroupResult",
     "EagerResult",
     "Exchange",
     "GroupResult",
@@ -56,6 +58,7 @@ __all__ = [
     "crontab",
     "current_app",
     "every",
+    "group",
     "shared_task",
     "signature",
     "solar",

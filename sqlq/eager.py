@@ -42,7 +42,7 @@ from .errors import (
     SoftTimeLimitExceeded,
     TimeLimitExceeded,
 )
-from .result import READY_STATES, AsyncResult
+from .result import READY_STATES, AsyncResult, GroupResult
 from .task import ExceptionInfo, Request, Task, _current_request, overridden_hooks
 
 if TYPE_CHECKING:
@@ -76,6 +76,7 @@ class EagerResult(AsyncResult):
     reads the database; an ``AsyncResult`` so code that takes one takes this too."""
 
     __slots__ = ("_state", "_held", "_traceback", "_date_done", "_retries")
+    _local = True  # (a GroupResult asks it, not the database)
 
     def __init__(self, id: str, value: Any, state: str, *, app: App, task_name: str | None = None,
                  traceback: str | None = None, retries: int = 0):
@@ -156,6 +157,26 @@ class EagerResult(AsyncResult):
         changes nothing, as ``AsyncResult.revoke()`` does for a job that has started (Celery's
         EagerResult would report REVOKED for a task that in fact ran)."""
         return False
+
+
+class EagerGroupResult(GroupResult):
+    """The outcome of a group run in this process (``group.apply()``, or any send of a group with
+    ``task_always_eager``): a ``GroupResult`` whose members are ``EagerResult``s, so every check
+    reads the members themselves and nothing touches the database."""
+
+    def __repr__(self) -> str:
+        return f"<EagerGroupResult: {self.id} [{', '.join(str(r.id) for r in self.results)}]>"
+
+    def save(self) -> GroupResult:
+        """Refused: the members' outcomes exist only in this object, so a group restored elsewhere
+        would read every member as PENDING."""
+        raise ConfigurationError(f"group {self.id} ran eagerly: its outcomes are held in this process, not "
+                                 f"stored, so there is nothing to save for GroupResult.restore()")
+
+    def forget(self) -> None:
+        """Drop the outcomes the members hold (nothing was stored)."""
+        for r in self._leaves():
+            r.forget()
 
 
 def _call_hook(task: Task, hooks: frozenset[str], name: str, *args: Any) -> None:

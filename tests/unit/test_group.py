@@ -95,7 +95,7 @@ def test_refused_groups_say_why(add):
     with pytest.raises(TypeError, match="unsupported operand"):
         group(add.s(1)) | add.s()
     with pytest.raises(ConfigurationError, match="not one task"):
-        group(add.s(1)).type
+        _ = group(add.s(1)).type
 
 
 def test_apply_runs_every_member_here_and_reads_no_database(add, boom):

@@ -159,6 +159,28 @@ class EagerResult(AsyncResult):
         return False
 
 
+#: The result of the eager call running in this context: what ``update_state`` changes.
+_live: contextvars.ContextVar[EagerResult | None] = contextvars.ContextVar("sqlq_eager_live", default=None)
+
+
+def current_result() -> EagerResult | None:
+    """The result of the eager call running here (STARTED, or what ``self.update_state`` last set:
+    its state and ``info``), None outside one. The outcome the call returns replaces it, as a
+    worker's outcome replaces a job's reported progress; a test reads it from inside the task (or a
+    signal receiver) to see what a progress bar would."""
+    return _live.get()
+
+
+def update_state(task_id: str, state: str, meta: Any) -> bool:
+    """``Task.update_state`` for the eager call running here, without a database: sets the live
+    result's state and info; False when ``task_id`` is not that call's (the caller then writes)."""
+    live = _live.get()
+    if live is None or live.id != task_id:
+        return False
+    live._state, live._held = state, meta
+    return True
+
+
 class EagerGroupResult(GroupResult):
     """The outcome of a group run in this process (``group.apply()``, or any send of a group with
     ``task_always_eager``): a ``GroupResult`` whose members are ``EagerResult``s, so every check
@@ -291,6 +313,7 @@ class _EagerRun:
                           attempt=retries + 1, queue=self.queue, priority=self.priority, headers=self.headers,
                           hostname=self.hostname, is_eager=True)
         token = _current_request.set(request)
+        live = _live.set(EagerResult(task_id, None, "STARTED", app=self.app, task_name=task.name, retries=retries))
         state, retval = "FAILURE", None
         einfo: ExceptionInfo | None = None
         try:
@@ -332,6 +355,7 @@ class _EagerRun:
                                               retval=retval if state == "SUCCESS" else None, state=state)
             finally:
                 _current_request.reset(token)
+                _live.reset(live)
 
     def _autoretries(self, exc: Exception, retries: int) -> bool:
         task = self.task

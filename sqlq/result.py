@@ -1,7 +1,9 @@
 """``AsyncResult``: a handle on one job, read from the tables, woken by NOTIFY.
 
 States use Celery's names so user code carries over: PENDING (waiting, scheduled, or unknown id),
-STARTED, RETRY (waiting to run again), then one of SUCCESS, FAILURE, REVOKED, EXPIRED.
+STARTED, RETRY (waiting to run again), then one of SUCCESS, FAILURE, REVOKED, EXPIRED. A running
+task may report a state of its own with ``update_state`` (``PROGRESS``, or any name but the
+outcomes'), read with its meta as ``info``/``result`` until the outcome replaces it.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import uuid
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from . import serialization, signals
-from .errors import ConfigurationError, TaskError, TaskExpiredError, TaskRevokedError
+from .errors import ConfigurationError, SerializationError, TaskError, TaskExpiredError, TaskRevokedError
 from .errors import TimeoutError as SqlqTimeoutError
 from .task import task_uuid
 
@@ -28,6 +30,9 @@ if TYPE_CHECKING:
     from .store import JobState
 
 READY_STATES = frozenset({"SUCCESS", "FAILURE", "REVOKED", "EXPIRED"})
+#: States ``update_state`` refuses: the outcomes are the worker's to record (a task that reports
+#: SUCCESS and then fails would be both), and PENDING/RETRY/RECEIVED describe a job that is not running.
+RESERVED_STATES = READY_STATES | {"PENDING", "RETRY", "RECEIVED", "REJECTED", "IGNORED"}
 #: The longest a waiter sleeps between checks if no notification arrives (notifications can be lost).
 SAFETY_POLL = 2.0
 
@@ -117,8 +122,8 @@ class AsyncResult:
         """The state ``row`` (this job's, as FETCH_STATE or GROUP_STATES read it) means here."""
         if row is None:
             return "PENDING"
-        if row.state == "STARTED" and not self._tracks_started(row.task):
-            return "PENDING"
+        if row.state == "STARTED" and row.result is None and not self._tracks_started(row.task):
+            return "PENDING"  # (a STARTED the task reported itself, with meta, is shown as it is)
         return row.state
 
     def _tracks_started(self, task_name: str) -> bool:
@@ -175,6 +180,8 @@ class AsyncResult:
             return TaskRevokedError(f"task {self.id} was revoked before it ran")
         if state == "EXPIRED":
             return TaskExpiredError(f"task {self.id} expired before a worker started it, so it never ran")
+        if row.result is not None:  # a running job's update_state meta: Celery's result of a custom state
+            return serialization.json_loads(row.result)
         return None
 
     def _outcome(self, row: JobState, propagate: bool) -> Any:
@@ -515,3 +522,24 @@ def _group_uuid(group_id: str) -> str:
         return str(uuid.UUID(str(group_id)))
     except ValueError:
         raise ConfigurationError(f"a group id is a UUID, got {group_id!r}") from None
+
+
+def checked_progress(task_id: str, state: Any, meta: Any) -> str | None:
+    """``update_state``'s state and meta checked, the meta as JSON text (None for no meta): a state
+    is a non-empty string other than ``RESERVED_STATES``, the meta JSON-serializable (sqlq's tagged
+    JSON: datetimes, UUIDs, Decimals come back as themselves)."""
+    if not isinstance(state, str) or not state:
+        raise ConfigurationError(f"update_state needs a state name (a non-empty string such as 'PROGRESS'), "
+                                 f"got {state!r}")
+    if state in RESERVED_STATES:
+        raise ConfigurationError(
+            f"update_state cannot set {state!r} on task {task_id}: the worker records SUCCESS, FAILURE and the "
+            f"other outcomes itself, and PENDING/RETRY describe a job that is not running; use 'PROGRESS', "
+            f"'STARTED' or a state name of your own")
+    if meta is None:
+        return None
+    try:
+        return serialization.json_dumps(meta)
+    except (TypeError, ValueError) as exc:
+        raise SerializationError(f"the meta of update_state({state!r}) for task {task_id} must be "
+                                 f"JSON-serializable: {exc}") from None

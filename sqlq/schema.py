@@ -78,6 +78,11 @@ def build_metadata(schema: str = "sqlq") -> MetaData:
         Column("worker_id", UUID(as_uuid=False)),
         Column("group_id", UUID(as_uuid=False)),
         Column("last_error", Text),
+        # What update_state last said of the running job, and in which attempt (a retried job
+        # shows no progress of its previous attempt); the outcome replaces it (the row leaves jobs).
+        Column("progress_state", Text),
+        Column("progress_meta", JSONB),
+        Column("progress_attempt", Integer),
         CheckConstraint("state IN ('available', 'scheduled', 'running')", name="jobs_state_check"),
         Index("jobs_available", "queue", text("priority DESC"), "seq",
               postgresql_where=text("state = 'available'")),

@@ -8,16 +8,19 @@
 -- a GroupResult's ready(), completed_count() and get() read all their members in this one
 -- statement instead of one FETCH_STATE per member. A results row wins over a jobs row (a job
 -- leaves jobs in the statement that writes its result); an id in neither table has no row (PENDING
--- for an unknown id, as in Celery). The other columns are JobState's.
+-- for an unknown id, as in Celery). A running job's update_state shows as in FETCH_STATE. The other
+-- columns are JobState's.
 SELECT u.ord, r.state, r.result::text, r.result_payload, r.result_content_type, r.exc_type, r.exc_message,
        r.traceback, r.finished_at, r.task, r.retries, r.group_id::text
 FROM unnest(%(ids)s::uuid[]) WITH ORDINALITY AS u(id, ord)
 JOIN {results} AS r ON r.id = u.id
 UNION ALL
-SELECT u.ord, CASE WHEN j.state = 'running' THEN 'STARTED'
+SELECT u.ord, CASE WHEN j.state = 'running' AND j.progress_attempt = j.attempt THEN j.progress_state
+                   WHEN j.state = 'running' THEN 'STARTED'
                    WHEN j.retries > 0 THEN 'RETRY'
                    ELSE 'PENDING' END,
-       NULL, NULL, NULL, NULL, j.last_error, NULL, NULL, j.task, j.retries, j.group_id::text
+       CASE WHEN j.state = 'running' AND j.progress_attempt = j.attempt THEN j.progress_meta::text END,
+       NULL, NULL, NULL, j.last_error, NULL, NULL, j.task, j.retries, j.group_id::text
 FROM unnest(%(ids)s::uuid[]) WITH ORDINALITY AS u(id, ord)
 JOIN {jobs} AS j ON j.id = u.id
 WHERE NOT EXISTS (SELECT 1 FROM {results} AS r WHERE r.id = u.id)

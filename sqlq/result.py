@@ -31,8 +31,8 @@ if TYPE_CHECKING:
 
 READY_STATES = frozenset({"SUCCESS", "FAILURE", "REVOKED", "EXPIRED"})
 #: States ``update_state`` refuses: the outcomes are the worker's to record (a task that reports
-#: SUCCESS and then fails would be both), and PENDING/RETRY/RECEIVED describe a job that is not running.
-RESERVED_STATES = READY_STATES | {"PENDING", "RETRY", "RECEIVED", "REJECTED", "IGNORED"}
+#: SUCCESS and then fails would be both), and PENDING/RETRY describe a job that is not running.
+RESERVED_STATES = READY_STATES | {"PENDING", "RETRY"}
 #: The longest a waiter sleeps between checks if no notification arrives (notifications can be lost).
 SAFETY_POLL = 2.0
 

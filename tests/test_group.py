@@ -199,3 +199,23 @@ def test_always_eager_groups_need_no_worker(app, tasks):
     app.conf.task_always_eager = True
     result = group(add.s(i, i) for i in range(3)).delay()
     assert type(result).__name__ == "EagerGroupResult" and result.get() == [0, 2, 4]
+
+
+def test_a_member_routed_to_a_fanout_exchange_is_a_nested_group_result(app, run_worker, raw_conn, schema, tasks):
+    from sqlq import Exchange, Queue
+    from sqlq.errors import ConfigurationError
+    from sqlq.routing import apply_routes
+
+    add, _, _ = tasks
+    apply_routes(app, [Queue("audit", Exchange("events", type="fanout")), Queue("mail", "events")])
+    result = group(add.s(1, 1), add.s(2, 2).set(exchange="events", routing_key="any")).delay()
+    plain, fanned = result.results
+    assert isinstance(plain, AsyncResult) and isinstance(fanned, GroupResult) and len(fanned) == 2
+    rows = _jobs(raw_conn, schema, [plain.id] + [r.id for r in fanned])
+    assert {r[0] for r in rows.values()} == {result.id} and len({r[1] for r in rows.values()}) == 1
+    assert sorted(r[3] for r in rows.values()) == ["audit", "default", "mail"]
+    with run_worker(app, queues=["default", "audit", "mail"]):
+        assert result.get(timeout=30) == [2, [4, 4]]
+    assert result.ready() and result.successful() and result.completed_count() == 2
+    with pytest.raises(ConfigurationError, match="has a nested group"):
+        result.save()

@@ -25,7 +25,8 @@ __version__ = "0.1.0"
 # declarations (sqlq.routing.declarations), signatures and eager results.
 __getattr__ = lazy_exports(__name__, {
     "crontab": ".periodic.timing", "every": ".periodic.timing", "solar": ".periodic.timing",
-    "Signature": ".canvas", "signature": ".canvas", "subtask": ".canvas", "EagerResult": ".eager",
+    "Signature": ".canvas", "signature": ".canvas", "subtask": ".canvas", "group": ".canvas",
+    "EagerResult": ".eager", "EagerGroupResult": ".eager",
     "Exchange": ".routing.declarations", "Queue": ".routing.declarations", "binding": ".routing.declarations",
     "Broadcast": ".routing.declarations",
     "get_task_logger": ".log",
@@ -36,6 +37,7 @@ __all__ = [
     "AsyncResult",
     "Broadcast",
     "Celery",
+    "EagerGroupResult",
     "EagerResult",
     "Exchange",
     "GroupResult",
@@ -58,6 +60,7 @@ __all__ = [
     "current_app",
     "every",
     "get_task_logger",
+    "group",
     "shared_task",
     "signature",
     "solar",

@@ -7,15 +7,21 @@ argument, in a table, to another process) and ``signature(d)`` turns the dict ba
 Partial application follows Celery: arguments given when the signature is sent are put *before*
 its own (``add.s(2).delay(4)`` runs ``add(4, 2)``), keyword arguments and options given then win
 over its own, and an immutable signature (``add.si(2, 2)``) ignores new arguments, though not new
-options. Chains, groups and chords (the ``|`` operator) are not here: a signature defines no ``|``,
-so ``sig | other`` raises Python's usual TypeError (a plain ``dict`` would merge the two).
+options. Chains and chords (the ``|`` operator) are not here: a signature defines no ``|``, so
+``sig | other`` raises Python's usual TypeError (a plain ``dict`` would merge the two).
+
+``group(sig, ...)`` is a signature too (``subtask_type='group'``, its members under
+``kwargs['tasks']``, as Celery writes it), so a group survives a JSON round trip as well; sending
+one writes all its members in one statement, sharing one ``group_id``, and returns a
+``GroupResult``.
 """
 
 from __future__ import annotations
 
 import builtins
 import copy
-from collections.abc import Callable, Mapping, Sequence
+import uuid
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from .errors import ConfigurationError
@@ -23,7 +29,7 @@ from .names import validate_task_name
 
 if TYPE_CHECKING:
     from .app import App
-    from .eager import EagerResult
+    from .eager import EagerGroupResult, EagerResult
     from .result import AsyncResult, GroupResult
     from .task import Task
 
@@ -297,6 +303,144 @@ class Signature(dict[str, Any]):
 
         call_args, call_kwargs, call_options = self._merge(args, kwargs, options)
         return eager.apply(self.type, call_args, call_kwargs, **call_options)
+
+
+#: The task name Celery gives a group's signature (no task of that name runs: the members do).
+GROUP_TASK = "celery.group"
+
+
+@Signature.register_type("group")
+class group(Signature):  # noqa: N801 - Celery's name
+    """Celery's ``group``: signatures sent together, whose results are read as one ``GroupResult``.
+
+    ``group(add.s(1, 1), add.s(2, 2))``, ``group([...])`` and ``group(add.s(i) for i in range(n))``
+    are the same. Members may be different tasks with different options. ``apply_async()`` (also
+    ``delay()`` and calling the group) writes every member in one statement (ENQUEUE_MANY, or COPY
+    for a large group due now, the bulk path of ``delay_many``), all sharing one new ``group_id``,
+    inside the caller's transaction with ``connection=``. Arguments given when the group is sent go
+    before each member's own and options given then win over each member's, as in Celery
+    (``group(add.s(1), add.s(2)).delay(10)`` runs ``add(10, 1)`` and ``add(10, 2)``).
+
+    Under ``task_always_eager``, or with ``apply()``, the members run here one after the other
+    (``sqlq.eager``) and an ``EagerGroupResult`` comes back. A group inside a group is refused for
+    now: nested canvases come with chains and chords (issue #13).
+    """
+
+    def __init__(self, *tasks: Any, **options: Any):
+        app = options.pop("app", None)
+        if len(tasks) == 4 and tasks[0] == GROUP_TASK and options.get("subtask_type") == "group":
+            # Signature.from_dict's call (a group read back from its dict): name, args, kwargs, options
+            _, args, kwargs, own_options = tasks
+            members = list((kwargs or {}).get("tasks") or ())
+            immutable = bool(options.get("immutable", False))
+            own_options = dict(own_options or {})
+        else:
+            if len(tasks) == 1 and isinstance(tasks[0], Iterable) and not isinstance(tasks[0], Mapping | str):
+                tasks = tuple(tasks[0])  # group([...]) or group(generator)
+            members, args, immutable, own_options = list(tasks), (), False, options
+        sigs = [_group_member(t, app) for t in members]
+        super().__init__(GROUP_TASK, args, {"tasks": sigs}, own_options, immutable=immutable,
+                         subtask_type="group", app=app)
+
+    @property
+    def tasks(self) -> list[Signature]:
+        """The members, in order (Celery's ``group.tasks``)."""
+        return list(self["kwargs"]["tasks"])
+
+    def __len__(self) -> int:  # Celery's: the number of members (the dict's keys are always the same six)
+        return len(self["kwargs"]["tasks"])
+
+    def __repr__(self) -> str:
+        return f"group([{', '.join(repr(t) for t in self.tasks)}])"
+
+    @property
+    def type(self) -> Task:
+        raise ConfigurationError("a group is not one task: send it (group.apply_async()) or read group.tasks")
+
+    def _prepared(self, args: Sequence[Any] | None, kwargs: Mapping[str, Any] | None,
+                  options: Mapping[str, Any]) -> tuple[str, list[tuple[Signature, tuple[Any, ...], dict[str, Any],
+                                                                      dict[str, Any]]]]:
+        """The group's id and each member's call: the group's partial args (and ``args``) first, as
+        Celery does; the group's options, then ``options``, over each member's own."""
+        merged = dict(self["options"])
+        merged.update(_checked_mapping(options, "options", GROUP_TASK))
+        group_id = merged.pop("task_id", None) or merged.pop("group_id", None) or str(uuid.uuid4())
+        merged.pop("group_id", None)
+        try:
+            group_id = str(uuid.UUID(str(group_id)))
+        except ValueError:
+            raise ConfigurationError(f"a group's id (task_id=) must be a UUID, got {group_id!r}") from None
+        call_args = self.args if self.immutable else _checked_args(args, GROUP_TASK) + self.args
+        calls = []
+        for member in self.tasks:
+            a, k, o = member._merge(call_args, kwargs, merged)
+            calls.append((member, a, k, o))
+        return group_id, calls
+
+    def __call__(self, *partial_args: Any, **options: Any) -> GroupResult:
+        """Celery's ``group(...)(*args)``: ``apply_async(args, **options)`` (a group is sent, not run
+        here, when called)."""
+        return self.apply_async(partial_args, **options)
+
+    def delay(self, *args: Any, **kwargs: Any) -> GroupResult:
+        return self.apply_async(args, kwargs)
+
+    def apply_async(self, args: Sequence[Any] | None = None, kwargs: Mapping[str, Any] | None = None, *,
+                    connection: Any = None, **options: Any) -> GroupResult:
+        """Write every member in one statement, all sharing one new ``group_id`` (``task_id=``
+        names it instead); returns the ``GroupResult``. A member whose task this process has goes
+        through its ``build_job`` (its defaults, typing and routing apply), any other through
+        ``app.build_job`` by name. Every member is encoded before anything is written, so a bad
+        argument of any member writes none."""
+        from .result import AsyncResult
+        from .result import GroupResult as _GroupResult
+        from .task import _current_request
+
+        app = self.app
+        if app.conf.task_always_eager:
+            return self.apply(args, kwargs, **options)
+        group_id, calls = self._prepared(args, kwargs, options)
+        specs = []
+        for member, a, k, o in calls:
+            task = member._local_task()
+            spec = task.build_job(a, k, **o) if task is not None else app.build_job(member.name, a, k, **o)
+            spec.group_id = group_id
+            specs.append(spec)
+        results = app.enqueue(specs, connection=connection) if specs else []
+        for spec, (_, _, _, o), result in zip(specs, calls, results, strict=True):
+            wanted = o.get("task_id")  # a task id that is not its row's UUID: the handle shows the caller's
+            if isinstance(wanted, str) and isinstance(result, AsyncResult) and result.id == spec.id != wanted:
+                result.id = wanted
+        made = _GroupResult(group_id, results, app)
+        parent = _current_request.get()
+        if parent is not None and parent.id is not None and options.get("add_to_parent", True):
+            parent.children.append(made)  # Celery's add_to_parent
+        return made
+
+    def apply(self, args: Sequence[Any] | None = None, kwargs: Mapping[str, Any] | None = None,  # type: ignore[override]
+              **options: Any) -> EagerGroupResult:
+        """Run every member here, in order, as ``Signature.apply`` does (``sqlq.eager``); nothing
+        is written. Returns an ``EagerGroupResult`` (a GroupResult whose members hold their
+        outcomes). Every member's task must be registered in this process."""
+        from . import eager
+
+        group_id, calls = self._prepared(args, kwargs, options)  # (each call already merged)
+        results: list[AsyncResult | GroupResult] = [eager.apply(member.type, a, k, **o)
+                                                    for member, a, k, o in calls]
+        return eager.EagerGroupResult(group_id, results, self.app)
+
+
+def _group_member(value: Any, app: App | None) -> Signature:
+    """One member of a group: a signature, or a signature's dict (a group read back from JSON)."""
+    if isinstance(value, Mapping) and not isinstance(value, Signature):
+        value = Signature.from_dict(value, app=app)
+    if not isinstance(value, Signature):
+        raise ConfigurationError(
+            f"a group's members are signatures (add.s(2, 2)), not {type(value).__name__} {value!r}")
+    if isinstance(value, group):
+        raise ConfigurationError("a group inside a group is not supported yet (nested canvases come with "
+                                 "chains and chords, issue #13); put the members in one group")
+    return value
 
 
 def _rebuild(d: dict[str, Any]) -> Signature:

@@ -40,7 +40,7 @@ from .errors import (
     Retry,
     SerializationError,
 )
-from .result import READY_STATES, AsyncResult
+from .result import READY_STATES, AsyncResult, GroupResult
 from .task import ExceptionInfo, Request, Task, _current_request, overridden_hooks
 
 if TYPE_CHECKING:
@@ -74,6 +74,7 @@ class EagerResult(AsyncResult):
     reads the database; an ``AsyncResult`` so code that takes one takes this too."""
 
     __slots__ = ("_state", "_held", "_traceback", "_date_done", "_retries")
+    _local = True  # (a GroupResult asks it, not the database)
 
     def __init__(self, id: str, value: Any, state: str, *, app: App, task_name: str | None = None,
                  traceback: str | None = None, retries: int = 0):
@@ -154,6 +155,48 @@ class EagerResult(AsyncResult):
         changes nothing, as ``AsyncResult.revoke()`` does for a job that has started (Celery's
         EagerResult would report REVOKED for a task that in fact ran)."""
         return False
+
+
+#: The result of the eager call running in this context: what ``update_state`` changes.
+_live: contextvars.ContextVar[EagerResult | None] = contextvars.ContextVar("sqlq_eager_live", default=None)
+
+
+def current_result() -> EagerResult | None:
+    """The result of the eager call running here (STARTED, or what ``self.update_state`` last set:
+    its state and ``info``), None outside one. The outcome the call returns replaces it, as a
+    worker's outcome replaces a job's reported progress; a test reads it from inside the task (or a
+    signal receiver) to see what a progress bar would."""
+    return _live.get()
+
+
+def update_state(task_id: str, state: str, meta: Any) -> bool:
+    """``Task.update_state`` for the eager call running here, without a database: sets the live
+    result's state and info; False when ``task_id`` is not that call's (the caller then writes)."""
+    live = _live.get()
+    if live is None or live.id != task_id:
+        return False
+    live._state, live._held = state, meta
+    return True
+
+
+class EagerGroupResult(GroupResult):
+    """The outcome of a group run in this process (``group.apply()``, or any send of a group with
+    ``task_always_eager``): a ``GroupResult`` whose members are ``EagerResult``s, so every check
+    reads the members themselves and nothing touches the database."""
+
+    def __repr__(self) -> str:
+        return f"<EagerGroupResult: {self.id} [{', '.join(str(r.id) for r in self.results)}]>"
+
+    def save(self) -> GroupResult:
+        """Refused: the members' outcomes exist only in this object, so a group restored elsewhere
+        would read every member as PENDING."""
+        raise ConfigurationError(f"group {self.id} ran eagerly: its outcomes are held in this process, not "
+                                 f"stored, so there is nothing to save for GroupResult.restore()")
+
+    def forget(self) -> None:
+        """Drop the outcomes the members hold (nothing was stored)."""
+        for r in self._leaves():
+            r.forget()
 
 
 def _call_hook(task: Task, hooks: frozenset[str], name: str, *args: Any) -> None:
@@ -268,6 +311,7 @@ class _EagerRun:
                           attempt=retries + 1, queue=self.queue, priority=self.priority, headers=self.headers,
                           hostname=self.hostname, is_eager=True)
         token = _current_request.set(request)
+        live = _live.set(EagerResult(task_id, None, "STARTED", app=self.app, task_name=task.name, retries=retries))
         state, retval = "FAILURE", None
         einfo: ExceptionInfo | None = None
         try:
@@ -309,6 +353,7 @@ class _EagerRun:
                                               retval=retval if state == "SUCCESS" else None, state=state)
             finally:
                 _current_request.reset(token)
+                _live.reset(live)
 
     def _retried(self, request: Request, reason: BaseException, einfo: ExceptionInfo, args: list[Any],
                  kwargs: dict[str, Any]) -> None:

@@ -1,7 +1,9 @@
 """``AsyncResult``: a handle on one job, read from the tables, woken by NOTIFY.
 
 States use Celery's names so user code carries over: PENDING (waiting, scheduled, or unknown id),
-STARTED, RETRY (waiting to run again), then one of SUCCESS, FAILURE, REVOKED, EXPIRED.
+STARTED, RETRY (waiting to run again), then one of SUCCESS, FAILURE, REVOKED, EXPIRED. A running
+task may report a state of its own with ``update_state`` (``PROGRESS``, or any name but the
+outcomes'), read with its meta as ``info``/``result`` until the outcome replaces it.
 """
 
 from __future__ import annotations
@@ -13,10 +15,11 @@ import datetime as dt
 import sys
 import threading
 import time
-from typing import TYPE_CHECKING, Any
+import uuid
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from . import serialization, signals
-from .errors import TaskError, TaskExpiredError, TaskRevokedError
+from .errors import ConfigurationError, SerializationError, TaskError, TaskExpiredError, TaskRevokedError
 from .errors import TimeoutError as SqlqTimeoutError
 from .task import _current_request, task_uuid
 
@@ -27,6 +30,9 @@ if TYPE_CHECKING:
     from .store import JobState
 
 READY_STATES = frozenset({"SUCCESS", "FAILURE", "REVOKED", "EXPIRED"})
+#: States ``update_state`` refuses: the outcomes are the worker's to record (a task that reports
+#: SUCCESS and then fails would be both), and PENDING/RETRY describe a job that is not running.
+RESERVED_STATES = READY_STATES | {"PENDING", "RETRY"}
 #: The longest a waiter sleeps between checks if no notification arrives (notifications can be lost).
 SAFETY_POLL = 2.0
 
@@ -102,6 +108,9 @@ class AsyncResult:
 
     # Slots: a bulk enqueue makes one of these per job (10,000 dicts cost ~10 ms, most of it GC).
     __slots__ = ("id", "app", "task_name", "_cache")
+    #: Whether the outcome is held in this object rather than read from the database
+    #: (``EagerResult``): a GroupResult asks such members themselves instead of querying.
+    _local: ClassVar[bool] = False
 
     def __init__(self, id: str, app: App | None = None, task_name: str | None = None):
         # Any string is a task id, as in Celery: one that is not a UUID is looked up by its
@@ -145,11 +154,14 @@ class AsyncResult:
     def state(self) -> str:
         """Celery's state name. A running job reads STARTED, or PENDING when its task (or, for a task
         this app does not have, ``conf.task_track_started``) does not track starts, as in Celery."""
-        row = self._row()
+        return self._state_of(self._row())
+
+    def _state_of(self, row: JobState | None) -> str:
+        """The state ``row`` (this job's, as FETCH_STATE or GROUP_STATES read it) means here."""
         if row is None:
             return "PENDING"
-        if row.state == "STARTED" and not self._tracks_started(row.task):
-            return "PENDING"
+        if row.state == "STARTED" and row.result is None and not self._tracks_started(row.task):
+            return "PENDING"  # (a STARTED the task reported itself, with meta, is shown as it is)
         return row.state
 
     def _tracks_started(self, task_name: str) -> bool:
@@ -213,6 +225,8 @@ class AsyncResult:
             # is that exception); its traceback is not kept
             exc_type, _, message = row.exc_message.partition(": ")
             return rebuild_exception(exc_type, message, None)
+        if row.result is not None:  # a running job's update_state meta: Celery's result of a custom state
+            return serialization.json_loads(row.result)
         return None
 
     def _outcome(self, row: JobState, propagate: bool) -> Any:
@@ -324,66 +338,264 @@ class AsyncResult:
 
 
 class GroupResult:
-    """The jobs one publish created when it reached several queues (a fanout exchange, or a routing
-    key several bindings match). Each job has its own id; all share ``group_id`` = ``self.id``.
+    """The results of a group of jobs sharing one ``group_id`` (``self.id``): Celery's GroupResult.
 
-    ``results`` (alias ``children``) holds one ``AsyncResult`` per job, in the order of ``queues``.
-    ``get()`` waits for all of them and returns their values in that order.
+    Two things make one: ``sqlq.canvas.group(...).apply_async()`` (``results`` in the group's
+    order), and a publish that reached several queues (a fanout exchange, or a routing key several
+    bindings match; ``results`` in the order of ``queues``). A member may itself be a GroupResult
+    (a group member that a fanout exchange copied to several queues).
+
+    Every check reads all members in one statement (GROUP_STATES over ``id = ANY(...)``), never
+    one query per member, and a member's final row is kept (it never changes until ``forget``), so
+    polling a large group re-reads only the members that have not finished. ``get()`` is woken by
+    the results channel's NOTIFY as ``AsyncResult.get()`` is.
     """
 
-    def __init__(self, id: str | None, results: list[AsyncResult], app: App, queues: list[str] | None = None):
+    def __init__(self, id: str | None, results: list[AsyncResult | GroupResult], app: App | None = None,
+                 queues: list[str] | None = None):
+        if app is None:  # as AsyncResult(id): the current app, as Celery's GroupResult(id, results) does
+            from .current import get_current_app
+
+            app = get_current_app()
         self.id = id
-        self.results = results
+        self.results = list(results)
         self.app = app
         self.queues = queues
 
     @property
-    def children(self) -> list[AsyncResult]:
+    def children(self) -> list[AsyncResult | GroupResult]:
         return self.results
 
     def __repr__(self) -> str:
-        return f"<GroupResult: {self.id} [{', '.join(r.id for r in self.results)}]>"
+        return f"<GroupResult: {self.id} [{', '.join(str(r.id) for r in self.results)}]>"
 
-    def __iter__(self) -> Iterator[AsyncResult]:
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, GroupResult) and other.id == self.id and other.results == self.results
+
+    def __hash__(self) -> int:
+        return hash((self.id, tuple(self.results)))
+
+    def __iter__(self) -> Iterator[AsyncResult | GroupResult]:
         return iter(self.results)
 
     def __len__(self) -> int:
         return len(self.results)
 
-    def __getitem__(self, index: int) -> AsyncResult:
+    def __getitem__(self, index: int) -> AsyncResult | GroupResult:
         return self.results[index]
 
+    # reading -----------------------------------------------------------------------------------
+
+    def _leaves(self) -> list[AsyncResult]:
+        """Every AsyncResult of the group, nested groups' included."""
+        leaves: list[AsyncResult] = []
+        for member in self.results:
+            if isinstance(member, GroupResult):
+                leaves.extend(member._leaves())
+            else:
+                leaves.append(member)
+        return leaves
+
+    def _rows(self) -> dict[str, JobState | None]:
+        """Each database member's row by task id, read in one statement for those not final yet."""
+        leaves = [r for r in self._leaves() if not r._local]
+        unread = [r for r in leaves if r._cache is None]
+        if unread:
+            with self.app.connection() as conn:
+                rows = self.app.store.group_states(conn, [_row_id(r.id) for r in unread])
+            for r, row in zip(unread, rows, strict=True):
+                if row is not None and row.state in READY_STATES:
+                    r._cache = row
+        else:
+            rows = []
+        fresh = {r.id: row for r, row in zip(unread, rows, strict=True)}
+        return {r.id: r._cache if r._cache is not None else fresh.get(r.id) for r in leaves}
+
+    def _statuses(self, rows: dict[str, JobState | None]) -> list[tuple[bool, bool, bool]]:
+        """(ready, successful, failed) of each member, in order, from ``rows``."""
+        statuses = []
+        for member in self.results:
+            if isinstance(member, GroupResult):
+                inner = member._statuses(rows)
+                statuses.append((all(s[0] for s in inner), all(s[1] for s in inner), any(s[2] for s in inner)))
+            elif member._local:
+                statuses.append((member.ready(), member.successful(), member.failed()))
+            else:
+                state = member._state_of(rows[member.id])
+                statuses.append((state in READY_STATES, state == "SUCCESS", state == "FAILURE"))
+        return statuses
+
     def ready(self) -> bool:
-        return all(r.ready() for r in self.results)
+        """Whether every member has finished (whatever its outcome)."""
+        return all(s[0] for s in self._statuses(self._rows()))
 
     def successful(self) -> bool:
-        return all(r.successful() for r in self.results)
+        """Whether every member ended in SUCCESS."""
+        return all(s[1] for s in self._statuses(self._rows()))
 
     def failed(self) -> bool:
-        return any(r.failed() for r in self.results)
+        """Whether any member ended in FAILURE."""
+        return any(s[2] for s in self._statuses(self._rows()))
+
+    def waiting(self) -> bool:
+        """Whether any member has not finished yet."""
+        return not self.ready()
 
     def completed_count(self) -> int:
-        return sum(r.successful() for r in self.results)
+        """How many members ended in SUCCESS (Celery counts successes, not every finished member)."""
+        return sum(s[1] for s in self._statuses(self._rows()))
+
+    def _values(self, rows: dict[str, JobState | None], propagate: bool) -> tuple[bool, list[Any]]:
+        """(whether the values are all there, the values in order so far). A failed member raises
+        when ``propagate``, once every member before it has finished, as Celery's join does."""
+        values: list[Any] = []
+        for member in self.results:
+            if isinstance(member, GroupResult):
+                done, inner = member._values(rows, propagate)
+                if not done:
+                    return False, values
+                values.append(inner)
+            elif member._local:
+                if not member.ready():
+                    return False, values
+                values.append(member.get(propagate=propagate))
+            else:
+                row = rows[member.id]
+                if row is None or row.state not in READY_STATES:
+                    return False, values
+                values.append(member._outcome(row, propagate))
+        return True, values
+
+    # waiting -----------------------------------------------------------------------------------
 
     def get(self, timeout: float | None = None, propagate: bool = True, interval: float | None = None,
             disable_sync_subtasks: bool = True) -> list[Any]:
-        """Every job's value; ``timeout`` bounds the whole wait, not each job's.
+        """Every member's value in the group's order; ``timeout`` bounds the whole wait, not each
+        member's. With ``propagate`` the first failed member (in order) raises its exception.
+
+        Each round reads the unfinished members in one statement; the wait between rounds is woken
+        by any member's NOTIFY, ``interval`` (default 2 s) only bounds a lost notification's delay.
         ``disable_sync_subtasks`` as ``AsyncResult.get``'s (checked before the first wait)."""
         if disable_sync_subtasks:
             assert_will_not_block()
         deadline = None if timeout is None else time.monotonic() + timeout
-        values = []
-        for r in self.results:
-            remaining = None if deadline is None else max(deadline - time.monotonic(), 0.0)
-            values.append(r.get(timeout=remaining, propagate=propagate, interval=interval,
-                                disable_sync_subtasks=disable_sync_subtasks))
-        return values
+        ids = [_row_id(r.id) for r in self._leaves() if not r._local]
+        waiter = self.app.result_waiter() if ids else None
+        event = threading.Event()
+        for row_id in ids:
+            waiter.register(row_id, event.set)  # type: ignore[union-attr]  # (set when ids)
+        try:
+            while True:
+                event.clear()
+                done, values = self._values(self._rows(), propagate)
+                if done:
+                    return values
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    raise SqlqTimeoutError(
+                        f"group {self.id} did not finish within {timeout} s ({self.completed_count()} of "
+                        f"{len(self.results)} members succeeded); is a worker running for their queues? "
+                        f"Try `sqlq queues` and `sqlq worker`")
+                step = interval or SAFETY_POLL
+                event.wait(step if remaining is None else min(step, remaining))
+        finally:
+            for row_id in ids:
+                waiter.unregister(row_id, event.set)  # type: ignore[union-attr]
 
     join = get
+    join_native = get
+
+    # acting ------------------------------------------------------------------------------------
 
     def revoke(self) -> int:
-        """Revoke the jobs that have not started; returns how many were."""
+        """Revoke the members that have not started; returns how many were."""
+        leaves = [r for r in self._leaves() if not r._local]
         if signals.task_revoked.has_receivers:  # one by one, to signal those that were revoked
-            return sum(r.revoke() for r in self.results)
+            return sum(r.revoke() for r in leaves)
+        if not leaves:
+            return 0
         with self.app.connection() as conn:
-            return self.app.store.revoke(conn, [_row_id(r.id) for r in self.results])
+            return self.app.store.revoke(conn, [_row_id(r.id) for r in leaves])
+
+    def save(self) -> GroupResult:
+        """Store the group's members (their task ids, in order) under its id, so that
+        ``GroupResult.restore(id)`` in any process gets it back; saving again replaces them. Kept as
+        long as results are (``result_expires``). A group with a nested group (a member a fanout
+        exchange copied) cannot be saved: its shape would not survive a list of ids."""
+        if self.id is None:
+            raise ConfigurationError("this GroupResult has no id, so it cannot be saved")
+        if any(isinstance(r, GroupResult) for r in self.results):
+            raise ConfigurationError(
+                f"group {self.id} has a nested group (a member routed to several queues); save() stores "
+                f"a flat list of task ids, so save the nested GroupResult on its own")
+        with self.app.connection() as conn:
+            self.app.store.group_save(conn, _group_uuid(self.id), [str(r.id) for r in self.results])
+        return self
+
+    @classmethod
+    def restore(cls, id: str, app: App | None = None, backend: Any = None) -> GroupResult | None:
+        """The group ``save()`` stored under ``id``, or None when no group was saved under it (as
+        Celery's restore returns None). ``backend`` is accepted for Celery's signature; the results
+        are always in the app's database."""
+        if app is None:
+            from .current import get_current_app
+
+            app = get_current_app()
+        try:
+            group_id = _group_uuid(id)
+        except ConfigurationError:
+            return None  # not a group id sqlq could have made, so never saved
+        with app.connection() as conn:
+            ids = app.store.group_restore(conn, group_id)
+        if ids is None:
+            return None
+        return cls(str(id), [AsyncResult(i, app) for i in ids], app)
+
+    def delete(self) -> None:
+        """Celery's ``GroupResult.delete()``: forget the saved group, keep the members' outcomes."""
+        if self.id is None:
+            return
+        with self.app.connection() as conn:
+            self.app.store.group_forget(conn, _group_uuid(self.id), [])
+
+    def forget(self) -> None:
+        """Delete the saved group (if any) and every member's stored outcome, in one statement."""
+        leaves = [r for r in self._leaves() if not r._local]
+        with self.app.connection() as conn:
+            self.app.store.group_forget(conn, None if self.id is None else _group_uuid(self.id),
+                                        [_row_id(r.id) for r in leaves])
+        for r in self._leaves():
+            if r._local:
+                r.forget()  # (an EagerResult drops the outcome it holds)
+            else:
+                r._cache = None
+
+
+def _group_uuid(group_id: str) -> str:
+    """A group id as the uuid its column holds; a ConfigurationError for anything else (group ids
+    are made by ``group()`` or PUBLISH, always UUIDs)."""
+    try:
+        return str(uuid.UUID(str(group_id)))
+    except ValueError:
+        raise ConfigurationError(f"a group id is a UUID, got {group_id!r}") from None
+
+
+def checked_progress(task_id: str, state: Any, meta: Any) -> str | None:
+    """``update_state``'s state and meta checked, the meta as JSON text (None for no meta): a state
+    is a non-empty string other than ``RESERVED_STATES``, the meta JSON-serializable (sqlq's tagged
+    JSON: datetimes, UUIDs, Decimals come back as themselves)."""
+    if not isinstance(state, str) or not state:
+        raise ConfigurationError(f"update_state needs a state name (a non-empty string such as 'PROGRESS'), "
+                                 f"got {state!r}")
+    if state in RESERVED_STATES:
+        raise ConfigurationError(
+            f"update_state cannot set {state!r} on task {task_id}: the worker records SUCCESS, FAILURE and the "
+            f"other outcomes itself, and PENDING/RETRY describe a job that is not running; use 'PROGRESS', "
+            f"'STARTED' or a state name of your own")
+    if meta is None:
+        return None
+    try:
+        return serialization.json_dumps(meta)
+    except (TypeError, ValueError) as exc:
+        raise SerializationError(f"the meta of update_state({state!r}) for task {task_id} must be "
+                                 f"JSON-serializable: {exc}") from None

@@ -78,6 +78,11 @@ def build_metadata(schema: str = "sqlq") -> MetaData:
         Column("worker_id", UUID(as_uuid=False)),
         Column("group_id", UUID(as_uuid=False)),
         Column("last_error", Text),
+        # What update_state last said of the running job, and in which attempt (a retried job
+        # shows no progress of its previous attempt); the outcome replaces it (the row leaves jobs).
+        Column("progress_state", Text),
+        Column("progress_meta", JSONB),
+        Column("progress_attempt", Integer),
         CheckConstraint("state IN ('available', 'scheduled', 'running')", name="jobs_state_check"),
         Index("jobs_available", "queue", text("priority DESC"), "seq",
               postgresql_where=text("state = 'available'")),
@@ -130,6 +135,7 @@ def build_metadata(schema: str = "sqlq") -> MetaData:
     _routing_tables(md, schema)
     _schedule_tables(md, schema)
     _rate_limit_tables(md)
+    _group_tables(md)
     return md
 
 
@@ -230,4 +236,21 @@ def _rate_limit_tables(md: MetaData) -> None:
         PrimaryKeyConstraint("task", name="rate_limits_pkey"),
         CheckConstraint("rate > 0 AND rate < 'infinity'::float8", name="rate_limits_rate_check"),
         CheckConstraint("capacity >= 1 AND capacity < 'infinity'::float8", name="rate_limits_capacity_check"),
+    )
+
+
+def _group_tables(md: MetaData) -> None:
+    """Saved groups (``GroupResult.save()`` / ``restore()``): a group's member task ids in order.
+
+    Jobs and results carry their group's id themselves; this row keeps the membership and the order
+    once the handle is gone, so another process can ``restore`` it. ``results`` is text because a
+    task id may be any string. ``saved_at`` lets EXPIRE_RESULTS drop old groups with old results.
+    """
+    Table(
+        "groups", md,
+        Column("id", UUID(as_uuid=False), nullable=False),
+        Column("results", ARRAY(Text), nullable=False),
+        Column("saved_at", DateTime(timezone=True), nullable=False, server_default=text("now()")),
+        PrimaryKeyConstraint("id", name="groups_pkey"),
+        Index("groups_saved_at", "saved_at"),
     )

@@ -486,6 +486,42 @@ class Task:
             merged["reject_on_worker_lost"] = self.reject_on_worker_lost
         return merged
 
+    def update_state(self, task_id: str | None = None, state: str | None = None, meta: Any = None,
+                     **kwargs: Any) -> None:
+        """Report a state of a running job (Celery's ``update_state``), by default this task's own:
+        ``self.update_state(state='PROGRESS', meta={'current': i, 'total': n})`` in a bound task.
+
+        ``AsyncResult.state`` then reads ``state`` and ``.info``/``.result`` the meta, until the
+        worker records the outcome, which replaces it. One UPDATE of the job's own row (the claim
+        and finish statements are untouched). Refused with a ConfigurationError when the job is not
+        running (waiting, finished, unknown) or ``state`` is an outcome (SUCCESS, FAILURE, REVOKED,
+        EXPIRED: the worker records those) or PENDING/RETRY; a meta that is not JSON-serializable
+        is a SerializationError. In eager mode the running call's result changes, no database is
+        used (``sqlq.eager.current_result``). ``kwargs`` (Celery passes them to its backend) are
+        refused: there is nothing here they would mean."""
+        from . import eager, serialization
+        from .result import checked_progress
+
+        if kwargs:
+            raise ConfigurationError(f"update_state takes task_id, state and meta, not {', '.join(sorted(kwargs))}")
+        request = self.request
+        task_id = task_id or request.id
+        if task_id is None:
+            raise ConfigurationError(f"{self.name}.update_state needs a task id: call it in a running task "
+                                     f"(@app.task(bind=True)) or pass task_id=")
+        meta_json = checked_progress(task_id, state, meta)
+        assert state is not None  # (checked_progress refused anything else)
+        if request.is_eager and eager.update_state(task_id, state, serialization.json_loads(meta_json)
+                                                    if meta_json is not None else None):
+            return
+        app = self._app or self.app
+        with app.connection() as conn:
+            written = app.store.set_progress(conn, task_uuid(task_id), state, meta_json)
+        if not written:
+            raise ConfigurationError(
+                f"update_state({state!r}) for task {task_id}: the job is not running (it is waiting, has "
+                f"finished, or no job has that id); only a running job's state can be reported")
+
     def AsyncResult(self, task_id: str) -> AsyncResult:  # noqa: N802 - Celery's name
         return self.app.AsyncResult(task_id, task_name=self.name)
 

@@ -14,6 +14,7 @@ transaction. Its methods come from one module per group, each running its own fi
 * ``routes``: exchanges, bindings and routed publishing (routes.py);
 * ``rate_limits``: the token buckets of rate-limited tasks (rate_limits.py; tokens are taken by the
   claims' CLAIM_RATE_LIMITED);
+* ``groups``: a GroupResult's members' states in one statement, saved groups (groups.py);
 * ``base``: rendering for a schema, the schema's revision and advisory locks (base.py).
 
 The rows and records the store takes and gives are in records.py; the libpq fast path of one-job
@@ -23,6 +24,7 @@ writes in fast.py, the binary array encoders of FINISH_OK in binary.py.
 from __future__ import annotations
 
 from .claims import Claims
+from .groups import Groups
 from .jobs import Jobs
 from .rate_limits import RateLimits
 from .records import (
@@ -55,5 +57,5 @@ __all__ = ["ClaimedJob", "DeclaredLimits", "DeclaredRoutes", "ForeignSchedule", 
            "RetryRequest", "RouteRow", "ScheduleRow", "Store", "WorkerRow"]
 
 
-class Store(Jobs, Claims, Workers, Results, Schedules, Routes, RateLimits):
+class Store(Jobs, Claims, Workers, Results, Schedules, Routes, RateLimits, Groups):
     """Every statement of the queue tables, rendered for one schema (``Store(schema)``)."""

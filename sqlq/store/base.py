@@ -39,6 +39,7 @@ class StoreBase:
             "bindings": sql.Identifier(schema, "bindings"),
             "route_queues": sql.Identifier(schema, "route_queues"),
             "rate_limits": sql.Identifier(schema, "rate_limits"),
+            "groups": sql.Identifier(schema, "groups"),
             "jobs_channel": sql.Literal(self.jobs_channel),
             "results_channel": sql.Literal(self.results_channel),
             "jobs_channel_identifier": sql.Identifier(self.jobs_channel),

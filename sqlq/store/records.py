@@ -171,7 +171,8 @@ class JobState(NamedTuple):
     """What a result handle sees of a job (FETCH_STATE): its results row once it finished, else the
     waiting or running job in Celery's state names (PENDING, STARTED, RETRY), with only ``task``,
     ``retries``, ``group_id`` and, for a job waiting to run again, its last error in
-    ``exc_message``."""
+    ``exc_message``. A running job that reported a state (``update_state``) has that state, and
+    its meta as JSON text in ``result``."""
 
     state: str
     result: str | None  # JSON text

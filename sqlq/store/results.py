@@ -1,5 +1,5 @@
-"""Results (results.sql): what a result handle reads, forgetting and revoking, and the expiry of
-old results.
+"""Results (results.sql): what a result handle reads, a running task's reported state
+(``update_state``), forgetting and revoking, and the expiry of old results.
 """
 
 from __future__ import annotations
@@ -27,6 +27,12 @@ class Results(StoreBase):
         cur = await conn.execute(self.sql["FETCH_STATE"], {"id": job_id}, prepare=True)
         row = await cur.fetchone()
         return JobState(*row) if row is not None else None
+
+    def set_progress(self, conn: psycopg.Connection, job_id: str, state: str, meta_json: str | None) -> bool:
+        """Record a running job's reported state and meta (JSON text); False when the job is not
+        running (waiting, finished or unknown), so nothing was written."""
+        return conn.execute(self.sql["SET_PROGRESS"], {"id": job_id, "state": state, "meta": meta_json},
+                            prepare=True).fetchone() is not None
 
     def forget(self, conn: psycopg.Connection, job_id: str) -> None:
         conn.execute(self.sql["FORGET"], {"id": job_id})

@@ -5,17 +5,30 @@
 
 -- name: FETCH_STATE
 -- What a result handle sees: the final row if there is one, else the waiting or running job, in
--- Celery's state names. The columns are JobState's.
+-- Celery's state names. A running job that reported a state with update_state in this attempt
+-- shows that state, its meta in the result column (JSON text), as Celery returns meta as the
+-- result of a custom state. The columns are JobState's.
 SELECT state, result::text, result_payload, result_content_type, exc_type, exc_message, traceback,
        finished_at, task, retries, group_id::text
 FROM {results} WHERE id = %(id)s
 UNION ALL
-SELECT CASE WHEN state = 'running' THEN 'STARTED'
+SELECT CASE WHEN state = 'running' AND progress_attempt = attempt THEN progress_state
+            WHEN state = 'running' THEN 'STARTED'
             WHEN retries > 0 THEN 'RETRY'
             ELSE 'PENDING' END,
-       NULL, NULL, NULL, NULL, last_error, NULL, NULL, task, retries, group_id::text
+       CASE WHEN state = 'running' AND progress_attempt = attempt THEN progress_meta::text END,
+       NULL, NULL, NULL, last_error, NULL, NULL, task, retries, group_id::text
 FROM {jobs} WHERE id = %(id)s
 LIMIT 1
+
+-- name: SET_PROGRESS
+-- Task.update_state: a running job's reported state and meta, on its own row, stamped with the
+-- attempt so that a retried job does not show the previous attempt's progress. Only a running
+-- job (no row back otherwise: the caller says why); the FINISH statements move the row out of
+-- jobs, so the outcome replaces the progress without touching it.
+UPDATE {jobs} SET progress_state = %(state)s, progress_meta = %(meta)s::jsonb, progress_attempt = attempt
+WHERE id = %(id)s AND state = 'running'
+RETURNING attempt
 
 -- name: FORGET
 -- `AsyncResult.forget()`: the stored outcome goes, the job (if any) is not affected.
@@ -39,11 +52,18 @@ WITH gone AS (
 SELECT count(*), pg_notify({results_channel}, coalesce(string_agg(id::text, ','), '')) FROM ins
 
 -- name: EXPIRE_RESULTS
--- Expired results go in bounded batches so one pass never holds locks for long.
+-- Expired results go in bounded batches so one pass never holds locks for long. Saved groups
+-- (GroupResult.save()) older than the same ttl go with them, in bounded batches too: a restored
+-- group whose members' results are gone would only read PENDING. The row count is the results'.
 WITH old AS (
     SELECT id FROM {results}
     WHERE finished_at < now() - make_interval(secs => %(ttl)s::float8)
     LIMIT %(limit)s
+), old_groups AS (
+    DELETE FROM {groups} AS g
+    USING (SELECT id FROM {groups} WHERE saved_at < now() - make_interval(secs => %(ttl)s::float8)
+           LIMIT %(limit)s) AS o
+    WHERE g.id = o.id
 )
 DELETE FROM {results} AS r USING old WHERE r.id = old.id
 

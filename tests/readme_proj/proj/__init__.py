@@ -51,4 +51,11 @@ def notify(event):
     return event
 
 
+@app.task(bind=True)
+def resize(self, paths):  # README "Workflows": progress with update_state
+    for i, _path in enumerate(paths):
+        self.update_state(state="PROGRESS", meta={"current": i + 1, "total": len(paths)})
+    return len(paths)
+
+
 from proj import tasks  # noqa: E402,F401  (the proj.tasks.* names the README's commands use)

@@ -14,8 +14,7 @@ Left out, and why:
   ``add.s(16)``), ``task.s(...).apply_async()``, the "Good" ``fetch_page.s(url) | ...`` chain, the
   ``group(add.s(i, j) ...)`` of "Connections", custom states and ``update_state`` (``upload_files``,
   ``get_tweets``, ``hello`` with ``get(on_message=...)``);
-* remote control / inspect / events (issue #14): ``inspect registered``; the testing guide's
-  ``celery_worker_parameters`` with ``without_heartbeat`` (worker heartbeat events);
+* remote control / inspect / events (issue #14): ``inspect registered``;
 * Django (issue #15): the tasks guide's "State" (``Article`` model), "Database transactions"
   (``transaction.atomic``/``delay_on_commit``/``on_commit``) and the blog "Example"
   (``blog/models.py``, ``blog/views.py``, ``blog/tasks.py`` with Akismet and Django sites);
@@ -25,18 +24,17 @@ Left out, and why:
   ``confirm_publish``, "Advanced Options" ``exchange``/``routing_key`` (AMQP routing: the routing
   guide's tests), compression schemes other than accepting ``compression=``; logging redirection
   (``self.app.log.redirect_stdouts_to_logger``) and the logging signals notes;
-* sqlq gaps found while porting (reported with reproductions; these examples fail today):
-  ``get_task_logger`` (Bound tasks, Logging: no ``sqlq.utils.log``), a ``gen_task_name`` override
-  (not called), ``argsrepr=`` (an unknown option), ``dont_autoretry_for`` and ``pydantic=True``
-  (unknown task options), ``Ignore`` (no such exception), ``Task.Request`` (custom request classes),
-  the RETRY state's ``result``/``traceback`` (None, Celery: the exception given to ``retry``), the
-  "Creating pickleable exceptions" classes (rebuilt from their message: ``HttpError(404)`` comes back
-  with ``status_code == '404'``), ``result.info['pid']`` of a STARTED task,
-  ``get(disable_sync_subtasks=False)``, ``add.OperationalError``; in the testing guide
-  ``celery_worker.reload()`` (``test_testing_guide_sqlq_app_and_worker`` runs the ``celery_app``
-  example without that one line: the worker thread shares the app's registry), ``@pytest.mark.celery``,
-  ``celery_parameters``, ``celery_worker_pool``, ``celery_enable_logging``, ``exclude_queues`` and
-  ``shutdown_timeout`` in ``celery_worker_parameters``, ``use_celery_app_trap``/``depends_on_current_app``;
+* sqlq gaps found while porting (each checked against this branch; these examples fail today):
+  ``@app.task(pydantic=True)`` ("Argument validation with Pydantic": a ``TaskDefinitionError`` saying
+  sqlq does not support it); ``Ignore`` and ``Reject`` (no such exceptions: ``from sqlq import
+  Ignore`` is an ImportError); a custom ``Task.Request`` class ("Custom request classes": a
+  ``TaskDefinitionError``, ``self.request`` is always ``sqlq.task.Request``); ``result.info`` of a
+  STARTED task (``track_started``: None, Celery: ``{'pid': ..., 'hostname': ...}``); the RETRY
+  state's ``traceback`` (None; its ``result`` is the exception, as in Celery); in the testing guide
+  ``celery_worker_pool`` returning ``'prefork'`` (``sqlq_worker`` fails to start: "the prefork pool
+  starts child processes that import your app, but this app is not importable", since
+  ``sqlq_app`` is made by the fixture, not by an importable module) and ``use_celery_app_trap``
+  (no such fixture, and no trap on falling back to a default app);
 * by design (README, "The pytest plugin"): the session-scoped ``celery_session_app`` and
   ``celery_session_worker`` (sqlq's plugin has no session-scoped fixtures).
 """
@@ -751,6 +749,226 @@ def test_synchronous_subtasks_bad_example_runs(app, run_worker):
     assert stored == [("http://x", len("<html>http://x</html>"))]
 
 
+# === Tasks: Bound tasks and Logging (get_task_logger) =============================================
+
+def test_bound_task_logs_its_request_id_with_get_task_logger(app, run_worker, caplog):
+    from sqlq import get_task_logger  # was: from celery.utils.log import get_task_logger
+
+    logger = get_task_logger(__name__)
+
+    @app.task(bind=True)
+    def add(self, x, y):
+        logger.info(self.request.id)
+
+    caplog.set_level("INFO", logger=__name__)
+    with run_worker(app):
+        result = add.delay(2, 2)
+        result.get(timeout=TIMEOUT)
+    assert any(r.name == __name__ and r.getMessage() == result.id for r in caplog.records)
+
+
+def test_logging_get_task_logger(app, run_worker, caplog):
+    from sqlq import get_task_logger  # was: from celery.utils.log import get_task_logger
+
+    logger = get_task_logger(__name__)
+
+    @app.task
+    def add(x, y):
+        logger.info('Adding {0} + {1}'.format(x, y))  # noqa: UP030, UP032 - the guide's code
+        return x + y
+
+    caplog.set_level("INFO", logger=__name__)
+    with run_worker(app):
+        assert add.delay(4, 5).get(timeout=TIMEOUT) == 9
+    assert 'Adding 4 + 5' in [r.getMessage() for r in caplog.records if r.name == __name__]
+    assert logger.parent.name == 'sqlq.task'
+
+
+# === Tasks: Names, gen_task_name ==================================================================
+
+def test_names_gen_task_name_override(schema, database_url, run_worker):
+    import types
+
+    from sqlq import Celery  # was: from celery import Celery
+
+    class MyCelery(Celery):
+
+        def gen_task_name(self, name, module):
+            if module.endswith('.tasks'):
+                module = module[:-6]
+            return super().gen_task_name(name, module)
+
+    app = MyCelery('main', broker=database_url, schema=schema)
+    try:
+        app.migrate()
+        # moduleA/tasks.py of the guide's layout, as a module object
+        module = types.ModuleType('moduleA.tasks')
+        module.app = app
+        exec(textwrap.dedent('''
+            @app.task
+            def taskA(x, y):
+                return x + y
+        '''), module.__dict__)
+        assert module.taskA.name == 'moduleA.taskA'
+        assert app.gen_task_name('test', 'moduleB.tasks') == 'moduleB.test'
+        with run_worker(app):
+            assert app.send_task('moduleA.taskA', (1, 2)).get(timeout=TIMEOUT) == 3
+    finally:
+        app.close()
+
+
+# === Tasks: Hiding sensitive information in arguments =============================================
+
+def test_argsrepr_hides_the_arguments(app, run_worker):
+    from sqlq.signals import before_task_publish
+
+    @app.task
+    def add(x, y):
+        return x + y
+
+    @app.task(bind=True)
+    def shown(self, x, y):
+        return [self.request.argsrepr, self.request.kwargsrepr]
+
+    published = []
+
+    def record(sender=None, headers=None, **kwargs):
+        published.append((headers['argsrepr'], headers['kwargsrepr']))
+
+    before_task_publish.connect(record)
+    try:
+        with run_worker(app):
+            result = add.apply_async((2, 3), argsrepr='(<secret-x>, <secret-y>)')
+            assert result.get(timeout=TIMEOUT) == 5
+            seen = shown.apply_async((2, 3), argsrepr='(<secret-x>, <secret-y>)',
+                                     kwargsrepr=repr({'card': '**** **** **** 5678'})).get(timeout=TIMEOUT)
+    finally:
+        before_task_publish.disconnect(record)
+    assert published[0][0] == '(<secret-x>, <secret-y>)'
+    assert seen == ['(<secret-x>, <secret-y>)', repr({'card': '**** **** **** 5678'})]
+
+
+# === Tasks: dont_autoretry_for ====================================================================
+
+def test_dont_autoretry_for(app, run_worker):
+    attempts = []
+
+    @app.task(autoretry_for=(Exception,), dont_autoretry_for=(ValueError,),
+              retry_kwargs={'max_retries': 3, 'countdown': 0})
+    def flaky(kind):
+        attempts.append(kind)
+        if kind == 'value':
+            raise ValueError('not retried')
+        if len(attempts) < 3:
+            raise KeyError('retried')
+        return len(attempts)
+
+    with run_worker(app):
+        with pytest.raises(ValueError):
+            flaky.delay('value').get(timeout=TIMEOUT)
+        assert attempts == ['value']
+        attempts.clear()
+        assert flaky.delay('key').get(timeout=TIMEOUT) == 3
+
+
+# === Tasks: States, RETRY's result ================================================================
+
+def test_states_retry_result_is_the_exception(app, run_worker):
+    @app.task(bind=True, default_retry_delay=180)
+    def send(self):
+        raise self.retry(exc=FailWhaleError('whale'))
+
+    with run_worker(app):
+        result = send.delay()
+        wait_for(lambda: result.state == 'RETRY', message="RETRY state")
+    assert isinstance(result.result, FailWhaleError) and str(result.result) == 'whale'
+    assert isinstance(result.info, FailWhaleError)
+
+
+# === Tasks: Creating pickleable exceptions ========================================================
+
+class HttpError(Exception):  # the guide's "OK" class
+
+    def __init__(self, status_code):
+        self.status_code = status_code
+        Exception.__init__(self, status_code)  # <-- REQUIRED
+
+
+class HttpErrorWithBody(Exception):  # the guide's class with keyword arguments (named HttpError there)
+
+    def __init__(self, status_code, headers=None, body=None):
+        self.status_code = status_code
+        self.headers = headers
+        self.body = body
+
+        super(HttpErrorWithBody, self).__init__(status_code, headers, body)  # noqa: UP008 - the guide's code
+
+
+def test_pickleable_exceptions_round_trip(app, run_worker):
+    @app.task
+    def fetch(url):
+        raise HttpError(404)
+
+    @app.task
+    def fetch_body(url):
+        raise HttpErrorWithBody(500, headers={'x': '1'}, body='oops')
+
+    with run_worker(app):
+        result = fetch.delay('http://x')
+        with pytest.raises(HttpError) as raised:
+            result.get(timeout=TIMEOUT)
+        assert raised.value.status_code == 404
+        with pytest.raises(HttpErrorWithBody) as raised_body:
+            fetch_body.delay('http://x').get(timeout=TIMEOUT)
+    assert (raised_body.value.status_code, raised_body.value.headers, raised_body.value.body) == (
+        500, {'x': '1'}, 'oops')
+
+
+# === Tasks: Avoid launching synchronous subtasks (get() in a task is refused) =====================
+
+def test_synchronous_subtasks_get_in_a_task_raises_runtime_error(app, run_worker):
+    @app.task
+    def fetch_page(url):
+        return url
+
+    @app.task
+    def update_page_info(url):
+        page = fetch_page.delay(url).get()
+        return page
+
+    with run_worker(app, concurrency=2):
+        with pytest.raises(RuntimeError):
+            update_page_info.delay('http://x').get(timeout=TIMEOUT)
+
+
+# === Calling Tasks: Connection Error Handling =====================================================
+
+def test_calling_connection_error_handling(schema, monkeypatch):
+    import logging
+
+    monkeypatch.delenv("SQLQ_DATABASE_URL")  # (it beats the app's broker URL)
+
+    from sqlq import Celery
+
+    logger = logging.getLogger(__name__)
+    app = Celery('proj', broker='postgresql://127.0.0.1:1/proj', schema=schema)  # nothing listens there
+
+    @app.task
+    def add(x, y):
+        return x + y
+
+    raised = []
+    try:
+        try:
+            add.delay(2, 2)
+        except add.OperationalError as exc:
+            logger.exception('Sending task raised: %r', exc)
+            raised.append(exc)
+    finally:
+        app.close()
+    assert len(raised) == 1
+
+
 # === Calling Tasks ================================================================================
 
 def test_calling_delay_apply_async_and_call(app, run_worker):
@@ -1244,6 +1462,7 @@ def test_create_task(sqlq_app, sqlq_worker):
     def mul(x, y):
         return x * y
 
+    sqlq_worker.reload()
     assert mul.delay(4, 4).get(timeout=10) == 16
 
 
@@ -1257,6 +1476,193 @@ def test_eager(sqlq_eager):
 
 
 def test_testing_guide_sqlq_app_and_worker(pytester, database_url, monkeypatch):
-    """``celery_app``'s example without its ``celery_worker.reload()`` (sqlq's worker thread shares
-    the app's registry, so a task defined in the test is found: nothing to reload)."""
+    """``celery_app``'s example with its ``celery_worker.reload()`` as ``sqlq_worker.reload()``."""
     _run_pytester(pytester, database_url, monkeypatch, 2, test_app=PYTEST_APP_TESTS)
+
+
+PYTEST_MARKER_TESTS = '''
+import pytest
+
+
+def test_add(sqlq_worker):
+    pass
+
+
+# If you wish to override some setting in one test cases
+# only - you can use the ``celery`` mark:
+@pytest.mark.sqlq(result_backend='rpc')
+def test_other(sqlq_worker):
+    ...
+
+
+@pytest.mark.sqlq(result_expires=60)  # (not the guide's: the setting reaches that test's app alone)
+def test_the_mark_reaches_the_app(sqlq_app):
+    assert sqlq_app.conf.result_expires == 60
+
+
+def test_without_the_mark(sqlq_app):
+    assert sqlq_app.conf.result_expires != 60
+'''
+
+
+def test_testing_guide_the_sqlq_mark(pytester, database_url, monkeypatch):
+    result = _run_pytester(pytester, database_url, monkeypatch, 4, test_mark=PYTEST_MARKER_TESTS)
+    assert "Unknown pytest.mark" not in result.stdout.str()
+
+
+PYTEST_HEARTBEAT_TESTS = '''
+import pytest
+
+
+# Put this in your conftest.py
+@pytest.fixture(scope="session")
+def sqlq_worker_parameters():
+    return {"without_heartbeat": False}
+
+
+def test_heartbeat_left_on(sqlq_worker):
+    assert sqlq_worker.queues == ['default']
+'''
+
+PYTEST_EXCLUDE_QUEUES_TESTS = '''
+import pytest
+
+
+@pytest.fixture(scope='session')
+def sqlq_worker_parameters():
+    return {
+        'queues':  ('high-prio', 'low-prio'),
+        'exclude_queues': ('celery'),
+    }
+
+
+def test_queues_and_exclude_queues(sqlq_app, sqlq_worker):
+    assert sqlq_worker.queues == ['high-prio', 'low-prio']
+
+    @sqlq_app.task
+    def mul(x, y):
+        return x * y
+
+    assert mul.apply_async((4, 4), queue='high-prio').get(timeout=30) == 16
+'''
+
+PYTEST_SHUTDOWN_TIMEOUT_TESTS = '''
+import pytest
+
+
+@pytest.fixture(scope='session')
+def sqlq_worker_parameters():
+    return {'shutdown_timeout': 12}  # the guide's prose: "setting the shutdown_timeout key"
+
+
+def test_shutdown_timeout(sqlq_worker):
+    assert sqlq_worker.shutdown_grace == 12
+'''
+
+
+def test_testing_guide_sqlq_worker_parameters_heartbeat(pytester, database_url, monkeypatch):
+    """``without_heartbeat: False`` as the guide has it: sqlq's heartbeat (the worker's row) always
+    runs; ``True`` would warn that it has no effect."""
+    _run_pytester(pytester, database_url, monkeypatch, 1, test_heartbeat=PYTEST_HEARTBEAT_TESTS)
+
+
+def test_testing_guide_sqlq_worker_parameters_exclude_queues(pytester, database_url, monkeypatch):
+    """The guide's ``('celery')`` is a string, one queue name, excluded from those consumed."""
+    _run_pytester(pytester, database_url, monkeypatch, 1, test_exclude=PYTEST_EXCLUDE_QUEUES_TESTS)
+
+
+def test_testing_guide_sqlq_worker_parameters_shutdown_timeout(pytester, database_url, monkeypatch):
+    """``shutdown_timeout`` is sqlq's warm-shutdown grace (``shutdown_grace``) under Celery's name."""
+    _run_pytester(pytester, database_url, monkeypatch, 1, test_shutdown=PYTEST_SHUTDOWN_TIMEOUT_TESTS)
+
+
+MY_PACKAGE = '''
+from sqlq import Task
+
+
+class MyCustomTaskClass(Task):
+    pass
+'''
+
+PYTEST_PARAMETERS_FIXTURE_TESTS = '''
+import pytest
+
+import my.package
+
+
+@pytest.fixture(scope='session')
+def sqlq_parameters():
+    return {
+        'task_cls':  my.package.MyCustomTaskClass,
+        'strict_typing': False,
+    }
+
+
+def test_task_cls(sqlq_app, sqlq_worker):
+    @sqlq_app.task
+    def mul(x, y):
+        return x * y
+
+    assert isinstance(mul, my.package.MyCustomTaskClass)
+    assert mul.delay(4, 4).get(timeout=30) == 16
+'''
+
+
+def test_testing_guide_sqlq_parameters(pytester, database_url, monkeypatch):
+    pytester.mkpydir("my")
+    (pytester.path / "my" / "package.py").write_text(MY_PACKAGE)
+    _run_pytester(pytester, database_url, monkeypatch, 1, test_parameters=PYTEST_PARAMETERS_FIXTURE_TESTS)
+
+
+PYTEST_POOL_AND_LOGGING_TESTS = '''
+import logging
+
+import pytest
+
+from sqlq.cli import LOG_FORMAT
+
+
+@pytest.fixture(scope='session')
+def sqlq_enable_logging():
+    return True
+
+
+def test_worker_logging(sqlq_worker):
+    from proj.tasks import add
+
+    logger = logging.getLogger("sqlq")
+    assert any(getattr(h.formatter, "_fmt", None) == LOG_FORMAT for h in logger.handlers)
+    assert add.delay(2, 2).get(timeout=30) == 4
+
+
+@pytest.fixture(scope='session')
+def sqlq_includes():
+    return ['proj.tasks']
+'''
+
+
+def test_testing_guide_sqlq_enable_logging(pytester, database_url, monkeypatch):
+    pytester.mkpydir("proj")
+    (pytester.path / "proj" / "tasks.py").write_text(INCLUDED_TASKS)
+    _run_pytester(pytester, database_url, monkeypatch, 1, test_pool=PYTEST_POOL_AND_LOGGING_TESTS)
+
+
+PYTEST_CURRENT_APP_TESTS = '''
+import pytest
+
+from sqlq import current_app
+
+
+def something():
+    return current_app.conf.schema
+
+
+@pytest.mark.usefixtures('depends_on_current_app')
+def test_something(sqlq_app):
+    something()
+    assert something() == sqlq_app.conf.schema
+'''
+
+
+def test_testing_guide_depends_on_current_app(pytester, database_url, monkeypatch):
+    _run_pytester(pytester, database_url, monkeypatch, 1, test_current=PYTEST_CURRENT_APP_TESTS)

@@ -7,10 +7,14 @@ other way, fails with a message saying so: such a test belongs in tests/, next t
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
 import pytest
+
+from sqlq import App
+from sqlq.current import get_current_app, set_current_app
 
 HERE = Path(__file__).resolve().parent
 
@@ -39,3 +43,13 @@ def _no_connections(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(psycopg, "connect", refuse)
     monkeypatch.setattr(psycopg.Connection, "connect", refuse)
     monkeypatch.setattr(psycopg.AsyncConnection, "connect", refuse_async)
+
+
+@pytest.fixture
+def app() -> Iterator[App]:
+    """A fresh ``App("proj")``, current for the test (the app current before is current again after),
+    for what needs an app but no database: signatures, eager calls, groups."""
+    previous = get_current_app()
+    application = App("proj")
+    yield application
+    set_current_app(previous)

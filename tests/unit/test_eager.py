@@ -11,8 +11,7 @@ import decimal
 
 import pytest
 
-from sqlq import App, Task, signals
-from sqlq.current import get_current_app, set_current_app
+from sqlq import Task, signals
 from sqlq.eager import EagerResult, apply
 from sqlq.errors import ConfigurationError, ContentDisallowed, SerializationError
 from sqlq.result import AsyncResult
@@ -20,14 +19,6 @@ from sqlq.result import AsyncResult
 
 class Boom(Exception):
     pass
-
-
-@pytest.fixture
-def app():
-    previous = get_current_app()
-    application = App("proj")
-    yield application
-    set_current_app(previous)
 
 
 @pytest.fixture

@@ -10,20 +10,11 @@ import json
 
 import pytest
 
-from sqlq import App, group
+from sqlq import group
 from sqlq.canvas import GROUP_TASK, Signature, signature
-from sqlq.current import get_current_app, set_current_app
 from sqlq.eager import EagerGroupResult, EagerResult
 from sqlq.errors import ConfigurationError
 from sqlq.result import GroupResult
-
-
-@pytest.fixture
-def app():
-    previous = get_current_app()
-    application = App("proj")
-    yield application
-    set_current_app(previous)
 
 
 @pytest.fixture

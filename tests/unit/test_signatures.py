@@ -10,19 +10,9 @@ import pickle
 
 import pytest
 
-from sqlq import App
 from sqlq.canvas import KEYS, Signature, signature, subtask
-from sqlq.current import get_current_app, set_current_app
 from sqlq.eager import EagerResult
 from sqlq.errors import ConfigurationError, InvalidNameError, NotRegistered
-
-
-@pytest.fixture
-def app():
-    previous = get_current_app()
-    application = App("proj")
-    yield application
-    set_current_app(previous)
 
 
 @pytest.fixture

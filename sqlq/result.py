@@ -227,6 +227,8 @@ class AsyncResult:
             return rebuild_exception(exc_type, message, None)
         if row.result is not None:  # a running job's update_state meta: Celery's result of a custom state
             return serialization.json_loads(row.result)
+        if state == "STARTED" and row.worker_pid is not None and self._tracks_started(row.task):
+            return {"pid": row.worker_pid, "hostname": row.worker_hostname}  # Celery's info of a started task
         return None
 
     def _outcome(self, row: JobState, propagate: bool) -> Any:

@@ -28,8 +28,7 @@ Left out, and why:
   ``@app.task(pydantic=True)`` ("Argument validation with Pydantic": a ``TaskDefinitionError`` saying
   sqlq does not support it); ``Ignore`` and ``Reject`` (no such exceptions: ``from sqlq import
   Ignore`` is an ImportError); a custom ``Task.Request`` class ("Custom request classes": a
-  ``TaskDefinitionError``, ``self.request`` is always ``sqlq.task.Request``); ``result.info`` of a
-  STARTED task (``track_started``: None, Celery: ``{'pid': ..., 'hostname': ...}``); the RETRY
+  ``TaskDefinitionError``, ``self.request`` is always ``sqlq.task.Request``); the RETRY
   state's ``traceback`` (None; its ``result`` is the exception, as in Celery); in the testing guide
   ``celery_worker_pool`` returning ``'prefork'`` (``sqlq_worker`` fails to start: "the prefork pool
   starts child processes that import your app, but this app is not importable", since

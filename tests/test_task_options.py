@@ -7,6 +7,8 @@ tests/unit/test_task_classes.py."""
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import threading
 
 import pytest
@@ -125,6 +127,10 @@ def test_track_started_false_reads_pending_while_running(app, run_worker):
             handle = task.delay()
             assert running.wait(TIMEOUT)
             assert handle.state == expected
+            if expected == "STARTED":  # Celery's info of a started task: who runs it
+                assert handle.info == {"pid": os.getpid(), "hostname": "sqlq@" + socket.gethostname()}
+            else:
+                assert handle.info is None  # as for any PENDING job
             release.set()
             wait_for(lambda h=handle: h.state == "SUCCESS")
 

@@ -6,6 +6,8 @@ is refused with a message. In eager mode the running call's result changes and n
 
 from __future__ import annotations
 
+import os
+import socket
 import threading
 
 import pytest
@@ -71,7 +73,8 @@ def test_a_retried_job_does_not_show_its_earlier_attempts_progress(app, run_work
     r = flaky.delay()
     with run_worker(app):
         wait_for(lambda: r.retries == 1 and r.state == "STARTED", message="the second attempt to start")
-        assert r.info is None
+        # STARTED's own info (the worker running it), not the first attempt's meta
+        assert r.info == {"pid": os.getpid(), "hostname": f"sqlq@{socket.gethostname()}"}
         gate.set()
         assert r.get(timeout=30) == "second try"
 

@@ -8,10 +8,10 @@
 -- a GroupResult's ready(), completed_count() and get() read all their members in this one
 -- statement instead of one FETCH_STATE per member. A results row wins over a jobs row (a job
 -- leaves jobs in the statement that writes its result); an id in neither table has no row (PENDING
--- for an unknown id, as in Celery). A running job's update_state shows as in FETCH_STATE. The other
+-- for an unknown id, as in Celery). A running job's update_state and worker show as in FETCH_STATE. The other
 -- columns are JobState's.
 SELECT u.ord, r.state, r.result::text, r.result_payload, r.result_content_type, r.exc_type, r.exc_message,
-       r.traceback, r.finished_at, r.task, r.retries, r.group_id::text
+       r.traceback, r.finished_at, r.task, r.retries, r.group_id::text, NULL::int, NULL::text
 FROM unnest(%(ids)s::uuid[]) WITH ORDINALITY AS u(id, ord)
 JOIN {results} AS r ON r.id = u.id
 UNION ALL
@@ -20,9 +20,10 @@ SELECT u.ord, CASE WHEN j.state = 'running' AND j.progress_attempt = j.attempt T
                    WHEN j.retries > 0 THEN 'RETRY'
                    ELSE 'PENDING' END,
        CASE WHEN j.state = 'running' AND j.progress_attempt = j.attempt THEN j.progress_meta::text END,
-       NULL, NULL, NULL, j.last_error, NULL, NULL, j.task, j.retries, j.group_id::text
+       NULL, NULL, NULL, j.last_error, NULL, NULL, j.task, j.retries, j.group_id::text, w.pid, w.hostname
 FROM unnest(%(ids)s::uuid[]) WITH ORDINALITY AS u(id, ord)
 JOIN {jobs} AS j ON j.id = u.id
+LEFT JOIN {workers} AS w ON w.id = j.worker_id AND j.state = 'running'
 WHERE NOT EXISTS (SELECT 1 FROM {results} AS r WHERE r.id = u.id)
 
 -- name: GROUP_SAVE

@@ -172,7 +172,7 @@ class JobState(NamedTuple):
     waiting or running job in Celery's state names (PENDING, STARTED, RETRY), with only ``task``,
     ``retries``, ``group_id`` and, for a job waiting to run again, its last error in
     ``exc_message``. A running job that reported a state (``update_state``) has that state, and
-    its meta as JSON text in ``result``."""
+    its meta as JSON text in ``result``; a running job names its worker's process id and hostname."""
 
     state: str
     result: str | None  # JSON text
@@ -185,6 +185,8 @@ class JobState(NamedTuple):
     task: str
     retries: int
     group_id: str | None
+    worker_pid: int | None = None
+    worker_hostname: str | None = None
 
 
 class QueueDepth(NamedTuple):

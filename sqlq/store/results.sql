@@ -7,18 +7,20 @@
 -- What a result handle sees: the final row if there is one, else the waiting or running job, in
 -- Celery's state names. A running job that reported a state with update_state in this attempt
 -- shows that state, its meta in the result column (JSON text), as Celery returns meta as the
--- result of a custom state. The columns are JobState's.
+-- result of a custom state. A running job also names the worker running it (its process id and
+-- hostname: Celery's info of a STARTED task). The columns are JobState's.
 SELECT state, result::text, result_payload, result_content_type, exc_type, exc_message, traceback,
-       finished_at, task, retries, group_id::text
+       finished_at, task, retries, group_id::text, NULL::int, NULL::text
 FROM {results} WHERE id = %(id)s
 UNION ALL
-SELECT CASE WHEN state = 'running' AND progress_attempt = attempt THEN progress_state
-            WHEN state = 'running' THEN 'STARTED'
-            WHEN retries > 0 THEN 'RETRY'
+SELECT CASE WHEN j.state = 'running' AND j.progress_attempt = j.attempt THEN j.progress_state
+            WHEN j.state = 'running' THEN 'STARTED'
+            WHEN j.retries > 0 THEN 'RETRY'
             ELSE 'PENDING' END,
-       CASE WHEN state = 'running' AND progress_attempt = attempt THEN progress_meta::text END,
-       NULL, NULL, NULL, last_error, NULL, NULL, task, retries, group_id::text
-FROM {jobs} WHERE id = %(id)s
+       CASE WHEN j.state = 'running' AND j.progress_attempt = j.attempt THEN j.progress_meta::text END,
+       NULL, NULL, NULL, j.last_error, NULL, NULL, j.task, j.retries, j.group_id::text, w.pid, w.hostname
+FROM {jobs} AS j LEFT JOIN {workers} AS w ON w.id = j.worker_id AND j.state = 'running'
+WHERE j.id = %(id)s
 LIMIT 1
 
 -- name: SET_PROGRESS

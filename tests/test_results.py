@@ -253,7 +253,7 @@ async def test_aget_returns_the_value(app: App, tasks, run_worker):
 
 async def test_many_concurrent_agets_share_a_few_connections(app: App, tasks, run_worker, raw_conn, monkeypatch):
     """Each aget() used to LISTEN on a connection of its own: a few hundred concurrent awaits could
-    exhaust max_connections. They now share the app's LISTEN connection and async pool."""
+    exhaust max_connections. They now share the app's LISTEN connection and its bounded async pool."""
     # this test's own connections only, by their application_name: the server is shared
     name = app.conf.schema
     sep = "&" if "?" in app.database_url else "?"
@@ -274,7 +274,11 @@ async def test_many_concurrent_agets_share_a_few_connections(app: App, tasks, ru
     # every aget is registered and has read PENDING at least once
     await await_for(lambda: len(read) == len(results), TIMEOUT, message=lambda: f"60 agets to read (read: {len(read)})")
     assert not any(w.done() for w in waits)
-    assert raw_conn.execute(backends).fetchone()[0] - before <= 10
+    # How many the pool opens depends on how fast the server answers (a busy machine overlaps more
+    # reads); what holds is its bound, plus the one shared LISTEN connection, far below one per aget.
+    bound = app._async_pool().limit + 1
+    assert bound < len(results)
+    assert raw_conn.execute(backends).fetchone()[0] - before <= bound
     with run_worker(app, pool="threads", concurrency=2):
         assert await asyncio.gather(*waits) == [i + 1 for i in range(60)]
 

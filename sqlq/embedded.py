@@ -428,6 +428,9 @@ def _kill_orphans(directory: Path) -> None:
 
     The processes are looked for again after each round of kills: an initdb can start its next
     backend between the look and the kill, and that backend goes on writing without its parent.
+    Their descendants go too: initdb starts each backend through ``sh -c``, and a shell caught
+    between its fork and its exec of ``postgres`` works in neither directory yet, so it would be
+    missed, then exec a backend that writes into the directory while it is being removed.
     """
     try:
         import psutil
@@ -438,6 +441,9 @@ def _kill_orphans(directory: Path) -> None:
         found = [p for p in _processes_using(directory) if p.pid != os.getpid() and p not in procs]
         if not found:
             break
+        for proc in list(found):
+            with contextlib.suppress(psutil.Error):
+                found += [c for c in proc.children(recursive=True) if c not in found and c not in procs]
         _log.info("killing %d leftover process(es) working on %s: %s", len(found), directory,
                   [p.pid for p in found])
         for proc in found:
@@ -639,11 +645,18 @@ def _clean_stale_state(layout: _Layout, info: _Pidfile | None) -> None:
     if scratch.exists():  # left by a starter killed during initdb (which may still be running)
         import shutil
 
-        _kill_orphans(scratch)
-        try:
-            shutil.rmtree(scratch)
-        except OSError as exc:
-            raise EmbeddedDatabaseError(f"cannot remove the unfinished {scratch}: {exc}; delete it") from exc
+        for tries_left in (2, 1, 0):
+            _kill_orphans(scratch)
+            try:
+                shutil.rmtree(scratch)
+                break
+            except OSError as exc:
+                # ENOTEMPTY: a process we had not seen yet wrote a file meanwhile: look again.
+                if not scratch.exists():
+                    break
+                if tries_left == 0:
+                    raise EmbeddedDatabaseError(
+                        f"cannot remove the unfinished {scratch}: {exc}; delete it") from exc
     if layout.pgdata.is_dir() and not (layout.pgdata / "PG_VERSION").exists():
         if any(layout.pgdata.iterdir()):
             raise EmbeddedDatabaseError(

@@ -1,8 +1,11 @@
 """The embedded development PostgreSQL, with real processes, real signals and no mocks.
 
 Every server started here is stopped by a fixture finalizer, even when a test fails, so a failed
-run leaves no postmaster behind. Directories live under pytest's tmp dir, whose paths are short
-enough for unix sockets; one test deliberately uses a long one to exercise the /tmp fallback.
+run leaves no postmaster behind. Directories live in /tmp, in one of their own (short enough for unix
+sockets; one test deliberately uses a long one to exercise the /tmp fallback), not under pytest's
+basetemp: as root the server runs as another user, so the starter opens its parents for that user,
+and any other pytest run on the machine puts /tmp/pytest-of-root back to mode 0700 when it starts,
+which locked a starting server's pg_ctl out of the data directory mid-test.
 """
 
 from __future__ import annotations
@@ -112,28 +115,37 @@ def _force_stop(path: Path) -> None:
             os.kill(pid, signal.SIGKILL)
 
 
+def _private_dir(name: str) -> Path:
+    """A fresh directory of this test's own in /tmp (see the module's docstring for why not basetemp)."""
+    return Path(tempfile.mkdtemp(prefix=f"sqlq-test-{name}-", dir="/tmp"))
+
+
 @pytest.fixture
-def new_dir(tmp_path_factory):
-    """Factory of fresh embedded-database directories; every server in them is stopped afterwards."""
+def new_dir():
+    """Factory of fresh embedded-database directories; every server in them is stopped and the
+    directories removed afterwards."""
     made: list[Path] = []
 
     def make(name: str = "db") -> Path:
-        path = tmp_path_factory.mktemp(name) / ".sqlq"
-        made.append(path)
-        return path
+        base = _private_dir(name)
+        made.append(base)
+        return base / ".sqlq"
 
     yield make
-    for path in made:
-        _force_stop(path)
+    for base in made:
+        _force_stop(base / ".sqlq")
+        shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
-def shared(tmp_path_factory):
+def shared():
     """One server for the tests that only read, started by this (the pytest) process."""
-    path = tmp_path_factory.mktemp("shared") / ".sqlq"
+    base = _private_dir("shared")
+    path = base / ".sqlq"
     url = ensure_embedded(path, quiet=True)
     yield path, url
     _force_stop(path)
+    shutil.rmtree(base, ignore_errors=True)
 
 
 def _wait_stopped(path: Path, timeout: float = 10) -> None:

@@ -238,6 +238,7 @@ class App:
             self.finalized = True  # (set first: a receiver that calls finalize() must not loop)
             self.on_configure.send(sender=self)
             self.import_modules()
+            self._discover_pending()
             for task in list(self.tasks.values()):
                 self.annotate_task(task)
             self.on_after_configure.send(sender=self, source=self.conf)
@@ -507,9 +508,15 @@ class App:
         an app subclass that shortens names (drops a ``.tasks`` suffix, say) carries over."""
         return f"{module}.{name}"
 
-    def autodiscover_tasks(self, packages: Sequence[str] | Callable[[], Sequence[str]],
-                           related_name: str = "tasks") -> list[str]:
-        """Import ``<package>.<related_name>`` for each package so their tasks register."""
+    def autodiscover_tasks(self, packages: Sequence[str] | Callable[[], Sequence[str]] | None = None,
+                           related_name: str = "tasks", force: bool = False) -> list[str]:
+        """Import ``<package>.<related_name>`` for each package so their tasks register.
+
+        Without ``packages`` (Celery's Django layout), the packages are the Django project's
+        ``INSTALLED_APPS``, imported lazily as Celery does: when the app is finalized (a worker,
+        a beat, ``-A``), or at once with ``force=True`` or when it already is."""
+        if packages is None:
+            return self._autodiscover_installed_apps(related_name, force)
         if callable(packages):
             packages = packages()
         imported = []
@@ -528,6 +535,29 @@ class App:
                 raise  # the tasks module exists but imports something missing: surface it
             imported.append(module_name)
         return imported
+
+    def _autodiscover_installed_apps(self, related_name: str, force: bool) -> list[str]:
+        """``autodiscover_tasks()`` without packages: the Django project's installed apps
+        (sqlq/contrib/django/discovery.py), now or when the app is finalized."""
+        from .contrib.django import discovery
+
+        discovery.require_django_project()
+        if force or self.finalized:
+            return self.autodiscover_tasks(discovery.installed_apps(), related_name)
+        pending: list[str] = self.__dict__.setdefault("_discover_on_finalize", [])
+        if related_name not in pending:
+            pending.append(related_name)
+        return []
+
+    def _discover_pending(self) -> None:
+        """At finalize: the lazy ``autodiscover_tasks()`` calls made so far (an error in a tasks
+        module surfaces here, as it would from ``include``)."""
+        pending = self.__dict__.get("_discover_on_finalize")
+        if pending:
+            from .contrib.django import discovery
+
+            for related_name in pending:
+                self.autodiscover_tasks(discovery.installed_apps(), related_name)
 
     # sending -----------------------------------------------------------------------------------
 

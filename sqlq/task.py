@@ -428,6 +428,20 @@ class Task:
             parent.children.append(result)  # Celery's add_to_parent: the running task's request.children
         return result
 
+    def delay_on_commit(self, *args: Any, **kwargs: Any) -> None:
+        """``delay()`` once the current Django transaction commits, never if it rolls back (Celery
+        5.4's ``delay_on_commit``, ``transaction.on_commit``); returns None, as there is no job yet.
+        ``apply_async(..., connection=django.db.connection)`` writes the job in the transaction
+        itself instead, with the result handle at once."""
+        _on_commit(lambda: self.apply_async(args, kwargs))
+
+    def apply_async_on_commit(self, args: Sequence[Any] | None = None, kwargs: dict[str, Any] | None = None,
+                              **options: Any) -> None:
+        """``apply_async()`` once the current Django transaction commits (Celery 5.4's); returns None.
+        The options are checked now, so a bad one raises here, not after the commit."""
+        self._check_options({k: v for k, v in options.items() if k != "connection"}, "apply_async_on_commit")
+        _on_commit(lambda: self.apply_async(args, kwargs, **options))
+
     def delay_many(self, calls: Iterable[Any], *, connection: Any = None, **options: Any) -> list[AsyncResult | GroupResult]:
         """Enqueue many calls in one statement. Each item is a tuple of positional arguments
         (anything else is taken as the single argument)."""
@@ -581,6 +595,17 @@ class Task:
 
 def _as_args(call: Any) -> tuple[Any, ...]:
     return call if isinstance(call, tuple) else (call,)
+
+
+def _on_commit(send: Callable[[], Any]) -> None:
+    """Run ``send`` when the Django transaction open now commits (at once outside ``atomic()``)."""
+    try:
+        from django.db import transaction
+    except ImportError:
+        raise ConfigurationError("delay_on_commit/apply_async_on_commit wait for a Django transaction "
+                                 "(django.db.transaction.on_commit), and Django is not installed; call "
+                                 "delay()/apply_async(..., connection=...) in your transaction instead") from None
+    transaction.on_commit(send)
 
 
 def _eager() -> Any:

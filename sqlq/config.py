@@ -283,7 +283,11 @@ class Settings:
                 raise ConfigurationError(f"cannot import config module {module_name!r}: {exc}") from exc
             if attr:
                 obj = getattr(obj, attr)
-        source = obj if isinstance(obj, Mapping) else {k: getattr(obj, k) for k in dir(obj) if not k.startswith("_")}
+        # with a namespace only its names are read: reading Django's settings whole warns about
+        # each deprecated one (EMAIL_PORT, ...), though none is sqlq's
+        prefix = namespace.rstrip("_").upper() + "_" if namespace else ""
+        source = obj if isinstance(obj, Mapping) else {k: getattr(obj, k) for k in dir(obj)
+                                                       if not k.startswith("_") and k.startswith(prefix)}
         self.update(settings_in(source, namespace))
 
     def as_dict(self) -> dict[str, Any]:

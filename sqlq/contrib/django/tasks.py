@@ -175,7 +175,7 @@ class SqlqBackend(BaseTaskBackend):
                                                  accept)
         errors = []
         if record.state == "FAILURE":
-            errors.append(TaskError(exception_class_path=record.exc_type or "Exception",
+            errors.append(TaskError(exception_class_path=_class_path(record.exc_type),
                                     traceback=record.traceback or record.exc_message or ""))
         elif record.state in _NEVER_RAN:
             errors.append(TaskError(exception_class_path=_NEVER_RAN[record.state], traceback=record.exc_message or ""))
@@ -191,6 +191,13 @@ class SqlqBackend(BaseTaskBackend):
                                                accept))
             object.__setattr__(task_result, "_return_value", value)
         return task_result
+
+
+def _class_path(exc_type: str | None) -> str:
+    """An exception's class as an import path: sqlq names a builtin exception by its name alone."""
+    if not exc_type:
+        return "builtins.Exception"
+    return exc_type if "." in exc_type else f"builtins.{exc_type}"
 
 
 def _job_id(result_id: str) -> str:

@@ -202,3 +202,11 @@ def test_worker_result_row_is_sqlq_result(tasks, proj_app: App, run_worker, raw_
     with run_worker(proj_app):
         wait_result(raw_conn, schema, result.id)
     assert proj_app.AsyncResult(result.id).get(timeout=10) == 8
+
+
+def test_arguments_that_are_not_json_are_refused_before_writing(tasks, proj_app: App,
+                                                                raw_conn: psycopg.Connection, schema: str) -> None:
+    """django.tasks' contract (sqlq's JSON would carry a datetime, Django's results could not)."""
+    with pytest.raises(TypeError, match="Unsupported type"):
+        tasks.add.enqueue(dt.datetime.now(), 1)
+    assert scalar(raw_conn, f'SELECT count(*) FROM "{schema}".jobs') == 0

@@ -43,6 +43,7 @@ from ...errors import SqlqError
 from ...names import validate_queue
 from ...store.records import JobRecord
 from ...task import Request, task_uuid
+from .database import psycopg_connection
 from .project import get_app
 
 #: sqlq's states as django.tasks' (REVOKED and EXPIRED jobs never ran: Django's "unable to start").
@@ -122,29 +123,42 @@ class SqlqBackend(BaseTaskBackend):
     # sending -----------------------------------------------------------------------------------
 
     def enqueue(self, task: Task, args: Any, kwargs: Any) -> TaskResult:
+        """Arguments must be JSON (django.tasks' contract, checked before anything is written).
+        The result is the job's row read back (in the same transaction), so that it equals what
+        ``get_result`` reads while the job waits: the database's ``enqueued_at``, not this clock's."""
         self.validate_task(task)
         self.register(task)
+        args, kwargs = normalize_json(list(args)), normalize_json(dict(kwargs))
+        app = self.app
         connection = connections[self.database]
-        result = self.app.send_task(task.module_path, list(args), dict(kwargs), queue=task.queue_name,
-                                    priority=task.priority, eta=task.run_after,
-                                    connection=connection if connection.in_atomic_block else None)
-        return self._enqueued(task, result.id, args, kwargs)
+        in_transaction = connection.in_atomic_block
+        result = app.send_task(task.module_path, args, kwargs, queue=task.queue_name, priority=task.priority,
+                               eta=task.run_after, connection=connection if in_transaction else None)
+        if in_transaction:
+            record = app.store.job_record(psycopg_connection(connection), result.id)
+        else:
+            with app.connection() as conn:
+                record = app.store.job_record(conn, result.id)
+        return self._enqueued(task, result.id, record)
 
     async def aenqueue(self, task: Task, args: Any, kwargs: Any) -> TaskResult:
         """Written on sqlq's async connection, committed at once (Django's ``atomic()`` is for
         synchronous code)."""
         self.validate_task(task)
         self.register(task)
+        args, kwargs = normalize_json(list(args)), normalize_json(dict(kwargs))
         app = self.app
-        spec = app.build_job(task.module_path, list(args), dict(kwargs), queue=task.queue_name,
+        spec = app.build_job(task.module_path, args, kwargs, queue=task.queue_name,
                              priority=task.priority, eta=task.run_after)
         result = (await app.aenqueue([spec]))[0]
-        return self._enqueued(task, result.id, args, kwargs)
+        async with app._async_pool().connection() as conn:
+            record = await app.store.ajob_record(conn, result.id)
+        return self._enqueued(task, result.id, record)
 
-    def _enqueued(self, task: Task, job_id: str, args: Any, kwargs: Any) -> TaskResult:
-        task_result = TaskResult(task=task, id=job_id, status=TaskResultStatus.READY, enqueued_at=timezone.now(),
-                                 started_at=None, finished_at=None, last_attempted_at=None, args=list(args),
-                                 kwargs=dict(kwargs), backend=self.alias, errors=[], worker_ids=[])
+    def _enqueued(self, task: Task, job_id: str, record: JobRecord | None) -> TaskResult:
+        """The TaskResult of a job just written (``record``: its row; None only when a worker
+        already ran it and its result expired, which a sane ``result_expires`` never allows)."""
+        task_result = self._result(job_id, record, task)
         task_enqueued.send(type(self), task_result=task_result)
         return task_result
 
@@ -164,10 +178,10 @@ class SqlqBackend(BaseTaskBackend):
             record = await app.store.ajob_record(conn, job_id)
         return self._result(result_id, record)
 
-    def _result(self, result_id: str, record: JobRecord | None) -> TaskResult:
+    def _result(self, result_id: str, record: JobRecord | None, task: Task | None = None) -> TaskResult:
         if record is None:
             raise TaskResultDoesNotExist(result_id)
-        task = _django_task(record)
+        task = task or _django_task(record)
         if task is None:
             raise TaskResultDoesNotExist(f"{result_id} is a sqlq job of {record.task!r}, not a django.tasks task")
         accept = self.app.conf.accept_content

@@ -151,7 +151,8 @@ _CELERY_ONLY_ARGUMENTS = {
     "log": "sqlq configures the 'sqlq' logger only (sqlq worker --loglevel)",
     "control": "sqlq has no broadcast control: workers are rows (sqlq inspect workers)",
     "tasks": "sqlq makes its own task registry (app.tasks)",
-    "fixups": "sqlq has no fixups (Django's included): call app.autodiscover_tasks(...) or set include",
+    "fixups": "sqlq has no fixups: in a Django project app.autodiscover_tasks() sets Django up and imports "
+              "the installed apps' tasks, and 'sqlq.contrib.django' in INSTALLED_APPS does the rest",
     "strict_typing": "sqlq does not check call arguments against the signature when sending "
                      "(the worker's call raises TypeError for bad arguments)",
 }

@@ -67,11 +67,14 @@ test-unit: $(STAMP)
 test-stress: $(STAMP)
 	tests/stress.sh $(STRESS_RUNS)
 
-## ruff, then mypy (strict, [tool.mypy] in pyproject.toml) on sqlq/ and on the migrations shipped inside it
+## ruff, then mypy (strict, [tool.mypy] in pyproject.toml) on sqlq/ and on the migrations shipped inside it,
+## then the typed-task cases of tests/typing/ with mypy and pyright ([tool.pyright])
 lint: $(STAMP)
 	$(BIN)/ruff check sqlq tests examples benchmarks migrations
 	$(BIN)/mypy
 	$(BIN)/mypy migrations
+	$(BIN)/mypy tests/typing
+	$(BIN)/pyright
 
 ## sqlq's benchmarks, then the peers' (in their own virtualenv .venv-bench), in one table.
 ## BENCH_PEERS=0 skips the peers, BENCH_N=2000 shrinks the workload; see benchmarks/README.md.

@@ -18,7 +18,7 @@ import sys
 import threading
 import warnings
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Concatenate, Literal, overload
 
 import psycopg
 
@@ -42,6 +42,8 @@ from .result import AsyncResult
 from .signals import Signal
 from .store import Store
 from .task import APPLY_OPTIONS, Task
+from .task import P as _P  # (the parameters and return type of typed tasks)
+from .task import R as _R
 from .task import Task as _Task  # for annotations inside App, where the name Task is the property
 
 if TYPE_CHECKING:
@@ -390,8 +392,22 @@ class App:
 
     # tasks -------------------------------------------------------------------------------------
 
+    @overload
+    def task(self, fn: Callable[_P, _R], /) -> _Task[_P, _R]: ...
+
+    @overload
+    def task(self, *, bind: Literal[True], **options: Any) -> Callable[[Callable[Concatenate[Any, _P], _R]],
+                                                                       _Task[_P, _R]]: ...
+
+    @overload
+    def task(self, *, bind: Literal[False] = False, **options: Any) -> Callable[[Callable[_P, _R]], _Task[_P, _R]]: ...
+
     def task(self, *args: Any, **options: Any) -> Any:
         """Register a function as a task: ``@app.task`` or ``@app.task(name=..., bind=True, base=...)``.
+
+        Typed as the function: ``Task[P, R]`` for a function of parameters ``P`` returning ``R``
+        (without the task itself, with ``bind=True``), so a checker sees ``add.delay(1, "x")``
+        as the error it is and ``add.delay(1, 2).get()`` as ``add``'s return type.
 
         As in Celery, the task is an instance of a new subclass of ``base`` (default ``app.Task``)
         whose ``run`` is the function; the other options become class attributes of that subclass."""

@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help demo test test-unit test-django test-stress lint constraints bench bench-sqlq bench-peers chaos chaos-small clean install install-django
+.PHONY: help demo test test-unit test-django test-django-upstream test-stress lint constraints bench bench-sqlq bench-peers chaos chaos-small clean install install-django
 
 # Django 6 needs Python >= 3.12: its tests run in a second virtualenv on it. python3.12 when it runs,
 # else pyenv's build of it (a pyenv shim of a version not selected does not run).
@@ -57,6 +57,11 @@ DJANGO_TESTS = $(wildcard tests/test_django*.py)
 ## the Django tests alone (sqlq.contrib.django, the django.tasks backend), in .venv-django
 test-django: $(DJANGO_STAMP)
 	$(DJANGO_VENV)/bin/python -m pytest -q -p no:cacheprovider $(DJANGO_TESTS)
+
+## Django's own tests/tasks/test_tasks.py (from its sdist) on sqlq's django.tasks backend; not in make test
+## (a download); the 4 tests of DummyBackend itself fail by design
+test-django-upstream: $(DJANGO_STAMP)
+	tests/django_upstream.sh
 
 ## the unit tier alone (tests/unit/: pure logic, seconds); pointed at a port nobody listens on to prove
 ## that no test needs a server

@@ -220,6 +220,22 @@ def test_view_creates_row_and_job_in_one_transaction(proj_app: App, run_worker, 
     assert status == {"order": body["order"], "status": "shipped", "tracking": f"TRACK-{body['order']:06d}"}
 
 
+def test_an_eager_task_inside_atomic_keeps_the_request_transaction(proj_app: App,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """The worker's connection hygiene (close_old_connections around each task) skips eager runs:
+    inside atomic() Django would take the open transaction for a connection to close."""
+    from django.db import transaction
+    from orders.models import Order
+    from orders.tasks import ship_order
+
+    monkeypatch.setattr(proj_app.conf, "task_always_eager", True)
+    with transaction.atomic():
+        order = Order.objects.create(item="eager")
+        assert ship_order.delay(order.pk).get() == f"TRACK-{order.pk:06d}"
+        assert Order.objects.get(pk=order.pk).status == "shipped"  # the same transaction, still open
+    assert Order.objects.get(pk=order.pk).status == "shipped"
+
+
 # manage.py sqlq ------------------------------------------------------------------------------
 
 def test_manage_py_sqlq_passes_through_to_the_cli(database_url: str, schema: str, project: str,

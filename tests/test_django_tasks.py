@@ -210,3 +210,29 @@ def test_arguments_that_are_not_json_are_refused_before_writing(tasks, proj_app:
     with pytest.raises(TypeError, match="Unsupported type"):
         tasks.add.enqueue(dt.datetime.now(), 1)
     assert scalar(raw_conn, f'SELECT count(*) FROM "{schema}".jobs') == 0
+
+
+def test_a_project_without_a_sqlq_app_runs_its_tasks(database_url: str, schema: str,
+                                                     raw_conn: psycopg.Connection) -> None:
+    """No proj/celery.py and no import of sqlq: the backend's app is made from the Django settings,
+    and `manage.py sqlq worker` finds the tasks by autodiscovery."""
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, DJANGO_SETTINGS_MODULE="tests.apps.django_bare.settings", BARE_DATABASE_URL=database_url,
+               PYTHONPATH=str(django_project.ROOT))
+    env.pop("SQLQ_DATABASE_URL")  # DATABASES['default'] it is
+    sent = subprocess.run([sys.executable, "-c", (
+        "import django; django.setup()\n"
+        "from django.core.management import call_command\n"
+        "call_command('sqlq', 'migrate')\n"
+        "from tests.apps.django_bare.tasks import shout\n"
+        "print(shout.enqueue('hi').id)\n")], env=env, capture_output=True, text=True, timeout=120)
+    assert sent.returncode == 0, sent.stderr
+    job_id = sent.stdout.split()[-1]
+    worked = subprocess.run([sys.executable, "-m", "django", "sqlq", "worker", "--pool", "threads", "--burst"],
+                            env=env, capture_output=True, text=True, timeout=120)
+    assert worked.returncode == 0, worked.stderr
+    row = wait_result(raw_conn, schema, job_id)
+    assert row["state"] == "SUCCESS" and row["result"] == "HI", row

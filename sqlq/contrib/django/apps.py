@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.apps import AppConfig
 
 
@@ -21,10 +23,14 @@ class SqlqConfig(AppConfig):
         signals.task_postrun.connect(_close_old_connections, dispatch_uid="sqlq.contrib.django.postrun")
 
 
-def _close_old_connections(**_: object) -> None:
+def _close_old_connections(task: Any = None, **_: Any) -> None:
     """A task's Django connections past their CONN_MAX_AGE, or broken, are closed before and after
     it runs (Django does this around each request), so a long-running worker does not keep using
-    a connection the server dropped."""
+    a connection the server dropped. Not for an eager run: it runs inside its caller, whose open
+    transaction (``atomic()``) Django would take for a connection to close, as Celery's fixup
+    knows."""
+    if task is not None and task.request.is_eager:
+        return
     from django.db import close_old_connections
 
     close_old_connections()

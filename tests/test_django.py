@@ -10,6 +10,7 @@ import subprocess
 import sys
 import textwrap
 from collections.abc import Iterator
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -256,3 +257,23 @@ def test_manage_py_sqlq_passes_through_to_the_cli(database_url: str, schema: str
     row = wait_for(lambda: raw_conn.execute(
         f'SELECT state, exc_type, traceback FROM "{schema}".results').fetchone(), message="the job's result")
     assert row[0] == "FAILURE" and row[1].endswith("DoesNotExist") and "Order.objects.get" in row[2]
+
+
+def test_celerys_worker_command_with_the_name_changed(database_url: str, schema: str, project: str,
+                                                      raw_conn: psycopg.Connection, proj_app: App) -> None:
+    """`celery -A proj worker -l INFO` is `sqlq -A proj worker -l INFO`: -A proj finds proj/celery.py's
+    app, which sets DJANGO_SETTINGS_MODULE itself; the worker sets Django up and ships the order."""
+    from orders.models import Order
+    from orders.tasks import ship_order
+
+    order = Order.objects.create(item="lamp")
+    result = ship_order.delay(order.pk)
+    env = django_project.environment(database_url, schema, project)
+    env.pop("DJANGO_SETTINGS_MODULE")
+    sqlq = str(Path(sys.executable).with_name("sqlq"))
+    worked = subprocess.run([sqlq, "-A", "proj", "worker", "-l", "INFO", "--pool", "threads", "--burst"], env=env,
+                            capture_output=True, text=True, timeout=120, cwd=django_project.PROJECT)
+    assert worked.returncode == 0, worked.stderr
+    assert wait_result(raw_conn, schema, result.id)["state"] == "SUCCESS"
+    order.refresh_from_db()
+    assert order.status == "shipped"

@@ -101,6 +101,16 @@ def test_a_default_database_that_is_not_postgresql_is_an_error() -> None:
         database_url({"ENGINE": "django.db.backends.sqlite3", "NAME": "db.sqlite3"})
 
 
+def test_system_checks_pass_and_makemigrations_has_nothing_to_do(proj_app: App) -> None:
+    """sqlq's models are unmanaged and shipped with their migration, whose tables are the app's
+    schema as the models' are: a project's `manage.py check` and `makemigrations --check` stay
+    clean (an ArrayField would have required django.contrib.postgres in INSTALLED_APPS)."""
+    from django.core.management import call_command
+
+    call_command("check", fail_level="WARNING")
+    call_command("makemigrations", "--check", "--dry-run", verbosity=0)  # (exits 1 when a change is detected)
+
+
 # autodiscovery -----------------------------------------------------------------------------------
 
 def test_autodiscover_imports_installed_apps_tasks_at_finalize(database_url: str, schema: str, project: str) -> None:

@@ -5,15 +5,26 @@ Only the columns worth showing are mapped; writes go through sqlq (the admin's a
 
 from __future__ import annotations
 
-from django.contrib.postgres.fields import ArrayField
+from typing import Any
+
 from django.db import models
 
 from .project import get_app
 
 
-def _table(name: str) -> str:
-    """A schema-qualified table name as Django quotes it (``"schema"."name"``)."""
+def table(name: str) -> str:
+    """sqlq's table ``name`` in the app's schema, as Django quotes it (``"schema"."name"``); this
+    app's migration names its models' tables with it too, so a schema of another name leaves
+    ``makemigrations`` nothing to do."""
     return f'{get_app().conf.schema}"."{name}'
+
+
+class TextArrayField(models.Field):
+    """A ``text[]`` column read as a list of strings (psycopg's own reading), without requiring
+    ``django.contrib.postgres`` in ``INSTALLED_APPS`` for ArrayField."""
+
+    def db_type(self, connection: Any) -> str:
+        return "text[]"
 
 
 class Job(models.Model):
@@ -40,7 +51,7 @@ class Job(models.Model):
 
     class Meta:
         managed = False
-        db_table = _table("jobs")
+        db_table = table("jobs")
         ordering = ["seq"]
 
     def __str__(self) -> str:
@@ -71,7 +82,7 @@ class Result(models.Model):
 
     class Meta:
         managed = False
-        db_table = _table("results")
+        db_table = table("results")
         ordering = ["-finished_at"]
 
     def __str__(self) -> str:
@@ -84,7 +95,7 @@ class Worker(models.Model):
     id = models.UUIDField(primary_key=True)
     hostname = models.TextField()
     pid = models.IntegerField()
-    queues = ArrayField(models.TextField())
+    queues = TextArrayField()
     concurrency = models.IntegerField()
     pool = models.TextField()
     started_at = models.DateTimeField()
@@ -93,7 +104,7 @@ class Worker(models.Model):
 
     class Meta:
         managed = False
-        db_table = _table("workers")
+        db_table = table("workers")
         ordering = ["hostname", "pid"]
 
     def __str__(self) -> str:
@@ -121,7 +132,7 @@ class Schedule(models.Model):
 
     class Meta:
         managed = False
-        db_table = _table("schedules")
+        db_table = table("schedules")
         ordering = ["name"]
 
     def __str__(self) -> str:

@@ -287,3 +287,17 @@ def test_celerys_worker_command_with_the_name_changed(database_url: str, schema:
     assert wait_result(raw_conn, schema, result.id)["state"] == "SUCCESS"
     order.refresh_from_db()
     assert order.status == "shipped"
+
+
+def test_call_command_sqlq_runs_in_this_process(proj_app: App, capsys: pytest.CaptureFixture[str]) -> None:
+    """`call_command('sqlq', ...)` (Django's way from code and tests) runs the CLI for the current
+    app without leaving the process; a failing command raises SystemExit with its status."""
+    from django.core.management import call_command
+    from orders.tasks import ship_order
+
+    ship_order.apply_async((1,), queue="shipping")
+    call_command("sqlq", "queues")
+    assert "shipping" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exited:
+        call_command("sqlq", "result")  # (a missing argument: click's usage error)
+    assert exited.value.code == 2

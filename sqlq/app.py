@@ -18,7 +18,7 @@ import sys
 import threading
 import warnings
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Concatenate, Literal, overload
 
 import psycopg
 
@@ -42,6 +42,8 @@ from .result import AsyncResult
 from .signals import Signal
 from .store import Store
 from .task import APPLY_OPTIONS, Task
+from .task import P as _P  # (the parameters and return type of typed tasks)
+from .task import R as _R
 from .task import Task as _Task  # for annotations inside App, where the name Task is the property
 
 if TYPE_CHECKING:
@@ -151,7 +153,8 @@ _CELERY_ONLY_ARGUMENTS = {
     "log": "sqlq configures the 'sqlq' logger only (sqlq worker --loglevel)",
     "control": "sqlq has no broadcast control: workers are rows (sqlq inspect workers)",
     "tasks": "sqlq makes its own task registry (app.tasks)",
-    "fixups": "sqlq has no fixups (Django's included): call app.autodiscover_tasks(...) or set include",
+    "fixups": "sqlq has no fixups: in a Django project app.autodiscover_tasks() sets Django up and imports "
+              "the installed apps' tasks, and 'sqlq.contrib.django' in INSTALLED_APPS does the rest",
     "strict_typing": "sqlq does not check call arguments against the signature when sending "
                      "(the worker's call raises TypeError for bad arguments)",
 }
@@ -238,6 +241,7 @@ class App:
             self.finalized = True  # (set first: a receiver that calls finalize() must not loop)
             self.on_configure.send(sender=self)
             self.import_modules()
+            self._discover_pending()
             for task in list(self.tasks.values()):
                 self.annotate_task(task)
             self.on_after_configure.send(sender=self, source=self.conf)
@@ -388,8 +392,22 @@ class App:
 
     # tasks -------------------------------------------------------------------------------------
 
+    @overload
+    def task(self, fn: Callable[_P, _R], /) -> _Task[_P, _R]: ...
+
+    @overload
+    def task(self, *, bind: Literal[True], **options: Any) -> Callable[[Callable[Concatenate[Any, _P], _R]],
+                                                                       _Task[_P, _R]]: ...
+
+    @overload
+    def task(self, *, bind: Literal[False] = False, **options: Any) -> Callable[[Callable[_P, _R]], _Task[_P, _R]]: ...
+
     def task(self, *args: Any, **options: Any) -> Any:
         """Register a function as a task: ``@app.task`` or ``@app.task(name=..., bind=True, base=...)``.
+
+        Typed as the function: ``Task[P, R]`` for a function of parameters ``P`` returning ``R``
+        (without the task itself, with ``bind=True``), so a checker sees ``add.delay(1, "x")``
+        as the error it is and ``add.delay(1, 2).get()`` as ``add``'s return type.
 
         As in Celery, the task is an instance of a new subclass of ``base`` (default ``app.Task``)
         whose ``run`` is the function; the other options become class attributes of that subclass."""
@@ -507,9 +525,15 @@ class App:
         an app subclass that shortens names (drops a ``.tasks`` suffix, say) carries over."""
         return f"{module}.{name}"
 
-    def autodiscover_tasks(self, packages: Sequence[str] | Callable[[], Sequence[str]],
-                           related_name: str = "tasks") -> list[str]:
-        """Import ``<package>.<related_name>`` for each package so their tasks register."""
+    def autodiscover_tasks(self, packages: Sequence[str] | Callable[[], Sequence[str]] | None = None,
+                           related_name: str = "tasks", force: bool = False) -> list[str]:
+        """Import ``<package>.<related_name>`` for each package so their tasks register.
+
+        Without ``packages`` (Celery's Django layout), the packages are the Django project's
+        ``INSTALLED_APPS``, imported lazily as Celery does: when the app is finalized (a worker,
+        a beat, ``-A``), or at once with ``force=True`` or when it already is."""
+        if packages is None:
+            return self._autodiscover_installed_apps(related_name, force)
         if callable(packages):
             packages = packages()
         imported = []
@@ -528,6 +552,29 @@ class App:
                 raise  # the tasks module exists but imports something missing: surface it
             imported.append(module_name)
         return imported
+
+    def _autodiscover_installed_apps(self, related_name: str, force: bool) -> list[str]:
+        """``autodiscover_tasks()`` without packages: the Django project's installed apps
+        (sqlq/contrib/django/discovery.py), now or when the app is finalized."""
+        from .contrib.django import discovery
+
+        discovery.require_django_project()
+        if force or self.finalized:
+            return self.autodiscover_tasks(discovery.installed_apps(), related_name)
+        pending: list[str] = self.__dict__.setdefault("_discover_on_finalize", [])
+        if related_name not in pending:
+            pending.append(related_name)
+        return []
+
+    def _discover_pending(self) -> None:
+        """At finalize: the lazy ``autodiscover_tasks()`` calls made so far (an error in a tasks
+        module surfaces here, as it would from ``include``)."""
+        pending = self.__dict__.get("_discover_on_finalize")
+        if pending:
+            from .contrib.django import discovery
+
+            for related_name in pending:
+                self.autodiscover_tasks(discovery.installed_apps(), related_name)
 
     # sending -----------------------------------------------------------------------------------
 

@@ -283,7 +283,11 @@ class Settings:
                 raise ConfigurationError(f"cannot import config module {module_name!r}: {exc}") from exc
             if attr:
                 obj = getattr(obj, attr)
-        source = obj if isinstance(obj, Mapping) else {k: getattr(obj, k) for k in dir(obj) if not k.startswith("_")}
+        # with a namespace only its names are read: reading Django's settings whole warns about
+        # each deprecated one (EMAIL_PORT, ...), though none is sqlq's
+        prefix = namespace.rstrip("_").upper() + "_" if namespace else ""
+        source = obj if isinstance(obj, Mapping) else {k: getattr(obj, k) for k in dir(obj)
+                                                       if not k.startswith("_") and k.startswith(prefix)}
         self.update(settings_in(source, namespace))
 
     def as_dict(self) -> dict[str, Any]:
@@ -489,12 +493,29 @@ def redact_url(url: str) -> str:
 
 def resolve_database_url(cli_url: str | None = None, app_url: str | None = None,
                          environ: Mapping[str, str] | None = None) -> str | None:
-    """Pick the URL by the documented precedence: CLI flag, SQLQ_DATABASE_URL, DATABASE_URL, the app."""
+    """Pick the URL by the documented precedence: CLI flag, SQLQ_DATABASE_URL, DATABASE_URL, the app,
+    then (in a Django project) Django's ``DATABASES['default']``."""
     environ = os.environ if environ is None else environ
     for candidate in (cli_url, environ.get("SQLQ_DATABASE_URL"), environ.get("DATABASE_URL"), app_url):
         if candidate:
             return candidate
-    return None
+    return django_database_url()
+
+
+def django_database_url() -> str | None:
+    """Django's ``DATABASES['default']`` as a URL when this process runs a configured Django project
+    (``django.conf`` imported and its settings configured or named by ``DJANGO_SETTINGS_MODULE``), so
+    that a Django project configures its database in one place; None otherwise. Django is never
+    imported here: a process that did not import it is not a Django project."""
+    django_conf = sys.modules.get("django.conf")
+    if django_conf is None:
+        return None
+    settings = django_conf.settings
+    if not settings.configured and not os.environ.get("DJANGO_SETTINGS_MODULE"):
+        return None
+    from .contrib.django.database import default_database_url
+
+    return default_database_url()
 
 
 #: Scheme prefixes Celery users write for PostgreSQL: the SQLAlchemy result backend's ``db+`` and

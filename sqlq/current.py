@@ -85,7 +85,7 @@ class SharedTask:
         from .errors import TaskDefinitionError
 
         try:
-            task: Task = app.task(**dict(self._options))(self._fn)
+            task: Task = app._register(self._fn, dict(self._options))  # (@app.task(**options)(fn), untyped)
         except TaskDefinitionError as exc:
             if not deferred:
                 raise

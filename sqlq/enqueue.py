@@ -380,7 +380,11 @@ def _write(store: Store, conn: psycopg.Connection, specs: Sequence[JobSpec], *,
 
 
 def _write_on(app: App, connection: Any, store: Store, specs: Sequence[JobSpec]) -> list[PublishRow] | None:
-    """The caller's connection: psycopg, or SQLAlchemy Connection/Session (their transaction)."""
+    """The caller's connection: psycopg, Django's (``django.db.connection``: its psycopg connection,
+    so inside ``transaction.atomic()`` the job commits and rolls back with the block), or SQLAlchemy
+    Connection/Session (their transaction)."""
+    if type(connection).__module__.startswith("django."):
+        connection = _django_connection(connection)
     if isinstance(connection, psycopg.Connection):
         in_transaction = _in_transaction(connection)
         try:
@@ -455,6 +459,15 @@ def _format_job_id(stamp: str, rand: str) -> str:
 
 #: RFC 9562 variant bits (10xx) in the first digit of the fourth group, keeping two random bits.
 _VARIANT = {digit: "89ab"[int(digit, 16) & 3] for digit in "0123456789abcdef"}
+
+
+def _django_connection(obj: Any) -> psycopg.Connection:
+    """The psycopg connection under a Django database connection (``sqlq.contrib.django.database``
+    says which Django connections can carry a job); imported here only, so that ``import sqlq``
+    never imports Django."""
+    from .contrib.django.database import psycopg_connection
+
+    return psycopg_connection(obj)
 
 
 def _sqlalchemy_connection(obj: Any) -> Any:

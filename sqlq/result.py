@@ -16,7 +16,9 @@ import sys
 import threading
 import time
 import uuid
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic
+
+from typing_extensions import TypeVar
 
 from . import serialization, signals
 from .errors import ConfigurationError, SerializationError, TaskError, TaskExpiredError, TaskRevokedError
@@ -103,7 +105,11 @@ def _row_id(task_id: str) -> str:
     return task_uuid(task_id)
 
 
-class AsyncResult:
+#: What the job's task returns (``AsyncResult[R]``: ``get()`` is an ``R``); ``Any`` by default.
+R = TypeVar("R", default=Any)
+
+
+class AsyncResult(Generic[R]):
     """The result of one job. Every property reads the current state from the database."""
 
     # Slots: a bulk enqueue makes one of these per job (10,000 dicts cost ~10 ms, most of it GC).
@@ -231,16 +237,19 @@ class AsyncResult:
             return {"pid": row.worker_pid, "hostname": row.worker_hostname}  # Celery's info of a started task
         return None
 
-    def _outcome(self, row: JobState, propagate: bool) -> Any:
+    def _outcome(self, row: JobState, propagate: bool) -> R:
+        """The value ``get()`` returns: the task's return value (an ``R``), or with ``propagate``
+        off the exception a failed job raised (what Celery's ``get(propagate=False)`` returns)."""
         value = self._value(row)
         if propagate and row.state != "SUCCESS" and isinstance(value, BaseException):
             raise value
-        return value
+        outcome: R = value
+        return outcome
 
     # waiting -----------------------------------------------------------------------------------
 
     def get(self, timeout: float | None = None, propagate: bool = True, interval: float | None = None,
-            disable_sync_subtasks: bool = True) -> Any:
+            disable_sync_subtasks: bool = True) -> R:
         """Wait for the outcome; re-raise the task's exception when ``propagate``.
 
         Waiting is woken by the FINISH statement's NOTIFY; ``interval`` (default 2 s) only bounds
@@ -275,7 +284,7 @@ class AsyncResult:
     wait = get
 
     async def aget(self, timeout: float | None = None, propagate: bool = True,
-                   interval: float | None = None) -> Any:
+                   interval: float | None = None) -> R:
         """``get()`` for asyncio apps, never blocking the loop.
 
         Woken through the app's one LISTEN connection (the same that serves ``get()``), and reading

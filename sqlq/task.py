@@ -25,7 +25,9 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType, TracebackType
-from typing import TYPE_CHECKING, Any, ClassVar, cast
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, cast
+
+from typing_extensions import ParamSpec, TypeVar
 
 from .config import naive_timezone
 from .errors import (
@@ -48,6 +50,12 @@ if TYPE_CHECKING:
     from .result import AsyncResult, GroupResult
 
 _MISSING = object()
+
+#: A task's parameters and return type (``Task[P, R]``): what ``@app.task`` reads off the function,
+#: so that checkers see ``add.delay(1, "x")`` as the error it is and ``AsyncResult[R].get()`` as an
+#: ``R``. Both have defaults (any parameters, ``Any``), so a bare ``Task`` stays what it was.
+P = ParamSpec("P", default=...)
+R = TypeVar("R", default=Any)
 
 
 @dataclass(slots=True)
@@ -176,7 +184,7 @@ def overridden_hooks(task: Task) -> frozenset[str]:
     return own | (HOOKS & vars(task).keys())
 
 
-class Task:
+class Task(Generic[P, R]):
     """The base class of tasks, as Celery's ``celery.Task``.
 
     Subclass it (or ``app.Task``, which is bound to the app) for a class-based task or a base class
@@ -259,10 +267,11 @@ class Task:
 
     # running here ------------------------------------------------------------------------------
 
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         """Run the task in this process, as a plain call would (no job, no worker). The worker runs
         a job through this too, so a base class may wrap every run by overriding it."""
-        return self.run(*args, **kwargs)
+        value: R = self.run(*args, **kwargs)
+        return value
 
     def run(self, *args: Any, **kwargs: Any) -> Any:
         """The task's body: the decorated function, or a class-based task's own ``run``.
@@ -394,7 +403,7 @@ class Task:
 
     # sending -----------------------------------------------------------------------------------
 
-    def delay(self, *args: Any, **kwargs: Any) -> AsyncResult | GroupResult:
+    def delay(self, *args: P.args, **kwargs: P.kwargs) -> AsyncResult[R] | GroupResult:
         """Enqueue with default options; one round trip to PostgreSQL."""
         return self.apply_async(args, kwargs)
 
@@ -402,7 +411,8 @@ class Task:
                     countdown: float | None = None, eta: dt.datetime | None = None,
                     expires: float | dt.datetime | None = None, queue: str | None = None,
                     priority: int | None = None, task_id: str | None = None, headers: dict[str, Any] | None = None,
-                    serializer: str | None = None, connection: Any = None, **options: Any) -> AsyncResult | GroupResult:
+                    serializer: str | None = None, connection: Any = None,
+                    **options: Any) -> AsyncResult[R] | GroupResult:
         """Enqueue one job. With ``connection=`` it is written in the caller's transaction.
 
         With ``conf.task_always_eager`` the task runs here instead (``sqlq.eager.apply``) and an
@@ -428,6 +438,20 @@ class Task:
             parent.children.append(result)  # Celery's add_to_parent: the running task's request.children
         return result
 
+    def delay_on_commit(self, *args: Any, **kwargs: Any) -> None:
+        """``delay()`` once the current Django transaction commits, never if it rolls back (Celery
+        5.4's ``delay_on_commit``, ``transaction.on_commit``); returns None, as there is no job yet.
+        ``apply_async(..., connection=django.db.connection)`` writes the job in the transaction
+        itself instead, with the result handle at once."""
+        _on_commit(lambda: self.apply_async(args, kwargs))
+
+    def apply_async_on_commit(self, args: Sequence[Any] | None = None, kwargs: dict[str, Any] | None = None,
+                              **options: Any) -> None:
+        """``apply_async()`` once the current Django transaction commits (Celery 5.4's); returns None.
+        The options are checked now, so a bad one raises here, not after the commit."""
+        self._check_options({k: v for k, v in options.items() if k != "connection"}, "apply_async_on_commit")
+        _on_commit(lambda: self.apply_async(args, kwargs, **options))
+
     def delay_many(self, calls: Iterable[Any], *, connection: Any = None, **options: Any) -> list[AsyncResult | GroupResult]:
         """Enqueue many calls in one statement. Each item is a tuple of positional arguments
         (anything else is taken as the single argument)."""
@@ -442,11 +466,11 @@ class Task:
         return self.app.enqueue_calls(self.name, calls, task=self, connection=connection,
                                       **self._task_defaults(options))
 
-    async def adelay(self, *args: Any, **kwargs: Any) -> AsyncResult | GroupResult:
+    async def adelay(self, *args: P.args, **kwargs: P.kwargs) -> AsyncResult[R] | GroupResult:
         return await self.aapply_async(args, kwargs)
 
     async def aapply_async(self, args: Sequence[Any] | None = None, kwargs: dict[str, Any] | None = None, *,
-                           connection: Any = None, **options: Any) -> AsyncResult | GroupResult:
+                           connection: Any = None, **options: Any) -> AsyncResult[R] | GroupResult:
         spec = self.build_job(args, kwargs, **options)
         result = (await self.app.aenqueue([spec], connection=connection))[0]
         task_id = options.get("task_id")
@@ -522,7 +546,7 @@ class Task:
                 f"update_state({state!r}) for task {task_id}: the job is not running (it is waiting, has "
                 f"finished, or no job has that id); only a running job's state can be reported")
 
-    def AsyncResult(self, task_id: str) -> AsyncResult:  # noqa: N802 - Celery's name
+    def AsyncResult(self, task_id: str) -> AsyncResult[R]:  # noqa: N802 - Celery's name
         return self.app.AsyncResult(task_id, task_name=self.name)
 
     # retrying ----------------------------------------------------------------------------------
@@ -581,6 +605,17 @@ class Task:
 
 def _as_args(call: Any) -> tuple[Any, ...]:
     return call if isinstance(call, tuple) else (call,)
+
+
+def _on_commit(send: Callable[[], Any]) -> None:
+    """Run ``send`` when the Django transaction open now commits (at once outside ``atomic()``)."""
+    try:
+        from django.db import transaction
+    except ImportError:
+        raise ConfigurationError("delay_on_commit/apply_async_on_commit wait for a Django transaction "
+                                 "(django.db.transaction.on_commit), and Django is not installed; call "
+                                 "delay()/apply_async(..., connection=...) in your transaction instead") from None
+    transaction.on_commit(send)
 
 
 def _eager() -> Any:

@@ -147,3 +147,7 @@ class Jobs(Routes):
     def waiting_jobs(self, conn: psycopg.Connection, task: str) -> list[WaitingJob]:
         """Task ``task``'s jobs that have not started, oldest first (``sqlq.testing.assert_enqueued``)."""
         return [WaitingJob(*r) for r in conn.execute(self.sql["WAITING_JOBS"], {"task": task}).fetchall()]
+
+    def run_now(self, conn: psycopg.Connection, ids: Sequence[str]) -> int:
+        """Make the scheduled ones of these jobs due now; returns how many were."""
+        return cast("tuple[int, int]", conn.execute(self.sql["RUN_NOW"], {"ids": list(ids)}).fetchone())[0]

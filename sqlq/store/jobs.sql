@@ -225,3 +225,16 @@ SELECT id::text, task, queue, priority, state, content_type, args::text, kwargs:
 FROM {jobs}
 WHERE task = %(task)s AND state IN ('available', 'scheduled')
 ORDER BY seq
+
+-- name: RUN_NOW
+-- Make waiting jobs due now (the admin's "run now"): a scheduled job (countdown, eta, a retry's
+-- delay) goes into the claim index at once and its queue is woken; an available one already is,
+-- a running one is its worker's. The count is of the jobs moved.
+WITH moved AS (
+    UPDATE {jobs} SET state = 'available', run_at = statement_timestamp()
+    WHERE id = ANY(%(ids)s::uuid[]) AND state = 'scheduled'
+    RETURNING queue
+)
+SELECT (SELECT count(*) FROM moved),
+       (SELECT count(*) FROM (SELECT pg_notify({jobs_channel}, q.queue)
+                              FROM (SELECT DISTINCT queue FROM moved) AS q) AS n)

@@ -312,3 +312,32 @@ class DeclaredLimits(NamedTuple):
 
     written: int
     deleted: int
+
+
+class JobRecord(NamedTuple):
+    """One job whole (JOB_RECORD): its results row once it finished (``state`` SUCCESS, FAILURE,
+    REVOKED, EXPIRED), else its jobs row (``state`` available, scheduled, running; a job waiting to
+    run again has its last error, ``"type: message"``, in ``exc_message``). Arguments and result
+    are JSON text, or a payload in another content type."""
+
+    id: str
+    state: str
+    task: str
+    queue: str
+    priority: int
+    args: str | None
+    kwargs: str | None
+    content_type: str
+    payload: bytes | None
+    result: str | None
+    result_payload: bytes | None
+    result_content_type: str | None
+    exc_type: str | None
+    exc_message: str | None
+    traceback: str | None
+    enqueued_at: dt.datetime | None
+    started_at: dt.datetime | None
+    finished_at: dt.datetime | None
+    attempts: int
+    retries: int
+    worker_id: str | None

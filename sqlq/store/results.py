@@ -10,7 +10,7 @@ from typing import cast
 import psycopg
 
 from .base import StoreBase
-from .records import JobState
+from .records import JobRecord, JobState
 
 
 class Results(StoreBase):
@@ -43,3 +43,17 @@ class Results(StoreBase):
 
     def expire_results(self, conn: psycopg.Connection, ttl: float, limit: int = 10000) -> int:
         return conn.execute(self.sql["EXPIRE_RESULTS"], {"ttl": ttl, "limit": limit}).rowcount
+
+    def job_record(self, conn: psycopg.Connection, job_id: str) -> JobRecord | None:
+        """One job whole, finished or not; None when no job has that id."""
+        row = conn.execute(self.sql["JOB_RECORD"], {"id": job_id}).fetchone()
+        return JobRecord(*row) if row is not None else None
+
+    async def ajob_record(self, conn: psycopg.AsyncConnection, job_id: str) -> JobRecord | None:
+        cur = await conn.execute(self.sql["JOB_RECORD"], {"id": job_id})
+        row = await cur.fetchone()
+        return JobRecord(*row) if row is not None else None
+
+    def retry_result(self, conn: psycopg.Connection, job_id: str, new_id: str) -> bool:
+        """Enqueue finished job ``job_id`` again as job ``new_id``; False when it has no results row."""
+        return conn.execute(self.sql["RETRY_RESULT"], {"id": job_id, "new_id": new_id}).fetchone() is not None

@@ -73,3 +73,28 @@ DELETE FROM {results} AS r USING old WHERE r.id = old.id
 -- What the result waiter listens on: FINISH, RETRY, REVOKE and the rest notify the ids of the jobs
 -- whose state they changed (or '' for "look again": a batch too large to list).
 LISTEN {results_channel_identifier}
+
+-- name: JOB_RECORD
+-- Everything kept of one job, finished or not, for views that show a job whole (the django.tasks
+-- backend's TaskResult, the admin): its results row once it finished, else its jobs row, whose
+-- state is sqlq's own (available, scheduled, running). The columns are JobRecord's.
+SELECT id::text, state, task, queue, priority, args::text, kwargs::text, content_type, payload,
+       result::text, result_payload, result_content_type, exc_type, exc_message, traceback,
+       enqueued_at, started_at, finished_at, attempts, retries, worker_id::text
+FROM {results} WHERE id = %(id)s
+UNION ALL
+SELECT id::text, state, task, queue, priority, args::text, kwargs::text, content_type, payload,
+       NULL, NULL, NULL, NULL, last_error, NULL, enqueued_at, started_at, NULL, attempt, retries,
+       worker_id::text
+FROM {jobs} WHERE id = %(id)s
+LIMIT 1
+
+-- name: RETRY_RESULT
+-- Run a finished job again (the admin's "retry"): a new job, due now, with the finished one's task,
+-- queue, priority and arguments, the finished row kept as it is. Nothing is written for an id that
+-- has no results row. One statement with its wake-up, as ENQUEUE_NOW.
+INSERT INTO {jobs} (id, task, queue, priority, state, args, kwargs, payload, content_type, run_at, enqueued_at)
+SELECT %(new_id)s::uuid, task, queue, priority, 'available', args, kwargs, payload, content_type,
+       statement_timestamp(), statement_timestamp()
+FROM {results} WHERE id = %(id)s
+RETURNING id::text, pg_notify({jobs_channel}, queue)

@@ -1,0 +1,8 @@
+from django.db import models
+
+
+class Order(models.Model):
+    item = models.CharField(max_length=100)
+    status = models.CharField(max_length=20, default="new")
+    tracking = models.CharField(max_length=100, blank=True, default="")
+    job_id = models.CharField(max_length=64, blank=True, default="")

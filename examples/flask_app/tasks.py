@@ -1,0 +1,12 @@
+"""The Flask example's tasks: ``sqlq -A examples.flask_app.tasks worker`` runs them."""
+
+from __future__ import annotations
+
+from sqlq import App
+
+app = App("examples.flask_app.tasks")
+
+
+@app.task
+def send_welcome(signup_id: int, email: str) -> str:
+    return f"welcome mail for signup {signup_id} sent to {email}"

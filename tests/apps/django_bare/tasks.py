@@ -1,0 +1,6 @@
+from django.tasks import task
+
+
+@task
+def shout(word: str) -> str:
+    return word.upper()

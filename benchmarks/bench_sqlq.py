@@ -371,7 +371,7 @@ def measure_bulk(app, task, db: Db, opts: Options, res: SqlqResults, repeats: in
     lean = first.copies_lean()  # the columns delay_many sends for this task
     rows = [(job_id, first.task, first.queue, "available", f"[{i}]", "{}") if lean else
             (job_id, first.task, first.queue, first.priority, "available", f"[{i}]", "{}", None,
-             first.content_type, first.headers, first.acks_late, None)
+             first.content_type, first.headers, first.acks_late, None, None, None)
             for i, job_id in enumerate(new_job_ids(n))]
     copies = []
     for _ in range(3):

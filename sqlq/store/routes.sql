@@ -188,10 +188,11 @@ WITH orphan AS (
     RETURNING j.*
 ), ins AS (
     INSERT INTO {results} (id, task, queue, priority, state, args, kwargs, payload, content_type,
-                           exc_type, exc_message, enqueued_at, finished_at, attempts, retries, group_id)
+                           exc_type, exc_message, enqueued_at, finished_at, attempts, retries, group_id,
+                           root_id, parent_id, workflow)
     SELECT id, task, queue, priority, 'REVOKED', args, kwargs, payload, content_type, 'sqlq.errors.TaskRevokedError',
            'broadcast copy for ' || queue || ', whose worker stopped or died before running it',
-           enqueued_at, clock_timestamp(), attempt, retries, group_id
+           enqueued_at, clock_timestamp(), attempt, retries, group_id, root_id, parent_id, workflow
     FROM gone
     ON CONFLICT (id) DO NOTHING
     RETURNING id

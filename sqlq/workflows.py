@@ -183,8 +183,9 @@ class _Compiler:
         if not isinstance(errback, Signature):
             errback = _signature(errback, self.app)
         routed = errback._local_task()
-        spec = (routed.build_job((), {}, **errback.options) if routed is not None
-                else self.app.build_job(errback.name, (), {}, **errback.options))
+        where = {k: v for k, v in errback.options.items() if k in ("queue", "priority", "exchange", "routing_key")}
+        spec = self.app.build_job(errback.name, errback.args, errback.kwargs, task=routed,  # (only routed here)
+                                  **(routed._task_defaults(where) if routed is not None else where))
         wrapper = Signature(ERRBACK_TASK, (dict(errback),), app=self.app, queue=spec.queue, priority=spec.priority)
         node, _ = self._task(wrapper, (), None, None, follows=(), group_id=None, receives=True)
         node["mutable"] = True  # (the failed job's id goes first)
@@ -253,12 +254,16 @@ class _Compiler:
         from .canvas import group
         from .result import GroupResult
 
-        group_id, calls = item._prepared(args, kwargs, options or {})
+        group_id, _ = item._prepared((), None, options or {})  # (its id; the calls are merged below)
+        merged = {key: v for key, v in {**item.options, **(options or {})}.items()
+                  if key not in ("task_id", "group_id")}
+        call_args = item.args if item.immutable else tuple(args) + item.args
         members: list[Node] = []
         handles: list[Any] = []
         tails: list[Node] = []
         sources: list[Signature] = []
-        for member, a, k, o in calls:
+        for member in item.tasks:
+            a, k, o = call_args, kwargs, merged
             if isinstance(member, group):
                 raise ConfigurationError("a group inside a group is not supported; put the members in one group")
             node, handle, member_tails, member_sources = self.build(
@@ -284,8 +289,8 @@ class _Compiler:
         for h in header_handle.results:
             if h.id != task_uuid(h.id):
                 raise ConfigurationError(f"a chord member's task_id must be a UUID, got {h.id!r}")
-        body_node, body_handle, body_tails, body_sources = self.build(
-            item.body, (), None, None, follows=sources, group_id=group_id)
+        body_node, body_handle, body_tails, body_sources = self.build(  # (an empty header still gives [])
+            item.body, (), None, None, follows=sources or [header], group_id=group_id)
         node["body"] = body_node
         _set_parent(body_handle, header_handle)
         return node, body_handle, body_tails, body_sources

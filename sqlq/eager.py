@@ -545,12 +545,21 @@ def _run_chain(item: Any, args: tuple[Any, ...], kwargs: dict[str, Any], options
         new, follows = _run_item(step, args if i == 0 else (), kwargs if i == 0 else {},
                                  {**chain_options, **options} if i == 0 else {}, step_value)
         if handle is not None:
-            if isinstance(new, AsyncResult):
-                new._parent = handle
-            else:
-                new.parent = handle
+            _set_parent(_head(new), handle)
         handle = new
     return handle, follows
+
+
+def _head(handle: Any) -> Any:
+    from .workflows import _head as head
+
+    return head(handle)
+
+
+def _set_parent(handle: Any, parent: Any) -> None:
+    from .workflows import _set_parent as set_parent
+
+    set_parent(handle, parent)
 
 
 def _succeeded(handle: Any) -> bool:
@@ -603,10 +612,7 @@ def _run_chord(item: Any, args: tuple[Any, ...], kwargs: dict[str, Any], options
         follows = [body]
         for errback in _listed(body.options.get("link_error") or []):
             _call_errback(_as_sig(errback, body), handle, (), {})
-    if isinstance(handle, AsyncResult):
-        handle._parent = header
-    else:
-        handle.parent = header
+    _set_parent(_head(handle), header)
     return handle, follows
 
 

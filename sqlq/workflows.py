@@ -240,7 +240,7 @@ class _Compiler:
                 step, args if i == 0 else (), kwargs if i == 0 else None, step_options, follows=before,
                 group_id=group_id if i == len(steps) - 1 else None)
             if prev_handle is not None:
-                _set_parent(handle, prev_handle)
+                _set_parent(_head(handle), prev_handle)
             nodes.append(node)
             prev_handle, before = handle, sources
         first = nodes[0]
@@ -292,7 +292,7 @@ class _Compiler:
         body_node, body_handle, body_tails, body_sources = self.build(  # (an empty header still gives [])
             item.body, (), None, None, follows=sources or [header], group_id=group_id)
         node["body"] = body_node
-        _set_parent(body_handle, header_handle)
+        _set_parent(_head(body_handle), header_handle)
         return node, body_handle, body_tails, body_sources
 
 
@@ -328,6 +328,18 @@ def _with_errbacks(step: Any, errbacks: list[Any]) -> Any:
     clone = step.clone()
     clone["options"]["link_error"] = [*_as_list(clone["options"].get("link_error")), *errbacks]
     return clone
+
+
+def _head(handle: Any) -> Any:
+    """The first handle of a step's own line (a chord body's header group, a chain's first step):
+    where the step before it is hung."""
+    from .result import AsyncResult
+
+    while True:
+        up = getattr(handle, "_parent", None) if isinstance(handle, AsyncResult) else handle.parent
+        if up is None:
+            return handle
+        handle = up
 
 
 def _set_parent(handle: Any, parent: Any) -> None:

@@ -240,6 +240,10 @@ class Signature(dict[str, Any]):
     def __ior__(self, other: Any) -> Any:
         raise TypeError(f"unsupported operand type(s) for |=: {type(self).__name__!r} and {type(other).__name__!r}")
 
+    def __invert__(self) -> Any:
+        """Celery's ``~sig``: send it and wait for its result (``sig.delay().get()``)."""
+        return self.apply_async().get()
+
     # callbacks -----------------------------------------------------------------------------------
 
     def _append_option(self, key: str, value: Any) -> Any:

@@ -495,7 +495,7 @@ def _call_errback(errback: Any, failed: EagerResult, args: Sequence[Any], kwargs
     target = errback._local_task()
     if target is not None and _takes_request(target):
         request = task_module.Request(id=failed.id, task=failed.task_name, args=list(args), kwargs=dict(kwargs))
-        apply(target, (request, failed.result, failed.traceback) + errback.args, errback.kwargs, throw=False)
+        errback(request, failed.result, failed.traceback)  # called, as Celery calls a new-style errback
     else:
         _run_item(errback.clone(immutable=False), (failed.id,), {}, {}, _NOTHING)
 

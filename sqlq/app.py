@@ -142,7 +142,7 @@ class TaskRegistry(dict[str, Task]):
         super().__init__()
         self._app = app
 
-    def get(self, name: str, default: Any = None) -> Any:  # type: ignore[override]
+    def get(self, name: str, default: Task | None = None) -> Task | None:  # type: ignore[override]
         found = super().get(name)
         if found is None and self._app is not None and name in _BUILTIN_TASKS:
             return self[name]
@@ -563,8 +563,9 @@ class App:
         if options.get("link") or options.get("link_error"):  # callbacks: the database runs them
             from .canvas import Signature
 
-            return Signature(name, args, kwargs, app=self, **options).apply_async(  # type: ignore[no-any-return]
+            sent: _AsyncResult | GroupResult = Signature(name, args, kwargs, app=self, **options).apply_async(
                 connection=connection)
+            return sent
         unknown = set(options) - APPLY_OPTIONS
         if unknown:
             raise ConfigurationError(

@@ -559,7 +559,7 @@ class _Workflow(Signature):
 
         return workflows.send(self.app, self, args, kwargs, connection=connection, **options)
 
-    def apply(self, args: Sequence[Any] | None = None, kwargs: Mapping[str, Any] | None = None,  # type: ignore[override]
+    def apply(self, args: Sequence[Any] | None = None, kwargs: Mapping[str, Any] | None = None,
               **options: Any) -> Any:
         """Run every step here, in order, with the same semantics as the database's (``sqlq.eager``);
         nothing is written."""

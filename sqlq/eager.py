@@ -442,7 +442,8 @@ def apply_canvas(item: Any, args: Sequence[Any] | None = None, kwargs: Mapping[s
     failed member; callbacks run after a success, errbacks after a failure (``(request, exc,
     traceback)``, or ``(task_id)`` for an errback taking one argument). Nothing is written; the
     returned result holds the outcome, ``.parent`` walks back as a sent workflow's does."""
-    handle, _ = _run_item(item, tuple(args or ()), dict(kwargs or {}), dict(options), _NOTHING)
+    handle: AsyncResult | GroupResult = _run_item(item, tuple(args or ()), dict(kwargs or {}), dict(options),
+                                                  _NOTHING)[0]
     return handle
 
 

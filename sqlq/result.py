@@ -345,10 +345,9 @@ class AsyncResult:
             found = self.app.store.workflow_parent(conn, _row_id(self.id))
         if found is None:
             return None
-        parent_id, is_group = found
-        if is_group:
-            return GroupResult.restore(parent_id, app=self.app)
-        return AsyncResult(parent_id, self.app)
+        if found.is_group:
+            return GroupResult.restore(found.parent_id, app=self.app)
+        return AsyncResult(found.parent_id, self.app)
 
     @parent.setter
     def parent(self, value: AsyncResult | GroupResult | None) -> None:
@@ -360,7 +359,7 @@ class AsyncResult:
         step, its callbacks, the tasks it sent while running (read from ``parent_id``)."""
         with self.app.connection() as conn:
             rows = self.app.store.workflow_children(conn, _row_id(self.id))
-        return [AsyncResult(job_id, self.app, task) for job_id, task in rows]
+        return [AsyncResult(row.id, self.app, row.task) for row in rows]
 
     def iterdeps(self, intermediate: bool = False) -> Iterator[tuple[AsyncResult | None, AsyncResult]]:
         """(parent, result) for this result and every descendant, breadth first (Celery's). A

@@ -36,11 +36,13 @@ from __future__ import annotations
 import datetime as dt
 import inspect
 import json
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from . import serialization
 from .errors import ConfigurationError
+from .store import JobSpec
 from .task import Request, _current_request, task_uuid
 
 if TYPE_CHECKING:
@@ -74,6 +76,8 @@ class _Compiler:
         self.parent_row = task_uuid(parent.id) if parent is not None and parent.id is not None else None
         self.root_row: str | None = (task_uuid(parent.root_id or parent.id)
                                      if parent is not None and parent.id is not None else None)
+        #: The encoded job of every task step, by id (the bulk path writes a group's from these).
+        self.specs: dict[str, JobSpec] = {}
 
     # result serializers ------------------------------------------------------------------------
 
@@ -158,10 +162,12 @@ class _Compiler:
                 f"by the database, which needs JSON: use the json serializer for this step")
         if self.root_row is None:
             self.root_row = spec.id
+        self.specs[spec.id] = spec
         node: Node = {
             "id": spec.id, "task": spec.task, "queue": spec.queue, "priority": spec.priority,
-            "args": json.loads(spec.args), "kwargs": json.loads(spec.kwargs or "{}"),
-            "headers": json.loads(spec.headers), "countdown": spec.countdown, "eta": _when(spec.eta),
+            # (args, kwargs and headers stay JSON text here: _plan_json puts them in as they are)
+            "args": spec.args, "kwargs": spec.kwargs or "{}",
+            "headers": spec.headers, "countdown": spec.countdown, "eta": _when(spec.eta),
             "expires_in": spec.expires_in, "expires_at": _when(spec.expires_at), "acks_late": spec.acks_late,
             "group_id": group_id, "root_id": self.root_row, "mutable": not sig.immutable, "workflow": None,
         }
@@ -254,9 +260,9 @@ class _Compiler:
         from .canvas import group
         from .result import GroupResult
 
-        group_id, _ = item._prepared((), None, options or {})  # (its id; the calls are merged below)
-        merged = {key: v for key, v in {**item.options, **(options or {})}.items()
-                  if key not in ("task_id", "group_id")}
+        given = {**item.options, **(options or {})}
+        group_id = _group_id(given.get("task_id") or given.get("group_id"))
+        merged = {key: v for key, v in given.items() if key not in ("task_id", "group_id")}
         call_args = item.args if item.immutable else tuple(args) + item.args
         members: list[Node] = []
         handles: list[Any] = []
@@ -272,9 +278,8 @@ class _Compiler:
             handles.append(handle)
             tails.extend(member_tails)
             sources.extend(member_sources)
-        node: Node = {"group": group_id, "members": members, "results": [h.id for h in handles], "body": None}
-        handle = GroupResult(group_id, handles, self.app)
-        return node, handle, tails, sources
+        made: Node = {"group": group_id, "members": members, "results": [h.id for h in handles], "body": None}
+        return made, GroupResult(group_id, handles, self.app), tails, sources
 
     def _chord(self, item: Any, args: Sequence[Any], kwargs: Mapping[str, Any] | None,
                options: Mapping[str, Any] | None, *, follows: Sequence[Signature],
@@ -294,6 +299,16 @@ class _Compiler:
         node["body"] = body_node
         _set_parent(_head(body_handle), header_handle)
         return node, body_handle, body_tails, body_sources
+
+
+def _group_id(given: Any) -> str:
+    """A group's id: the one given (``task_id=``/``group_id=``, a UUID), else a new one."""
+    if not given:
+        return str(uuid.uuid4())
+    try:
+        return str(uuid.UUID(str(given)))
+    except ValueError:
+        raise ConfigurationError(f"a group's id (task_id=) must be a UUID, got {given!r}") from None
 
 
 def _as_list(value: Any) -> list[Any]:
@@ -368,14 +383,60 @@ def send(app: App, item: Any, args: Sequence[Any] | None = None, kwargs: Mapping
 
     compiler = _Compiler(app)
     node, handle, _, _ = compiler.build(item, tuple(args or ()), kwargs, options)
-    plan = json.dumps(node, separators=(",", ":"))
-    _write(app, plan, compiler.parent_row, connection)
+    if not _copied(app, compiler, node, connection):
+        _write(app, _plan_json(node), compiler.parent_row, connection)
     parent = _current_request.get()
     if parent is not None and parent.id is not None and options.get("add_to_parent", True):
         parent.children.append(handle)
     if isinstance(handle, AsyncResult):
-        handle._workflow = _ids(node)
+        handle._workflow = _ids(node)  # type: ignore[attr-defined]  # (a slot left unset on plain handles)
     return handle
+
+
+_TEXT_KEYS = ("args", "kwargs", "headers")
+
+
+def _plan_json(plan: Any) -> str:
+    """A plan (a node, or a node's workflow) as JSON text, the steps' args, kwargs and headers, kept
+    as the JSON text their encoding made, spliced in as they are (not decoded and encoded again)."""
+    def decoded(value: Any) -> Any:
+        if isinstance(value, dict):
+            if "task" in value and isinstance(value.get("args"), str):
+                return {k: (json.loads(v) if k in _TEXT_KEYS and isinstance(v, str) else decoded(v))
+                        for k, v in value.items()}
+            return {k: decoded(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [decoded(v) for v in value]
+        return value
+
+    return json.dumps(decoded(plan), separators=(",", ":"))
+
+
+def _copied(app: App, compiler: _Compiler, node: Node, connection: Any) -> bool:
+    """Write a group's or chord's header's members by COPY (the bulk path), when they all are task
+    steps due now and the connection is sqlq's own or the caller's psycopg one; False otherwise
+    (then the plan goes to workflow_start)."""
+    import psycopg
+
+    members = node.get("members") if "group" in node else None
+    if not members or (connection is not None and not isinstance(connection, psycopg.Connection)):
+        return False
+    specs = [compiler.specs.get(m.get("id", "")) for m in members]
+    if any(s is None or not s.due_now() for s in specs) or any("group" in m for m in members):
+        return False
+    rows = [(m["id"], s.task, s.queue, s.priority, "available", s.args, s.kwargs, None, s.content_type, s.headers,
+             s.acks_late, m["group_id"], m["root_id"], compiler.parent_row,
+             None if m["workflow"] is None else _plan_json(m["workflow"]))
+            for m, s in zip(members, specs, strict=True) if s is not None]
+    body = node.get("body")
+    body_json = None if body is None else _plan_json(body)
+    queues = sorted({row[2] for row in rows})
+    if connection is None:
+        with app.connection() as conn:
+            app.store.workflow_copy(conn, node["group"], node["results"], body_json, rows, queues)
+    else:
+        app.store.workflow_copy(connection, node["group"], node["results"], body_json, rows, queues)
+    return True
 
 
 def _write(app: App, plan: str, parent_row: str | None, connection: Any) -> None:
@@ -488,7 +549,8 @@ def builtin(app: App, name: str) -> Task | None:
                           group=row.group_id if row else None, is_eager=False)
         return sig(request, failed.result, failed.traceback)
 
-    bodies = {MAP_TASK: xmap, STARMAP_TASK: xstarmap, CHUNKS_TASK: chunks, ERRBACK_TASK: errback}
+    bodies: dict[str, Callable[..., Any]] = {MAP_TASK: xmap, STARMAP_TASK: xstarmap, CHUNKS_TASK: chunks,
+                                             ERRBACK_TASK: errback}
     fn = bodies[name]
     cls = type(fn.__name__, (Task,), {"name": name, "run": staticmethod(fn), "__wrapped__": fn,
                                       "__doc__": fn.__doc__, "__module__": __name__, "typing": False})

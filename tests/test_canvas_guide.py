@@ -119,10 +119,10 @@ def test_map_starmap_chunks(tasks, run_worker):
     add, tsum = tasks.add, tasks.tsum
     with run_worker(tasks.app, concurrency=4):
         assert ~tsum.map([list(range(10)), list(range(100))]) == [45, 4950]
-        assert ~add.starmap(zip(range(10), range(10))) == [0, 2, 4, 6, 8, 10, 12, 14, 16, 18]
-        res = add.chunks(zip(range(100), range(100)), 10)()
+        assert ~add.starmap(zip(range(10), range(10), strict=False)) == [0, 2, 4, 6, 8, 10, 12, 14, 16, 18]
+        res = add.chunks(zip(range(100), range(100), strict=False), 10)()
         assert res.get(timeout=TIMEOUT) == [[2 * (10 * c + i) for i in range(10)] for c in range(10)]
-        g = add.chunks(zip(range(100), range(100)), 10).group()
+        g = add.chunks(zip(range(100), range(100), strict=False), 10).group()
         assert len(g.tasks) == 10 and g.tasks[0].name == "celery.starmap"
 
 

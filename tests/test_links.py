@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 
 from sqlq import chain
-from tests.apps.harness import result_row, scalar, wait_for
+from tests.apps.harness import scalar, wait_for
 
 TIMEOUT = 30
 

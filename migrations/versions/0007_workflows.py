@@ -90,115 +90,162 @@ BEGIN
 END
 $fn$;
 
-CREATE FUNCTION {s}.workflow_insert(node jsonb, value jsonb, why text, parent uuid, root uuid) RETURNS void
+CREATE FUNCTION {s}.workflow_insert(nodes jsonb, value jsonb, parent uuid, root uuid) RETURNS void
 LANGUAGE plpgsql AS $fn$
--- Insert one task step's job: its args led by `value` when the step is mutable, its headers naming
--- its parent and root for the task's request. `why`: the value could not be handed on (not JSON,
--- not kept), an error for a mutable step. A step whose id was revoked is recorded REVOKED instead,
--- its plan kept so that the trigger stops what follows it.
+-- Insert the jobs of task steps (a JSON array of them: one step, or a group's members) in one
+-- statement: each step's args led by `value` when it is mutable, its headers naming its parent and
+-- root for the task's request, one NOTIFY per queue that got due jobs. A step whose id was revoked
+-- is recorded REVOKED instead, its plan kept so that the trigger stops what follows it.
 DECLARE
-    hdr jsonb;
-    args jsonb;
-    run_at timestamptz;
+    step jsonb;
+    woken bigint;
 BEGIN
-    IF (node->>'mutable')::boolean AND why IS NOT NULL THEN
-        RAISE EXCEPTION '%', why USING ERRCODE = 'SQ409';
-    END IF;
-    IF EXISTS (SELECT 1 FROM {s}.revoked WHERE id = (node->>'id')::uuid) THEN
-        PERFORM {s}.workflow_record(node, 'REVOKED', 'sqlq.errors.TaskRevokedError',
-                                    'revoked before it started', NULL, parent, root, true);
-        RETURN;
-    END IF;
-    args := CASE WHEN (node->>'mutable')::boolean AND value IS NOT NULL
-                 THEN jsonb_build_array(value) || (node->'args') ELSE node->'args' END;
-    hdr := coalesce(node->'headers', '{{}}'::jsonb);
-    IF parent IS NOT NULL THEN
-        hdr := jsonb_set(hdr, '{{sqlq}}', coalesce(hdr->'sqlq', '{{}}'::jsonb)
-                         || jsonb_build_object('parent_id', parent::text, 'root_id', root::text));
-    END IF;
-    run_at := coalesce((node->>'eta')::timestamptz,
-                       statement_timestamp() + make_interval(secs => coalesce((node->>'countdown')::float8, 0)));
-    INSERT INTO {s}.jobs (id, task, queue, priority, state, args, kwargs, content_type, headers, run_at,
-                          expires_at, enqueued_at, acks_late, group_id, root_id, parent_id, workflow)
-    VALUES ((node->>'id')::uuid, node->>'task', node->>'queue', (node->>'priority')::smallint,
-            CASE WHEN run_at > statement_timestamp() THEN 'scheduled' ELSE 'available' END,
-            args, node->'kwargs', 'application/json', hdr, run_at,
-            coalesce((node->>'expires_at')::timestamptz,
-                     statement_timestamp() + make_interval(secs => (node->>'expires_in')::float8)),
-            statement_timestamp(), coalesce((node->>'acks_late')::boolean, true), (node->>'group_id')::uuid,
-            root, parent, nullif(node->'workflow', 'null'::jsonb));
-    IF run_at <= statement_timestamp() THEN
-        PERFORM pg_notify('{jobs_channel}', node->>'queue');
-    END IF;
+    WITH v AS (
+        SELECT e AS node, coalesce((e->>'root_id')::uuid, root) AS job_root,
+               coalesce((e->>'eta')::timestamptz,
+                        statement_timestamp() + make_interval(secs => coalesce((e->>'countdown')::float8, 0))) AS run_at
+        FROM jsonb_array_elements(nodes) AS e
+        WHERE NOT EXISTS (SELECT 1 FROM {s}.revoked AS r WHERE r.id = (e->>'id')::uuid)
+    ), ins AS (
+        INSERT INTO {s}.jobs (id, task, queue, priority, state, args, kwargs, content_type, headers, run_at,
+                              expires_at, enqueued_at, acks_late, group_id, root_id, parent_id, workflow)
+        SELECT (node->>'id')::uuid, node->>'task', node->>'queue', (node->>'priority')::smallint,
+               CASE WHEN run_at > statement_timestamp() THEN 'scheduled' ELSE 'available' END,
+               CASE WHEN (node->>'mutable')::boolean AND value IS NOT NULL
+                    THEN jsonb_build_array(value) || (node->'args') ELSE node->'args' END,
+               node->'kwargs', 'application/json',
+               CASE WHEN parent IS NULL THEN coalesce(node->'headers', '{{}}'::jsonb)
+                    ELSE jsonb_set(coalesce(node->'headers', '{{}}'::jsonb), '{{sqlq}}',
+                                   coalesce(node->'headers'->'sqlq', '{{}}'::jsonb)
+                                   || jsonb_build_object('parent_id', parent::text, 'root_id', job_root::text)) END,
+               run_at,
+               coalesce((node->>'expires_at')::timestamptz,
+                        statement_timestamp() + make_interval(secs => (node->>'expires_in')::float8)),
+               statement_timestamp(), coalesce((node->>'acks_late')::boolean, true), (node->>'group_id')::uuid,
+               job_root, parent, nullif(node->'workflow', 'null'::jsonb)
+        FROM v
+        RETURNING queue, state
+    )
+    SELECT count(*) INTO woken
+    FROM (SELECT pg_notify('{jobs_channel}', q.queue)
+          FROM (SELECT DISTINCT queue FROM ins WHERE state = 'available') AS q) AS n;
+    FOR step IN SELECT e FROM jsonb_array_elements(nodes) AS e
+                WHERE EXISTS (SELECT 1 FROM {s}.revoked AS r WHERE r.id = (e->>'id')::uuid) LOOP
+        PERFORM {s}.workflow_record(step, 'REVOKED', 'sqlq.errors.TaskRevokedError', 'revoked before it started',
+                                    NULL, parent, coalesce((step->>'root_id')::uuid, root), true);
+    END LOOP;
 END
 $fn$;
 
 CREATE FUNCTION {s}.workflow_start(node jsonb, value jsonb, why text, parent uuid, root uuid,
                                    caught boolean DEFAULT true) RETURNS void
 LANGUAGE plpgsql AS $fn$
--- Start one step of a plan: insert its job (workflow_insert), or, for a group, its members (and,
--- for a chord, its counter row and saved member order first; an empty header runs the body at
--- once with []). `caught` (the trigger's calls): any error is the step's FAILURE WorkflowError,
--- never the statement's, since the statement that recorded the outcome before it must not fail;
--- a sender's WORKFLOW_START passes false, so a bad first step fails the send instead.
+-- Start one step of a plan: insert its job (workflow_insert), or, for a group, its members in one
+-- statement (and, for a chord, its counter row and saved member order first; an empty header runs
+-- the body at once with []). `why`: the value could not be handed on (not JSON, not kept): a
+-- mutable step then fails saying so. `caught` (the trigger's calls): any error is the step's
+-- FAILURE WorkflowError, never the statement's, since the statement that recorded the outcome
+-- before it must not fail; a sender's WORKFLOW_START passes false, so a bad first step fails the
+-- send instead.
 DECLARE
     step jsonb;
-    job_root uuid;
+    members jsonb;
 BEGIN
     IF node ? 'group' THEN
+        members := node->'members';
         IF jsonb_typeof(node->'body') = 'object' THEN
-            IF jsonb_array_length(node->'members') = 0 THEN
+            IF jsonb_array_length(members) = 0 THEN
                 PERFORM {s}.workflow_start(node->'body', '[]'::jsonb, NULL, parent, root, caught);
                 RETURN;
             END IF;
             INSERT INTO {s}.chords (id, remaining, body)
-            VALUES ((node->>'group')::uuid, jsonb_array_length(node->'members'), node->'body')
+            VALUES ((node->>'group')::uuid, jsonb_array_length(members), node->'body')
             ON CONFLICT (id) DO NOTHING;
         END IF;
         INSERT INTO {s}.groups (id, results)
         SELECT (node->>'group')::uuid, array(SELECT jsonb_array_elements_text(node->'results'))
         ON CONFLICT (id) DO NOTHING;
-        FOR step IN SELECT e FROM jsonb_array_elements(node->'members') AS e LOOP
+        IF why IS NULL AND NOT caught THEN
+            PERFORM {s}.workflow_insert(members, value, parent, root);
+            RETURN;
+        ELSIF why IS NULL THEN
+            BEGIN
+                PERFORM {s}.workflow_insert(members, value, parent, root);
+                RETURN;
+            EXCEPTION WHEN OTHERS THEN
+                NULL;  -- one member's row was refused: start them one by one, each failing on its own
+            END;
+        END IF;
+        FOR step IN SELECT e FROM jsonb_array_elements(members) AS e LOOP
             PERFORM {s}.workflow_start(step, value, why, parent, root, caught);
         END LOOP;
         RETURN;
     END IF;
-    job_root := coalesce((node->>'root_id')::uuid, root);
     IF NOT caught THEN
-        PERFORM {s}.workflow_insert(node, value, why, parent, job_root);
+        PERFORM {s}.workflow_insert(jsonb_build_array(node), value, parent, root);
         RETURN;
     END IF;
     BEGIN
-        PERFORM {s}.workflow_insert(node, value, why, parent, job_root);
+        IF (node->>'mutable')::boolean AND why IS NOT NULL THEN
+            RAISE EXCEPTION '%', why USING ERRCODE = 'SQ409';
+        END IF;
+        PERFORM {s}.workflow_insert(jsonb_build_array(node), value, parent, root);
     EXCEPTION WHEN OTHERS THEN
         PERFORM {s}.workflow_record(node, 'FAILURE', 'sqlq.errors.WorkflowError',
                                     CASE WHEN SQLSTATE = 'SQ409' THEN SQLERRM
                                          ELSE format('the step could not be enqueued: %s (SQLSTATE %s)', SQLERRM, SQLSTATE) END,
-                                    NULL, parent, job_root, true);
+                                    NULL, parent, coalesce((node->>'root_id')::uuid, root), true);
     END;
+END
+$fn$;
+
+CREATE FUNCTION {s}.workflow_chord_done(chord uuid, root uuid) RETURNS void
+LANGUAGE plpgsql AS $fn$
+-- The last member of a chord has its outcome and none failed: the body starts with every result,
+-- in the saved member order. This runs after every other member's transaction committed (their
+-- UPDATEs of the chord's row came first, under its row lock, and read committed gives each
+-- statement here a fresh snapshot), so it reads all results.
+DECLARE
+    body jsonb;
+    why text;
+    val jsonb;
+    all_json boolean;
+BEGIN
+    SELECT ch.body INTO body FROM {s}.chords AS ch WHERE ch.id = chord;
+    SELECT coalesce(jsonb_agg(r.result ORDER BY u.ord), '[]'::jsonb),
+           coalesce(bool_and(r.result_content_type = 'application/json' AND r.result IS NOT NULL), true)
+    INTO val, all_json
+    FROM {s}.groups AS g
+    CROSS JOIN LATERAL unnest(g.results) WITH ORDINALITY AS u(id, ord)
+    JOIN {s}.results AS r ON r.id = u.id::uuid
+    WHERE g.id = chord;
+    IF NOT all_json THEN
+        why := 'a member of the chord has a result that is not JSON, or none kept (ignore_result), so the '
+               'body cannot be given the results; give the header''s tasks the json result serializer '
+               'and keep their results, or make the body immutable (.si())';
+        val := NULL;
+    END IF;
+    PERFORM {s}.workflow_start(body, val, why, chord, root);
 END
 $fn$;
 
 CREATE FUNCTION {s}.workflow_chord_part(chord uuid, member uuid, ok boolean, exc_type text, exc_message text,
                                         root uuid) RETURNS void
 LANGUAGE plpgsql AS $fn$
--- One member of a chord has its outcome. The UPDATE takes the chord's row lock, so members count
--- down one at a time; the one that brings `remaining` to 0 runs after every other member committed
--- (read committed: each statement here sees what committed before it), so it reads all results.
--- The first failed member fails the body (ChordError naming it); the body never runs then.
+-- One member of a chord has its outcome (the trigger counts a success itself; this is for members
+-- that failed, were revoked or expired, or will not run). The UPDATE takes the chord's row lock,
+-- so members count down one at a time. The first failed member fails the body (ChordError naming
+-- it); the body never runs then; later members only count down.
 DECLARE
     c record;
     why text;
-    val jsonb;
-    all_json boolean;
 BEGIN
+    why := format('Dependency %s raised %s: %s', member, exc_type, exc_message);
     UPDATE {s}.chords AS ch
     SET remaining = ch.remaining - 1,
-        failed = coalesce(ch.failed, CASE WHEN NOT ok THEN format('Dependency %s raised %s: %s', member,
-                                                                  exc_type, exc_message) END)
+        failed = coalesce(ch.failed, CASE WHEN NOT ok THEN why END)
     WHERE ch.id = chord
-    RETURNING ch.remaining, ch.body, ch.failed,
-              (NOT ok AND ch.failed = format('Dependency %s raised %s: %s', member, exc_type, exc_message)) AS first_failure
+    RETURNING ch.remaining, ch.body, ch.failed, (NOT ok AND ch.failed = why) AS first_failure
     INTO c;
     IF NOT FOUND THEN
         RETURN;
@@ -206,20 +253,7 @@ BEGIN
     IF c.first_failure THEN
         PERFORM {s}.workflow_record(c.body, 'FAILURE', 'sqlq.errors.ChordError', c.failed, NULL, chord, root, true);
     ELSIF c.remaining = 0 AND c.failed IS NULL THEN
-        SELECT coalesce(jsonb_agg(r.result ORDER BY u.ord), '[]'::jsonb),
-               coalesce(bool_and(r.result_content_type = 'application/json' AND r.result IS NOT NULL), true)
-        INTO val, all_json
-        FROM {s}.groups AS g
-        CROSS JOIN LATERAL unnest(g.results) WITH ORDINALITY AS u(id, ord)
-        JOIN {s}.results AS r ON r.id = u.id::uuid
-        WHERE g.id = chord;
-        IF NOT all_json THEN
-            why := 'a member of the chord has a result that is not JSON, or none kept (ignore_result), so the '
-                   'body cannot be given the results; give the header''s tasks the json result serializer '
-                   'and keep their results, or make the body immutable (.si())';
-            val := NULL;
-        END IF;
-        PERFORM {s}.workflow_start(c.body, val, why, chord, root);
+        PERFORM {s}.workflow_chord_done(chord, root);
     END IF;
 END
 $fn$;
@@ -229,7 +263,8 @@ LANGUAGE plpgsql AS $fn$
 -- A workflow job's outcome was recorded (AFTER INSERT ON results, only rows whose workflow is not
 -- NULL): on SUCCESS its callbacks and the next step of its chain start with its result; otherwise
 -- its errbacks start (on FAILURE, with its id) and the rest of its chain is recorded as failed
--- with its error; a chord member counts down its chord either way.
+-- with its error; a chord member counts down its chord either way. Each part is guarded by a key
+-- test, so a chord member's success costs one UPDATE of its chord's row and little else.
 DECLARE
     wf jsonb := NEW.workflow;
     step jsonb;
@@ -237,22 +272,27 @@ DECLARE
     why text;
     val jsonb;
     root uuid := coalesce(NEW.root_id, NEW.id);
+    c record;
 BEGIN
     IF NEW.state = 'SUCCESS' THEN
-        IF NEW.result_content_type = 'application/json' AND NEW.result IS NOT NULL THEN
-            val := NEW.result;
-        ELSIF NEW.result_content_type IS NOT NULL AND NEW.result_content_type <> 'application/json' THEN
-            why := format('the result of %s (%s) is %s, not JSON, so the database cannot hand it to the next '
-                          'step; give that task the json result serializer, or make the next step immutable '
-                          '(.si())', NEW.id, NEW.task, NEW.result_content_type);
-        ELSE
-            why := format('the result of %s (%s) was not kept (ignore_result), so it cannot be handed to the '
-                          'next step; keep its result, or make the next step immutable (.si())', NEW.id, NEW.task);
+        IF wf ? 'link' OR wf ? 'chain' THEN
+            IF NEW.result_content_type = 'application/json' AND NEW.result IS NOT NULL THEN
+                val := NEW.result;
+            ELSIF NEW.result_content_type IS NOT NULL AND NEW.result_content_type <> 'application/json' THEN
+                why := format('the result of %s (%s) is %s, not JSON, so the database cannot hand it to the next '
+                              'step; give that task the json result serializer, or make the next step immutable '
+                              '(.si())', NEW.id, NEW.task, NEW.result_content_type);
+            ELSE
+                why := format('the result of %s (%s) was not kept (ignore_result), so it cannot be handed to the '
+                              'next step; keep its result, or make the next step immutable (.si())', NEW.id, NEW.task);
+            END IF;
         END IF;
-        FOR step IN SELECT e FROM jsonb_array_elements(coalesce(wf->'link', '[]')) AS e LOOP
-            PERFORM {s}.workflow_start(step, val, why, NEW.id, root);
-        END LOOP;
-        IF jsonb_array_length(coalesce(wf->'chain', '[]')) > 0 THEN
+        IF wf ? 'link' THEN
+            FOR step IN SELECT e FROM jsonb_array_elements(wf->'link') AS e LOOP
+                PERFORM {s}.workflow_start(step, val, why, NEW.id, root);
+            END LOOP;
+        END IF;
+        IF wf ? 'chain' AND jsonb_array_length(wf->'chain') > 0 THEN
             step := wf->'chain'->0;
             rest := (wf->'chain') - 0;
             IF jsonb_array_length(rest) > 0 THEN
@@ -262,19 +302,26 @@ BEGIN
             END IF;
             PERFORM {s}.workflow_start(step, val, why, NEW.id, root);
         END IF;
-        IF wf ? 'chord' THEN
-            PERFORM {s}.workflow_chord_part((wf->>'chord')::uuid, NEW.id, true, NULL, NULL, root);
+        IF wf ? 'chord' THEN  -- (the success of a member: inline, the common case of a large chord)
+            UPDATE {s}.chords AS ch SET remaining = ch.remaining - 1
+            WHERE ch.id = (wf->>'chord')::uuid
+            RETURNING ch.remaining, ch.failed INTO c;
+            IF FOUND AND c.remaining = 0 AND c.failed IS NULL THEN
+                PERFORM {s}.workflow_chord_done((wf->>'chord')::uuid, root);
+            END IF;
         END IF;
     ELSE
-        IF NEW.state = 'FAILURE' THEN
-            FOR step IN SELECT e FROM jsonb_array_elements(coalesce(wf->'link_error', '[]')) AS e LOOP
+        IF NEW.state = 'FAILURE' AND wf ? 'link_error' THEN
+            FOR step IN SELECT e FROM jsonb_array_elements(wf->'link_error') AS e LOOP
                 PERFORM {s}.workflow_start(step, to_jsonb(NEW.id::text), NULL, NEW.id, root);
             END LOOP;
         END IF;
-        FOR step IN SELECT e FROM jsonb_array_elements(coalesce(wf->'chain', '[]')) AS e LOOP
-            PERFORM {s}.workflow_record(step, 'FAILURE', NEW.exc_type, NEW.exc_message, NEW.traceback,
-                                        NEW.id, root, false);
-        END LOOP;
+        IF wf ? 'chain' THEN
+            FOR step IN SELECT e FROM jsonb_array_elements(wf->'chain') AS e LOOP
+                PERFORM {s}.workflow_record(step, 'FAILURE', NEW.exc_type, NEW.exc_message, NEW.traceback,
+                                            NEW.id, root, false);
+            END LOOP;
+        END IF;
         IF wf ? 'chord' THEN
             PERFORM {s}.workflow_chord_part((wf->>'chord')::uuid, NEW.id, false, NEW.exc_type, NEW.exc_message,
                                             root);
@@ -291,8 +338,9 @@ FOR EACH ROW WHEN (NEW.workflow IS NOT NULL) EXECUTE FUNCTION {s}.workflow_step(
 DROP_FUNCTIONS = [
     "workflow_step()",
     "workflow_chord_part(uuid, uuid, boolean, text, text, uuid)",
+    "workflow_chord_done(uuid, uuid)",
     "workflow_start(jsonb, jsonb, text, uuid, uuid, boolean)",
-    "workflow_insert(jsonb, jsonb, text, uuid, uuid)",
+    "workflow_insert(jsonb, jsonb, uuid, uuid)",
     "workflow_record(jsonb, text, text, text, text, uuid, uuid, boolean)",
 ]
 

@@ -340,3 +340,17 @@ class WorkflowRow(NamedTuple):
     task: str
     state: str
     depth: int
+
+
+class ChildJob(NamedTuple):
+    """A job another sent (WORKFLOW_CHILDREN)."""
+
+    id: str
+    task: str
+
+
+class JobParent(NamedTuple):
+    """The job (or, for a chord's body, the header's group) whose outcome sent a job (WORKFLOW_PARENT)."""
+
+    parent_id: str
+    is_group: bool

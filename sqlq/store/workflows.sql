@@ -66,3 +66,23 @@ WITH RECURSIVE tree AS (
     ) AS c
 )
 SELECT id::text, parent_id::text, group_id::text, task, state, depth FROM tree ORDER BY depth, id
+
+-- name: WORKFLOW_GROUP_BEGIN
+-- A group or chord sent with its members written by COPY (WORKFLOW_COPY_JOBS, same transaction):
+-- the chord's counter row (when there is a body) and the group's saved member order, which the
+-- chord's last member reads its results by. What workflow_start does for a group, for the bulk path.
+WITH counter AS (
+    INSERT INTO {chords} (id, remaining, body)
+    SELECT %(id)s::uuid, %(remaining)s::int, %(body)s::jsonb WHERE %(body)s::jsonb IS NOT NULL
+    ON CONFLICT (id) DO NOTHING
+)
+INSERT INTO {groups} (id, results) VALUES (%(id)s::uuid, %(results)s::text[])
+ON CONFLICT (id) DO NOTHING
+
+-- name: WORKFLOW_COPY_JOBS
+-- The members of a group or chord's header due now, with their plans (a chord member's names its
+-- chord), by COPY: the bulk path of a large chord, several times faster than inserting them from
+-- the plan in SQL. Workers are woken by NOTIFY_QUEUES after it.
+COPY {jobs} (id, task, queue, priority, state, args, kwargs, payload, content_type, headers, acks_late, group_id,
+             root_id, parent_id, workflow)
+FROM STDIN

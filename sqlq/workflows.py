@@ -287,15 +287,22 @@ class _Compiler:
         from .canvas import group
 
         header = item.tasks if isinstance(item.tasks, group) else group(item.tasks, app=self.app)
-        node, header_handle, member_tails, sources = self._group(header, args, kwargs, options, follows=follows,
-                                                                 body=item.body)
+        own = dict(item.options)  # a chord's callbacks are its body's; its other options go to the header
+        body = item.body
+        links, errbacks = _as_list(own.pop("link", None)), _as_list(own.pop("link_error", None))
+        if links:
+            body = _with_links(body, links)
+        if errbacks:
+            body = _with_errbacks(body, errbacks)
+        node, header_handle, member_tails, sources = self._group(header, args, kwargs, {**own, **(options or {})},
+                                                                 follows=follows, body=body)
         for tail in member_tails:
             tail["workflow"] = {**(tail.get("workflow") or {}), "chord": node["group"]}
         for h in header_handle.results:
             if h.id != task_uuid(h.id):
                 raise ConfigurationError(f"a chord member's task_id must be a UUID, got {h.id!r}")
         body_node, body_handle, body_tails, body_sources = self.build(  # (an empty header still gives [])
-            item.body, (), None, None, follows=sources or [header], group_id=group_id)
+            body, (), None, None, follows=sources or [header], group_id=group_id)
         node["body"] = body_node
         _set_parent(_head(body_handle), header_handle)
         return node, body_handle, body_tails, body_sources
@@ -336,10 +343,16 @@ def _with_links(step: Any, links: list[Any]) -> Any:
 
 
 def _with_errbacks(step: Any, errbacks: list[Any]) -> Any:
-    from .canvas import group
+    """``step`` with ``errbacks`` added: to each member of a group, to a chord's body (which fails
+    when a member does), to each step of a chain, as Celery's ``chain.on_error`` reaches them."""
+    from .canvas import chain, chord, group
 
+    if isinstance(step, chord):
+        return chord(step.tasks, _with_errbacks(step.body, errbacks), app=step._app, **step.options)
     if isinstance(step, group):
-        return step  # (a group's members each get them through the chain's last steps: not supported)
+        return group([_with_errbacks(m, errbacks) for m in step.tasks], app=step._app, **step.options)
+    if isinstance(step, chain):
+        return chain(*[_with_errbacks(t, errbacks) for t in step.tasks], app=step._app, **step.options)
     clone = step.clone()
     clone["options"]["link_error"] = [*_as_list(clone["options"].get("link_error")), *errbacks]
     return clone

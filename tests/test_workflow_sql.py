@@ -140,3 +140,25 @@ def test_chords_and_revoked_ids_expire_with_the_results(app, tasks, raw_conn, sc
         app.store.expire_results(conn, ttl=86400)
     assert scalar(raw_conn, "SELECT count(*) FROM {s}.chords", schema=schema) == 0
     assert scalar(raw_conn, "SELECT count(*) FROM {s}.revoked", schema=schema) == 0
+
+
+def test_a_routed_publish_from_a_task_records_its_parent(app, run_worker, raw_conn, schema):
+    from sqlq import Exchange, Queue
+    from sqlq.routing.declarations import apply_routes
+
+    apply_routes(app, [Queue("billing", Exchange("direct_ex"), routing_key="invoice")])
+    echo = app.task(name="proj.echo")(lambda value=None: value)
+
+    @app.task(name="proj.sender", bind=True)
+    def sender(self):
+        for n in (1, 2):  # one through PUBLISH_ONE (the libpq fast path), then PUBLISH
+            echo.apply_async((n,), exchange="direct_ex", routing_key="invoice")
+        echo.apply_many([((3,), {}), ((4,), {})], exchange="direct_ex", routing_key="invoice")
+        return self.request.id
+
+    with run_worker(app):
+        parent = sender.delay()
+        assert parent.get(timeout=TIMEOUT) == parent.id
+    rows = raw_conn.execute(f'SELECT root_id::text, parent_id::text FROM "{schema}".jobs WHERE queue = %s',
+                            ("billing",)).fetchall()
+    assert rows == [(parent.id, parent.id)] * 4

@@ -583,7 +583,7 @@ class chain(_Workflow):  # noqa: N801 - Celery's name
 
     def __init__(self, *tasks: Any, **options: Any):
         app = options.pop("app", None)
-        if len(tasks) == 4 and tasks[0] == CHAIN_TASK and options.get("subtask_type") == "chain":
+        if len(tasks) == 4 and options.get("subtask_type") == "chain":
             _, _, kwargs, own_options = tasks  # (Signature.from_dict's call)
             steps = list((kwargs or {}).get("tasks") or ())
             own_options = dict(own_options or {})

@@ -245,6 +245,15 @@ def apply(task: Task, args: Sequence[Any] | None = None, kwargs: Mapping[str, An
     from .routing import resolution
 
     _check_options(task, options)
+    links, errbacks = options.pop("link", None), options.pop("link_error", None)
+    if links or errbacks:  # callbacks: run as a sent workflow runs them (apply_canvas)
+        sig = task.signature(args, dict(kwargs or {}), **({"task_id": task_id} if task_id else {}), **options)
+        sig.set(**({"link": links} if links else {}), **({"link_error": errbacks} if errbacks else {}))
+        ran = _run_signature(sig, (), {}, {}, _NOTHING)
+        if bool(task.app.conf.task_eager_propagates if throw is None else throw) and ran.state == "FAILURE" \
+                and isinstance(ran.result, BaseException):
+            raise ran.result
+        return ran
     app = task.app
     conf = app.conf
     if not isinstance(retries, int) or isinstance(retries, bool) or retries < 0:

@@ -140,6 +140,12 @@ def _call_options(task_name: str, call: dict[str, Any] | None, *, time_limit: fl
     ``broker_options`` are ``BROKER_OPTIONS``, accepted and without effect (there is no broker);
     ``retry``/``retry_policy`` are checked: sqlq's own connection retries a broken write once,
     whatever they say; ``add_to_parent`` is the sender's (``Task.apply_async``) to act on."""
+    for option in ("link", "link_error"):
+        if option in broker_options:
+            raise ConfigurationError(
+                f"{option} is run by the database after the job's outcome, which a job built alone (build_job, "
+                f"apply_many, delay_many) does not carry: send with {task_name}.apply_async({option}=...) or "
+                f"sig.{'link' if option == 'link' else 'on_error'}(...)")
     if broker_options and not BROKER_OPTIONS.issuperset(broker_options):
         raise ConfigurationError(unknown_options_message(f"{task_name}.apply_async",
                                                          set(broker_options) - BROKER_OPTIONS))

@@ -664,7 +664,7 @@ def unknown_options_message(where: str, unknown: Iterable[str]) -> str:
     """The error for options ``apply_async`` (or send_task, apply_many) does not know."""
     names = sorted(unknown)
     canvas = [n for n in names if n in ("chain", "chord")]
-    hint = (f"; {', '.join(canvas)} are not options here: build the workflow with sqlq.chain / sqlq.chord "
-            f"and send it" if canvas else "")
+    hint = (f"; {', '.join(canvas)} {'is not an option' if len(canvas) == 1 else 'are not options'} here: build "
+            f"the workflow with sqlq.chain / sqlq.chord and send it" if canvas else "")
     return (f"unknown option(s) for {where}: {', '.join(names)}{hint}; known options: "
             f"{', '.join(sorted(APPLY_OPTIONS))}")

@@ -467,12 +467,15 @@ class group(Signature):  # noqa: N801 - Celery's name
             return workflows.send(app, self, args, kwargs, connection=connection,  # type: ignore[no-any-return]
                                   **options)
         group_id, calls = self._prepared(args, kwargs, options)
-        specs = []
-        for member, a, k, o in calls:
-            task = member._local_task()
-            spec = task.build_job(a, k, **o) if task is not None else app.build_job(member.name, a, k, **o)
+        specs = _alike_specs(calls)
+        if specs is None:
+            specs = []
+            for member, a, k, o in calls:
+                task = member._local_task()
+                spec = task.build_job(a, k, **o) if task is not None else app.build_job(member.name, a, k, **o)
+                specs.append(spec)
+        for spec in specs:
             spec.group_id = group_id
-            specs.append(spec)
         results = app.enqueue(specs, connection=connection) if specs else []
         for spec, (_, _, _, o), result in zip(specs, calls, results, strict=True):
             wanted = o.get("task_id")  # a task id that is not its row's UUID: the handle shows the caller's
@@ -492,6 +495,27 @@ class group(Signature):  # noqa: N801 - Celery's name
         from . import eager
 
         return eager.apply_canvas(self, args, kwargs, **options)  # type: ignore[return-value]
+
+
+def _alike_specs(calls: Sequence[tuple[Signature, tuple[Any, ...], dict[str, Any], dict[str, Any]]]) -> list[Any] | None:
+    """The jobs of a group whose members are calls of one task with the same options (the common
+    ``group(add.s(i) for i in ...)``), built as ``apply_many`` builds them: options and routing
+    resolved once, only the arguments encoded per member. None when the members differ (each is
+    then built on its own)."""
+    if len(calls) < 2:
+        return None
+    first, _, _, options = calls[0]
+    task = first._local_task()
+    if task is None or "task_id" in options or any(
+            m._local_task() is not task or o != options for m, _, _, o in calls[1:]):
+        return None
+    if options:
+        task._check_options(options, "apply_async")
+    pairs = [(a, k) for _, a, k, _ in calls]
+    if task.typing:
+        for a, k in pairs:
+            task._check_arguments(a, k)
+    return list(task.app.build_jobs(task.name, pairs, task=task, **task._task_defaults(options)))
 
 
 def _group_member(value: Any, app: App | None) -> Signature:

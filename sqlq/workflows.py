@@ -160,17 +160,7 @@ class _Compiler:
             raise ConfigurationError(
                 f"{sig.name}'s arguments are serialized as {spec.content_type}; a workflow's steps are written "
                 f"by the database, which needs JSON: use the json serializer for this step")
-        if self.root_row is None:
-            self.root_row = spec.id
-        self.specs[spec.id] = spec
-        node: Node = {
-            "id": spec.id, "task": spec.task, "queue": spec.queue, "priority": spec.priority,
-            # (args, kwargs and headers stay JSON text here: _plan_json puts them in as they are)
-            "args": spec.args, "kwargs": spec.kwargs or "{}",
-            "headers": spec.headers, "countdown": spec.countdown, "eta": _when(spec.eta),
-            "expires_in": spec.expires_in, "expires_at": _when(spec.expires_at), "acks_late": spec.acks_late,
-            "group_id": group_id, "root_id": self.root_row, "mutable": not sig.immutable, "workflow": None,
-        }
+        node = self._node(spec, sig, group_id)
         handle = AsyncResult(o.get("task_id") or spec.id, self.app, spec.task)
         workflow: dict[str, Any] = {}
         if links:
@@ -180,6 +170,38 @@ class _Compiler:
         if workflow:
             node["workflow"] = workflow
         return node, handle
+
+    def _node(self, spec: JobSpec, sig: Signature, group_id: str | None) -> Node:
+        """A task step's node from its encoded job."""
+        if self.root_row is None:
+            self.root_row = spec.id
+        self.specs[spec.id] = spec
+        return {
+            "id": spec.id, "task": spec.task, "queue": spec.queue, "priority": spec.priority,
+            # (args, kwargs and headers stay JSON text here: _plan_json puts them in as they are)
+            "args": spec.args, "kwargs": spec.kwargs or "{}",
+            "headers": spec.headers, "countdown": spec.countdown, "eta": _when(spec.eta),
+            "expires_in": spec.expires_in, "expires_at": _when(spec.expires_at), "acks_late": spec.acks_late,
+            "group_id": group_id, "root_id": self.root_row, "mutable": not sig.immutable, "workflow": None,
+        }
+
+    def _alike(self, members: Sequence[Signature], args: Sequence[Any], kwargs: Mapping[str, Any] | None,
+               options: Mapping[str, Any], group_id: str) -> tuple[list[Node], list[Any]] | None:
+        """The nodes and handles of a group's members when they are calls of one task with the same
+        options and no callbacks (``chord(add.s(i) for i in ...)``), their jobs built as
+        ``apply_many`` builds them (options and routing resolved once); None otherwise."""
+        from .canvas import Signature, _alike_specs
+        from .result import AsyncResult
+
+        if any(type(m) is not Signature or m["options"].get("link") or m["options"].get("link_error")
+               for m in members):
+            return None
+        calls = [(m, *m._merge(args, kwargs, options)) for m in members]
+        specs = _alike_specs(calls)
+        if specs is None or any(s.exchange is not None or s.content_type != serialization.JSON for s in specs):
+            return None
+        nodes = [self._node(spec, m, group_id) for spec, m in zip(specs, members, strict=True)]
+        return nodes, [AsyncResult(spec.id, self.app, spec.task) for spec in specs]
 
     def _errback(self, errback: Any) -> Node:
         """The job that runs ``errback`` once a step failed: the built-in ``sqlq.errback`` on the
@@ -268,6 +290,11 @@ class _Compiler:
         handles: list[Any] = []
         tails: list[Node] = []
         sources: list[Signature] = []
+        alike = None if follows else self._alike(item.tasks, call_args, kwargs, merged, group_id)
+        if alike is not None:
+            members, handles = alike
+            return ({"group": group_id, "members": members, "results": [h.id for h in handles], "body": None},
+                    GroupResult(group_id, handles, self.app), list(members), [item.tasks[0]])
         for member in item.tasks:
             a, k, o = call_args, kwargs, merged
             if isinstance(member, group):
@@ -278,8 +305,8 @@ class _Compiler:
             handles.append(handle)
             tails.extend(member_tails)
             sources.extend(member_sources)
-        made: Node = {"group": group_id, "members": members, "results": [h.id for h in handles], "body": None}
-        return made, GroupResult(group_id, handles, self.app), tails, sources
+        return ({"group": group_id, "members": members, "results": [h.id for h in handles], "body": None},
+                GroupResult(group_id, handles, self.app), tails, sources)
 
     def _chord(self, item: Any, args: Sequence[Any], kwargs: Mapping[str, Any] | None,
                options: Mapping[str, Any] | None, *, follows: Sequence[Signature],

@@ -123,6 +123,19 @@ class LatencyRun:
 
 
 @dataclass
+class WorkflowRun:
+    """(f) One workflow shape: sent (the send's own time) then drained by one burst worker."""
+
+    kind: str  # plain | group | chord
+    config: str
+    send_s: float | None = None
+    total_s: float | None = None  # send start -> worker exit
+    per_s: float | None = None  # n / total_s
+    drain_after_startup_per_s: float | None = None
+    error: str | None = None
+
+
+@dataclass
 class SqlqResults:
     server: dict[str, str] = field(default_factory=dict)
     n: int = 0
@@ -143,6 +156,9 @@ class SqlqResults:
     # sqlq's pool check-out against psycopg_pool's (benchmarks/bench_pool.py), one line
     pool_checkout: str | None = None
     nosync_drain: DrainRun | None = None
+    # (f) workflows: n plain jobs, a group of n members, a chord of n members, each sent and then
+    # drained by one worker process of the same config (kind -> WorkflowRun)
+    workflows: dict[str, WorkflowRun] = field(default_factory=dict)
     nosync_pair_on: DrainRun | None = None  # the same config run just before, synchronous_commit=on
     notes: list[str] = field(default_factory=list)
 
@@ -192,8 +208,8 @@ class Db:
 
     def reset(self) -> None:
         """Empty tables (fresh files, so no dead rows from the previous phase slow the next)."""
-        self.conn.execute(sql.SQL("TRUNCATE {}, {}, {}").format(self.t("jobs"), self.t("results"),
-                                                                 self.t("workers")))
+        self.conn.execute(sql.SQL("TRUNCATE {}, {}, {}, {}, {}").format(
+            self.t("jobs"), self.t("results"), self.t("workers"), self.t("groups"), self.t("chords")))
 
     def clear_results(self) -> None:
         self.conn.execute(sql.SQL("DELETE FROM {}").format(self.t("results")))
@@ -371,7 +387,7 @@ def measure_bulk(app, task, db: Db, opts: Options, res: SqlqResults, repeats: in
     lean = first.copies_lean()  # the columns delay_many sends for this task
     rows = [(job_id, first.task, first.queue, "available", f"[{i}]", "{}") if lean else
             (job_id, first.task, first.queue, first.priority, "available", f"[{i}]", "{}", None,
-             first.content_type, first.headers, first.acks_late, None)
+             first.content_type, first.headers, first.acks_late, None, None, None)
             for i, job_id in enumerate(new_job_ids(n))]
     copies = []
     for _ in range(3):
@@ -594,6 +610,59 @@ def measure_routed(db: Db, opts: Options, timeout: float) -> dict[str, object]:
     return {"status": "ok", "value": value, "doc": out.get("doc", "")}
 
 
+# --------------------------------------------------------------------------- workflows
+
+WORKFLOW_CONFIG = WorkerConfig("threads", 4, 256)
+
+
+def measure_workflow(kind: str, db: Db, opts: Options, config: WorkerConfig, timeout: float) -> WorkflowRun:
+    """(f) n noop jobs sent as ``kind`` (plain ``delay_many``, ``group``, ``chord`` with a counting
+    body), then one ``sqlq worker --burst``: jobs/s = n / (send start -> worker exit). The chord's
+    count includes its body, which the last member's finish enqueues."""
+    from benchmarks import bench_tasks
+    from sqlq import chord, group
+
+    n, task = opts.n, bench_tasks.noop
+    run = WorkflowRun(kind=kind, config=config.label)
+    db.reset()
+    t0 = time.perf_counter()
+    if kind == "plain":
+        task.delay_many(range(n))
+    elif kind == "group":
+        group(task.s(i) for i in range(n)).apply_async()
+    else:
+        chord((task.s(i) for i in range(n)), bench_tasks.count.s()).apply_async()
+    run.send_s = time.perf_counter() - t0
+    log_path = opts.log_dir / f"workflow-{kind}.log"
+    with worker_process(opts, config, burst=True, log_path=log_path) as proc:
+        code = wait_exit(proc, timeout)
+        run.total_s = time.perf_counter() - t0
+    success, other, _, _, first_fin, last_fin = db.drain_stats()
+    want = n + (1 if kind == "chord" else 0)
+    if code != 0:
+        run.error = f"worker exited {code}: {tail(log_path)}" if code is not None else f"timeout after {timeout:.0f}s"
+    elif success != want:
+        run.error = f"only {success}/{want} SUCCESS recorded ({other} other)"
+    else:
+        run.per_s = n / run.total_s
+        if last_fin > first_fin:
+            run.drain_after_startup_per_s = (want - 1) / (last_fin - first_fin)
+    log(f"(f) {kind} of {n}: " + (f"sent in {run.send_s:.3f}s, {run.total_s:.2f}s send-to-exit = {run.per_s:,.0f} "
+                                  f"jobs/s ({run.drain_after_startup_per_s or 0:,.0f} after start-up)"
+                                  if run.error is None else f"FAILED: {run.error}"))
+    return run
+
+
+def measure_workflows(db: Db, opts: Options, res: SqlqResults, budget: float) -> None:
+    started = time.monotonic()
+    for kind in ("plain", "group", "chord"):
+        left = budget - (time.monotonic() - started)
+        if left < 10:
+            res.notes.append(f"workflows: {kind} skipped (time budget)")
+            continue
+        res.workflows[kind] = measure_workflow(kind, db, opts, WORKFLOW_CONFIG, timeout=min(opts.drain_timeout_s, left))
+
+
 # --------------------------------------------------------------------------- the whole sqlq part
 
 
@@ -663,6 +732,7 @@ def run_all(opts: Options) -> SqlqResults:
             res.latencies.append(measure_latency(task, db, opts, config_obj))
         # one delay() per job like (a): allow a few times what (a) took
         res.routed = measure_routed(db, opts, timeout=min(180.0, 30 + 3 * (res.enqueue_one_s or 30)))
+        measure_workflows(db, opts, res, budget=max(30.0, opts.budget_s - (time.monotonic() - started)))
     finally:
         db.close()
         app.close()

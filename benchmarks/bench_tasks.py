@@ -25,3 +25,9 @@ app = App(
 @app.task(ignore_result=False)
 def noop(i: int) -> None:
     return None
+
+
+@app.task(ignore_result=False)
+def count(results: list) -> int:
+    """A chord's body: how many results it was given."""
+    return len(results)

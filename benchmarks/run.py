@@ -437,6 +437,32 @@ def redact(url: str) -> str:
     return url
 
 
+def workflow_lines(res: SqlqResults) -> list[str]:
+    """(f): plain jobs, a group, a chord of n members, each sent then drained by one worker."""
+    runs = res.workflows or {}
+    if not runs:
+        return []
+    out = ["", f"sqlq workflows: {res.n} noop members sent, then one `sqlq worker --burst` "
+               f"({next(iter(runs.values())).config}); jobs/s = n / (send start -> worker exit)"]
+    plain, grp = runs.get("plain"), runs.get("group")
+    for kind, target, base in (("plain", None, None), ("group", 1.25, plain), ("chord", 1.25, grp)):
+        run = runs.get(kind)
+        if run is None:
+            continue
+        if run.error is not None:
+            out.append(f"  {kind:<6} FAILED: {run.error}")
+            continue
+        ratio = ""
+        if base is not None and base.total_s and run.total_s:
+            verdict = "ok" if run.total_s / base.total_s <= target else "MISSED"
+            ratio = (f"; {run.total_s / base.total_s:.2f}x the {base.kind}'s time (target <= {target}x: {verdict})")
+        vs_plain = (f", {run.total_s / plain.total_s:.2f}x plain" if kind == "chord" and plain and plain.total_s
+                    and run.total_s else "")
+        out.append(f"  {kind:<6} {run.per_s:>9,.0f} jobs/s ({run.total_s:.2f}s, sent in {run.send_s:.3f}s, "
+                   f"{run.drain_after_startup_per_s or 0:,.0f} jobs/s after start-up){ratio}{vs_plain}")
+    return out
+
+
 def render(res: SqlqResults, peers: list[dict], peers_text: str, with_peers: bool, url: str,
            elapsed: float) -> str:
     s = res.server
@@ -455,6 +481,7 @@ def render(res: SqlqResults, peers: list[dict], peers_text: str, with_peers: boo
                    + (f" -- {routed['doc']}" if routed.get("doc") else ""))
     else:
         out.append(f"routed: {routed.get('status', 'not available yet')}")
+    out += workflow_lines(res)
     out += ["", "Targets (sqlq, best measured):"] + target_lines(res, [])
     out += ["", "sqlq drain: one `sqlq worker --burst` process per row, each on a fresh queue of "
                 f"{res.n} jobs (* = best)", drain_table(res)]

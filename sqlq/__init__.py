@@ -26,6 +26,7 @@ __version__ = "0.1.0"
 __getattr__ = lazy_exports(__name__, {
     "crontab": ".periodic.timing", "every": ".periodic.timing", "solar": ".periodic.timing",
     "Signature": ".canvas", "signature": ".canvas", "subtask": ".canvas", "group": ".canvas",
+    "chain": ".canvas", "chord": ".canvas", "chunks": ".canvas", "xmap": ".canvas", "xstarmap": ".canvas",
     "EagerResult": ".eager", "EagerGroupResult": ".eager",
     "Exchange": ".routing.declarations", "Queue": ".routing.declarations", "binding": ".routing.declarations",
     "Broadcast": ".routing.declarations",
@@ -56,6 +57,9 @@ __all__ = [
     "WorkerLostError",
     "__version__",
     "binding",
+    "chain",
+    "chord",
+    "chunks",
     "crontab",
     "current_app",
     "every",
@@ -65,4 +69,6 @@ __all__ = [
     "signature",
     "solar",
     "subtask",
+    "xmap",
+    "xstarmap",
 ]

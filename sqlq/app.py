@@ -135,14 +135,36 @@ def _task_class(task_cls: type[Task] | str | None) -> type[Task]:
 
 
 class TaskRegistry(dict[str, Task]):
-    """name → Task, with an error that tells the user how to get a task registered."""
+    """name → Task, with an error that tells the user how to get a task registered. The built-in
+    tasks of workflows (``celery.map``, ``celery.starmap``, ``celery.chunks``, ``sqlq.errback``:
+    ``sqlq.workflows``) are registered at their first lookup, so an app that never uses them lists
+    only its own tasks."""
+
+    def __init__(self, app: App | None = None):
+        super().__init__()
+        self._app = app
+
+    def get(self, name: str, default: Task | None = None) -> Task | None:  # type: ignore[override]
+        found = super().get(name)
+        if found is None and self._app is not None and name in _BUILTIN_TASKS:
+            return self[name]
+        return default if found is None else found
 
     def __missing__(self, name: str) -> Task:
+        if self._app is not None and name in _BUILTIN_TASKS:
+            from .workflows import builtin
+
+            made = builtin(self._app, name)
+            if made is not None:
+                return made
         raise NotRegistered(
             f"task {name!r} is not registered in this app; import the module that defines it "
             f"(sqlq -A yourmodule, or app.autodiscover_tasks([...]))"
         )
 
+
+#: The built-in task names (sqlq.workflows.BUILTIN_TASKS, kept here so a lookup imports nothing).
+_BUILTIN_TASKS = frozenset({"celery.map", "celery.starmap", "celery.chunks", "sqlq.errback"})
 
 #: Celery's constructor arguments that configure parts sqlq does not have (its loader, AMQP,
 #: events, logging and control classes, fixups): accepted with one warning each.
@@ -204,7 +226,7 @@ class App:
             self.conf.database_url = database_url
         if include is not None:
             self.conf.include = (*self.conf.include, *([include] if isinstance(include, str) else include))
-        self.tasks: TaskRegistry = TaskRegistry()
+        self.tasks: TaskRegistry = TaskRegistry(self)
         self._connections = Connections(self.conf)
         self._store: Store | None = None
         if set_as_current:
@@ -585,6 +607,12 @@ class App:
         task = self.tasks.get(name)
         if task is not None:
             return task.apply_async(args, kwargs, connection=connection, **options)
+        if options.get("link") or options.get("link_error"):  # callbacks: the database runs them
+            from .canvas import Signature
+
+            sent: _AsyncResult | GroupResult = Signature(name, args, kwargs, app=self, **options).apply_async(
+                connection=connection)
+            return sent
         unknown = set(options) - APPLY_OPTIONS
         if unknown:
             raise ConfigurationError(

@@ -7,8 +7,10 @@ argument, in a table, to another process) and ``signature(d)`` turns the dict ba
 Partial application follows Celery: arguments given when the signature is sent are put *before*
 its own (``add.s(2).delay(4)`` runs ``add(4, 2)``), keyword arguments and options given then win
 over its own, and an immutable signature (``add.si(2, 2)``) ignores new arguments, though not new
-options. Chains and chords (the ``|`` operator) are not here: a signature defines no ``|``, so
-``sig | other`` raises Python's usual TypeError (a plain ``dict`` would merge the two).
+options. ``sig | other`` chains them (``chain``; a group followed by a step is a ``chord``); ``|``
+with a plain ``dict`` raises Python's usual TypeError (dict's own ``|`` would merge the two).
+``chain``, ``chord`` and callbacks (``link``/``link_error``) are run by the database
+(``sqlq.workflows``).
 
 ``group(sig, ...)`` is a signature too (``subtask_type='group'``, its members under
 ``kwargs['tasks']``, as Celery writes it), so a group survives a JSON round trip as well; sending
@@ -221,18 +223,63 @@ class Signature(dict[str, Any]):
         # pickled as its dict: the receiving process uses its own app (as after a JSON round trip)
         return _rebuild, (dict(self),)
 
-    # No chains yet (issue #13): dict's own | would merge a signature and a dict into a meaningless
-    # dict, so both sides raise Python's usual error (NotImplemented would let dict's | answer).
+    # chains: Celery's | ---------------------------------------------------------------------------
+
     def __or__(self, other: Any) -> Any:
-        raise TypeError(f"unsupported operand type(s) for |: {type(self).__name__!r} and {type(other).__name__!r}")
+        """``a.s() | b.s()`` is ``chain(a.s(), b.s())``; a group followed by a step is a chord, as in
+        Celery. Anything but a signature is Python's usual TypeError (a plain ``dict`` would merge)."""
+        if isinstance(other, Signature):
+            return _chained(self, other)
+        return NotImplemented if not isinstance(other, Mapping) else _no_or(self, other)
 
     def __ror__(self, other: Any) -> Any:
-        raise TypeError(f"unsupported operand type(s) for |: {type(other).__name__!r} and {type(self).__name__!r}")
+        if isinstance(other, Signature):
+            return _chained(other, self)
+        return _no_or(other, self)
 
     def __ior__(self, other: Any) -> Any:
         raise TypeError(f"unsupported operand type(s) for |=: {type(self).__name__!r} and {type(other).__name__!r}")
 
-    # from and to plain data --------------------------------------------------------------------
+    def __invert__(self) -> Any:
+        """Celery's ``~sig``: send it and wait for its result (``sig.delay().get()``)."""
+        return self.apply_async().get()
+
+    # callbacks -----------------------------------------------------------------------------------
+
+    def _append_option(self, key: str, value: Any) -> Any:
+        if not isinstance(value, Signature):
+            value = Signature.from_dict(value, app=self._app) if isinstance(value, Mapping) else value
+        if not isinstance(value, Signature):
+            raise ConfigurationError(f"{key} takes a signature (add.s()), not {type(value).__name__}")
+        items = self["options"].get(key)
+        if items is None:
+            items = []
+        elif isinstance(items, Mapping):
+            items = [items]
+        else:
+            items = list(items)
+        if value not in items:
+            items.append(value)
+        self["options"][key] = items
+        return value
+
+    def link(self, callback: Any) -> Any:
+        """Run ``callback`` with this task's result (first, unless immutable) once it succeeds;
+        returns the callback (Celery's ``sig.link``). The database enqueues it in the transaction
+        that records the success."""
+        return self._append_option("link", callback)
+
+    def link_error(self, errback: Any) -> Any:
+        """Run ``errback`` if this task fails (``(request, exc, traceback)``, or ``(task_id)`` for an
+        errback taking one argument, as Celery decides); returns the errback."""
+        return self._append_option("link_error", errback)
+
+    def on_error(self, errback: Any) -> Signature:
+        """``link_error(errback)``, returning this signature (Celery's)."""
+        self.link_error(errback)
+        return self
+
+        # from and to plain data --------------------------------------------------------------------
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any], app: App | None = None) -> Signature:
@@ -290,6 +337,16 @@ class Signature(dict[str, Any]):
         routing and ``task_always_eager`` apply); a task known only by name through
         ``app.send_task``."""
         call_args, call_kwargs, call_options = self._merge(args, kwargs, options)
+        if call_options.get("link") or call_options.get("link_error"):
+            if self.app.conf.task_always_eager:
+                from . import eager
+
+                return eager.apply_canvas(self, args, kwargs, **options)
+            from . import workflows
+
+            return workflows.send(self.app, self, args, kwargs, **options)  # type: ignore[no-any-return]
+        call_options.pop("link", None)
+        call_options.pop("link_error", None)
         task = self._local_task()
         if task is not None:
             return task.apply_async(call_args, call_kwargs, **call_options)
@@ -305,8 +362,11 @@ class Signature(dict[str, Any]):
         return eager.apply(self.type, call_args, call_kwargs, **call_options)
 
 
-#: The task name Celery gives a group's signature (no task of that name runs: the members do).
+#: The task names Celery gives a group's, a chain's and a chord's signature (no task of that name
+#: runs: their steps do).
 GROUP_TASK = "celery.group"
+CHAIN_TASK = "celery.chain"
+CHORD_TASK = "celery.chord"
 
 
 @Signature.register_type("group")
@@ -322,8 +382,9 @@ class group(Signature):  # noqa: N801 - Celery's name
     (``group(add.s(1), add.s(2)).delay(10)`` runs ``add(10, 1)`` and ``add(10, 2)``).
 
     Under ``task_always_eager``, or with ``apply()``, the members run here one after the other
-    (``sqlq.eager``) and an ``EagerGroupResult`` comes back. A group inside a group is refused for
-    now: nested canvases come with chains and chords (issue #13).
+    (``sqlq.eager``) and an ``EagerGroupResult`` comes back. A member may be a chain (the database
+    then runs the group, ``sqlq.workflows``); a group or chord inside a group is refused.
+    ``group | sig`` is a chord, as in Celery.
     """
 
     def __init__(self, *tasks: Any, **options: Any):
@@ -399,13 +460,22 @@ class group(Signature):  # noqa: N801 - Celery's name
         app = self.app
         if app.conf.task_always_eager:
             return self.apply(args, kwargs, **options)
+        if any(type(m) is not Signature or m["options"].get("link") or m["options"].get("link_error")
+               for m in self.tasks):  # a chain among the members, or callbacks: the database runs it
+            from . import workflows
+
+            return workflows.send(app, self, args, kwargs, connection=connection,  # type: ignore[no-any-return]
+                                  **options)
         group_id, calls = self._prepared(args, kwargs, options)
-        specs = []
-        for member, a, k, o in calls:
-            task = member._local_task()
-            spec = task.build_job(a, k, **o) if task is not None else app.build_job(member.name, a, k, **o)
+        specs = _alike_specs(calls)
+        if specs is None:
+            specs = []
+            for member, a, k, o in calls:
+                task = member._local_task()
+                spec = task.build_job(a, k, **o) if task is not None else app.build_job(member.name, a, k, **o)
+                specs.append(spec)
+        for spec in specs:
             spec.group_id = group_id
-            specs.append(spec)
         results = app.enqueue(specs, connection=connection) if specs else []
         for spec, (_, _, _, o), result in zip(specs, calls, results, strict=True):
             wanted = o.get("task_id")  # a task id that is not its row's UUID: the handle shows the caller's
@@ -424,10 +494,28 @@ class group(Signature):  # noqa: N801 - Celery's name
         outcomes). Every member's task must be registered in this process."""
         from . import eager
 
-        group_id, calls = self._prepared(args, kwargs, options)  # (each call already merged)
-        results: list[AsyncResult | GroupResult] = [eager.apply(member.type, a, k, **o)
-                                                    for member, a, k, o in calls]
-        return eager.EagerGroupResult(group_id, results, self.app)
+        return eager.apply_canvas(self, args, kwargs, **options)  # type: ignore[return-value]
+
+
+def _alike_specs(calls: Sequence[tuple[Signature, tuple[Any, ...], dict[str, Any], dict[str, Any]]]) -> list[Any] | None:
+    """The jobs of a group whose members are calls of one task with the same options (the common
+    ``group(add.s(i) for i in ...)``), built as ``apply_many`` builds them: options and routing
+    resolved once, only the arguments encoded per member. None when the members differ (each is
+    then built on its own)."""
+    if len(calls) < 2:
+        return None
+    first, _, _, options = calls[0]
+    task = first._local_task()
+    if task is None or "task_id" in options or any(
+            m._local_task() is not task or o != options for m, _, _, o in calls[1:]):
+        return None
+    if options:
+        task._check_options(options, "apply_async")
+    pairs = [(a, k) for _, a, k, _ in calls]
+    if task.typing:
+        for a, k in pairs:
+            task._check_arguments(a, k)
+    return list(task.app.build_jobs(task.name, pairs, task=task, **task._task_defaults(options)))
 
 
 def _group_member(value: Any, app: App | None) -> Signature:
@@ -437,10 +525,207 @@ def _group_member(value: Any, app: App | None) -> Signature:
     if not isinstance(value, Signature):
         raise ConfigurationError(
             f"a group's members are signatures (add.s(2, 2)), not {type(value).__name__} {value!r}")
-    if isinstance(value, group):
-        raise ConfigurationError("a group inside a group is not supported yet (nested canvases come with "
-                                 "chains and chords, issue #13); put the members in one group")
+    if isinstance(value, group | chord):
+        raise ConfigurationError("a group or chord inside a group is not supported; put the members in one "
+                                 "group, or chain the inner group after a step")
     return value
+
+
+def _no_or(left: Any, right: Any) -> Any:
+    raise TypeError(f"unsupported operand type(s) for |: {type(left).__name__!r} and {type(right).__name__!r}")
+
+
+def _chained(left: Signature, right: Signature) -> Signature:
+    """``left | right`` as Celery builds it: chains flattened, a group followed by a task a chord."""
+    app = left._app or right._app
+    right_steps = right.tasks if isinstance(right, chain) and not right.options else [right]
+    if isinstance(left, chain) and not left.options:
+        return chain(*left.tasks, *right_steps, app=app)
+    if isinstance(left, group) and not isinstance(right, group | chain):
+        return chord(left, right, app=app)
+    return chain(left, *right_steps, app=app)
+
+
+def _canvas_item(value: Any, app: App | None) -> Signature:
+    """One step of a chain or member of a chord's header: a signature or its dict."""
+    if isinstance(value, Mapping) and not isinstance(value, Signature):
+        value = Signature.from_dict(value, app=app)
+    if not isinstance(value, Signature):
+        raise ConfigurationError(f"a workflow's steps are signatures (add.s(2, 2)), not {type(value).__name__} "
+                                 f"{value!r}")
+    return value
+
+
+class _Workflow(Signature):
+    """What chain and chord share: sent by ``sqlq.workflows`` (run eagerly by ``sqlq.eager``)."""
+
+    @property
+    def type(self) -> Task:
+        raise ConfigurationError(f"a {self.subtask_type} is not one task: send it (apply_async()) or read its steps")
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.apply_async(args, kwargs)
+
+    def delay(self, *args: Any, **kwargs: Any) -> Any:
+        return self.apply_async(args, kwargs)
+
+    def apply_async(self, args: Sequence[Any] | None = None, kwargs: Mapping[str, Any] | None = None, *,
+                    connection: Any = None, **options: Any) -> Any:
+        """Send the workflow: its first jobs are written in one statement (inside the caller's
+        transaction with ``connection=``), every later step by the database as the step before it
+        finishes. Returns the last step's result (a chain's; ``.parent`` walks back), or a chord
+        body's (``.parent`` is the header's GroupResult). ``args`` go to the first step(s),
+        ``options`` to the first step(s) too, as in Celery. Under ``task_always_eager`` it runs
+        here (``sqlq.eager``)."""
+        if self.app.conf.task_always_eager:
+            return self.apply(args, kwargs, **options)
+        from . import workflows
+
+        return workflows.send(self.app, self, args, kwargs, connection=connection, **options)
+
+    def apply(self, args: Sequence[Any] | None = None, kwargs: Mapping[str, Any] | None = None,
+              **options: Any) -> Any:
+        """Run every step here, in order, with the same semantics as the database's (``sqlq.eager``);
+        nothing is written."""
+        from . import eager
+
+        return eager.apply_canvas(self, args, kwargs, **options)
+
+    def link(self, callback: Any) -> Any:
+        return self._append_option("link", callback)
+
+
+@Signature.register_type("chain")
+class chain(_Workflow):  # noqa: N801 - Celery's name
+    """Celery's ``chain``: ``chain(a.s(), b.s(), c.s())`` or ``a.s() | b.s() | c.s()``; each step is
+    given the previous one's result as its first argument (unless immutable, ``.si()``). The next
+    step is enqueued by the database in the transaction that records the previous step's SUCCESS
+    (``sqlq.workflows``); a step that does not succeed stops the chain and every later step is
+    recorded as FAILURE with its error, so the chain's result raises it. A group followed by a
+    step is a chord. ``chain.on_error(sig)`` gives every step that errback; ``chain.link(sig)``
+    runs ``sig`` after the last step."""
+
+    def __init__(self, *tasks: Any, **options: Any):
+        app = options.pop("app", None)
+        if len(tasks) == 4 and options.get("subtask_type") == "chain":
+            _, _, kwargs, own_options = tasks  # (Signature.from_dict's call)
+            steps = list((kwargs or {}).get("tasks") or ())
+            own_options = dict(own_options or {})
+        else:
+            if len(tasks) == 1 and isinstance(tasks[0], Iterable) and not isinstance(tasks[0], Mapping | str):
+                tasks = tuple(tasks[0])
+            steps, own_options = list(tasks), options
+        super().__init__(CHAIN_TASK, (), {"tasks": [_canvas_item(t, app) for t in steps]}, own_options,
+                         subtask_type="chain", app=app)
+
+    @property
+    def tasks(self) -> list[Signature]:
+        return list(self["kwargs"]["tasks"])
+
+    def __repr__(self) -> str:
+        return " | ".join(repr(t) for t in self.tasks)
+
+
+@Signature.register_type("chord")
+class chord(_Workflow):  # noqa: N801 - Celery's name
+    """Celery's ``chord``: ``chord(header)(body)``, ``chord(header, body)`` or ``group | body``.
+    The header's members run in parallel; the body gets the list of their results, in the header's
+    order, once all have succeeded. A counter row (``chords``) is decremented by each member's
+    outcome in the transaction that records it; the member that brings it to zero enqueues the body
+    in that same transaction, so the body runs exactly once, whichever workers die. A member that
+    fails (or is revoked, or expires) fails the chord: the body is recorded as FAILURE ChordError
+    naming it and the body's errbacks run (Celery's policy)."""
+
+    def __init__(self, header: Any = None, body: Any = None, *rest: Any, **options: Any):
+        app = options.pop("app", None)
+        if header == CHORD_TASK and options.get("subtask_type") == "chord":
+            # Signature.from_dict's call (name, args, kwargs, options): the header and body are in kwargs
+            kwargs = dict(rest[0] or {}) if rest else {}
+            options = dict(rest[1] or {}) if len(rest) > 1 else {}
+            header, body = kwargs.get("header") or [], kwargs.get("body")
+        elif rest:
+            raise ConfigurationError("chord(header, body) takes the header and the body; options as keywords")
+        if isinstance(header, group):
+            members = header.tasks
+        elif header is None:
+            members = []
+        elif isinstance(header, Signature):
+            members = [header]
+        else:
+            members = list(header)
+        super().__init__(CHORD_TASK, (), {"header": [_canvas_item(m, app) for m in members],
+                                          "body": None if body is None else _canvas_item(body, app)},
+                         options, subtask_type="chord", app=app)
+
+    @property
+    def tasks(self) -> group:
+        """The header, as a group (Celery's ``chord.tasks``)."""
+        return group(self["kwargs"]["header"], app=self._app)
+
+    @property
+    def body(self) -> Signature | None:
+        return self["kwargs"]["body"]  # type: ignore[no-any-return]
+
+    def __repr__(self) -> str:
+        return f"chord([{', '.join(repr(t) for t in self['kwargs']['header'])}], {self.body!r})"
+
+    def __call__(self, body: Any = None, **options: Any) -> Any:
+        """``chord(header)(body)``: send with ``body`` (Celery's form)."""
+        if body is not None:
+            self["kwargs"]["body"] = _canvas_item(body, self._app)
+        return self.apply_async(**options)
+
+    def apply_async(self, args: Sequence[Any] | None = None, kwargs: Mapping[str, Any] | None = None, *,
+                    connection: Any = None, **options: Any) -> Any:
+        if self.body is None:
+            raise ConfigurationError("a chord needs a body: chord(header)(body) or chord(header, body)")
+        return super().apply_async(args, kwargs, connection=connection, **options)
+
+
+class chunks(Signature):  # noqa: N801 - Celery's name
+    """Celery's ``task.chunks(it, n)``: the items of ``it`` (each a tuple of arguments) in tasks of
+    ``n`` items each (``celery.starmap``); ``apply_async()`` sends them as a group and returns its
+    GroupResult (a list of lists of results), ``group()`` gives that group."""
+
+    def __init__(self, task: Any, it: Iterable[Any], n: int, **options: Any):
+        app = options.pop("app", None)
+        sig = task if isinstance(task, Signature) else Signature(task, app=app)
+        super().__init__("celery.chunks", (), {"task": sig, "it": [list(x) for x in it], "n": n}, options,
+                         immutable=True, app=app or sig._app)
+
+    def group(self) -> group:
+        from .workflows import STARMAP_TASK, chunked
+
+        k = self["kwargs"]
+        return group((Signature(STARMAP_TASK, (dict(k["task"]), part), app=self._app, **self.options)
+                      for part in chunked(k["it"], k["n"])), app=self._app)
+
+    def __call__(self, *args: Any, **options: Any) -> Any:
+        return self.apply_async(**options)
+
+    def apply_async(self, args: Sequence[Any] | None = None, kwargs: Mapping[str, Any] | None = None,
+                    **options: Any) -> Any:
+        return self.group().apply_async(args, kwargs, **options)
+
+    def apply(self, args: Sequence[Any] | None = None, kwargs: Mapping[str, Any] | None = None,
+              **options: Any) -> Any:
+        return self.group().apply(args, kwargs, **options)
+
+
+def xmap(task: Any, it: Iterable[Any], app: App | None = None) -> Signature:
+    """Celery's ``task.map(it)``: one task (``celery.map``) calling ``task`` on each item."""
+    from .workflows import MAP_TASK
+
+    sig = task if isinstance(task, Signature) else Signature(task, app=app)
+    return Signature(MAP_TASK, (dict(sig), list(it)), app=app or sig._app)
+
+
+def xstarmap(task: Any, it: Iterable[Any], app: App | None = None) -> Signature:
+    """Celery's ``task.starmap(it)``: one task (``celery.starmap``) calling ``task(*item)`` on each item."""
+    from .workflows import STARMAP_TASK
+
+    sig = task if isinstance(task, Signature) else Signature(task, app=app)
+    return Signature(STARMAP_TASK, (dict(sig), [list(x) for x in it]), app=app or sig._app)
 
 
 def _rebuild(d: dict[str, Any]) -> Signature:

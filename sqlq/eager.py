@@ -245,6 +245,15 @@ def apply(task: Task, args: Sequence[Any] | None = None, kwargs: Mapping[str, An
     from .routing import resolution
 
     _check_options(task, options)
+    links, errbacks = options.pop("link", None), options.pop("link_error", None)
+    if links or errbacks:  # callbacks: run as a sent workflow runs them (apply_canvas)
+        sig = task.signature(args, dict(kwargs or {}), **({"task_id": task_id} if task_id else {}), **options)
+        sig.set(**({"link": links} if links else {}), **({"link_error": errbacks} if errbacks else {}))
+        ran = _run_signature(sig, (), {}, {}, _NOTHING)
+        if bool(task.app.conf.task_eager_propagates if throw is None else throw) and ran.state == "FAILURE" \
+                and isinstance(ran.result, BaseException):
+            raise ran.result
+        return ran
     app = task.app
     conf = app.conf
     if not isinstance(retries, int) or isinstance(retries, bool) or retries < 0:
@@ -426,3 +435,198 @@ def _await(coro: Any) -> Any:
     with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="sqlq-eager") as pool:
         return pool.submit(context.run, asyncio.run, coro).result()
 
+
+
+# workflows, run here -------------------------------------------------------------------------
+
+_NOTHING = object()
+
+
+def apply_canvas(item: Any, args: Sequence[Any] | None = None, kwargs: Mapping[str, Any] | None = None,
+                 **options: Any) -> AsyncResult | GroupResult:
+    """Run a chain, chord, group or signature with callbacks here, with the database's semantics
+    (``sqlq.workflows``): each step given the previous one's result first unless immutable; a step
+    that does not succeed stops a chain and the later steps' results are FAILURE with its error; a
+    chord's body gets the header's results in order, or fails with ChordError naming the first
+    failed member; callbacks run after a success, errbacks after a failure (``(request, exc,
+    traceback)``, or ``(task_id)`` for an errback taking one argument). Nothing is written; the
+    returned result holds the outcome, ``.parent`` walks back as a sent workflow's does."""
+    handle: AsyncResult | GroupResult = _run_item(item, tuple(args or ()), dict(kwargs or {}), dict(options),
+                                                  _NOTHING)[0]
+    return handle
+
+
+def _run_item(item: Any, args: tuple[Any, ...], kwargs: dict[str, Any], options: dict[str, Any],
+              value: Any) -> tuple[Any, list[Any]]:
+    """(the result handle, the signatures the next step follows)."""
+    from .canvas import Signature, chain, chord, group
+
+    if isinstance(item, chord):
+        return _run_chord(item, args, kwargs, options, value)
+    if isinstance(item, chain):
+        return _run_chain(item, args, kwargs, options, value)
+    if isinstance(item, group):
+        return _run_group(item, args, kwargs, options, value)
+    if isinstance(item, Signature):
+        return _run_signature(item, args, kwargs, options, value), [item]
+    raise ConfigurationError(f"a workflow's steps are signatures (add.s(2, 2)), not {type(item).__name__}")
+
+
+def _run_signature(sig: Any, args: tuple[Any, ...], kwargs: dict[str, Any], options: dict[str, Any],
+                   value: Any) -> EagerResult:
+    lead = (value,) if value is not _NOTHING and not sig.immutable else ()
+    a, k, o = sig._merge(lead + args, kwargs, options)
+    links, errbacks = o.pop("link", None) or [], o.pop("link_error", None) or []
+    for key in ("group_id", "add_to_parent"):
+        o.pop(key, None)
+    result = apply(sig.type, a, k, throw=False, **o)
+    if result.state == "SUCCESS":
+        for callback in _listed(links):
+            _run_item(_as_sig(callback, sig), (), {}, {}, result.result)
+    elif result.state == "FAILURE":
+        for errback in _listed(errbacks):
+            _call_errback(_as_sig(errback, sig), result, a, k)
+    return result
+
+
+def _listed(value: Any) -> list[Any]:
+    return [value] if isinstance(value, Mapping) else list(value)
+
+
+def _as_sig(value: Any, owner: Any) -> Any:
+    from .canvas import Signature
+
+    return value if isinstance(value, Signature) else Signature.from_dict(value, app=owner._app)
+
+
+def _call_errback(errback: Any, failed: EagerResult, args: Sequence[Any], kwargs: Mapping[str, Any]) -> None:
+    from .workflows import _takes_request
+
+    target = errback._local_task()
+    if target is not None and _takes_request(target):
+        request = task_module.Request(id=failed.id, task=failed.task_name, args=list(args), kwargs=dict(kwargs))
+        errback(request, failed.result, failed.traceback)  # called, as Celery calls a new-style errback
+    else:
+        _run_item(errback.clone(immutable=False), (failed.id,), {}, {}, _NOTHING)
+
+
+def _failed_like(sig: Any, cause: Any, app: App) -> EagerResult:
+    """A step that did not run because ``cause`` (a result) did not succeed: FAILURE with its error."""
+    from .enqueue import new_job_id
+
+    return EagerResult(sig.options.get("task_id") or new_job_id(), cause.result, "FAILURE", app=app,
+                       task_name=sig.name, traceback=cause.traceback)
+
+
+def _run_chain(item: Any, args: tuple[Any, ...], kwargs: dict[str, Any], options: dict[str, Any],
+               value: Any) -> tuple[Any, list[Any]]:
+    from .canvas import Signature, chain, chord, group
+
+    steps: list[Any] = []
+    for t in item.tasks:
+        steps.extend(t.tasks if isinstance(t, chain) and not t.options else [t])
+    for i, step in enumerate(steps[:-1]):  # a group followed by steps is a chord (Celery's)
+        if isinstance(step, group | chord):
+            rest = steps[i + 1:]
+            tail = rest[0] if len(rest) == 1 else chain(*rest, app=item.app)
+            body = tail if isinstance(step, group) else chain(step.body, tail, app=item.app)
+            steps = [*steps[:i], chord(step if isinstance(step, group) else step.tasks, body, app=item.app)]
+            break
+    chain_options = dict(item.options)
+    errbacks = _listed(chain_options.pop("link_error", None) or [])
+    links = _listed(chain_options.pop("link", None) or [])
+    handle: Any = None
+    follows: list[Any] = []
+    for i, step in enumerate(steps):
+        if errbacks and isinstance(step, Signature) and type(step) is Signature:
+            step = step.clone()
+            step["options"]["link_error"] = [*_listed(step["options"].get("link_error") or []), *errbacks]
+        if links and i == len(steps) - 1 and type(step) is Signature:
+            step = step.clone()
+            step["options"]["link"] = [*_listed(step["options"].get("link") or []), *links]
+        if handle is not None and not _succeeded(handle):
+            failed = handle if isinstance(handle, AsyncResult) else _first_failed(handle)
+            for rest in steps[i:]:
+                marked = _failed_like(rest if isinstance(rest, Signature) else item, failed, item.app)
+                marked._parent = handle
+                handle = marked
+            return handle, follows
+        step_value = value if i == 0 else (handle.get(propagate=False) if handle is not None else _NOTHING)
+        new, follows = _run_item(step, args if i == 0 else (), kwargs if i == 0 else {},
+                                 {**chain_options, **options} if i == 0 else {}, step_value)
+        if handle is not None:
+            _set_parent(_head(new), handle)
+        handle = new
+    return handle, follows
+
+
+def _head(handle: Any) -> Any:
+    from .workflows import _head as head
+
+    return head(handle)
+
+
+def _set_parent(handle: Any, parent: Any) -> None:
+    from .workflows import _set_parent as set_parent
+
+    set_parent(handle, parent)
+
+
+def _succeeded(handle: Any) -> bool:
+    return bool(handle.successful())
+
+
+def _first_failed(handle: GroupResult) -> Any:
+    for r in handle._leaves():
+        if not r.successful():
+            return r
+    return handle.results[0]
+
+
+def _run_group(item: Any, args: tuple[Any, ...], kwargs: dict[str, Any], options: dict[str, Any],
+               value: Any) -> tuple[EagerGroupResult, list[Any]]:
+    group_id, calls = item._prepared(args, kwargs, options)
+    results: list[Any] = []
+    follows: list[Any] = []
+    for member, a, k, o in calls:
+        handle, member_follows = _run_member(member, a, k, o, value)
+        results.append(handle)
+        follows.extend(member_follows)
+    return EagerGroupResult(group_id, results, item.app), follows
+
+
+def _run_member(member: Any, a: Sequence[Any], k: Mapping[str, Any], o: Mapping[str, Any],
+                value: Any) -> tuple[Any, list[Any]]:
+    """A group member with its call already merged (``group._prepared``): run as it is."""
+    from .canvas import Signature
+
+    if type(member) is Signature:
+        prepared = Signature(member.name, a, k, o, immutable=member.immutable, app=member._app)
+        prepared._type = member._type
+        return _run_item(prepared, (), {}, {}, value)
+    return _run_item(member, (), {}, {}, value)
+
+
+def _run_chord(item: Any, args: tuple[Any, ...], kwargs: dict[str, Any], options: dict[str, Any],
+               value: Any) -> tuple[Any, list[Any]]:
+    from .errors import ChordError
+
+    header, _ = _run_group(item.tasks, args, kwargs, options, value)
+    body = item.body
+    failed = next((r for r in header._leaves() if not r.successful()), None)
+    if failed is None:
+        handle, follows = _run_item(body, (), {}, {}, header.get(propagate=False))
+    else:
+        error = ChordError(f"Dependency {failed.id} raised {type(failed.result).__name__}: {failed.result}")
+        handle = EagerResult(new_job_id_for(body), error, "FAILURE", app=item.app, task_name=body.name)
+        follows = [body]
+        for errback in _listed(body.options.get("link_error") or []):
+            _call_errback(_as_sig(errback, body), handle, (), {})
+    _set_parent(_head(handle), header)
+    return handle, follows
+
+
+def new_job_id_for(sig: Any) -> str:
+    from .enqueue import new_job_id
+
+    return str(sig.options.get("task_id") or new_job_id())

@@ -91,8 +91,10 @@ def build_job(app: App, task_name: str, args: Sequence[Any] | None, kwargs: dict
     if call_options:
         call = _call_options(task_name, call, **call_options)
     parent = _current_request.get()
+    root_row = parent_row = None
     if parent is not None and parent.id is not None:  # sent from a running task: Celery's parent/root ids
         call = dict(call or {}, parent_id=parent.id, root_id=parent.root_id or parent.id)
+        parent_row, root_row = task_uuid(parent.id), task_uuid(parent.root_id or parent.id)
     if call is not None:
         if headers and CALL_HEADER in headers:
             raise ConfigurationError(f"the header {CALL_HEADER!r} is reserved for sqlq's per-call options; "
@@ -112,7 +114,7 @@ def build_job(app: App, task_name: str, args: Sequence[Any] | None, kwargs: dict
         countdown=float(countdown) if countdown is not None else None,
         expires_at=expires_at, expires_in=expires_in,
         acks_late=rerun_lost,
-        exchange=dest.exchange, routing_key=dest.routing_key,
+        exchange=dest.exchange, routing_key=dest.routing_key, root_id=root_row, parent_id=parent_row,
     )
 
 
@@ -138,6 +140,12 @@ def _call_options(task_name: str, call: dict[str, Any] | None, *, time_limit: fl
     ``broker_options`` are ``BROKER_OPTIONS``, accepted and without effect (there is no broker);
     ``retry``/``retry_policy`` are checked: sqlq's own connection retries a broken write once,
     whatever they say; ``add_to_parent`` is the sender's (``Task.apply_async``) to act on."""
+    for option in ("link", "link_error"):
+        if option in broker_options:
+            raise ConfigurationError(
+                f"{option} is run by the database after the job's outcome, which a job built alone (build_job, "
+                f"apply_many, delay_many) does not carry: send with {task_name}.apply_async({option}=...) or "
+                f"sig.{'link' if option == 'link' else 'on_error'}(...)")
     if broker_options and not BROKER_OPTIONS.issuperset(broker_options):
         raise ConfigurationError(unknown_options_message(f"{task_name}.apply_async",
                                                          set(broker_options) - BROKER_OPTIONS))
@@ -199,7 +207,8 @@ def build_jobs(app: App, task_name: str, calls: Iterable[tuple[Sequence[Any] | N
             id=new_job_id(), task=task_name, queue=first.queue, priority=first.priority, content_type=ctype,
             args=args_json, kwargs=kwargs_json, payload=payload, headers=first.headers, eta=first.eta,
             countdown=first.countdown, expires_at=first.expires_at, expires_in=first.expires_in,
-            acks_late=first.acks_late, exchange=first.exchange, routing_key=first.routing_key))
+            acks_late=first.acks_late, exchange=first.exchange, routing_key=first.routing_key,
+            root_id=first.root_id, parent_id=first.parent_id))
     return specs
 
 
@@ -245,6 +254,7 @@ def _json_rows(app: App, first: JobSpec, calls: list[tuple[Sequence[Any] | None,
     encode = serialization.encode_json_call
     name, queue, priority, ctype = first.task, first.queue, first.priority, first.content_type
     headers, acks_late, keep, lean = first.headers, first.acks_late, results.append, first.copies_lean()
+    root_id, parent_id = first.root_id, first.parent_id
     for start in range(0, len(calls), _ID_CHUNK):
         chunk = calls[start:start + _ID_CHUNK]
         ids = new_job_ids(len(chunk))
@@ -258,7 +268,7 @@ def _json_rows(app: App, first: JobSpec, calls: list[tuple[Sequence[Any] | None,
                 yield (job_id, name, queue, "available", args_json, kwargs_json)
             else:
                 yield (job_id, name, queue, priority, "available", args_json, kwargs_json, None, ctype,
-                       headers, acks_late, None)
+                       headers, acks_late, None, root_id, parent_id)
 
 
 def enqueue(app: App, specs: Sequence[JobSpec], connection: Any = None) -> list[AsyncResult | GroupResult]:

@@ -119,6 +119,21 @@ class TaskRevokedError(SqlqError):
     """The task was revoked (cancelled) before it finished."""
 
 
+class ChordError(SqlqError):
+    """A member of a chord's header did not succeed, so the chord's body did not run (Celery's
+    ``celery.exceptions.ChordError``); the message names the member and its error."""
+
+
+class IncompleteStream(SqlqError):  # noqa: N818 - Celery's name
+    """``AsyncResult.collect()`` met a job that has not finished (Celery's
+    ``celery.exceptions.IncompleteStream``); pass ``intermediate=True`` to go on past it."""
+
+
+class WorkflowError(SqlqError):
+    """A step of a workflow could not be started: the value of the step before could not be handed
+    to it (not JSON, or not kept), or its row could not be written; the message says which."""
+
+
 class TaskExpiredError(SqlqError):
     """The task's `expires` passed before a worker started it, so it never ran."""
 

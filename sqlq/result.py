@@ -21,7 +21,14 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic
 from typing_extensions import TypeVar
 
 from . import serialization, signals
-from .errors import ConfigurationError, SerializationError, TaskError, TaskExpiredError, TaskRevokedError
+from .errors import (
+    ConfigurationError,
+    IncompleteStream,
+    SerializationError,
+    TaskError,
+    TaskExpiredError,
+    TaskRevokedError,
+)
 from .errors import TimeoutError as SqlqTimeoutError
 from .task import _current_request, task_uuid
 
@@ -113,7 +120,9 @@ class AsyncResult(Generic[R]):
     """The result of one job. Every property reads the current state from the database."""
 
     # Slots: a bulk enqueue makes one of these per job (10,000 dicts cost ~10 ms, most of it GC).
-    __slots__ = ("id", "app", "task_name", "_cache")
+    # ``_parent`` and ``_workflow`` are set only on the handle a workflow's send returns (left unset
+    # otherwise, so a plain handle costs nothing more to make).
+    __slots__ = ("id", "app", "task_name", "_cache", "_parent", "_workflow")
     #: Whether the outcome is held in this object rather than read from the database
     #: (``EagerResult``): a GroupResult asks such members themselves instead of querying.
     _local: ClassVar[bool] = False
@@ -330,6 +339,71 @@ class AsyncResult(Generic[R]):
         return (f"task {self.id}{name} did not finish within {timeout} s (state {self.state}); "
                 f"is a worker running for its queue? Try `sqlq queues` and `sqlq worker`")
 
+    # workflows ---------------------------------------------------------------------------------
+
+    @property
+    def parent(self) -> AsyncResult | GroupResult | None:
+        """The result whose outcome (or run) sent this job: a chain's previous step, a chord body's
+        header (a GroupResult), the task that sent this one; None for a job nothing sent. The
+        handle a workflow's send returns knows its parents already (Celery's shape, before any step
+        ran); any other handle reads ``parent_id`` from the tables."""
+        known = getattr(self, "_parent", None)
+        if known is not None:
+            return known  # type: ignore[no-any-return]
+        with self.app.connection() as conn:
+            found = self.app.store.workflow_parent(conn, _row_id(self.id))
+        if found is None:
+            return None
+        if found.is_group:
+            return GroupResult.restore(found.parent_id, app=self.app)
+        return AsyncResult(found.parent_id, self.app)
+
+    @parent.setter
+    def parent(self, value: AsyncResult | GroupResult | None) -> None:
+        self._parent = value
+
+    @property
+    def children(self) -> list[AsyncResult]:
+        """The jobs this one sent, finished or not, in the order they were enqueued: a chain's next
+        step, its callbacks, the tasks it sent while running (read from ``parent_id``)."""
+        with self.app.connection() as conn:
+            rows = self.app.store.workflow_children(conn, _row_id(self.id))
+        return [AsyncResult(row.id, self.app, row.task) for row in rows]
+
+    def iterdeps(self, intermediate: bool = False) -> Iterator[tuple[AsyncResult | None, AsyncResult]]:
+        """(parent, result) for this result and every descendant, breadth first (Celery's). A
+        descendant not finished yet raises ``IncompleteStream`` unless ``intermediate``."""
+        from collections import deque
+
+        stack: deque[tuple[AsyncResult | None, AsyncResult]] = deque([(None, self)])
+        while stack:
+            parent, node = stack.popleft()
+            yield parent, node
+            if node.ready():
+                stack.extend((node, child) for child in node.children)
+            elif not intermediate:
+                raise IncompleteStream(f"task {node.id} has not finished, so its children are not known yet")
+
+    def collect(self, intermediate: bool = False, **kwargs: Any) -> Iterator[tuple[AsyncResult, Any]]:
+        """(result, value) for this result and every job it led to, breadth first: Celery's
+        ``collect()``; ``kwargs`` go to each ``get()``."""
+        for _, node in self.iterdeps(intermediate=intermediate):
+            yield node, node.get(**kwargs)
+
+    def _revocable(self) -> list[str]:
+        """This job's row id and, for the handle of a workflow's send, every id that workflow
+        pre-assigned (the pending steps), walking the known parents too."""
+        ids = [_row_id(self.id)]
+        ids.extend(getattr(self, "_workflow", None) or ())
+        parent = getattr(self, "_parent", None)
+        while parent is not None:
+            if isinstance(parent, GroupResult):
+                ids.extend(i for r in parent._leaves() if not r._local for i in r._revocable())
+                break
+            ids.extend(parent._revocable())
+            parent = getattr(parent, "_parent", None)
+        return list(dict.fromkeys(ids))
+
     # acting ------------------------------------------------------------------------------------
 
     def forget(self) -> None:
@@ -339,9 +413,12 @@ class AsyncResult(Generic[R]):
         self._cache = None
 
     def revoke(self) -> bool:
-        """Cancel the job if it has not started; it ends as REVOKED. Returns whether it was revoked."""
+        """Cancel the job if it has not started; it ends as REVOKED. Returns whether it was revoked.
+        The id is kept in the revoked table, so a workflow step not enqueued yet is recorded REVOKED
+        when its turn comes; the handle a workflow's send returns (a chain's, a chord's) revokes
+        every step of it that has not started."""
         with self.app.connection() as conn:
-            revoked = self.app.store.revoke(conn, [_row_id(self.id)]) > 0
+            revoked = self.app.store.revoke(conn, self._revocable()) > 0
         if revoked and signals.task_revoked.has_receivers:
             signals.send_revoked(self.app, [self.id], self.task_name)
         return revoked
@@ -372,6 +449,8 @@ class GroupResult:
         self.results = list(results)
         self.app = app
         self.queues = queues
+        #: The result before this group in a chain (Celery's ``GroupResult.parent``), when known.
+        self.parent: AsyncResult | GroupResult | None = None
 
     @property
     def children(self) -> list[AsyncResult | GroupResult]:
@@ -526,7 +605,7 @@ class GroupResult:
         if not leaves:
             return 0
         with self.app.connection() as conn:
-            return self.app.store.revoke(conn, [_row_id(r.id) for r in leaves])
+            return self.app.store.revoke(conn, list(dict.fromkeys(i for r in leaves for i in r._revocable())))
 
     def save(self) -> GroupResult:
         """Store the group's members (their task ids, in order) under its id, so that

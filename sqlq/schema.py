@@ -83,11 +83,17 @@ def build_metadata(schema: str = "sqlq") -> MetaData:
         Column("progress_state", Text),
         Column("progress_meta", JSONB),
         Column("progress_attempt", Integer),
+        # Workflows (sqlq.workflows): the first job of the line and the job whose outcome or run sent
+        # this one; what this job's outcome sets off (NULL for every plain job), copied into results.
+        Column("root_id", UUID(as_uuid=False)),
+        Column("parent_id", UUID(as_uuid=False)),
+        Column("workflow", JSONB),
         CheckConstraint("state IN ('available', 'scheduled', 'running')", name="jobs_state_check"),
         Index("jobs_available", "queue", text("priority DESC"), "seq",
               postgresql_where=text("state = 'available'")),
         Index("jobs_scheduled", "run_at", postgresql_where=text("state = 'scheduled'")),
         Index("jobs_running", "worker_id", postgresql_where=text("state = 'running'")),
+        Index("jobs_parent", "parent_id", postgresql_where=text("parent_id IS NOT NULL")),
     )
 
     Table(
@@ -114,9 +120,15 @@ def build_metadata(schema: str = "sqlq") -> MetaData:
         Column("retries", Integer, nullable=False, server_default=text("0")),
         Column("worker_id", UUID(as_uuid=False)),
         Column("group_id", UUID(as_uuid=False)),
+        Column("root_id", UUID(as_uuid=False)),
+        Column("parent_id", UUID(as_uuid=False)),
+        # A workflow job's plan; the trigger workflow_step (migration 0007) fires only where it is set.
+        Column("workflow", JSONB),
         CheckConstraint("state IN ('SUCCESS', 'FAILURE', 'REVOKED', 'EXPIRED')", name="results_state_check"),
         Index("results_finished_at", "finished_at"),
         Index("results_group", "group_id", postgresql_where=text("group_id IS NOT NULL")),
+        Index("results_parent", "parent_id", postgresql_where=text("parent_id IS NOT NULL")),
+        Index("results_root", "root_id", postgresql_where=text("root_id IS NOT NULL")),
     )
 
     Table(
@@ -136,6 +148,7 @@ def build_metadata(schema: str = "sqlq") -> MetaData:
     _schedule_tables(md, schema)
     _rate_limit_tables(md)
     _group_tables(md)
+    _workflow_tables(md)
     return md
 
 
@@ -253,4 +266,37 @@ def _group_tables(md: MetaData) -> None:
         Column("saved_at", DateTime(timezone=True), nullable=False, server_default=text("now()")),
         PrimaryKeyConstraint("id", name="groups_pkey"),
         Index("groups_saved_at", "saved_at"),
+    )
+
+
+def _workflow_tables(md: MetaData) -> None:
+    """Chords and revoked ids (``sqlq.workflows``; the functions and the results trigger that read
+    them are created by migration 0007).
+
+    ``chords``: a chord whose header is running: how many members have no outcome yet, the body's
+    plan, and the first failed member (the body then fails instead of running). Each member's
+    outcome decrements ``remaining`` in the transaction that records it; the member order is the
+    ``groups`` row written with the header. ``revoked``: every id ``revoke()`` named, so a workflow
+    step not enqueued yet is recorded REVOKED instead of running. Both go with EXPIRE_RESULTS's ttl.
+    """
+    tz = DateTime(timezone=True)
+    Table(
+        "chords", md,
+        Column("id", UUID(as_uuid=False), nullable=False),
+        Column("remaining", Integer, nullable=False),
+        Column("body", JSONB, nullable=False),
+        Column("failed", Text),
+        Column("created_at", tz, nullable=False, server_default=text("now()")),
+        PrimaryKeyConstraint("id", name="chords_pkey"),
+        Index("chords_created_at", "created_at"),
+    )
+    Table(
+        "revoked", md,
+        Column("id", UUID(as_uuid=False), nullable=False),
+        Column("revoked_at", tz, nullable=False, server_default=text("now()")),
+        Column("terminate", Boolean, nullable=False, server_default=text("false")),
+        Column("signal", Text),
+        Column("expires_at", tz),
+        PrimaryKeyConstraint("id", name="revoked_pkey"),
+        Index("revoked_revoked_at", "revoked_at"),
     )

@@ -123,7 +123,7 @@ RETRY_POLICY_KEYS = frozenset({"max_retries", "interval_start", "interval_step",
 APPLY_OPTIONS = frozenset({"countdown", "eta", "expires", "queue", "priority", "task_id", "headers",
                            "serializer", "exchange", "routing_key", "time_limit", "soft_time_limit",
                            "ignore_result", "retry", "retry_policy", "shadow", "add_to_parent",
-                           "argsrepr", "kwargsrepr"}) | BROKER_OPTIONS
+                           "argsrepr", "kwargsrepr", "link", "link_error"}) | BROKER_OPTIONS
 
 #: The hook methods, with Celery's signatures; the worker calls those a task's class overrides.
 HOOKS = frozenset({"before_start", "on_success", "on_failure", "on_retry", "after_return"})
@@ -395,6 +395,19 @@ class Task(Generic[P, R]):
 
     subtask = signature
 
+    def map(self, it: Iterable[Any]) -> Any:
+        """Celery's ``task.map(it)``: a signature of one task (``celery.map``) calling this task on
+        each item, returning the list of results."""
+        return _canvas().xmap(self.s(), it, app=self.app)
+
+    def starmap(self, it: Iterable[Any]) -> Any:
+        """Celery's ``task.starmap(it)``: as ``map``, each item being a tuple of arguments."""
+        return _canvas().xstarmap(self.s(), it, app=self.app)
+
+    def chunks(self, it: Iterable[Any], n: int) -> Any:
+        """Celery's ``task.chunks(it, n)``: the items split into tasks of ``n`` calls each."""
+        return _canvas().chunks(self.s(), it, n, app=self.app)
+
     def apply(self, args: Sequence[Any] | None = None, kwargs: dict[str, Any] | None = None,
               **options: Any) -> Any:
         """Run the task here, now, as a worker would (arguments round-trip through the serializer,
@@ -418,6 +431,13 @@ class Task(Generic[P, R]):
         With ``conf.task_always_eager`` the task runs here instead (``sqlq.eager.apply``) and an
         ``EagerResult`` comes back, as in Celery."""
         app = self._app or self.app  # (the property only for a task no app registered)
+        if options.get("link") or options.get("link_error"):  # callbacks: the database runs them
+            return cast("AsyncResult", self.signature(args, kwargs, countdown=countdown, eta=eta, expires=expires,
+                                                      queue=queue, priority=priority, task_id=task_id,
+                                                      headers=headers, serializer=serializer, **options)
+                        .apply_async(connection=connection))
+        options.pop("link", None)
+        options.pop("link_error", None)
         if app.conf.task_always_eager:
             if self.typing:  # checked first, as Celery does, so an eager test catches a bad call
                 self._check_arguments(args, kwargs)
@@ -678,8 +698,8 @@ def _arguments_of(run: Callable[..., Any]) -> _Arguments:
 def unknown_options_message(where: str, unknown: Iterable[str]) -> str:
     """The error for options ``apply_async`` (or send_task, apply_many) does not know."""
     names = sorted(unknown)
-    canvas = [n for n in names if n in ("link", "link_error", "chain", "chord")]
-    hint = (f"; {', '.join(canvas)} belong to canvas (callbacks and workflows, issue #13), which sqlq does "
-            f"not have yet: call the next task from the task itself" if canvas else "")
+    canvas = [n for n in names if n in ("chain", "chord")]
+    hint = (f"; {', '.join(canvas)} {'is not an option' if len(canvas) == 1 else 'are not options'} here: build "
+            f"the workflow with sqlq.chain / sqlq.chord and send it" if canvas else "")
     return (f"unknown option(s) for {where}: {', '.join(names)}{hint}; known options: "
             f"{', '.join(sorted(APPLY_OPTIONS))}")

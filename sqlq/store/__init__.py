@@ -15,6 +15,8 @@ transaction. Its methods come from one module per group, each running its own fi
 * ``rate_limits``: the token buckets of rate-limited tasks (rate_limits.py; tokens are taken by the
   claims' CLAIM_RATE_LIMITED);
 * ``groups``: a GroupResult's members' states in one statement, saved groups (groups.py);
+* ``workflows``: a workflow's first jobs from its plan, parents, children, the whole tree
+  (workflows.py; the later steps are written by the trigger of migration 0007);
 * ``base``: rendering for a schema, the schema's revision and advisory locks (base.py).
 
 The rows and records the store takes and gives are in records.py; the libpq fast path of one-job
@@ -51,11 +53,12 @@ from .results import Results
 from .routes import Routes
 from .schedules import Schedules
 from .workers import Workers
+from .workflows import Workflows
 
 __all__ = ["ClaimedJob", "DeclaredLimits", "DeclaredRoutes", "ForeignSchedule", "Interrupted", "JobSpec", "JobState",
            "LostJobs", "NextDue", "Outcome", "PublishRow", "QueueDepth", "RateLimitRow", "RateLimitedClaim",
            "RetryRequest", "RouteRow", "ScheduleRow", "Store", "WorkerRow"]
 
 
-class Store(Jobs, Claims, Workers, Results, Schedules, Routes, RateLimits, Groups):
+class Store(Jobs, Claims, Workers, Results, Schedules, Routes, RateLimits, Groups, Workflows):
     """Every statement of the queue tables, rendered for one schema (``Store(schema)``)."""

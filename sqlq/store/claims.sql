@@ -147,14 +147,15 @@ WITH bad AS (
     RETURNING j.*
 ), ins AS (
     INSERT INTO {results} AS r (id, task, queue, priority, state, args, kwargs, payload, content_type,
-                                exc_type, exc_message, enqueued_at, finished_at, attempts, retries, group_id)
+                                exc_type, exc_message, enqueued_at, finished_at, attempts, retries, group_id,
+                                root_id, parent_id, workflow)
     SELECT id, task, queue, priority, 'FAILURE', args, kwargs, payload, content_type, 'sqlq.errors.InvalidJobError',
            format('the job row holds a value no worker can run: %%s (each must be from 0 to 2147483646; '
                   'was the row written by hand?); it was set aside without running',
                   concat_ws(', ',
                             CASE WHEN attempt < 0 OR attempt >= 2147483647 THEN format('attempt = %%s', attempt) END,
                             CASE WHEN retries < 0 OR retries >= 2147483647 THEN format('retries = %%s', retries) END)),
-           enqueued_at, clock_timestamp(), attempt, retries, group_id
+           enqueued_at, clock_timestamp(), attempt, retries, group_id, root_id, parent_id, workflow
     FROM gone
     ON CONFLICT (id) DO UPDATE SET
         state = excluded.state, result = NULL, result_payload = NULL, result_content_type = NULL,
@@ -191,15 +192,15 @@ WITH o AS (
       AND j.worker_id = %(worker_id)s AND j.attempt = o.attempt AND j.state NOT IN ('available', 'scheduled')
     RETURNING j.id, j.task, j.queue, j.priority, j.args, j.kwargs, j.payload, j.content_type,
               j.enqueued_at, j.started_at, j.attempt, j.retries, j.worker_id, j.group_id,
-              o.state, o.result, o.result_payload, o.result_content_type, o.exc_type, o.exc_message, o.traceback
+              j.root_id, j.parent_id, j.workflow, o.state, o.result, o.result_payload, o.result_content_type, o.exc_type, o.exc_message, o.traceback
 ), ins AS (
     INSERT INTO {results} AS r (id, task, queue, priority, state, args, kwargs, payload, content_type,
                                 result, result_payload, result_content_type, exc_type, exc_message,
                                 traceback, enqueued_at, started_at, finished_at, attempts, retries,
-                                worker_id, group_id)
+                                worker_id, group_id, root_id, parent_id, workflow)
     SELECT id, task, queue, priority, state, args, kwargs, payload, content_type, result, result_payload,
            result_content_type, exc_type, exc_message, traceback, enqueued_at, started_at, clock_timestamp(),
-           attempt, retries, worker_id, group_id
+           attempt, retries, worker_id, group_id, root_id, parent_id, workflow
     FROM done
 )
 SELECT count(*), pg_notify({results_channel},
@@ -221,15 +222,15 @@ WITH o AS (
       AND j.worker_id = %(worker_id)s AND j.attempt = o.attempt AND j.state NOT IN ('available', 'scheduled')
     RETURNING j.id, j.task, j.queue, j.priority, j.args, j.kwargs, j.payload, j.content_type,
               j.enqueued_at, j.started_at, j.attempt, j.retries, j.worker_id, j.group_id,
-              o.state, o.result, o.result_payload, o.result_content_type, o.exc_type, o.exc_message, o.traceback
+              j.root_id, j.parent_id, j.workflow, o.state, o.result, o.result_payload, o.result_content_type, o.exc_type, o.exc_message, o.traceback
 ), ins AS (
     INSERT INTO {results} AS r (id, task, queue, priority, state, args, kwargs, payload, content_type,
                                 result, result_payload, result_content_type, exc_type, exc_message,
                                 traceback, enqueued_at, started_at, finished_at, attempts, retries,
-                                worker_id, group_id)
+                                worker_id, group_id, root_id, parent_id, workflow)
     SELECT id, task, queue, priority, state, args, kwargs, payload, content_type, result, result_payload,
            result_content_type, exc_type, exc_message, traceback, enqueued_at, started_at, clock_timestamp(),
-           attempt, retries, worker_id, group_id
+           attempt, retries, worker_id, group_id, root_id, parent_id, workflow
     FROM done
     ON CONFLICT (id) DO UPDATE SET
         state = excluded.state, result = excluded.result, result_payload = excluded.result_payload,
@@ -261,15 +262,15 @@ WITH o AS (
       AND j.worker_id = %(worker_id)s AND j.attempt = o.attempt AND j.state NOT IN ('available', 'scheduled')
     RETURNING j.id, j.task, j.queue, j.priority, j.args, j.kwargs, j.payload, j.content_type,
               j.enqueued_at, j.started_at, j.attempt, j.retries, j.worker_id, j.group_id,
-              o.state, o.result, o.result_payload, o.result_content_type, o.exc_type, o.exc_message, o.traceback
+              j.root_id, j.parent_id, j.workflow, o.state, o.result, o.result_payload, o.result_content_type, o.exc_type, o.exc_message, o.traceback
 ), ins AS (
     INSERT INTO {results} AS r (id, task, queue, priority, state, args, kwargs, payload, content_type,
                                 result, result_payload, result_content_type, exc_type, exc_message,
                                 traceback, enqueued_at, started_at, finished_at, attempts, retries,
-                                worker_id, group_id)
+                                worker_id, group_id, root_id, parent_id, workflow)
     SELECT id, task, queue, priority, state, args, kwargs, payload, content_type, result, result_payload,
            result_content_type, exc_type, exc_message, traceback, enqueued_at, started_at, clock_timestamp(),
-           attempt, retries, worker_id, group_id
+           attempt, retries, worker_id, group_id, root_id, parent_id, workflow
     FROM done
 )
 SELECT count(*), pg_notify({results_channel},
@@ -291,15 +292,15 @@ WITH o AS (
       AND j.worker_id = %(worker_id)s AND j.attempt = o.attempt AND j.state NOT IN ('available', 'scheduled')
     RETURNING j.id, j.task, j.queue, j.priority, j.args, j.kwargs, j.payload, j.content_type,
               j.enqueued_at, j.started_at, j.attempt, j.retries, j.worker_id, j.group_id,
-              o.state, o.result, o.result_payload, o.result_content_type, o.exc_type, o.exc_message, o.traceback
+              j.root_id, j.parent_id, j.workflow, o.state, o.result, o.result_payload, o.result_content_type, o.exc_type, o.exc_message, o.traceback
 ), ins AS (
     INSERT INTO {results} AS r (id, task, queue, priority, state, args, kwargs, payload, content_type,
                                 result, result_payload, result_content_type, exc_type, exc_message,
                                 traceback, enqueued_at, started_at, finished_at, attempts, retries,
-                                worker_id, group_id)
+                                worker_id, group_id, root_id, parent_id, workflow)
     SELECT id, task, queue, priority, state, args, kwargs, payload, content_type, result, result_payload,
            result_content_type, exc_type, exc_message, traceback, enqueued_at, started_at, clock_timestamp(),
-           attempt, retries, worker_id, group_id
+           attempt, retries, worker_id, group_id, root_id, parent_id, workflow
     FROM done
     ON CONFLICT (id) DO UPDATE SET
         state = excluded.state, result = excluded.result, result_payload = excluded.result_payload,

@@ -98,6 +98,10 @@ class JobSpec:
     # Routed through an exchange (PUBLISH picks the queues in SQL; ``queue`` is then unused).
     exchange: str | None = None
     routing_key: str | None = None
+    # The row ids of the first job of the line and of the job that sent this one (a job sent from a
+    # running task); None for a job sent from outside any task.
+    root_id: str | None = None
+    parent_id: str | None = None
 
     def due_now(self) -> bool:
         """No countdown, eta or expiry and not routed: the row can be written as it is (COPY)."""
@@ -108,7 +112,8 @@ class JobSpec:
         """Whether every column COPY_JOBS_LEAN leaves out has its default (JSON arguments, priority 0,
         no headers, acks_late, no payload, no group)."""
         return (self.priority == 0 and self.content_type == "application/json" and self.headers == "{}"
-                and self.acks_late is True and self.payload is None and self.group_id is None)
+                and self.acks_late is True and self.payload is None and self.group_id is None
+                and self.parent_id is None)
 
     def params(self) -> dict[str, Any]:
         """The parameters of the one-job statements (ENQUEUE, ENQUEUE_NOW, PUBLISH_ONE)."""
@@ -118,6 +123,7 @@ class JobSpec:
             "payload": self.payload, "headers": self.headers, "eta": self.eta, "countdown": self.countdown,
             "expires_at": self.expires_at, "expires_in": self.expires_in, "acks_late": self.acks_late,
             "group_id": self.group_id, "exchange": self.exchange, "routing_key": self.routing_key,
+            "root_id": self.root_id, "parent_id": self.parent_id,
         }
 
     @staticmethod
@@ -133,6 +139,7 @@ class JobSpec:
             "etas": [j.eta for j in jobs], "countdowns": [j.countdown for j in jobs],
             "expires_ats": [j.expires_at for j in jobs], "expires_ins": [j.expires_in for j in jobs],
             "acks_lates": [j.acks_late for j in jobs], "group_ids": [j.group_id for j in jobs],
+            "root_ids": [j.root_id for j in jobs], "parent_ids": [j.parent_id for j in jobs],
         }
 
 
@@ -341,3 +348,38 @@ class JobRecord(NamedTuple):
     attempts: int
     retries: int
     worker_id: str | None
+
+
+class FailedJob(NamedTuple):
+    """What an errback is told of the job that failed (WORKFLOW_FAILED): arguments as JSON text."""
+
+    task: str
+    args: str | None
+    kwargs: str | None
+    group_id: str | None
+
+
+class WorkflowRow(NamedTuple):
+    """One job of a workflow (WORKFLOW_TREE): its parent, group, task and Celery state, and how
+    many steps it is from the first job."""
+
+    id: str
+    parent_id: str | None
+    group_id: str | None
+    task: str
+    state: str
+    depth: int
+
+
+class ChildJob(NamedTuple):
+    """A job another sent (WORKFLOW_CHILDREN)."""
+
+    id: str
+    task: str
+
+
+class JobParent(NamedTuple):
+    """The job (or, for a chord's body, the header's group) whose outcome sent a job (WORKFLOW_PARENT)."""
+
+    parent_id: str
+    is_group: bool

@@ -37,9 +37,13 @@ class Results(StoreBase):
     def forget(self, conn: psycopg.Connection, job_id: str) -> None:
         conn.execute(self.sql["FORGET"], {"id": job_id})
 
-    def revoke(self, conn: psycopg.Connection, ids: Sequence[str]) -> int:
-        """Revoke the jobs that have not started; returns how many were."""
-        return cast("tuple[int]", conn.execute(self.sql["REVOKE"], {"ids": list(ids)}).fetchone())[0]
+    def revoke(self, conn: psycopg.Connection, ids: Sequence[str], *, terminate: bool = False,
+               signal: str | None = None) -> int:
+        """Keep ``ids`` (row ids) in the revoked table and revoke those of their jobs that have not
+        started; returns how many jobs were. An id with no job yet (a workflow step still to come)
+        is recorded REVOKED when its turn comes."""
+        params = {"ids": list(ids), "terminate": terminate, "signal": signal}
+        return cast("tuple[int]", conn.execute(self.sql["REVOKE"], params).fetchone())[0]
 
     def expire_results(self, conn: psycopg.Connection, ttl: float, limit: int = 10000) -> int:
         return conn.execute(self.sql["EXPIRE_RESULTS"], {"ttl": ttl, "limit": limit}).rowcount

@@ -37,16 +37,28 @@ RETURNING attempt
 DELETE FROM {results} WHERE id = %(id)s
 
 -- name: REVOKE
--- Revoke jobs that have not started: they leave the queue as REVOKED results. A running job belongs
--- to its worker and is left alone.
-WITH gone AS (
+-- Revoke jobs: every id is kept in `revoked` (a workflow step not enqueued yet is recorded REVOKED
+-- by the workflow trigger when its turn comes, instead of running; a worker can check the table),
+-- and the jobs that have not started leave the queue as REVOKED results, in the same statement, so
+-- their workflows stop there (the trigger). A running job belongs to its worker and is left alone
+-- here. `terminate` and `signal` are kept with the id (a second revoke of an id keeps the
+-- strongest request). The rows go with EXPIRE_RESULTS's ttl.
+WITH kept AS (
+    INSERT INTO {revoked} (id, terminate, signal)
+    SELECT DISTINCT u.id, %(terminate)s::bool, %(signal)s::text FROM unnest(%(ids)s::uuid[]) AS u(id)
+    ON CONFLICT (id) DO UPDATE SET revoked_at = now(),
+        terminate = {revoked}.terminate OR excluded.terminate,
+        signal = coalesce(excluded.signal, {revoked}.signal)
+), gone AS (
     DELETE FROM {jobs} WHERE id = ANY(%(ids)s::uuid[]) AND state IN ('available', 'scheduled')
     RETURNING *
 ), ins AS (
     INSERT INTO {results} (id, task, queue, priority, state, args, kwargs, payload, content_type,
-                           exc_type, exc_message, enqueued_at, finished_at, attempts, retries, group_id)
+                           exc_type, exc_message, enqueued_at, finished_at, attempts, retries, group_id,
+                           root_id, parent_id, workflow)
     SELECT id, task, queue, priority, 'REVOKED', args, kwargs, payload, content_type, 'sqlq.errors.TaskRevokedError',
-           'revoked before it started', enqueued_at, clock_timestamp(), attempt, retries, group_id
+           'revoked before it started', enqueued_at, clock_timestamp(), attempt, retries, group_id,
+           root_id, parent_id, workflow
     FROM gone
     ON CONFLICT (id) DO NOTHING
     RETURNING id
@@ -56,7 +68,9 @@ SELECT count(*), pg_notify({results_channel}, coalesce(string_agg(id::text, ',')
 -- name: EXPIRE_RESULTS
 -- Expired results go in bounded batches so one pass never holds locks for long. Saved groups
 -- (GroupResult.save()) older than the same ttl go with them, in bounded batches too: a restored
--- group whose members' results are gone would only read PENDING. The row count is the results'.
+-- group whose members' results are gone would only read PENDING; so do chords (a chord row left
+-- that old belongs to a header whose results are gone) and revoked ids. The row count is the
+-- results'.
 WITH old AS (
     SELECT id FROM {results}
     WHERE finished_at < now() - make_interval(secs => %(ttl)s::float8)
@@ -66,6 +80,16 @@ WITH old AS (
     USING (SELECT id FROM {groups} WHERE saved_at < now() - make_interval(secs => %(ttl)s::float8)
            LIMIT %(limit)s) AS o
     WHERE g.id = o.id
+), old_chords AS (
+    DELETE FROM {chords} AS c
+    USING (SELECT id FROM {chords} WHERE created_at < now() - make_interval(secs => %(ttl)s::float8)
+           LIMIT %(limit)s) AS o
+    WHERE c.id = o.id
+), old_revoked AS (
+    DELETE FROM {revoked} AS v
+    USING (SELECT id FROM {revoked} WHERE revoked_at < now() - make_interval(secs => %(ttl)s::float8)
+           LIMIT %(limit)s) AS o
+    WHERE v.id = o.id
 )
 DELETE FROM {results} AS r USING old WHERE r.id = old.id
 

@@ -28,9 +28,10 @@ WITH m AS MATERIALIZED (
                 %(routing_keys)s::text[], %(priorities)s::smallint[], %(args)s::jsonb[], %(kwargs)s::jsonb[],
                 %(payloads)s::bytea[], %(content_types)s::text[], %(headers)s::jsonb[],
                 %(etas)s::timestamptz[], %(countdowns)s::float8[], %(expires_ats)s::timestamptz[],
-                %(expires_ins)s::float8[], %(acks_lates)s::bool[], %(group_ids)s::uuid[]) WITH ORDINALITY
+                %(expires_ins)s::float8[], %(acks_lates)s::bool[], %(group_ids)s::uuid[], %(root_ids)s::uuid[],
+                %(parent_ids)s::uuid[]) WITH ORDINALITY
          AS u(id, task, queue, exchange, routing_key, priority, args, kwargs, payload, content_type, headers,
-              eta, countdown, expires_at, expires_in, acks_late, group_id, ord)
+              eta, countdown, expires_at, expires_in, acks_late, group_id, root_id, parent_id, ord)
     LEFT JOIN LATERAL {route_queues}(u.exchange, u.routing_key) AS r ON true
 ), g AS MATERIALIZED (
     SELECT m.*, CASE WHEN cardinality(m.dest) > 1 THEN coalesce(m.group_id, m.fanout_id)
@@ -41,17 +42,17 @@ WITH m AS MATERIALIZED (
            CASE WHEN d.n = 1 THEN g.id ELSE substr(encode(sha256(convert_to(g.id::text || '/' || d.n::text, 'UTF8')), 'hex'), 1, 32)::uuid END AS job_id,
            coalesce(g.eta, statement_timestamp() + make_interval(secs => coalesce(g.countdown, 0))) AS run_at,
            g.task, g.priority, g.args, g.kwargs, g.payload, g.content_type, g.headers, g.expires_at,
-           g.expires_in, g.acks_late, g.job_group
+           g.expires_in, g.acks_late, g.job_group, g.root_id, g.parent_id
     FROM g CROSS JOIN LATERAL unnest(g.dest) WITH ORDINALITY AS d(queue, n)
     WHERE NOT EXISTS (SELECT 1 FROM g AS bad WHERE bad.dest IS NULL OR cardinality(bad.dest) = 0)
 ), ins AS (
     INSERT INTO {jobs} (id, task, queue, priority, state, args, kwargs, payload, content_type, headers,
-                        run_at, expires_at, enqueued_at, acks_late, group_id)
+                        run_at, expires_at, enqueued_at, acks_late, group_id, root_id, parent_id)
     SELECT job_id, task, dest_queue, priority,
            CASE WHEN run_at > statement_timestamp() THEN 'scheduled' ELSE 'available' END,
            args, kwargs, payload, content_type, headers, run_at,
            coalesce(expires_at, statement_timestamp() + make_interval(secs => expires_in)),
-           statement_timestamp(), acks_late, job_group
+           statement_timestamp(), acks_late, job_group, root_id, parent_id
     FROM v
     RETURNING queue, state
 )
@@ -73,7 +74,8 @@ WITH m AS MATERIALIZED (
            %(content_type)s::text AS content_type, %(headers)s::jsonb AS headers, %(eta)s::timestamptz AS eta,
            %(countdown)s::float8 AS countdown, %(expires_at)s::timestamptz AS expires_at,
            %(expires_in)s::float8 AS expires_in, %(acks_late)s::bool AS acks_late,
-           %(group_id)s::uuid AS group_id, substr(encode(sha256(convert_to(%(id)s::uuid::text || '/' || 'group', 'UTF8')), 'hex'), 1, 32)::uuid AS fanout_id,
+           %(group_id)s::uuid AS group_id, %(root_id)s::uuid AS root_id, %(parent_id)s::uuid AS parent_id,
+           substr(encode(sha256(convert_to(%(id)s::uuid::text || '/' || 'group', 'UTF8')), 'hex'), 1, 32)::uuid AS fanout_id,
            CASE WHEN %(exchange)s::text IS NULL THEN ARRAY[%(queue)s::text] ELSE r.queues END AS dest
     FROM (SELECT 1) AS one
     LEFT JOIN LATERAL {route_queues}(%(exchange)s::text, %(routing_key)s::text) AS r ON true
@@ -86,17 +88,17 @@ WITH m AS MATERIALIZED (
            CASE WHEN d.n = 1 THEN g.id ELSE substr(encode(sha256(convert_to(g.id::text || '/' || d.n::text, 'UTF8')), 'hex'), 1, 32)::uuid END AS job_id,
            coalesce(g.eta, statement_timestamp() + make_interval(secs => coalesce(g.countdown, 0))) AS run_at,
            g.task, g.priority, g.args, g.kwargs, g.payload, g.content_type, g.headers, g.expires_at,
-           g.expires_in, g.acks_late, g.job_group
+           g.expires_in, g.acks_late, g.job_group, g.root_id, g.parent_id
     FROM g CROSS JOIN LATERAL unnest(g.dest) WITH ORDINALITY AS d(queue, n)
     WHERE NOT EXISTS (SELECT 1 FROM g AS bad WHERE bad.dest IS NULL OR cardinality(bad.dest) = 0)
 ), ins AS (
     INSERT INTO {jobs} (id, task, queue, priority, state, args, kwargs, payload, content_type, headers,
-                        run_at, expires_at, enqueued_at, acks_late, group_id)
+                        run_at, expires_at, enqueued_at, acks_late, group_id, root_id, parent_id)
     SELECT job_id, task, dest_queue, priority,
            CASE WHEN run_at > statement_timestamp() THEN 'scheduled' ELSE 'available' END,
            args, kwargs, payload, content_type, headers, run_at,
            coalesce(expires_at, statement_timestamp() + make_interval(secs => expires_in)),
-           statement_timestamp(), acks_late, job_group
+           statement_timestamp(), acks_late, job_group, root_id, parent_id
     FROM v
     RETURNING queue, state
 )
@@ -188,10 +190,11 @@ WITH orphan AS (
     RETURNING j.*
 ), ins AS (
     INSERT INTO {results} (id, task, queue, priority, state, args, kwargs, payload, content_type,
-                           exc_type, exc_message, enqueued_at, finished_at, attempts, retries, group_id)
+                           exc_type, exc_message, enqueued_at, finished_at, attempts, retries, group_id,
+                           root_id, parent_id, workflow)
     SELECT id, task, queue, priority, 'REVOKED', args, kwargs, payload, content_type, 'sqlq.errors.TaskRevokedError',
            'broadcast copy for ' || queue || ', whose worker stopped or died before running it',
-           enqueued_at, clock_timestamp(), attempt, retries, group_id
+           enqueued_at, clock_timestamp(), attempt, retries, group_id, root_id, parent_id, workflow
     FROM gone
     ON CONFLICT (id) DO NOTHING
     RETURNING id

@@ -94,13 +94,14 @@ WITH dead AS (
 ), ins AS (
     INSERT INTO {results} AS r (id, task, queue, priority, state, args, kwargs, payload, content_type,
                                 exc_type, exc_message, traceback, enqueued_at, started_at, finished_at,
-                                attempts, retries, worker_id, group_id)
+                                attempts, retries, worker_id, group_id, root_id, parent_id, workflow)
     SELECT id, task, queue, priority, 'FAILURE', args, kwargs, payload, content_type, 'sqlq.errors.WorkerLostError',
            CASE WHEN acks_late
                 THEN format('the worker died while running this job, %%s times in a row; giving up',
                             attempt::bigint - retries)
                 ELSE 'the worker died while running this job (acks_late is off, or reject_on_worker_lost is False, so it is not re-run)' END,
-           NULL, enqueued_at, started_at, clock_timestamp(), attempt, retries, worker_id, group_id
+           NULL, enqueued_at, started_at, clock_timestamp(), attempt, retries, worker_id, group_id,
+           root_id, parent_id, workflow
     FROM failed
     ON CONFLICT (id) DO NOTHING
     RETURNING r.id
@@ -135,13 +136,14 @@ WITH lost AS (
 ), ins AS (
     INSERT INTO {results} AS r (id, task, queue, priority, state, args, kwargs, payload, content_type,
                                 exc_type, exc_message, traceback, enqueued_at, started_at, finished_at,
-                                attempts, retries, worker_id, group_id)
+                                attempts, retries, worker_id, group_id, root_id, parent_id, workflow)
     SELECT id, task, queue, priority, 'FAILURE', args, kwargs, payload, content_type, 'sqlq.errors.WorkerLostError',
            CASE WHEN acks_late
                 THEN format('the worker died while running this job, %%s times in a row; giving up',
                             attempt::bigint - retries)
                 ELSE 'the worker died while running this job (acks_late is off, or reject_on_worker_lost is False, so it is not re-run)' END,
-           NULL, enqueued_at, started_at, clock_timestamp(), attempt, retries, worker_id, group_id
+           NULL, enqueued_at, started_at, clock_timestamp(), attempt, retries, worker_id, group_id,
+           root_id, parent_id, workflow
     FROM failed
     ON CONFLICT (id) DO NOTHING
     RETURNING r.id

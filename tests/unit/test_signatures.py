@@ -63,7 +63,7 @@ def test_signature_function_takes_a_task_a_name_a_dict_or_a_signature(add):
 @pytest.mark.parametrize("bad, message", [
     ({"args": [1]}, "no 'task' key"),
     ({"task": "proj.add", "link": []}, "unknown key(s) link"),
-    ({"task": "proj.add", "subtask_type": "chain"}, "unknown subtask_type 'chain'"),
+    ({"task": "proj.add", "subtask_type": "nonesuch"}, "unknown subtask_type 'nonesuch'"),
 ])
 def test_a_dict_that_is_not_a_signature_is_refused_with_the_reason(bad, message):
     with pytest.raises(ConfigurationError, match=message.replace("(", r"\(").replace(")", r"\)")):
@@ -129,10 +129,12 @@ def test_repr_is_celerys_call_form(add):
     assert repr(Signature("proj.add")) == "proj.add()"
 
 
-def test_there_is_no_pipe_operator_yet(add):
+def test_the_pipe_operator_chains_signatures_and_nothing_else(add):
+    from sqlq import chain
+
     sig = Signature(add, (1, 1))
-    with pytest.raises(TypeError, match="unsupported operand"):
-        sig | sig  # noqa: B018 - the operator itself is the test
+    piped = sig | sig | add.s(2)
+    assert isinstance(piped, chain) and [t.args for t in piped.tasks] == [(1, 1), (1, 1), (2,)]
     with pytest.raises(TypeError, match="unsupported operand"):
         sig | {"x": 1}  # noqa: B018
     with pytest.raises(TypeError, match="unsupported operand"):

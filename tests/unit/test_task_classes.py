@@ -302,15 +302,16 @@ def test_broker_options_are_accepted_without_effect(app):
     assert {"exchange_type", "delivery_mode", "mandatory", "immediate", "compression", "producer"} == BROKER_OPTIONS
 
 
-def test_canvas_options_are_unknown_with_a_pointer_to_canvas(app):
+def test_callbacks_cannot_ride_on_one_job_built_alone(app):
     @app.task
     def work(x):
         return x
 
     for option in ("link", "link_error"):
-        with pytest.raises(ConfigurationError, match=rf"unknown option\(s\) for .*work.apply_async: {option}; "
-                                                     rf".*canvas .*issue #13"):
-            work.build_job((1,), {}, **{option: work})
+        with pytest.raises(ConfigurationError, match=rf"{option} is run by the database .*build_job.*apply_async\({option}="):
+            work.build_job((1,), {}, **{option: work.s()})
+    with pytest.raises(ConfigurationError, match=r"unknown option\(s\) .*chord; chord is not an option here: .*sqlq.chord"):
+        work.build_job((1,), {}, chord=work.s())
 
 
 def test_reject_on_worker_lost_false_fails_a_lost_job_instead_of_rerunning_it(app):

@@ -58,4 +58,9 @@ def resize(self, paths):  # README "Workflows": progress with update_state
     return len(paths)
 
 
+@app.task
+def tsum(numbers):  # README "Workflows": a chord's body
+    return sum(numbers)
+
+
 from proj import tasks  # noqa: E402,F401  (the proj.tasks.* names the README's commands use)

@@ -329,8 +329,13 @@ class AsyncResult:
             self.app.store.forget(conn, _row_id(self.id))
         self._cache = None
 
-    def revoke(self) -> bool:
-        """Cancel the job if it has not started; it ends as REVOKED. Returns whether it was revoked."""
+    def revoke(self, terminate: bool = False, signal: str | int = "SIGTERM") -> bool:
+        """Cancel the job if it has not started; it ends as REVOKED. Returns whether it was revoked.
+        With ``terminate``, the worker running it stops it (``signal``; ``app.control.revoke``, which
+        also keeps the id revoked for the workers) and records it REVOKED."""
+        if terminate:
+            return self.app.control.flag_revoked([self.id], terminate=True, signal=signal, task_name=self.task_name,
+                                                 notify=True) > 0
         with self.app.connection() as conn:
             revoked = self.app.store.revoke(conn, [_row_id(self.id)]) > 0
         if revoked and signals.task_revoked.has_receivers:

@@ -136,6 +136,7 @@ def build_metadata(schema: str = "sqlq") -> MetaData:
     _schedule_tables(md, schema)
     _rate_limit_tables(md)
     _group_tables(md)
+    _control_tables(md)
     return md
 
 
@@ -253,4 +254,52 @@ def _group_tables(md: MetaData) -> None:
         Column("saved_at", DateTime(timezone=True), nullable=False, server_default=text("now()")),
         PrimaryKeyConstraint("id", name="groups_pkey"),
         Index("groups_saved_at", "saved_at"),
+    )
+
+
+def _control_tables(md: MetaData) -> None:
+    """Remote control (``sqlq.control``): commands to workers, their replies, and revoked task ids.
+
+    * ``control``: one row per command sent (``app.control.*``, ``sqlq inspect``/``control``),
+      announced with NOTIFY on the schema's control channel; ``destination`` is the hostnames or
+      worker ids it is for (NULL: every worker). A worker handles each command sent after its
+      start and before ``expires_at`` once; maintenance deletes old commands with their replies.
+    * ``control_replies``: one row per worker and command (written by the worker, so workers never
+      contend for one row), collected by the sender until every live worker addressed has
+      answered or the timeout passes.
+    * ``revoked``: the ids ``revoke()`` flagged, kept until ``expires_at``
+      (``worker_revoke_expires``), so a worker started after the revoke still honours it.
+    """
+    tz = DateTime(timezone=True)
+    Table(
+        "control", md,
+        Column("id", BigInteger, Identity(always=False), nullable=False),
+        Column("command", Text, nullable=False),
+        Column("arguments", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+        Column("destination", ARRAY(Text)),
+        Column("reply", Boolean, nullable=False, server_default=text("true")),
+        Column("sent_at", tz, nullable=False, server_default=text("now()")),
+        Column("expires_at", tz, nullable=False),
+        PrimaryKeyConstraint("id", name="control_pkey"),
+        Index("control_expires_at", "expires_at"),
+    )
+    Table(
+        "control_replies", md,
+        Column("control_id", BigInteger, nullable=False),
+        Column("worker_id", UUID(as_uuid=False), nullable=False),
+        Column("hostname", Text, nullable=False),
+        Column("reply", JSONB, nullable=False),
+        Column("replied_at", tz, nullable=False, server_default=text("now()")),
+        PrimaryKeyConstraint("control_id", "worker_id", name="control_replies_pkey"),
+        ForeignKeyConstraint(["control_id"], [f"{md.schema}.control.id"], name="control_replies_control_id_fkey",
+                             ondelete="CASCADE"),
+    )
+    Table(
+        "revoked", md,
+        Column("id", UUID(as_uuid=False), nullable=False),
+        Column("revoked_at", tz, nullable=False, server_default=text("now()")),
+        Column("terminate", Boolean, nullable=False, server_default=text("false")),
+        Column("signal", Text),
+        Column("expires_at", tz),
+        PrimaryKeyConstraint("id", name="revoked_pkey"),
     )

@@ -15,6 +15,7 @@ transaction. Its methods come from one module per group, each running its own fi
 * ``rate_limits``: the token buckets of rate-limited tasks (rate_limits.py; tokens are taken by the
   claims' CLAIM_RATE_LIMITED);
 * ``groups``: a GroupResult's members' states in one statement, saved groups (groups.py);
+* ``control``: remote-control commands and replies, revoked ids (control.py; sqlq/control/);
 * ``base``: rendering for a schema, the schema's revision and advisory locks (base.py).
 
 The rows and records the store takes and gives are in records.py; the libpq fast path of one-job
@@ -24,6 +25,7 @@ writes in fast.py, the binary array encoders of FINISH_OK in binary.py.
 from __future__ import annotations
 
 from .claims import Claims
+from .control import Control
 from .groups import Groups
 from .jobs import Jobs
 from .rate_limits import RateLimits
@@ -57,5 +59,5 @@ __all__ = ["ClaimedJob", "DeclaredLimits", "DeclaredRoutes", "ForeignSchedule", 
            "RetryRequest", "RouteRow", "ScheduleRow", "Store", "WorkerRow"]
 
 
-class Store(Jobs, Claims, Workers, Results, Schedules, Routes, RateLimits, Groups):
+class Store(Jobs, Claims, Workers, Results, Schedules, Routes, RateLimits, Groups, Control):
     """Every statement of the queue tables, rendered for one schema (``Store(schema)``)."""

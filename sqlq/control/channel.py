@@ -62,7 +62,7 @@ def broadcast(app: App, command: str, arguments: dict[str, Any] | None = None,
         expected = set(sent.expected)
         while True:
             for row in app.store.control_replies(conn, sent.id):
-                if row.worker_id in seen:
+                if row.worker_id in seen or (limit is not None and len(replies) >= limit):
                     continue
                 seen.add(row.worker_id)
                 answer = {row.hostname: json_loads(row.reply)}

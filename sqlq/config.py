@@ -53,6 +53,7 @@ DEFAULTS: dict[str, Any] = {
     "task_soft_time_limit": None,
     "task_default_rate_limit": None,
     "worker_disable_rate_limits": False,
+    "worker_enable_remote_control": True,  # False: a worker answers no control command (sqlq.control)
     "enable_utc": True,
     "imports": (),
     "include": (),
@@ -84,7 +85,7 @@ _FLOAT = {"worker_poll_interval", "worker_heartbeat_interval", "worker_lost_time
           "worker_revoke_expires",
           "task_time_limit", "task_soft_time_limit"}
 _BOOL = {"task_acks_late", "task_always_eager", "task_eager_propagates", "task_track_started",
-         "task_ignore_result", "worker_disable_rate_limits", "enable_utc"}
+         "task_ignore_result", "worker_disable_rate_limits", "worker_enable_remote_control", "enable_utc"}
 _LIST = {"accept_content"}
 #: Settings that cannot come from a flat environment string.
 _NOT_FROM_ENV = {"task_routes", "task_queues", "beat_schedule", "database_url", "task_annotations", "imports",

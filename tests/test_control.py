@@ -189,3 +189,11 @@ def test_a_callback_sees_each_reply_and_limit_ends_the_wait(app, run_worker):
         replies = app.control.broadcast("ping", reply=True, timeout=5, callback=seen.append)
         assert sorted(seen, key=str) == sorted(replies, key=str) and len(replies) == 2
         assert len(app.control.broadcast("ping", reply=True, timeout=30, limit=1)) == 1
+
+
+def test_remote_control_can_be_disabled_as_in_celery(app, run_worker):
+    app.conf.worker_enable_remote_control = False
+    with run_worker(app, pool="threads", hostname="deaf@test") as w:
+        wait_for(lambda: w.control._since is not None, message="the worker to start")
+        assert app.control.inspect(timeout=1.5).ping() is None
+        assert app.control.shutdown(reply=True, timeout=0.5) == [] and w._stop_mode is None

@@ -139,6 +139,8 @@ class WorkerControl:
             self._since = worker.store.control_clock(conn)
         if time.monotonic() >= self._next_revoked:
             self._read_revoked(conn)
+        if not worker.app.conf.worker_enable_remote_control:
+            return  # (Celery's setting: no command is answered; revoked ids are still honoured)
         for command in worker.store.control_pending(conn, worker.id, worker.hostname, self._since):
             try:
                 arguments = json_loads(command.arguments)

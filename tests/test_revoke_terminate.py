@@ -180,3 +180,30 @@ def test_revoke_of_a_waiting_job_and_an_unknown_signal(app):
     assert job.state == "REVOKED"
     with pytest.raises(ConfigurationError, match="not a signal name"):
         app.control.revoke(job.id, terminate=True, signal="SIGNOPE")
+
+
+def test_the_worker_sends_task_revoked_for_a_terminated_job(app, run_worker, raw_conn, schema):
+    from sqlq import signals
+
+    seen = []
+
+    def receiver(sender=None, request=None, terminated=None, signum=None, expired=None, **kwargs):
+        seen.append((request.id, terminated, signum, expired))
+
+    @app.task
+    def loops():
+        for _ in range(1200):
+            time.sleep(0.05)
+
+    signals.task_revoked.connect(receiver)
+    try:
+        with run_worker(app, pool="threads", hostname="sig@test"):
+            _up(app, "sig@test")
+            job = loops.delay()
+            _running(app, "sig@test", job.id)
+            app.control.revoke(job.id, terminate=True, signal="SIGUSR1")
+            assert wait_result(raw_conn, schema, job.id)["exc_message"].startswith("terminated by SIGUSR1")
+            wait_for(lambda: seen, message="task_revoked")
+            assert seen == [(job.id, True, 10, False)]
+    finally:
+        signals.task_revoked.disconnect(receiver)

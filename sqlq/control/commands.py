@@ -361,12 +361,15 @@ def revoke(control: WorkerControl, conn: psycopg.Connection, task_id: Any = None
     terminated: list[str] = []
     if hasattr(worker.pool, "terminate_job"):
         for job in running.values():
+            control.terminating[job.id] = name
             if worker.pool.terminate_job(job.id, signum):
                 terminated.append(task_id_of(job))
+            else:
+                control.terminating.pop(job.id, None)
     else:
         for job_id in running:
             control.terminating[job_id] = name
-        reached = [t for limits in control.thread_limits for t in limits.terminate(set(running))]
+        reached = [t for limits in list(control.thread_limits) if (t := limits.terminate(set(running)))]
         for job_id in set(running) - {task_uuid(t) for t in reached}:
             control.terminating.pop(job_id, None)
         terminated = reached

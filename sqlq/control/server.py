@@ -23,10 +23,11 @@ from typing import TYPE_CHECKING, Any
 
 import psycopg
 
+from .. import signals
 from ..outage import Backoff
 from ..serialization import json_dumps, json_loads
 from ..store import ClaimedJob, Outcome
-from .revocation import MAX_REVOKED, RevokedIds, TerminableLimits, revoked_outcome
+from .revocation import MAX_REVOKED, RevokedIds, TerminableLimits, revoked_outcome, signal_number
 
 if TYPE_CHECKING:
     from ..worker.execution import Result
@@ -103,9 +104,17 @@ class WorkerControl:
         """A job this worker was terminating ended: the exception raised in its thread becomes
         REVOKED; an outcome it reached first stands."""
         name = self.terminating.pop(job.id, None)
-        if (name is not None and type(result) is Outcome and result.state == "FAILURE"
-                and result.exc_type is not None and result.exc_type.endswith(".TaskTerminated")):
-            return revoked_outcome(job, f"terminated by {name} (revoke with terminate=True)")
+        if name is None or type(result) is not Outcome:
+            return result
+        if result.state == "FAILURE" and result.exc_type is not None and result.exc_type.endswith(".TaskTerminated"):
+            result = revoked_outcome(job, f"terminated by {name} (revoke with terminate=True)")
+        elif result.state != "REVOKED":  # (prefork: the pool recorded the child's death as REVOKED)
+            return result  # it ended before the termination reached it
+        if signals.task_revoked.has_receivers:  # Celery's signal, in the worker, for a terminated task
+            signals.task_revoked.send(sender=self.worker.app.tasks.get(job.task) or job.task, terminated=True,
+                                      signum=signal_number(name), expired=False, request=signals.job_request(
+                                          job, self.worker.hostname, self.worker.id,
+                                          self.worker.app.conf.accept_content))
         return result
 
     # the thread ---------------------------------------------------------------------------------

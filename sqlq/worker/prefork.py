@@ -112,6 +112,8 @@ class PreforkPool(BasePool):
         # (the one writer of the sockets), and the number of children pool_grow/shrink asked for
         self._outbox: collections.deque[tuple[str, tuple[Any, ...]]] = collections.deque()
         self._target: int | None = None
+        self._control_due = False  # something above is waiting for the supervisor (_run_control)
+        self._retired: list[_Child] = []
 
     # lifecycle ---------------------------------------------------------------------------------
 
@@ -173,12 +175,14 @@ class PreforkPool(BasePool):
                 return False
             child.terminated = (job_id, signum)
             self._outbox.append(("one", (child, ("terminate", job_id, signum))))
+            self._control_due = True
         self._wake()
         return True
 
     def set_time_limits(self, task_name: str, soft: float | None, hard: float | None) -> None:
         """time_limit: the children apply the soft limit (the parent reads the hard one itself)."""
         self._outbox.append(("all", ("time_limit", task_name, soft, hard)))
+        self._control_due = True
         self._wake()
 
     def resize(self, concurrency: int) -> None:
@@ -186,10 +190,13 @@ class PreforkPool(BasePool):
         retire are sent no more jobs and stop once they hold none."""
         self._target = concurrency
         self.concurrency = concurrency
+        self._control_due = True
         self._wake()
 
     def _run_control(self) -> None:
-        """The supervisor's share of remote control: send what is queued, start or retire children."""
+        """The supervisor's share of remote control: send what is queued, start or retire children
+        (due again while a child to retire still holds jobs)."""
+        self._control_due = False
         while self._outbox:
             kind, data = self._outbox.popleft()
             targets = [cast(_Child, data[0])] if kind == "one" else list(self._children)
@@ -199,19 +206,24 @@ class PreforkPool(BasePool):
                     with contextlib.suppress(OSError):  # the child died: its EOF is handled
                         child.sock.sendall(frame(message))
         target = self._target
-        if target is None:
-            return
+        if target is not None:
+            self._resize_to(target)
+        for child in self._children:
+            if child.retiring and not child.closed and not child.told_to_stop:
+                if child.queue:
+                    self._control_due = True  # (stopped once it has run what it holds)
+                    continue
+                child.told_to_stop = True
+                with contextlib.suppress(OSError):
+                    child.sock.sendall(frame(None))
+
+    def _resize_to(self, target: int) -> None:
+        self._target = None
         active = [c for c in self._children if not c.retiring and not (c.closed and c.respawn_at is None)]
         for _ in range(target - len(active)):
             self._children.append(self._spawn())
         for child in sorted(active, key=lambda c: len(c.queue))[:max(len(active) - target, 0)]:
             child.retiring = True
-        for child in self._children:
-            if child.retiring and not child.queue and not child.closed and not child.told_to_stop:
-                child.told_to_stop = True
-                with contextlib.suppress(OSError):
-                    child.sock.sendall(frame(None))
-        self._target = None
 
     def take_unstarted(self) -> list[ClaimedJob]:
         """The buffer, plus the jobs queued in children that have not started them (each child's
@@ -271,8 +283,7 @@ class PreforkPool(BasePool):
 
     def _supervise(self) -> None:
         while not self._stopping:
-            if self._outbox or self._target is not None or any(c.retiring and not c.told_to_stop
-                                                                for c in self._children):
+            if self._control_due:
                 self._run_control()
             self._assign()
             waitables: list[int | socket.socket] = [self._wake_r]
@@ -370,17 +381,17 @@ class PreforkPool(BasePool):
         return bool(self.max_tasks_per_child and child.sent >= self.max_tasks_per_child)
 
     def _collect(self) -> None:
-        for child in list(self._children):  # (a copy: a retired child leaves the list meanwhile)
+        for index, child in enumerate(self._children):
             if child.respawn_at is not None:
                 if child.respawn_at <= time.monotonic() and not self._stopping:
-                    self._children[self._index(child)] = self._spawn()
+                    self._children[index] = self._spawn()
                 continue
             if child.closed or self._read_messages(child):
                 continue
-            self._child_gone(self._index(child), child)
-
-    def _index(self, child: _Child) -> int:
-        return next(i for i, c in enumerate(self._children) if c is child)
+            self._child_gone(index, child)
+        if self._retired:  # (pool_shrink: gone and not replaced; removed after the loop over the list)
+            self._children = [c for c in self._children if all(c is not r for r in self._retired)]
+            self._retired.clear()
 
     def _child_gone(self, index: int, child: _Child) -> None:
         """EOF: the child is gone (killed, crashed, or done with --max-tasks-per-child)."""
@@ -434,7 +445,7 @@ class PreforkPool(BasePool):
                       child.process.returncode, self.app_path, delay)
             child.respawn_at = time.monotonic() + delay
         elif child.retiring:
-            del self._children[index]  # (pool_shrink: not replaced)
+            self._retired.append(child)
         elif not self._stopping:
             self._children[index] = self._spawn()
 

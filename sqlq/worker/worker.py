@@ -174,6 +174,7 @@ class Worker:
         self.processed = 0
         # remote control (sqlq.control): commands, revoked ids, termination; per-task counts for stats
         self.control = WorkerControl(self)
+        self._terminating = self.control.terminating  # (read per outcome: one attribute, not two)
         self.totals: collections.Counter[str] = collections.Counter()
         self.executors: list[Executor] = []
         if signals.celeryd_init.has_receivers:  # Celery's first worker signal: before the pool exists
@@ -227,7 +228,7 @@ class Worker:
     # callbacks from the pool (any thread) ------------------------------------------------------
 
     def _on_result(self, job: ClaimedJob, result: Result) -> None:
-        if self.control.terminating:  # (empty but while a revoke terminates a job in a thread)
+        if self._terminating:  # (empty but while a revoke terminates a running job)
             result = self.control.terminated(job, result)
         self._done.append((job, result))
         # Event.set takes the event's lock, contended by every pool thread and the finisher: skip it
@@ -608,7 +609,7 @@ class Worker:
             self._lost.extendleft(reversed(lost))
             raise
         self._flushing = 0
-        self.totals.update(job.task for job, _ in batch)  # (inspect stats' per-task counts)
+        self.totals.update([job.task for job, _ in batch])  # (inspect stats' per-task counts)
         self._count(-(len(batch) + len(lost)))
         self._wake.set()  # capacity freed: the consumer may claim again
 

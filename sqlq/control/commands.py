@@ -37,9 +37,6 @@ Handler = Callable[..., "tuple[Reply, After] | Reply"]
 #: The most scheduled jobs ``inspect scheduled`` lists per worker.
 SCHEDULED_LIMIT = 1000
 
-#: Settings ``inspect conf`` never shows as they are.
-_SECRET_SETTINGS = ("database_url", "beat_database_url")
-
 
 def ok(message: str) -> dict[str, str]:
     return {"ok": message}
@@ -154,12 +151,11 @@ def stats(control: WorkerControl, conn: psycopg.Connection) -> Reply:
     return {
         "total": dict(sorted(worker.totals.items())),
         "pid": control.pid(),
-        "clock": "0",
         "uptime": int(control.uptime()),
         "pool": {"implementation": worker.pool_name, "max-concurrency": worker.concurrency,
                  "processes": worker.pool.processes() if hasattr(worker.pool, "processes") else [control.pid()],
                  "max-tasks-per-child": worker.max_tasks_per_child or "N/A",
-                 "put-guarded-by-semaphore": False, "timeouts": [0, 0]},
+                 "timeouts": [worker.app.conf.task_soft_time_limit or 0, worker.app.conf.task_time_limit or 0]},
         "broker": {"transport": "postgresql", "hostname": info.host, "port": info.port,
                    "virtual_host": info.dbname, "userid": info.user, "insist": False, "ssl": False,
                    "connect_timeout": 10, "heartbeat": worker.heartbeat_interval, "login_method": None,
@@ -211,7 +207,7 @@ def conf(control: WorkerControl, conn: psycopg.Connection, with_defaults: bool =
     for key, value in settings.as_dict().items():
         if not with_defaults and not settings.was_set(key):
             continue
-        if key in _SECRET_SETTINGS and isinstance(value, str):
+        if isinstance(value, str) and "://" in value:
             value = _mask(value)
         try:
             serialization.json_dumps(value)

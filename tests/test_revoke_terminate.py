@@ -207,3 +207,20 @@ def test_the_worker_sends_task_revoked_for_a_terminated_job(app, run_worker, raw
             assert seen == [(job.id, True, 10, False)]
     finally:
         signals.task_revoked.disconnect(receiver)
+
+
+def test_a_job_queued_in_a_prefork_child_that_is_revoked_never_runs(basic_app, run_worker, raw_conn, schema):
+    from tests.apps import basic
+
+    with run_worker(basic_app, pool="prefork", concurrency=1, hostname="pq@test", app_path="tests.apps.basic:app") as w:
+        _up(basic_app, "pq@test")
+        assert basic.add.delay(1, 1).get(timeout=60) == 2  # (the child is up)
+        first = basic.sleep.delay(3)
+        queued = basic.add.delay(2, 2)  # sent to the child behind the sleeping job
+        _running(basic_app, "pq@test", first.id)
+        wait_for(lambda: any(j.id == queued.id for c in w.pool._children for j in list(c.queue)[1:]),
+                 message="the second job queued in the child")
+        basic_app.control.revoke(queued.id)
+        row = wait_result(raw_conn, schema, queued.id, timeout=60)
+        assert row["state"] == "REVOKED" and row["exc_message"] == "revoked before it started"
+        assert wait_result(raw_conn, schema, first.id, timeout=60)["state"] == "SUCCESS"

@@ -90,8 +90,8 @@ def _setup_logging(level: int) -> None:
 
 def _serve(opts: argparse.Namespace, sock: socket.socket, app: Any) -> int:
     """Run the jobs the parent sends until told to stop, the parent goes away, or --max-tasks."""
-    from ..store import ClaimedJob
-    from .execution import Executor, last_resort
+    from ..store import ClaimedJob, Outcome
+    from .execution import Executor, Result, last_resort
     from .time_limits import AlarmTimeLimits
     from .wire import FrameReader, frame, jobs_from_wire, result_to_wire
 
@@ -105,6 +105,7 @@ def _serve(opts: argparse.Namespace, sock: socket.socket, app: Any) -> int:
 
     queue: collections.deque[ClaimedJob] = collections.deque()
     current: list[str | None] = [None]  # the job the main thread runs (revoke's terminate)
+    revoked: set[str] = set()  # revoked ids among the jobs queued here: reported REVOKED, not run
     wake = threading.Condition()
     ended = []  # non-empty once the parent said stop or went away
 
@@ -132,6 +133,8 @@ def _serve(opts: argparse.Namespace, sock: socket.socket, app: Any) -> int:
                     if current[0] == message[1]:
                         _armed.append(message[2])
                         os.kill(os.getpid(), message[2])
+                elif message[0] == "revoked":  # (ids): remote control's revoke of jobs queued here
+                    revoked.update(message[1])
                 elif message[0] == "time_limit":  # (task, soft, hard): remote control's time_limit
                     task = app.tasks.get(message[1])
                     if task is not None:
@@ -165,8 +168,13 @@ def _serve(opts: argparse.Namespace, sock: socket.socket, app: Any) -> int:
         if ended:
             return 0  # stopped with jobs queued: the parent hands them back
         current[0] = job.id
+        result: Result
         try:
-            result = executor.execute(job)
+            if revoked and job.id in revoked:
+                result = Outcome(id=job.id, attempt=job.attempt, state="REVOKED",
+                                 exc_type="sqlq.errors.TaskRevokedError", exc_message="revoked before it started")
+            else:
+                result = executor.execute(job)
         except BaseException as exc:  # noqa: BLE001 - e.g. the soft-limit alarm firing just after the task
             result = last_resort(job, exc)  # this child goes on: a job never ends its process
         current[0] = None

@@ -157,6 +157,17 @@ class PreforkPool(BasePool):
         with self._lock:
             return list(self._pending) + [job for c in self._children for job in list(c.queue)[1:]]
 
+    def discard_unstarted(self, ids: set[str]) -> list[ClaimedJob]:
+        """The revoked jobs still in the buffer are taken out (the caller records them); those
+        already sent to a child are skipped by the child, which reports them REVOKED unrun."""
+        taken = super().discard_unstarted(ids)
+        with self._lock:
+            if any(job.id in ids for c in self._children for job in list(c.queue)[1:]):
+                self._outbox.append(("all", ("revoked", sorted(ids))))
+                self._control_due = True
+        self._wake()
+        return taken
+
     def job_pids(self) -> dict[str, int]:
         """The pid of the child running each running job."""
         with self._lock:

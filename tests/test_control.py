@@ -8,17 +8,13 @@ import time
 import pytest
 
 from sqlq.errors import ConfigurationError
-from tests.apps.harness import result_row, scalar, wait_for, wait_result
-
-
-def _up(app, name):
-    wait_for(lambda: name in (app.control.inspect(timeout=1).ping() or {}), message=f"a pong from {name}")
+from tests.apps.harness import result_row, scalar, wait_answering, wait_for, wait_result
 
 
 def test_shutdown_stops_the_worker_after_replying(app, run_worker):
     wt = run_worker(app, pool="threads", hostname="bye@test")
     with wt:
-        _up(app, "bye@test")
+        wait_answering(app, "bye@test")
         assert app.control.shutdown(reply=True, timeout=5) == [{"bye@test": {"ok": "shutting down"}}]
         wt.thread.join(30)
         assert not wt.thread.is_alive()
@@ -29,7 +25,7 @@ def test_shutdown_without_reply_and_by_destination(app, run_worker):
     keep, stop = run_worker(app, pool="threads", hostname="keep@test"), run_worker(app, pool="threads",
                                                                                     hostname="stop@test")
     with keep, stop:
-        _up(app, "keep@test"), _up(app, "stop@test")
+        wait_answering(app, "keep@test", "stop@test")
         assert app.control.shutdown(destination=["stop@test"]) is None
         stop.thread.join(30)
         assert not stop.thread.is_alive() and keep.thread.is_alive()
@@ -41,7 +37,7 @@ def test_rate_limit_is_written_once_and_read_by_every_worker_at_once(app, run_wo
         return 1
 
     with run_worker(app, pool="threads", hostname="r1@test") as w:
-        _up(app, "r1@test")
+        wait_answering(app, "r1@test")
         assert app.control.rate_limit(limited.name, "10/m", reply=True, timeout=5) == [
             {"r1@test": {"ok": "new rate limit set successfully"}}]
         assert scalar(raw_conn, "SELECT rate FROM {s}.rate_limits WHERE task = %s", limited.name,
@@ -66,7 +62,7 @@ def test_time_limit_changes_the_limits_of_the_next_jobs(app, run_worker, raw_con
         return "finished"
 
     with run_worker(app, pool="threads", hostname="t1@test"):
-        _up(app, "t1@test")
+        wait_answering(app, "t1@test")
         assert app.control.time_limit(loops.name, soft=0.3, reply=True, timeout=5) == [
             {"t1@test": {"ok": "time limits set successfully"}}]
         row = wait_result(raw_conn, schema, loops.delay().id)
@@ -78,7 +74,7 @@ def test_time_limit_reaches_prefork_children(basic_app, run_worker, raw_conn, sc
     from tests.apps import basic
 
     with run_worker(basic_app, pool="prefork", concurrency=1, hostname="tp@test", app_path="tests.apps.basic:app"):
-        _up(basic_app, "tp@test")
+        wait_answering(basic_app, "tp@test")
         assert basic.sleep.delay(0).get(timeout=60) == 0  # (the child is up)
         assert basic_app.control.time_limit(basic.sleep.name, soft=0.3, reply=True, timeout=5) == [
             {"tp@test": {"ok": "time limits set successfully"}}]
@@ -88,7 +84,7 @@ def test_time_limit_reaches_prefork_children(basic_app, run_worker, raw_conn, sc
 
 def test_pool_grow_and_shrink_in_threads(app, run_worker):
     with run_worker(app, pool="threads", concurrency=2, hostname="g@test") as w:
-        _up(app, "g@test")
+        wait_answering(app, "g@test")
         assert app.control.pool_grow(3, reply=True, timeout=5) == [{"g@test": {"ok": "pool will grow"}}]
         assert w.concurrency == 5 and w.capacity == 5 * w.prefetch_multiplier
         assert len([t for t in w.pool._threads if t.is_alive()]) == 5
@@ -104,7 +100,7 @@ def test_pool_grow_and_shrink_in_prefork(basic_app, run_worker):
     from tests.apps import basic
 
     with run_worker(basic_app, pool="prefork", concurrency=1, hostname="gp@test", app_path="tests.apps.basic:app") as w:
-        _up(basic_app, "gp@test")
+        wait_answering(basic_app, "gp@test")
         assert basic_app.control.pool_grow(1, reply=True, timeout=5) == [{"gp@test": {"ok": "pool will grow"}}]
         wait_for(lambda: len(w.pool.processes()) == 2, message="a second child")
         pids = set(w.pool.processes())
@@ -116,7 +112,7 @@ def test_pool_grow_and_shrink_in_prefork(basic_app, run_worker):
 
 def test_what_the_solo_pool_cannot_do_is_an_error(app, run_worker):
     with run_worker(app, pool="solo", hostname="s@test"):
-        _up(app, "s@test")
+        wait_answering(app, "s@test")
         for reply in (app.control.pool_grow(1, reply=True, timeout=5), app.control.pool_shrink(1, reply=True, timeout=5)):
             [answer] = reply
             assert "solo pool has a fixed size" in answer["s@test"]["error"]
@@ -128,7 +124,7 @@ def test_add_and_cancel_consumer(app, run_worker, raw_conn, schema):
         return "hi"
 
     with run_worker(app, pool="threads", hostname="c@test") as w:
-        _up(app, "c@test")
+        wait_answering(app, "c@test")
         job = hello.apply_async(queue="extra")
         assert app.control.add_consumer("extra", reply=True, timeout=5) == [{"c@test": {"ok": "add consumer extra"}}]
         assert wait_result(raw_conn, schema, job.id)["state"] == "SUCCESS"
@@ -152,7 +148,7 @@ def test_add_and_cancel_consumer(app, run_worker, raw_conn, schema):
 
 def test_bad_commands_get_error_replies_and_the_worker_goes_on(app, run_worker):
     with run_worker(app, pool="threads", hostname="e@test"):
-        _up(app, "e@test")
+        wait_answering(app, "e@test")
         assert app.control.broadcast("explode", reply=True, timeout=5) == [
             {"e@test": {"error": "No such control command: explode"}}]
         [answer] = app.control.broadcast("pool_grow", {"n": "many"}, reply=True, timeout=5)
@@ -166,7 +162,7 @@ def test_bad_commands_get_error_replies_and_the_worker_goes_on(app, run_worker):
 
 def test_maintenance_prunes_old_commands_with_their_replies(app, run_worker, raw_conn, schema):
     with run_worker(app, pool="threads", hostname="m@test"):
-        _up(app, "m@test")
+        wait_answering(app, "m@test")
         assert scalar(raw_conn, "SELECT count(*) FROM {s}.control_replies", schema=schema) > 0
         raw_conn.execute(f'UPDATE "{schema}".control SET expires_at = now() - interval \'1 hour\'')
         with app.connection() as conn:
@@ -178,14 +174,14 @@ def test_maintenance_prunes_old_commands_with_their_replies(app, run_worker, raw
 def test_a_worker_ignores_commands_sent_before_it_started(app, run_worker):
     app.control.shutdown()  # nobody listens: must not stop a worker started later
     with run_worker(app, pool="threads", hostname="late@test") as w:
-        _up(app, "late@test")
+        wait_answering(app, "late@test")
         assert w._stop_mode is None
 
 
 def test_a_callback_sees_each_reply_and_limit_ends_the_wait(app, run_worker):
     seen = []
     with run_worker(app, pool="threads", hostname="cb1@test"), run_worker(app, pool="threads", hostname="cb2@test"):
-        _up(app, "cb1@test"), _up(app, "cb2@test")
+        wait_answering(app, "cb1@test", "cb2@test")
         replies = app.control.broadcast("ping", reply=True, timeout=5, callback=seen.append)
         assert sorted(seen, key=str) == sorted(replies, key=str) and len(replies) == 2
         assert len(app.control.broadcast("ping", reply=True, timeout=30, limit=1)) == 1

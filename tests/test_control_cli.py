@@ -5,17 +5,13 @@ from __future__ import annotations
 
 import json
 
-from tests.apps.harness import wait_for, wait_result
+from tests.apps.harness import wait_answering, wait_for, wait_result
 from tests.test_cli import run_cli
-
-
-def _up(app, name):
-    wait_for(lambda: name in (app.control.inspect(timeout=1).ping() or {}), message=f"a pong from {name}")
 
 
 def test_inspect_commands_print_like_celery_and_json(basic_app, run_worker):
     with run_worker(basic_app, pool="threads", hostname="cli@test"):
-        _up(basic_app, "cli@test")
+        wait_answering(basic_app, "cli@test")
         ping = run_cli("-A", "tests.apps.basic:app", "inspect", "ping", "--timeout", "10")
         assert ping.returncode == 0, ping.stderr
         assert ping.stdout == "->  cli@test: OK\n        pong\n\n1 node online.\n"
@@ -47,7 +43,7 @@ def test_control_commands(basic_app, run_worker, raw_conn, schema):
     from tests.apps import basic
 
     with run_worker(basic_app, pool="threads", hostname="ctl@test") as w:
-        _up(basic_app, "ctl@test")
+        wait_answering(basic_app, "ctl@test")
         rate = run_cli("control", "rate_limit", "tests.apps.basic.add", "10/m", "-t", "10")
         assert rate.returncode == 0, rate.stderr
         assert rate.stdout.startswith("->  ctl@test: OK\n        new rate limit set successfully\n")

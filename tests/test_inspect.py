@@ -10,12 +10,7 @@ import uuid
 
 import pytest
 
-from tests.apps.harness import wait_for, wait_result
-
-
-def _ping_all(app, names, timeout=1.0):
-    return wait_for(lambda: (r := app.control.inspect(timeout=timeout).ping()) and set(r) >= set(names) and r,
-                    message=f"pongs from {names}")
+from tests.apps.harness import wait_answering, wait_for, wait_result
 
 
 def test_every_inspect_command_answers_in_celerys_shape(app, run_worker, raw_conn, schema):
@@ -32,7 +27,7 @@ def test_every_inspect_command_answers_in_celerys_shape(app, run_worker, raw_con
 
     with run_worker(app, pool="threads", concurrency=1, prefetch_multiplier=4, hostname="w1@test") as w:
         try:
-            _ping_all(app, ["w1@test"])
+            wait_answering(app, "w1@test")
             done = quick.delay()
             wait_result(raw_conn, schema, done.id)
             running, waiting = blocked.delay(1), blocked.delay(2)
@@ -94,7 +89,7 @@ def test_conf_masks_the_database_password(schema, database_url, run_worker):
 
 def test_destination_filters_by_hostname_and_by_worker_id(app, run_worker):
     with run_worker(app, pool="threads", hostname="a@test") as a, run_worker(app, pool="threads", hostname="b@test"):
-        _ping_all(app, ["a@test", "b@test"])
+        wait_answering(app, "a@test", "b@test")
         assert set(app.control.inspect(destination=["a@test"], timeout=5).ping()) == {"a@test"}
         assert set(app.control.inspect(destination="b@test", timeout=5).ping()) == {"b@test"}
         assert set(app.control.inspect(destination=[a.id], timeout=5).ping()) == {"a@test"}
@@ -124,7 +119,7 @@ def test_a_dead_worker_does_not_answer_and_the_live_ones_do(app, run_worker):
     with run_worker(app, pool="threads", concurrency=1, hostname="busy@test"), \
             run_worker(app, pool="threads", concurrency=1, hostname="idle@test", queues=["other"]):
         try:
-            _ping_all(app, ["busy@test", "idle@test"])
+            wait_answering(app, "busy@test", "idle@test")
             job = hold.delay()
             wait_for(lambda: (a := app.control.inspect(destination=["busy@test"], timeout=5).active())
                      and a["busy@test"], message="the busy worker's job")
@@ -150,7 +145,7 @@ def test_an_idle_worker_answers_at_once_and_a_busy_one_without_waiting_for_its_j
 
     with run_worker(app, pool="threads", concurrency=2, hostname="lat@test"):
         try:
-            _ping_all(app, ["lat@test"])
+            wait_answering(app, "lat@test")
             idle = []
             for _ in range(5):
                 started = time.monotonic()
@@ -176,7 +171,7 @@ def test_inspect_in_solo_and_prefork_workers(basic_app, run_worker, raw_conn, sc
     from tests.apps import basic
 
     with run_worker(basic_app, pool=pool, concurrency=2, hostname=f"{pool}@test", app_path="tests.apps.basic:app"):
-        _ping_all(basic_app, [f"{pool}@test"])
+        wait_answering(basic_app, f"{pool}@test")
         seconds = 30 if pool == "prefork" else 2  # (a solo worker's job runs to its end: see below)
         job = basic.sleep.delay(seconds)
         active = wait_for(lambda: (a := basic_app.control.inspect(timeout=5).active()) and a[f"{pool}@test"] and a,

@@ -7,11 +7,14 @@ from __future__ import annotations
 import threading
 import time
 
-from tests.apps.harness import claim_as_dead_worker, create_runs_table, runs_of, wait_for, wait_result
-
-
-def _up(app, name):
-    wait_for(lambda: name in (app.control.inspect(timeout=1).ping() or {}), message=f"a pong from {name}")
+from tests.apps.harness import (
+    claim_as_dead_worker,
+    create_runs_table,
+    runs_of,
+    wait_answering,
+    wait_for,
+    wait_result,
+)
 
 
 def _running(app, name, job_id):
@@ -32,7 +35,7 @@ def test_terminate_in_the_threads_and_solo_pools(app, run_worker, raw_conn, sche
 
     for pool in ("threads", "solo"):
         with run_worker(app, pool=pool, hostname=f"{pool}@test"):
-            _up(app, f"{pool}@test")
+            wait_answering(app, f"{pool}@test")
             job = loops.delay()
             _running(app, f"{pool}@test", job.id)
             assert app.control.revoke(job.id, terminate=True, reply=True, timeout=5) == [
@@ -56,7 +59,7 @@ def test_terminate_an_async_task_in_a_thread_says_it_cannot(app, run_worker, raw
         return "done"
 
     with run_worker(app, pool="threads", hostname="as@test"):
-        _up(app, "as@test")
+        wait_answering(app, "as@test")
         job = waits.delay()
         _running(app, "as@test", job.id)
         [reply] = app.control.revoke(job.id, terminate=True, reply=True, timeout=5)
@@ -69,7 +72,7 @@ def test_terminate_in_the_prefork_pool_signals_the_child(basic_app, run_worker, 
     from tests.apps import basic
 
     with run_worker(basic_app, pool="prefork", concurrency=1, hostname="pf@test", app_path="tests.apps.basic:app") as w:
-        _up(basic_app, "pf@test")
+        wait_answering(basic_app, "pf@test")
         before = basic.pid.delay().get(timeout=60)
         job = basic.sleep.delay(60)
         _running(basic_app, "pf@test", job.id)
@@ -98,7 +101,7 @@ def test_a_revoke_reaching_a_worker_that_does_not_run_the_job_changes_nothing(ap
 
     with run_worker(app, pool="threads", hostname="runs@test"), \
             run_worker(app, pool="threads", hostname="other@test", queues=["elsewhere"]):
-        _up(app, "runs@test"), _up(app, "other@test")
+        wait_answering(app, "runs@test", "other@test")
         job = held.delay()
         _running(app, "runs@test", job.id)
         assert app.control.revoke(job.id, terminate=True, destination=["other@test"], reply=True, timeout=5) == [
@@ -119,7 +122,7 @@ def test_a_reserved_job_that_is_revoked_never_runs(app, run_worker, raw_conn, sc
         release.wait(30)
 
     with run_worker(app, pool="threads", concurrency=1, hostname="rs@test"):
-        _up(app, "rs@test")
+        wait_answering(app, "rs@test")
         first, second = counted.delay(), counted.delay()
         _running(app, "rs@test", first.id)
         wait_for(lambda: [i for i in app.control.inspect(timeout=5).reserved()["rs@test"] if i["id"] == second.id],
@@ -198,7 +201,7 @@ def test_the_worker_sends_task_revoked_for_a_terminated_job(app, run_worker, raw
     signals.task_revoked.connect(receiver)
     try:
         with run_worker(app, pool="threads", hostname="sig@test"):
-            _up(app, "sig@test")
+            wait_answering(app, "sig@test")
             job = loops.delay()
             _running(app, "sig@test", job.id)
             app.control.revoke(job.id, terminate=True, signal="SIGUSR1")
@@ -213,7 +216,7 @@ def test_a_job_queued_in_a_prefork_child_that_is_revoked_never_runs(basic_app, r
     from tests.apps import basic
 
     with run_worker(basic_app, pool="prefork", concurrency=1, hostname="pq@test", app_path="tests.apps.basic:app") as w:
-        _up(basic_app, "pq@test")
+        wait_answering(basic_app, "pq@test")
         assert basic.add.delay(1, 1).get(timeout=60) == 2  # (the child is up)
         first = basic.sleep.delay(3)
         queued = basic.add.delay(2, 2)  # sent to the child behind the sleeping job

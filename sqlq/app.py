@@ -51,6 +51,7 @@ if TYPE_CHECKING:
     # does not pay ~0.1-0.2 s of start-up for it
     from sqlalchemy import Engine
 
+    from .control import Control
     from .db import AsyncConnectionPool
     from .notify import ResultWaiter
 
@@ -355,6 +356,14 @@ class App:
         if self._store is None or self._store.schema != schema:
             self._store = Store(schema)
         return self._store
+
+    @property
+    def control(self) -> Control:
+        """Celery's ``app.control``: inspect and control the workers, through PostgreSQL
+        (``sqlq.control``)."""
+        from .control import Control
+
+        return Control(self)
 
     @property
     def engine(self) -> Engine:

@@ -41,14 +41,15 @@ SAME_NAME: tuple[str, ...] = (
     "task_default_exchange_type", "task_default_priority", "task_default_rate_limit",
     "task_default_routing_key", "task_eager_propagates", "task_ignore_result", "task_queues",
     "task_routes", "task_serializer", "task_soft_time_limit", "task_time_limit", "task_track_started",
-    "worker_concurrency", "worker_disable_rate_limits", "worker_max_tasks_per_child", "worker_pool",
-    "worker_prefetch_multiplier",
+    "worker_concurrency", "worker_disable_rate_limits", "worker_enable_remote_control",
+    "worker_max_tasks_per_child", "worker_pool", "worker_prefetch_multiplier",
 )
 
 _BROKER = "PostgreSQL is the broker and sqlq connects to it with database_url alone"
 _BACKEND = "results are rows in sqlq's own PostgreSQL tables, so other result backends' settings configure nothing"
 _NO_EVENTS = "sqlq sends no event messages: every job's state is a row you can query (sqlq queues, sqlq inspect)"
-_NO_CONTROL = "sqlq has no broadcast control queues: workers are rows in the database (sqlq inspect workers)"
+_NO_CONTROL = ("sqlq's remote control goes through PostgreSQL tables (control, control_replies) and NOTIFY: there "
+               "is no control exchange or queue to configure")
 _ONE_URL = "sqlq uses one database URL for sending, consuming and results (database_url)"
 _QUEUES = "a sqlq queue is a column value: every queue exists without being declared, with no broker queue type"
 
@@ -124,7 +125,6 @@ NO_MEANING: dict[str, str] = {
     "control_exchange": _NO_CONTROL, "control_queue_durable": _NO_CONTROL,
     "control_queue_exclusive": _NO_CONTROL, "control_queue_expires": _NO_CONTROL,
     "control_queue_ttl": _NO_CONTROL,
-    "worker_enable_remote_control": _NO_CONTROL,
     "worker_direct": _NO_CONTROL,
     "task_create_missing_queues": _QUEUES,
     "task_create_missing_queue_type": _QUEUES,

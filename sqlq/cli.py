@@ -15,7 +15,7 @@ import gc
 import json
 import logging
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
 import click
@@ -340,6 +340,128 @@ def inspect_workers(ctx: _Context) -> None:
                    f"heartbeat {w.silent_for:.1f}s ago")
     if not rows:
         click.echo("no workers registered", err=True)
+
+
+# --- remote control (sqlq/control/): Celery's `inspect` and `control` commands ------------------
+
+def _control_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Celery's options of every inspect/control command."""
+    fn = click.option("-j", "--json", "as_json", is_flag=True, help="Print the replies as JSON.")(fn)
+    fn = click.option("-t", "--timeout", type=click.FloatRange(min=0), default=1.0, show_default=True,
+                      help="Seconds to wait for the replies (it ends sooner once every live worker answered).")(fn)
+    return click.option("-d", "--destination", metavar="NAMES",
+                        help="Comma-separated worker hostnames (or ids); default: every worker.")(fn)
+
+
+def _print_replies(replies: list[dict[str, Any]], as_json: bool) -> None:
+    """Celery's output (`->  host: OK` and the reply, then `N nodes online.`), or JSON; exit 1 and
+    say so when no worker replied."""
+    if not replies:
+        click.echo("Error: No nodes replied within time constraint", err=True)
+        sys.exit(1)
+    merged: dict[str, Any] = {}
+    for answer in replies:
+        merged.update(answer)
+    if as_json:
+        click.echo(json.dumps(merged, default=str))
+        return
+    for host, reply in merged.items():
+        if isinstance(reply, dict) and set(reply) == {"error"}:
+            click.echo(f"->  {host}: ERROR\n        {reply['error']}")
+        elif isinstance(reply, dict) and set(reply) == {"ok"}:
+            click.echo(f"->  {host}: OK\n        {reply['ok']}")
+        elif isinstance(reply, list):
+            click.echo(f"->  {host}: OK")
+            for item in reply:
+                click.echo(f"    * {item if isinstance(item, str) else json.dumps(item, default=str)}")
+            if not reply:
+                click.echo("    - empty -")
+        else:
+            click.echo(f"->  {host}: OK")
+            click.echo("\n".join("    " + line for line in json.dumps(reply, indent=4, default=str).splitlines()))
+    count = len(merged)
+    click.echo(f"\n{count} node{'s' if count != 1 else ''} online.")
+
+
+def _inspect_command(name: str, help_text: str, arguments: Callable[..., dict[str, Any]] | None = None,
+                     params: Sequence[Callable[..., Any]] = ()) -> None:
+    def run(ctx: _Context, destination: str | None, timeout: float, as_json: bool, **given: Any) -> None:
+        from .control.channel import broadcast
+
+        replies = broadcast(ctx.app(), name, arguments(**given) if arguments else {}, destination=destination,
+                            reply=True, timeout=timeout)
+        _print_replies(replies or [], as_json)
+
+    run.__doc__ = help_text
+    command: Callable[..., Any] = handle_errors(run)
+    command = pass_ctx(command)
+    for param in params:
+        command = param(command)
+    inspect.command(name)(_control_options(command))
+
+
+_inspect_command("ping", "Ask each worker for a pong.")
+_inspect_command("active", "The jobs each worker runs now.")
+_inspect_command("reserved", "The jobs each worker has claimed and not started.")
+_inspect_command("scheduled", "Jobs waiting for their eta or countdown in each worker's queues.")
+_inspect_command("registered", "The tasks each worker's app registers (ATTRS: e.g. rate_limit).",
+                 lambda attrs: {"taskinfoitems": list(attrs) or None}, [click.argument("attrs", nargs=-1)])
+_inspect_command("revoked", "The revoked task ids each worker honours.")
+_inspect_command("stats", "Each worker's statistics.")
+_inspect_command("active_queues", "The queues each worker consumes.")
+_inspect_command("query_task", "What each worker holds of these task ids (active or reserved).",
+                 lambda ids: {"ids": list(ids)}, [click.argument("ids", nargs=-1, required=True)])
+_inspect_command("conf", "Each worker's settings (passwords masked).",
+                 lambda with_defaults: {"with_defaults": with_defaults},
+                 [click.option("--with-defaults", is_flag=True, help="Include settings left at their default.")])
+
+
+@main.group()
+def control() -> None:
+    """Change running workers (Celery's `celery control`): shutdown, rate and time limits, pool
+    size, queues, revoke."""
+
+
+def _control_command(name: str, help_text: str, send: Callable[..., list[dict[str, Any]] | None],
+                     params: Sequence[Callable[..., Any]] = ()) -> None:
+    def run(ctx: _Context, destination: str | None, timeout: float, as_json: bool, **given: Any) -> None:
+        replies = send(ctx.app().control, destination=destination, reply=True, timeout=timeout, **given)
+        _print_replies(replies or [], as_json)
+
+    run.__doc__ = help_text
+    command: Callable[..., Any] = handle_errors(run)
+    command = pass_ctx(command)
+    for param in reversed(params):
+        command = param(command)
+    control.command(name)(_control_options(command))
+
+
+_control_command("shutdown", "Warm shutdown: the workers finish their running jobs and exit.",
+                 lambda c, **kw: c.shutdown(**kw))
+_control_command("rate_limit", "Set TASK's rate limit for every worker (RATE: 10/s, 100/m; 0: none).",
+                 lambda c, task, rate, **kw: c.rate_limit(task, rate, **kw),
+                 [click.argument("task"), click.argument("rate")])
+_control_command("time_limit", "Set TASK's soft and hard time limits (seconds) in the workers.",
+                 lambda c, task, soft, hard, **kw: c.time_limit(task, soft, hard, **kw),
+                 [click.argument("task"), click.argument("soft", type=float),
+                  click.argument("hard", type=float, required=False)])
+_control_command("pool_grow", "Add N processes or threads to each worker's pool.",
+                 lambda c, n, **kw: c.pool_grow(n, **kw), [click.argument("n", type=int, default=1)])
+_control_command("pool_shrink", "Remove N processes or threads from each worker's pool.",
+                 lambda c, n, **kw: c.pool_shrink(n, **kw), [click.argument("n", type=int, default=1)])
+_control_command("add_consumer", "Start consuming QUEUE.",
+                 lambda c, queue, **kw: c.add_consumer(validate_queue(queue), **kw), [click.argument("queue")])
+_control_command("cancel_consumer", "Stop consuming QUEUE.",
+                 lambda c, queue, **kw: c.cancel_consumer(validate_queue(queue), **kw), [click.argument("queue")])
+_control_command("revoke", "Revoke task IDS (with --terminate, stop the running ones too).",
+                 lambda c, ids, terminate, signal, **kw: c.revoke(list(ids), terminate=terminate, signal=signal, **kw),
+                 [click.argument("ids", nargs=-1, required=True),
+                  click.option("--terminate", is_flag=True, help="Stop the jobs that are running."),
+                  click.option("-s", "--signal", default="SIGTERM", show_default=True,
+                               help="The signal a prefork child is stopped with.")])
+_control_command("terminate", "Stop the running task IDS with SIGNAL (revoke --terminate).",
+                 lambda c, signal, ids, **kw: c.terminate(list(ids), signal=signal, **kw),
+                 [click.argument("signal"), click.argument("ids", nargs=-1, required=True)])
 
 
 @main.command()

@@ -53,6 +53,7 @@ DEFAULTS: dict[str, Any] = {
     "task_soft_time_limit": None,
     "task_default_rate_limit": None,
     "worker_disable_rate_limits": False,
+    "worker_enable_remote_control": True,  # False: a worker answers no control command (sqlq.control)
     "enable_utc": True,
     "imports": (),
     "include": (),
@@ -67,6 +68,7 @@ DEFAULTS: dict[str, Any] = {
     "worker_lost_max_attempts": 3,
     "worker_shutdown_grace": 30.0,
     "worker_maintenance_interval": 5.0,
+    "worker_revoke_expires": 10800.0,  # seconds a revoked id is honoured (Celery's CELERY_WORKER_REVOKE_EXPIRES)
     "database_wait_timeout": None,  # None: workers and beats wait for the database at start for ever
     "timezone": "UTC",
     "beat_schedule": {},
@@ -80,9 +82,10 @@ _INT = {"task_default_priority", "result_expires", "worker_concurrency", "worker
         "worker_max_tasks_per_child", "worker_lost_max_attempts", "beat_backfill_limit"}
 _FLOAT = {"worker_poll_interval", "worker_heartbeat_interval", "worker_lost_timeout",
           "worker_shutdown_grace", "worker_maintenance_interval", "beat_interval", "database_wait_timeout",
+          "worker_revoke_expires",
           "task_time_limit", "task_soft_time_limit"}
 _BOOL = {"task_acks_late", "task_always_eager", "task_eager_propagates", "task_track_started",
-         "task_ignore_result", "worker_disable_rate_limits", "enable_utc"}
+         "task_ignore_result", "worker_disable_rate_limits", "worker_enable_remote_control", "enable_utc"}
 _LIST = {"accept_content"}
 #: Settings that cannot come from a flat environment string.
 _NOT_FROM_ENV = {"task_routes", "task_queues", "beat_schedule", "database_url", "task_annotations", "imports",

@@ -150,8 +150,8 @@ class EagerResult(AsyncResult):
         unknown id does, PENDING with no value, as an ``AsyncResult`` does after ``forget()``."""
         self._state, self._held, self._traceback, self._date_done = "PENDING", None, None, None
 
-    def revoke(self) -> bool:
-        """An eager call has already run, so there is nothing left to cancel: returns False and
+    def revoke(self, terminate: bool = False, signal: str | int = "SIGTERM") -> bool:
+        """An eager call has already run, so there is nothing left to cancel or terminate: returns False and
         changes nothing, as ``AsyncResult.revoke()`` does for a job that has started (Celery's
         EagerResult would report REVOKED for a task that in fact ran)."""
         return False

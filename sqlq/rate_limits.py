@@ -12,10 +12,11 @@ Where a limit comes from, and which value wins:
   else ``task_default_rate_limit``. Every worker, when it starts, writes the limits of the tasks its
   app registers into the table (a task declared without a limit has its row deleted), so the code
   is the source at each deploy.
-* **The table** is what workers enforce. ``set_rate_limit(app, task, rate)`` (and, later,
-  ``sqlq control rate_limit``) changes it while workers run; every worker re-reads the table about
-  once a second (``REFRESH_INTERVAL``), so a change takes effect without a restart, and lasts until
-  the next worker start re-declares the code's value.
+* **The table** is what workers enforce. ``set_rate_limit(app, task, rate)`` (and
+  ``app.control.rate_limit``, ``sqlq control rate_limit``, which also make every worker read it at
+  once) changes it while workers run; every worker re-reads the table about once a second
+  (``REFRESH_INTERVAL``), so a change takes effect without a restart, and lasts until the next
+  worker start re-declares the code's value.
 
 This module is pure but for ``set_rate_limit`` and ``rate_limits``, which run the store's statements.
 """

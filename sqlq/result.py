@@ -412,13 +412,19 @@ class AsyncResult(Generic[R]):
             self.app.store.forget(conn, _row_id(self.id))
         self._cache = None
 
-    def revoke(self) -> bool:
+    def revoke(self, terminate: bool = False, signal: str | int = "SIGTERM") -> bool:
         """Cancel the job if it has not started; it ends as REVOKED. Returns whether it was revoked.
-        The id is kept in the revoked table, so a workflow step not enqueued yet is recorded REVOKED
-        when its turn comes; the handle a workflow's send returns (a chain's, a chord's) revokes
-        every step of it that has not started."""
+        The id is kept in the revoked table for ``worker_revoke_expires`` seconds, so no worker runs
+        it and a workflow step not enqueued yet is recorded REVOKED when its turn comes; the handle a
+        workflow's send returns (a chain's, a chord's) revokes every step of it that has not started.
+        With ``terminate``, the worker running it stops it (``signal``: see ``app.control.revoke``)
+        and records it REVOKED."""
+        ids = self._revocable()
+        if terminate:
+            return self.app.control.flag_revoked(ids, terminate=True, signal=signal, task_name=self.task_name,
+                                                 notify=True) > 0
         with self.app.connection() as conn:
-            revoked = self.app.store.revoke(conn, self._revocable()) > 0
+            revoked = self.app.store.revoke(conn, ids, expires=float(self.app.conf.worker_revoke_expires)) > 0
         if revoked and signals.task_revoked.has_receivers:
             signals.send_revoked(self.app, [self.id], self.task_name)
         return revoked
@@ -605,7 +611,8 @@ class GroupResult:
         if not leaves:
             return 0
         with self.app.connection() as conn:
-            return self.app.store.revoke(conn, list(dict.fromkeys(i for r in leaves for i in r._revocable())))
+            return self.app.store.revoke(conn, list(dict.fromkeys(i for r in leaves for i in r._revocable())),
+                                         expires=float(self.app.conf.worker_revoke_expires))
 
     def save(self) -> GroupResult:
         """Store the group's members (their task ids, in order) under its id, so that

@@ -149,6 +149,7 @@ def build_metadata(schema: str = "sqlq") -> MetaData:
     _rate_limit_tables(md)
     _group_tables(md)
     _workflow_tables(md)
+    _control_tables(md)
     return md
 
 
@@ -277,7 +278,10 @@ def _workflow_tables(md: MetaData) -> None:
     plan, and the first failed member (the body then fails instead of running). Each member's
     outcome decrements ``remaining`` in the transaction that records it; the member order is the
     ``groups`` row written with the header. ``revoked``: every id ``revoke()`` named, so a workflow
-    step not enqueued yet is recorded REVOKED instead of running. Both go with EXPIRE_RESULTS's ttl.
+    step not enqueued yet is recorded REVOKED instead of running, and a worker (started before the
+    revoke or after it) never runs a job whose id it holds. Chords go with EXPIRE_RESULTS's ttl;
+    revoked ids at their ``expires_at`` (``worker_revoke_expires`` after the revoke) or with that
+    ttl, whichever comes first.
     """
     tz = DateTime(timezone=True)
     Table(
@@ -299,4 +303,42 @@ def _workflow_tables(md: MetaData) -> None:
         Column("expires_at", tz),
         PrimaryKeyConstraint("id", name="revoked_pkey"),
         Index("revoked_revoked_at", "revoked_at"),
+    )
+
+
+def _control_tables(md: MetaData) -> None:
+    """Remote control (``sqlq.control``): commands to workers, and their replies.
+
+    * ``control``: one row per command sent (``app.control.*``, ``sqlq inspect``/``control``),
+      announced with NOTIFY on the schema's control channel; ``destination`` is the hostnames or
+      worker ids it is for (NULL: every worker). A worker handles each command sent after its
+      start and before ``expires_at`` once; maintenance deletes old commands with their replies.
+    * ``control_replies``: one row per worker and command (written by the worker, so workers never
+      contend for one row), collected by the sender until every live worker addressed has
+      answered or the timeout passes.
+    The ``revoked`` ids that workers honour are ``_workflow_tables``'s.
+    """
+    tz = DateTime(timezone=True)
+    Table(
+        "control", md,
+        Column("id", BigInteger, Identity(always=False), nullable=False),
+        Column("command", Text, nullable=False),
+        Column("arguments", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+        Column("destination", ARRAY(Text)),
+        Column("reply", Boolean, nullable=False, server_default=text("true")),
+        Column("sent_at", tz, nullable=False, server_default=text("now()")),
+        Column("expires_at", tz, nullable=False),
+        PrimaryKeyConstraint("id", name="control_pkey"),
+        Index("control_expires_at", "expires_at"),
+    )
+    Table(
+        "control_replies", md,
+        Column("control_id", BigInteger, nullable=False),
+        Column("worker_id", UUID(as_uuid=False), nullable=False),
+        Column("hostname", Text, nullable=False),
+        Column("reply", JSONB, nullable=False),
+        Column("replied_at", tz, nullable=False, server_default=text("now()")),
+        PrimaryKeyConstraint("control_id", "worker_id", name="control_replies_pkey"),
+        ForeignKeyConstraint(["control_id"], [f"{md.schema}.control.id"], name="control_replies_control_id_fkey",
+                             ondelete="CASCADE"),
     )

@@ -17,6 +17,7 @@ transaction. Its methods come from one module per group, each running its own fi
 * ``groups``: a GroupResult's members' states in one statement, saved groups (groups.py);
 * ``workflows``: a workflow's first jobs from its plan, parents, children, the whole tree
   (workflows.py; the later steps are written by the trigger of migration 0007);
+* ``control``: remote-control commands and replies, revoked ids (control.py; sqlq/control/);
 * ``base``: rendering for a schema, the schema's revision and advisory locks (base.py).
 
 The rows and records the store takes and gives are in records.py; the libpq fast path of one-job
@@ -26,6 +27,7 @@ writes in fast.py, the binary array encoders of FINISH_OK in binary.py.
 from __future__ import annotations
 
 from .claims import Claims
+from .control import Control
 from .groups import Groups
 from .jobs import Jobs
 from .rate_limits import RateLimits
@@ -60,5 +62,5 @@ __all__ = ["ClaimedJob", "DeclaredLimits", "DeclaredRoutes", "ForeignSchedule", 
            "RetryRequest", "RouteRow", "ScheduleRow", "Store", "WorkerRow"]
 
 
-class Store(Jobs, Claims, Workers, Results, Schedules, Routes, RateLimits, Groups, Workflows):
+class Store(Jobs, Claims, Workers, Results, Schedules, Routes, RateLimits, Groups, Workflows, Control):
     """Every statement of the queue tables, rendered for one schema (``Store(schema)``)."""

@@ -27,6 +27,8 @@ class StoreBase:
         self.schema = validate_identifier(schema, "schema")
         self.jobs_channel = f"{schema}.jobs"
         self.results_channel = f"{schema}.results"
+        self.control_channel = f"{schema}.control"
+        self.control_replies_channel = f"{schema}.control_replies"
         names = {
             "schema": sql.Identifier(schema),
             "jobs": sql.Identifier(schema, "jobs"),
@@ -43,6 +45,12 @@ class StoreBase:
             "chords": sql.Identifier(schema, "chords"),
             "revoked": sql.Identifier(schema, "revoked"),
             "workflow_start": sql.Identifier(schema, "workflow_start"),
+            "control": sql.Identifier(schema, "control"),
+            "control_replies": sql.Identifier(schema, "control_replies"),
+            "control_channel": sql.Literal(self.control_channel),
+            "control_replies_channel": sql.Literal(self.control_replies_channel),
+            "control_channel_identifier": sql.Identifier(self.control_channel),
+            "control_replies_channel_identifier": sql.Identifier(self.control_replies_channel),
             "jobs_channel": sql.Literal(self.jobs_channel),
             "results_channel": sql.Literal(self.results_channel),
             "jobs_channel_identifier": sql.Identifier(self.jobs_channel),

@@ -3,7 +3,7 @@
 What a limit means and where it comes from is sqlq/rate_limits.py; the tokens are taken by the
 claim itself (``Claims.claim_rate_limited``, CLAIM_RATE_LIMITED in claims.sql). These are the
 statements that write and read the limits: a worker's declaration at start, a live change
-(``sqlq.rate_limits.set_rate_limit``, and ``sqlq control rate_limit`` later), a worker's periodic
+(``sqlq.rate_limits.set_rate_limit``, ``app.control.rate_limit``), a worker's periodic
 re-read and the listing.
 """
 

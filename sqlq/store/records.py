@@ -383,3 +383,41 @@ class JobParent(NamedTuple):
 
     parent_id: str
     is_group: bool
+
+
+class ControlSent(NamedTuple):
+    """What CONTROL_SEND did: the command's id, and the ids of the live workers it addresses."""
+
+    id: int
+    notified: Any  # (pg_notify's void)
+    expected: list[str]
+
+
+class ControlCommand(NamedTuple):
+    """A command a worker has to handle (CONTROL_PENDING); ``arguments`` is JSON text."""
+
+    id: int
+    command: str
+    arguments: str
+    reply: bool
+
+
+class ControlReply(NamedTuple):
+    """One worker's answer to a command (CONTROL_REPLIES); ``reply`` is JSON text."""
+
+    worker_id: str
+    hostname: str
+    reply: str
+
+
+class ScheduledJob(NamedTuple):
+    """A job waiting for its eta in one of a worker's queues (CONTROL_SCHEDULED)."""
+
+    id: str
+    task: str
+    queue: str
+    priority: int
+    args: str | None
+    kwargs: str | None
+    content_type: str
+    run_at: dt.datetime

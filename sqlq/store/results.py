@@ -38,11 +38,12 @@ class Results(StoreBase):
         conn.execute(self.sql["FORGET"], {"id": job_id})
 
     def revoke(self, conn: psycopg.Connection, ids: Sequence[str], *, terminate: bool = False,
-               signal: str | None = None) -> int:
-        """Keep ``ids`` (row ids) in the revoked table and revoke those of their jobs that have not
-        started; returns how many jobs were. An id with no job yet (a workflow step still to come)
-        is recorded REVOKED when its turn comes."""
-        params = {"ids": list(ids), "terminate": terminate, "signal": signal}
+               signal: str | None = None, expires: float | None = None) -> int:
+        """Keep ``ids`` (row ids) in the revoked table (for ``expires`` seconds; None: until the
+        results' ttl takes them) and revoke those of their jobs that have not started; returns how
+        many jobs were. An id with no job yet (a workflow step still to come) is recorded REVOKED
+        when its turn comes."""
+        params = {"ids": list(ids), "terminate": terminate, "signal": signal, "expires": expires}
         return cast("tuple[int]", conn.execute(self.sql["REVOKE"], params).fetchone())[0]
 
     def expire_results(self, conn: psycopg.Connection, ttl: float, limit: int = 10000) -> int:

@@ -41,14 +41,18 @@ DELETE FROM {results} WHERE id = %(id)s
 -- by the workflow trigger when its turn comes, instead of running; a worker can check the table),
 -- and the jobs that have not started leave the queue as REVOKED results, in the same statement, so
 -- their workflows stop there (the trigger). A running job belongs to its worker and is left alone
--- here. `terminate` and `signal` are kept with the id (a second revoke of an id keeps the
--- strongest request). The rows go with EXPIRE_RESULTS's ttl.
+-- here (a terminate goes to its worker through the control channel). `terminate` and `signal` are
+-- kept with the id (a second revoke of an id keeps the strongest request), until `expires` seconds
+-- from now (worker_revoke_expires; NULL: no expiry of its own) or EXPIRE_RESULTS's ttl.
 WITH kept AS (
-    INSERT INTO {revoked} (id, terminate, signal)
-    SELECT DISTINCT u.id, %(terminate)s::bool, %(signal)s::text FROM unnest(%(ids)s::uuid[]) AS u(id)
+    INSERT INTO {revoked} (id, terminate, signal, expires_at)
+    SELECT DISTINCT u.id, %(terminate)s::bool, %(signal)s::text,
+           now() + make_interval(secs => %(expires)s::float8)
+    FROM unnest(%(ids)s::uuid[]) AS u(id)
     ON CONFLICT (id) DO UPDATE SET revoked_at = now(),
         terminate = {revoked}.terminate OR excluded.terminate,
-        signal = coalesce(excluded.signal, {revoked}.signal)
+        signal = coalesce(excluded.signal, {revoked}.signal),
+        expires_at = excluded.expires_at
 ), gone AS (
     DELETE FROM {jobs} WHERE id = ANY(%(ids)s::uuid[]) AND state IN ('available', 'scheduled')
     RETURNING *

@@ -1,8 +1,9 @@
 """A prefork child: ``python -m sqlq.worker.child --app module:app --fd N ...``.
 
 Imports the app, then runs the jobs the parent sends (a few per message) in order until told to
-stop, the parent goes away, or ``--max-tasks`` is reached. Signals are ignored: the parent decides
-how a shutdown goes (it lets running jobs finish, or kills the child on a cold shutdown).
+stop, the parent goes away, or ``--max-tasks`` is reached. SIGINT and SIGTERM are ignored: the parent
+decides how a shutdown goes (it lets running jobs finish, or kills the child on a cold shutdown);
+only ``revoke(terminate=True)`` of the job running here makes the child die by one of them.
 
 Two threads. The main thread runs jobs from a local queue and sends each outcome as soon as the
 job ends, so whatever the child has finished is in the socket (and read by the parent) even if the
@@ -36,8 +37,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-tasks", type=int, default=0)
     parser.add_argument("--log-level", type=int, default=logging.WARNING)
     opts = parser.parse_args(argv)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    # ignored, unless revoke(terminate=True) armed them for the job running now (_on_signal)
+    signal.signal(signal.SIGINT, _on_signal)
+    signal.signal(signal.SIGTERM, _on_signal)
     sock = socket.socket(fileno=opts.fd)
     sock.setblocking(True)
 
@@ -52,6 +54,18 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         signals.worker_process_shutdown.send(sender=None, pid=os.getpid(),
                                              exitcode=0 if sys.exc_info()[0] is None else 1)
+
+
+#: The signal revoke(terminate=True) asked this child to die by, set by the reader thread for the job
+#: the main thread runs (SIGINT and SIGTERM are otherwise ignored: a shutdown signal sent to the
+#: whole process group must not cut the children's tasks short; the parent decides).
+_armed: list[int] = []
+
+
+def _on_signal(signum: int, frame: Any) -> None:
+    if signum in _armed:
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
 
 
 def _setup_logging(level: int) -> None:
@@ -76,8 +90,8 @@ def _setup_logging(level: int) -> None:
 
 def _serve(opts: argparse.Namespace, sock: socket.socket, app: Any) -> int:
     """Run the jobs the parent sends until told to stop, the parent goes away, or --max-tasks."""
-    from ..store import ClaimedJob
-    from .execution import Executor, last_resort
+    from ..store import ClaimedJob, Outcome
+    from .execution import Executor, Result, last_resort
     from .time_limits import AlarmTimeLimits
     from .wire import FrameReader, frame, jobs_from_wire, result_to_wire
 
@@ -90,6 +104,8 @@ def _serve(opts: argparse.Namespace, sock: socket.socket, app: Any) -> int:
             sock.sendall(data)
 
     queue: collections.deque[ClaimedJob] = collections.deque()
+    current: list[str | None] = [None]  # the job the main thread runs (revoke's terminate)
+    revoked: set[str] = set()  # revoked ids among the jobs queued here: reported REVOKED, not run
     wake = threading.Condition()
     ended = []  # non-empty once the parent said stop or went away
 
@@ -113,6 +129,17 @@ def _serve(opts: argparse.Namespace, sock: socket.socket, app: Any) -> int:
                     queue.extend(jobs_from_wire(message[1]))
                     with wake:
                         wake.notify()
+                elif message[0] == "terminate":  # (job id, signal): only if that job still runs
+                    if current[0] == message[1]:
+                        _armed.append(message[2])
+                        os.kill(os.getpid(), message[2])
+                elif message[0] == "revoked":  # (ids): remote control's revoke of jobs queued here
+                    revoked.update(message[1])
+                elif message[0] == "time_limit":  # (task, soft, hard): remote control's time_limit
+                    task = app.tasks.get(message[1])
+                    if task is not None:
+                        task.soft_time_limit, task.time_limit = message[2], message[3]
+                        executor._plans.pop(task, None)
                 elif message[0] == "giveback":
                     returned = []
                     while True:
@@ -140,10 +167,17 @@ def _serve(opts: argparse.Namespace, sock: socket.socket, app: Any) -> int:
             continue
         if ended:
             return 0  # stopped with jobs queued: the parent hands them back
+        current[0] = job.id
+        result: Result
         try:
-            result = executor.execute(job)
+            if revoked and job.id in revoked:
+                result = Outcome(id=job.id, attempt=job.attempt, state="REVOKED",
+                                 exc_type="sqlq.errors.TaskRevokedError", exc_message="revoked before it started")
+            else:
+                result = executor.execute(job)
         except BaseException as exc:  # noqa: BLE001 - e.g. the soft-limit alarm firing just after the task
             result = last_resort(job, exc)  # this child goes on: a job never ends its process
+        current[0] = None
         try:
             send(("done", job.id, result_to_wire(result)))
         except OSError:

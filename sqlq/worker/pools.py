@@ -53,6 +53,20 @@ class BasePool:
         with self._lock:
             return list(self._running.values())
 
+    def reserved(self) -> list[ClaimedJob]:
+        """Jobs claimed for this pool that have not started (``inspect reserved``)."""
+        with self._lock:
+            return list(self._pending)
+
+    def discard_unstarted(self, ids: set[str]) -> list[ClaimedJob]:
+        """Take the unstarted jobs whose ids are in ``ids`` out of the pool (they were revoked);
+        the caller records them."""
+        with self._lock:
+            taken = [j for j in self._pending if j.id in ids]
+            if taken:
+                self._pending = collections.deque(j for j in self._pending if j.id not in ids)
+            return taken
+
     def idle(self) -> bool:
         with self._lock:
             return not self._pending and not self._running
@@ -133,6 +147,7 @@ class ThreadPool(BasePool):
         super().__init__(*args, **kwargs)
         self._available = threading.Condition(self._lock)
         self._stopping = False
+        self._retiring = 0  # threads to end (resize): the next ones that find their queue empty
         self._threads: list[threading.Thread] = []
         self._slots = [_Slot() for _ in range(self.concurrency)]
 
@@ -160,6 +175,45 @@ class ThreadPool(BasePool):
     def running(self) -> list[ClaimedJob]:
         return list(self._running.values())  # one C call under the GIL: a consistent copy
 
+    def reserved(self) -> list[ClaimedJob]:
+        with self._lock:
+            jobs = list(self._pending)
+            for slot in self._slots:
+                with slot.lock:
+                    jobs.extend(slot.jobs)
+            return jobs
+
+    def discard_unstarted(self, ids: set[str]) -> list[ClaimedJob]:
+        with self._lock:
+            taken = [j for j in self._pending if j.id in ids]
+            if taken:
+                self._pending = collections.deque(j for j in self._pending if j.id not in ids)
+            for slot in self._slots:
+                with slot.lock:
+                    mine = [j for j in slot.jobs if j.id in ids]
+                    if mine:
+                        slot.jobs = collections.deque(j for j in slot.jobs if j.id not in ids)
+                        taken.extend(mine)
+            return taken
+
+    def resize(self, concurrency: int) -> None:
+        """Run ``concurrency`` threads (pool_grow / pool_shrink): new threads start now; a thread
+        to retire ends once its own queue is empty, never in the middle of a job."""
+        with self._available:
+            grow = concurrency - self.concurrency
+            self.concurrency = concurrency
+            if grow < 0:
+                self._retiring += -grow
+                self._available.notify_all()
+                return
+            for _ in range(grow):
+                slot = _Slot()
+                self._slots.append(slot)
+                thread = threading.Thread(target=self._work, args=(slot,), name=f"sqlq-pool-{len(self._threads)}",
+                                          daemon=True)
+                thread.start()
+                self._threads.append(thread)
+
     def idle(self) -> bool:
         with self._lock:
             return not self._pending and not self._running and not any(s.jobs for s in self._slots)
@@ -167,7 +221,15 @@ class ThreadPool(BasePool):
     def _refill(self, slot: _Slot) -> bool:
         """Move a few jobs from the shared buffer into ``slot``; False when the pool is stopping."""
         with self._available:
+            if self._retiring and not self._stopping:
+                self._retiring -= 1
+                self._slots.remove(slot)  # (empty: only its own thread fills it)
+                return False
             while not self._pending and not self._stopping:
+                if self._retiring:
+                    self._retiring -= 1
+                    self._slots.remove(slot)  # (empty: only its own thread fills it)
+                    return False
                 if self._steal(slot):
                     return True
                 self._available.wait()

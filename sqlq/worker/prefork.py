@@ -14,6 +14,7 @@ import contextlib
 import logging
 import os
 import select
+import signal
 import socket
 import subprocess
 import sys
@@ -50,6 +51,9 @@ class _Child:
     asked_during: str | None = None  # the job it was running when last asked
     closed: bool = False
     respawn_at: float | None = None  # set when the child died before it was ready: start again then
+    terminated: tuple[str, int] | None = None  # (job id, signal): revoke(terminate=True) asked for it
+    retiring: bool = False  # pool_shrink chose it: sent no jobs, told to stop, not replaced
+    told_to_stop: bool = False
 
 
 class PreforkPool(BasePool):
@@ -104,6 +108,12 @@ class PreforkPool(BasePool):
         self._drain_asked = False
         self._collecting = False  # take_unstarted is still waiting for the children's answers
         self._returned: list[ClaimedJob] = []
+        # remote control (sqlq.control): messages for the children, sent by the supervisor thread
+        # (the one writer of the sockets), and the number of children pool_grow/shrink asked for
+        self._outbox: collections.deque[tuple[str, tuple[Any, ...]]] = collections.deque()
+        self._target: int | None = None
+        self._control_due = False  # something above is waiting for the supervisor (_run_control)
+        self._retired: list[_Child] = []
 
     # lifecycle ---------------------------------------------------------------------------------
 
@@ -140,6 +150,91 @@ class PreforkPool(BasePool):
     def idle(self) -> bool:
         with self._lock:
             return not self._pending and not any(c.queue for c in self._children)
+
+    # remote control (sqlq.control.commands) ----------------------------------------------------
+
+    def reserved(self) -> list[ClaimedJob]:
+        with self._lock:
+            return list(self._pending) + [job for c in self._children for job in list(c.queue)[1:]]
+
+    def discard_unstarted(self, ids: set[str]) -> list[ClaimedJob]:
+        """The revoked jobs still in the buffer are taken out (the caller records them); those
+        already sent to a child are skipped by the child, which reports them REVOKED unrun."""
+        taken = super().discard_unstarted(ids)
+        with self._lock:
+            if any(job.id in ids for c in self._children for job in list(c.queue)[1:]):
+                self._outbox.append(("all", ("revoked", sorted(ids))))
+                self._control_due = True
+        self._wake()
+        return taken
+
+    def job_pids(self) -> dict[str, int]:
+        """The pid of the child running each running job."""
+        with self._lock:
+            return {c.queue[0].id: c.process.pid for c in self._children if c.queue and not c.closed}
+
+    def processes(self) -> list[int]:
+        return [c.process.pid for c in self._children if not c.closed]
+
+    def terminate_job(self, job_id: str, signum: int) -> bool:
+        """Have the child running ``job_id`` killed by ``signum``: the child's reader thread signals
+        its own process if that job is still the one it runs (so a job that ended meanwhile never
+        takes its successor down), and the job is recorded REVOKED when the child is gone."""
+        with self._lock:
+            child = next((c for c in self._children if c.queue and c.queue[0].id == job_id and not c.closed), None)
+            if child is None:
+                return False
+            child.terminated = (job_id, signum)
+            self._outbox.append(("one", (child, ("terminate", job_id, signum))))
+            self._control_due = True
+        self._wake()
+        return True
+
+    def set_time_limits(self, task_name: str, soft: float | None, hard: float | None) -> None:
+        """time_limit: the children apply the soft limit (the parent reads the hard one itself)."""
+        self._outbox.append(("all", ("time_limit", task_name, soft, hard)))
+        self._control_due = True
+        self._wake()
+
+    def resize(self, concurrency: int) -> None:
+        """Run ``concurrency`` children (pool_grow / pool_shrink): new ones start now; the ones to
+        retire are sent no more jobs and stop once they hold none."""
+        self._target = concurrency
+        self.concurrency = concurrency
+        self._control_due = True
+        self._wake()
+
+    def _run_control(self) -> None:
+        """The supervisor's share of remote control: send what is queued, start or retire children
+        (due again while a child to retire still holds jobs)."""
+        self._control_due = False
+        while self._outbox:
+            kind, data = self._outbox.popleft()
+            targets = [cast(_Child, data[0])] if kind == "one" else list(self._children)
+            message = data[1] if kind == "one" else data
+            for child in targets:
+                if not child.closed:
+                    with contextlib.suppress(OSError):  # the child died: its EOF is handled
+                        child.sock.sendall(frame(message))
+        target = self._target
+        if target is not None:
+            self._resize_to(target)
+        for child in self._children:
+            if child.retiring and not child.closed and not child.told_to_stop:
+                if child.queue:
+                    self._control_due = True  # (stopped once it has run what it holds)
+                    continue
+                child.told_to_stop = True
+                with contextlib.suppress(OSError):
+                    child.sock.sendall(frame(None))
+
+    def _resize_to(self, target: int) -> None:
+        self._target = None
+        active = [c for c in self._children if not c.retiring and not (c.closed and c.respawn_at is None)]
+        for _ in range(target - len(active)):
+            self._children.append(self._spawn())
+        for child in sorted(active, key=lambda c: len(c.queue))[:max(len(active) - target, 0)]:
+            child.retiring = True
 
     def take_unstarted(self) -> list[ClaimedJob]:
         """The buffer, plus the jobs queued in children that have not started them (each child's
@@ -199,6 +294,8 @@ class PreforkPool(BasePool):
 
     def _supervise(self) -> None:
         while not self._stopping:
+            if self._control_due:
+                self._run_control()
             self._assign()
             waitables: list[int | socket.socket] = [self._wake_r]
             for child in self._children:
@@ -235,7 +332,7 @@ class PreforkPool(BasePool):
         for victim in self._victims():
             if now - cast(float, victim.head_since) >= self._STEAL_AFTER:  # (set: see _victims)
                 self._ask_giveback(victim)
-        live = [c for c in self._children if c.ready and not c.closed and not self._retiring(c)]
+        live = [c for c in self._children if c.ready and not c.closed and not self._retiring(c) and not c.retiring]
         if not live:
             return
         sends = []
@@ -303,6 +400,9 @@ class PreforkPool(BasePool):
             if child.closed or self._read_messages(child):
                 continue
             self._child_gone(index, child)
+        if self._retired:  # (pool_shrink: gone and not replaced; removed after the loop over the list)
+            self._children = [c for c in self._children if all(c is not r for r in self._retired)]
+            self._retired.clear()
 
     def _child_gone(self, index: int, child: _Child) -> None:
         """EOF: the child is gone (killed, crashed, or done with --max-tasks-per-child)."""
@@ -326,7 +426,14 @@ class PreforkPool(BasePool):
             self._changed.notify_all()
         if jobs:
             job = jobs[0]
-            if child.killed_job == job.id:
+            if child.terminated is not None and child.terminated[0] == job.id:
+                name = signal.Signals(child.terminated[1]).name
+                log.warning("task %s[%s] terminated by %s (revoke); child %s is replaced", job.task, job.id,
+                            name, child.process.pid)
+                self.on_result(job, Outcome(id=job.id, attempt=job.attempt, state="REVOKED",
+                                            exc_type="sqlq.errors.TaskRevokedError",
+                                            exc_message=f"terminated by {name} (revoke with terminate=True)"))
+            elif child.killed_job == job.id:
                 exc = TimeLimitExceeded(f"task {job.task} ran past its hard time limit and its "
                                         f"process was killed")
                 self.on_result(job, Outcome(id=job.id, attempt=job.attempt, state="FAILURE",
@@ -348,6 +455,8 @@ class PreforkPool(BasePool):
                       "`%s` imports cleanly; next start in %.1fs",
                       child.process.returncode, self.app_path, delay)
             child.respawn_at = time.monotonic() + delay
+        elif child.retiring:
+            self._retired.append(child)
         elif not self._stopping:
             self._children[index] = self._spawn()
 

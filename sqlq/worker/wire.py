@@ -6,7 +6,10 @@ pickling the ``Outcome`` dataclass cost 14. Both sides import this module, so th
 definition. The messages:
 
 * parent → child: ``("jobs", jobs_to_wire(batch))``; ``("giveback",)``, asking for the queued jobs
-  the child has not started; ``None``, stop (as is EOF: the parent went away);
+  the child has not started; ``("terminate", job_id, signum)``, die by that signal if that job is
+  the one running (remote control's revoke); ``("time_limit", task, soft, hard)``;
+  ``("revoked", [job_id, ...])``, report those of the queued jobs REVOKED without running them; ``None``, stop
+  (as is EOF: the parent went away);
 * child → parent: ``("ready",)`` once the app is imported; ``("done", job_id, result_to_wire(r))``
   as each job ends; ``("returned", [job_id, ...])``, the answer to a giveback.
 

@@ -39,6 +39,8 @@ from typing import TYPE_CHECKING, Any, cast
 import psycopg
 
 from .. import rate_limits, signals
+from ..control.server import KEEP as CONTROL_KEEP
+from ..control.server import WorkerControl
 from ..db import connect
 from ..errors import ConfigurationError, SqlqCompatibilityWarning
 from ..names import validate_queue
@@ -170,6 +172,11 @@ class Worker:
         self._unregistered = False
         self._queue_cursor = 0
         self.processed = 0
+        # remote control (sqlq.control): commands, revoked ids, termination; per-task counts for stats
+        self.control = WorkerControl(self)
+        self._terminating = self.control.terminating  # (read per outcome: one attribute, not two)
+        self.totals: collections.Counter[str] = collections.Counter()
+        self.executors: list[Executor] = []
         if signals.celeryd_init.has_receivers:  # Celery's first worker signal: before the pool exists
             signals.celeryd_init.send(sender=self.hostname, instance=self, conf=conf, options={
                 "queues": self.queues, "concurrency": self.concurrency, "pool": self.pool_name, "burst": burst,
@@ -209,7 +216,10 @@ class Worker:
         return cls(self._new_executor, self.concurrency, self._on_result, self._on_lost, **kwargs)
 
     def _new_executor(self) -> Executor:
-        return Executor(self.app, self.id, self.hostname)
+        # (threads and solo: limits that can also terminate the job, for revoke(terminate=True))
+        executor = Executor(self.app, self.id, self.hostname, limits=self.control.new_limits())
+        self.executors.append(executor)
+        return executor
 
     def _hard_limit(self, task_name: str) -> float | None:
         task = self.app.tasks.get(task_name)
@@ -218,6 +228,8 @@ class Worker:
     # callbacks from the pool (any thread) ------------------------------------------------------
 
     def _on_result(self, job: ClaimedJob, result: Result) -> None:
+        if self._terminating:  # (empty but while a revoke terminates a running job)
+            result = self.control.terminated(job, result)
         self._done.append((job, result))
         # Event.set takes the event's lock, contended by every pool thread and the finisher: skip it
         # while the finisher is already woken. Safe, because the finisher clears the event before it
@@ -233,6 +245,18 @@ class Worker:
         self._finish_wake.set()
 
     # control -----------------------------------------------------------------------------------
+
+    def set_queues(self, queues: Sequence[str]) -> None:
+        """Consume these queues from the next claim on (add_consumer / cancel_consumer)."""
+        self.queues = list(queues)
+        self._queue_cursor = 0
+        self._wake.set()
+
+    def resized(self, concurrency: int) -> None:
+        """The pool now runs ``concurrency`` jobs at once (pool_grow / pool_shrink): claim for that."""
+        self.concurrency = concurrency
+        self.capacity = concurrency * self.prefetch_multiplier
+        self._wake.set()
 
     def reload(self) -> None:
         """Celery's ``celery_worker.reload()``, which makes a worker see tasks registered after it
@@ -291,7 +315,8 @@ class Worker:
             return 0
         # A burst worker needs no LISTEN: it only runs what is due now, and it waits only for its own
         # outcomes (the finisher wakes it). The connection would only cost its start and its exit.
-        listener = None if self.burst else Listener(self.app.database_url, [self.store.listen_jobs],
+        listener = None if self.burst else Listener(self.app.database_url,
+                                                    [self.store.listen_control, self.store.listen_jobs],
                                                     self._on_notify, self._wake.set, name="sqlq-listen",
                                                     outage=self.outage).start()
         housekeeper = threading.Thread(target=self._housekeeping, args=(house,), name="sqlq-housekeeping",
@@ -300,6 +325,7 @@ class Worker:
         self.pool.start()
         housekeeper.start()
         finisher.start()
+        self.control.start()
         log.info("worker %s ready: queues=%s pool=%s concurrency=%d prefetch=%d", self.hostname,
                  ",".join(self.queues), self.pool_name, self.concurrency, self.capacity)
         signals.worker_ready.send(sender=self)
@@ -312,6 +338,7 @@ class Worker:
             self._housekeeping_wake.set()
             if listener is not None:
                 listener.stop()
+            self.control.stop()
             housekeeper.join(timeout=5)
             finisher.join(timeout=5)
             signals.worker_shutdown.send(sender=self)
@@ -329,6 +356,7 @@ class Worker:
             if self.rate_limits_enabled:
                 self.store.rate_limits_declare(conn, self._declared_limits)
                 self._read_rate_limits(conn)
+            self.control.prepare(conn)  # (the revoked ids, before the first claim)
         except BaseException:
             conn.close()
             raise
@@ -363,7 +391,9 @@ class Worker:
         return conn
 
     def _on_notify(self, channel: str, payload: str) -> None:
-        if payload in self.queues:
+        if channel == self.store.control_channel:
+            self.control.notified()
+        elif payload in self.queues:
             self._wake.set()
 
     def _loop(self) -> None:
@@ -457,6 +487,8 @@ class Worker:
             if jobs:
                 total += len(jobs)
                 self._count(len(jobs))
+                if self.control.revoked.ids:  # (a revoked id is recorded REVOKED, not run)
+                    jobs = self.control.drop_revoked(jobs)
                 if signals.task_received.has_receivers:
                     signals.send_task_received(self, jobs)
                 self.pool.submit(jobs)
@@ -503,7 +535,8 @@ class Worker:
                 if claim.jobs:
                     total += len(claim.jobs)
                     self._count(len(claim.jobs))
-                    self.pool.submit(claim.jobs)
+                    self.pool.submit(self.control.drop_revoked(claim.jobs) if self.control.revoked.ids
+                                     else claim.jobs)
                 if claim.retry_in is not None:
                     until = skip[queue, task] = now + claim.retry_in
                     due = until if due is None else min(due, until)
@@ -514,7 +547,7 @@ class Worker:
                 if jobs:
                     total += len(jobs)
                     self._count(len(jobs))
-                    self.pool.submit(jobs)
+                    self.pool.submit(self.control.drop_revoked(jobs) if self.control.revoked.ids else jobs)
             if total >= free:
                 break
         self._queue_cursor = (self._queue_cursor + 1) % n
@@ -576,6 +609,7 @@ class Worker:
             self._lost.extendleft(reversed(lost))
             raise
         self._flushing = 0
+        self.totals.update([job.task for job, _ in batch])  # (inspect stats' per-task counts)
         self._count(-(len(batch) + len(lost)))
         self._wake.set()  # capacity freed: the consumer may claim again
 
@@ -741,6 +775,7 @@ class Worker:
             requeued, failed = self.store.rescue(conn, float(conf.worker_lost_timeout),
                                                  int(conf.worker_lost_max_attempts))
             expired = self.store.expire_results(conn, float(conf.result_expires))
+            self.store.control_prune(conn, CONTROL_KEEP)
         if requeued or failed:
             log.warning("rescued jobs of lost workers: %d handed back, %d failed", requeued, failed)
         if expired:

@@ -104,6 +104,13 @@ def claim_as_dead_worker(app: Any, *results: Any) -> str:
     return dead
 
 
+def wait_answering(app: Any, *hostnames: str) -> dict:
+    """Wait until the workers named answer a control ping (they are started and listening for
+    commands); returns the last ping's replies (tests/test_control*.py, test_inspect.py)."""
+    return wait_for(lambda: (r := app.control.inspect(timeout=1).ping()) and set(r) >= set(hostnames) and r,
+                    message=f"pongs from {', '.join(hostnames)}")
+
+
 # --- worker processes ---------------------------------------------------------------------------
 
 def worker_command(app_path: str = "tests.apps.basic:app", pool: str = "prefork", concurrency: int = 2,

@@ -45,7 +45,7 @@ class JobAdmin(ReadOnlyAdmin):
     def revoke(self, request: HttpRequest, queryset: QuerySet[Job]) -> None:
         app = get_app()
         with app.connection() as conn:
-            revoked = app.store.revoke(conn, _ids(queryset))
+            revoked = app.store.revoke(conn, _ids(queryset), expires=float(app.conf.worker_revoke_expires))
         self.message_user(request, f"{revoked} job(s) revoked (a running job belongs to its worker and is left alone)")
 
     @admin.action(description="Run the selected scheduled jobs now")

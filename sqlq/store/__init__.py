@@ -15,6 +15,7 @@ transaction. Its methods come from one module per group, each running its own fi
 * ``rate_limits``: the token buckets of rate-limited tasks (rate_limits.py; tokens are taken by the
   claims' CLAIM_RATE_LIMITED);
 * ``groups``: a GroupResult's members' states in one statement, saved groups (groups.py);
+* ``queues``: paused queues (queues.py);
 * ``base``: rendering for a schema, the schema's revision and advisory locks (base.py).
 
 The rows and records the store takes and gives are in records.py; the libpq fast path of one-job
@@ -26,18 +27,21 @@ from __future__ import annotations
 from .claims import Claims
 from .groups import Groups
 from .jobs import Jobs
+from .queues import Queues
 from .rate_limits import RateLimits
 from .records import (
     ClaimedJob,
     DeclaredLimits,
     DeclaredRoutes,
     ForeignSchedule,
+    HandedBack,
     Interrupted,
     JobSpec,
     JobState,
     LostJobs,
     NextDue,
     Outcome,
+    PausedQueue,
     PublishRow,
     QueueDepth,
     RateLimitedClaim,
@@ -45,6 +49,7 @@ from .records import (
     RetryRequest,
     RouteRow,
     ScheduleRow,
+    Unregistered,
     WorkerRow,
 )
 from .results import Results
@@ -52,10 +57,11 @@ from .routes import Routes
 from .schedules import Schedules
 from .workers import Workers
 
-__all__ = ["ClaimedJob", "DeclaredLimits", "DeclaredRoutes", "ForeignSchedule", "Interrupted", "JobSpec", "JobState",
-           "LostJobs", "NextDue", "Outcome", "PublishRow", "QueueDepth", "RateLimitRow", "RateLimitedClaim",
-           "RetryRequest", "RouteRow", "ScheduleRow", "Store", "WorkerRow"]
+__all__ = ["ClaimedJob", "DeclaredLimits", "DeclaredRoutes", "ForeignSchedule", "HandedBack", "Interrupted",
+           "JobSpec", "JobState", "LostJobs", "NextDue", "Outcome", "PausedQueue", "PublishRow", "QueueDepth",
+           "RateLimitRow", "RateLimitedClaim", "RetryRequest", "RouteRow", "ScheduleRow", "Store", "Unregistered",
+           "WorkerRow"]
 
 
-class Store(Jobs, Claims, Workers, Results, Schedules, Routes, RateLimits, Groups):
+class Store(Jobs, Claims, Workers, Results, Schedules, Routes, RateLimits, Groups, Queues):
     """Every statement of the queue tables, rendered for one schema (``Store(schema)``)."""

@@ -9,7 +9,7 @@ done), or in a thread of the test where a guide's step needs a worker while the 
 
 Left out: the guides' canvas parts (signatures, ``add.s``, groups, chains, chords: issue #13), and
 the commands sqlq has no equivalent of yet (``celery multi``, ``inspect active``, ``control
-rate_limit``, ``events``, ``status``).
+rate_limit``, ``events``).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ import pytest
 
 from sqlq import App
 from sqlq.errors import SqlqCompatibilityWarning
-from tests.apps.harness import job_row
+from tests.apps.harness import job_row, wait_for
 
 GUIDES = Path(__file__).resolve().parent / "celery_guides"
 ROOT = GUIDES.parent.parent
@@ -158,6 +158,18 @@ def test_next_steps_calling_tasks(guide, run_worker, raw_conn, schema):
         assert isinstance(res.get(propagate=False), TypeError)
         assert res.failed() is True and res.successful() is False
         assert res.state == 'FAILURE'
+
+
+def test_next_steps_remote_control_status(guide, run_worker):
+    directory = guide("next_steps")
+    from proj.celery import app
+
+    app.migrate()
+    with run_worker(app, hostname="celery@guide"):
+        status = wait_for(lambda: (lambda p: p.returncode == 0 and p)(_sqlq(directory, "-A", "proj", "status")),
+                          timeout=60, message="`sqlq -A proj status` to see the worker")
+    assert status.stdout.splitlines()[0] == "->  celery@guide: OK"
+    assert status.stdout.splitlines()[-1] == "1 node online."
 
 
 def test_next_steps_an_unknown_id_is_pending(guide):

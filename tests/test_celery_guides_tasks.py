@@ -935,14 +935,14 @@ def test_semipredicates_reject_render_scene(app, run_worker):
         # we reject it so that it's redelivered to the dead letter exchange
         # and we can manually inspect the situation.
         except MemoryError as exc:
-            raise Reject(exc, requeue=False)
+            raise Reject(exc, requeue=False)  # noqa: B904 - the guide's code
         except OSError as exc:
             if exc.errno == errno.ENOMEM:
-                raise Reject(exc, requeue=False)
+                raise Reject(exc, requeue=False)  # noqa: B904 - the guide's code
 
         # For any other error we retry after 10 seconds.
         except Exception as exc:
-            raise self.retry(exc, countdown=10)
+            raise self.retry(exc, countdown=10)  # noqa: B904 - the guide's code
 
     with run_worker(app):
         huge, enomem, fine = render_scene.delay('huge'), render_scene.delay('enomem'), render_scene.delay('ok')

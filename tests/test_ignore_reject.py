@@ -132,3 +132,44 @@ def test_ignore_and_reject_in_a_prefork_worker(ops_app: App, tmp_path, raw_conn,
     assert rows[2]["retries"] == 1
     assert result_row(raw_conn, schema, requeued.id)["retries"] == 1
     wait_for(lambda: "rejected" in worker.output(), message="the worker's log line for a rejected task")
+
+
+def test_eager_calls_end_as_a_worker_records_them(app: App):
+    called: list[str] = []
+
+    class Hooked(app.Task):
+        def on_failure(self, exc, task_id, args, kwargs, einfo):
+            called.append("on_failure")
+
+        def after_return(self, status, retval, task_id, args, kwargs, einfo):
+            called.append(f"after_return {status}")
+
+    @app.task(base=Hooked, name="e.ignore")
+    def ignore_me():
+        raise Ignore("skip")
+
+    @app.task(base=Hooked, name="e.reject")
+    def reject_me():
+        raise Reject("bad", requeue=False)
+
+    @app.task(base=Hooked, bind=True, name="e.requeue", max_retries=2)
+    def requeue_me(self):
+        if self.request.retries < 1:
+            raise Reject("again", requeue=True)
+        return self.request.retries
+
+    @app.task(base=Hooked, name="e.forever", max_retries=2)
+    def requeue_forever():
+        raise Reject("never", requeue=True)
+
+    ignored = ignore_me.apply()
+    assert ignored.state == "REVOKED"
+    with pytest.raises(TaskRevokedError, match="the task raised Ignore: skip"):
+        ignored.get()
+    rejected = reject_me.apply()
+    assert rejected.state == "FAILURE" and isinstance(rejected.result, Reject)
+    assert "raise Reject" in rejected.traceback
+    assert requeue_me.apply().get() == 1
+    forever = requeue_forever.apply()
+    assert (forever.state, forever.retries) == ("FAILURE", 2)
+    assert called == ["after_return SUCCESS"]  # (requeue_me's second run; a rejection calls no hook)

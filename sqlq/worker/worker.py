@@ -307,7 +307,7 @@ class Worker:
         # A burst worker needs no LISTEN: it only runs what is due now, and it waits only for its own
         # outcomes (the finisher wakes it). The connection would only cost its start and its exit.
         listener = None if self.burst else Listener(self.app.database_url,
-                                                    [self.store.listen_jobs, self.store.listen_queues],
+                                                    [self.store.listen_queues, self.store.listen_jobs],
                                                     self._on_notify, self._wake.set, name="sqlq-listen",
                                                     outage=self.outage).start()
         housekeeper = threading.Thread(target=self._housekeeping, args=(house,), name="sqlq-housekeeping",

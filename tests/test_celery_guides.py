@@ -138,6 +138,28 @@ def test_next_steps_project_with_the_worker_the_guide_starts(guide, raw_conn, sc
     assert [r.get(timeout=TIMEOUT) for r in results] == [4, 4, 12, 6]
 
 
+@pytest.mark.parametrize("pool", ["threads", "prefork"])
+def test_next_steps_worker_started_by_running_proj_celery(guide, pool):
+    """``python -m proj.celery worker``: proj/celery.py's ``app.start()`` runs the command for the app
+    made in ``__main__``, while ``proj.tasks``' ``from .celery import app`` imports proj.celery again
+    and registers the tasks on that second app; the worker runs them (as Celery's ``@app.task``
+    registers a task in every app), and prefork children import the second app by name."""
+    directory = guide("next_steps")
+    from proj.celery import app
+    from proj.tasks import add, mul
+
+    app.migrate()
+    results = [add.delay(2, 2), mul.delay(3, 4)]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(directory), str(ROOT)])}
+    worker = subprocess.run([sys.executable, "-m", "proj.celery", "worker", "-l", "INFO", "--burst", "-P", pool,
+                             "-c", "1"], cwd=directory, env=env, capture_output=True, text=True, timeout=120,
+                            stdin=subprocess.DEVNULL)
+    assert worker.returncode == 0, worker.stderr
+    assert [r.get(timeout=TIMEOUT) for r in results] == [4, 12]
+    assert "not registered" not in worker.stderr
+    assert "registered on proj.celery:app (imported again by name) run here too" in worker.stderr
+
+
 def test_next_steps_calling_tasks(guide, run_worker, raw_conn, schema):
     guide("next_steps")
     from proj.celery import app

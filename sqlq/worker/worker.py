@@ -131,6 +131,7 @@ class Worker:
         # exclude_queues, shutdown_timeout and without_*: Celery's worker arguments, which Celery's
         # pytest fixtures pass through celery_worker_parameters (issue #12); see _celery_arguments
         app.finalize(auto=True)  # include/imports, task_annotations, on_after_finalize (issue #12)
+        self._adopt_main_twin(app)
         conf = app.conf
         self.app = app
         shutdown_grace = _celery_arguments(shutdown_grace, shutdown_timeout, without_heartbeat=without_heartbeat,
@@ -206,6 +207,17 @@ class Worker:
         self.pool: BasePool = self._make_pool()
 
     # construction ------------------------------------------------------------------------------
+
+    @staticmethod
+    def _adopt_main_twin(app: App) -> None:
+        """``python -m proj.celery worker``: the tasks that ``proj.tasks`` registered on the second
+        copy of ``proj.celery``'s app run here too (``loading.adopt_main_twin``)."""
+        from ..loading import adopt_main_twin
+
+        twin = adopt_main_twin(app)
+        if twin is not None and twin[1]:
+            log.info("this app runs as __main__; the %d task(s) its modules registered on %s "
+                     "(imported again by name) run here too", len(twin[1]), twin[0])
 
     def _make_pool(self) -> BasePool:
         cls = pool_class(self.pool_name)
@@ -374,7 +386,7 @@ class Worker:
                  if w.state == "online" and w.hostname == self.hostname and w.id != self.id]
         if twins:
             log.warning("another live worker is named %s (pid %s, id %s); give each worker its own name "
-                        "with -n NAME (e.g. -n w1@%%h)", self.hostname,
+                        "with -n NAME", self.hostname,
                         ", ".join(str(w.pid) for w in twins), ", ".join(w.id for w in twins))
 
     def _on_pause_notice(self) -> None:

@@ -30,8 +30,8 @@ Left out, and why:
   ``TaskDefinitionError``, ``self.request`` is always ``sqlq.task.Request``); in the testing guide
   ``celery_worker_pool`` returning ``'prefork'`` (``sqlq_worker`` fails to start: "the prefork pool
   starts child processes that import your app, but this app is not importable", since
-  ``sqlq_app`` is made by the fixture, not by an importable module) and ``use_celery_app_trap``
-  (no such fixture, and no trap on falling back to a default app);
+  ``sqlq_app`` is made by the fixture, not by an importable module); ``use_celery_app_trap`` is
+  the plugin's ``use_sqlq_app_trap`` (tests/test_app_trap.py);
 * by design (README, "The pytest plugin"): the session-scoped ``celery_session_app`` and
   ``celery_session_worker`` (sqlq's plugin has no session-scoped fixtures).
 """

@@ -49,6 +49,11 @@ def test_no_live_worker_knows_it_so_it_fails_not_registered(ops_app: App, tmp_pa
     assert "ERROR" in line and "-A tests.apps.operations:app" in line
 
 
+def _busy(raw_conn: psycopg.Connection, schema: str, job_id: str, worker_id: str) -> bool:
+    row = job_row(raw_conn, schema, job_id)
+    return row is not None and row["state"] == "running" and str(row["worker_id"]) == worker_id
+
+
 def test_it_is_handed_back_to_the_worker_that_knows_it(app: App, other_app: App, run_worker, caplog,
                                                        raw_conn: psycopg.Connection, schema: str):
     caplog.set_level(logging.ERROR, logger="sqlq.worker")
@@ -62,23 +67,22 @@ def test_it_is_handed_back_to_the_worker_that_knows_it(app: App, other_app: App,
     def known(i):
         return i
 
-    with run_worker(other_app, concurrency=1, prefetch_multiplier=1, hostname="knows@test") as knowing, \
-            run_worker(app, concurrency=2, hostname="ignorant@test"):
-        published = wait_for(lambda: scalar(raw_conn, "SELECT tasks FROM {s}.workers WHERE hostname = 'knows@test'",
-                                             schema=schema), message="the knowing worker's row")
-        assert {"t.hold", "t.known"} <= set(published)
-        wait_for(lambda: scalar(raw_conn, "SELECT count(*) FROM {s}.workers", schema=schema) == 2,
-                 message="both workers registered")
-        blocker = other_app.send_task("t.hold")
-        wait_for(lambda: str((job_row(raw_conn, schema, blocker.id) or {}).get("worker_id")) == knowing.id
-                 and job_row(raw_conn, schema, blocker.id)["state"] == "running",
-                 message="the knowing worker to be busy")
-        jobs = [other_app.send_task("t.known", (i,)) for i in range(5)]
-        # the busy worker claims nothing more, so the ignorant one takes them and hands them back
-        wait_for(lambda: scalar(raw_conn, "SELECT count(*) FROM {s}.jobs WHERE handbacks > 0", schema=schema),
-                 message="a hand-back")
+    try:
+        # the knowing worker (one slot, no prefetch) is kept busy, so only the other claims at first
+        with run_worker(other_app, concurrency=1, prefetch_multiplier=1, hostname="knows@test") as knowing:
+            published = wait_for(lambda: scalar(raw_conn, "SELECT tasks FROM {s}.workers", schema=schema),
+                                 message="the knowing worker's row")
+            assert {"t.hold", "t.known"} <= set(published)
+            blocker = other_app.send_task("t.hold")
+            wait_for(lambda: _busy(raw_conn, schema, blocker.id, knowing.id), message="the knowing worker busy")
+            with run_worker(app, concurrency=2, hostname="ignorant@test"):
+                jobs = [other_app.send_task("t.known", (i,)) for i in range(5)]
+                wait_for(lambda: scalar(raw_conn, "SELECT count(*) FROM {s}.jobs WHERE handbacks > 0",
+                                        schema=schema), message="a hand-back")
+                release.set()
+                rows = [wait_result(raw_conn, schema, j.id) for j in jobs]
+    finally:
         release.set()
-        rows = [wait_result(raw_conn, schema, j.id) for j in jobs]
     assert [(r["state"], str(r["worker_id"])) for r in rows] == [("SUCCESS", knowing.id)] * 5
     errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR and "t.known" in r.getMessage()]
     assert errors and "not registered in this worker's app (-A tests)" in errors[0]
@@ -94,15 +98,14 @@ def test_hand_backs_are_bounded(app: App, other_app: App, run_worker, raw_conn, 
     other_app.task(name="t.known")(lambda: None)
     app.conf.update(worker_unknown_task_handbacks=2)
     try:
-        with run_worker(other_app, concurrency=1, prefetch_multiplier=1, hostname="knows@test") as knowing, \
-                run_worker(app, concurrency=1, hostname="ignorant@test"):
-            wait_for(lambda: scalar(raw_conn, "SELECT count(*) FROM {s}.workers", schema=schema) == 2,
-                     message="both workers registered")
+        with run_worker(other_app, concurrency=1, prefetch_multiplier=1, hostname="knows@test") as knowing:
+            wait_for(lambda: scalar(raw_conn, "SELECT count(*) FROM {s}.workers", schema=schema) == 1,
+                     message="the knowing worker registered")
             blocker = other_app.send_task("t.hold")
-            wait_for(lambda: str((job_row(raw_conn, schema, blocker.id) or {}).get("worker_id")) == knowing.id,
-                     message="the knowing worker to be busy")
-            job = other_app.send_task("t.known")
-            row = wait_result(raw_conn, schema, job.id)
+            wait_for(lambda: _busy(raw_conn, schema, blocker.id, knowing.id), message="the knowing worker busy")
+            with run_worker(app, concurrency=1, hostname="ignorant@test"):
+                job = other_app.send_task("t.known")
+                row = wait_result(raw_conn, schema, job.id)
             release.set()
     finally:
         release.set()

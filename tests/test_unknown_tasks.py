@@ -112,3 +112,16 @@ def test_hand_backs_are_bounded(app: App, other_app: App, run_worker, raw_conn, 
     assert (row["state"], row["exc_type"]) == ("FAILURE", "sqlq.errors.NotRegistered")
     assert "(handed back 2 time(s))" in row["exc_message"]
     assert row["attempts"] == 1  # hand-backs spend no attempt: the last claim is the only one counted
+
+
+def test_reload_publishes_tasks_registered_after_the_start(app: App, run_worker, raw_conn, schema: str):
+    def published() -> set[str]:
+        return set(scalar(raw_conn, "SELECT tasks FROM {s}.workers", schema=schema) or [])
+
+    with run_worker(app) as worker:
+        wait_for(lambda: scalar(raw_conn, "SELECT count(*) FROM {s}.workers", schema=schema) == 1,
+                 message="the worker's row")
+        assert "t.late" not in published()
+        app.task(name="t.late")(lambda: None)
+        worker.reload()
+        assert "t.late" in published()

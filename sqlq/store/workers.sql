@@ -13,13 +13,14 @@
 -- name: REGISTER_WORKER
 -- A worker's row, written at start and again by a heartbeat that found it gone (the worker was
 -- presumed dead meanwhile): it claims nothing without one. A worker back from the dead leaves
--- dead_workers. `tasks`: the task names its app registers (HAND_BACK reads them).
+-- dead_workers. `tasks`: the task names its app registers (HAND_BACK reads them), written again
+-- by a registration of a worker whose row exists (Worker.reload: tasks registered since).
 WITH revived AS (
     DELETE FROM {dead_workers} WHERE id = %(id)s
 )
 INSERT INTO {workers} (id, hostname, pid, queues, concurrency, pool, lock_key, tasks)
 VALUES (%(id)s, %(hostname)s, %(pid)s, %(queues)s, %(concurrency)s, %(pool)s, %(lock_key)s, %(tasks)s)
-ON CONFLICT (id) DO UPDATE SET heartbeat_at = now(), lock_lost_at = NULL
+ON CONFLICT (id) DO UPDATE SET heartbeat_at = now(), lock_lost_at = NULL, tasks = excluded.tasks
 
 -- name: HEARTBEAT
 -- No row returned: this worker was presumed dead and its jobs rescued.

@@ -267,13 +267,15 @@ class Worker:
         look each job's task up in ``app.tasks`` when they run it, so a task registered after the
         start runs at once. What the registry does hold that the worker read at its start is the
         tasks' rate limits, so this reads them again and declares them as a start does (a limit
-        changed live with ``set_rate_limit`` gives way to the code's, as on a restart). Prefork
-        children import the app when they start, so they know only the tasks the app module
+        changed live with ``set_rate_limit`` gives way to the code's, as on a restart), and the task
+        names the worker publishes (the other workers' hand-backs of unknown tasks read them).
+        Prefork children import the app when they start, so they know only the tasks the app module
         registers on import, with or without reload()."""
-        if not self.rate_limits_enabled:
-            return
-        self._declared_limits = rate_limits.declared_rate_limits(self.app)
         with self.app.connection() as conn:
+            self._register(conn)  # (its row exists: this only publishes the task names again)
+            if not self.rate_limits_enabled:
+                return
+            self._declared_limits = rate_limits.declared_rate_limits(self.app)
             self.store.rate_limits_declare(conn, self._declared_limits)
             self._read_rate_limits(conn)
 

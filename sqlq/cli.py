@@ -323,12 +323,7 @@ def queues(click_ctx: click.Context) -> None:
 @handle_errors
 def queues_pause(ctx: _Context, names: tuple[str, ...]) -> None:
     """Stop every worker, running now or started later, from claiming QUEUE's jobs (they wait)."""
-    for name in names:
-        validate_queue(name)  # all names checked before any is paused
-    app = ctx.app()
-    for name in names:
-        changed = app.pause_queue(name)
-        click.echo(f"queue {name!r} {'paused' if changed else 'was already paused'}", err=True)
+    _pause_or_resume(ctx, names, pause=True)
 
 
 @queues.command("resume")
@@ -337,12 +332,18 @@ def queues_pause(ctx: _Context, names: tuple[str, ...]) -> None:
 @handle_errors
 def queues_resume(ctx: _Context, names: tuple[str, ...]) -> None:
     """Let the workers claim QUEUE's jobs again."""
+    _pause_or_resume(ctx, names, pause=False)
+
+
+def _pause_or_resume(ctx: _Context, names: tuple[str, ...], *, pause: bool) -> None:
+    """Every name checked before any queue changes, then one line each saying what changed."""
     for name in names:
         validate_queue(name)
     app = ctx.app()
+    change = app.pause_queue if pause else app.resume_queue
+    done, same = ("paused", "was already paused") if pause else ("resumed", "was not paused")
     for name in names:
-        changed = app.resume_queue(name)
-        click.echo(f"queue {name!r} {'resumed' if changed else 'was not paused'}", err=True)
+        click.echo(f"queue {name!r} {done if change(name) else same}", err=True)
 
 
 @queues.command("paused")

@@ -9,8 +9,6 @@ task's ``max_retries`` it is that FAILURE.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import psycopg
 import pytest
 
@@ -21,16 +19,6 @@ from sqlq import App
 from sqlq.errors import TaskRevokedError
 from sqlq.exceptions import Ignore, Reject
 from tests.apps.harness import WorkerProcess, result_row, wait_for, wait_result
-
-
-@pytest.fixture
-def ops_app(schema: str) -> Iterator[App]:
-    from tests.apps import operations
-
-    operations.app.close()
-    operations.app.migrate()
-    yield operations.app
-    operations.app.close()
 
 
 def test_celery_exception_names_carry_over():
@@ -45,8 +33,8 @@ def test_celery_exception_names_carry_over():
     assert str(Reject()) == "rejected"
 
 
-def test_ignore_ends_revoked_without_hooks(app: App, run_worker, raw_conn: psycopg.Connection, schema: str):
-    called: list[str] = []
+def _recording_hooks(app: App, called: list[str]) -> type:
+    """A base class whose on_failure and after_return say in ``called`` that they ran."""
 
     class Hooked(app.Task):
         def on_failure(self, exc, task_id, args, kwargs, einfo):
@@ -54,6 +42,13 @@ def test_ignore_ends_revoked_without_hooks(app: App, run_worker, raw_conn: psyco
 
         def after_return(self, status, retval, task_id, args, kwargs, einfo):
             called.append(f"after_return {status}")
+
+    return Hooked
+
+
+def test_ignore_ends_revoked_without_hooks(app: App, run_worker, raw_conn: psycopg.Connection, schema: str):
+    called: list[str] = []
+    Hooked = _recording_hooks(app, called)
 
     @app.task(base=Hooked, name="t.ignore")
     def ignore_me():
@@ -136,13 +131,7 @@ def test_ignore_and_reject_in_a_prefork_worker(ops_app: App, tmp_path, raw_conn,
 
 def test_eager_calls_end_as_a_worker_records_them(app: App):
     called: list[str] = []
-
-    class Hooked(app.Task):
-        def on_failure(self, exc, task_id, args, kwargs, einfo):
-            called.append("on_failure")
-
-        def after_return(self, status, retval, task_id, args, kwargs, einfo):
-            called.append(f"after_return {status}")
+    Hooked = _recording_hooks(app, called)
 
     @app.task(base=Hooked, name="e.ignore")
     def ignore_me():

@@ -5,8 +5,6 @@ once the queue is resumed."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import psycopg
 import pytest
 from click.testing import CliRunner
@@ -15,16 +13,6 @@ from sqlq import App
 from sqlq.cli import main
 from sqlq.errors import InvalidNameError
 from tests.apps.harness import WorkerProcess, job_row, wait_for, wait_result
-
-
-@pytest.fixture
-def ops_app(schema: str) -> Iterator[App]:
-    from tests.apps import operations
-
-    operations.app.close()
-    operations.app.migrate()
-    yield operations.app
-    operations.app.close()
 
 
 def _waiting(raw_conn: psycopg.Connection, schema: str, job_id: str) -> bool:

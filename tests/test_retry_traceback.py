@@ -4,22 +4,8 @@ a prefork worker process, whose child sends it to the parent with the retry)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-import pytest
-
 from sqlq import App
 from tests.apps.harness import WorkerProcess, job_row, wait_for
-
-
-@pytest.fixture
-def ops_app(schema: str) -> Iterator[App]:
-    from tests.apps import operations
-
-    operations.app.close()
-    operations.app.migrate()
-    yield operations.app
-    operations.app.close()
 
 
 def _retrying(raw_conn, schema: str, job_id: str):

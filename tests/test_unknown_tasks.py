@@ -17,16 +17,6 @@ from tests.apps.harness import WorkerProcess, job_row, scalar, wait_for, wait_re
 
 
 @pytest.fixture
-def ops_app(schema: str) -> Iterator[App]:
-    from tests.apps import operations
-
-    operations.app.close()
-    operations.app.migrate()
-    yield operations.app
-    operations.app.close()
-
-
-@pytest.fixture
 def other_app(schema: str, database_url: str) -> Iterator[App]:
     """A second app on the test's schema, whose workers know other tasks than ``app``'s."""
     application = App("knows", database_url=database_url, schema=schema)

@@ -3,8 +3,10 @@
 from .app import App, Celery
 from .current import current_app, shared_task
 from .errors import (
+    Ignore,
     MaxRetriesExceededError,
     NotRegistered,
+    Reject,
     Retry,
     SoftTimeLimitExceeded,
     SqlqError,
@@ -42,9 +44,11 @@ __all__ = [
     "EagerResult",
     "Exchange",
     "GroupResult",
+    "Ignore",
     "MaxRetriesExceededError",
     "NotRegistered",
     "Queue",
+    "Reject",
     "Retry",
     "Signature",
     "SoftTimeLimitExceeded",

@@ -653,6 +653,24 @@ class App:
 
         return add_periodic_task(self, schedule, sig, name, **options)
 
+    # Paused queues (Oban's pause_queue/resume_queue; store/queues.sql): a row every worker reads
+    # before its next claim, so a pause holds for the workers running now and those started later.
+    def pause_queue(self, queue: str) -> bool:
+        """Stop every worker from claiming ``queue``'s jobs until ``resume_queue``; they stay waiting.
+        Jobs already claimed finish. False when the queue was already paused."""
+        with self.connection() as conn:
+            return self.store.pause_queue(conn, validate_queue(queue))
+
+    def resume_queue(self, queue: str) -> bool:
+        """Let the workers claim ``queue``'s jobs again; False when it was not paused."""
+        with self.connection() as conn:
+            return self.store.resume_queue(conn, validate_queue(queue))
+
+    def paused_queues(self) -> list[str]:
+        """The paused queues, the first paused first."""
+        with self.connection() as conn:
+            return [p.queue for p in self.store.paused_queues(conn)]
+
 
 #: Celery's name for the app class, so ``from sqlq import Celery`` is the only change to make.
 Celery = App

@@ -9,6 +9,7 @@ logger, so importing sqlq never touches the application's root logger.
 from __future__ import annotations
 
 import atexit
+import collections
 import datetime as dt
 import functools
 import gc
@@ -293,17 +294,91 @@ def _plain_json(value: Any) -> str:
 
 # --- inspection ---------------------------------------------------------------------------------
 
-@main.command()
-@pass_ctx
+@main.group(invoke_without_command=True)
+@click.pass_context
 @handle_errors
-def queues(ctx: _Context) -> None:
-    """Depth of each queue: waiting, scheduled, running."""
+def queues(click_ctx: click.Context) -> None:
+    """Depth of each queue: waiting, scheduled, running, and whether it is paused (pause, resume)."""
+    if click_ctx.invoked_subcommand is not None:
+        return
+    ctx = click_ctx.find_object(_Context)
+    assert ctx is not None  # main() made it
     app = ctx.app()
     with app.connection() as conn:
         rows = app.store.queue_depths(conn)
-    click.echo(f"{'queue':<30} {'waiting':>9} {'scheduled':>9} {'running':>9}")
+        paused = {p.queue for p in app.store.paused_queues(conn)}
+    click.echo(f"{'queue':<30} {'waiting':>9} {'scheduled':>9} {'running':>9}  state")
+    listed = set()
     for depth in rows:
-        click.echo(f"{depth.queue:<30} {depth.waiting:>9} {depth.scheduled:>9} {depth.running:>9}")
+        listed.add(depth.queue)
+        state = "paused" if depth.queue in paused else "active"
+        click.echo(f"{depth.queue:<30} {depth.waiting:>9} {depth.scheduled:>9} {depth.running:>9}  {state}")
+    for name in sorted(paused - listed):  # a paused queue without jobs is still paused
+        click.echo(f"{name:<30} {0:>9} {0:>9} {0:>9}  paused")
+
+
+@queues.command("pause")
+@click.argument("names", metavar="QUEUE...", nargs=-1, required=True)
+@pass_ctx
+@handle_errors
+def queues_pause(ctx: _Context, names: tuple[str, ...]) -> None:
+    """Stop every worker, running now or started later, from claiming QUEUE's jobs (they wait)."""
+    _pause_or_resume(ctx, names, pause=True)
+
+
+@queues.command("resume")
+@click.argument("names", metavar="QUEUE...", nargs=-1, required=True)
+@pass_ctx
+@handle_errors
+def queues_resume(ctx: _Context, names: tuple[str, ...]) -> None:
+    """Let the workers claim QUEUE's jobs again."""
+    _pause_or_resume(ctx, names, pause=False)
+
+
+def _pause_or_resume(ctx: _Context, names: tuple[str, ...], *, pause: bool) -> None:
+    """Every name checked before any queue changes, then one line each saying what changed."""
+    for name in names:
+        validate_queue(name)
+    app = ctx.app()
+    change = app.pause_queue if pause else app.resume_queue
+    done, same = ("paused", "was already paused") if pause else ("resumed", "was not paused")
+    for name in names:
+        click.echo(f"queue {name!r} {done if change(name) else same}", err=True)
+
+
+@queues.command("paused")
+@pass_ctx
+@handle_errors
+def queues_paused(ctx: _Context) -> None:
+    """The paused queues, one a line, with when each was paused (UTC)."""
+    app = ctx.app()
+    with app.connection() as conn:
+        rows = app.store.paused_queues(conn)
+    for row in rows:
+        click.echo(f"{row.queue}\t{_when(row.paused_at)}")
+    if not rows:
+        click.echo("no paused queues", err=True)
+
+
+@main.command()
+@pass_ctx
+@handle_errors
+def status(ctx: _Context) -> None:
+    """Live workers, one line each (Celery's `celery status`); exit 1 when none is online."""
+    app = ctx.app()
+    with app.connection() as conn:
+        rows = app.store.workers(conn, float(app.conf.worker_lost_timeout))
+    online = [w for w in rows if w.state == "online"]
+    for w in online:
+        click.echo(f"->  {w.hostname}: OK")
+    names = collections.Counter(w.hostname for w in online)
+    for name, count in sorted(names.items()):
+        if count > 1:
+            click.echo(f"sqlq: warning: {count} live workers are named {name}; give each its own name "
+                       f"(sqlq worker -n NAME)", err=True)
+    if not online:
+        _fail("no workers online" + (f" ({len(rows)} lost or dead: sqlq inspect workers)" if rows else ""))
+    click.echo(f"\n{len(online)} {'node' if len(online) == 1 else 'nodes'} online.")
 
 
 @main.command("rate-limits")
@@ -330,14 +405,16 @@ def inspect() -> None:
 @pass_ctx
 @handle_errors
 def inspect_workers(ctx: _Context) -> None:
-    """Registered workers and how long since each one's heartbeat."""
+    """Workers, each with its state (online, lost: about to be rescued, dead: listed for
+    worker_dead_retention) and how long since its heartbeat."""
     app = ctx.app()
     with app.connection() as conn:
-        rows = app.store.workers(conn)
+        rows = app.store.workers(conn, float(app.conf.worker_lost_timeout))
     for w in rows:
-        click.echo(f"{w.hostname} pid={w.pid} id={w.id} queues={','.join(w.queues)} "
+        since = f" dead since {_when(w.died_at)} UTC" if w.died_at is not None else ""
+        click.echo(f"{w.hostname} {w.state} pid={w.pid} id={w.id} queues={','.join(w.queues)} "
                    f"pool={w.pool}x{w.concurrency} up since {w.started_at:%Y-%m-%d %H:%M:%S} "
-                   f"heartbeat {w.silent_for:.1f}s ago")
+                   f"heartbeat {w.silent_for:.1f}s ago{since}")
     if not rows:
         click.echo("no workers registered", err=True)
 

@@ -69,6 +69,8 @@ DEFAULTS: dict[str, Any] = {
     "worker_shutdown_grace": 30.0,
     "worker_maintenance_interval": 5.0,
     "worker_revoke_expires": 10800.0,  # seconds a revoked id is honoured (Celery's CELERY_WORKER_REVOKE_EXPIRES)
+    "worker_dead_retention": 3600.0,  # seconds a dead worker stays listed (sqlq inspect workers)
+    "worker_unknown_task_handbacks": 100,  # hand-backs of a job whose task a worker does not know
     "database_wait_timeout": None,  # None: workers and beats wait for the database at start for ever
     "timezone": "UTC",
     "beat_schedule": {},
@@ -79,10 +81,11 @@ DEFAULTS: dict[str, Any] = {
 }
 
 _INT = {"task_default_priority", "result_expires", "worker_concurrency", "worker_prefetch_multiplier",
-        "worker_max_tasks_per_child", "worker_lost_max_attempts", "beat_backfill_limit"}
+        "worker_max_tasks_per_child", "worker_lost_max_attempts", "beat_backfill_limit",
+        "worker_unknown_task_handbacks"}
 _FLOAT = {"worker_poll_interval", "worker_heartbeat_interval", "worker_lost_timeout",
-          "worker_shutdown_grace", "worker_maintenance_interval", "beat_interval", "database_wait_timeout",
-          "worker_revoke_expires",
+          "worker_shutdown_grace", "worker_maintenance_interval", "worker_dead_retention", "beat_interval",
+          "database_wait_timeout", "worker_revoke_expires",
           "task_time_limit", "task_soft_time_limit"}
 _BOOL = {"task_acks_late", "task_always_eager", "task_eager_propagates", "task_track_started",
          "task_ignore_result", "worker_disable_rate_limits", "worker_enable_remote_control", "enable_utc"}

@@ -13,9 +13,10 @@ and what it returns stands for the current app's task.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -24,6 +25,9 @@ if TYPE_CHECKING:
 
 _lock = threading.Lock()
 _current: App | None = None
+#: While true (``trapped()``, the pytest plugin's ``use_sqlq_app_trap``), using the current app
+#: raises: a test checks that its code passes its app rather than falling back on the current one.
+_trapped = False
 #: Every App alive in this process (shared tasks are registered in each).
 _apps: weakref.WeakSet[App] = weakref.WeakSet()
 #: Every shared_task definition, in the order they were made.
@@ -31,14 +35,36 @@ _shared: list[SharedTask] = []
 
 
 def set_current_app(app: App) -> None:
-    global _current
+    """Make ``app`` current (this also lifts a trap: the app set is what the test depends on, as
+    Celery's ``app.set_current()`` replaces its trap)."""
+    global _current, _trapped
     with _lock:
         _current = app
+        _trapped = False
+
+
+@contextlib.contextmanager
+def trapped() -> Iterator[None]:
+    """Celery's app trap: inside the block, using the current app (``current_app``, ``AsyncResult(id)``
+    without an app, a ``shared_task``, ...) raises ``RuntimeError`` until an app is made current; the
+    current app and the trap are as before afterwards."""
+    global _current, _trapped
+    with _lock:
+        before = _current, _trapped
+        _trapped = True
+    try:
+        yield
+    finally:
+        with _lock:
+            _current, _trapped = before
 
 
 def get_current_app() -> App:
     """The current app, or a default one made now when no app has been made."""
     global _current
+    if _trapped:
+        raise RuntimeError("Test depends on current_app: this test traps the current app "
+                           "(use_sqlq_app_trap); pass the app explicitly, or use depends_on_current_app")
     app = _current
     if app is not None:
         return app

@@ -37,8 +37,11 @@ from . import serialization, signals
 from . import task as task_module
 from .errors import (
     ConfigurationError,
+    Ignore,
+    Reject,
     Retry,
     SerializationError,
+    TaskRevokedError,
 )
 from .result import READY_STATES, AsyncResult, GroupResult
 from .task import ExceptionInfo, Request, Task, _current_request, overridden_hooks
@@ -336,6 +339,19 @@ class _EagerRun:
                 state, einfo = "RETRY", ExceptionInfo(reason, format_traceback(reason))
                 self._retried(request, reason, einfo, args, kwargs)
                 return None
+            except Ignore as ignored:  # as the worker records it: REVOKED, no hooks
+                state = "IGNORED"
+                said = f": {serialization.safe_str(ignored)}" if ignored.args else ""
+                revoked = TaskRevokedError(f"task {task_id} ended without an outcome: the task raised Ignore{said}")
+                return EagerResult(task_id, revoked, "REVOKED", app=self.app, task_name=task.name, retries=retries)
+            except Reject as rejected:  # as the worker: requeued (a retry, at once) or FAILURE, no hooks
+                state = "REJECTED"
+                if rejected.requeue and (task.max_retries is None or retries < task.max_retries):
+                    log.info("task %s[%s] rejected and requeued (eager: run again at once): %s", task.name, task_id,
+                             serialization.safe_str(rejected))
+                    return None
+                return EagerResult(task_id, rejected, "FAILURE", app=self.app, task_name=task.name,
+                                   traceback=format_traceback(rejected), retries=retries)
             except Exception as exc:  # noqa: BLE001 - every failure becomes the call's FAILURE
                 if self.task.autoretries(exc, retries):
                     state, einfo = "RETRY", ExceptionInfo(exc, format_traceback(exc))
@@ -356,7 +372,8 @@ class _EagerRun:
             return EagerResult(task_id, value, "SUCCESS", app=self.app, task_name=task.name, retries=retries)
         finally:
             try:
-                _call_hook(task, hooks, "after_return", state, retval, task_id, args, kwargs, einfo)
+                if state not in ("IGNORED", "REJECTED"):  # (Celery's IGNORE_STATES but RETRY)
+                    _call_hook(task, hooks, "after_return", state, retval, task_id, args, kwargs, einfo)
                 if signals.task_postrun.has_receivers:
                     signals.task_postrun.send(sender=task, task_id=task_id, task=task, args=args, kwargs=kwargs,
                                               retval=retval if state == "SUCCESS" else None, state=state)

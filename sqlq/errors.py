@@ -138,7 +138,36 @@ class TaskExpiredError(SqlqError):
     """The task's `expires` passed before a worker started it, so it never ran."""
 
 
-class Retry(SqlqError):  # noqa: N818 - Celery's name, kept so user code carries over
+class TaskPredicate(SqlqError):
+    """Celery's base of the exceptions a task raises to tell the worker what to do with its job
+    (``Retry``, ``Ignore``, ``Reject``) rather than to report a failure."""
+
+
+class Ignore(TaskPredicate):  # noqa: N818 - Celery's name, kept so user code carries over
+    """Raised in a task to end its job without an outcome of its own. Celery then stores nothing
+    (the state stays whatever ``update_state`` set last); a sqlq job must end in a recorded state,
+    so it is recorded as REVOKED with this type and message: nothing is left waiting, and the
+    reader's ``get()`` raises ``TaskRevokedError`` saying the task ignored itself. Hooks
+    ``on_failure`` and ``after_return`` are not called, as in Celery."""
+
+
+class Reject(TaskPredicate):  # noqa: N818 - Celery's name
+    """Raised in a task to refuse its job: ``Reject(reason, requeue=False)``, Celery's arguments.
+    With ``requeue=False`` the job is recorded as FAILURE with this type, ``reason`` as its message
+    and the traceback (where Celery's broker would dead-letter or drop the message); with
+    ``requeue=True`` it goes back to the queue at once, counted as a retry, so a job rejected more
+    than the task's ``max_retries`` times ends as that FAILURE instead of going round for ever."""
+
+    def __init__(self, reason: object = None, requeue: bool = False):
+        super().__init__(reason, requeue)
+        self.reason = reason
+        self.requeue = requeue
+
+    def __str__(self) -> str:
+        return "rejected" if self.reason is None else str(self.reason)
+
+
+class Retry(TaskPredicate):  # noqa: N818 - Celery's name, kept so user code carries over
     """Raised by `Task.retry()` to tell the worker to run the job again later."""
 
     def __init__(self, message: str | None = None, exc: BaseException | None = None,

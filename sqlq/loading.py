@@ -112,7 +112,8 @@ def _app_in(module: ModuleType, path: str, app_type: type[App]) -> App | None:
 
 
 def app_path(app: App) -> str | None:
-    """An importable ``module:attr`` for ``app`` (prefork children import it), if there is one."""
+    """An importable ``module:attr`` for ``app`` (prefork children import it), if there is one; for
+    an app of a module run as ``__main__``, its twin's (``main_twin``)."""
     for name, module in list(sys.modules.items()):
         if name == "__main__" or module is None or name == "sqlq" or name.startswith("sqlq."):
             continue  # (sqlq's own modules hold apps too: sqlq.current's current app)
@@ -122,4 +123,42 @@ def app_path(app: App) -> str | None:
                     return f"{name}:{attr}"
         except TypeError:
             continue
+    twin = main_twin(app)
+    return twin[0] if twin is not None else None
+
+
+def main_twin(app: App) -> tuple[str, App] | None:
+    """The other copy of ``app`` when ``app`` was made by a module run as ``__main__`` (``python -m
+    proj.celery worker``, whose ``app.start()`` runs the command): a module of the app's that imports
+    it by name (``from .celery import app`` in ``proj.tasks``) imports that module a second time,
+    which makes a second App of the same name, and those modules' tasks register on it. Returns
+    the twin's ``module:attr`` and the twin, or None when ``app`` has none."""
+    from .app import App
+
+    main = sys.modules.get("__main__")
+    spec = getattr(main, "__spec__", None)
+    if main is None or spec is None or not any(value is app for value in vars(main).values()):
+        return None
+    module = sys.modules.get(spec.name)
+    if module is None or module is main:
+        return None
+    for attr, value in vars(module).items():
+        if isinstance(value, App) and value is not app and value.main == app.main:
+            return f"{spec.name}:{attr}", value
     return None
+
+
+def adopt_main_twin(app: App) -> tuple[str, list[str]] | None:
+    """Register in ``app`` the tasks its ``main_twin`` has and it lacks, as Celery's ``@app.task``
+    (``shared=True``) registers a task in every app: a worker started by ``python -m proj.celery
+    worker`` then runs the tasks of ``proj.tasks``. Returns the twin's ``module:attr`` and the
+    names adopted, or None when ``app`` has no twin."""
+    twin = main_twin(app)
+    if twin is None:
+        return None
+    path, other = twin
+    other.finalize(auto=True)  # (its task_annotations; its include is what app just imported)
+    adopted = [name for name in other.tasks if name not in app.tasks]
+    for name in adopted:
+        app.tasks[name] = other.tasks[name]
+    return path, adopted

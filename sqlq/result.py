@@ -232,14 +232,16 @@ class AsyncResult(Generic[R]):
             return rebuild_exception(row.exc_type, row.exc_message, row.traceback,
                                      failure_args(row, self.app.conf.accept_content))
         if state == "REVOKED":
+            if row.exc_type == "sqlq.errors.Ignore":  # (Celery stores nothing for a task that raised Ignore)
+                return TaskRevokedError(f"task {self.id} ended without an outcome: {row.exc_message}")
             return TaskRevokedError(f"task {self.id} was revoked before it ran")
         if state == "EXPIRED":
             return TaskExpiredError(f"task {self.id} expired before a worker started it, so it never ran")
         if state == "RETRY" and row.exc_message:
             # what the last attempt raised, kept on the job as "type: message" (Celery's RETRY result
-            # is that exception); its traceback is not kept
+            # is that exception), with that attempt's traceback
             exc_type, _, message = row.exc_message.partition(": ")
-            return rebuild_exception(exc_type, message, None)
+            return rebuild_exception(exc_type, message, row.traceback)
         if row.result is not None:  # a running job's update_state meta: Celery's result of a custom state
             return serialization.json_loads(row.result)
         if state == "STARTED" and row.worker_pid is not None and self._tracks_started(row.task):

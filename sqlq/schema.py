@@ -88,6 +88,10 @@ def build_metadata(schema: str = "sqlq") -> MetaData:
         Column("root_id", UUID(as_uuid=False)),
         Column("parent_id", UUID(as_uuid=False)),
         Column("workflow", JSONB),
+        # Hand-backs by workers that do not know the job's task (worker_unknown_task_handbacks
+        # bounds them), and the traceback of the attempt that asked for the retry (RETRY).
+        Column("handbacks", Integer, nullable=False, server_default=text("0")),
+        Column("last_traceback", Text),
         CheckConstraint("state IN ('available', 'scheduled', 'running')", name="jobs_state_check"),
         Index("jobs_available", "queue", text("priority DESC"), "seq",
               postgresql_where=text("state = 'available'")),
@@ -143,7 +147,9 @@ def build_metadata(schema: str = "sqlq") -> MetaData:
         Column("heartbeat_at", DateTime(timezone=True), nullable=False, server_default=now),
         Column("lock_key", Integer),
         Column("lock_lost_at", DateTime(timezone=True)),
+        Column("tasks", ARRAY(Text)),  # the task names its app registers; NULL: taken to know them all
     )
+    _operations_tables(md)
     _routing_tables(md, schema)
     _schedule_tables(md, schema)
     _rate_limit_tables(md)
@@ -151,6 +157,37 @@ def build_metadata(schema: str = "sqlq") -> MetaData:
     _workflow_tables(md)
     _control_tables(md)
     return md
+
+
+def _operations_tables(md: MetaData) -> None:
+    """Dead workers and paused queues (``sqlq status``, ``sqlq queues pause``).
+
+    ``dead_workers`` keeps the row of a worker presumed dead (RESCUE moves it out of ``workers``,
+    which claims and the liveness checks read, so they read only workers that may be alive) until
+    ``worker_dead_retention`` has passed. ``queue_pauses`` holds one row per paused queue: every
+    worker leaves that queue's jobs waiting until the row goes.
+    """
+    tz = DateTime(timezone=True)
+    Table(
+        "dead_workers", md,
+        Column("id", UUID(as_uuid=False), nullable=False),
+        Column("hostname", Text, nullable=False),
+        Column("pid", Integer, nullable=False),
+        Column("queues", ARRAY(Text), nullable=False),
+        Column("concurrency", Integer, nullable=False),
+        Column("pool", Text, nullable=False),
+        Column("started_at", tz, nullable=False),
+        Column("heartbeat_at", tz, nullable=False),
+        Column("died_at", tz, nullable=False, server_default=text("now()")),
+        PrimaryKeyConstraint("id", name="dead_workers_pkey"),
+        Index("dead_workers_died_at", "died_at"),
+    )
+    Table(
+        "queue_pauses", md,
+        Column("queue", Text, nullable=False),
+        Column("paused_at", tz, nullable=False, server_default=text("now()")),
+        PrimaryKeyConstraint("queue", name="queue_pauses_pkey"),
+    )
 
 
 def _routing_tables(md: MetaData, schema: str) -> None:

@@ -18,7 +18,9 @@ Fixtures, modelled on ``celery.contrib.pytest`` (every name starts with ``sqlq_`
   settings for one test's ``sqlq_app``, merged over ``sqlq_config``, as ``@pytest.mark.celery``),
   ``sqlq_parameters`` (``App`` constructor arguments, ``task_cls=`` ...), ``sqlq_worker_pool``
   (``sqlq_worker``'s pool, ``threads``), ``sqlq_enable_logging`` (the worker logs as ``sqlq worker``
-  does) and ``depends_on_current_app`` (``sqlq_app`` made current, the previous app restored).
+  does), ``depends_on_current_app`` (``sqlq_app`` made current, the previous app restored) and
+  ``use_sqlq_app_trap`` (override to return True: using the current app in the test raises,
+  Celery's ``use_celery_app_trap``).
 
 Helpers: ``drain(app)`` runs every job due now, in this process, and returns their outcomes;
 ``assert_enqueued(task, args=..., kwargs=..., count=...)`` checks the jobs waiting in the table;
@@ -384,11 +386,20 @@ def sqlq_enable_logging() -> bool:
 
 
 @pytest.fixture
+def use_sqlq_app_trap() -> bool:
+    """Override to return True and, in tests that use ``sqlq_app``, using the current app
+    (``current_app``, ``AsyncResult(id)`` without an app, a ``shared_task``) raises ``RuntimeError``,
+    so code that should be given its app cannot fall back on the current one (Celery's
+    ``use_celery_app_trap``); ``depends_on_current_app`` lifts it for one test."""
+    return False
+
+
+@pytest.fixture
 def sqlq_app(request: pytest.FixtureRequest, sqlq_config: Mapping[str, Any], sqlq_parameters: Mapping[str, Any],
-             sqlq_includes: Sequence[str], sqlq_database_url: str) -> Iterator[App]:
-    """A fresh ``App`` on a fresh, migrated schema of the test database, current for the test: made
-    with ``sqlq_parameters`` and the settings of ``sqlq_config`` updated by the test's ``sqlq``
-    marker (``@pytest.mark.sqlq(result_expires=60)``)."""
+             sqlq_includes: Sequence[str], sqlq_database_url: str, use_sqlq_app_trap: bool) -> Iterator[App]:
+    """A fresh ``App`` on a fresh, migrated schema of the test database, current for the test
+    (unless ``use_sqlq_app_trap``): made with ``sqlq_parameters`` and the settings of
+    ``sqlq_config`` updated by the test's ``sqlq`` marker (``@pytest.mark.sqlq(result_expires=60)``)."""
     from . import current
     from .app import App
 
@@ -407,7 +418,8 @@ def sqlq_app(request: pytest.FixtureRequest, sqlq_config: Mapping[str, Any], sql
         with on_test_schema(app, sqlq_database_url):
             for module in sqlq_includes:
                 importlib.import_module(module)
-            yield app
+            with current.trapped() if use_sqlq_app_trap else contextlib.nullcontext():
+                yield app
     finally:
         if previous is not None:
             current.set_current_app(previous)

@@ -88,6 +88,17 @@ def basic_app(schema: str) -> Iterator[App]:
     basic.app.close()
 
 
+@pytest.fixture
+def ops_app(schema: str) -> Iterator[App]:
+    """The importable app in tests/apps/operations.py (Ignore/Reject, retries, unknown tasks), migrated."""
+    from tests.apps import operations
+
+    operations.app.close()
+    operations.app.migrate()
+    yield operations.app
+    operations.app.close()
+
+
 class WorkerThread:
     """A worker running in a thread of the test process; stopped (warm) at the end of the test."""
 

@@ -9,7 +9,7 @@ done), or in a thread of the test where a guide's step needs a worker while the 
 
 Left out: the guides' canvas parts (signatures, ``add.s``, groups, chains, chords: issue #13), and
 the commands sqlq has no equivalent of yet (``celery multi``, ``inspect active``, ``control
-rate_limit``, ``events``, ``status``).
+rate_limit``, ``events``).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ import pytest
 
 from sqlq import App
 from sqlq.errors import SqlqCompatibilityWarning
-from tests.apps.harness import job_row
+from tests.apps.harness import job_row, wait_for
 
 GUIDES = Path(__file__).resolve().parent / "celery_guides"
 ROOT = GUIDES.parent.parent
@@ -138,6 +138,28 @@ def test_next_steps_project_with_the_worker_the_guide_starts(guide, raw_conn, sc
     assert [r.get(timeout=TIMEOUT) for r in results] == [4, 4, 12, 6]
 
 
+@pytest.mark.parametrize("pool", ["threads", "prefork"])
+def test_next_steps_worker_started_by_running_proj_celery(guide, pool):
+    """``python -m proj.celery worker``: proj/celery.py's ``app.start()`` runs the command for the app
+    made in ``__main__``, while ``proj.tasks``' ``from .celery import app`` imports proj.celery again
+    and registers the tasks on that second app; the worker runs them (as Celery's ``@app.task``
+    registers a task in every app), and prefork children import the second app by name."""
+    directory = guide("next_steps")
+    from proj.celery import app
+    from proj.tasks import add, mul
+
+    app.migrate()
+    results = [add.delay(2, 2), mul.delay(3, 4)]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(directory), str(ROOT)])}
+    worker = subprocess.run([sys.executable, "-m", "proj.celery", "worker", "-l", "INFO", "--burst", "-P", pool,
+                             "-c", "1"], cwd=directory, env=env, capture_output=True, text=True, timeout=120,
+                            stdin=subprocess.DEVNULL)
+    assert worker.returncode == 0, worker.stderr
+    assert [r.get(timeout=TIMEOUT) for r in results] == [4, 12]
+    assert "not registered" not in worker.stderr
+    assert "registered on proj.celery:app (imported again by name) run here too" in worker.stderr
+
+
 def test_next_steps_calling_tasks(guide, run_worker, raw_conn, schema):
     guide("next_steps")
     from proj.celery import app
@@ -158,6 +180,18 @@ def test_next_steps_calling_tasks(guide, run_worker, raw_conn, schema):
         assert isinstance(res.get(propagate=False), TypeError)
         assert res.failed() is True and res.successful() is False
         assert res.state == 'FAILURE'
+
+
+def test_next_steps_remote_control_status(guide, run_worker):
+    directory = guide("next_steps")
+    from proj.celery import app
+
+    app.migrate()
+    with run_worker(app, hostname="celery@guide"):
+        status = wait_for(lambda: (lambda p: p.returncode == 0 and p)(_sqlq(directory, "-A", "proj", "status")),
+                          timeout=60, message="`sqlq -A proj status` to see the worker")
+    assert status.stdout.splitlines()[0] == "->  celery@guide: OK"
+    assert status.stdout.splitlines()[-1] == "1 node online."
 
 
 def test_next_steps_an_unknown_id_is_pending(guide):

@@ -18,22 +18,20 @@ Left out, and why:
 * Django (issue #15): the tasks guide's "State" (``Article`` model), "Database transactions"
   (``transaction.atomic``/``delay_on_commit``/``on_commit``) and the blog "Example"
   (``blog/models.py``, ``blog/views.py``, ``blog/tasks.py`` with Akismet and Django sites);
-* broker-specific: ``Reject`` and dead-letter exchanges (AMQP ``basic_reject``,
-  ``delivery_info['redelivered']``), the RPC result backend, the "Connections" publisher
+* broker-specific: dead-letter exchanges behind ``Reject`` (AMQP ``basic_reject``,
+  ``delivery_info['redelivered']``; ``Reject`` itself runs below), the RPC result backend, the "Connections" publisher
   (``add.app.pool.acquire()``/``add.get_publisher``, kombu's pool), RabbitMQ's ``consumer_timeout``,
   ``confirm_publish``, "Advanced Options" ``exchange``/``routing_key`` (AMQP routing: the routing
   guide's tests), compression schemes other than accepting ``compression=``; logging redirection
   (``self.app.log.redirect_stdouts_to_logger``) and the logging signals notes;
 * sqlq gaps found while porting (each checked against this branch; these examples fail today):
   ``@app.task(pydantic=True)`` ("Argument validation with Pydantic": a ``TaskDefinitionError`` saying
-  sqlq does not support it); ``Ignore`` and ``Reject`` (no such exceptions: ``from sqlq import
-  Ignore`` is an ImportError); a custom ``Task.Request`` class ("Custom request classes": a
-  ``TaskDefinitionError``, ``self.request`` is always ``sqlq.task.Request``); the RETRY
-  state's ``traceback`` (None; its ``result`` is the exception, as in Celery); in the testing guide
+  sqlq does not support it); a custom ``Task.Request`` class ("Custom request classes": a
+  ``TaskDefinitionError``, ``self.request`` is always ``sqlq.task.Request``); in the testing guide
   ``celery_worker_pool`` returning ``'prefork'`` (``sqlq_worker`` fails to start: "the prefork pool
   starts child processes that import your app, but this app is not importable", since
-  ``sqlq_app`` is made by the fixture, not by an importable module) and ``use_celery_app_trap``
-  (no such fixture, and no trap on falling back to a default app);
+  ``sqlq_app`` is made by the fixture, not by an importable module); ``use_celery_app_trap`` is
+  the plugin's ``use_sqlq_app_trap`` (tests/test_app_trap.py);
 * by design (README, "The pytest plugin"): the session-scoped ``celery_session_app`` and
   ``celery_session_worker`` (sqlq's plugin has no session-scoped fixtures).
 """
@@ -882,6 +880,78 @@ def test_states_retry_result_is_the_exception(app, run_worker):
         wait_for(lambda: result.state == 'RETRY', message="RETRY state")
     assert isinstance(result.result, FailWhaleError) and str(result.result) == 'whale'
     assert isinstance(result.info, FailWhaleError)
+    # the last attempt's traceback, of the Retry it raised, as Celery's RETRY traceback is
+    assert "raise self.retry(exc=FailWhaleError('whale'))" in result.traceback
+
+
+# === Tasks: Semipredicates, Ignore and Reject =====================================================
+
+def test_semipredicates_ignore(app, run_worker, raw_conn, schema):
+    from sqlq.exceptions import Ignore  # was: from celery.exceptions import Ignore
+
+    revoked_ids = {'skip-me'}
+
+    @app.task(bind=True)
+    def some_task(self):
+        if self.request.id in revoked_ids:  # the guide asks redis.ismember('tasks.revoked', ...)
+            raise Ignore()
+        return 'ran'
+
+    with run_worker(app):
+        ran = some_task.delay()
+        skipped = some_task.apply_async(task_id='skip-me')
+        assert ran.get(timeout=TIMEOUT) == 'ran'
+        wait_for(lambda: skipped.state == 'REVOKED', message="the ignored job's recorded state")
+    # sqlq's difference: the job is recorded (REVOKED, type Ignore) rather than left PENDING
+    assert scalar(raw_conn, "SELECT exc_type FROM {s}.results WHERE exc_type LIKE '%%Ignore'",
+                  schema=schema) == 'sqlq.errors.Ignore'
+
+
+def test_semipredicates_reject_render_scene(app, run_worker):
+    import errno
+
+    from sqlq.exceptions import Reject  # was: from celery.exceptions import Reject
+
+    class Renderer:
+        def render_scene(self, file):
+            if file == 'huge':
+                raise MemoryError('scene too large')
+            if file == 'enomem':
+                raise OSError(errno.ENOMEM, 'out of memory')
+            return file
+
+    renderer = Renderer()
+
+    def get_file(path):
+        return path
+
+    @app.task(bind=True, acks_late=True)
+    def render_scene(self, path):
+        file = get_file(path)
+        try:
+            renderer.render_scene(file)
+
+        # if the file is too big to fit in memory
+        # we reject it so that it's redelivered to the dead letter exchange
+        # and we can manually inspect the situation.
+        except MemoryError as exc:
+            raise Reject(exc, requeue=False)  # noqa: B904 - the guide's code
+        except OSError as exc:
+            if exc.errno == errno.ENOMEM:
+                raise Reject(exc, requeue=False)  # noqa: B904 - the guide's code
+
+        # For any other error we retry after 10 seconds.
+        except Exception as exc:
+            raise self.retry(exc, countdown=10)  # noqa: B904 - the guide's code
+
+    with run_worker(app):
+        huge, enomem, fine = render_scene.delay('huge'), render_scene.delay('enomem'), render_scene.delay('ok')
+        assert fine.get(timeout=TIMEOUT) is None
+        for result in (huge, enomem):
+            with pytest.raises(Reject):
+                result.get(timeout=TIMEOUT)
+    assert 'scene too large' in str(huge.result) and 'out of memory' in str(enomem.result)
+    assert 'raise Reject(exc, requeue=False)' in huge.traceback
 
 
 # === Tasks: Creating pickleable exceptions ========================================================

@@ -80,4 +80,5 @@ def test_call_through_an_exchange_and_queue_depths(routed_app):
     assert cli("call", "tests.routed.echo", "--args", '["y"]', "-X", "media", "-K", "media.audio.ogg",
                "--countdown", "600").exit_code == 0
     depths = {line.split()[0]: line.split()[1:] for line in cli("queues").stdout.splitlines()[1:]}
-    assert depths == {"audio": ["0", "1", "0"], "audit": ["1", "0", "0"], "mail": ["1", "0", "0"]}
+    assert depths == {"audio": ["0", "1", "0", "active"], "audit": ["1", "0", "0", "active"],
+                      "mail": ["1", "0", "0", "active"]}

@@ -178,3 +178,16 @@ def test_statements_reading_whole_schedules_select_the_columns_of_schedule_row()
     for name in ("SCHEDULE_GET", "SCHEDULE_GET_FOR_UPDATE", "SCHEDULE_LIST", "SCHEDULE_CLAIM_DUE"):
         columns = re.match(r"SELECT (.*?)\nFROM ", STATEMENTS[name].text, re.S).group(1)
         assert [c.strip() for c in columns.split(",")] == list(ScheduleRow._fields), name
+
+
+def test_every_statement_that_records_an_outcome_carries_the_job_s_workflow():
+    """A workflow moves on when its job's results row is inserted with the job's plan (the trigger
+    of migration 0007 fires on results rows whose workflow is not NULL): a statement that moves a job
+    into results without its workflow, root and parent would stop a chain, a chord or a callback
+    there in silence."""
+    inserting = {name: s.text for name, s in STATEMENTS.items() if re.search(r"INSERT INTO \{results\}", s.text)}
+    assert len(inserting) >= 8  # FINISH and its variants, REVOKE, RESCUE, LOST, QUARANTINE, the hand-back, ...
+    for name, text in inserting.items():
+        for insert in re.finditer(r"INSERT INTO \{results\}[^(]*\(([^)]*)\)", text):
+            columns = {c.strip() for c in insert.group(1).split(",")}
+            assert {"workflow", "root_id", "parent_id"} <= columns, name

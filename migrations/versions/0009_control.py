@@ -1,7 +1,7 @@
 """Remote control: commands to workers and their replies.
 
 Revision ID: 0009
-Revises: 0007
+Revises: 0008
 Create Date: 2026-12-03
 
 * ``control``: one row per command sent to the workers (``app.control``, ``sqlq inspect`` and
@@ -16,7 +16,7 @@ from alembic import context, op
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
 
 revision = "0009"
-down_revision = "0007"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 

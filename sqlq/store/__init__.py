@@ -18,6 +18,7 @@ transaction. Its methods come from one module per group, each running its own fi
 * ``workflows``: a workflow's first jobs from its plan, parents, children, the whole tree
   (workflows.py; the later steps are written by the trigger of migration 0007);
 * ``control``: remote-control commands and replies, revoked ids (control.py; sqlq/control/);
+* ``queues``: paused queues (queues.py);
 * ``base``: rendering for a schema, the schema's revision and advisory locks (base.py).
 
 The rows and records the store takes and gives are in records.py; the libpq fast path of one-job
@@ -30,18 +31,21 @@ from .claims import Claims
 from .control import Control
 from .groups import Groups
 from .jobs import Jobs
+from .queues import Queues
 from .rate_limits import RateLimits
 from .records import (
     ClaimedJob,
     DeclaredLimits,
     DeclaredRoutes,
     ForeignSchedule,
+    HandedBack,
     Interrupted,
     JobSpec,
     JobState,
     LostJobs,
     NextDue,
     Outcome,
+    PausedQueue,
     PublishRow,
     QueueDepth,
     RateLimitedClaim,
@@ -49,6 +53,7 @@ from .records import (
     RetryRequest,
     RouteRow,
     ScheduleRow,
+    Unregistered,
     WorkerRow,
 )
 from .results import Results
@@ -57,10 +62,11 @@ from .schedules import Schedules
 from .workers import Workers
 from .workflows import Workflows
 
-__all__ = ["ClaimedJob", "DeclaredLimits", "DeclaredRoutes", "ForeignSchedule", "Interrupted", "JobSpec", "JobState",
-           "LostJobs", "NextDue", "Outcome", "PublishRow", "QueueDepth", "RateLimitRow", "RateLimitedClaim",
-           "RetryRequest", "RouteRow", "ScheduleRow", "Store", "WorkerRow"]
+__all__ = ["ClaimedJob", "DeclaredLimits", "DeclaredRoutes", "ForeignSchedule", "HandedBack", "Interrupted",
+           "JobSpec", "JobState", "LostJobs", "NextDue", "Outcome", "PausedQueue", "PublishRow", "QueueDepth",
+           "RateLimitRow", "RateLimitedClaim", "RetryRequest", "RouteRow", "ScheduleRow", "Store", "Unregistered",
+           "WorkerRow"]
 
 
-class Store(Jobs, Claims, Workers, Results, Schedules, Routes, RateLimits, Groups, Workflows, Control):
+class Store(Jobs, Claims, Workers, Results, Schedules, Routes, RateLimits, Groups, Workflows, Control, Queues):
     """Every statement of the queue tables, rendered for one schema (``Store(schema)``)."""

@@ -29,11 +29,14 @@ class StoreBase:
         self.results_channel = f"{schema}.results"
         self.control_channel = f"{schema}.control"
         self.control_replies_channel = f"{schema}.control_replies"
+        self.queues_channel = f"{schema}.queues"
         names = {
             "schema": sql.Identifier(schema),
             "jobs": sql.Identifier(schema, "jobs"),
             "results": sql.Identifier(schema, "results"),
             "workers": sql.Identifier(schema, "workers"),
+            "dead_workers": sql.Identifier(schema, "dead_workers"),
+            "queue_pauses": sql.Identifier(schema, "queue_pauses"),
             "version_table": sql.Identifier(schema, VERSION_TABLE),
             "schedules": sql.Identifier(schema, "schedules"),
             "schedule_ticks": sql.Identifier(schema, "schedule_ticks"),
@@ -53,6 +56,8 @@ class StoreBase:
             "control_replies_channel_identifier": sql.Identifier(self.control_replies_channel),
             "jobs_channel": sql.Literal(self.jobs_channel),
             "results_channel": sql.Literal(self.results_channel),
+            "queues_channel": sql.Literal(self.queues_channel),
+            "queues_channel_identifier": sql.Identifier(self.queues_channel),
             "jobs_channel_identifier": sql.Identifier(self.jobs_channel),
             "results_channel_identifier": sql.Identifier(self.results_channel),
         }

@@ -130,7 +130,7 @@ class Claims(StoreBase):
         params = {
             "worker_id": worker_id, "ids": [r.id for r in requests], "attempts": [r.attempt for r in requests],
             "delays": [r.delay for r in requests], "etas": [r.eta for r in requests],
-            "errors": [r.error for r in requests],
+            "errors": [r.error for r in requests], "tracebacks": [r.traceback for r in requests],
         }
         return cast("tuple[int]", conn.execute(self.sql["RETRY"], params).fetchone())[0]
 

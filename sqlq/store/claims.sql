@@ -314,17 +314,19 @@ SELECT count(*), pg_notify({results_channel},
 FROM done
 
 -- name: RETRY
--- Put jobs back to wait for a retry (state RETRY to the user), guarded like FINISH.
+-- Put jobs back to wait for a retry (state RETRY to the user), guarded like FINISH. The attempt's
+-- error and traceback stay on the row until the next attempt's outcome (AsyncResult.traceback).
 WITH r AS (
-    SELECT id, attempt, error,
+    SELECT id, attempt, error, traceback,
            coalesce(to_timestamp(eta), now() + make_interval(secs => greatest(delay, 0))) AS run_at
     FROM unnest(%(ids)s::uuid[], %(attempts)s::int[], %(delays)s::float8[], %(etas)s::float8[],
-                %(errors)s::text[]) AS r(id, attempt, delay, eta, error)
+                %(errors)s::text[], %(tracebacks)s::text[]) AS r(id, attempt, delay, eta, error, traceback)
 ), upd AS (
     UPDATE {jobs} AS j
     SET state = CASE WHEN r.run_at > now() THEN 'scheduled' ELSE 'available' END,
         run_at = r.run_at,
-        retries = j.retries + 1, worker_id = NULL, started_at = NULL, last_error = r.error
+        retries = j.retries + 1, worker_id = NULL, started_at = NULL, last_error = r.error,
+        last_traceback = r.traceback
     FROM r
     WHERE j.id = r.id AND j.worker_id = %(worker_id)s AND j.attempt = r.attempt AND j.state NOT IN ('available', 'scheduled')
     RETURNING j.id, j.queue, j.state

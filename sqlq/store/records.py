@@ -63,6 +63,7 @@ class RetryRequest:
     delay: float
     error: str | None
     eta: float | None = None
+    traceback: str | None = None  # the attempt's, kept until the next one (AsyncResult.traceback)
 
 
 @final  # (the prefork wire format tells them apart by exact type)
@@ -74,6 +75,17 @@ class Interrupted:
     id: str
     attempt: int
     reason: str
+
+
+@final  # (the prefork wire format tells them apart by exact type)
+@dataclass(slots=True)
+class Unregistered:
+    """The job's task is not registered in this worker's app: nothing ran, and the job is handed
+    back for a worker that knows the task, or failed NotRegistered when none does (HAND_BACK)."""
+
+    id: str
+    attempt: int
+    task: str
 
 
 @dataclass(slots=True)
@@ -235,6 +247,23 @@ class WorkerRow(NamedTuple):
     started_at: dt.datetime
     heartbeat_at: dt.datetime
     silent_for: float  # seconds since its last heartbeat, by the database's clock
+    state: str  # 'online', 'lost' (lock free or heartbeat late: about to be rescued) or 'dead'
+    tasks: list[str] | None  # the task names its app registers (None: a dead worker, an older sqlq)
+    died_at: dt.datetime | None  # when RESCUE found it dead ('dead' only)
+
+
+class PausedQueue(NamedTuple):
+    """A paused queue (PAUSED_QUEUES)."""
+
+    queue: str
+    paused_at: dt.datetime
+
+
+class HandedBack(NamedTuple):
+    """What HAND_BACK did with jobs whose task the worker does not know."""
+
+    handed_back: int  # waiting again, for a worker that knows the task
+    failed: int  # recorded as FAILURE NotRegistered: no live worker of the queue knows it
 
 
 class LostJobs(NamedTuple):

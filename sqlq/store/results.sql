@@ -8,7 +8,8 @@
 -- Celery's state names. A running job that reported a state with update_state in this attempt
 -- shows that state, its meta in the result column (JSON text), as Celery returns meta as the
 -- result of a custom state. A running job also names the worker running it (its process id and
--- hostname: Celery's info of a STARTED task). The columns are JobState's.
+-- hostname: Celery's info of a STARTED task). A job waiting for its retry shows the error and the
+-- traceback of the attempt that asked for it. The columns are JobState's.
 SELECT state, result::text, result_payload, result_content_type, exc_type, exc_message, traceback,
        finished_at, task, retries, group_id::text, NULL::int, NULL::text
 FROM {results} WHERE id = %(id)s
@@ -18,7 +19,9 @@ SELECT CASE WHEN j.state = 'running' AND j.progress_attempt = j.attempt THEN j.p
             WHEN j.retries > 0 THEN 'RETRY'
             ELSE 'PENDING' END,
        CASE WHEN j.state = 'running' AND j.progress_attempt = j.attempt THEN j.progress_meta::text END,
-       NULL, NULL, NULL, j.last_error, NULL, NULL, j.task, j.retries, j.group_id::text, w.pid, w.hostname
+       NULL, NULL, NULL, j.last_error,
+       CASE WHEN j.state <> 'running' AND j.retries > 0 THEN j.last_traceback END,
+       NULL, j.task, j.retries, j.group_id::text, w.pid, w.hostname
 FROM {jobs} AS j LEFT JOIN {workers} AS w ON w.id = j.worker_id AND j.state = 'running'
 WHERE j.id = %(id)s
 LIMIT 1

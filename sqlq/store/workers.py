@@ -1,5 +1,7 @@
 """Workers (workers.sql): their rows and heartbeats, their liveness locks, and the jobs of a worker
-that is gone (``rescue``) or of attempts a worker knows were cut off (``lost``).
+that is gone (``rescue``; its row moves to ``dead_workers``, listed until ``worker_dead_retention``),
+of attempts a worker knows were cut off (``lost``), and of jobs whose task it does not know
+(``hand_back``).
 
 A worker holds a session-level advisory lock (two keys: this schema's ``liveness_namespace`` and
 its ``lock_key``) on its housekeeping connection; one worker at a time reads ``pg_locks`` to see
@@ -15,7 +17,7 @@ from typing import Any, cast
 import psycopg
 
 from .base import StoreBase
-from .records import LostJobs, WorkerRow
+from .records import HandedBack, LostJobs, WorkerRow
 
 #: Seconds a worker's liveness lock must stay free before the worker is presumed dead: a live
 #: worker whose session was cut (a terminated backend) reconnects and takes it back well within it.
@@ -24,10 +26,13 @@ LIVENESS_GRACE = 1.0
 
 class Workers(StoreBase):
     def register_worker(self, conn: psycopg.Connection, *, id: str, hostname: str, pid: int,
-                        queues: list[str], concurrency: int, pool: str, lock_key: int | None = None) -> None:
+                        queues: list[str], concurrency: int, pool: str, lock_key: int | None = None,
+                        tasks: Sequence[str] | None = None) -> None:
+        """``tasks``: the task names the worker's app registers (None: taken to know every task)."""
         conn.execute(self.sql["REGISTER_WORKER"], {"id": id, "hostname": hostname, "pid": pid,
                                                    "queues": queues, "concurrency": concurrency, "pool": pool,
-                                                   "lock_key": lock_key})
+                                                   "lock_key": lock_key,
+                                                   "tasks": None if tasks is None else list(tasks)})
 
     def heartbeat(self, conn: psycopg.Connection, worker_id: str) -> bool:
         """False when the row is gone: this worker was presumed dead and its jobs rescued."""
@@ -36,8 +41,29 @@ class Workers(StoreBase):
     def unregister_worker(self, conn: psycopg.Connection, worker_id: str) -> None:
         conn.execute(self.sql["UNREGISTER_WORKER"], {"id": worker_id})
 
-    def workers(self, conn: psycopg.Connection) -> list[WorkerRow]:
-        return [WorkerRow(*r) for r in conn.execute(self.sql["WORKERS"]).fetchall()]
+    def workers(self, conn: psycopg.Connection, timeout: float) -> list[WorkerRow]:
+        """Every worker, live or dead (kept for ``worker_dead_retention``), each with its state:
+        ``timeout`` is ``worker_lost_timeout``, past which a silent worker is no longer online."""
+        rows = conn.execute(self.sql["WORKERS"], {"namespace": self.liveness_namespace,
+                                                  "timeout": timeout}).fetchall()
+        return [WorkerRow(*r) for r in rows]
+
+    def expire_dead_workers(self, conn: psycopg.Connection, retention: float) -> int:
+        """Forget the dead workers found dead more than ``retention`` seconds ago."""
+        return conn.execute(self.sql["EXPIRE_DEAD_WORKERS"], {"retention": retention}).rowcount
+
+    def hand_back(self, conn: psycopg.Connection, worker_id: str, jobs: Sequence[tuple[str, int]], *,
+                  timeout: float, max_handbacks: int, delay: float, max_delay: float) -> HandedBack:
+        """(id, attempt) jobs whose task this worker does not know: back to wait for a live worker of
+        their queue that knows it, or FAILURE NotRegistered when there is none or they were handed
+        back ``max_handbacks`` times (HAND_BACK)."""
+        if not jobs:
+            return HandedBack(0, 0)
+        row = conn.execute(self.sql["HAND_BACK"], {
+            "worker_id": worker_id, "ids": [j[0] for j in jobs], "attempts": [j[1] for j in jobs],
+            "namespace": self.liveness_namespace, "timeout": timeout, "max_handbacks": max_handbacks,
+            "delay": delay, "max_delay": max_delay}).fetchone()
+        return HandedBack(*cast("tuple[Any, ...]", row)[:2])
 
     @property
     def liveness_namespace(self) -> int:

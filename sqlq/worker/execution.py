@@ -2,7 +2,8 @@
 transactional task needs (its outcome must commit with its own writes).
 
 The result of ``Executor.execute`` is an ``Outcome`` (a final state for the batched FINISH), a
-``RetryRequest`` (back to the queue, later), or ``None`` when a transactional task already
+``RetryRequest`` (back to the queue, later), an ``Unregistered`` (the task is not in this app: the
+job is handed back for a worker that knows it), or ``None`` when a transactional task already
 recorded its outcome in its own transaction.
 """
 
@@ -18,8 +19,10 @@ from typing import TYPE_CHECKING, Any, cast
 
 from .. import serialization, signals
 from ..errors import (
+    Ignore,
     InvalidJobError,
     NotRegistered,
+    Reject,
     Retry,
     SerializationError,
     SoftTimeLimitExceeded,
@@ -28,7 +31,7 @@ from ..errors import (
 )
 from ..outage import is_outage
 from ..serialization import db_text, safe_str
-from ..store import ClaimedJob, Interrupted, Outcome, RetryRequest
+from ..store import ClaimedJob, Interrupted, Outcome, RetryRequest, Unregistered
 from ..task import CALL_HEADER, ExceptionInfo, Request, Task, _as_datetime, _current_request, overridden_hooks
 from .time_limits import ThreadTimeLimits, TimeLimits
 
@@ -39,7 +42,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("sqlq.worker")
 
-Result = Outcome | RetryRequest | Interrupted | None
+Result = Outcome | RetryRequest | Interrupted | Unregistered | None
 #: A task's overridden hooks, hard and soft time limits, and ignore_result (``Executor._plan``).
 _Plan = tuple[frozenset[str], float | None, float | None, bool]
 
@@ -194,6 +197,7 @@ class Executor:
         self.soft_time_limit: float | None = app.conf.task_soft_time_limit
         self.ignore_result: bool = bool(app.conf.task_ignore_result)
         self._plans: dict[Task, _Plan] = {}  # per task, made at its first job (_plan)
+        self._app_path: str | None = None  # how -A names the app, found at the first unknown task
 
     def execute(self, job: ClaimedJob) -> Result:
         """Run ``job``; always returns its result, whatever the job, its task or a signal receiver
@@ -231,12 +235,7 @@ class Executor:
                            exc_message="the job's expires time passed before a worker started it; it was not run")
         task = self.app.tasks.get(job.task)
         if task is None:
-            unknown = NotRegistered(
-                f"task {job.task!r} is not registered on worker {self.hostname}; start the worker with the "
-                f"app that defines it (sqlq -A module worker) or check the task name")
-            if signals.task_unknown.has_receivers:
-                signals.task_unknown.send(sender=self, name=job.task, id=job.id, message=job, exc=unknown)
-            return failure(job, unknown)
+            return self._unknown(job)
         try:
             args, kwargs = serialization.decode_call(job.content_type, job.args, job.kwargs, job.payload,
                                                      self.accept)
@@ -254,6 +253,24 @@ class Executor:
                 signals.task_rejected.send(sender=self, message=job, exc=refused)
             return failure(job, refused, format_traceback(exc))
         return self._run(task, job, args, kwargs)
+
+    def _unknown(self, job: ClaimedJob) -> Unregistered:
+        """A job whose task this app does not register: said at ERROR (the task, the job, the app
+        this worker runs), and handed back (the worker's HAND_BACK) for a live worker of the queue
+        that knows the task, or failed NotRegistered when none does."""
+        if self._app_path is None:
+            from ..loading import app_path
+
+            self._app_path = app_path(self.app) or f"{self.app.main or '(an unnamed app)'}"
+        unknown = NotRegistered(
+            f"task {job.task!r} is not registered on worker {self.hostname} (-A {self._app_path}); start the "
+            f"worker with the app that defines it (sqlq -A module worker) or check the task name")
+        log.error("job %s of queue %r: task %r is not registered in this worker's app (-A %s); handing it back "
+                  "for a worker that registers it (it fails NotRegistered if no live worker of the queue does)",
+                  job.id, job.queue, job.task, self._app_path)
+        if signals.task_unknown.has_receivers:
+            signals.task_unknown.send(sender=self, name=job.task, id=job.id, message=job, exc=unknown)
+        return Unregistered(id=job.id, attempt=job.attempt, task=job.task)
 
     def _run(self, task: Task, job: ClaimedJob, args: list[Any], kwargs: dict[str, Any]) -> Result:
         plan = self._plans.get(task)
@@ -309,17 +326,26 @@ class Executor:
                 return Interrupted(id=job.id, attempt=job.attempt, reason=lost.reason)
             except Retry as retry:
                 state, ended = "RETRY", retry
+                text = format_traceback(retry)
                 if hooks:
-                    einfo = ExceptionInfo(retry, format_traceback(retry))
-                return self._retry(task, job, request, retry.when or 0.0, retry.exc or retry, einfo, hooks)
+                    einfo = ExceptionInfo(retry, text)
+                return self._retry(task, job, request, retry.when or 0.0, retry.exc or retry, einfo, hooks, text)
+            except Ignore as ignored:  # Celery's IGNORED: no hooks but task_postrun, no failure signal
+                state = "IGNORED"
+                return self._ignored(task, job, request, ignored)
+            except Reject as rejected:  # Celery's REJECTED: likewise
+                state = "REJECTED"
+                return self._rejected(task, job, request, rejected)
             except BaseException as exc:  # noqa: BLE001 - every failure is recorded, never lost
                 if isinstance(exc, KeyboardInterrupt):
                     raise
                 if task.autoretry_for and task.autoretries(exc, job.retries):
                     state, ended = "RETRY", exc
+                    text = format_traceback(exc)
                     if hooks:
-                        einfo = ExceptionInfo(exc, format_traceback(exc))
-                    return self._retry(task, job, request, task.backoff_delay(job.retries), exc, einfo, hooks)
+                        einfo = ExceptionInfo(exc, text)
+                    return self._retry(task, job, request, task.backoff_delay(job.retries), exc, einfo, hooks,
+                                       text)
                 exc = _explain_time_limit(task, request, exc)
                 ended = exc
                 outcome = self._failure(task, job, request, args, kwargs, exc)
@@ -460,7 +486,8 @@ class Executor:
         return None, value
 
     def _retry(self, task: Task, job: ClaimedJob, request: Request, when: float | dt.datetime,
-               reason: BaseException, einfo: ExceptionInfo | None, hooks: frozenset[str]) -> RetryRequest:
+               reason: BaseException, einfo: ExceptionInfo | None, hooks: frozenset[str],
+               traceback: str | None) -> RetryRequest:
         eta: float | None
         if isinstance(when, dt.datetime):
             when = _as_datetime(when, self.app.conf)  # naive: as in apply_async(eta=)
@@ -477,7 +504,34 @@ class Executor:
         if "on_retry" in hooks and einfo is not None:
             _hook(task, request, "on_retry", reason, request.id, request.args, request.kwargs, einfo)
         return RetryRequest(id=job.id, attempt=job.attempt, delay=delay,
-                            error=db_text(f"{exception_type_name(reason)}: {safe_str(reason)}"), eta=eta)
+                            error=db_text(f"{exception_type_name(reason)}: {safe_str(reason)}"), eta=eta,
+                            traceback=db_text(traceback))
+
+    def _ignored(self, task: Task, job: ClaimedJob, request: Request, exc: Ignore) -> Outcome:
+        """``raise Ignore()``: Celery stores nothing; a sqlq job must end recorded, so it ends REVOKED
+        with the type ``Ignore`` (the reader's ``get()`` says the task ignored itself)."""
+        log.info("task %s[%s] ignored (it raised Ignore%s)", request.shadow or task.name, request.id,
+                 f": {db_text(safe_str(exc))}" if exc.args else "")
+        message = f"the task raised Ignore: {safe_str(exc)}" if exc.args else "the task raised Ignore"
+        return Outcome(id=job.id, attempt=job.attempt, state="REVOKED", exc_type=exception_type_name(exc),
+                       exc_message=db_text(message))
+
+    def _rejected(self, task: Task, job: ClaimedJob, request: Request, exc: Reject) -> Outcome | RetryRequest:
+        """``raise Reject(reason, requeue=...)``: requeued, the job waits again at once (counted as a
+        retry: past ``max_retries`` it is failed instead, so a job rejected for ever cannot go
+        round for ever); not requeued, FAILURE ``Reject`` with the reason and the traceback."""
+        name = request.shadow or task.name
+        text = format_traceback(exc)
+        if exc.requeue and (task.max_retries is None or job.retries < task.max_retries):
+            log.info("task %s[%s] rejected and requeued: %s", name, request.id, db_text(safe_str(exc)))
+            return RetryRequest(id=job.id, attempt=job.attempt, delay=0.0, traceback=db_text(text),
+                                error=db_text(f"{exception_type_name(exc)}: {safe_str(exc)}"))
+        if exc.requeue:
+            log.warning("task %s[%s] rejected with requeue for the %d time, past max_retries=%s: recorded as "
+                        "FAILURE: %s", name, request.id, job.retries + 1, task.max_retries, db_text(safe_str(exc)))
+        else:
+            log.warning("task %s[%s] rejected: %s", name, request.id, db_text(safe_str(exc)))
+        return failure(job, exc, text, task.serializer or self.result_serializer)
 
     def _failure(self, task: Task, job: ClaimedJob, request: Request, args: list[Any], kwargs: dict[str, Any],
                  exc: BaseException) -> Outcome:

@@ -23,7 +23,7 @@ import struct
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from ..store import ClaimedJob, Interrupted, Outcome, RetryRequest
+from ..store import ClaimedJob, Interrupted, Outcome, RetryRequest, Unregistered
 
 if TYPE_CHECKING:
     from .execution import Result
@@ -75,14 +75,17 @@ _OUTCOME_FIELDS = Outcome.__slots__
 
 def result_to_wire(result: Result) -> tuple[Any, ...] | None:
     """``("O", *Outcome fields)``, ``("I", id, attempt, reason)``, ``("R", id, attempt, delay, error,
-    eta)``, or None (a transactional task recorded its own outcome)."""
+    eta, traceback)``, ``("U", id, attempt, task)``, or None (a transactional task recorded its own
+    outcome)."""
     if result is None:
         return None
     if type(result) is Outcome:
         return ("O", *[getattr(result, name) for name in _OUTCOME_FIELDS])
     if type(result) is Interrupted:
         return ("I", result.id, result.attempt, result.reason)
-    return ("R", result.id, result.attempt, result.delay, result.error, result.eta)
+    if type(result) is Unregistered:
+        return ("U", result.id, result.attempt, result.task)
+    return ("R", result.id, result.attempt, result.delay, result.error, result.eta, result.traceback)
 
 
 def result_from_wire(data: tuple[Any, ...] | None) -> Result:
@@ -92,4 +95,6 @@ def result_from_wire(data: tuple[Any, ...] | None) -> Result:
         return Outcome(*data[1:])
     if data[0] == "I":
         return Interrupted(*data[1:])
+    if data[0] == "U":
+        return Unregistered(*data[1:])
     return RetryRequest(*data[1:])

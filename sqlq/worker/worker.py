@@ -11,7 +11,8 @@ Threads in a worker process:
   our queues gets work.
 * the **housekeeper**: heartbeat, promotion of due scheduled jobs, rescue of dead workers' jobs,
   expiry of old results — the cluster-wide parts one worker at a time (advisory lock) — and a read
-  of the rate limits about once a second (sqlq.rate_limits). Its connection is the worker's own
+  of the rate limits and of the paused queues about once a second (sqlq.rate_limits, ``sqlq
+  queues pause``). Its connection is the worker's own
   for its lifetime and holds the worker's **liveness lock** (a session-level advisory lock): when
   the process dies the server frees the lock, and the other workers rescue its jobs about a second
   later instead of waiting for ``worker_lost_timeout``.
@@ -45,7 +46,7 @@ from ..db import connect
 from ..errors import ConfigurationError, SqlqCompatibilityWarning
 from ..names import validate_queue
 from ..outage import Backoff, OutageLog, is_outage, wait_for_database
-from ..store import ClaimedJob, Interrupted, Outcome, RetryRequest
+from ..store import ClaimedJob, Interrupted, Outcome, RetryRequest, Unregistered
 from .execution import Executor, Result
 from .pools import POOL_NAMES, BasePool, pool_class
 from .recording import Recorder
@@ -58,6 +59,14 @@ log = logging.getLogger("sqlq.worker")
 
 #: Seconds between two looks at the other workers' liveness locks (one worker looks each time).
 LIVENESS_INTERVAL = 0.5
+
+#: Seconds between two reads of the paused queues (a pause's NOTIFY makes the read at once).
+PAUSES_INTERVAL = 1.0
+
+#: A job handed back for want of its task waits this many seconds per hand-back so far, at most
+#: ``UNKNOWN_TASK_MAX_DELAY``, so that the worker that does not know it does not take it straight back.
+UNKNOWN_TASK_DELAY = 0.2
+UNKNOWN_TASK_MAX_DELAY = 5.0
 
 
 #: Why each of Celery's ``without_*`` worker switches means nothing here (one warning each).
@@ -124,6 +133,7 @@ class Worker:
         # exclude_queues, shutdown_timeout and without_*: Celery's worker arguments, which Celery's
         # pytest fixtures pass through celery_worker_parameters (issue #12); see _celery_arguments
         app.finalize(auto=True)  # include/imports, task_annotations, on_after_finalize (issue #12)
+        self._adopt_main_twin(app)
         conf = app.conf
         self.app = app
         shutdown_grace = _celery_arguments(shutdown_grace, shutdown_timeout, without_heartbeat=without_heartbeat,
@@ -195,9 +205,28 @@ class Worker:
         # emptied after each read of the table (_limits_read), so a changed rate applies at once.
         self._limit_skip: dict[tuple[str, str], float] = {}
         self._limits_read = False
+        # Paused queues (sqlq queues pause): the consumer claims from _claimable, which is
+        # self.queues without them (the same list when none is paused: nothing is added per claim)
+        self._paused: frozenset[str] = frozenset()
+        self._unchecked: frozenset[str] = frozenset()  # queues added (add_consumer) since the last read
+        self._queues_lock = threading.Lock()  # (set_queues: control thread; _read_paused: housekeeper)
+        self._pauses_due = False  # set by a pause's NOTIFY: the housekeeper reads them at once
+        self._queues_channel = self.store.queues_channel
+        self._claimable: list[str] = self.queues
         self.pool: BasePool = self._make_pool()
 
     # construction ------------------------------------------------------------------------------
+
+    @staticmethod
+    def _adopt_main_twin(app: App) -> None:
+        """``python -m proj.celery worker``: the tasks that ``proj.tasks`` registered on the second
+        copy of ``proj.celery``'s app run here too (``loading.adopt_main_twin``)."""
+        from ..loading import adopt_main_twin
+
+        twin = adopt_main_twin(app)
+        if twin is not None and twin[1]:
+            log.info("this app runs as __main__; the %d task(s) its modules registered on %s "
+                     "(imported again by name) run here too", len(twin[1]), twin[0])
 
     def _make_pool(self) -> BasePool:
         cls = pool_class(self.pool_name)
@@ -247,9 +276,19 @@ class Worker:
     # control -----------------------------------------------------------------------------------
 
     def set_queues(self, queues: Sequence[str]) -> None:
-        """Consume these queues from the next claim on (add_consumer / cancel_consumer)."""
-        self.queues = list(queues)
-        self._queue_cursor = 0
+        """Consume these queues from the next claim on (add_consumer / cancel_consumer). Pauses
+        still hold: the queues known to be paused stay out of the claims, and the housekeeper reads
+        the pauses again at once for a queue just added."""
+        with self._queues_lock:
+            added = frozenset(queues) - frozenset(self.queues)
+            self.queues = list(queues)
+            self._paused = self._paused & frozenset(self.queues)
+            # a queue just added is claimed once the pauses were read with it (it may be paused)
+            self._unchecked = self._unchecked | added
+            held = self._paused | self._unchecked
+            self._claimable = [q for q in self.queues if q not in held] if held else self.queues
+            self._queue_cursor = 0
+        self._on_pause_notice()
         self._wake.set()
 
     def resized(self, concurrency: int) -> None:
@@ -264,13 +303,15 @@ class Worker:
         look each job's task up in ``app.tasks`` when they run it, so a task registered after the
         start runs at once. What the registry does hold that the worker read at its start is the
         tasks' rate limits, so this reads them again and declares them as a start does (a limit
-        changed live with ``set_rate_limit`` gives way to the code's, as on a restart). Prefork
-        children import the app when they start, so they know only the tasks the app module
+        changed live with ``set_rate_limit`` gives way to the code's, as on a restart), and the task
+        names the worker publishes (the other workers' hand-backs of unknown tasks read them).
+        Prefork children import the app when they start, so they know only the tasks the app module
         registers on import, with or without reload()."""
-        if not self.rate_limits_enabled:
-            return
-        self._declared_limits = rate_limits.declared_rate_limits(self.app)
         with self.app.connection() as conn:
+            self._register(conn)  # (its row exists: this only publishes the task names again)
+            if not self.rate_limits_enabled:
+                return
+            self._declared_limits = rate_limits.declared_rate_limits(self.app)
             self.store.rate_limits_declare(conn, self._declared_limits)
             self._read_rate_limits(conn)
 
@@ -316,7 +357,8 @@ class Worker:
         # A burst worker needs no LISTEN: it only runs what is due now, and it waits only for its own
         # outcomes (the finisher wakes it). The connection would only cost its start and its exit.
         listener = None if self.burst else Listener(self.app.database_url,
-                                                    [self.store.listen_control, self.store.listen_jobs],
+                                                    [self.store.listen_control, self.store.listen_queues,
+                                                     self.store.listen_jobs],
                                                     self._on_notify, self._wake.set, name="sqlq-listen",
                                                     outage=self.outage).start()
         housekeeper = threading.Thread(target=self._housekeeping, args=(house,), name="sqlq-housekeeping",
@@ -357,10 +399,47 @@ class Worker:
                 self.store.rate_limits_declare(conn, self._declared_limits)
                 self._read_rate_limits(conn)
             self.control.prepare(conn)  # (the revoked ids, before the first claim)
+            self._read_paused(conn)
+            self._warn_shared_hostname(conn)
         except BaseException:
             conn.close()
             raise
         return conn
+
+    def _read_paused(self, conn: psycopg.Connection) -> None:
+        """Which of this worker's queues are paused now (at start, about once a second, and at once
+        when a pause or resume is announced): the consumer claims from the others only."""
+        unchecked = self._unchecked
+        every = frozenset(p.queue for p in self.store.paused_queues(conn))
+        with self._queues_lock:
+            paused = every & frozenset(self.queues)
+            if paused == self._paused and not unchecked:
+                return
+            resumed = self._paused - paused
+            self._paused = paused
+            self._unchecked = self._unchecked - unchecked
+            held = paused | self._unchecked
+            self._claimable = [q for q in self.queues if q not in held] if held else self.queues
+        if paused:
+            log.info("paused queue(s), their jobs left waiting: %s", ", ".join(sorted(paused)))
+        if resumed:
+            log.info("resumed queue(s): %s", ", ".join(sorted(resumed)))
+            self._wake.set()  # claim their jobs now
+
+    def _warn_shared_hostname(self, conn: psycopg.Connection) -> None:
+        """Two live workers under one name cannot be told apart by name (``sqlq status``, Celery's
+        ``-d`` destinations): say so at start, naming how to tell them apart."""
+        twins = [w for w in self.store.workers(conn, float(self.app.conf.worker_lost_timeout))
+                 if w.state == "online" and w.hostname == self.hostname and w.id != self.id]
+        if twins:
+            log.warning("another live worker is named %s (pid %s, id %s); give each worker its own name "
+                        "with -n NAME", self.hostname,
+                        ", ".join(str(w.pid) for w in twins), ", ".join(w.id for w in twins))
+
+    def _on_pause_notice(self) -> None:
+        """A pause or resume was announced (listener thread): the housekeeper reads them now."""
+        self._pauses_due = True
+        self._housekeeping_wake.set()
 
     def _read_rate_limits(self, conn: psycopg.Connection) -> None:
         """Which of this app's tasks the table limits now (the housekeeper calls this about once a
@@ -393,6 +472,8 @@ class Worker:
     def _on_notify(self, channel: str, payload: str) -> None:
         if channel == self.store.control_channel:
             self.control.notified()
+        elif channel == self._queues_channel:
+            self._on_pause_notice()
         elif payload in self.queues:
             self._wake.set()
 
@@ -442,7 +523,7 @@ class Worker:
                 # An empty claim and an empty PROMOTE do not prove there is nothing to do: the
                 # housekeeper (or another worker) may have promoted due jobs in between, or be
                 # promoting them now (SKIP LOCKED hid them). Only then does the burst end.
-                if not self.store.any_due(conn, self.queues):
+                if not self.store.any_due(conn, self._claimable):  # (a paused queue's jobs wait)
                     log.info("burst: nothing left to run; exiting")
                     return
             # burst: woken by the finisher as soon as outcomes are recorded; the timeout is a backstop
@@ -480,9 +561,10 @@ class Worker:
         if self._limited:
             return self._claim_limited(conn, free)
         total = 0
-        n = len(self.queues)
+        queues = self._claimable
+        n = len(queues)
         for i in range(n):
-            queue = self.queues[(self._queue_cursor + i) % n]
+            queue = queues[(self._queue_cursor + i) % n]
             jobs = self.store.claim(conn, self.id, queue, free - total)
             if jobs:
                 total += len(jobs)
@@ -494,7 +576,7 @@ class Worker:
                 self.pool.submit(jobs)
             if total >= free:
                 break
-        self._queue_cursor = (self._queue_cursor + 1) % n
+        self._queue_cursor = (self._queue_cursor + 1) % max(n, 1)
         return total
 
     def _claim_limited(self, conn: psycopg.Connection, free: int) -> int:
@@ -519,9 +601,10 @@ class Worker:
         now = time.monotonic()
         due: float | None = None
         total = 0
-        n = len(self.queues)
+        queues = self._claimable
+        n = len(queues)
         for i in range(n):
-            queue = self.queues[(self._queue_cursor + i) % n]
+            queue = queues[(self._queue_cursor + i) % n]
             for task in limited:
                 if total >= free:
                     break
@@ -550,7 +633,7 @@ class Worker:
                     self.pool.submit(self.control.drop_revoked(jobs) if self.control.revoked.ids else jobs)
             if total >= free:
                 break
-        self._queue_cursor = (self._queue_cursor + 1) % n
+        self._queue_cursor = (self._queue_cursor + 1) % max(n, 1)
         self._token_due = due
         return total
 
@@ -598,11 +681,16 @@ class Worker:
         # Being recorded, these no longer hold capacity: counting them until their FINISH returned
         # made the consumer wait for every FINISH when the buffer is small (the default prefetch).
         self._flushing = len(batch) + len(lost)
-        outcomes = [r for _, r in batch if isinstance(r, Outcome)]
-        retries = [r for _, r in batch if isinstance(r, RetryRequest)]
-        interrupted = [r for _, r in batch if isinstance(r, Interrupted)]
+        outcomes = [r for _, r in batch if type(r) is Outcome]  # (final classes: type() is isinstance)
+        retries: list[RetryRequest] = []
+        interrupted: list[Interrupted] = []
+        unregistered: list[Unregistered] = []
+        if len(outcomes) < len(batch):  # the rest, sorted only when there is a rest
+            retries = [r for _, r in batch if type(r) is RetryRequest]
+            interrupted = [r for _, r in batch if type(r) is Interrupted]
+            unregistered = [r for _, r in batch if type(r) is Unregistered]
         try:
-            self._record(conn, outcomes, retries, interrupted, lost)
+            self._record(conn, outcomes, retries, interrupted, lost, unregistered)
         except BaseException:
             self._flushing = 0
             self._done.extendleft(reversed(batch))
@@ -614,7 +702,8 @@ class Worker:
         self._wake.set()  # capacity freed: the consumer may claim again
 
     def _record(self, conn: psycopg.Connection, outcomes: Sequence[Outcome], retries: Sequence[RetryRequest],
-                interrupted: Sequence[Interrupted], lost: Sequence[ClaimedJob]) -> None:
+                interrupted: Sequence[Interrupted], lost: Sequence[ClaimedJob],
+                unregistered: Sequence[Unregistered] = ()) -> None:
         """FINISH, RETRY and LOST (for interrupted attempts, rerun: they did nothing; for jobs lost
         here, as the task's acks_late says) for one flush. A statement refused for its data is split until
         the poison outcomes are alone, and those are recorded as FAILURE saying why
@@ -636,6 +725,24 @@ class Worker:
             requeued, failed = recorder.lost(lost, max_lost)
             log.warning("%d interrupted job(s): %d handed back, %d failed after too many lost workers",
                         len(lost), requeued, failed)
+        if unregistered:
+            self._hand_back(conn, unregistered)
+
+    def _hand_back(self, conn: psycopg.Connection, jobs: Sequence[Unregistered]) -> None:
+        """Jobs of tasks this app does not register (the executor logged each at ERROR): back to
+        wait for a live worker of their queue that registers the task, else FAILURE NotRegistered
+        (HAND_BACK decides, from the task names the workers publish)."""
+        conf = self.app.conf
+        back, failed = self.store.hand_back(conn, self.id, [(j.id, j.attempt) for j in jobs],
+                                            timeout=float(conf.worker_lost_timeout),
+                                            max_handbacks=int(conf.worker_unknown_task_handbacks),
+                                            delay=UNKNOWN_TASK_DELAY, max_delay=UNKNOWN_TASK_MAX_DELAY)
+        if back:
+            self._housekeeping_wake.set()  # (promote them when due, not a poll later)
+        if failed:
+            log.error("%d job(s) of task(s) %s recorded as FAILURE NotRegistered: no live worker of their queue "
+                      "registers the task (or they were handed back worker_unknown_task_handbacks=%s times)",
+                      failed, ", ".join(sorted({repr(j.task) for j in jobs})), conf.worker_unknown_task_handbacks)
 
     def _shut_down(self) -> None:
         """Hand back, finish and record what this worker holds. A database that is away at shutdown
@@ -697,6 +804,7 @@ class Worker:
         next_beat, next_liveness, next_maintenance = time.monotonic() + self.heartbeat_interval, 0.0, 0.0
         # (start-up read the limits; a worker that does not enforce them never reads them)
         next_limits = time.monotonic() + rate_limits.REFRESH_INTERVAL if self.rate_limits_enabled else float("inf")
+        next_pauses = time.monotonic() + PAUSES_INTERVAL  # (start-up read them)
         try:
             while not self._stopped.is_set():
                 try:
@@ -719,6 +827,10 @@ class Worker:
                     if now >= next_limits:
                         self._read_rate_limits(conn)
                         next_limits = now + rate_limits.REFRESH_INTERVAL
+                    if now >= next_pauses or self._pauses_due:
+                        self._pauses_due = False
+                        self._read_paused(conn)
+                        next_pauses = now + PAUSES_INTERVAL
                     self.store.promote(conn)
                     wait = self.store.next_scheduled_in(conn)
                 except Exception as exc:  # noqa: BLE001 - keep housekeeping alive through anything
@@ -731,7 +843,7 @@ class Worker:
                     backoff.reset()
                     self.outage.recovered()
                 wait = self.poll_interval if wait is None else min(max(wait, 0.001), self.poll_interval)
-                soonest = min(next_beat, next_liveness, next_limits) - time.monotonic()
+                soonest = min(next_beat, next_liveness, next_limits, next_pauses) - time.monotonic()
                 self._housekeeping_wake.wait(min(wait, max(soonest, 0.001)))  # set by short retries, stop
                 self._housekeeping_wake.clear()
         finally:
@@ -741,7 +853,7 @@ class Worker:
     def _register(self, conn: psycopg.Connection) -> None:
         self.store.register_worker(conn, id=self.id, hostname=self.hostname, pid=os.getpid(),
                                    queues=self.queues, concurrency=self.concurrency, pool=self.pool_name,
-                                   lock_key=self.lock_key)
+                                   lock_key=self.lock_key, tasks=sorted(self.app.tasks))
 
     def _heartbeat(self, conn: psycopg.Connection) -> None:
         if not self.store.heartbeat(conn, self.id) and not self._unregistered:
@@ -776,6 +888,7 @@ class Worker:
                                                  int(conf.worker_lost_max_attempts))
             expired = self.store.expire_results(conn, float(conf.result_expires))
             self.store.control_prune(conn, CONTROL_KEEP)
+            self.store.expire_dead_workers(conn, float(conf.worker_dead_retention))
         if requeued or failed:
             log.warning("rescued jobs of lost workers: %d handed back, %d failed", requeued, failed)
         if expired:

@@ -1,5 +1,6 @@
 """How long a retried task waits: full jitter below the capped exponential with retry_backoff, the
-configured countdown without it; a retry request crosses the prefork wire whole."""
+configured countdown without it; a retry request (with its traceback) crosses the prefork wire whole,
+and so does the hand-back of a job whose task the child does not know."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from sqlq import App
-from sqlq.store import RetryRequest
+from sqlq.store import RetryRequest, Unregistered
 from sqlq.worker.wire import result_from_wire, result_to_wire
 
 _offline = App("tests.offline", database_url="postgresql://nobody@127.0.0.1:1/none")
@@ -38,5 +39,11 @@ def test_without_backoff_the_delay_is_the_configured_countdown():
 
 def test_a_retry_crosses_the_prefork_wire_whole():
     for request in (RetryRequest(id="a", attempt=2, delay=1.5, error="E: x"),
-                    RetryRequest(id="b", attempt=1, delay=0.0, error=None, eta=1_900_000_000.25)):
+                    RetryRequest(id="b", attempt=1, delay=0.0, error=None, eta=1_900_000_000.25),
+                    RetryRequest(id="c", attempt=3, delay=2.0, error="E: y", traceback="Traceback ...\nE: y\n")):
         assert result_from_wire(marshal.loads(marshal.dumps(result_to_wire(request)))) == request
+
+
+def test_an_unknown_tasks_job_crosses_the_prefork_wire_as_itself():
+    unknown = Unregistered(id="d", attempt=1, task="billing.charge")
+    assert result_from_wire(marshal.loads(marshal.dumps(result_to_wire(unknown)))) == unknown

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from sqlq import App
 from sqlq.cli import main
 from sqlq.errors import InvalidNameError
-from tests.apps.harness import WorkerProcess, job_row, wait_for, wait_result
+from tests.apps.harness import WorkerProcess, job_row, wait_answering, wait_for, wait_result
 
 
 def _waiting(raw_conn: psycopg.Connection, schema: str, job_id: str) -> bool:
@@ -103,3 +103,23 @@ def test_a_burst_worker_ends_when_only_paused_queues_have_jobs(app: App, run_wor
         second.thread.join(60)
     assert again.processed == 1
     assert wait_result(raw_conn, schema, job.id)["state"] == "SUCCESS"
+
+
+def test_a_paused_queue_added_by_add_consumer_stays_paused(app: App, run_worker, raw_conn, schema: str):
+    """add_consumer of a queue paused before: the worker claims from it only once it has read the
+    pauses with it, so the pause holds; resume runs what waited."""
+    @app.task(name="t.mul")
+    def mul(x, y):
+        return x * y
+
+    app.pause_queue("extra")
+    waiting = [mul.apply_async((i, 2), queue="extra") for i in range(3)]
+    with run_worker(app, pool="threads", hostname="p@test") as worker:
+        wait_answering(app, "p@test")
+        assert app.control.add_consumer("extra", reply=True, timeout=5) == [{"p@test": {"ok": "add consumer extra"}}]
+        wait_for(lambda: worker._paused == {"extra"} and not worker._unchecked,
+                 message="the worker to read the pauses with the added queue")
+        assert mul.delay(3, 3).get(timeout=30) == 9  # (it claims: from default)
+        assert all(_waiting(raw_conn, schema, r.id) for r in waiting)
+        app.resume_queue("extra")
+        assert [r.get(timeout=30) for r in waiting] == [0, 2, 4]

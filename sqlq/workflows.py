@@ -323,8 +323,9 @@ class _Compiler:
             body = _with_errbacks(body, errbacks)
         node, header_handle, member_tails, sources = self._group(header, args, kwargs, {**own, **(options or {})},
                                                                  follows=follows, body=body)
-        for tail in member_tails:
-            tail["workflow"] = {**(tail.get("workflow") or {}), "chord": node["group"]}
+        counts_down: Node = {"chord": node["group"]}  # (one dict for every member with no other plan:
+        for tail in member_tails:                     # _copied encodes it once; plans are never mutated)
+            tail["workflow"] = {**tail["workflow"], "chord": node["group"]} if tail.get("workflow") else counts_down
         for h in header_handle.results:
             if h.id != task_uuid(h.id):
                 raise ConfigurationError(f"a chord member's task_id must be a UUID, got {h.id!r}")
@@ -464,9 +465,17 @@ def _copied(app: App, compiler: _Compiler, node: Node, connection: Any) -> bool:
     specs = [compiler.specs.get(m.get("id", "")) for m in members]
     if any(s is None or not s.due_now() for s in specs) or any("group" in m for m in members):
         return False
+    encoded: dict[int, str] = {}  # a plan shared by many members (a chord's counting down) is encoded once
+
+    def plan_json(plan: Node) -> str:
+        text = encoded.get(id(plan))
+        if text is None:
+            text = encoded[id(plan)] = _plan_json(plan)
+        return text
+
     rows = [(m["id"], s.task, s.queue, s.priority, "available", s.args, s.kwargs, None, s.content_type, s.headers,
              s.acks_late, m["group_id"], m["root_id"], compiler.parent_row,
-             None if m["workflow"] is None else _plan_json(m["workflow"]))
+             None if m["workflow"] is None else plan_json(m["workflow"]))
             for m, s in zip(members, specs, strict=True) if s is not None]
     body = node.get("body")
     body_json = None if body is None else _plan_json(body)

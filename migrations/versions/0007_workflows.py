@@ -21,6 +21,10 @@ Create Date: 2026-12-03
   of the previous one, whichever statement records it (FINISH, REVOKE, RESCUE, LOST, QUARANTINE);
   plain results pay only the WHEN test. ``workflow_start(plan)`` is also what a sender calls to
   write a workflow's first jobs, so the plan is read by one piece of code.
+* ``workflow_chord_count()``: the statement trigger ``AFTER INSERT ON results FOR EACH STATEMENT``
+  that counts down, once per chord, the chord members that succeeded in the statement (the row
+  trigger lists them in a transaction-local setting, ``chord_parts_setting``); a statement without
+  any pays one function call that reads the setting.
 
 The SQL avoids ``:word`` sequences because alembic passes it through ``sqlalchemy.text()``.
 """
@@ -28,6 +32,8 @@ The SQL avoids ``:word`` sequences because alembic passes it through ``sqlalchem
 import sqlalchemy as sa
 from alembic import context, op
 from sqlalchemy.dialects.postgresql import JSONB, UUID
+
+from sqlq.names import validate_identifier
 
 revision = "0007"
 down_revision = "0006"
@@ -232,10 +238,11 @@ $fn$;
 CREATE FUNCTION {s}.workflow_chord_part(chord uuid, member uuid, ok boolean, exc_type text, exc_message text,
                                         root uuid) RETURNS void
 LANGUAGE plpgsql AS $fn$
--- One member of a chord has its outcome (the trigger counts a success itself; this is for members
--- that failed, were revoked or expired, or will not run). The UPDATE takes the chord's row lock,
--- so members count down one at a time. The first failed member fails the body (ChordError naming
--- it); the body never runs then; later members only count down.
+-- One member of a chord has its outcome (successes are counted by workflow_chord_count at the end
+-- of their statement; this is for members that failed, were revoked or expired, or will not run,
+-- and it counts at once). The UPDATE takes the chord's row lock, so members count down one at a
+-- time. The first failed member fails the body (ChordError naming it); the body never runs then;
+-- later members only count down, and the count reaching zero after a failure starts nothing.
 DECLARE
     c record;
     why text;
@@ -263,8 +270,14 @@ LANGUAGE plpgsql AS $fn$
 -- A workflow job's outcome was recorded (AFTER INSERT ON results, only rows whose workflow is not
 -- NULL): on SUCCESS its callbacks and the next step of its chain start with its result; otherwise
 -- its errbacks start (on FAILURE, with its id) and the rest of its chain is recorded as failed
--- with its error; a chord member counts down its chord either way. Each part is guarded by a key
--- test, so a chord member's success costs one UPDATE of its chord's row and little else.
+-- with its error; a chord member counts down its chord either way: a failed one at once
+-- (workflow_chord_part), a successful one by adding itself to the transaction-local setting that
+-- workflow_chord_count reads at the end of the statement, which then updates each chord's row once
+-- for all its members in the statement (one UPDATE per member in one transaction walks an ever
+-- longer chain of versions of the same row). The setting is a list of runs ",<chord> <root>+++":
+-- a member of the same chord as the run before it adds one "+", so the text (copied whole by every
+-- set_config) grows by a character a member, not by an entry. Each part is guarded by a key test,
+-- so a chord member's success costs that append and little else.
 DECLARE
     wf jsonb := NEW.workflow;
     step jsonb;
@@ -272,7 +285,8 @@ DECLARE
     why text;
     val jsonb;
     root uuid := coalesce(NEW.root_id, NEW.id);
-    c record;
+    entry text;
+    parts text;
 BEGIN
     IF NEW.state = 'SUCCESS' THEN
         IF wf ? 'link' OR wf ? 'chain' THEN
@@ -302,13 +316,12 @@ BEGIN
             END IF;
             PERFORM {s}.workflow_start(step, val, why, NEW.id, root);
         END IF;
-        IF wf ? 'chord' THEN  -- (the success of a member: inline, the common case of a large chord)
-            UPDATE {s}.chords AS ch SET remaining = ch.remaining - 1
-            WHERE ch.id = (wf->>'chord')::uuid
-            RETURNING ch.remaining, ch.failed INTO c;
-            IF FOUND AND c.remaining = 0 AND c.failed IS NULL THEN
-                PERFORM {s}.workflow_chord_done((wf->>'chord')::uuid, root);
-            END IF;
+        IF wf ? 'chord' THEN  -- (counted at the end of the statement: workflow_chord_count)
+            entry := (wf->>'chord')::uuid::text || ' ' || root::text;
+            parts := coalesce(current_setting('{chord_parts}', true), '');
+            PERFORM set_config('{chord_parts}',
+                               CASE WHEN right(rtrim(parts, '+'), 73) = entry THEN parts || '+'
+                                    ELSE parts || ',' || entry || '+' END, true);
         END IF;
     ELSE
         IF NEW.state = 'FAILURE' AND wf ? 'link_error' THEN
@@ -333,9 +346,57 @@ $fn$;
 
 CREATE TRIGGER workflow_step AFTER INSERT ON {s}.results
 FOR EACH ROW WHEN (NEW.workflow IS NOT NULL) EXECUTE FUNCTION {s}.workflow_step();
+
+CREATE FUNCTION {s}.workflow_chord_count() RETURNS trigger
+LANGUAGE plpgsql AS $fn$
+-- The end of a statement that inserted into results (AFTER INSERT ... FOR EACH STATEMENT): the
+-- chord members that succeeded in it (workflow_step added each to the transaction-local setting:
+-- runs ",<chord> <root>+++", one "+" a member) count down their chords, one UPDATE per chord for
+-- all its members (the root handed to the body is the first run's, the same for every member),
+-- chords in id order (two statements lock them in the same order); the chord reaching zero with
+-- no failed member starts its body, once: the count reaches zero once, under the row's lock.
+-- The setting is read and cleared before anything is counted, so an entry is counted once even
+-- when starting a body inserts into results (that nested statement's own run of this function
+-- finds the setting empty, or only what was appended since). Every append is made by a row
+-- trigger of an INSERT into results, and that statement's run of this function comes after all
+-- its row triggers, so no entry outlives its statement. Being local to the transaction, the
+-- setting rolls back with it and with a subtransaction (workflow_start's EXCEPTION blocks), the
+-- count with it. A trigger's WHEN cannot test the setting: PostgreSQL evaluates a statement
+-- trigger's WHEN when it queues the event, before the row triggers run; so every INSERT into
+-- results calls this function, and one without chord members leaves at the first test.
+DECLARE
+    parts text := current_setting('{chord_parts}', true);
+    c record;
+    left_over integer;
+    failed text;
+BEGIN
+    IF parts IS NULL OR parts = '' THEN
+        RETURN NULL;
+    END IF;
+    PERFORM set_config('{chord_parts}', '', true);
+    FOR c IN SELECT left(run, 36)::uuid AS chord, (array_agg(substr(run, 38, 36) ORDER BY i))[1]::uuid AS root,
+                    sum(length(run) - 73)::integer AS n
+             FROM unnest(string_to_array(parts, ',')) WITH ORDINALITY AS e(run, i)
+             WHERE run <> ''
+             GROUP BY 1
+             ORDER BY 1 LOOP
+        UPDATE {s}.chords AS ch SET remaining = ch.remaining - c.n
+        WHERE ch.id = c.chord
+        RETURNING ch.remaining, ch.failed INTO left_over, failed;
+        IF FOUND AND left_over = 0 AND failed IS NULL THEN
+            PERFORM {s}.workflow_chord_done(c.chord, c.root);
+        END IF;
+    END LOOP;
+    RETURN NULL;
+END
+$fn$;
+
+CREATE TRIGGER workflow_chord_count AFTER INSERT ON {s}.results
+FOR EACH STATEMENT EXECUTE FUNCTION {s}.workflow_chord_count();
 """
 
 DROP_FUNCTIONS = [
+    "workflow_chord_count()",
     "workflow_step()",
     "workflow_chord_part(uuid, uuid, boolean, text, text, uuid)",
     "workflow_chord_done(uuid, uuid)",
@@ -345,9 +406,24 @@ DROP_FUNCTIONS = [
 ]
 
 
+def chord_parts_setting(schema: str) -> str:
+    """The name of the transaction-local setting in which ``schema``'s chord members that succeeded
+    wait for the end of their statement (``workflow_chord_count``).
+
+    One per schema, since several sqlq schemas may share a database and a transaction. A custom
+    setting's name is ``prefix.name`` of letters, digits and underscores, compared without case, so
+    the schema name is spelled injectively in lower case: ``_`` as ``__``, an upper-case letter as
+    ``_`` and the letter (``Jobs_2`` -> ``sqlq.chord_parts__jobs__2``)."""
+    validate_identifier(schema)
+    spelled = "".join("__" if ch == "_" else f"_{ch.lower()}" if ch.isupper() else ch for ch in schema)
+    return f"sqlq.chord_parts_{spelled}"
+
+
 def functions_sql(schema: str) -> str:
-    """The functions and the trigger for ``schema`` (quoted identifiers, channel names as literals)."""
-    return FUNCTIONS.format(s=f'"{schema}"', jobs_channel=f"{schema}.jobs", results_channel=f"{schema}.results")
+    """The functions and the triggers for ``schema`` (quoted identifiers, channel and setting names
+    as literals)."""
+    return FUNCTIONS.format(s=f'"{schema}"', jobs_channel=f"{schema}.jobs", results_channel=f"{schema}.results",
+                            chord_parts=chord_parts_setting(schema))
 
 
 def upgrade() -> None:
@@ -389,6 +465,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     schema = context.config.attributes["sqlq_schema"]
+    op.execute(f'DROP TRIGGER IF EXISTS workflow_chord_count ON "{schema}".results')
     op.execute(f'DROP TRIGGER IF EXISTS workflow_step ON "{schema}".results')
     for signature in DROP_FUNCTIONS:
         op.execute(f'DROP FUNCTION IF EXISTS "{schema}".{signature}')

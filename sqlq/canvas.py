@@ -48,6 +48,8 @@ def _is_task(value: Any) -> bool:
 def _checked_args(args: Any, name: str) -> tuple[Any, ...]:
     if args is None:
         return ()
+    if type(args) is tuple:  # (the common case, before the ABC check: a group builds thousands)
+        return args
     if isinstance(args, str | bytes) or not isinstance(args, Sequence):
         raise ConfigurationError(
             f"the args of a signature of {name} must be a list or tuple, not {type(args).__name__}; "
@@ -57,9 +59,10 @@ def _checked_args(args: Any, name: str) -> tuple[Any, ...]:
 
 
 def _checked_mapping(value: Any, what: str, name: str) -> dict[str, Any]:
-    if value is None:
-        return {}
-    if not isinstance(value, Mapping):
+    if not value:
+        if value is None or type(value) is dict:
+            return {}
+    if type(value) is not dict and not isinstance(value, Mapping):
         raise ConfigurationError(f"the {what} of a signature of {name} must be a dict, not {type(value).__name__}")
     bad = [k for k in value if not isinstance(k, str)]
     if bad:
@@ -83,7 +86,7 @@ class Signature(dict[str, Any]):
                  kwargs: Mapping[str, Any] | None = None, options: Mapping[str, Any] | None = None, *,
                  immutable: bool = False, subtask_type: str | None = None, app: App | None = None,
                  **extra_options: Any):
-        if isinstance(task, Mapping):  # Celery accepts a signature's dict in the task's place
+        if type(task) is not str and isinstance(task, Mapping):  # Celery accepts a signature's dict
             d = dict(task)
             task = d.get("task")
             args = d.get("args") if args is None else args

@@ -20,6 +20,7 @@ import datetime as dt
 import importlib
 import inspect
 import random
+import sys
 import traceback as tb_module
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -644,8 +645,10 @@ def _eager() -> Any:
 
 
 def _canvas() -> Any:
-    """``sqlq.canvas``, imported on first use."""
-    return importlib.import_module("sqlq.canvas")
+    """``sqlq.canvas``, imported on first use (then read from ``sys.modules``: ``task.s()`` is
+    called once per member of a group)."""
+    module = sys.modules.get("sqlq.canvas")
+    return module if module is not None else importlib.import_module("sqlq.canvas")
 
 
 #: What ``Task._check_arguments`` knows of ``run``: its signature, the fewest and most positional

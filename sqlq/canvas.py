@@ -470,20 +470,23 @@ class group(Signature):  # noqa: N801 - Celery's name
             return workflows.send(app, self, args, kwargs, connection=connection,  # type: ignore[no-any-return]
                                   **options)
         group_id, calls = self._prepared(args, kwargs, options)
-        specs = _alike_specs(calls)
-        if specs is None:
+        alike = _alike_calls(calls)
+        if alike is not None:  # one task, the same options: apply_many's path (streamed by COPY)
+            task, pairs, defaults = alike
+            results = app.enqueue_calls(task.name, pairs, task=task, connection=connection, group_id=group_id,
+                                        **defaults)
+        else:
             specs = []
             for member, a, k, o in calls:
-                task = member._local_task()
-                spec = task.build_job(a, k, **o) if task is not None else app.build_job(member.name, a, k, **o)
+                local = member._local_task()
+                spec = local.build_job(a, k, **o) if local is not None else app.build_job(member.name, a, k, **o)
+                spec.group_id = group_id
                 specs.append(spec)
-        for spec in specs:
-            spec.group_id = group_id
-        results = app.enqueue(specs, connection=connection) if specs else []
-        for spec, (_, _, _, o), result in zip(specs, calls, results, strict=True):
-            wanted = o.get("task_id")  # a task id that is not its row's UUID: the handle shows the caller's
-            if isinstance(wanted, str) and isinstance(result, AsyncResult) and result.id == spec.id != wanted:
-                result.id = wanted
+            results = app.enqueue(specs, connection=connection) if specs else []
+            for spec, (_, _, _, o), result in zip(specs, calls, results, strict=True):
+                wanted = o.get("task_id")  # a task id that is not its row's UUID: the handle shows the caller's
+                if isinstance(wanted, str) and isinstance(result, AsyncResult) and result.id == spec.id != wanted:
+                    result.id = wanted
         made = _GroupResult(group_id, results, app)
         parent = _current_request.get()
         if parent is not None and parent.id is not None and options.get("add_to_parent", True):
@@ -500,11 +503,13 @@ class group(Signature):  # noqa: N801 - Celery's name
         return eager.apply_canvas(self, args, kwargs, **options)  # type: ignore[return-value]
 
 
-def _alike_specs(calls: Sequence[tuple[Signature, tuple[Any, ...], dict[str, Any], dict[str, Any]]]) -> list[Any] | None:
-    """The jobs of a group whose members are calls of one task with the same options (the common
-    ``group(add.s(i) for i in ...)``), built as ``apply_many`` builds them: options and routing
-    resolved once, only the arguments encoded per member. None when the members differ (each is
-    then built on its own)."""
+def _alike_calls(calls: Sequence[tuple[Signature, tuple[Any, ...], dict[str, Any], dict[str, Any]]]
+                 ) -> tuple[Task, list[tuple[tuple[Any, ...], dict[str, Any]]], dict[str, Any]] | None:
+    """A group whose members are calls of one task with the same options (the common
+    ``group(add.s(i) for i in ...)``), checked as ``apply_many`` checks its calls: the task, the
+    members' ``(args, kwargs)`` and the options with the task's defaults, for ``enqueue_calls``
+    (options and routing resolved once, each member encoded while the rows stream). None when the
+    members differ (each is then built on its own)."""
     if len(calls) < 2:
         return None
     first, _, _, options = calls[0]
@@ -518,7 +523,7 @@ def _alike_specs(calls: Sequence[tuple[Signature, tuple[Any, ...], dict[str, Any
     if task.typing:
         for a, k in pairs:
             task._check_arguments(a, k)
-    return list(task.app.build_jobs(task.name, pairs, task=task, **task._task_defaults(options)))
+    return task, pairs, task._task_defaults(options)
 
 
 def _group_member(value: Any, app: App | None) -> Signature:

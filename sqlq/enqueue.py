@@ -213,9 +213,10 @@ def build_jobs(app: App, task_name: str, calls: Iterable[tuple[Sequence[Any] | N
 
 
 def enqueue_calls(app: App, task_name: str, calls: Iterable[tuple[Sequence[Any] | None, dict[str, Any] | None]], *,
-                  task: Task | None = None, connection: Any = None,
+                  task: Task | None = None, connection: Any = None, group_id: str | None = None,
                   **options: Any) -> list[AsyncResult | GroupResult]:
-    """``build_jobs`` and ``enqueue`` in one: bulk enqueue of many calls with the same options.
+    """``build_jobs`` and ``enqueue`` in one: bulk enqueue of many calls with the same options
+    (``group_id``: the members of one group, ``sqlq.group``'s).
 
     When the jobs are due now, JSON-encoded, not routed, and written on sqlq's own connection,
     each call is encoded while the rows stream to PostgreSQL in one COPY, so the encoding
@@ -226,6 +227,7 @@ def enqueue_calls(app: App, task_name: str, calls: Iterable[tuple[Sequence[Any] 
             and resolution.routes_by_name_only(app.conf.task_routes) \
             and not (signals.before_task_publish.has_receivers or signals.after_task_publish.has_receivers):
         first = app.build_job(task_name, *calls[0], task=task, **options)
+        first.group_id = group_id
         if first.due_now() and first.content_type == serialization.JSON:
             results: list[AsyncResult | GroupResult] = []
             conn = None
@@ -242,9 +244,16 @@ def enqueue_calls(app: App, task_name: str, calls: Iterable[tuple[Sequence[Any] 
             specs = app.build_jobs(task_name, calls, task=task, **options)
             for spec, sent in zip(specs, results, strict=False):
                 spec.id = cast(AsyncResult, sent).id  # (the COPY made AsyncResults only)
+                spec.group_id = group_id
+            for spec in specs[len(results):]:
+                spec.group_id = group_id
             _rewrite(app, specs, lost)
             return [AsyncResult(s.id, app, s.task) for s in specs]
-    return app.enqueue(app.build_jobs(task_name, calls, task=task, **options), connection=connection)
+    specs = app.build_jobs(task_name, calls, task=task, **options)
+    if group_id is not None:
+        for spec in specs:
+            spec.group_id = group_id
+    return app.enqueue(specs, connection=connection)
 
 
 def _json_rows(app: App, first: JobSpec, calls: list[tuple[Sequence[Any] | None, dict[str, Any] | None]],
@@ -254,7 +263,7 @@ def _json_rows(app: App, first: JobSpec, calls: list[tuple[Sequence[Any] | None,
     encode = serialization.encode_json_call
     name, queue, priority, ctype = first.task, first.queue, first.priority, first.content_type
     headers, acks_late, keep, lean = first.headers, first.acks_late, results.append, first.copies_lean()
-    root_id, parent_id = first.root_id, first.parent_id
+    root_id, parent_id, group_id = first.root_id, first.parent_id, first.group_id
     for start in range(0, len(calls), _ID_CHUNK):
         chunk = calls[start:start + _ID_CHUNK]
         ids = new_job_ids(len(chunk))
@@ -268,7 +277,7 @@ def _json_rows(app: App, first: JobSpec, calls: list[tuple[Sequence[Any] | None,
                 yield (job_id, name, queue, "available", args_json, kwargs_json)
             else:
                 yield (job_id, name, queue, priority, "available", args_json, kwargs_json, None, ctype,
-                       headers, acks_late, None, root_id, parent_id)
+                       headers, acks_late, group_id, root_id, parent_id)
 
 
 def enqueue(app: App, specs: Sequence[JobSpec], connection: Any = None) -> list[AsyncResult | GroupResult]:

@@ -190,15 +190,19 @@ class _Compiler:
         """The nodes and handles of a group's members when they are calls of one task with the same
         options and no callbacks (``chord(add.s(i) for i in ...)``), their jobs built as
         ``apply_many`` builds them (options and routing resolved once); None otherwise."""
-        from .canvas import Signature, _alike_specs
+        from .canvas import Signature, _alike_calls
         from .result import AsyncResult
 
         if any(type(m) is not Signature or m["options"].get("link") or m["options"].get("link_error")
                for m in members):
             return None
         calls = [(m, *m._merge(args, kwargs, options)) for m in members]
-        specs = _alike_specs(calls)
-        if specs is None or any(s.exchange is not None or s.content_type != serialization.JSON for s in specs):
+        alike = _alike_calls(calls)
+        if alike is None:
+            return None
+        task, pairs, defaults = alike
+        specs = self.app.build_jobs(task.name, pairs, task=task, **defaults)
+        if any(s.exchange is not None or s.content_type != serialization.JSON for s in specs):
             return None
         nodes = [self._node(spec, m, group_id) for spec, m in zip(specs, members, strict=True)]
         return nodes, [AsyncResult(spec.id, self.app, spec.task) for spec in specs]

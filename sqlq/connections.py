@@ -71,6 +71,14 @@ class Connections:
                                              creator=lambda: connect(url, autocommit=False))
             return self._engine
 
+    def discard_idle(self) -> None:
+        """Close the pool's idle connections (a connection of it just broke): they were most likely
+        cut by the same event (a restart, a failover, terminated backends), and the check before
+        reuse cannot see a termination whose notice has not reached the socket yet."""
+        pool = self._pool
+        if pool is not None:
+            pool.dispose()
+
     @contextlib.contextmanager
     def connection(self) -> Iterator[psycopg.Connection]:
         """A pooled autocommit psycopg connection (the hot path's way in)."""

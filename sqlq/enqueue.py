@@ -364,8 +364,9 @@ async def aenqueue(app: App, specs: Sequence[JobSpec], connection: Any = None) -
 
 def _rewrite(app: App, specs: Sequence[JobSpec], lost: BaseException) -> list[PublishRow] | None:
     """The one retry of a write whose pooled connection broke (``lost``): ``Store.rewrite`` on a
-    new connection (the pool checks and replaces idle ones), or the error that says the
-    first attempt's fate is unknown."""
+    new connection (the pool's idle ones went with the broken one: they were most likely cut too),
+    or the error that says the first attempt's fate is unknown."""
+    app._connections.discard_idle()
     try:
         with app._connections.connection() as conn:
             return app.store.rewrite(conn, specs)

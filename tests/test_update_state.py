@@ -29,8 +29,10 @@ def test_progress_is_read_while_the_job_runs_and_the_outcome_replaces_it(app, ru
 
     r = long.delay(3)
     with run_worker(app):
-        wait_for(lambda: r.state == "PROGRESS", message="the job to report PROGRESS")
-        assert r.info == {"current": 3, "total": 3} == r.result
+        # (the three updates follow each other: a read may come between two of them)
+        wait_for(lambda: r.state == "PROGRESS" and r.info == {"current": 3, "total": 3},
+                 message=lambda: f"the job to report its last PROGRESS (state {r.state}, info {r.info})")
+        assert r.result == {"current": 3, "total": 3}
         assert not r.ready() and r.status == "PROGRESS"
         gate.set()
         assert r.get(timeout=30) == "done"

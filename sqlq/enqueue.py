@@ -241,19 +241,21 @@ def enqueue_calls(app: App, task_name: str, calls: Iterable[tuple[Sequence[Any] 
                     raise
                 lost = exc
             # The COPY's connection broke: write the batch again, with the ids its rows had so far
-            specs = app.build_jobs(task_name, calls, task=task, **options)
+            specs = _grouped(app.build_jobs(task_name, calls, task=task, **options), group_id)
             for spec, sent in zip(specs, results, strict=False):
                 spec.id = cast(AsyncResult, sent).id  # (the COPY made AsyncResults only)
-                spec.group_id = group_id
-            for spec in specs[len(results):]:
-                spec.group_id = group_id
             _rewrite(app, specs, lost)
             return [AsyncResult(s.id, app, s.task) for s in specs]
-    specs = app.build_jobs(task_name, calls, task=task, **options)
+    return app.enqueue(_grouped(app.build_jobs(task_name, calls, task=task, **options), group_id),
+                       connection=connection)
+
+
+def _grouped(specs: list[JobSpec], group_id: str | None) -> list[JobSpec]:
+    """``specs`` as members of the group ``group_id`` (unchanged when None)."""
     if group_id is not None:
         for spec in specs:
             spec.group_id = group_id
-    return app.enqueue(specs, connection=connection)
+    return specs
 
 
 def _json_rows(app: App, first: JobSpec, calls: list[tuple[Sequence[Any] | None, dict[str, Any] | None]],

@@ -25,6 +25,7 @@ import psycopg
 from . import annotations as _annotations
 from . import enqueue as _enqueue
 from . import serialization
+from .concurrency_limits import check_key_function, parse_limit
 from .config import Settings, celery_url
 from .connections import Connections
 from .current import app_created, set_current_app
@@ -65,8 +66,8 @@ _TASK_OPTIONS = frozenset({
     "bind", "typing", "max_retries", "default_retry_delay", "autoretry_for", "dont_autoretry_for", "retry_kwargs",
     "retry_backoff",
     "retry_backoff_max", "retry_jitter", "acks_late", "reject_on_worker_lost", "ignore_result", "queue",
-    "priority", "time_limit", "soft_time_limit", "rate_limit", "throws", "track_started", "serializer",
-    "expires", "transactional"})
+    "priority", "time_limit", "soft_time_limit", "rate_limit", "concurrency_limit", "concurrency_key", "throws",
+    "track_started", "serializer", "expires", "transactional"})
 #: Celery's task options that have no meaning here: accepted with one warning each saying why.
 _CELERY_TASK_NO_EFFECT = {
     "compression": "jobs are rows, not broker messages; PostgreSQL compresses large values itself (TOAST)",
@@ -515,6 +516,8 @@ class App:
             "_app": self,
         }
         attributes.update(_task_option_values(name, options))
+        if callable(attributes.get("concurrency_key")):  # a function given here is not a method of the task
+            attributes["concurrency_key"] = staticmethod(attributes["concurrency_key"])
         cls = type(getattr(fn, "__name__", "task"), (base,), attributes)
         return self._bind(cls())
 
@@ -529,6 +532,8 @@ class App:
         self.tasks[task.name] = task
         if task.rate_limit:
             parse_rate(task.rate_limit, f"rate_limit of task {task.name!r}")  # a bad rate fails here
+        parse_limit(task.concurrency_limit, f"concurrency_limit of task {task.name!r}")
+        check_key_function(task.concurrency_key, task.name)
         self.annotate_task(task)  # task_annotations (cheap when there are none)
         return task
 

@@ -14,6 +14,8 @@ transaction. Its methods come from one module per group, each running its own fi
 * ``routes``: exchanges, bindings and routed publishing (routes.py);
 * ``rate_limits``: the token buckets of rate-limited tasks (rate_limits.py; tokens are taken by the
   claims' CLAIM_RATE_LIMITED);
+* ``concurrency_limits``: the limits of concurrency-limited tasks (concurrency_limits.py; enforced
+  by the claims' CLAIM_CONCURRENCY_LIMITED and _KEYED);
 * ``groups``: a GroupResult's members' states in one statement, saved groups (groups.py);
 * ``workflows``: a workflow's first jobs from its plan, parents, children, the whole tree
   (workflows.py; the later steps are written by the trigger of migration 0007);
@@ -28,6 +30,7 @@ writes in fast.py, the binary array encoders of FINISH_OK in binary.py.
 from __future__ import annotations
 
 from .claims import Claims
+from .concurrency_limits import ConcurrencyLimits
 from .control import Control
 from .groups import Groups
 from .jobs import Jobs
@@ -35,6 +38,8 @@ from .queues import Queues
 from .rate_limits import RateLimits
 from .records import (
     ClaimedJob,
+    ConcurrencyLimitedClaim,
+    ConcurrencyLimitRow,
     DeclaredLimits,
     DeclaredRoutes,
     ForeignSchedule,
@@ -62,11 +67,11 @@ from .schedules import Schedules
 from .workers import Workers
 from .workflows import Workflows
 
-__all__ = ["ClaimedJob", "DeclaredLimits", "DeclaredRoutes", "ForeignSchedule", "HandedBack", "Interrupted",
+__all__ = ["ClaimedJob", "ConcurrencyLimitRow", "ConcurrencyLimitedClaim", "DeclaredLimits", "DeclaredRoutes", "ForeignSchedule", "HandedBack", "Interrupted",
            "JobSpec", "JobState", "LostJobs", "NextDue", "Outcome", "PausedQueue", "PublishRow", "QueueDepth",
            "RateLimitRow", "RateLimitedClaim", "RetryRequest", "RouteRow", "ScheduleRow", "Store", "Unregistered",
            "WorkerRow"]
 
 
-class Store(Jobs, Claims, Workers, Results, Schedules, Routes, RateLimits, Groups, Workflows, Control, Queues):
+class Store(Jobs, Claims, Workers, Results, Schedules, Routes, RateLimits, ConcurrencyLimits, Groups, Workflows, Control, Queues):
     """Every statement of the queue tables, rendered for one schema (``Store(schema)``)."""

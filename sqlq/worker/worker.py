@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 import psycopg
 
-from .. import rate_limits, signals
+from .. import concurrency_limits, rate_limits, signals
 from ..control.server import KEEP as CONTROL_KEEP
 from ..control.server import WorkerControl
 from ..db import connect
@@ -205,6 +205,18 @@ class Worker:
         # emptied after each read of the table (_limits_read), so a changed rate applies at once.
         self._limit_skip: dict[tuple[str, str], float] = {}
         self._limits_read = False
+        # Concurrency limits (sqlq.concurrency_limits): the code's, declared at start; then the
+        # limited tasks this app registers as the table names them, re-read with the rate limits.
+        # Their jobs are claimed by CLAIM_CONCURRENCY_LIMITED (_claim_limited), the other tasks' by
+        # CLAIM_UNLIMITED, which leaves out every task of _not_unlimited. A claim that left a task's
+        # jobs waiting for a slot is not repeated until this worker records an outcome of that task
+        # (_slots_freed: the finisher's flag, which it sets before waking the consumer) or a poll
+        # passes (another worker's outcome freed it: that worker claims at once after its flush).
+        self._declared_concurrency = concurrency_limits.declared_concurrency_limits(app)
+        self._concurrency_limited: tuple[str, ...] = ()
+        self._concurrency_set: frozenset[str] = frozenset()
+        self._not_unlimited: tuple[str, ...] = ()
+        self._slots_freed = False
         # Paused queues (sqlq queues pause): the consumer claims from _claimable, which is
         # self.queues without them (the same list when none is paused: nothing is added per claim)
         self._paused: frozenset[str] = frozenset()
@@ -309,6 +321,9 @@ class Worker:
         registers on import, with or without reload()."""
         with self.app.connection() as conn:
             self._register(conn)  # (its row exists: this only publishes the task names again)
+            self._declared_concurrency = concurrency_limits.declared_concurrency_limits(self.app)
+            self.store.concurrency_limits_declare(conn, self._declared_concurrency)
+            self._read_concurrency_limits(conn)
             if not self.rate_limits_enabled:
                 return
             self._declared_limits = rate_limits.declared_rate_limits(self.app)
@@ -398,6 +413,8 @@ class Worker:
             if self.rate_limits_enabled:
                 self.store.rate_limits_declare(conn, self._declared_limits)
                 self._read_rate_limits(conn)
+            self.store.concurrency_limits_declare(conn, self._declared_concurrency)
+            self._read_concurrency_limits(conn)
             self.control.prepare(conn)  # (the revoked ids, before the first claim)
             self._read_paused(conn)
             self._warn_shared_hostname(conn)
@@ -451,7 +468,21 @@ class Worker:
             if limited or self._limited:
                 log.info("rate-limited tasks: %s", ", ".join(limited) or "none")
             self._limited = limited
+            self._not_unlimited = limited + self._concurrency_limited
             self._wake.set()  # claim at once under the new limits
+
+    def _read_concurrency_limits(self, conn: psycopg.Connection) -> None:
+        """Which of this app's tasks have a concurrency limit now (with the rate limits, about once a
+        second). Only the names: the limits themselves are read by each claim, under their lock."""
+        limited = tuple(t for t in self.store.concurrency_limited_tasks(conn) if t in self.app.tasks)
+        self._limits_read = True  # (a limit may have changed: the consumer's waits start over)
+        if limited != self._concurrency_limited:
+            if limited or self._concurrency_limited:
+                log.info("concurrency-limited tasks: %s", ", ".join(limited) or "none")
+            self._concurrency_limited = limited
+            self._concurrency_set = frozenset(limited)
+            self._not_unlimited = self._limited + limited
+            self._wake.set()
 
     def _connect_housekeeping(self) -> psycopg.Connection:
         """The worker's own connection (not pooled): it holds the liveness lock, so the lock lives
@@ -558,7 +589,7 @@ class Worker:
         # claim in batches: wait until at least half the buffer is free, unless we are (nearly) idle
         if free <= 0 or (free < self.capacity // 2 and held > self.concurrency):
             return 0
-        if self._limited:
+        if self._not_unlimited:
             return self._claim_limited(conn, free)
         total = 0
         queues = self._claimable
@@ -580,9 +611,10 @@ class Worker:
         return total
 
     def _claim_limited(self, conn: psycopg.Connection, free: int) -> int:
-        """``_claim`` when some of this app's tasks have a rate limit: per queue, each limited task's
-        jobs as its bucket allows (CLAIM_RATE_LIMITED, which takes the tokens), then the other tasks'
-        jobs (CLAIM_UNLIMITED). Limited tasks come first because their tokens bound what they take,
+        """``_claim`` when some of this app's tasks have a rate or concurrency limit: per queue, each
+        rate-limited task's jobs as its bucket allows (CLAIM_RATE_LIMITED, which takes the tokens),
+        each concurrency-limited task's as its free slots allow (CLAIM_CONCURRENCY_LIMITED), then the
+        other tasks' jobs (CLAIM_UNLIMITED). Limited tasks come first because their tokens bound what they take,
         so they cannot crowd the others out, while a backlog of other jobs would crowd them out if
         they came last; a limited task waiting for tokens holds none of the others back.
 
@@ -594,10 +626,15 @@ class Worker:
         Within a queue, priority and FIFO order hold among each task's jobs and among the unlimited
         tasks' jobs; a limited job waiting for its token is passed by later jobs of other tasks."""
         limited = self._limited
+        bounded = self._concurrency_limited
         skip = self._limit_skip
         if self._limits_read:
             self._limits_read = False
             skip.clear()
+        elif self._slots_freed:  # an outcome of a concurrency-limited task: its waiting jobs may go
+            self._slots_freed = False
+            for key in [k for k in skip if k[1] in self._concurrency_set]:
+                del skip[key]
         now = time.monotonic()
         due: float | None = None
         total = 0
@@ -625,8 +662,30 @@ class Worker:
                     due = until if due is None else min(due, until)
                 elif not claim.jobs:
                     skip[queue, task] = now + rate_limits.IDLE_RECHECK
+            for task in bounded:
+                if total >= free:
+                    break
+                until = skip.get((queue, task))
+                if until is not None:
+                    if until > now:
+                        due = until if due is None else min(due, until)
+                        continue
+                    del skip[queue, task]
+                definition = self.app.tasks.get(task)
+                keyed = definition is not None and definition.concurrency_key is not None
+                bound = self.store.claim_concurrency_limited(conn, self.id, queue, task, free - total, keyed)
+                if bound.jobs:
+                    total += len(bound.jobs)
+                    self._count(len(bound.jobs))
+                    self.pool.submit(self.control.drop_revoked(bound.jobs) if self.control.revoked.ids
+                                     else bound.jobs)
+                if bound.waiting:  # no free slot: claimed again when one frees (see _slots_freed)
+                    until = skip[queue, task] = now + self.poll_interval
+                    due = until if due is None else min(due, until)
+                elif not bound.jobs:
+                    skip[queue, task] = now + rate_limits.IDLE_RECHECK
             if total < free:
-                jobs = self.store.claim_unlimited(conn, self.id, queue, free - total, limited)
+                jobs = self.store.claim_unlimited(conn, self.id, queue, free - total, self._not_unlimited)
                 if jobs:
                     total += len(jobs)
                     self._count(len(jobs))
@@ -698,6 +757,10 @@ class Worker:
             raise
         self._flushing = 0
         self.totals.update([job.task for job, _ in batch])  # (inspect stats' per-task counts)
+        if self._concurrency_set:
+            bounded = self._concurrency_set
+            if any(job.task in bounded for job, _ in batch) or any(job.task in bounded for job in lost):
+                self._slots_freed = True  # (before the wake: the consumer's next claim sees it)
         self._count(-(len(batch) + len(lost)))
         self._wake.set()  # capacity freed: the consumer may claim again
 
@@ -802,8 +865,8 @@ class Worker:
         backoff = Backoff()
         # registering wrote the first heartbeat; maintenance runs at once (jobs of dead workers are due)
         next_beat, next_liveness, next_maintenance = time.monotonic() + self.heartbeat_interval, 0.0, 0.0
-        # (start-up read the limits; a worker that does not enforce them never reads them)
-        next_limits = time.monotonic() + rate_limits.REFRESH_INTERVAL if self.rate_limits_enabled else float("inf")
+        # (start-up read the limits)
+        next_limits = time.monotonic() + rate_limits.REFRESH_INTERVAL
         next_pauses = time.monotonic() + PAUSES_INTERVAL  # (start-up read them)
         try:
             while not self._stopped.is_set():
@@ -825,7 +888,9 @@ class Worker:
                         self._maintain(conn)
                         next_maintenance = now + float(conf.worker_maintenance_interval)
                     if now >= next_limits:
-                        self._read_rate_limits(conn)
+                        if self.rate_limits_enabled:
+                            self._read_rate_limits(conn)
+                        self._read_concurrency_limits(conn)
                         next_limits = now + rate_limits.REFRESH_INTERVAL
                     if now >= next_pauses or self._pauses_due:
                         self._pauses_due = False

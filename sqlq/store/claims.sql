@@ -139,8 +139,12 @@ FROM (SELECT 1) AS one LEFT JOIN summary AS s ON true LEFT JOIN claimed AS c ON 
 -- see the jobs claimed by the claim it waited for, and would let both take the same free slots.
 -- The claim that follows starts after the lock is held, so its snapshot sees them. No row (the
 -- limit was removed since the worker read the table): nothing is locked and the claim has no limit.
-SELECT count(*) AS locked
-FROM (SELECT 1 FROM {concurrency_limits} WHERE task = %(task)s ORDER BY key NULLS FIRST FOR UPDATE) AS l
+-- JIT is turned off for the transaction: CLAIM_CONCURRENCY_KEYED must sort (its window), which the
+-- claiming session's enable_sort = off prices at 1e10, over jit_above_cost, and compiling it would
+-- cost far longer than running it (a claim is a few rows).
+SELECT set_config('jit', 'off', true) AS jit,
+       (SELECT count(*) FROM (SELECT 1 FROM {concurrency_limits} WHERE task = %(task)s
+                              ORDER BY key FOR UPDATE) AS l) AS locked
 
 -- name: CLAIM_CONCURRENCY_LIMITED
 -- Claim up to n jobs of one concurrency-limited task (one without a concurrency_key) in one queue:

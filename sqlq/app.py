@@ -115,6 +115,15 @@ def _task_option_values(name: str, options: dict[str, Any]) -> dict[str, Any]:
     return values
 
 
+def _check_one_limit(task: Task) -> None:
+    """A task is claimed either by its rate limit's statement or by its concurrency limit's, which
+    cannot enforce each other's limit: both on one task are refused rather than one of them ignored."""
+    if task.rate_limit and parse_limit(task.concurrency_limit, f"concurrency_limit of task {task.name!r}"):
+        raise ConfigurationError(
+            f"task {task.name!r} has both rate_limit={task.rate_limit!r} and "
+            f"concurrency_limit={task.concurrency_limit!r}; sqlq enforces one of them per task: keep one")
+
+
 def _task_class(task_cls: type[Task] | str | None) -> type[Task]:
     """``task_cls=`` as a class: sqlq's Task when None; a dotted path (``'proj.base:Base'`` or
     ``'proj.base.Base'``) is imported. It must be a subclass of ``sqlq.Task``."""
@@ -300,6 +309,7 @@ class App:
             _annotations.apply(self._annotations[1], task)
             if task.rate_limit:  # an annotated rate is checked where it is given, as a task's own
                 parse_rate(task.rate_limit, f"rate_limit of task {task.name!r} (task_annotations)")
+            _check_one_limit(task)
 
     # running the command line in this process --------------------------------------------------
 
@@ -535,6 +545,7 @@ class App:
         parse_limit(task.concurrency_limit, f"concurrency_limit of task {task.name!r}")
         check_key_function(task.concurrency_key, task.name)
         self.annotate_task(task)  # task_annotations (cheap when there are none)
+        _check_one_limit(task)
         return task
 
     def _task_name(self, fn: Callable[..., Any] | type) -> str:

@@ -111,6 +111,9 @@ def set_concurrency_limit(app: App, task: str, limit: Any, key: str | None = Non
                                  f"stores it), got {type(key).__name__} {key!r}")
     n = parse_limit(limit, f"the concurrency limit for {task!r}")
     with app.connection() as conn:
+        if n is not None and any(r.task == task for r in app.store.rate_limits(conn)):
+            raise ConfigurationError(f"task {task!r} has a rate limit; sqlq enforces either a rate or a "
+                                     f"concurrency limit per task: remove the rate limit first")
         app.store.concurrency_limit_set(conn, task, n, key)
     return n
 

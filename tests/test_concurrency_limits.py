@@ -17,6 +17,7 @@ import pytest
 
 from sqlq.concurrency_limits import concurrency_limits, set_concurrency_limit
 from sqlq.errors import ConfigurationError
+from sqlq.rate_limits import set_rate_limit
 from tests.apps.harness import WorkerProcess, scalar, wait_for
 from tests.test_cli import run_cli
 
@@ -207,3 +208,10 @@ def test_bad_limits_and_keys_are_refused_naming_the_problem(bounded):
         bounded.per_account.delay(0.1, "acme")  # (the account given by position: no kwargs["account"])
     with pytest.raises(ConfigurationError, match="destination"):
         bounded.app.control.concurrency_limit(bounded.limited.name, 2, destination=["x@y"])
+    # one kind of limit per task: the second one set is refused, naming what to do
+    set_rate_limit(bounded.app, bounded.free.name, "10/s")
+    with pytest.raises(ConfigurationError, match="has a rate limit; .* remove the rate limit first"):
+        set_concurrency_limit(bounded.app, bounded.free.name, 2)
+    set_concurrency_limit(bounded.app, bounded.limited.name, 3)
+    with pytest.raises(ConfigurationError, match="has a concurrency limit; .* remove the concurrency limit first"):
+        set_rate_limit(bounded.app, bounded.limited.name, "10/s")

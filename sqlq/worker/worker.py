@@ -217,6 +217,7 @@ class Worker:
         self._concurrency_set: frozenset[str] = frozenset()
         self._not_unlimited: tuple[str, ...] = ()
         self._slots_freed = False
+        self._both_limited: frozenset[str] = frozenset()  # (logged once: _read_rate_limits)
         # Paused queues (sqlq queues pause): the consumer claims from _claimable, which is
         # self.queues without them (the same list when none is paused: nothing is added per claim)
         self._paused: frozenset[str] = frozenset()
@@ -410,11 +411,11 @@ class Worker:
         try:
             # (routing) bind this worker's broadcast queues, now that its registered row names them
             self.broadcasts.bind(self.app, conn)
+            self.store.concurrency_limits_declare(conn, self._declared_concurrency)
+            self._read_concurrency_limits(conn)  # (first: the rate limits' read leaves these tasks out)
             if self.rate_limits_enabled:
                 self.store.rate_limits_declare(conn, self._declared_limits)
                 self._read_rate_limits(conn)
-            self.store.concurrency_limits_declare(conn, self._declared_concurrency)
-            self._read_concurrency_limits(conn)
             self.control.prepare(conn)  # (the revoked ids, before the first claim)
             self._read_paused(conn)
             self._warn_shared_hostname(conn)
@@ -463,6 +464,13 @@ class Worker:
         second, so a limit changed live applies without a restart). A task this app does not register
         is left out: its jobs fail as unregistered here, limit or not."""
         limited = tuple(t for t in self.store.rate_limited_tasks(conn) if t in self.app.tasks)
+        both = self._concurrency_set.intersection(limited)  # (written by two deploys: the code refuses both)
+        if both and both != self._both_limited:
+            log.error("tasks with both a rate limit and a concurrency limit: %s; only the concurrency limit is "
+                      "enforced: remove one (sqlq rate-limits, sqlq concurrency-limits)", ", ".join(sorted(both)))
+        self._both_limited = both
+        if both:
+            limited = tuple(t for t in limited if t not in both)
         self._limits_read = True  # (a rate may have changed: the consumer's waits start over)
         if limited != self._limited:
             if limited or self._limited:
@@ -888,9 +896,9 @@ class Worker:
                         self._maintain(conn)
                         next_maintenance = now + float(conf.worker_maintenance_interval)
                     if now >= next_limits:
+                        self._read_concurrency_limits(conn)
                         if self.rate_limits_enabled:
                             self._read_rate_limits(conn)
-                        self._read_concurrency_limits(conn)
                         next_limits = now + rate_limits.REFRESH_INTERVAL
                     if now >= next_pauses or self._pauses_due:
                         self._pauses_due = False

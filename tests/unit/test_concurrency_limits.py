@@ -93,3 +93,9 @@ def test_the_concurrency_claims_return_claims_columns_and_claim_like_it():
         assert returning(text) == returning(claim), name
         assert set_line in text and "FOR UPDATE SKIP LOCKED" in text, name
         assert "state = 'running' AND task = %(task)s" in text, name  # (the count: jobs_concurrency_running)
+
+
+def test_a_task_with_a_rate_limit_and_a_concurrency_limit_is_refused():
+    app = App("unit")
+    with pytest.raises(ConfigurationError, match="both rate_limit='10/s' and concurrency_limit=2"):
+        app.task(rate_limit="10/s", concurrency_limit=2, name="unit.both")(lambda: None)

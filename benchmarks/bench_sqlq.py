@@ -160,6 +160,10 @@ class SqlqResults:
     # drained by one worker process of the same config (kind -> WorkflowRun)
     workflows: dict[str, WorkflowRun] = field(default_factory=dict)
     nosync_pair_on: DrainRun | None = None  # the same config run just before, synchronous_commit=on
+    # the "concurrency limit" drain: n jobs of noop_limited (a limit that does not bind) by the best
+    # plain config, run back to back with a plain drain of the same config (limit_pair_plain)
+    limit_drain: DrainRun | None = None
+    limit_pair_plain: DrainRun | None = None
     notes: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict:
@@ -450,6 +454,21 @@ def measure_drain(task, db: Db, opts: Options, config: WorkerConfig, timeout: fl
     return run
 
 
+def measure_concurrency_limit(db: Db, opts: Options, config: WorkerConfig, res: SqlqResults) -> None:
+    """(c') The "concurrency limit" drain: n jobs of a task whose concurrency limit does not bind
+    (``bench_tasks.BENCH_CONCURRENCY_LIMIT``), so the worker claims through CONCURRENCY_LOCK +
+    CLAIM_CONCURRENCY_LIMITED and CLAIM_UNLIMITED instead of CLAIM; a plain drain of the same config
+    runs just before it, so both see the same machine."""
+    from benchmarks import bench_tasks
+
+    res.limit_pair_plain = measure_drain(bench_tasks.noop, db, opts, config, timeout=opts.drain_timeout_s)
+    res.limit_drain = measure_drain(bench_tasks.noop_limited, db, opts, config, timeout=opts.drain_timeout_s)
+    plain, limited = res.limit_pair_plain.drain_per_s, res.limit_drain.drain_per_s
+    if plain and limited:
+        log(f"(c') concurrency limit {bench_tasks.BENCH_CONCURRENCY_LIMIT} (not binding), {config.label}: "
+            f"{limited:,.0f} jobs/s vs {plain:,.0f} plain ({limited / plain - 1:+.1%})")
+
+
 def wait_for_results(db: Db, count: int, proc: subprocess.Popen, timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and proc.poll() is None:
@@ -708,6 +727,7 @@ def run_all(opts: Options) -> SqlqResults:
             reserve += 1.2 * (res.enqueue_one_s or 0) + 5
         if opts.nosync:  # two more drains
             reserve += 15
+        reserve += 15  # the concurrency-limit pair (measure_concurrency_limit)
         for config in opts.drain_configs:
             left = opts.budget_s - (time.monotonic() - started) - reserve
             if left < 10:
@@ -723,6 +743,8 @@ def run_all(opts: Options) -> SqlqResults:
             res.nosync_pair_on = measure_drain(task, db, opts, config, timeout=opts.drain_timeout_s)
             res.nosync_drain = measure_drain(task, db, opts, config, timeout=opts.drain_timeout_s,
                                              extra_env=NOSYNC_ENV)
+        if overall is not None:
+            measure_concurrency_limit(db, opts, WorkerConfig(overall.pool, overall.concurrency, overall.prefetch), res)
         for pool in opts.latency_pools:
             config = best.get(pool)
             if config is None:

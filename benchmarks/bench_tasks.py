@@ -27,6 +27,17 @@ def noop(i: int) -> None:
     return None
 
 
+#: The "concurrency limit" drain's limit: above what one worker holds (its prefetch, at most 1000 in
+#: the default configs), so it never binds and the drain measures what the limited claim path costs.
+BENCH_CONCURRENCY_LIMIT = 1000
+
+
+@app.task(ignore_result=False, concurrency_limit=BENCH_CONCURRENCY_LIMIT)
+def noop_limited(i: int) -> None:
+    """``noop`` with a cluster-wide concurrency limit that does not bind (BENCH_CONCURRENCY_LIMIT)."""
+    return None
+
+
 @app.task(ignore_result=False)
 def count(results: list) -> int:
     """A chord's body: how many results it was given."""

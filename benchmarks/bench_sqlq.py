@@ -416,14 +416,15 @@ def seed(task, db: Db, n: int) -> None:
 
 
 def measure_drain(task, db: Db, opts: Options, config: WorkerConfig, timeout: float,
-                  extra_env: dict[str, str] | None = None) -> DrainRun:
+                  extra_env: dict[str, str] | None = None, tag: str | None = None) -> DrainRun:
     """(c) n queued jobs, one ``sqlq worker --burst`` process: start -> exit, and from the DB."""
     n = opts.n
     run = DrainRun(config=config.label, pool=config.pool, concurrency=config.concurrency,
                    prefetch=config.prefetch)
     seed(task, db, n)
+    tag = tag if tag is not None else ("synchronous_commit=off" if extra_env else "")
     log_path = opts.log_dir / (f"drain-{config.pool}-{config.concurrency}-{config.prefetch}"
-                               f"{'-nosync' if extra_env else ''}.log")
+                               f"{'-' + tag.replace(' ', '-') if tag else ''}.log")
     db_t0 = db.clock()
     t0 = time.perf_counter()
     with worker_process(opts, config, burst=True, log_path=log_path, extra_env=extra_env) as proc:
@@ -446,7 +447,7 @@ def measure_drain(task, db: Db, opts: Options, config: WorkerConfig, timeout: fl
             run.started_span_per_s = (n - 1) / (last_start - first_start)
     elif run.error is None:
         run.error = f"only {success}/{n} SUCCESS recorded ({other} other, {run.left_in_jobs} left in jobs)"
-    log(f"(c) drain {config.label}{' [synchronous_commit=off]' if extra_env else ''}: " + (
+    log(f"(c) drain {config.label}{f' [{tag}]' if tag else ''}: " + (
         f"{run.wall_s:.2f}s = {run.drain_per_s:,.0f} jobs/s start-to-exit, "
         f"{run.drain_after_startup_per_s or 0:,.0f} jobs/s after start-up "
         f"(first job claimed {run.startup_s:.2f}s after spawn); SUCCESS {success}/{n}"
@@ -462,7 +463,8 @@ def measure_concurrency_limit(db: Db, opts: Options, config: WorkerConfig, res: 
     from benchmarks import bench_tasks
 
     res.limit_pair_plain = measure_drain(bench_tasks.noop, db, opts, config, timeout=opts.drain_timeout_s)
-    res.limit_drain = measure_drain(bench_tasks.noop_limited, db, opts, config, timeout=opts.drain_timeout_s)
+    res.limit_drain = measure_drain(bench_tasks.noop_limited, db, opts, config, timeout=opts.drain_timeout_s,
+                                    extra_env={bench_tasks.LIMITED_ENV: "1"}, tag="concurrency limit")
     plain, limited = res.limit_pair_plain.drain_per_s, res.limit_drain.drain_per_s
     if plain and limited:
         log(f"(c') concurrency limit {bench_tasks.BENCH_CONCURRENCY_LIMIT} (not binding), {config.label}: "

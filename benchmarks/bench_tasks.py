@@ -30,11 +30,15 @@ def noop(i: int) -> None:
 #: The "concurrency limit" drain's limit: above what one worker holds (its prefetch, at most 1000 in
 #: the default configs), so it never binds and the drain measures what the limited claim path costs.
 BENCH_CONCURRENCY_LIMIT = 1000
+#: Set (to anything) in that drain's worker only: a worker whose app has a limited task claims every
+#: job through the limited path, so the other drains' workers must not declare it.
+LIMITED_ENV = "BENCH_CONCURRENCY_LIMITED"
 
 
-@app.task(ignore_result=False, concurrency_limit=BENCH_CONCURRENCY_LIMIT)
+@app.task(ignore_result=False, concurrency_limit=BENCH_CONCURRENCY_LIMIT if os.environ.get(LIMITED_ENV) else None)
 def noop_limited(i: int) -> None:
-    """``noop`` with a cluster-wide concurrency limit that does not bind (BENCH_CONCURRENCY_LIMIT)."""
+    """``noop`` with a cluster-wide concurrency limit that does not bind (BENCH_CONCURRENCY_LIMIT),
+    in a worker started with LIMITED_ENV."""
     return None
 
 

@@ -177,10 +177,16 @@ WITH slots AS (
               j.content_type, j.headers::text, (j.expires_at IS NOT NULL AND j.expires_at <= now()),
               j.attempt, j.retries, j.acks_late, j.group_id::text
 ), summary AS (
+    -- jobs left for want of a slot: the slots bound the claim, all were taken, and the queue holds
+    -- one more of the task's jobs past the ones taken (in this statement's snapshot those are still
+    -- 'available'; skipping them by position costs a walk of the few taken, where comparing each
+    -- row with every taken ctid would cost their square)
     SELECT (SELECT n FROM slots) < %(limit)s::bigint
+           AND (SELECT count(*) FROM picked) = (SELECT n FROM slots)
            AND EXISTS (SELECT 1 FROM {jobs}
                        WHERE state = 'available' AND queue = %(queue)s AND task = %(task)s
-                         AND ctid <> ALL(ARRAY(SELECT ctid FROM picked))) AS waiting
+                       ORDER BY priority DESC, seq
+                       OFFSET (SELECT n FROM slots)) AS waiting
 )
 SELECT c.*, s.waiting
 FROM (SELECT 1) AS one LEFT JOIN summary AS s ON true LEFT JOIN claimed AS c ON true

@@ -218,6 +218,11 @@ class Worker:
         self._not_unlimited: tuple[str, ...] = ()
         self._slots_freed = False
         self._both_limited: frozenset[str] = frozenset()  # (logged once: _read_rate_limits)
+        # queue → until when (time.monotonic()) CLAIM_UNLIMITED is not run there: its last run found
+        # nothing, and finding nothing walks past every waiting job of the limited tasks (a backlog
+        # of them makes that the most of a claim round). A NOTIFY for the queue (new, promoted or
+        # rescued jobs) ends the wait at once (_on_notify); else it lasts rate_limits.IDLE_RECHECK.
+        self._unlimited_skip: dict[str, float] = {}
         # Paused queues (sqlq queues pause): the consumer claims from _claimable, which is
         # self.queues without them (the same list when none is paused: nothing is added per claim)
         self._paused: frozenset[str] = frozenset()
@@ -514,6 +519,8 @@ class Worker:
         elif channel == self._queues_channel:
             self._on_pause_notice()
         elif payload in self.queues:
+            if self._unlimited_skip:
+                self._unlimited_skip.pop(payload, None)
             self._wake.set()
 
     def _loop(self) -> None:
@@ -693,11 +700,18 @@ class Worker:
                 elif not bound.jobs:
                     skip[queue, task] = now + rate_limits.IDLE_RECHECK
             if total < free:
+                until = self._unlimited_skip.get(queue)
+                if until is not None and until > now:
+                    due = until if due is None else min(due, until)
+                    continue
                 jobs = self.store.claim_unlimited(conn, self.id, queue, free - total, self._not_unlimited)
                 if jobs:
+                    self._unlimited_skip.pop(queue, None)
                     total += len(jobs)
                     self._count(len(jobs))
                     self.pool.submit(self.control.drop_revoked(jobs) if self.control.revoked.ids else jobs)
+                else:
+                    self._unlimited_skip[queue] = now + rate_limits.IDLE_RECHECK
             if total >= free:
                 break
         self._queue_cursor = (self._queue_cursor + 1) % max(n, 1)

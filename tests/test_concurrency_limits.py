@@ -130,11 +130,13 @@ def test_a_limit_changed_through_control_takes_effect(bounded, schema, raw_conn,
     workers = _workers(tmp_path, 2, concurrency=4)
     try:
         wait_for(lambda: _running(raw_conn, schema, task) == 3, timeout=30, message=lambda: _logs(workers))
+        # (a worker declares its code's limit when it starts: change it once both have started)
+        wait_for(lambda: all(" ready" in w.output() for w in workers), timeout=30, message=lambda: _logs(workers))
         bounded.app.control.concurrency_limit(task, 1, reply=False)
         # the jobs claimed before the change finish; after them, never more than one
         wait_for(lambda: _running(raw_conn, schema, task) <= 1, timeout=30)
         sampler = Sampler(database_url, lambda c: _running(c, schema, task))
-        wait_for(lambda: _finished(raw_conn, schema, task) >= 30, timeout=30)
+        wait_for(lambda: _finished(raw_conn, schema, task) >= 30 and len(sampler.values) >= 20, timeout=30)
         lowered = sampler.stop()
         assert max(lowered) == 1, f"after lowering the limit to 1: at most {max(lowered)} running"
 
@@ -142,9 +144,10 @@ def test_a_limit_changed_through_control_takes_effect(bounded, schema, raw_conn,
         assert cli.returncode == 0, cli.stderr
         assert "concurrency limit of tests.apps.bounded.limited set to 5" in cli.stdout
         sampler = Sampler(database_url, lambda c: _running(c, schema, task))
-        wait_for(lambda: _running(raw_conn, schema, task) == 5, timeout=30)
+        wait_for(lambda: 5 in sampler.values, timeout=30, message=lambda: f"5 running; seen {set(sampler.values)}")
+        wait_for(lambda: len(sampler.values) >= 50, timeout=30)  # (a while at the new limit)
         raised = sampler.stop()
-        assert max(raised) == 5
+        assert max(raised) == 5, f"{max(raised)} running under a limit of 5"
 
         listing = run_cli("-A", "tests.apps.bounded:app", "concurrency-limits")
         assert listing.returncode == 0, listing.stderr

@@ -218,3 +218,42 @@ def test_bad_limits_and_keys_are_refused_naming_the_problem(bounded):
     set_concurrency_limit(bounded.app, bounded.limited.name, 3)
     with pytest.raises(ConfigurationError, match="has a concurrency limit; .* remove the concurrency limit first"):
         set_rate_limit(bounded.app, bounded.limited.name, "10/s")
+
+
+def test_every_enqueue_path_stores_the_key(bounded, schema, raw_conn):
+    """delay (the one-job fast path), apply_async with a countdown (ENQUEUE), a bulk of 100 (COPY),
+    a routed publish, and a send_task by name: each row carries its call's key."""
+    from sqlq import Exchange, Queue
+
+    task = bounded.per_account
+    one = task.delay(0, account="one")
+    later = task.apply_async((0,), {"account": "later"}, countdown=60)
+    bulk = task.apply_many([((0,), {"account": f"bulk{i % 3}"}) for i in range(100)])
+    by_name = bounded.app.send_task(task.name, (0,), {"account": "named"})
+    before = bounded.app.conf.task_queues
+    bounded.app.conf.task_queues = [Queue("routed", Exchange("accounts"), routing_key="sync")]
+    try:
+        bounded.app.apply_routes()
+        routed = task.apply_async((0,), {"account": "routed"}, exchange="accounts", routing_key="sync")
+    finally:
+        bounded.app.conf.task_queues = before  # (the module's app outlives this test)
+
+    def key(result) -> str:
+        return scalar(raw_conn, "SELECT concurrency_key FROM {s}.jobs WHERE id = %s", result.id, schema=schema)
+
+    assert [key(r) for r in (one, later, by_name, routed)] == ["one", "later", "named", "routed"]
+    assert sorted({key(r) for r in bulk}) == ["bulk0", "bulk1", "bulk2"]
+    plain = bounded.limited.delay(0)
+    assert key(plain) is None
+
+
+def test_a_worker_without_limited_tasks_claims_with_claim_alone(app, run_worker, raw_conn, schema):
+    @app.task
+    def plain(i):
+        return i
+
+    with run_worker(app, pool="threads") as worker:
+        result = plain.delay(1)
+        assert result.get(timeout=30) == 1
+        assert worker._not_unlimited == () and worker._concurrency_limited == ()
+    assert scalar(raw_conn, "SELECT count(*) FROM {s}.concurrency_limits", schema=schema) == 0

@@ -92,15 +92,18 @@ def build_metadata(schema: str = "sqlq") -> MetaData:
         # bounds them), and the traceback of the attempt that asked for the retry (RETRY).
         Column("handbacks", Integer, nullable=False, server_default=text("0")),
         Column("last_traceback", Text),
-        # the key a keyed task's concurrency_key computed at enqueue (sqlq.concurrency_limits)
+        # the key a keyed task's concurrency_key computed at enqueue, or '' once a limited claim took a
+        # job without one (sqlq.concurrency_limits); NULL: not counted by any limit
         Column("concurrency_key", Text),
         CheckConstraint("state IN ('available', 'scheduled', 'running')", name="jobs_state_check"),
         Index("jobs_available", "queue", text("priority DESC"), "seq",
               postgresql_where=text("state = 'available'")),
         Index("jobs_scheduled", "run_at", postgresql_where=text("state = 'scheduled'")),
         Index("jobs_running", "worker_id", postgresql_where=text("state = 'running'")),
-        # a concurrency-limited claim counts its task's (or key's) running jobs here
-        Index("jobs_concurrency_running", "task", "concurrency_key", postgresql_where=text("state = 'running'")),
+        # a concurrency-limited claim counts its task's (or key's) running jobs here; a job no limited
+        # claim took has no key, and no entry (plain claims pay no upkeep)
+        Index("jobs_concurrency_running", "task", "concurrency_key",
+              postgresql_where=text("state = 'running' AND concurrency_key IS NOT NULL")),
         Index("jobs_parent", "parent_id", postgresql_where=text("parent_id IS NOT NULL")),
     )
 

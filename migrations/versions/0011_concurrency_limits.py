@@ -7,9 +7,10 @@ Create Date: 2026-12-04
 * ``concurrency_limits``: a row per limited task and key (``key`` NULL: the task's limit, which
   applies to each key value of a keyed task; a row with a key overrides it for that value). A task
   without a row has no limit. Claims lock the row (CONCURRENCY_LOCK) and count the running jobs.
-* ``jobs.concurrency_key``: the key a keyed task's ``concurrency_key`` computed at enqueue (NULL for
-  other tasks), and ``jobs_concurrency_running`` on (task, concurrency_key) for running jobs, so
-  that a claim's count of a task's running jobs is an index probe.
+* ``jobs.concurrency_key``: the key a keyed task's ``concurrency_key`` computed at enqueue, or ''
+  written by a limited claim for a job without one (NULL: a job no limited claim has taken), and
+  ``jobs_concurrency_running`` on (task, concurrency_key) for running jobs that have one, so that a
+  claim's count of a task's running jobs is an index probe and plain jobs add no index entry.
 """
 
 import sqlalchemy as sa
@@ -36,7 +37,7 @@ def upgrade() -> None:
                     postgresql_nulls_not_distinct=True, schema=schema)
     op.add_column("jobs", sa.Column("concurrency_key", sa.Text), schema=schema)
     op.create_index("jobs_concurrency_running", "jobs", ["task", "concurrency_key"],
-                    postgresql_where=sa.text("state = 'running'"), schema=schema)
+                    postgresql_where=sa.text("state = 'running' AND concurrency_key IS NOT NULL"), schema=schema)
 
 
 def downgrade() -> None:

@@ -152,6 +152,9 @@ SELECT set_config('jit', 'off', true) AS jit,
 -- through jobs_concurrency_running under the lock CONCURRENCY_LOCK took in this transaction. The
 -- jobs are picked like CLAIM's (SKIP LOCKED, priority, FIFO). A claimed job holds its slot until it
 -- leaves 'running' (recorded, retried, or rescued from a dead worker: the count heals itself).
+-- The claim gives each job it takes a key ('' when it had none), which puts it in the index: only
+-- jobs taken by a limited claim are counted, so a plain claim adds no index entry, and jobs claimed
+-- before the worker knew of the limit run to their end uncounted, as when a limit is lowered.
 --
 -- One row per claimed job (ClaimedJob's columns), or one row of NULLs when none was claimed, and
 -- then `waiting`: true when jobs of the task were left in the queue for want of a free slot (the
@@ -160,7 +163,8 @@ WITH slots AS (
     SELECT greatest(0, least(%(limit)s::bigint,
                              coalesce((SELECT "limit" FROM {concurrency_limits}
                                        WHERE task = %(task)s AND key IS NULL)
-                                      - (SELECT count(*) FROM {jobs} WHERE state = 'running' AND task = %(task)s),
+                                      - (SELECT count(*) FROM {jobs}
+                                         WHERE state = 'running' AND task = %(task)s AND concurrency_key IS NOT NULL),
                                       %(limit)s::bigint))) AS n
 ), picked AS (
     SELECT ctid FROM {jobs}
@@ -171,7 +175,8 @@ WITH slots AS (
     FOR UPDATE SKIP LOCKED
 ), claimed AS (
     UPDATE {jobs} AS j
-    SET state = 'running', worker_id = %(worker_id)s, attempt = j.attempt + 1, started_at = now()
+    SET state = 'running', worker_id = %(worker_id)s, attempt = j.attempt + 1, started_at = now(),
+        concurrency_key = coalesce(j.concurrency_key, '')
     WHERE j.ctid = ANY(ARRAY(SELECT ctid FROM picked))
     RETURNING j.id::text, j.seq, j.task, j.queue, j.priority, j.args::text, j.kwargs::text, j.payload,
               j.content_type, j.headers::text, (j.expires_at IS NOT NULL AND j.expires_at <= now()),
@@ -198,24 +203,25 @@ FROM (SELECT 1) AS one LEFT JOIN summary AS s ON true LEFT JOIN claimed AS c ON 
 -- key's free slots are taken in priority and FIFO order, up to n. Ranking walks all of the task's
 -- waiting jobs in the queue (a key's free slots are not known before its jobs are counted), so the
 -- worker does not repeat a claim that left jobs waiting until a slot frees. A job without a key
--- (enqueued before its task had one) counts under the key NULL, limited by the task's row.
+-- (enqueued before its task had one) counts under the key '', which the claim writes on it (as
+-- CLAIM_CONCURRENCY_LIMITED does: only jobs with a key are in the index), limited by the task's row.
 -- Rows as CLAIM_CONCURRENCY_LIMITED's.
 WITH lim AS (
     SELECT key, "limit" FROM {concurrency_limits} WHERE task = %(task)s
 ), running AS (
     SELECT concurrency_key AS key, count(*) AS n FROM {jobs}
-    WHERE state = 'running' AND task = %(task)s
+    WHERE state = 'running' AND task = %(task)s AND concurrency_key IS NOT NULL
     GROUP BY concurrency_key
 ), ranked AS (
-    SELECT ctid, priority, seq, concurrency_key,
-           row_number() OVER (PARTITION BY concurrency_key ORDER BY priority DESC, seq) AS rank
+    SELECT ctid, priority, seq, coalesce(concurrency_key, '') AS key,
+           row_number() OVER (PARTITION BY coalesce(concurrency_key, '') ORDER BY priority DESC, seq) AS rank
     FROM {jobs}
     WHERE state = 'available' AND queue = %(queue)s AND task = %(task)s
 ), eligible AS (
     SELECT w.ctid
     FROM ranked AS w
-    LEFT JOIN running AS r ON r.key IS NOT DISTINCT FROM w.concurrency_key
-    LEFT JOIN lim AS k ON k.key = w.concurrency_key
+    LEFT JOIN running AS r ON r.key = w.key
+    LEFT JOIN lim AS k ON k.key = w.key
     LEFT JOIN lim AS d ON d.key IS NULL
     WHERE w.rank <= coalesce(k."limit", d."limit", %(limit)s::bigint) - coalesce(r.n, 0)
     ORDER BY w.priority DESC, w.seq
@@ -227,7 +233,8 @@ WITH lim AS (
     FOR UPDATE SKIP LOCKED
 ), claimed AS (
     UPDATE {jobs} AS j
-    SET state = 'running', worker_id = %(worker_id)s, attempt = j.attempt + 1, started_at = now()
+    SET state = 'running', worker_id = %(worker_id)s, attempt = j.attempt + 1, started_at = now(),
+        concurrency_key = coalesce(j.concurrency_key, '')
     WHERE j.ctid = ANY(ARRAY(SELECT ctid FROM picked))
     RETURNING j.id::text, j.seq, j.task, j.queue, j.priority, j.args::text, j.kwargs::text, j.payload,
               j.content_type, j.headers::text, (j.expires_at IS NOT NULL AND j.expires_at <= now()),

@@ -52,15 +52,16 @@ SELECT DISTINCT task FROM {concurrency_limits} ORDER BY task
 -- name: CONCURRENCY_LIMITS
 -- Every limit with the jobs running under it now (for `sqlq concurrency-limits` and tests): for a
 -- row with a key, the running jobs of that key; for a task's row, those of the whole task when the
--- task's jobs carry no key, else of its busiest key not overridden. The columns are
--- ConcurrencyLimitRow's.
+-- task's jobs carry no key (their key is ''), else of its busiest key not overridden. What is
+-- counted is what the claims count: running jobs that a limited claim took (with a key). The
+-- columns are ConcurrencyLimitRow's.
 SELECT c.task, c.key, c."limit",
        CASE WHEN c.key IS NOT NULL
             THEN (SELECT count(*) FROM {jobs} AS j
                   WHERE j.state = 'running' AND j.task = c.task AND j.concurrency_key = c.key)
             ELSE coalesce((SELECT max(r.n) FROM (
                                SELECT count(*) AS n FROM {jobs} AS j
-                               WHERE j.state = 'running' AND j.task = c.task
+                               WHERE j.state = 'running' AND j.task = c.task AND j.concurrency_key IS NOT NULL
                                  AND NOT EXISTS (SELECT 1 FROM {concurrency_limits} AS o
                                                  WHERE o.task = c.task AND o.key = j.concurrency_key)
                                GROUP BY j.concurrency_key) AS r), 0)

@@ -92,7 +92,9 @@ def test_the_concurrency_claims_return_claims_columns_and_claim_like_it():
         text = STATEMENTS[name].text
         assert returning(text) == returning(claim), name
         assert set_line in text and "FOR UPDATE SKIP LOCKED" in text, name
-        assert "state = 'running' AND task = %(task)s" in text, name  # (the count: jobs_concurrency_running)
+        # the count is jobs_concurrency_running's predicate, and every job claimed enters that index
+        assert "WHERE state = 'running' AND task = %(task)s AND concurrency_key IS NOT NULL" in text, name
+        assert "concurrency_key = coalesce(j.concurrency_key, '')" in text, name
 
 
 def test_a_task_with_a_rate_limit_and_a_concurrency_limit_is_refused():

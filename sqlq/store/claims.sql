@@ -157,8 +157,8 @@ SELECT set_config('jit', 'off', true) AS jit,
 -- before the worker knew of the limit run to their end uncounted, as when a limit is lowered.
 --
 -- One row per claimed job (ClaimedJob's columns), or one row of NULLs when none was claimed, and
--- then `waiting`: true when jobs of the task were left in the queue for want of a free slot (the
--- worker claims the task again when a slot frees, not at every claim).
+-- then `waiting`: true when the claim left the limit full, so that jobs of the task wait for a slot
+-- (the worker claims the task again when one frees, not at every claim).
 WITH slots AS (
     SELECT greatest(0, least(%(limit)s::bigint,
                              coalesce((SELECT "limit" FROM {concurrency_limits}
@@ -182,16 +182,11 @@ WITH slots AS (
               j.content_type, j.headers::text, (j.expires_at IS NOT NULL AND j.expires_at <= now()),
               j.attempt, j.retries, j.acks_late, j.group_id::text
 ), summary AS (
-    -- jobs left for want of a slot: the slots bound the claim, all were taken, and the queue holds
-    -- one more of the task's jobs past the ones taken (in this statement's snapshot those are still
-    -- 'available'; skipping them by position costs a walk of the few taken, where comparing each
-    -- row with every taken ctid would cost their square)
+    -- the limit is full now: the slots bound the claim and all were taken, so no claim of the task
+    -- can take anything before a slot frees (whether more jobs wait is not looked up: it would walk
+    -- the queue again, and changes nothing)
     SELECT (SELECT n FROM slots) < %(limit)s::bigint
-           AND (SELECT count(*) FROM picked) = (SELECT n FROM slots)
-           AND EXISTS (SELECT 1 FROM {jobs}
-                       WHERE state = 'available' AND queue = %(queue)s AND task = %(task)s
-                       ORDER BY priority DESC, seq
-                       OFFSET (SELECT n FROM slots)) AS waiting
+           AND (SELECT count(*) FROM picked) = (SELECT n FROM slots) AS waiting
 )
 SELECT c.*, s.waiting
 FROM (SELECT 1) AS one LEFT JOIN summary AS s ON true LEFT JOIN claimed AS c ON true

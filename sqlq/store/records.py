@@ -338,7 +338,8 @@ class RateLimitedClaim(NamedTuple):
 
 class ConcurrencyLimitedClaim(NamedTuple):
     """What CLAIM_CONCURRENCY_LIMITED (or _KEYED) gives: the jobs claimed (ordered as CLAIM's), and
-    ``waiting``: whether jobs of the task were left in the queue for want of a free slot."""
+    ``waiting``: whether jobs of the task now wait for a free slot (the limit is full, or for a keyed
+    task, jobs of a full key were left in the queue)."""
 
     jobs: list[ClaimedJob]
     waiting: bool

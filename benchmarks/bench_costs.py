@@ -25,6 +25,7 @@ Environment: ``BENCH_COST_N`` jobs per phase (default 10000; enqueue one by one 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import resource
@@ -32,7 +33,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -191,13 +192,15 @@ def drain(url: str, flags: list[str], log_dir: Path, name: str) -> Callable[[], 
     return run
 
 
-def measure(n: int) -> list[Cost]:
-    log_dir = Path(tempfile.mkdtemp(prefix="sqlq-cost-"))
+@contextlib.contextmanager
+def stats_cluster(max_connections: int = 200) -> Iterator[tuple[PrivateCluster, str]]:
+    """A private cluster with ``pg_stat_statements`` and sqlq's database ``DATABASE``, migrated: the
+    cluster and that database's URL. Stopped and deleted on exit."""
     with PrivateCluster() as cluster:
         cluster.stop()
         with open(cluster.data / "postgresql.conf", "a") as conf:
             conf.write("\nshared_preload_libraries = 'pg_stat_statements'\npg_stat_statements.track = all\n"
-                       "pg_stat_statements.max = 5000\n")
+                       f"pg_stat_statements.max = 5000\nmax_connections = {max_connections}\n")
         cluster.start()
         with psycopg.connect(cluster.url, autocommit=True) as conn:
             conn.execute(f"CREATE DATABASE {DATABASE}")
@@ -205,6 +208,12 @@ def measure(n: int) -> list[Cost]:
         url = cluster.url.rsplit("/", 1)[0] + f"/{DATABASE}"
         subprocess.run([sys.executable, "-m", "sqlq", "-A", APP_MODULE, "migrate"], env=environment(url),
                        cwd=REPO, stdin=subprocess.DEVNULL, capture_output=True, timeout=300, check=True)
+        yield cluster, url
+
+
+def measure(n: int) -> list[Cost]:
+    log_dir = Path(tempfile.mkdtemp(prefix="sqlq-cost-"))
+    with stats_cluster() as (cluster, url):
         meter = Meter(cluster)
         produce(url, 100, "bulk")()  # warm-up: the server's caches, the first drain's start
         drain(url, [], log_dir, "warmup")()

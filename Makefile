@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help demo test test-unit test-django test-django-upstream test-stress lint constraints bench bench-cost bench-scaling bench-sqlq bench-peers chaos chaos-small clean install install-django
+.PHONY: help demo test test-unit test-django test-django-upstream test-stress lint constraints bench bench-cost bench-scale bench-scaling bench-sqlq bench-peers chaos chaos-small clean install install-django
 
 # Django 6 needs Python >= 3.12: its tests run in a second virtualenv on it. python3.12 when it runs,
 # else pyenv's build of it (a pyenv shim of a version not selected does not run).
@@ -99,6 +99,11 @@ bench: $(STAMP)
 ## what one job costs (statements, transactions, server and client CPU, WAL bytes), on a private cluster
 bench-cost: $(STAMP)
 	$(BIN)/python -m benchmarks.bench_costs
+
+## the drain over time with big tables or vacuum held back (1M waiting, 10M history, a held snapshot,
+## 100k scheduled), each against an empty-table baseline, on a private cluster: ~20 minutes
+bench-scale: $(STAMP)
+	$(BIN)/python -m benchmarks.bench_scale
 
 ## 1, 2, 4 and 8 workers draining one database together, and what 50 idle workers cost the server
 bench-scaling: $(STAMP)

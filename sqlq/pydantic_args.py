@@ -24,7 +24,7 @@ import inspect
 import types
 import typing
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 from .errors import TaskDefinitionError
 
@@ -86,9 +86,9 @@ def wrap(fn: Callable[..., Any], *, app: Any, task_name: str, strict: bool = Fal
     validation_context = {**(context or {}), "celery_app": app, "celery_task_name": task_name}
     signature = inspect.signature(fn)
     hints = _hints(fn)
-    models = {name: model for name in signature.parameters
+    models: dict[str, Any] = {name: model for name in signature.parameters
               if (model := _model_class(hints.get(name), base_model)) is not None}
-    returned = _model_class(hints.get("return"), base_model)
+    returned: Any = _model_class(hints.get("return"), base_model)
 
     def convert(args: tuple[Any, ...], kwargs: dict[str, Any]) -> inspect.BoundArguments:
         bound = signature.bind(*args, **kwargs)
@@ -100,7 +100,7 @@ def wrap(fn: Callable[..., Any], *, app: Any, task_name: str, strict: bool = Fal
 
     def dumped(value: Any) -> Any:
         if returned is not None and isinstance(value, returned):
-            return value.model_dump(**dump)
+            return cast("Any", value).model_dump(**dump)
         return value
 
     if inspect.iscoroutinefunction(fn):

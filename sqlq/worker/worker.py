@@ -242,8 +242,9 @@ class Worker:
             path = self.app_path or find_app_path(self.app)
             if path is None:
                 raise ConfigurationError(
-                    "the prefork pool starts child processes that import your app, but this app is not "
-                    "importable (defined in __main__?); run `sqlq -A module:app worker`, or use -P threads"
+                    "the prefork pool starts child processes that import your app by its module name, but "
+                    "this app is not found at module level of any imported module (defined in __main__, or "
+                    "inside a function or a fixture?); run `sqlq -A module:app worker`, or use -P threads"
                 )
             kwargs = {"app_path": path, "worker_id": self.id, "hostname": self.hostname,
                       "max_tasks_per_child": self.max_tasks_per_child, "task_limits": self._hard_limit}

@@ -123,3 +123,21 @@ def test_an_unimportable_request_path_is_logged_and_the_job_still_ends(app, run_
         fails.delay().get(timeout=30)
     wait_for(lambda: "cannot be imported" in caplog.text, timeout=10, message="no error was logged")
     assert "its request hooks are not called" in caplog.text
+
+
+def test_a_task_registered_after_the_worker_started_gets_its_hooks(app, run_worker):
+    seen = []
+
+    class Late(Request):
+        def on_failure(self, exc_info, send_failed_event=True, return_ok=False):
+            seen.append((self.name, exc_info.type.__name__))
+
+    with run_worker(app, pool="threads", concurrency=1):
+        @app.task(Request=Late, name="tests.late")
+        def late():
+            raise LookupError("late")
+
+        with pytest.raises(LookupError):
+            late.delay().get(timeout=30)
+        wait_for(lambda: seen, timeout=10, message="on_failure was not called")
+    assert seen == [("tests.late", "LookupError")]

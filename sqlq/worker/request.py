@@ -171,12 +171,6 @@ class RequestHooks:
         self._classes: dict[str, type[Request] | None] = {}
         self._conf_limits = (app.conf.task_time_limit, app.conf.task_soft_time_limit)
 
-    @staticmethod
-    def wanted(app: App) -> bool:
-        """Whether any task of ``app`` names a request class of its own (else a worker makes none)."""
-        return any(getattr(task, "Request", DEFAULT_PATH) not in (DEFAULT_PATH, Request)
-                   for task in list(app.tasks.values()))
-
     def _class(self, task: Task) -> type[Request] | None:
         try:
             return self._classes[task.name]

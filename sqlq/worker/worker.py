@@ -189,9 +189,9 @@ class Worker:
         self.totals: collections.Counter[str] = collections.Counter()
         self.executors: list[Executor] = []
         # tasks' own request classes (Task.Request, sqlq.worker.request): their hooks run here, in
-        # this process, for every pool; None (the common case) costs one test per outcome
-        self._request_hooks = RequestHooks(app, self.hostname, self.id, list(conf.accept_content)) \
-            if RequestHooks.wanted(app) else None
+        # this process, for every pool, and only for failures (a task registered after the worker
+        # started included: looked up at its first failure)
+        self._request_hooks = RequestHooks(app, self.hostname, self.id, list(conf.accept_content))
         if signals.celeryd_init.has_receivers:  # Celery's first worker signal: before the pool exists
             signals.celeryd_init.send(sender=self.hostname, instance=self, conf=conf, options={
                 "queues": self.queues, "concurrency": self.concurrency, "pool": self.pool_name, "burst": burst,
@@ -274,7 +274,7 @@ class Worker:
         # half the prefetch buffer has run: the consumer may claim the next batch (see _claim)
         if not self._wake.is_set() and self._held() <= self.capacity // 2:
             self._wake.set()
-        if self._request_hooks is not None:  # (after the outcome is handed on: a slow hook delays nothing)
+        if type(result) is Outcome and result.state == "FAILURE":  # (after the outcome is handed on)
             self._request_hooks.outcome(job, result)
 
     def _on_lost(self, job: ClaimedJob) -> None:

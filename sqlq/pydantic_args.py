@@ -86,16 +86,18 @@ def wrap(fn: Callable[..., Any], *, app: Any, task_name: str, strict: bool = Fal
     validation_context = {**(context or {}), "celery_app": app, "celery_task_name": task_name}
     signature = inspect.signature(fn)
     hints = _hints(fn)
-    models: dict[str, Any] = {name: model for name in signature.parameters
-              if (model := _model_class(hints.get(name), base_model)) is not None}
+    # name -> (model, whether None passes: only an Optional annotation lets it, as in Celery)
+    models: dict[str, tuple[Any, bool]] = {
+        name: (model, _unoptional(hints.get(name)) is not hints.get(name)) for name in signature.parameters
+        if (model := _model_class(hints.get(name), base_model)) is not None}
     returned: Any = _model_class(hints.get("return"), base_model)
 
     def convert(args: tuple[Any, ...], kwargs: dict[str, Any]) -> inspect.BoundArguments:
         bound = signature.bind(*args, **kwargs)
         for name, value in bound.arguments.items():
-            model = models.get(name)
-            if model is not None and value is not None:
-                bound.arguments[name] = model.model_validate(value, strict=strict, context=validation_context)
+            found = models.get(name)
+            if found is not None and not (value is None and found[1]):
+                bound.arguments[name] = found[0].model_validate(value, strict=strict, context=validation_context)
         return bound
 
     def dumped(value: Any) -> Any:

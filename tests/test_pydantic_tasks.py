@@ -92,6 +92,9 @@ def _check(tasks: dict) -> None:
     assert x.apply_async(kwargs={"arg": ArgModel(value=3)}).get(timeout=30) == {"value": "example: 3"}
     assert tasks["optional"].delay().get(timeout=30) is None
     assert tasks["optional"].delay({"value": 4}).get(timeout=30) == {"value": "example: 4"}
+    assert tasks["optional"].delay(None).get(timeout=30) is None
+    with pytest.raises(Exception, match="ArgModel"):  # None for a model that is not Optional: refused
+        x.delay(None).get(timeout=30)
     with pytest.raises(Exception, match="value") as bad:
         x.delay({"value": "not a number"}).get(timeout=30)
     assert "ValidationError" in type(bad.value).__name__ or "int_parsing" in str(bad.value)

@@ -42,8 +42,9 @@ def test_on_failure_runs_in_the_managing_process_with_celery_arguments(classes_a
         child = m.succeeds.delay().get(timeout=60)
         wait_for(lambda: _hooks_of(m, failed.id) and _hooks_of(m, by_path.id), timeout=30,
                  message="on_failure was not called")
-    [(hook, _, (type_name, message, has_traceback, args), pid)] = _hooks_of(m, failed.id)
+    [(hook, _, (type_name, message, has_traceback, args, return_ok), pid)] = _hooks_of(m, failed.id)
     assert (hook, type_name, message, has_traceback, args) == ("on_failure", "KeyError", "'nope'", True, ("nope",))
+    assert return_ok is True  # what the task raised (Celery's on_success(failed, ...) path)
     assert pid == os.getpid()  # the worker process (the prefork parent), as in Celery
     if pool == "prefork":
         assert child != os.getpid()  # while the task itself ran in a child
@@ -63,6 +64,7 @@ def test_on_timeout_hard_then_on_failure(classes_app, run_worker, pool, caplog):
     timeout, failure = _hooks_of(m, stuck.id)
     assert timeout[0] == "on_timeout" and timeout[2] == (False, 1)
     assert failure[0] == "on_failure" and failure[2][0] == "TimeLimitExceeded"
+    assert failure[2][4] is False  # decided from outside the task, as Celery's pool does
     assert {timeout[3], failure[3]} == {os.getpid()}
     assert "A hard timeout was enforced for task tests.apps.request_classes.hard_limited" in caplog.text
     assert "Hard time limit (1s) exceeded for tests.apps.request_classes.hard_limited" in caplog.text
@@ -77,7 +79,7 @@ def test_on_timeout_soft(classes_app, run_worker):
         wait_for(lambda: len(_hooks_of(m, stuck.id)) == 2, timeout=30, message="the hooks were not called")
     timeout, failure = _hooks_of(m, stuck.id)
     assert timeout[0] == "on_timeout" and timeout[2] == (True, 0.3)
-    assert failure[2][0] == "SoftTimeLimitExceeded"
+    assert failure[2][0] == "SoftTimeLimitExceeded" and failure[2][4] is True  # raised in the task
 
 
 def test_a_hook_that_raises_leaves_the_outcome(app, run_worker, caplog):

@@ -18,7 +18,8 @@ time limit cannot run anything, and the parent sees every end the same way (``Wo
 the one place every pool reports to). ``on_timeout(soft, timeout)`` comes first for a job that ended
 on its soft (``soft=True``) or hard (``soft=False``) time limit, then ``on_failure(exc_info)`` for
 every FAILURE (``exc_info`` is a ``sqlq.task.ExceptionInfo``: ``.exception`` rebuilt from the
-outcome, ``.type``, ``.traceback`` text). A soft limit the task caught and survived ends no job, so
+outcome, ``.type``, ``.traceback`` text; ``return_ok`` is True for what the task raised and False
+for a hard time limit, as Celery passes them). A soft limit the task caught and survived ends no job, so
 no hook sees it. The outcome is recorded whatever a hook does: one that raises is logged.
 
 Celery's other ``Request`` methods (``on_success``, ``on_retry``, ``on_accepted``, ``on_ack``,
@@ -226,4 +227,7 @@ class RequestHooks:
         if soft_timeout is not None:
             request.on_timeout(soft_timeout, soft if soft_timeout else hard)
         exc = rebuild_exception(result.exc_type, result.exc_message, result.traceback, self._exc_args(result))
-        request.on_failure(ExceptionInfo(exc, result.traceback or f"{result.exc_type}: {result.exc_message}\n"))
+        # Celery's arguments: return_ok=True for what the task raised (its on_success(failed, ...)
+        # path), False for a hard time limit, which the pool decides from outside the task
+        request.on_failure(ExceptionInfo(exc, result.traceback or f"{result.exc_type}: {result.exc_message}\n"),
+                           send_failed_event=True, return_ok=soft_timeout is not False)

@@ -34,7 +34,8 @@ class MyRequest(Request):
         super().on_failure(exc_info, send_failed_event=send_failed_event, return_ok=return_ok)
         with _lock:
             seen.append(("on_failure", self.id, (type(exc_info.exception).__name__, str(exc_info.exception),
-                                                 "Traceback" in exc_info.traceback, tuple(self.args)), os.getpid()))
+                                                 "Traceback" in exc_info.traceback, tuple(self.args), return_ok),
+                         os.getpid()))
         logger.warning("Failure detected for task %s", self.task.name)
 
 

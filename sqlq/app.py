@@ -524,10 +524,6 @@ class App:
                 f"of the base class)"
             )
         bind = bool(options.pop("bind", base.bind))
-        if "Request" in options:
-            from .worker.request import check_request_class
-
-            check_request_class(options["Request"], name)
         attributes: dict[str, Any] = {
             "name": name, "bind": bind, "run": fn if bind else staticmethod(fn), "__wrapped__": fn,
             "__doc__": fn.__doc__, "__module__": getattr(fn, "__module__", None) or base.__module__,
@@ -547,6 +543,10 @@ class App:
             validate_queue(task.queue)
         if task.serializer is not None:
             serialization.content_type_for(task.serializer)  # fail at definition, not at first call
+        if task.Request != "sqlq.worker.request:Request":  # a request class of its own (Celery's Task.Request)
+            from .worker.request import check_request_class
+
+            check_request_class(task.Request, task.name)
         task.app = self
         self.tasks[task.name] = task
         if task.rate_limit:

@@ -115,6 +115,21 @@ def test_bad_request_classes_are_refused_at_definition():
     with pytest.raises(TaskDefinitionError, match="must be a subclass of sqlq.worker.request.Request"):
         app.task(Request=object, name="tests.plain")(lambda: None)
 
+    class Based(app.Task):  # on a base class, and for a class-based task, as in Celery's guide
+        Request = Acks
+
+    with pytest.raises(TaskDefinitionError, match="Request class .*Acks of task 'tests.based' defines on_success"):
+        app.task(base=Based, name="tests.based")(lambda: None)
+
+    class ClassBased(Based):
+        name = "tests.class_based"
+
+        def run(self):
+            return None
+
+    with pytest.raises(TaskDefinitionError, match="of task 'tests.class_based' defines on_success"):
+        app.register_task(ClassBased())
+
 
 def test_an_unimportable_request_path_is_logged_and_the_job_still_ends(app, run_worker, caplog):
     @app.task(Request="tests.apps.no_such_module:Nothing")

@@ -86,19 +86,35 @@ def wrap(fn: Callable[..., Any], *, app: Any, task_name: str, strict: bool = Fal
     validation_context = {**(context or {}), "celery_app": app, "celery_task_name": task_name}
     signature = inspect.signature(fn)
     hints = _hints(fn)
-    # name -> (model, whether None passes: only an Optional annotation lets it, as in Celery)
-    models: dict[str, tuple[Any, bool]] = {
-        name: (model, _unoptional(hints.get(name)) is not hints.get(name)) for name in signature.parameters
-        if (model := _model_class(hints.get(name), base_model)) is not None}
+    # per model-annotated parameter: its position (None: keyword-only), its model, and whether None
+    # passes (only an Optional annotation lets it, as in Celery); *args/**kwargs are left alone
+    positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    fields: list[tuple[str, int | None, Any, bool]] = []
+    for index, (name, parameter) in enumerate(signature.parameters.items()):
+        model = _model_class(hints.get(name), base_model)
+        if model is None or parameter.kind in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD):
+            continue
+        fields.append((name, index if parameter.kind in positional else None, model,
+                       _unoptional(hints.get(name)) is not hints.get(name)))
     returned: Any = _model_class(hints.get("return"), base_model)
 
-    def convert(args: tuple[Any, ...], kwargs: dict[str, Any]) -> inspect.BoundArguments:
-        bound = signature.bind(*args, **kwargs)
-        for name, value in bound.arguments.items():
-            found = models.get(name)
-            if found is not None and not (value is None and found[1]):
-                bound.arguments[name] = found[0].model_validate(value, strict=strict, context=validation_context)
-        return bound
+    def validate(model: Any, value: Any, optional: bool) -> Any:
+        if value is None and optional:
+            return None
+        return model.model_validate(value, strict=strict, context=validation_context)
+
+    def convert(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+        """The arguments with the models validated, where they were given (a default is not, as
+        with Celery's bound arguments); a call that does not fit fails in the function itself."""
+        listed: list[Any] | None = None
+        for name, index, model, optional in fields:
+            if index is not None and index < len(args):
+                if listed is None:
+                    listed = list(args)
+                listed[index] = validate(model, args[index], optional)
+            elif name in kwargs:
+                kwargs = {**kwargs, name: validate(model, kwargs[name], optional)}
+        return (args if listed is None else listed), kwargs
 
     def dumped(value: Any) -> Any:
         if returned is not None and isinstance(value, returned):
@@ -108,15 +124,15 @@ def wrap(fn: Callable[..., Any], *, app: Any, task_name: str, strict: bool = Fal
     if inspect.iscoroutinefunction(fn):
         @functools.wraps(fn)
         async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
-            bound = convert(args, kwargs)
-            return dumped(await fn(*bound.args, **bound.kwargs))
+            call_args, call_kwargs = convert(args, kwargs)
+            return dumped(await fn(*call_args, **call_kwargs))
 
         return async_wrapper
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        bound = convert(args, kwargs)
-        return dumped(fn(*bound.args, **bound.kwargs))
+        call_args, call_kwargs = convert(args, kwargs)
+        return dumped(fn(*call_args, **call_kwargs))
 
     return wrapper
 

@@ -78,6 +78,11 @@ def _define(app: App) -> dict:
     def bound(self, arg: ArgModel, times: int = 2) -> ReturnModel:
         return ReturnModel(value=f"{self.name}: {arg.value * times}")
 
+    @app.task(pydantic=True, name="tests.pydantic.keyword_only")
+    def keyword_only(*, arg: ArgModel, plain: dict | None = None) -> int:
+        assert isinstance(arg, ArgModel) and (plain is None or isinstance(plain, dict))
+        return arg.value
+
     @app.task(pydantic=True, name="tests.pydantic.coroutine")
     async def coroutine(arg: ArgModel) -> ReturnModel:
         return ReturnModel(value=f"async {arg.value}")
@@ -107,6 +112,7 @@ def _check(tasks: dict) -> None:
         tasks["mismatch"].delay().get(timeout=30)
     assert tasks["bound"].delay({"value": 2}, times=3).get(timeout=30) == {"value": "tests.pydantic.bound: 6"}
     assert tasks["coroutine"].delay({"value": 7}).get(timeout=30) == {"value": "async 7"}
+    assert tasks["keyword_only"].delay(arg={"value": 9}, plain={"value": 1}).get(timeout=30) == 9
 
 
 def test_a_real_worker_validates_and_dumps(app, run_worker):

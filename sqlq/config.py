@@ -49,6 +49,7 @@ DEFAULTS: dict[str, Any] = {
     "task_eager_propagates": False,
     "task_track_started": True,  # sqlq knows a job is running from its row; False reports PENDING as Celery does
     "task_ignore_result": False,
+    "task_store_eager_result": False,  # eager calls' outcomes in the results table too (AsyncResult(id) reads them)
     "task_time_limit": None,
     "task_soft_time_limit": None,
     "task_default_rate_limit": None,
@@ -88,7 +89,7 @@ _FLOAT = {"worker_poll_interval", "worker_heartbeat_interval", "worker_lost_time
           "database_wait_timeout", "worker_revoke_expires",
           "task_time_limit", "task_soft_time_limit"}
 _BOOL = {"task_acks_late", "task_always_eager", "task_eager_propagates", "task_track_started",
-         "task_ignore_result", "worker_disable_rate_limits", "worker_enable_remote_control", "enable_utc"}
+         "task_ignore_result", "task_store_eager_result", "worker_disable_rate_limits", "worker_enable_remote_control", "enable_utc"}
 _LIST = {"accept_content"}
 #: Settings that cannot come from a flat environment string.
 _NOT_FROM_ENV = {"task_routes", "task_queues", "beat_schedule", "database_url", "task_annotations", "imports",

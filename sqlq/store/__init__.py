@@ -37,6 +37,7 @@ from .records import (
     ClaimedJob,
     DeclaredLimits,
     DeclaredRoutes,
+    EagerResultRow,
     ForeignSchedule,
     HandedBack,
     Interrupted,
@@ -62,7 +63,7 @@ from .schedules import Schedules
 from .workers import Workers
 from .workflows import Workflows
 
-__all__ = ["ClaimedJob", "DeclaredLimits", "DeclaredRoutes", "ForeignSchedule", "HandedBack", "Interrupted",
+__all__ = ["ClaimedJob", "DeclaredLimits", "DeclaredRoutes", "EagerResultRow", "ForeignSchedule", "HandedBack", "Interrupted",
            "JobSpec", "JobState", "LostJobs", "NextDue", "Outcome", "PausedQueue", "PublishRow", "QueueDepth",
            "RateLimitRow", "RateLimitedClaim", "RetryRequest", "RouteRow", "ScheduleRow", "Store", "Unregistered",
            "WorkerRow"]

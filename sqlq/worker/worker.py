@@ -50,6 +50,7 @@ from ..store import ClaimedJob, Interrupted, Outcome, RetryRequest, Unregistered
 from .execution import Executor, Result
 from .pools import POOL_NAMES, BasePool, pool_class
 from .recording import Recorder
+from .request import RequestHooks
 
 if TYPE_CHECKING:
     from ..app import App
@@ -199,6 +200,10 @@ class Worker:
         self._terminating = self.control.terminating  # (read per outcome: one attribute, not two)
         self.totals: collections.Counter[str] = collections.Counter()
         self.executors: list[Executor] = []
+        # tasks' own request classes (Task.Request, sqlq.worker.request): their hooks run here, in
+        # this process, for every pool, and only for failures (a task registered after the worker
+        # started included: looked up at its first failure)
+        self._request_hooks = RequestHooks(app, self.hostname, self.id, list(conf.accept_content))
         if signals.celeryd_init.has_receivers:  # Celery's first worker signal: before the pool exists
             signals.celeryd_init.send(sender=self.hostname, instance=self, conf=conf, options={
                 "queues": self.queues, "concurrency": self.concurrency, "pool": self.pool_name, "burst": burst,
@@ -249,8 +254,9 @@ class Worker:
             path = self.app_path or find_app_path(self.app)
             if path is None:
                 raise ConfigurationError(
-                    "the prefork pool starts child processes that import your app, but this app is not "
-                    "importable (defined in __main__?); run `sqlq -A module:app worker`, or use -P threads"
+                    "the prefork pool starts child processes that import your app by its module name, but "
+                    "this app is not found at module level of any imported module (defined in __main__, or "
+                    "inside a function or a fixture?); run `sqlq -A module:app worker`, or use -P threads"
                 )
             kwargs = {"app_path": path, "worker_id": self.id, "hostname": self.hostname,
                       "max_tasks_per_child": self.max_tasks_per_child, "task_limits": self._hard_limit}
@@ -280,6 +286,8 @@ class Worker:
         # half the prefetch buffer has run: the consumer may claim the next batch (see _claim)
         if not self._wake.is_set() and self._held() <= self.capacity // 2:
             self._wake.set()
+        if type(result) is Outcome and result.state == "FAILURE":  # (after the outcome is handed on)
+            self._request_hooks.outcome(job, result)
 
     def _on_lost(self, job: ClaimedJob) -> None:
         self._lost.append(job)

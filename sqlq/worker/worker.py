@@ -17,6 +17,9 @@ Threads in a worker process:
   the process dies the server frees the lock, and the other workers rescue its jobs about a second
   later instead of waiting for ``worker_lost_timeout``.
 
+The listener and the housekeeper keep session state, so they connect to ``listen_database_url``
+(unset: ``database_url``); behind a transaction pooler, the claims and outcomes go through it.
+
 No database error ends a worker: each thread retries with backoff (``sqlq.outage``), prefetched
 jobs keep running and their outcomes wait in memory until they can be recorded.
 """

@@ -348,6 +348,21 @@ class App:
         return self._connections.url
 
     @property
+    def listen_database_url(self) -> str:
+        """Where LISTEN and the workers' liveness sessions connect: the setting
+        ``listen_database_url``, else ``database_url``."""
+        return self._connections.listen_url
+
+    @property
+    def pooled(self) -> bool:
+        """Whether ``database_url`` is taken for a transaction pooler (``listen_database_url`` set)."""
+        return self._connections.pooled
+
+    def direct_connection(self) -> psycopg.Connection:
+        """A new connection to ``listen_database_url`` that keeps session state; the caller closes it."""
+        return self._connections.connect_direct()
+
+    @property
     def store(self) -> Store:
         schema = self.conf.schema
         if self._store is None or self._store.schema != schema:

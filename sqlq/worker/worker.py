@@ -17,6 +17,9 @@ Threads in a worker process:
   the process dies the server frees the lock, and the other workers rescue its jobs about a second
   later instead of waiting for ``worker_lost_timeout``.
 
+The listener and the housekeeper keep session state, so they connect to ``listen_database_url``
+(unset: ``database_url``); behind a transaction pooler, the claims and outcomes go through it.
+
 No database error ends a worker: each thread retries with backoff (``sqlq.outage``), prefetched
 jobs keep running and their outcomes wait in memory until they can be recorded.
 """
@@ -42,7 +45,6 @@ import psycopg
 from .. import rate_limits, signals
 from ..control.server import KEEP as CONTROL_KEEP
 from ..control.server import WorkerControl
-from ..db import connect
 from ..errors import ConfigurationError, SqlqCompatibilityWarning
 from ..names import validate_queue
 from ..outage import Backoff, OutageLog, is_outage, wait_for_database
@@ -376,7 +378,7 @@ class Worker:
             return 0
         # A burst worker needs no LISTEN: it only runs what is due now, and it waits only for its own
         # outcomes (the finisher wakes it). The connection would only cost its start and its exit.
-        listener = None if self.burst else Listener(self.app.database_url,
+        listener = None if self.burst else Listener(self.app.listen_database_url,
                                                     [self.store.listen_control, self.store.listen_queues,
                                                      self.store.listen_jobs],
                                                     self._on_notify, self._on_listen_reconnect, name="sqlq-listen",
@@ -477,7 +479,7 @@ class Worker:
         """The worker's own connection (not pooled): it holds the liveness lock, so the lock lives
         exactly as long as this session; (re)registering or a heartbeat follows the lock, never
         precedes it, so a fresh heartbeat always means a held lock."""
-        conn = connect(self.app.database_url)
+        conn = self.app.direct_connection()  # (a session: not through a transaction pooler)
         try:
             if self.lock_key is not None and not self.store.take_worker_lock(conn, self.lock_key):
                 log.warning("worker %s: another session holds this worker's liveness lock (an old session "
@@ -523,7 +525,7 @@ class Worker:
         """The claiming session: claims commit without waiting for the WAL flush (why, and why it
         is safe: Store's CLAIM_SESSION_BEGIN). The pooled connection is given back with the server's
         setting, or closed: a producer must never get one whose commits do not wait."""
-        self.store.begin_claiming(conn)
+        self.store.begin_claiming(conn, per_transaction=self.app.pooled)
         try:
             yield
         finally:

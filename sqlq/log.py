@@ -79,4 +79,7 @@ def make_formatter(kind: str, text_format: str) -> logging.Formatter:
         return JsonFormatter()
     if kind == "text":
         return logging.Formatter(text_format)
-    raise ValueError(f"log format {kind!r}: choose one of {', '.join(LOG_FORMATS)}")
+    from .errors import ConfigurationError
+
+    raise ConfigurationError(f"log format {kind!r} (--log-format, log_format, SQLQ_LOG_FORMAT): "
+                             f"choose one of {', '.join(LOG_FORMATS)}")

@@ -233,22 +233,37 @@ def test_max_memory_per_child_says_it_applies_to_prefork_only(flags_app):
     assert "applies to the prefork pool only" in done.stderr
 
 
-def test_autoscale_grows_while_jobs_wait_and_shrinks_when_idle(flags_app, tmp_path, monkeypatch):
+@pytest.mark.parametrize("pool", ["threads", "prefork"])
+def test_autoscale_grows_while_jobs_wait_and_shrinks_when_idle(flags_app, tmp_path, monkeypatch, pool):
     from tests.apps import flags
 
     monkeypatch.setenv("AUTOSCALE_KEEPALIVE", "0.5")
-    with _started("-P", "threads", "--autoscale", "3,1", "-n", "scaled@host", log=tmp_path / "w.log") as worker:
+    with _started("-P", pool, "--autoscale", "3,1", "-n", "scaled@host", log=tmp_path / "w.log") as worker:
         assert _stats(flags_app)["pool"]["autoscaler"]["current"] == 1
         handles = [flags.sleep.delay(1.0) for _ in range(6)]
         wait_for(lambda: _stats(flags_app)["pool"]["autoscaler"]["current"] == 3, message="the pool to grow to 3")
         assert [h.get(timeout=TIMEOUT) for h in handles] == [1.0] * 6
         wait_for(lambda: _stats(flags_app)["pool"]["max-concurrency"] == 1, message="the pool to shrink to 1")
+        if pool == "prefork":
+            wait_for(lambda: len(_stats(flags_app)["pool"]["processes"]) == 1, message="one child left")
         worker.send_signal(signal.SIGTERM)
         assert worker.wait(TIMEOUT) == 0
     log = (tmp_path / "w.log").read_text()
     assert "autoscale: pool grows from 1 to" in log and "autoscale: pool shrinks" in log
+
+
+def test_bad_flag_values_are_refused_naming_the_problem(flags_app, monkeypatch):
     refused = _run("-P", "solo", "--autoscale", "3,1", "--burst")
     assert refused.returncode == 1 and "--autoscale needs a pool that can grow" in refused.stderr
+    refused = _run("-P", "solo", "--autoscale", "x", "--burst")
+    assert refused.returncode == 1 and "give MAX,MIN as two whole numbers" in refused.stderr
+    refused = _run("-P", "solo", "--time-limit", "0", "--burst")
+    assert refused.returncode == 1 and "--time-limit must be more than 0 seconds" in refused.stderr
+    refused = _run("-P", "solo", "--workdir", "/tmp", "--burst")
+    assert refused.returncode == 1 and "give it with --detach" in refused.stderr
+    monkeypatch.setenv("SQLQ_LOG_FORMAT", "xml")
+    refused = _run("-P", "solo", "--burst")
+    assert refused.returncode == 1 and "log format 'xml'" in refused.stderr and "Traceback" not in refused.stderr
 
 
 # --- logs ---------------------------------------------------------------------------------------

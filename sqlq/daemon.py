@@ -32,8 +32,14 @@ def expand_path(path: str, hostname: str | None = None, index: int | None = None
     name, _, host = node.rpartition("@")
     host = host or socket.gethostname()
     short, _, domain = host.partition(".")
-    values = {"p": node, "h": host, "n": name or short, "d": domain,
-              "i": str(index or 0), "I": f"-{index}" if index else ""}
+    values = {
+        "p": node,
+        "h": host,
+        "n": name or short,
+        "d": domain,
+        "i": str(index or 0),
+        "I": f"-{index}" if index else "",
+    }
     out: list[str] = []
     chars = iter(path)
     for char in chars:
@@ -76,7 +82,8 @@ def check_pidfile(path: str) -> None:
     if pid is not None and pid != os.getpid() and _pid_alive(pid):
         raise ConfigurationError(
             f"pidfile {path} is held by the running process {pid}: is this worker already running? "
-            f"Stop it, or give this one another --pidfile")
+            f"Stop it, or give this one another --pidfile"
+        )
 
 
 def acquire_pidfile(path: str) -> None:
@@ -97,9 +104,13 @@ def acquire_pidfile(path: str) -> None:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(path)  # stale: its process is gone
         else:
-            raise ConfigurationError(f"pidfile {path}: another process keeps writing it; give another --pidfile")
+            raise ConfigurationError(
+                f"pidfile {path}: another process keeps writing it; give another --pidfile"
+            )
     except OSError as exc:
-        raise ConfigurationError(f"cannot write pidfile {path}: {exc.strerror}; give a writable --pidfile") from None
+        raise ConfigurationError(
+            f"cannot write pidfile {path}: {exc.strerror}; give a writable --pidfile"
+        ) from None
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
@@ -146,8 +157,9 @@ def detach(logfile: str | None, workdir: str | None = None) -> None:
             os.close(fd)
 
 
-def start(*, detached: bool, logfile: str | None, pidfile: str | None, workdir: str | None,
-          hostname: str | None) -> None:
+def start(
+    *, detached: bool, logfile: str | None, pidfile: str | None, workdir: str | None, hostname: str | None
+) -> None:
     """What ``--detach``, ``--logfile`` and ``--pidfile`` do before a worker or beat starts. The
     checks come first, while the terminal still shows their errors: the logfile can be written and
     no live process holds the pidfile; then detaching, then the pidfile with the daemon's pid. A
@@ -160,11 +172,15 @@ def start(*, detached: bool, logfile: str | None, pidfile: str | None, workdir: 
             with open(log_path, "a", encoding="utf-8"):
                 pass
         except OSError as exc:
-            raise ConfigurationError(f"cannot write logfile {log_path}: {exc.strerror}; give a writable --logfile") from None
+            raise ConfigurationError(
+                f"cannot write logfile {log_path}: {exc.strerror}; give a writable --logfile"
+            ) from None
     if pid_path is not None:
         check_pidfile(pid_path)
     if workdir is not None and not detached:
-        raise ConfigurationError("--workdir is the directory a detached process moves to: give it with --detach")
+        raise ConfigurationError(
+            "--workdir is the directory a detached process moves to: give it with --detach"
+        )
     if detached:
         if log_path is None:
             print("sqlq: --detach without --logfile: the daemon's log goes to /dev/null", file=sys.stderr)

@@ -39,14 +39,17 @@ def _command(*args: str, command: str = "worker") -> list[str]:
 
 
 def _run(*args: str, command: str = "worker") -> subprocess.CompletedProcess[str]:
-    return subprocess.run(_command(*args, command=command), cwd=ROOT, capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        _command(*args, command=command), cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
 
 
 @contextlib.contextmanager
 def _started(*args: str, log: Path) -> Iterator[subprocess.Popen[bytes]]:
     with open(log, "wb") as out:
-        process = subprocess.Popen(_command(*args), cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
-                                   start_new_session=True)
+        process = subprocess.Popen(
+            _command(*args), cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
     try:
         yield process
     finally:
@@ -66,11 +69,14 @@ def _alive(pid: int) -> bool:
 
 
 def _stats(app: App) -> dict:
-    return wait_for(lambda: (r := app.control.inspect(timeout=1).stats()) and next(iter(r.values())),
-                    message="a stats reply")
+    return wait_for(
+        lambda: (r := app.control.inspect(timeout=1).stats()) and next(iter(r.values())),
+        message="a stats reply",
+    )
 
 
 # --- pure logic ---------------------------------------------------------------------------------
+
 
 def test_autoscale_values_parse_as_celery_reads_them():
     assert parse_autoscale("10,3") == (10, 3)
@@ -84,7 +90,10 @@ def test_autoscale_values_parse_as_celery_reads_them():
 
 def test_node_name_expansions_in_paths():
     assert expand_path("/var/log/%n%I.log", "w1@host.example.com") == "/var/log/w1.log"
-    assert expand_path("/run/%h-%d-%i-%%.pid", "w1@host.example.com") == "/run/host.example.com-example.com-0-%.pid"
+    assert (
+        expand_path("/run/%h-%d-%i-%%.pid", "w1@host.example.com")
+        == "/run/host.example.com-example.com-0-%.pid"
+    )
     assert expand_path("/tmp/%p.log", "w1@box") == "/tmp/w1@box.log"
     assert expand_path("/tmp/%n%I.log", "w1@box", index=2) == "/tmp/w1-2.log"
     assert os.path.isabs(expand_path("rel.log", "w@h"))
@@ -94,10 +103,13 @@ def test_node_name_expansions_in_paths():
 
 # --- pidfile, detach, logfile -------------------------------------------------------------------
 
+
 def test_pidfile_is_written_refused_while_held_removed_at_exit_and_replaced_when_stale(flags_app, tmp_path):
     pidfile = tmp_path / "w.pid"
     with _started("-P", "threads", "-c", "1", "--pidfile", str(pidfile), log=tmp_path / "a.log") as first:
-        wait_for(lambda: pidfile.exists() and pidfile.read_text().strip() == str(first.pid), message="the pidfile")
+        wait_for(
+            lambda: pidfile.exists() and pidfile.read_text().strip() == str(first.pid), message="the pidfile"
+        )
         second = _run("-P", "threads", "-c", "1", "--pidfile", str(pidfile))
         assert second.returncode == 1
         assert f"pidfile {pidfile} is held by the running process {first.pid}" in second.stderr
@@ -119,19 +131,36 @@ def test_detach_leaves_a_daemon_that_logs_to_its_logfile_and_stops_on_sigterm(fl
     from tests.apps import flags
 
     pidfile, logfile = tmp_path / "%n.pid", tmp_path / "%n.log"
-    done = _run("-P", "threads", "-c", "1", "-n", "flagsd@host", "-D", "--pidfile", str(pidfile),
-                "--logfile", str(logfile))
+    done = _run(
+        "-P",
+        "threads",
+        "-c",
+        "1",
+        "-n",
+        "flagsd@host",
+        "-D",
+        "--pidfile",
+        str(pidfile),
+        "--logfile",
+        str(logfile),
+    )
     assert done.returncode == 0, done.stderr
     pidfile, logfile = tmp_path / "flagsd.pid", tmp_path / "flagsd.log"  # (%n expanded)
-    pid = int(wait_for(lambda: pidfile.exists() and pidfile.read_text().strip(), message="the daemon's pidfile"))
+    pid = int(
+        wait_for(lambda: pidfile.exists() and pidfile.read_text().strip(), message="the daemon's pidfile")
+    )
     try:
         assert os.getsid(pid) != os.getsid(0)  # a session of its own (setsid), without a terminal
         assert os.readlink(f"/proc/{pid}/cwd") == "/"  # Celery's default --workdir
-        wait_for(lambda: "worker flagsd@host ready" in logfile.read_text(), message="the ready line in the logfile")
+        wait_for(
+            lambda: "worker flagsd@host ready" in logfile.read_text(), message="the ready line in the logfile"
+        )
         handle = flags.add.delay(2, 3)
         assert handle.get(timeout=TIMEOUT) == 5
-        wait_for(lambda: f"Task tests.apps.flags.add[{handle.id}] succeeded in" in logfile.read_text(),
-                 message="the task's line in the logfile")
+        wait_for(
+            lambda: f"Task tests.apps.flags.add[{handle.id}] succeeded in" in logfile.read_text(),
+            message="the task's line in the logfile",
+        )
         os.kill(pid, signal.SIGTERM)
         wait_for(lambda: not _alive(pid), message="the daemon to stop")
         assert not pidfile.exists()
@@ -159,6 +188,7 @@ def test_beat_takes_the_same_daemon_options(flags_app, tmp_path):
 
 
 # --- queues and imports -------------------------------------------------------------------------
+
 
 def test_purge_deletes_the_waiting_jobs_of_the_workers_queues_and_says_how_many(flags_app):
     from tests.apps import flags
@@ -193,10 +223,14 @@ def test_include_imports_task_modules_in_prefork_children_too(flags_app):
     assert done.returncode == 0, done.stderr
     assert handle.get(timeout=TIMEOUT) == "included"
     missing = _run("-P", "solo", "--burst", "-I", "tests.apps.no_such_module")
-    assert missing.returncode == 1 and "-I/--include 'tests.apps.no_such_module' cannot be imported" in missing.stderr
+    assert (
+        missing.returncode == 1
+        and "-I/--include 'tests.apps.no_such_module' cannot be imported" in missing.stderr
+    )
 
 
 # --- limits and the pool ------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("pool", ["prefork", "threads"])
 def test_time_limit_flag_stops_a_task_without_its_own_limit(flags_app, pool):
@@ -241,7 +275,9 @@ def test_autoscale_grows_while_jobs_wait_and_shrinks_when_idle(flags_app, tmp_pa
     with _started("-P", pool, "--autoscale", "3,1", "-n", "scaled@host", log=tmp_path / "w.log") as worker:
         assert _stats(flags_app)["pool"]["autoscaler"]["current"] == 1
         handles = [flags.sleep.delay(1.0) for _ in range(6)]
-        wait_for(lambda: _stats(flags_app)["pool"]["autoscaler"]["current"] == 3, message="the pool to grow to 3")
+        wait_for(
+            lambda: _stats(flags_app)["pool"]["autoscaler"]["current"] == 3, message="the pool to grow to 3"
+        )
         assert [h.get(timeout=TIMEOUT) for h in handles] == [1.0] * 6
         wait_for(lambda: _stats(flags_app)["pool"]["max-concurrency"] == 1, message="the pool to shrink to 1")
         if pool == "prefork":
@@ -263,16 +299,22 @@ def test_bad_flag_values_are_refused_naming_the_problem(flags_app, monkeypatch):
     assert refused.returncode == 1 and "give it with --detach" in refused.stderr
     monkeypatch.setenv("SQLQ_LOG_FORMAT", "xml")
     refused = _run("-P", "solo", "--burst")
-    assert refused.returncode == 1 and "log format 'xml'" in refused.stderr and "Traceback" not in refused.stderr
+    assert (
+        refused.returncode == 1 and "log format 'xml'" in refused.stderr and "Traceback" not in refused.stderr
+    )
 
 
 # --- logs ---------------------------------------------------------------------------------------
 
+
 def _outcome_jobs(app: App) -> dict[str, str]:
     from tests.apps import flags
 
-    return {"add": flags.add.delay(1, 2).id, "fail": flags.fail.delay("kaput").id,
-            "retry": flags.retry_once.delay().id}
+    return {
+        "add": flags.add.delay(1, 2).id,
+        "fail": flags.fail.delay("kaput").id,
+        "retry": flags.retry_once.delay().id,
+    }
 
 
 def test_json_log_lines_parse_and_name_their_job(flags_app):
@@ -290,7 +332,11 @@ def test_json_log_lines_parse_and_name_their_job(flags_app):
     assert received["job_queue"] == "default"
     assert about(ids["add"], "succeeded in")["level"] == "INFO"
     failed = about(ids["fail"], "raised unexpected")
-    assert failed["level"] == "ERROR" and "Traceback" in failed["message"] and "RuntimeError" in failed["message"]
+    assert (
+        failed["level"] == "ERROR"
+        and "Traceback" in failed["message"]
+        and "RuntimeError" in failed["message"]
+    )
     assert about(ids["retry"], "retry: Retry in")["level"] == "INFO"
 
 
@@ -303,11 +349,15 @@ def test_celery_task_lines_in_text_format(flags_app):
     assert f"Task tests.apps.flags.add[{ids['add']}] succeeded in " in err and "s: 3" in err
     assert f"Task tests.apps.flags.fail[{ids['fail']}] raised unexpected: RuntimeError('kaput')" in err
     assert "Traceback (most recent call last)" in err
-    assert f"Task tests.apps.flags.retry_once[{ids['retry']}] retry: Retry in 0s: ValueError('not yet')" in err
+    assert (
+        f"Task tests.apps.flags.retry_once[{ids['retry']}] retry: Retry in 0s: ValueError('not yet')" in err
+    )
 
 
 def test_celery_switches_without_meaning_say_so_in_one_line(flags_app):
-    done = _run("-P", "solo", "--burst", "--without-gossip", "--without-mingle", "--without-heartbeat", "-O", "fair")
+    done = _run(
+        "-P", "solo", "--burst", "--without-gossip", "--without-mingle", "--without-heartbeat", "-O", "fair"
+    )
     assert done.returncode == 0, done.stderr
     for flag in ("--without-gossip", "--without-mingle", "--without-heartbeat"):
         assert sum(f"{flag} has no effect in sqlq" in line for line in done.stderr.splitlines()) == 1

@@ -39,9 +39,13 @@ def parse_autoscale(value: str | tuple[int, int] | list[int] | None) -> tuple[in
     try:
         numbers = [int(str(p).strip()) for p in parts]
     except ValueError:
-        raise ConfigurationError(f"--autoscale {value!r}: give MAX,MIN as two whole numbers, e.g. --autoscale 10,3") from None
+        raise ConfigurationError(
+            f"--autoscale {value!r}: give MAX,MIN as two whole numbers, e.g. --autoscale 10,3"
+        ) from None
     if not 1 <= len(numbers) <= 2 or any(n < 0 for n in numbers):
-        raise ConfigurationError(f"--autoscale {value!r}: give MAX,MIN as two whole numbers, e.g. --autoscale 10,3")
+        raise ConfigurationError(
+            f"--autoscale {value!r}: give MAX,MIN as two whole numbers, e.g. --autoscale 10,3"
+        )
     high, low = (numbers[0], numbers[1]) if len(numbers) == 2 else (numbers[0], 0)
     high, low = max(high, low), min(high, low)
     if high < 1:
@@ -112,7 +116,9 @@ class Autoscaler:
 
     def _resize(self, target: int, how: str) -> int:
         worker = self.worker
-        log.info("autoscale: pool %s from %d to %d (%d job(s) held)", how, worker.concurrency, target, self.held())
+        log.info(
+            "autoscale: pool %s from %d to %d (%d job(s) held)", how, worker.concurrency, target, self.held()
+        )
         worker.pool.resize(target)  # type: ignore[attr-defined]  # (threads and prefork: Worker checks)
         worker.resized(target)
         return target

@@ -23,8 +23,10 @@ log = logging.getLogger("sqlq.worker")
 #: ``-O`` profiles Celery has, and what each is here.
 OPTIMIZATIONS = {
     "default": "sqlq's prefork pool sends each child a few jobs at a time",
-    "fair": ("sqlq's prefork pool already works that way: a child busy with one job for 50 ms hands "
-             "back the jobs queued behind it to the other children, so -O fair changes nothing"),
+    "fair": (
+        "sqlq's prefork pool already works that way: a child busy with one job for 50 ms hands "
+        "back the jobs queued behind it to the other children, so -O fair changes nothing"
+    ),
 }
 
 
@@ -43,8 +45,10 @@ def import_modules(modules: Sequence[str]) -> None:
         try:
             importlib.import_module(name)
         except ImportError as exc:
-            raise ConfigurationError(f"-I/--include {name!r} cannot be imported: {exc}; check the module "
-                                     f"name and that it is on the path") from None
+            raise ConfigurationError(
+                f"-I/--include {name!r} cannot be imported: {exc}; check the module "
+                f"name and that it is on the path"
+            ) from None
     if modules:
         os.environ[INCLUDE_ENV] = ",".join(modules)
 
@@ -57,8 +61,10 @@ def set_time_limits(app: App, hard: float | None, soft: float | None) -> None:
     for value, setting in ((hard, "task_time_limit"), (soft, "task_soft_time_limit")):
         if value is not None:
             if value <= 0:
-                raise ConfigurationError(f"--{setting.replace('task_', '').replace('_', '-')} must be more than 0 "
-                                         f"seconds, not {value}")
+                raise ConfigurationError(
+                    f"--{setting.replace('task_', '').replace('_', '-')} must be more than 0 "
+                    f"seconds, not {value}"
+                )
             os.environ[f"SQLQ_{setting.upper()}"] = repr(float(value))
     app.conf.reload_environment()
 

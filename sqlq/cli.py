@@ -161,13 +161,12 @@ def _daemon_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     return fn
 
 
-def _start_daemon(app: App, loglevel: str, log_format: str | None, logfile: str | None, pidfile: str | None,
-                  detached: bool, workdir: str | None, hostname: str | None) -> None:
-    from .daemon import start
+def _setup_command_logging(app: App, loglevel: str, log_format: str | None, logfile: str | None) -> None:
+    """Logging of a worker or beat: on stderr, which ``--logfile`` and ``--detach`` point at the file
+    later (``sqlq.daemon.start``), so what is said before that still reaches the terminal."""
     from .worker.options import set_log_format
 
     set_log_format(app, log_format)
-    start(detached=detached, logfile=logfile, pidfile=pidfile, workdir=workdir, hostname=hostname)
     setup_logging(loglevel, app.conf.log_format, logfile)
 
 
@@ -214,6 +213,7 @@ def worker(ctx: _Context, loglevel: str, concurrency: int | None, pool: str | No
            logfile: str | None, log_format: str | None, pidfile: str | None, detached: bool,
            workdir: str | None) -> None:
     """Run a worker: claim jobs in batches, run them, record their outcomes."""
+    from .daemon import start as start_daemon
     from .worker import options
     from .worker.worker import Worker
 
@@ -224,7 +224,7 @@ def worker(ctx: _Context, loglevel: str, concurrency: int | None, pool: str | No
     app = ctx.app(worker_url)
     options.import_modules(options.comma_list(include))
     options.set_time_limits(app, time_limit, soft_time_limit)
-    _start_daemon(app, loglevel, log_format, logfile, pidfile, detached, workdir, hostname)
+    _setup_command_logging(app, loglevel, log_format, logfile)
     options.say_celery_only(optimization, without_heartbeat=without_heartbeat, without_gossip=without_gossip,
                             without_mingle=without_mingle)
     queue_list = options.comma_list(queues) or None
@@ -233,6 +233,8 @@ def worker(ctx: _Context, loglevel: str, concurrency: int | None, pool: str | No
                burst=burst, app_path=ctx.app_path, install_signal_handlers=True,
                exclude_queues=options.comma_list(exclude_queues), autoscale=autoscale,
                max_memory_per_child=max_memory_per_child)
+    # (after the worker is made: a bad option is said on the terminal, not in a daemon's logfile)
+    start_daemon(detached=detached, logfile=logfile, pidfile=pidfile, workdir=workdir, hostname=w.hostname)
     if purge_first:
         count = options.purge_queues(app, w.queues)
         log.warning("purged %d waiting job(s) from queue(s) %s", count, ", ".join(w.queues))
@@ -723,10 +725,12 @@ def _with_beat(app: App, run: Callable[[], int]) -> int:
 def beat(ctx: _Context, loglevel: str, beat_url: str | None, logfile: str | None, log_format: str | None,
          pidfile: str | None, detached: bool, workdir: str | None) -> None:
     """Send periodic tasks when due. Run as many beats as you like: each tick is sent exactly once."""
+    from .daemon import start as start_daemon
     from .periodic.beat import Beat
 
     app = ctx.app(beat_url)
-    _start_daemon(app, loglevel, log_format, logfile, pidfile, detached, workdir, None)
+    _setup_command_logging(app, loglevel, log_format, logfile)
+    start_daemon(detached=detached, logfile=logfile, pidfile=pidfile, workdir=workdir, hostname=None)
     sys.exit(Beat(app, install_signal_handlers=True).run())
 
 

@@ -291,6 +291,8 @@ def test_autoscale_grows_while_jobs_wait_and_shrinks_when_idle(flags_app, tmp_pa
 def test_bad_flag_values_are_refused_naming_the_problem(flags_app, monkeypatch):
     refused = _run("-P", "solo", "--autoscale", "3,1", "--burst")
     assert refused.returncode == 1 and "--autoscale needs a pool that can grow" in refused.stderr
+    refused = _run("-P", "solo", "--autoscale", "3,1", "-D")  # said before detaching, where it is seen
+    assert refused.returncode == 1 and "--autoscale needs a pool that can grow" in refused.stderr
     refused = _run("-P", "solo", "--autoscale", "x", "--burst")
     assert refused.returncode == 1 and "give MAX,MIN as two whole numbers" in refused.stderr
     refused = _run("-P", "solo", "--time-limit", "0", "--burst")

@@ -198,7 +198,8 @@ NOT_YET: dict[str, str] = {
                                            "worker_shutdown_grace seconds",
     "worker_disable_prefetch": "not supported yet: set worker_prefetch_multiplier=1 for the smallest claims",
     "worker_log_color": "not supported yet: the worker's log format is fixed",
-    "worker_log_format": "not supported yet: the worker's log format is fixed",
+    "worker_log_format": "not supported yet: the worker's text format is fixed; --log-format json "
+                         "(setting log_format) logs one JSON object per line",
     "worker_task_log_format": "not supported yet: the worker's log format is fixed (it names the task and id)",
     "security_certificate": "message signing is not supported: anyone who can write to the database can send jobs",
     "security_cert_store": "message signing is not supported: anyone who can write to the database can send jobs",

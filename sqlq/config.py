@@ -27,6 +27,7 @@ from urllib.parse import urlsplit
 
 from . import celery_settings
 from .errors import ConfigurationError, DatabaseURLError, SqlqCompatibilityWarning
+from .log import LOG_FORMATS
 from .names import validate_identifier, validate_queue
 
 #: Every setting with its default. The README's configuration table is written from this dict.
@@ -63,6 +64,7 @@ DEFAULTS: dict[str, Any] = {
     "worker_pool": "prefork",
     "worker_prefetch_multiplier": 4,
     "worker_max_tasks_per_child": None,
+    "worker_max_memory_per_child": None,  # KiB of resident memory after which a prefork child is replaced
     "worker_poll_interval": 1.0,
     "worker_heartbeat_interval": 5.0,
     "worker_lost_timeout": 30.0,
@@ -72,6 +74,7 @@ DEFAULTS: dict[str, Any] = {
     "worker_revoke_expires": 10800.0,  # seconds a revoked id is honoured (Celery's CELERY_WORKER_REVOKE_EXPIRES)
     "worker_dead_retention": 3600.0,  # seconds a dead worker stays listed (sqlq inspect workers)
     "worker_unknown_task_handbacks": 100,  # hand-backs of a job whose task a worker does not know
+    "log_format": "text",  # or "json": one JSON object per line (sqlq worker / beat --log-format)
     "database_wait_timeout": None,  # None: workers and beats wait for the database at start for ever
     # None: LISTEN and the workers' liveness sessions use database_url (set it when that is a pooler)
     "listen_database_url": None,
@@ -85,7 +88,7 @@ DEFAULTS: dict[str, Any] = {
 }
 
 _INT = {"task_default_priority", "result_expires", "worker_concurrency", "worker_prefetch_multiplier",
-        "worker_max_tasks_per_child", "worker_lost_max_attempts", "beat_backfill_limit",
+        "worker_max_tasks_per_child", "worker_max_memory_per_child", "worker_lost_max_attempts", "beat_backfill_limit",
         "worker_unknown_task_handbacks"}
 _FLOAT = {"worker_poll_interval", "worker_heartbeat_interval", "worker_lost_timeout",
           "worker_shutdown_grace", "worker_maintenance_interval", "worker_dead_retention", "beat_interval",
@@ -202,6 +205,8 @@ class Settings:
             return _module_names(key, value)
         elif key == "listen_database_url" and value is not None:
             parse_database_url(value)  # a clear error now rather than at the first LISTEN
+        elif key == "log_format" and value not in LOG_FORMATS:
+            raise ConfigurationError(f"log_format={value!r}: choose one of {', '.join(LOG_FORMATS)}")
         return value
 
     def _translate(self, key: str, value: Any) -> tuple[str, Any] | None:

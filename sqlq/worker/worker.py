@@ -46,9 +46,11 @@ from .. import rate_limits, signals
 from ..control.server import KEEP as CONTROL_KEEP
 from ..control.server import WorkerControl
 from ..errors import ConfigurationError, SqlqCompatibilityWarning
+from ..log import job_fields
 from ..names import validate_queue
 from ..outage import Backoff, OutageLog, is_outage, wait_for_database
 from ..store import ClaimedJob, Interrupted, Outcome, RetryRequest, Unregistered
+from .autoscale import Autoscaler, parse_autoscale
 from .execution import Executor, Result
 from .pools import POOL_NAMES, BasePool, pool_class
 from .recording import Recorder
@@ -114,6 +116,17 @@ def _celery_arguments(shutdown_grace: float | None, shutdown_timeout: float | No
     return shutdown_timeout
 
 
+def _log_received(jobs: Sequence[ClaimedJob]) -> None:
+    """Celery's ``Task NAME[ID] received`` (DEBUG here: a line per job at INFO would cost the drain)."""
+    for job in jobs:
+        log.debug("Task %s[%s] received", job.task, job.id, extra=job_fields(job.id, job.task, job.queue))
+
+
+def conf_log_format(app: App) -> str:
+    """The ``log_format`` setting (``--log-format`` sets it), which the prefork children follow."""
+    return str(app.conf.log_format)
+
+
 def _consumed_queues(queues: Sequence[str], exclude_queues: Sequence[str] | None) -> list[str]:
     """The queues to consume: ``queues`` (or the default queue) without ``exclude_queues`` (Celery's
     ``-X``). A sqlq worker consumes only the queues it is given, never every declared queue, so
@@ -143,7 +156,8 @@ class Worker:
                  poll_interval: float | None = None, shutdown_grace: float | None = None,
                  install_signal_handlers: bool = False, exclude_queues: Sequence[str] | None = None,
                  shutdown_timeout: float | None = None, without_heartbeat: bool = False,
-                 without_mingle: bool = False, without_gossip: bool = False):
+                 without_mingle: bool = False, without_gossip: bool = False,
+                 autoscale: str | tuple[int, int] | None = None, max_memory_per_child: int | None = None):
         # exclude_queues, shutdown_timeout and without_*: Celery's worker arguments, which Celery's
         # pytest fixtures pass through celery_worker_parameters (issue #12); see _celery_arguments
         app.finalize(auto=True)  # include/imports, task_annotations, on_after_finalize (issue #12)
@@ -159,6 +173,18 @@ class Worker:
         self.concurrency = int(concurrency or conf.worker_concurrency or os.cpu_count() or 1)
         if self.pool_name == "solo":
             self.concurrency = 1
+        self.autoscale = parse_autoscale(autoscale)
+        if self.autoscale is not None:
+            if self.pool_name == "solo":
+                raise ConfigurationError("--autoscale needs a pool that can grow: the solo pool runs one job at a "
+                                         "time; use -P threads or -P prefork")
+            self.concurrency = self.autoscale[1]  # (Celery's: the pool starts at MIN)
+        self.max_memory_per_child = max_memory_per_child or conf.worker_max_memory_per_child
+        if self.max_memory_per_child and self.pool_name != "prefork":
+            log.warning("--max-memory-per-child (worker_max_memory_per_child=%s KiB) applies to the prefork "
+                        "pool only: a %s worker runs its jobs in its own process, which it cannot replace; "
+                        "use -P prefork, or restart the worker from your process manager", self.max_memory_per_child,
+                        self.pool_name)
         self.prefetch_multiplier = max(1, int(prefetch_multiplier or conf.worker_prefetch_multiplier))
         self.capacity = self.concurrency * self.prefetch_multiplier
         self.max_tasks_per_child = max_tasks_per_child or conf.worker_max_tasks_per_child
@@ -233,6 +259,7 @@ class Worker:
         self._queues_channel = self.store.queues_channel
         self._claimable: list[str] = self.queues
         self.pool: BasePool = self._make_pool()
+        self.autoscaler = Autoscaler(self, *self.autoscale) if self.autoscale is not None else None
 
     # construction ------------------------------------------------------------------------------
 
@@ -261,7 +288,8 @@ class Worker:
                     "inside a function or a fixture?); run `sqlq -A module:app worker`, or use -P threads"
                 )
             kwargs = {"app_path": path, "worker_id": self.id, "hostname": self.hostname,
-                      "max_tasks_per_child": self.max_tasks_per_child, "task_limits": self._hard_limit}
+                      "max_tasks_per_child": self.max_tasks_per_child, "task_limits": self._hard_limit,
+                      "max_memory_per_child": self.max_memory_per_child, "log_format": conf_log_format(self.app)}
         return cls(self._new_executor, self.concurrency, self._on_result, self._on_lost, **kwargs)
 
     def _new_executor(self) -> Executor:
@@ -271,8 +299,11 @@ class Worker:
         return executor
 
     def _hard_limit(self, task_name: str) -> float | None:
+        """A prefork job's hard limit, which the parent enforces: the task's own, else the app's
+        ``task_time_limit`` (``--time-limit``)."""
         task = self.app.tasks.get(task_name)
-        return task.time_limit if task is not None else None
+        own = task.time_limit if task is not None else None
+        return own if own is not None else self.app.conf.task_time_limit
 
     # callbacks from the pool (any thread) ------------------------------------------------------
 
@@ -390,6 +421,8 @@ class Worker:
         housekeeper.start()
         finisher.start()
         self.control.start()
+        if self.autoscaler is not None:
+            self.autoscaler.start()
         log.info("worker %s ready: queues=%s pool=%s concurrency=%d prefetch=%d", self.hostname,
                  ",".join(self.queues), self.pool_name, self.concurrency, self.capacity)
         signals.worker_ready.send(sender=self)
@@ -398,6 +431,8 @@ class Worker:
             self._shut_down()
         finally:
             self._stopped.set()
+            if self.autoscaler is not None:
+                self.autoscaler.stop()
             self._finish_wake.set()
             self._housekeeping_wake.set()
             if listener is not None:
@@ -602,6 +637,8 @@ class Worker:
                     jobs = self.control.drop_revoked(jobs)
                 if signals.task_received.has_receivers:
                     signals.send_task_received(self, jobs)
+                if log.isEnabledFor(logging.DEBUG):  # (once per claimed batch)
+                    _log_received(jobs)
                 self.pool.submit(jobs)
             if total >= free:
                 break
@@ -647,6 +684,8 @@ class Worker:
                 if claim.jobs:
                     total += len(claim.jobs)
                     self._count(len(claim.jobs))
+                    if log.isEnabledFor(logging.DEBUG):
+                        _log_received(claim.jobs)
                     self.pool.submit(self.control.drop_revoked(claim.jobs) if self.control.revoked.ids
                                      else claim.jobs)
                 if claim.retry_in is not None:
@@ -659,6 +698,8 @@ class Worker:
                 if jobs:
                     total += len(jobs)
                     self._count(len(jobs))
+                    if log.isEnabledFor(logging.DEBUG):
+                        _log_received(jobs)
                     self.pool.submit(self.control.drop_revoked(jobs) if self.control.revoked.ids else jobs)
             if total >= free:
                 break

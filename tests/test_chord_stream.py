@@ -115,3 +115,20 @@ def test_a_router_function_routes_each_member(app, tasks, raw_conn, schema):
     counts = dict(raw_conn.execute(f'SELECT queue, count(*) FROM "{schema}".jobs WHERE group_id = %s GROUP BY queue',
                                    (result.parent.id,)).fetchall())
     assert counts == {"even": 50, "odd": 50}
+
+
+def test_sent_from_a_running_task_the_members_hang_under_it(app, run_worker, tasks, raw_conn, schema):
+    add, listing = tasks
+
+    @app.task(name="proj.fan_out")
+    def fan_out(n):
+        return chord((add.s(i) for i in range(n)), listing.s()).apply_async().id
+
+    with run_worker(app, concurrency=4):
+        sender = fan_out.delay(100)
+        body = app.AsyncResult(sender.get(timeout=TIMEOUT))
+        assert body.get(timeout=TIMEOUT) == list(range(100))
+    members = raw_conn.execute(f'SELECT DISTINCT parent_id::text, root_id::text FROM "{schema}".results '
+                               f"WHERE task = 'proj.add'").fetchall()
+    assert members == [(sender.id, sender.id)]
+    assert scalar(raw_conn, "SELECT root_id::text FROM {s}.results WHERE id = %s", body.id, schema=schema) == sender.id

@@ -151,6 +151,11 @@ class _Compiler:
             spec = self.app.build_job(task.name, a, k, task=task, **task._task_defaults(o))
         else:
             spec = self.app.build_job(sig.name, a, k, **o)
+        if spec.unique_key is not None:
+            raise ConfigurationError(
+                f"{sig.name} has a unique key ({spec.unique_key!r}); a workflow's later steps are written by the "
+                f"database, which does not resolve keys: send the keyed call on its own (apply_async) or drop "
+                f"unique_key/unique_on for this step")
         if spec.exchange is not None:
             raise ConfigurationError(
                 f"{sig.name} is routed through exchange {spec.exchange!r}; a workflow's steps go to one queue "
@@ -202,7 +207,8 @@ class _Compiler:
             return None
         task, pairs, defaults = alike
         specs = self.app.build_jobs(task.name, pairs, task=task, **defaults)
-        if any(s.exchange is not None or s.content_type != serialization.JSON for s in specs):
+        if any(s.exchange is not None or s.content_type != serialization.JSON or s.unique_key is not None
+               for s in specs):
             return None
         nodes = [self._node(spec, m, group_id) for spec, m in zip(specs, members, strict=True)]
         return nodes, [AsyncResult(spec.id, self.app, spec.task) for spec in specs]

@@ -1,0 +1,121 @@
+"""Unique jobs (unique.sql): writing a job with a unique key, its ``unique_for`` window, pruning
+the windows that ended.
+
+A keyed write is a few statements, decided by what each returns (write, else read the holder; take
+the window, else take the job back), so it is written once as a generator of statements
+(``unique_steps``) that the sync and async drivers, and a caller's SQLAlchemy connection, run in
+one transaction each. A holder that finishes between two statements makes the write start over; it
+cannot loop for long, as every round found a job that then finished.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Awaitable, Callable, Generator, Sequence
+from typing import Any, NamedTuple
+
+import psycopg
+
+from ..errors import SqlqError
+from .base import StoreBase
+from .records import JobSpec, UniqueHolder, UniqueRow, UniqueWindow, UniqueWrite
+
+
+class Step(NamedTuple):
+    """A statement the steps ask to run, with its parameters."""
+
+    statement: str
+    params: dict[str, Any]
+
+
+#: The rows a step's statement returned (empty when none), as the driver fetched them.
+Rows = list[Sequence[Any]]
+Steps = Generator[Step, Rows, UniqueWrite]
+#: Rounds of "the holder finished before it could be read" before giving up (each needs a job of
+#: the key to finish during one round trip).
+_MAX_ROUNDS = 100
+
+
+class Unique(StoreBase):
+    def unique_steps(self, job: JobSpec) -> Steps:
+        """The statements of one keyed write, each sent the rows of the one before."""
+        params = job.params()
+        params["unique_key"] = job.unique_key
+        key = {"unique_key": job.unique_key}
+        write = self.sql["UNIQUE_ENQUEUE_REPLACE" if job.on_conflict == "replace" else "UNIQUE_ENQUEUE"]
+        for _ in range(_MAX_ROUNDS):
+            rows = yield Step(write, params)
+            if rows:
+                row = UniqueRow(*rows[0])
+                if row.id != job.id:  # (replace) the waiting holder took this call
+                    return UniqueWrite(row.id, written=False, replaced=True)
+                if row.window_job is not None and row.window_job != job.id:
+                    # the window's job finished while this insert waited for it: the window holds the key
+                    yield Step(self.sql["UNIQUE_UNDO"], {"id": job.id})
+                    return UniqueWrite(row.window_job, written=False, replaced=False)
+                if job.unique_for is None:
+                    return UniqueWrite(job.id, written=True, replaced=False)
+                taken = yield Step(self.sql["UNIQUE_WINDOW_TAKE"], dict(key, id=job.id, unique_for=job.unique_for))
+                if taken:
+                    return UniqueWrite(job.id, written=True, replaced=False)
+                yield Step(self.sql["UNIQUE_UNDO"], {"id": job.id})
+            else:
+                holder = yield Step(self.sql["UNIQUE_HOLDER"], key)
+                if holder:
+                    return UniqueWrite(UniqueHolder(*holder[0]).id, written=False, replaced=False)
+            held = yield Step(self.sql["UNIQUE_WINDOW_HOLDER"], key)
+            if held:
+                return UniqueWrite(UniqueWindow(*held[0]).job_id, written=False, replaced=False)
+            # the holder finished, or its window ended, between two statements: write again
+        raise SqlqError(f"unique key {job.unique_key!r}: its holder kept finishing before it could be read "
+                        f"({_MAX_ROUNDS} rounds); send the call again")
+
+    def enqueue_unique(self, conn: psycopg.Connection, jobs: list[JobSpec]) -> list[UniqueWrite]:
+        """Write keyed ``jobs`` on a psycopg connection, in one transaction (the caller's when it
+        has one: a savepoint-free sequence of statements in it)."""
+        def run(statement: str, params: dict[str, Any]) -> Rows:
+            cur = conn.execute(statement, params)
+            return list(cur.fetchall()) if cur.description else []
+
+        atomic = conn.transaction() if conn.autocommit else contextlib.nullcontext()
+        with atomic:
+            return [drive(self.unique_steps(job), run) for job in jobs]
+
+    async def aenqueue_unique(self, conn: psycopg.AsyncConnection, jobs: list[JobSpec]) -> list[UniqueWrite]:
+        """``enqueue_unique`` on an async connection."""
+        async def run(statement: str, params: dict[str, Any]) -> Rows:
+            cur = await conn.execute(statement, params)
+            return list(await cur.fetchall()) if cur.description else []
+
+        atomic = conn.transaction() if conn.autocommit else _anull()
+        async with atomic:
+            return [await adrive(self.unique_steps(job), run) for job in jobs]
+
+    def unique_prune(self, conn: psycopg.Connection) -> int:
+        """Delete the windows that ended (maintenance)."""
+        return conn.execute(self.sql["UNIQUE_PRUNE"]).rowcount
+
+
+def drive(steps: Steps, run: Callable[[str, dict[str, Any]], Rows]) -> UniqueWrite:
+    """Run ``steps`` with ``run`` (one statement, its rows) until they say what was written."""
+    try:
+        step = next(steps)
+        while True:
+            step = steps.send(run(step.statement, step.params))
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
+
+
+async def adrive(steps: Steps, run: Callable[[str, dict[str, Any]], Awaitable[Rows]]) -> UniqueWrite:
+    """``drive`` with an async ``run``."""
+    try:
+        step = next(steps)
+        while True:
+            step = steps.send(await run(step.statement, step.params))
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
+
+
+@contextlib.asynccontextmanager
+async def _anull() -> Any:
+    yield None

@@ -2,9 +2,10 @@
 task's key from a call (``@app.task(unique_on=...)``). No SQL: the store enforces the key
 (store/unique.sql), this module only decides what the key is, so a bad option raises at the call.
 
-A derived key is ``<task name>:<sha256 of the canonical JSON of the chosen parts>``: the same call
-gives the same key in every process (dict order does not matter, tagged types compare by value),
-and an index entry stays small whatever the arguments weigh. A key given as ``unique_key=`` is used
+A derived key is ``<task name>:<128-bit BLAKE2b of the canonical JSON of the chosen parts>`` (32 hex
+digits): the same call gives the same key in every process (dict order does not matter, tagged
+types compare by value), and the key, which every claim of the job writes again into the index,
+stays short whatever the arguments weigh. A key given as ``unique_key=`` is used
 as it is, so one key can be shared by several tasks.
 """
 
@@ -97,11 +98,11 @@ def derive_key(task_name: str, unique_on: UniqueOn, args: Sequence[Any] | None, 
 
 
 def digest(value: Any) -> str:
-    """sha256 of ``value``'s canonical JSON: sqlq's tagged JSON (so a datetime or a UUID counts by
+    """A 128-bit BLAKE2b of ``value``'s canonical JSON: sqlq's tagged JSON (so a datetime or a UUID counts by
     its value), read back as plain JSON, tags and all, and written with sorted keys."""
     plain = json.loads(serialization.json_dumps(value))
     text = json.dumps(plain, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(text.encode()).hexdigest()
+    return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
 
 
 def _bound(args: tuple[Any, ...], kwargs: dict[str, Any], run: Callable[..., Any] | None) -> dict[str, Any]:

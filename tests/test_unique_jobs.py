@@ -159,6 +159,11 @@ def test_a_window_and_a_waiting_job_both_hold_the_key(app, tasks, schema, raw_co
                             "both", schema=schema), message="the window to end")
     assert tasks.touch.apply_async(("w",), unique_key="both", unique_for=5).id == first.id
     assert len(_keyed_jobs(raw_conn, schema, "both")) == 1
+    # maintenance deletes the windows that ended, and only those
+    tasks.touch.apply_async(("w",), unique_key="long", unique_for=600)
+    with app._connections.connection() as conn:
+        assert app.store.unique_prune(conn) == 1
+    assert scalar(raw_conn, 'SELECT array_agg(key) FROM {s}.unique_keys', schema=schema) == ["long"]
 
 
 def test_task_level_unique_on_args(app, tasks, schema, raw_conn):

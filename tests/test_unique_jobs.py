@@ -271,3 +271,21 @@ def test_eager_mode_accepts_the_options_and_keeps_windows(schema, database_url):
             count.apply_async((3,), on_conflict="bad")
     finally:
         app.close()
+
+
+def test_beat_ticks_of_a_held_key_send_nothing_and_beat_goes_on(app, tasks, schema, raw_conn, caplog):
+    from datetime import UTC, datetime, timedelta
+
+    from sqlq import crontab
+    from sqlq.periodic.beat import Beat
+
+    start = datetime(2026, 5, 1, 12, 0, 1, tzinfo=UTC)
+    app.conf.beat_schedule = {"u": {"task": "t.touch", "schedule": crontab(minute="*/15"), "args": ("b",),
+                                    "options": {"unique_key": "beat", "on_conflict": "error", "countdown": 3600}}}
+    Beat(app).sync_config(start)
+    first = Beat(app).run_once(start + timedelta(minutes=16))
+    with caplog.at_level("INFO", logger="sqlq"):
+        second = Beat(app).run_once(start + timedelta(minutes=31))
+    assert len(first) == len(second) == 1  # both ticks recorded, the second wrote no job
+    assert [r[0] for r in _keyed_jobs(raw_conn, schema, "beat")] == [first[0].job_id]
+    assert f"unique key 'beat' is held by job {first[0].job_id}" in caplog.text

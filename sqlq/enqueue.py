@@ -15,11 +15,12 @@ transaction is gone.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
 import psycopg
@@ -463,9 +464,10 @@ async def _aenqueue_keyed(app: App, specs: Sequence[JobSpec], connection: Any) -
             done = await store.aenqueue_unique(conn, keyed)
     else:
         try:
-            if plain:
-                await _awrite(app, store, connection, plain)
-            done = await store.aenqueue_unique(connection, keyed)
+            async with connection.transaction() if connection.autocommit else _anull():
+                if plain:
+                    await _awrite(app, store, connection, plain)
+                done = await store.aenqueue_unique(connection, keyed)
         except psycopg.OperationalError as exc:
             if broke(connection, exc):
                 raise broke_in_transaction([s.id for s in specs], exc, _in_transaction(connection)) from exc
@@ -474,6 +476,12 @@ async def _aenqueue_keyed(app: App, specs: Sequence[JobSpec], connection: Any) -
     if signals.after_task_publish.has_receivers:
         signals.send_after_publish(specs)
     return [AsyncResult(w.id if w is not None else s.id, app, s.task) for s, w in zip(specs, writes, strict=True)]
+
+
+@contextlib.asynccontextmanager
+async def _anull() -> AsyncIterator[None]:
+    """An async context that does nothing (the caller's transaction is already open)."""
+    yield None
 
 
 def _check_keyed_batch(store: Store, specs: Sequence[JobSpec]) -> None:
@@ -525,7 +533,9 @@ def _write_keyed_on(app: App, connection: Any, store: Store, specs: Sequence[Job
     if isinstance(connection, psycopg.Connection):
         in_transaction = _in_transaction(connection)
         try:
-            return _write_keyed(store, connection, specs)
+            # (an autocommit connection gets a transaction of its own: an insert may be taken back)
+            with connection.transaction() if connection.autocommit else contextlib.nullcontext():
+                return _write_keyed(store, connection, specs)
         except psycopg.Error as exc:
             if broke(connection, exc):
                 raise broke_in_transaction([s.id for s in specs], exc, in_transaction) from exc

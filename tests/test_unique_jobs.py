@@ -223,14 +223,18 @@ def test_keyed_enqueue_in_the_callers_transaction(app, tasks, schema, database_u
         assert conn.execute("SELECT 1").fetchone() == (1,)
 
 
-def test_async_sends_honour_the_key(app, tasks, schema, raw_conn):
-    async def send() -> tuple[str, str]:
+def test_async_sends_honour_the_key(app, tasks, schema, raw_conn, database_url):
+    async def send() -> tuple[str, str, str]:
         a = await tasks.touch.aapply_async(("z",), unique_key="async", countdown=60)
         b = await tasks.touch.aapply_async(("z",), unique_key="async")
-        return a.id, b.id
+        async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
+            c = await tasks.touch.aapply_async(("z",), unique_key="async", connection=conn)
+            with pytest.raises(DuplicateJobError):
+                await tasks.touch.aapply_async(("z",), unique_key="async", on_conflict="error", connection=conn)
+        return a.id, b.id, c.id
 
-    a, b = asyncio.run(send())
-    assert a == b
+    a, b, c = asyncio.run(send())
+    assert a == b == c
     assert len(_keyed_jobs(raw_conn, schema, "async")) == 1
 
 

@@ -10,7 +10,6 @@ cannot loop for long, as every round found a job that then finished.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Awaitable, Callable, Generator, Sequence
 from typing import Any, NamedTuple
 
@@ -71,25 +70,21 @@ class Unique(StoreBase):
                         f"({_MAX_ROUNDS} rounds); send the call again")
 
     def enqueue_unique(self, conn: psycopg.Connection, jobs: list[JobSpec]) -> list[UniqueWrite]:
-        """Write keyed ``jobs`` on a psycopg connection, in one transaction (the caller's when it
-        has one: a savepoint-free sequence of statements in it)."""
+        """Write keyed ``jobs`` on a psycopg connection, which must be in a transaction (an insert
+        may be taken back by a later statement, before anyone could claim it)."""
         def run(statement: str, params: dict[str, Any]) -> Rows:
             cur = conn.execute(statement, params)
             return list(cur.fetchall()) if cur.description else []
 
-        atomic = conn.transaction() if conn.autocommit else contextlib.nullcontext()
-        with atomic:
-            return [drive(self.unique_steps(job), run) for job in jobs]
+        return [drive(self.unique_steps(job), run) for job in jobs]
 
     async def aenqueue_unique(self, conn: psycopg.AsyncConnection, jobs: list[JobSpec]) -> list[UniqueWrite]:
-        """``enqueue_unique`` on an async connection."""
+        """``enqueue_unique`` on an async connection (in a transaction too)."""
         async def run(statement: str, params: dict[str, Any]) -> Rows:
             cur = await conn.execute(statement, params)
             return list(await cur.fetchall()) if cur.description else []
 
-        atomic = conn.transaction() if conn.autocommit else _anull()
-        async with atomic:
-            return [await adrive(self.unique_steps(job), run) for job in jobs]
+        return [await adrive(self.unique_steps(job), run) for job in jobs]
 
     def unique_prune(self, conn: psycopg.Connection) -> int:
         """Delete the windows that ended (maintenance)."""
@@ -115,7 +110,3 @@ async def adrive(steps: Steps, run: Callable[[str, dict[str, Any]], Awaitable[Ro
     except StopIteration as done:
         return done.value  # type: ignore[no-any-return]
 
-
-@contextlib.asynccontextmanager
-async def _anull() -> Any:
-    yield None

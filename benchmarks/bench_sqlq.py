@@ -228,7 +228,7 @@ class Db:
         return self.conn.execute(sql.SQL("SELECT count(*) FROM {}").format(self.t("jobs"))).fetchone()[0]
 
     def keyed_jobs_count(self) -> int:
-        return self.conn.execute(sql.SQL("SELECT count(*) FROM {} WHERE unique_key IS NOT NULL").format(
+        return self.conn.execute(sql.SQL("SELECT count(*) FROM {} WHERE unique_hash IS NOT NULL").format(
             self.t("jobs"))).fetchone()[0]
 
     def results_count(self) -> int:

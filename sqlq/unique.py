@@ -15,6 +15,7 @@ import hashlib
 import inspect
 import json
 import math
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -95,6 +96,13 @@ def derive_key(task_name: str, unique_on: UniqueOn, args: Sequence[Any] | None, 
             if part in named:
                 parts["kw:" + part] = named[part]
     return f"{task_name}:{digest(parts)}"
+
+
+def key_hash(key: str) -> str:
+    """The uuid a key is stored and indexed as (``jobs.unique_hash``): its 128-bit BLAKE2b. A
+    16-byte entry compared as bytes, instead of the key's text under the database's collation,
+    which every claim of a keyed job writes into the index again."""
+    return str(uuid.UUID(bytes=hashlib.blake2b(key.encode(), digest_size=16, person=b"sqlq-unique").digest()))
 
 
 def digest(value: Any) -> str:

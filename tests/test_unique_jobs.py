@@ -18,14 +18,15 @@ from sqlalchemy.orm import Session
 from sqlq import App
 from sqlq.config import sqlalchemy_url
 from sqlq.errors import ConfigurationError, DuplicateJobError, TaskDefinitionError
+from sqlq.unique import key_hash
 from tests.apps.harness import result_row, scalar, wait_for, wait_result
 
 PRODUCERS = 50
 
 
 def _keyed_jobs(conn: psycopg.Connection, schema: str, key: str) -> list[tuple]:
-    return conn.execute(f'SELECT id::text, state, args::text, run_at FROM "{schema}".jobs WHERE unique_key = %s',
-                        [key]).fetchall()
+    return conn.execute(f'SELECT id::text, state, args::text, run_at FROM "{schema}".jobs WHERE unique_hash = %s',
+                        [key_hash(key)]).fetchall()
 
 
 @pytest.fixture

@@ -11,11 +11,12 @@ cannot loop for long, as every round found a job that then finished.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Generator, Sequence
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import psycopg
 
 from ..errors import SqlqError
+from ..unique import key_hash
 from .base import StoreBase
 from .records import JobSpec, UniqueHolder, UniqueRow, UniqueWindow, UniqueWrite
 
@@ -39,8 +40,9 @@ class Unique(StoreBase):
     def unique_steps(self, job: JobSpec) -> Steps:
         """The statements of one keyed write, each sent the rows of the one before."""
         params = job.params()
-        params["unique_key"] = job.unique_key
-        key = {"unique_key": job.unique_key}
+        hashed = key_hash(cast(str, job.unique_key))
+        params["unique_hash"] = hashed
+        key = {"unique_hash": hashed}
         write = self.sql["UNIQUE_ENQUEUE_REPLACE" if job.on_conflict == "replace" else "UNIQUE_ENQUEUE"]
         for _ in range(_MAX_ROUNDS):
             rows = yield Step(write, params)
@@ -54,7 +56,8 @@ class Unique(StoreBase):
                     return UniqueWrite(row.window_job, written=False, replaced=False)
                 if job.unique_for is None:
                     return UniqueWrite(job.id, written=True, replaced=False)
-                taken = yield Step(self.sql["UNIQUE_WINDOW_TAKE"], dict(key, id=job.id, unique_for=job.unique_for))
+                taken = yield Step(self.sql["UNIQUE_WINDOW_TAKE"],
+                                   dict(key, unique_key=job.unique_key, id=job.id, unique_for=job.unique_for))
                 if taken:
                     return UniqueWrite(job.id, written=True, replaced=False)
                 yield Step(self.sql["UNIQUE_UNDO"], {"id": job.id})

@@ -1,6 +1,6 @@
--- Unique jobs: a job written with a unique key, against the unique partial index jobs_unique
--- (migration 0010), and the key's window after it (unique_keys). jobs holds only waiting, scheduled
--- and running rows, so the index is over exactly the jobs that block a key, and a finished job frees
+-- Unique jobs: a job written with a unique key (as its 128-bit hash `unique_hash`, made by
+-- sqlq.unique.key_hash), against the unique partial index jobs_unique (migration 0010), and the
+-- key's window after it (unique_keys). jobs holds only waiting, scheduled and running rows, so the index is over exactly the jobs that block a key, and a finished job frees
 -- its key by leaving the table: no finishing statement knows of keys. Every write here is
 -- INSERT ... ON CONFLICT, never a check then an insert: two producers of one key meet in the index
 -- (the second waits for the first to commit, then sees its row), whatever their transactions.
@@ -18,7 +18,7 @@
 -- for it, so the caller takes the row back (UNIQUE_UNDO). A window is written in the transaction that
 -- writes its job, so a window this statement could not see belongs to a job it meets in the index.
 WITH w AS (
-    SELECT job_id FROM {unique_keys} WHERE key = %(unique_key)s::text AND held_until > statement_timestamp()
+    SELECT job_id FROM {unique_keys} WHERE key_hash = %(unique_hash)s::uuid AND held_until > statement_timestamp()
 ), v AS (
     SELECT %(id)s::uuid AS id,
            coalesce(%(eta)s::timestamptz,
@@ -27,15 +27,15 @@ WITH w AS (
                     statement_timestamp() + make_interval(secs => %(expires_in)s::float8)) AS expires_at
 ), ins AS (
     INSERT INTO {jobs} (id, task, queue, priority, state, args, kwargs, payload, content_type, headers,
-                        run_at, expires_at, enqueued_at, acks_late, group_id, root_id, parent_id, unique_key)
+                        run_at, expires_at, enqueued_at, acks_late, group_id, root_id, parent_id, unique_hash)
     SELECT v.id, %(task)s::text, %(queue)s::text, %(priority)s::smallint,
            CASE WHEN v.run_at > statement_timestamp() THEN 'scheduled' ELSE 'available' END,
            %(args)s::jsonb, %(kwargs)s::jsonb, %(payload)s::bytea, %(content_type)s::text, %(headers)s::jsonb,
            v.run_at, v.expires_at, statement_timestamp(), %(acks_late)s::bool, %(group_id)s::uuid,
-           %(root_id)s::uuid, %(parent_id)s::uuid, %(unique_key)s::text
+           %(root_id)s::uuid, %(parent_id)s::uuid, %(unique_hash)s::uuid
     FROM v
     WHERE NOT EXISTS (SELECT 1 FROM w WHERE NOT EXISTS (SELECT 1 FROM {jobs} AS h WHERE h.id = w.job_id))
-    ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL DO NOTHING
+    ON CONFLICT (unique_hash) WHERE unique_hash IS NOT NULL DO NOTHING
     RETURNING id, queue, state
 ), woken AS (
     SELECT pg_notify({jobs_channel}, queue) FROM ins WHERE state = 'available'
@@ -51,7 +51,7 @@ FROM ins
 -- holder is left alone (no row comes back; UNIQUE_HOLDER names it). Returns the row written or
 -- replaced: the id says which.
 WITH w AS (
-    SELECT job_id FROM {unique_keys} WHERE key = %(unique_key)s::text AND held_until > statement_timestamp()
+    SELECT job_id FROM {unique_keys} WHERE key_hash = %(unique_hash)s::uuid AND held_until > statement_timestamp()
 ), v AS (
     SELECT %(id)s::uuid AS id,
            coalesce(%(eta)s::timestamptz,
@@ -60,15 +60,15 @@ WITH w AS (
                     statement_timestamp() + make_interval(secs => %(expires_in)s::float8)) AS expires_at
 ), ins AS (
     INSERT INTO {jobs} AS j (id, task, queue, priority, state, args, kwargs, payload, content_type, headers,
-                             run_at, expires_at, enqueued_at, acks_late, group_id, root_id, parent_id, unique_key)
+                             run_at, expires_at, enqueued_at, acks_late, group_id, root_id, parent_id, unique_hash)
     SELECT v.id, %(task)s::text, %(queue)s::text, %(priority)s::smallint,
            CASE WHEN v.run_at > statement_timestamp() THEN 'scheduled' ELSE 'available' END,
            %(args)s::jsonb, %(kwargs)s::jsonb, %(payload)s::bytea, %(content_type)s::text, %(headers)s::jsonb,
            v.run_at, v.expires_at, statement_timestamp(), %(acks_late)s::bool, %(group_id)s::uuid,
-           %(root_id)s::uuid, %(parent_id)s::uuid, %(unique_key)s::text
+           %(root_id)s::uuid, %(parent_id)s::uuid, %(unique_hash)s::uuid
     FROM v
     WHERE NOT EXISTS (SELECT 1 FROM w WHERE NOT EXISTS (SELECT 1 FROM {jobs} AS h WHERE h.id = w.job_id))
-    ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL DO UPDATE
+    ON CONFLICT (unique_hash) WHERE unique_hash IS NOT NULL DO UPDATE
     SET task = EXCLUDED.task, queue = EXCLUDED.queue, priority = EXCLUDED.priority, state = EXCLUDED.state,
         args = EXCLUDED.args, kwargs = EXCLUDED.kwargs, payload = EXCLUDED.payload,
         content_type = EXCLUDED.content_type, headers = EXCLUDED.headers, run_at = EXCLUDED.run_at,
@@ -86,22 +86,23 @@ FROM ins
 -- name: UNIQUE_HOLDER
 -- The job that holds a key (after UNIQUE_ENQUEUE wrote nothing). None when it finished in between:
 -- the caller then writes again.
-SELECT id::text AS id, state FROM {jobs} WHERE unique_key = %(unique_key)s::text
+SELECT id::text AS id, state FROM {jobs} WHERE unique_hash = %(unique_hash)s::uuid
 
 -- name: UNIQUE_WINDOW_TAKE
 -- unique_for: hold the key for `unique_for` seconds from now, for the job just written, unless
 -- another job's window still holds it. The primary key serializes two takers; a row past its
 -- held_until is taken over in place. Returns the row when taken, nothing when held.
-INSERT INTO {unique_keys} AS k (key, job_id, held_until)
-VALUES (%(unique_key)s::text, %(id)s::uuid, statement_timestamp() + make_interval(secs => %(unique_for)s::float8))
-ON CONFLICT (key) DO UPDATE SET job_id = EXCLUDED.job_id, held_until = EXCLUDED.held_until
+INSERT INTO {unique_keys} AS k (key_hash, key, job_id, held_until)
+VALUES (%(unique_hash)s::uuid, %(unique_key)s::text, %(id)s::uuid,
+        statement_timestamp() + make_interval(secs => %(unique_for)s::float8))
+ON CONFLICT (key_hash) DO UPDATE SET key = EXCLUDED.key, job_id = EXCLUDED.job_id, held_until = EXCLUDED.held_until
 WHERE k.held_until <= statement_timestamp()
 RETURNING k.job_id::text AS job_id
 
 -- name: UNIQUE_WINDOW_HOLDER
 -- The job whose window holds a key (after UNIQUE_WINDOW_TAKE took nothing); none once it ended.
 SELECT job_id::text AS job_id FROM {unique_keys}
-WHERE key = %(unique_key)s::text AND held_until > statement_timestamp()
+WHERE key_hash = %(unique_hash)s::uuid AND held_until > statement_timestamp()
 
 -- name: UNIQUE_UNDO
 -- Take back the job this transaction just wrote, when the key's window turned out to be held: the

@@ -10,7 +10,7 @@ import pytest
 
 from sqlq import App
 from sqlq.errors import ConfigurationError, TaskDefinitionError
-from sqlq.unique import MAX_KEY_LENGTH, check_options, check_unique_on, derive_key
+from sqlq.unique import MAX_KEY_LENGTH, check_options, check_unique_on, derive_key, key_hash
 
 
 @pytest.fixture
@@ -110,3 +110,9 @@ def test_a_keyed_call_cannot_go_through_an_exchange(app):
     add = app.task(name="proj.add")(lambda x, y: x + y)
     with pytest.raises(ConfigurationError, match="cannot be used with an exchange"):
         add.build_job((1, 2), {}, unique_key="k", exchange="events", routing_key="a")
+
+
+def test_a_key_is_indexed_as_a_uuid_of_its_hash():
+    assert key_hash("digest:7") == key_hash("digest:7")
+    assert key_hash("digest:7") != key_hash("digest:8")
+    assert len(key_hash("x" * MAX_KEY_LENGTH)) == 36  # a uuid's text, whatever the key's length

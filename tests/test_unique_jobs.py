@@ -294,3 +294,27 @@ def test_beat_ticks_of_a_held_key_send_nothing_and_beat_goes_on(app, tasks, sche
     assert len(first) == len(second) == 1  # both ticks recorded, the second wrote no job
     assert [r[0] for r in _keyed_jobs(raw_conn, schema, "beat")] == [first[0].job_id]
     assert f"unique key 'beat' is held by job {first[0].job_id}" in caplog.text
+
+
+def test_a_keyed_write_whose_connection_broke_is_made_again(app, tasks, schema, database_url, raw_conn):
+    """The first attempt waits on the key (another transaction holds it) when its backend is
+    terminated: the write runs again on a new connection, waits in turn, and gets the holder's job
+    once that transaction commits."""
+    with psycopg.connect(database_url) as holder:  # a transaction of its own holds the key
+        held = tasks.touch.apply_async(("h",), unique_key="broken", connection=holder)
+        got: list[str] = []
+        sender = threading.Thread(target=lambda: got.append(tasks.touch.apply_async(("s",), unique_key="broken").id))
+        sender.start()
+
+        def waiting() -> list[int]:  # our own backend: its statement names this test's schema
+            return [r[0] for r in raw_conn.execute(
+                "SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE %s "
+                "AND pid <> pg_backend_pid()", [f'%"{schema}"."jobs"%'])]
+
+        first = wait_for(waiting, message="the send waiting on the key")
+        raw_conn.execute("SELECT pg_terminate_backend(%s)", [first[0]])
+        wait_for(lambda: (pids := waiting()) and pids != first, message="the retry waiting on the key")
+        holder.commit()
+        sender.join(30)
+    assert got == [held.id]
+    assert [r[0] for r in _keyed_jobs(raw_conn, schema, "broken")] == [held.id]

@@ -194,6 +194,11 @@ def test_signature_options_and_bulk_sends(app, tasks, schema, raw_conn):
         tasks.by_args.apply_many([((9, 9), {}), ((1, 0), {})], on_conflict="error")
     assert scalar(raw_conn, 'SELECT count(*) FROM {s}.jobs WHERE task = %s', "t.by_args",
                   schema=schema) == 3  # the batch wrote nothing, not even its new call
+    # a group's members too: a member whose key is held is the holder
+    from sqlq import group
+
+    members = group(tasks.by_args.s(1, 0).set(countdown=60), tasks.by_args.s(5, 0).set(countdown=60)).apply_async()
+    assert members.results[0].id == results[0].id and members.results[1].id not in {r.id for r in results}
     # a workflow's later steps are written by the database, which does not resolve keys
     with pytest.raises(ConfigurationError, match="workflow's later steps"):
         (tasks.touch.s("a") | tasks.touch.si("b").set(unique_key="step")).apply_async()

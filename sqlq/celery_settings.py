@@ -40,8 +40,8 @@ SAME_NAME: tuple[str, ...] = (
     "task_acks_late", "task_always_eager", "task_annotations", "task_default_exchange",
     "task_default_exchange_type", "task_default_priority", "task_default_rate_limit",
     "task_default_routing_key", "task_eager_propagates", "task_ignore_result", "task_queues",
-    "task_routes", "task_serializer", "task_soft_time_limit", "task_time_limit", "task_track_started",
-    "worker_concurrency", "worker_disable_rate_limits", "worker_enable_remote_control",
+    "task_routes", "task_serializer", "task_soft_time_limit", "task_store_eager_result", "task_time_limit",
+    "task_track_started", "worker_concurrency", "worker_disable_rate_limits", "worker_enable_remote_control",
     "worker_max_tasks_per_child", "worker_pool", "worker_prefetch_multiplier",
 )
 
@@ -177,7 +177,6 @@ NOT_YET: dict[str, str] = {
     "task_inherit_parent_priority": "not supported yet: give the priority to apply_async or the task",
     "task_remote_tracebacks": "not supported yet: the traceback text is stored with a FAILURE result "
                               "(AsyncResult.traceback)",
-    "task_store_eager_result": "not supported yet: an eager call's result lives in its EagerResult only",
     "task_store_errors_even_if_ignored": "not supported yet: a task with ignore_result records "
                                          "its final state only",
     "task_reject_on_worker_lost": "not supported yet as an app setting: set reject_on_worker_lost on the "

@@ -49,6 +49,7 @@ DEFAULTS: dict[str, Any] = {
     "task_eager_propagates": False,
     "task_track_started": True,  # sqlq knows a job is running from its row; False reports PENDING as Celery does
     "task_ignore_result": False,
+    "task_store_eager_result": False,  # eager calls' outcomes in the results table too (AsyncResult(id) reads them)
     "task_time_limit": None,
     "task_soft_time_limit": None,
     "task_default_rate_limit": None,
@@ -72,6 +73,9 @@ DEFAULTS: dict[str, Any] = {
     "worker_dead_retention": 3600.0,  # seconds a dead worker stays listed (sqlq inspect workers)
     "worker_unknown_task_handbacks": 100,  # hand-backs of a job whose task a worker does not know
     "database_wait_timeout": None,  # None: workers and beats wait for the database at start for ever
+    # None: LISTEN and the workers' liveness sessions use database_url (set it when that is a pooler)
+    "listen_database_url": None,
+    "database_prepared_statements": True,  # False: none prepared (a transaction pooler before PgBouncer 1.21)
     "timezone": "UTC",
     "beat_schedule": {},
     "beat_catchup": "latest",
@@ -88,7 +92,8 @@ _FLOAT = {"worker_poll_interval", "worker_heartbeat_interval", "worker_lost_time
           "database_wait_timeout", "worker_revoke_expires",
           "task_time_limit", "task_soft_time_limit"}
 _BOOL = {"task_acks_late", "task_always_eager", "task_eager_propagates", "task_track_started",
-         "task_ignore_result", "worker_disable_rate_limits", "worker_enable_remote_control", "enable_utc"}
+         "task_ignore_result", "task_store_eager_result", "worker_disable_rate_limits",
+         "worker_enable_remote_control", "enable_utc", "database_prepared_statements"}
 _LIST = {"accept_content"}
 #: Settings that cannot come from a flat environment string.
 _NOT_FROM_ENV = {"task_routes", "task_queues", "beat_schedule", "database_url", "task_annotations", "imports",
@@ -112,6 +117,8 @@ def _coerce(key: str, raw: str) -> Any:
         return raw.strip().lower() in {"1", "true", "yes", "on"}
     if key in _LIST:
         return [p.strip() for p in raw.split(",") if p.strip()]
+    if key == "listen_database_url":
+        parse_database_url(raw)
     return raw
 
 
@@ -193,6 +200,8 @@ class Settings:
             return _seconds(value)
         elif key in ("imports", "include"):
             return _module_names(key, value)
+        elif key == "listen_database_url" and value is not None:
+            parse_database_url(value)  # a clear error now rather than at the first LISTEN
         return value
 
     def _translate(self, key: str, value: Any) -> tuple[str, Any] | None:

@@ -38,6 +38,7 @@ from .records import (
     ClaimedJob,
     DeclaredLimits,
     DeclaredRoutes,
+    EagerResultRow,
     ForeignSchedule,
     HandedBack,
     Interrupted,
@@ -65,7 +66,7 @@ from .unique import Unique
 from .workers import Workers
 from .workflows import Workflows
 
-__all__ = ["ClaimedJob", "DeclaredLimits", "DeclaredRoutes", "ForeignSchedule", "HandedBack", "Interrupted",
+__all__ = ["ClaimedJob", "DeclaredLimits", "DeclaredRoutes", "EagerResultRow", "ForeignSchedule", "HandedBack", "Interrupted",
            "JobSpec", "JobState", "LostJobs", "NextDue", "Outcome", "PausedQueue", "PublishRow", "QueueDepth",
            "RateLimitRow", "RateLimitedClaim", "RetryRequest", "RouteRow", "ScheduleRow", "Store", "UniqueWrite",
            "Unregistered", "WorkerRow"]

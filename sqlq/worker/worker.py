@@ -17,6 +17,9 @@ Threads in a worker process:
   the process dies the server frees the lock, and the other workers rescue its jobs about a second
   later instead of waiting for ``worker_lost_timeout``.
 
+The listener and the housekeeper keep session state, so they connect to ``listen_database_url``
+(unset: ``database_url``); behind a transaction pooler, the claims and outcomes go through it.
+
 No database error ends a worker: each thread retries with backoff (``sqlq.outage``), prefetched
 jobs keep running and their outcomes wait in memory until they can be recorded.
 """
@@ -42,7 +45,6 @@ import psycopg
 from .. import rate_limits, signals
 from ..control.server import KEEP as CONTROL_KEEP
 from ..control.server import WorkerControl
-from ..db import connect
 from ..errors import ConfigurationError, SqlqCompatibilityWarning
 from ..names import validate_queue
 from ..outage import Backoff, OutageLog, is_outage, wait_for_database
@@ -50,6 +52,7 @@ from ..store import ClaimedJob, Interrupted, Outcome, RetryRequest, Unregistered
 from .execution import Executor, Result
 from .pools import POOL_NAMES, BasePool, pool_class
 from .recording import Recorder
+from .request import RequestHooks
 
 if TYPE_CHECKING:
     from ..app import App
@@ -57,11 +60,22 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("sqlq.worker")
 
-#: Seconds between two looks at the other workers' liveness locks (one worker looks each time).
+#: Seconds between two looks at the workers' liveness locks, cluster-wide: each worker looks about
+#: every LIVENESS_INTERVAL x the number of registered workers (``_spread``), so that one look is made
+#: per interval however many workers there are, not one per worker.
 LIVENESS_INTERVAL = 0.5
 
-#: Seconds between two reads of the paused queues (a pause's NOTIFY makes the read at once).
-PAUSES_INTERVAL = 1.0
+#: Seconds between two reads of the paused queues: a backstop, as a pause's NOTIFY makes the read at
+#: once, and so does the LISTEN connection coming back (a NOTIFY may have been missed while it was down).
+PAUSES_INTERVAL = 5.0
+
+
+def spread(interval: float, workers: int) -> float:
+    """The wait before a worker's next turn at a cluster-wide chore that one worker per ``interval``
+    suffices for (liveness looks, maintenance, the scheduled jobs' backstop promotion): ``interval``
+    times the registered workers, drawn between half and one and a half of that, so that the
+    workers' turns interleave instead of falling together. With one worker it is about ``interval``."""
+    return interval * max(1, workers) * random.uniform(0.5, 1.5)
 
 #: A job handed back for want of its task waits this many seconds per hand-back so far, at most
 #: ``UNKNOWN_TASK_MAX_DELAY``, so that the worker that does not know it does not take it straight back.
@@ -180,6 +194,7 @@ class Worker:
         self._stopping = threading.Event()  # set by stop(): cuts a backoff wait short
         self._claim_backoff = Backoff()
         self._unregistered = False
+        self._registered_workers = 1  # how many workers the table holds, as of this one's last heartbeat
         self._queue_cursor = 0
         self.processed = 0
         # remote control (sqlq.control): commands, revoked ids, termination; per-task counts for stats
@@ -187,6 +202,10 @@ class Worker:
         self._terminating = self.control.terminating  # (read per outcome: one attribute, not two)
         self.totals: collections.Counter[str] = collections.Counter()
         self.executors: list[Executor] = []
+        # tasks' own request classes (Task.Request, sqlq.worker.request): their hooks run here, in
+        # this process, for every pool, and only for failures (a task registered after the worker
+        # started included: looked up at its first failure)
+        self._request_hooks = RequestHooks(app, self.hostname, self.id, list(conf.accept_content))
         if signals.celeryd_init.has_receivers:  # Celery's first worker signal: before the pool exists
             signals.celeryd_init.send(sender=self.hostname, instance=self, conf=conf, options={
                 "queues": self.queues, "concurrency": self.concurrency, "pool": self.pool_name, "burst": burst,
@@ -237,8 +256,9 @@ class Worker:
             path = self.app_path or find_app_path(self.app)
             if path is None:
                 raise ConfigurationError(
-                    "the prefork pool starts child processes that import your app, but this app is not "
-                    "importable (defined in __main__?); run `sqlq -A module:app worker`, or use -P threads"
+                    "the prefork pool starts child processes that import your app by its module name, but "
+                    "this app is not found at module level of any imported module (defined in __main__, or "
+                    "inside a function or a fixture?); run `sqlq -A module:app worker`, or use -P threads"
                 )
             kwargs = {"app_path": path, "worker_id": self.id, "hostname": self.hostname,
                       "max_tasks_per_child": self.max_tasks_per_child, "task_limits": self._hard_limit}
@@ -268,6 +288,8 @@ class Worker:
         # half the prefetch buffer has run: the consumer may claim the next batch (see _claim)
         if not self._wake.is_set() and self._held() <= self.capacity // 2:
             self._wake.set()
+        if type(result) is Outcome and result.state == "FAILURE":  # (after the outcome is handed on)
+            self._request_hooks.outcome(job, result)
 
     def _on_lost(self, job: ClaimedJob) -> None:
         self._lost.append(job)
@@ -356,10 +378,10 @@ class Worker:
             return 0
         # A burst worker needs no LISTEN: it only runs what is due now, and it waits only for its own
         # outcomes (the finisher wakes it). The connection would only cost its start and its exit.
-        listener = None if self.burst else Listener(self.app.database_url,
+        listener = None if self.burst else Listener(self.app.listen_database_url,
                                                     [self.store.listen_control, self.store.listen_queues,
                                                      self.store.listen_jobs],
-                                                    self._on_notify, self._wake.set, name="sqlq-listen",
+                                                    self._on_notify, self._on_listen_reconnect, name="sqlq-listen",
                                                     outage=self.outage).start()
         housekeeper = threading.Thread(target=self._housekeeping, args=(house,), name="sqlq-housekeeping",
                                        daemon=True)
@@ -457,7 +479,7 @@ class Worker:
         """The worker's own connection (not pooled): it holds the liveness lock, so the lock lives
         exactly as long as this session; (re)registering or a heartbeat follows the lock, never
         precedes it, so a fresh heartbeat always means a held lock."""
-        conn = connect(self.app.database_url)
+        conn = self.app.direct_connection()  # (a session: not through a transaction pooler)
         try:
             if self.lock_key is not None and not self.store.take_worker_lock(conn, self.lock_key):
                 log.warning("worker %s: another session holds this worker's liveness lock (an old session "
@@ -468,6 +490,13 @@ class Worker:
             conn.close()
             raise
         return conn
+
+    def _on_listen_reconnect(self) -> None:
+        """The LISTEN connection is (back) up: whatever was announced while it was down is looked at
+        now (jobs, pauses, control commands), rather than at each one's backstop poll."""
+        self._wake.set()
+        self._on_pause_notice()
+        self.control.notified()
 
     def _on_notify(self, channel: str, payload: str) -> None:
         if channel == self.store.control_channel:
@@ -496,7 +525,7 @@ class Worker:
         """The claiming session: claims commit without waiting for the WAL flush (why, and why it
         is safe: Store's CLAIM_SESSION_BEGIN). The pooled connection is given back with the server's
         setting, or closed: a producer must never get one whose commits do not wait."""
-        self.store.begin_claiming(conn)
+        self.store.begin_claiming(conn, per_transaction=self.app.pooled)
         try:
             yield
         finally:
@@ -802,6 +831,7 @@ class Worker:
         backoff = Backoff()
         # registering wrote the first heartbeat; maintenance runs at once (jobs of dead workers are due)
         next_beat, next_liveness, next_maintenance = time.monotonic() + self.heartbeat_interval, 0.0, 0.0
+        next_promote = 0.0  # when the next scheduled job is due, or this worker's backstop turn
         # (start-up read the limits; a worker that does not enforce them never reads them)
         next_limits = time.monotonic() + rate_limits.REFRESH_INTERVAL if self.rate_limits_enabled else float("inf")
         next_pauses = time.monotonic() + PAUSES_INTERVAL  # (start-up read them)
@@ -818,12 +848,13 @@ class Worker:
                     if now >= next_beat:
                         self._heartbeat(conn)
                         next_beat = now + self.heartbeat_interval
+                    workers = self._registered_workers
                     if now >= next_liveness:
                         self._check_liveness(conn)
-                        next_liveness = now + LIVENESS_INTERVAL
+                        next_liveness = now + spread(LIVENESS_INTERVAL, workers)
                     if now >= next_maintenance:
                         self._maintain(conn)
-                        next_maintenance = now + float(conf.worker_maintenance_interval)
+                        next_maintenance = now + spread(float(conf.worker_maintenance_interval), workers)
                     if now >= next_limits:
                         self._read_rate_limits(conn)
                         next_limits = now + rate_limits.REFRESH_INTERVAL
@@ -831,8 +862,8 @@ class Worker:
                         self._pauses_due = False
                         self._read_paused(conn)
                         next_pauses = now + PAUSES_INTERVAL
-                    self.store.promote(conn)
-                    wait = self.store.next_scheduled_in(conn)
+                    if now >= next_promote:
+                        next_promote = self._promote(conn, workers)
                 except Exception as exc:  # noqa: BLE001 - keep housekeeping alive through anything
                     self.outage.failed(exc, "housekeeping")
                     if is_outage(exc) and conn is not None:
@@ -842,13 +873,28 @@ class Worker:
                 if backoff.failing:
                     backoff.reset()
                     self.outage.recovered()
-                wait = self.poll_interval if wait is None else min(max(wait, 0.001), self.poll_interval)
-                soonest = min(next_beat, next_liveness, next_limits, next_pauses) - time.monotonic()
-                self._housekeeping_wake.wait(min(wait, max(soonest, 0.001)))  # set by short retries, stop
+                soonest = min(next_beat, next_liveness, next_maintenance, next_limits, next_pauses,
+                              next_promote) - time.monotonic()
+                if self._housekeeping_wake.wait(max(soonest, 0.001)):  # set by short retries, pauses, stop
+                    next_promote = 0.0  # (a retry due soon: promote it when due, not at the backstop)
                 self._housekeeping_wake.clear()
         finally:
             if conn is not None:
                 conn.close()  # the liveness lock goes with the session
+
+    def _promote(self, conn: psycopg.Connection, workers: int) -> float:
+        """Promote the due scheduled jobs; returns when to do it next: when the next scheduled job is
+        due, or at this worker's backstop turn (``spread`` over the poll interval: a job scheduled
+        since, by a producer, is promoted by whichever worker's turn comes first, and that worker then
+        knows when the next one is due), or at once when a full batch leaves more due."""
+        limit = 5000
+        promoted = self.store.promote(conn, limit)
+        now = time.monotonic()
+        if promoted >= limit:
+            return now
+        due_in = self.store.next_scheduled_in(conn)
+        backstop = now + spread(self.poll_interval, workers)
+        return backstop if due_in is None else min(now + max(due_in, 0.001), backstop)
 
     def _register(self, conn: psycopg.Connection) -> None:
         self.store.register_worker(conn, id=self.id, hostname=self.hostname, pid=os.getpid(),
@@ -856,7 +902,10 @@ class Worker:
                                    lock_key=self.lock_key, tasks=sorted(self.app.tasks))
 
     def _heartbeat(self, conn: psycopg.Connection) -> None:
-        if not self.store.heartbeat(conn, self.id) and not self._unregistered:
+        workers = self.store.heartbeat(conn, self.id)
+        if workers is not None:
+            self._registered_workers = workers
+        elif not self._unregistered:
             if self.processed or self._in_flight:
                 log.warning("this worker was presumed dead (heartbeat row gone) and its jobs rescued; "
                             "registering again")
@@ -865,8 +914,8 @@ class Worker:
             signals.heartbeat_sent.send(sender=self)
 
     def _check_liveness(self, conn: psycopg.Connection) -> None:
-        """Every half second one worker looks at the liveness locks; a worker whose lock stayed free
-        for a second is dead, and its jobs are rescued at once."""
+        """About every half second one worker (their turns are ``spread``) looks at the liveness
+        locks; a worker whose lock stayed free for a second is dead, and its jobs are rescued at once."""
         conf = self.app.conf
         with conn.transaction():
             if not self.store.try_xact_lock(conn, self.store.lock_key("liveness")):

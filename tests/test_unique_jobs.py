@@ -110,7 +110,7 @@ def test_replace_pushes_the_eta_and_runs_once_after_the_last_change(app, tasks, 
     with run_worker(app, concurrency=2):
         for version in range(3, 8):  # each change pushes the run a little later, the last one wins
             tasks.touch.apply_async(("doc",), {"version": version}, unique_key="doc", on_conflict="replace",
-                                    countdown=0.3)
+                                    countdown=2)
         row = wait_result(raw_conn, schema, first.id)
         assert row["state"] == "SUCCESS"
         assert first.get(timeout=30) == ["doc", 7]
@@ -119,7 +119,7 @@ def test_replace_pushes_the_eta_and_runs_once_after_the_last_change(app, tasks, 
 
 def test_replace_leaves_a_running_job_alone(app, tasks, schema, raw_conn, run_worker):
     with run_worker(app, concurrency=1):
-        running = tasks.sleepy.apply_async((1.5, "first"), unique_key="busy")
+        running = tasks.sleepy.apply_async((3, "first"), unique_key="busy")
         wait_for(lambda: scalar(raw_conn, 'SELECT state FROM {s}.jobs WHERE id = %s', running.id,
                                 schema=schema) == "running", message="the job running")
         again = tasks.sleepy.apply_async((0, "second"), unique_key="busy", on_conflict="replace")

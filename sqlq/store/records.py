@@ -170,6 +170,14 @@ class UniqueRow(NamedTuple):
     window_job: str | None
 
 
+class UniqueBatchRow(NamedTuple):
+    """A job UNIQUE_ENQUEUE_MANY wrote, with the window it saw for its key (``woken``: NOTIFYs sent)."""
+
+    id: str
+    window_job: str | None
+    woken: int
+
+
 class UniqueHolder(NamedTuple):
     """The job that holds a unique key (UNIQUE_HOLDER)."""
 

@@ -18,7 +18,7 @@ import psycopg
 from ..errors import SqlqError
 from ..unique import key_hash
 from .base import StoreBase
-from .records import JobSpec, UniqueHolder, UniqueRow, UniqueWindow, UniqueWrite
+from .records import JobSpec, UniqueBatchRow, UniqueHolder, UniqueRow, UniqueWindow, UniqueWrite
 
 
 class Step(NamedTuple):
@@ -74,12 +74,29 @@ class Unique(StoreBase):
 
     def enqueue_unique(self, conn: psycopg.Connection, jobs: list[JobSpec]) -> list[UniqueWrite]:
         """Write keyed ``jobs`` on a psycopg connection, which must be in a transaction (an insert
-        may be taken back by a later statement, before anyone could claim it)."""
+        may be taken back by a later statement, before anyone could claim it). A batch without
+        windows or 'replace' is one UNIQUE_ENQUEUE_MANY, then the steps for the calls it did not
+        write; anything else goes job by job."""
         def run(statement: str, params: dict[str, Any]) -> Rows:
             cur = conn.execute(statement, params)
             return list(cur.fetchall()) if cur.description else []
 
-        return [drive(self.unique_steps(job), run) for job in jobs]
+        if len(jobs) < 2 or any(j.unique_for is not None or j.on_conflict == "replace" for j in jobs):
+            return [drive(self.unique_steps(job), run) for job in jobs]
+        params = JobSpec.batch_params(jobs)
+        params["unique_hashes"] = [key_hash(cast(str, j.unique_key)) for j in jobs]
+        written = {row.id: row.window_job
+                   for row in map(UniqueBatchRow._make, run(self.sql["UNIQUE_ENQUEUE_MANY"], params))}
+        done: list[UniqueWrite] = []
+        for job in jobs:
+            if job.id not in written:  # its key was held: who holds it, one by one
+                done.append(drive(self.unique_steps(job), run))
+            elif (window := written[job.id]) is not None and window != job.id:
+                run(self.sql["UNIQUE_UNDO"], {"id": job.id})  # the window's job finished meanwhile
+                done.append(UniqueWrite(window, written=False, replaced=False))
+            else:
+                done.append(UniqueWrite(job.id, written=True, replaced=False))
+        return done
 
     async def aenqueue_unique(self, conn: psycopg.AsyncConnection, jobs: list[JobSpec]) -> list[UniqueWrite]:
         """``enqueue_unique`` on an async connection (in a transaction too)."""

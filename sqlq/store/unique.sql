@@ -113,3 +113,47 @@ DELETE FROM {jobs} WHERE id = %(id)s::uuid
 -- Maintenance: windows that ended go (a key's next enqueue would take the row over anyway; this
 -- keeps keys that are never used again from piling up).
 DELETE FROM {unique_keys} WHERE held_until < now()
+
+-- name: UNIQUE_ENQUEUE_MANY
+-- A batch of keyed jobs with on_conflict 'skip' or 'error' and no unique_for (apply_many with a
+-- task's unique_on): UNIQUE_ENQUEUE for every row in one statement, ENQUEUE_MANY's arrays plus the
+-- key hashes. Returns the rows written, each with the window the statement saw for its key (as
+-- UNIQUE_ENQUEUE's window_job). A row not written (its key held, by another job or by an earlier row
+-- of the batch: ON CONFLICT DO NOTHING skips a row that conflicts with one this statement wrote) goes
+-- through UNIQUE_ENQUEUE and its holder reads, one by one. Rows go in by key hash (two batches that
+-- share keys take them in the same order, so they wait for each other instead of deadlocking), the
+-- batch's first call of a key first.
+WITH u AS (
+    SELECT *
+    FROM unnest(%(ids)s::uuid[], %(tasks)s::text[], %(queues)s::text[], %(priorities)s::smallint[],
+                %(args)s::jsonb[], %(kwargs)s::jsonb[], %(payloads)s::bytea[], %(content_types)s::text[],
+                %(headers)s::jsonb[], %(etas)s::timestamptz[], %(countdowns)s::float8[],
+                %(expires_ats)s::timestamptz[], %(expires_ins)s::float8[], %(acks_lates)s::bool[],
+                %(group_ids)s::uuid[], %(root_ids)s::uuid[], %(parent_ids)s::uuid[], %(unique_hashes)s::uuid[])
+         WITH ORDINALITY
+         AS u(id, task, queue, priority, args, kwargs, payload, content_type, headers, eta, countdown,
+              expires_at, expires_in, acks_late, group_id, root_id, parent_id, unique_hash, ord)
+), v AS (
+    SELECT u.*,
+           coalesce(u.eta, statement_timestamp() + make_interval(secs => coalesce(u.countdown, 0))) AS run_at,
+           (SELECT k.job_id FROM {unique_keys} AS k
+            WHERE k.key_hash = u.unique_hash AND k.held_until > statement_timestamp()) AS window_job
+    FROM u
+), ins AS (
+    INSERT INTO {jobs} (id, task, queue, priority, state, args, kwargs, payload, content_type, headers,
+                        run_at, expires_at, enqueued_at, acks_late, group_id, root_id, parent_id, unique_hash)
+    SELECT id, task, queue, priority,
+           CASE WHEN run_at > statement_timestamp() THEN 'scheduled' ELSE 'available' END,
+           args, kwargs, payload, content_type, headers, run_at,
+           coalesce(expires_at, statement_timestamp() + make_interval(secs => expires_in)),
+           statement_timestamp(), acks_late, group_id, root_id, parent_id, unique_hash
+    FROM v
+    WHERE v.window_job IS NULL OR EXISTS (SELECT 1 FROM {jobs} AS h WHERE h.id = v.window_job)
+    ORDER BY v.unique_hash, v.ord
+    ON CONFLICT (unique_hash) WHERE unique_hash IS NOT NULL DO NOTHING
+    RETURNING id, queue, state
+), woken AS (
+    SELECT pg_notify({jobs_channel}, q.queue) FROM (SELECT DISTINCT queue FROM ins WHERE state = 'available') AS q
+)
+SELECT ins.id::text AS id, v.window_job::text AS window_job, (SELECT count(*) FROM woken) AS woken
+FROM ins JOIN v ON v.id = ins.id

@@ -323,3 +323,30 @@ def test_a_keyed_write_whose_connection_broke_is_made_again(app, tasks, schema, 
         sender.join(30)
     assert got == [held.id]
     assert [r[0] for r in _keyed_jobs(raw_conn, schema, "broken")] == [held.id]
+
+
+def test_concurrent_batches_sharing_keys_write_each_key_once(app, tasks, schema, database_url, raw_conn):
+    """Two batches of the same keys in opposite orders, each in its own open transaction: the second
+    waits for the first (the rows go in by key hash), none deadlocks, every key has one job."""
+    calls = [((n, 0), {}) for n in range(200)]
+    barrier = threading.Barrier(2)
+    out: dict[int, list[str]] = {}
+    errors: list[BaseException] = []
+
+    def send(number: int, batch: list) -> None:
+        try:
+            with psycopg.connect(database_url) as conn:
+                barrier.wait(30)
+                out[number] = [r.id for r in tasks.by_args.apply_many(batch, countdown=60, connection=conn)]
+                conn.commit()
+        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=send, args=(0, calls)), threading.Thread(target=send, args=(1, calls[::-1]))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors, errors
+    assert out[0] == out[1][::-1]  # both got, call by call, the one job of each key
+    assert scalar(raw_conn, 'SELECT count(*) FROM {s}.jobs', schema=schema) == 200

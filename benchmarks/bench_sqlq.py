@@ -160,6 +160,10 @@ class SqlqResults:
     # drained by one worker process of the same config (kind -> WorkflowRun)
     workflows: dict[str, WorkflowRun] = field(default_factory=dict)
     nosync_pair_on: DrainRun | None = None  # the same config run just before, synchronous_commit=on
+    # the best config drained twice more, back to back: plain noop jobs, then jobs that each carry
+    # a distinct unique key (sent through the unique path, the index jobs_unique kept up)
+    unique_pair_plain: DrainRun | None = None
+    unique_drain: DrainRun | None = None
     notes: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict:
@@ -222,6 +226,10 @@ class Db:
 
     def jobs_count(self) -> int:
         return self.conn.execute(sql.SQL("SELECT count(*) FROM {}").format(self.t("jobs"))).fetchone()[0]
+
+    def keyed_jobs_count(self) -> int:
+        return self.conn.execute(sql.SQL("SELECT count(*) FROM {} WHERE unique_hash IS NOT NULL").format(
+            self.t("jobs"))).fetchone()[0]
 
     def results_count(self) -> int:
         return self.conn.execute(sql.SQL("SELECT count(*) FROM {}").format(self.t("results"))).fetchone()[0]
@@ -412,14 +420,18 @@ def seed(task, db: Db, n: int) -> None:
 
 
 def measure_drain(task, db: Db, opts: Options, config: WorkerConfig, timeout: float,
-                  extra_env: dict[str, str] | None = None) -> DrainRun:
-    """(c) n queued jobs, one ``sqlq worker --burst`` process: start -> exit, and from the DB."""
+                  extra_env: dict[str, str] | None = None, label: str = "") -> DrainRun:
+    """(c) n queued jobs, one ``sqlq worker --burst`` process: start -> exit, and from the DB.
+    ``label`` names a variant in the log file and line (the task's own seeding decides the rest)."""
     n = opts.n
     run = DrainRun(config=config.label, pool=config.pool, concurrency=config.concurrency,
                    prefetch=config.prefetch)
-    seed(task, db, n)
+    seed(task, db, n)  # (a task with unique_on: delay_many writes each job through the unique path)
+    if getattr(task, "unique_on", None) is not None and (keyed := db.keyed_jobs_count()) != n:
+        run.error = f"seeding wrote {keyed} keyed jobs, not {n}"
+        return run
     log_path = opts.log_dir / (f"drain-{config.pool}-{config.concurrency}-{config.prefetch}"
-                               f"{'-nosync' if extra_env else ''}.log")
+                               f"{'-nosync' if extra_env else ''}{'-' + label if label else ''}.log")
     db_t0 = db.clock()
     t0 = time.perf_counter()
     with worker_process(opts, config, burst=True, log_path=log_path, extra_env=extra_env) as proc:
@@ -442,7 +454,8 @@ def measure_drain(task, db: Db, opts: Options, config: WorkerConfig, timeout: fl
             run.started_span_per_s = (n - 1) / (last_start - first_start)
     elif run.error is None:
         run.error = f"only {success}/{n} SUCCESS recorded ({other} other, {run.left_in_jobs} left in jobs)"
-    log(f"(c) drain {config.label}{' [synchronous_commit=off]' if extra_env else ''}: " + (
+    log(f"(c) drain {config.label}{' [synchronous_commit=off]' if extra_env else ''}"
+        f"{f' [{label}]' if label else ''}: " + (
         f"{run.wall_s:.2f}s = {run.drain_per_s:,.0f} jobs/s start-to-exit, "
         f"{run.drain_after_startup_per_s or 0:,.0f} jobs/s after start-up "
         f"(first job claimed {run.startup_s:.2f}s after spawn); SUCCESS {success}/{n}"
@@ -708,6 +721,7 @@ def run_all(opts: Options) -> SqlqResults:
             reserve += 1.2 * (res.enqueue_one_s or 0) + 5
         if opts.nosync:  # two more drains
             reserve += 15
+        reserve += 20  # the unique-keys pair: two more drains, one of them seeded job by job
         for config in opts.drain_configs:
             left = opts.budget_s - (time.monotonic() - started) - reserve
             if left < 10:
@@ -723,6 +737,12 @@ def run_all(opts: Options) -> SqlqResults:
             res.nosync_pair_on = measure_drain(task, db, opts, config, timeout=opts.drain_timeout_s)
             res.nosync_drain = measure_drain(task, db, opts, config, timeout=opts.drain_timeout_s,
                                              extra_env=NOSYNC_ENV)
+        if overall is not None:
+            # unique keys: the best config again on plain jobs, then on jobs with a key each, back to back
+            config = WorkerConfig(overall.pool, overall.concurrency, overall.prefetch)
+            res.unique_pair_plain = measure_drain(task, db, opts, config, timeout=opts.drain_timeout_s)
+            res.unique_drain = measure_drain(bench_tasks.noop_keyed, db, opts, config,
+                                             timeout=opts.drain_timeout_s, label="unique keys")
         for pool in opts.latency_pools:
             config = best.get(pool)
             if config is None:

@@ -978,6 +978,7 @@ class Worker:
                                                  int(conf.worker_lost_max_attempts))
             expired = self.store.expire_results(conn, float(conf.result_expires))
             self.store.control_prune(conn, CONTROL_KEEP)
+            self.store.unique_prune(conn)
             self.store.expire_dead_workers(conn, float(conf.worker_dead_retention))
         if requeued or failed:
             log.warning("rescued jobs of lost workers: %d handed back, %d failed", requeued, failed)

@@ -411,10 +411,18 @@ class Worker:
         # (a burst worker is a one-shot command, run by scripts and CI: unless told to wait, it says
         # at once what is wrong instead of hanging)
         wait = self.app.conf.database_wait_timeout
-        house = wait_for_database(self._start_up, outage=self.outage, what="the database and its migrations",
-                                  timeout=wait if wait is not None or not self.burst else 0,
-                                  stopped=self._stopping.is_set, sleep=self._stopping.wait)
+        # The pool starts first: prefork children import the app while this process checks the
+        # database and registers, rather than after, when the first claimed jobs would wait for them.
+        self.pool.start()
+        try:
+            house = wait_for_database(self._start_up, outage=self.outage, what="the database and its migrations",
+                                      timeout=wait if wait is not None or not self.burst else 0,
+                                      stopped=self._stopping.is_set, sleep=self._stopping.wait)
+        except BaseException:
+            self.pool.join(0.0)  # (nothing was claimed: this only stops the children or threads)
+            raise
         if house is None:
+            self.pool.join(0.0)
             log.info("worker %s stopped before the database could be reached", self.hostname)
             return 0
         # A burst worker needs no LISTEN: it only runs what is due now, and it waits only for its own
@@ -427,7 +435,6 @@ class Worker:
         housekeeper = threading.Thread(target=self._housekeeping, args=(house,), name="sqlq-housekeeping",
                                        daemon=True)
         finisher = threading.Thread(target=self._finishing, name="sqlq-finisher", daemon=True)
-        self.pool.start()
         housekeeper.start()
         finisher.start()
         self.control.start()

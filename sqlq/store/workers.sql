@@ -247,7 +247,7 @@ SELECT (SELECT count(*) FROM handed),
 -- name: QUEUE_CONSUMERS
 -- How many other live workers consume each of these queues (heartbeat within `timeout`): an
 -- adaptive prefetch takes no more than its share of a queue's backlog when others share it
--- (sqlq/worker/prefetch.py). Read by the housekeeper about once a second, not per claim. The
+-- (sqlq/worker/prefetch.py). Read by the housekeeper with the paused queues, not per claim. The
 -- columns are QueueConsumers'.
 SELECT q.queue, count(w.id)::int AS others
 FROM unnest(%(queues)s::text[]) AS q(queue)

@@ -503,8 +503,9 @@ class Worker:
             self._wake.set()  # claim their jobs now
 
     def _read_consumers(self, conn: psycopg.Connection) -> None:
-        """How many other live workers consume each of this worker's queues (about once a second):
-        an adaptive prefetch claims no more than its share of a shared queue's backlog (_fair)."""
+        """How many other live workers consume each of this worker's queues (read with the paused
+        queues, every PAUSES_INTERVAL): an adaptive prefetch claims no more than its share of a
+        shared queue's backlog (_fair)."""
         if self._prefetch.adaptive:
             rows = self.store.queue_consumers(conn, self.id, self.queues, float(self.app.conf.worker_lost_timeout))
             self._prefetch.others = {r.queue: r.others for r in rows}

@@ -641,8 +641,8 @@ class Worker:
         Outcomes waiting for the finisher do not count against the capacity: they hold no job back
         from other workers, and waiting for their FINISH before claiming again would serialize
         the two statements. They are bounded by a second capacity should the finisher fall behind:
-        twice the prefetch, and at least 64, so that a small buffer (the default prefetch of 4 per
-        process) keeps claiming while a FINISH or two are on their way."""
+        twice the prefetch, and at least 64, so that a small buffer (4 per slot: a fixed default, or
+        an idle adaptive prefetch) keeps claiming while a FINISH or two are on their way."""
         in_flight = self._in_flight
         held = self._held()
         free = min(self.capacity - held, max(2 * self.capacity, 64) - in_flight)

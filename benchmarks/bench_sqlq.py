@@ -36,35 +36,47 @@ ROUTED_FILE = REPO / "benchmarks" / "bench_routed.py"
 # --------------------------------------------------------------------------- configuration
 
 
+#: The pseudo-pool of ``sqlq worker`` run with no -P, -c or --prefetch-multiplier: what a user
+#: gets without tuning (prefork, a slot per CPU, adaptive prefetch), measured first.
+DEFAULT = "default"
+
+
 @dataclass(frozen=True)
 class WorkerConfig:
-    pool: str
+    pool: str  # solo | threads | prefork | DEFAULT (no pool, concurrency or prefetch flags)
     concurrency: int
     prefetch: int
 
     @property
     def label(self) -> str:
+        if self.pool == DEFAULT:
+            return "(no flags: defaults)"
         return f"-P {self.pool} -c {self.concurrency} --prefetch-multiplier {self.prefetch}"
 
     @property
     def short(self) -> str:
+        if self.pool == DEFAULT:
+            return DEFAULT
         return f"{self.pool} c={self.concurrency} pf={self.prefetch}"
 
     @classmethod
     def parse(cls, text: str) -> WorkerConfig:
-        """``pool:concurrency:prefetch``, e.g. ``threads:4:64``."""
+        """``pool:concurrency:prefetch``, e.g. ``threads:4:64``, or ``default`` (no flags)."""
+        if text.strip() == DEFAULT:
+            return cls(DEFAULT, os.cpu_count() or 1, 0)
         pool, concurrency, prefetch = text.strip().split(":")
         if pool not in ("solo", "threads", "prefork"):
             raise ValueError(f"unknown pool {pool!r} in {text!r}")
         return cls(pool, 1 if pool == "solo" else int(concurrency), int(prefetch))
 
 
-# Tried by default for the drain, in this order: the likely best of each pool first, so that a run
+# Tried by default for the drain, in this order: the worker without flags first (what a user gets
+# untuned: the figure the README quotes first), then the likely best of each pool, so that a run
 # short of time (the budget skips the rest) still covers every pool; then other prefetch sizes, and
 # last the small prefetch multipliers (slow, they show what batching is worth).
-# BENCH_DRAIN_CONFIGS="solo:1:256,threads:4:64" overrides.
+# BENCH_DRAIN_CONFIGS="default,solo:1:256,threads:4:64" overrides.
 DEFAULT_DRAIN_CONFIGS = (
-    "solo:1:1000", "threads:4:256", "prefork:2:500",
+    DEFAULT, "solo:1:1000", "threads:4:256", "prefork:2:500",
     "solo:1:256", "threads:2:64", "threads:8:32", "prefork:2:64",
     "solo:1:4", "threads:2:4",
 )
@@ -78,7 +90,7 @@ class Options:
     latency_jobs: int = 300
     latency_interval_s: float = 0.020
     drain_configs: tuple[WorkerConfig, ...] = ()
-    latency_pools: tuple[str, ...] = ("solo", "threads", "prefork")
+    latency_pools: tuple[str, ...] = (DEFAULT, "solo", "threads", "prefork")
     drain_timeout_s: float = 60.0
     budget_s: float = 300.0  # the whole sqlq part; drain configs past it are skipped
     nosync: bool = True  # also measure (a) and the best drain with synchronous_commit=off
@@ -288,8 +300,9 @@ def warm_bytecode_cache(opts: Options) -> None:
 def worker_command(config: WorkerConfig, burst: bool) -> list[str]:
     # -l warning: no log line per job (sqlq logs each success at info, as Celery does; the Celery
     # peers run at WARNING too)
-    cmd = [sys.executable, "-m", "sqlq", "-A", APP_MODULE, "worker", "-l", "warning",
-           "-P", config.pool, "-c", str(config.concurrency), "--prefetch-multiplier", str(config.prefetch)]
+    cmd = [sys.executable, "-m", "sqlq", "-A", APP_MODULE, "worker", "-l", "warning"]
+    if config.pool != DEFAULT:  # (the environment carries none either: subprocess_env)
+        cmd += ["-P", config.pool, "-c", str(config.concurrency), "--prefetch-multiplier", str(config.prefetch)]
     return cmd + (["--burst"] if burst else [])
 
 
@@ -745,7 +758,9 @@ def run_all(opts: Options) -> SqlqResults:
                                              timeout=opts.drain_timeout_s, label="unique keys")
         for pool in opts.latency_pools:
             config = best.get(pool)
-            if config is None:
+            if pool == DEFAULT:
+                config_obj = WorkerConfig.parse(DEFAULT)
+            elif config is None:
                 config_obj = WorkerConfig(pool, 1 if pool == "solo" else 2, 4)
             else:
                 config_obj = WorkerConfig(config.pool, config.concurrency, config.prefetch)

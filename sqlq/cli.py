@@ -180,7 +180,8 @@ def _setup_command_logging(app: App, loglevel: str, log_format: str | None, logf
 @click.option("-Q", "--queues", envvar="SQLQ_QUEUES", help="Comma-separated queues (default: default).")
 @click.option("-n", "--hostname", envvar="SQLQ_HOSTNAME", help="Worker name (default: sqlq@HOST).")
 @click.option("--prefetch-multiplier", type=click.IntRange(min=1), envvar="SQLQ_PREFETCH_MULTIPLIER",
-              help="Jobs claimed ahead per pool slot (default 4).")
+              help="Jobs claimed ahead per pool slot, fixed (default: adaptive, from 4 per slot up to "
+                   "1000 jobs on a backlog).")
 @click.option("--max-tasks-per-child", type=click.IntRange(min=1), envvar="SQLQ_MAX_TASKS_PER_CHILD",
               help="Replace a prefork child after this many jobs.")
 @click.option("--burst", is_flag=True, envvar="SQLQ_BURST", help="Run what is due, then exit 0.")

@@ -49,6 +49,7 @@ from .records import (
     Outcome,
     PausedQueue,
     PublishRow,
+    QueueConsumers,
     QueueDepth,
     RateLimitedClaim,
     RateLimitRow,
@@ -67,9 +68,9 @@ from .workers import Workers
 from .workflows import Workflows
 
 __all__ = ["ClaimedJob", "DeclaredLimits", "DeclaredRoutes", "EagerResultRow", "ForeignSchedule", "HandedBack", "Interrupted",
-           "JobSpec", "JobState", "LostJobs", "NextDue", "Outcome", "PausedQueue", "PublishRow", "QueueDepth",
-           "RateLimitRow", "RateLimitedClaim", "RetryRequest", "RouteRow", "ScheduleRow", "Store", "UniqueWrite",
-           "Unregistered", "WorkerRow"]
+           "JobSpec", "JobState", "LostJobs", "NextDue", "Outcome", "PausedQueue", "PublishRow", "QueueConsumers",
+           "QueueDepth", "RateLimitRow", "RateLimitedClaim", "RetryRequest", "RouteRow", "ScheduleRow", "Store",
+           "UniqueWrite", "Unregistered", "WorkerRow"]
 
 
 class Store(Jobs, Claims, Workers, Results, Schedules, Routes, RateLimits, Groups, Workflows, Control, Queues, Unique):

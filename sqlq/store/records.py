@@ -327,6 +327,13 @@ class PausedQueue(NamedTuple):
     paused_at: dt.datetime
 
 
+class QueueConsumers(NamedTuple):
+    """How many other live workers consume a queue (QUEUE_CONSUMERS)."""
+
+    queue: str
+    others: int  # live workers other than the one asking
+
+
 class HandedBack(NamedTuple):
     """What HAND_BACK did with jobs whose task the worker does not know."""
 

@@ -17,7 +17,7 @@ from typing import Any, cast
 import psycopg
 
 from .base import StoreBase
-from .records import HandedBack, LostJobs, WorkerRow
+from .records import HandedBack, LostJobs, QueueConsumers, WorkerRow
 
 #: Seconds a worker's liveness lock must stay free before the worker is presumed dead: a live
 #: worker whose session was cut (a terminated backend) reconnects and takes it back well within it.
@@ -49,6 +49,13 @@ class Workers(StoreBase):
         rows = conn.execute(self.sql["WORKERS"], {"namespace": self.liveness_namespace,
                                                   "timeout": timeout}).fetchall()
         return [WorkerRow(*r) for r in rows]
+
+    def queue_consumers(self, conn: psycopg.Connection, worker_id: str, queues: Sequence[str],
+                        timeout: float) -> list[QueueConsumers]:
+        """For each of ``queues``, how many live workers other than ``worker_id`` consume it."""
+        rows = conn.execute(self.sql["QUEUE_CONSUMERS"], {"queues": list(queues), "worker_id": worker_id,
+                                                          "timeout": timeout}).fetchall()
+        return [QueueConsumers(*r) for r in rows]
 
     def expire_dead_workers(self, conn: psycopg.Connection, retention: float) -> int:
         """Forget the dead workers found dead more than ``retention`` seconds ago."""

@@ -53,6 +53,7 @@ from ..store import ClaimedJob, Interrupted, Outcome, RetryRequest, Unregistered
 from .autoscale import Autoscaler, parse_autoscale
 from .execution import Executor, Result
 from .pools import POOL_NAMES, BasePool, pool_class
+from .prefetch import BASE_MULTIPLIER, Prefetch, fair_share
 from .recording import Recorder
 from .request import RequestHooks
 
@@ -185,8 +186,12 @@ class Worker:
                         "pool only: a %s worker runs its jobs in its own process, which it cannot replace; "
                         "use -P prefork, or restart the worker from your process manager", self.max_memory_per_child,
                         self.pool_name)
-        self.prefetch_multiplier = max(1, int(prefetch_multiplier or conf.worker_prefetch_multiplier))
-        self.capacity = self.concurrency * self.prefetch_multiplier
+        # explicit (argument, flag, setting or its variable): a fixed prefetch; else adaptive (worker/prefetch.py)
+        if not prefetch_multiplier and conf.was_set("worker_prefetch_multiplier"):
+            prefetch_multiplier = conf.worker_prefetch_multiplier
+        fixed = max(1, int(prefetch_multiplier)) if prefetch_multiplier else None
+        self.prefetch_multiplier = fixed or BASE_MULTIPLIER
+        self._prefetch = Prefetch(self.concurrency, fixed)
         self.max_tasks_per_child = max_tasks_per_child or conf.worker_max_tasks_per_child
         self.burst = burst
         self.app_path = app_path
@@ -260,6 +265,11 @@ class Worker:
         self._claimable: list[str] = self.queues
         self.pool: BasePool = self._make_pool()
         self.autoscaler = Autoscaler(self, *self.autoscale) if self.autoscale is not None else None
+
+    @property
+    def capacity(self) -> int:
+        """Jobs claimed ahead at most now: fixed, or the adaptive prefetch's current size."""
+        return self._prefetch.capacity
 
     # construction ------------------------------------------------------------------------------
 
@@ -347,7 +357,7 @@ class Worker:
     def resized(self, concurrency: int) -> None:
         """The pool now runs ``concurrency`` jobs at once (pool_grow / pool_shrink): claim for that."""
         self.concurrency = concurrency
-        self.capacity = concurrency * self.prefetch_multiplier
+        self._prefetch.resized(concurrency, None if self._prefetch.adaptive else self.prefetch_multiplier)
         self._wake.set()
 
     def reload(self) -> None:
@@ -401,10 +411,18 @@ class Worker:
         # (a burst worker is a one-shot command, run by scripts and CI: unless told to wait, it says
         # at once what is wrong instead of hanging)
         wait = self.app.conf.database_wait_timeout
-        house = wait_for_database(self._start_up, outage=self.outage, what="the database and its migrations",
-                                  timeout=wait if wait is not None or not self.burst else 0,
-                                  stopped=self._stopping.is_set, sleep=self._stopping.wait)
+        # The pool starts first: prefork children import the app while this process checks the
+        # database and registers, rather than after, when the first claimed jobs would wait for them.
+        self.pool.start()
+        try:
+            house = wait_for_database(self._start_up, outage=self.outage, what="the database and its migrations",
+                                      timeout=wait if wait is not None or not self.burst else 0,
+                                      stopped=self._stopping.is_set, sleep=self._stopping.wait)
+        except BaseException:
+            self.pool.join(0.0)  # (nothing was claimed: this only stops the children or threads)
+            raise
         if house is None:
+            self.pool.join(0.0)
             log.info("worker %s stopped before the database could be reached", self.hostname)
             return 0
         # A burst worker needs no LISTEN: it only runs what is due now, and it waits only for its own
@@ -417,14 +435,14 @@ class Worker:
         housekeeper = threading.Thread(target=self._housekeeping, args=(house,), name="sqlq-housekeeping",
                                        daemon=True)
         finisher = threading.Thread(target=self._finishing, name="sqlq-finisher", daemon=True)
-        self.pool.start()
         housekeeper.start()
         finisher.start()
         self.control.start()
         if self.autoscaler is not None:
             self.autoscaler.start()
-        log.info("worker %s ready: queues=%s pool=%s concurrency=%d prefetch=%d", self.hostname,
-                 ",".join(self.queues), self.pool_name, self.concurrency, self.capacity)
+        log.info("worker %s ready: queues=%s pool=%s concurrency=%d prefetch=%s", self.hostname,
+                 ",".join(self.queues), self.pool_name, self.concurrency,
+                 f"adaptive ({self.capacity}-{self._prefetch.cap})" if self._prefetch.adaptive else self.capacity)
         signals.worker_ready.send(sender=self)
         try:
             self._loop()
@@ -457,6 +475,7 @@ class Worker:
                 self._read_rate_limits(conn)
             self.control.prepare(conn)  # (the revoked ids, before the first claim)
             self._read_paused(conn)
+            self._read_consumers(conn)
             self._warn_shared_hostname(conn)
         except BaseException:
             conn.close()
@@ -482,6 +501,14 @@ class Worker:
         if resumed:
             log.info("resumed queue(s): %s", ", ".join(sorted(resumed)))
             self._wake.set()  # claim their jobs now
+
+    def _read_consumers(self, conn: psycopg.Connection) -> None:
+        """How many other live workers consume each of this worker's queues (read with the paused
+        queues, every PAUSES_INTERVAL): an adaptive prefetch claims no more than its share of a
+        shared queue's backlog (_fair)."""
+        if self._prefetch.adaptive:
+            rows = self.store.queue_consumers(conn, self.id, self.queues, float(self.app.conf.worker_lost_timeout))
+            self._prefetch.others = {r.queue: r.others for r in rows}
 
     def _warn_shared_hostname(self, conn: psycopg.Connection) -> None:
         """Two live workers under one name cannot be told apart by name (``sqlq status``, Celery's
@@ -614,8 +641,8 @@ class Worker:
         Outcomes waiting for the finisher do not count against the capacity: they hold no job back
         from other workers, and waiting for their FINISH before claiming again would serialize
         the two statements. They are bounded by a second capacity should the finisher fall behind:
-        twice the prefetch, and at least 64, so that a small buffer (the default prefetch of 4 per
-        process) keeps claiming while a FINISH or two are on their way."""
+        twice the prefetch, and at least 64, so that a small buffer (4 per slot: a fixed default, or
+        an idle adaptive prefetch) keeps claiming while a FINISH or two are on their way."""
         in_flight = self._in_flight
         held = self._held()
         free = min(self.capacity - held, max(2 * self.capacity, 64) - in_flight)
@@ -623,14 +650,18 @@ class Worker:
         if free <= 0 or (free < self.capacity // 2 and held > self.concurrency):
             return 0
         if self._limited:
-            return self._claim_limited(conn, free)
+            total = self._claim_limited(conn, free)
+            self._prefetch.claimed(free, (), total, idle=in_flight == 0)
+            return total
         total = 0
         queues = self._claimable
         n = len(queues)
+        last: list[ClaimedJob] = []
         for i in range(n):
             queue = queues[(self._queue_cursor + i) % n]
-            jobs = self.store.claim(conn, self.id, queue, free - total)
+            jobs = self.store.claim(conn, self.id, queue, self._fair(conn, queue, free - total))
             if jobs:
+                last = jobs
                 total += len(jobs)
                 self._count(len(jobs))
                 if self.control.revoked.ids:  # (a revoked id is recorded REVOKED, not run)
@@ -643,7 +674,18 @@ class Worker:
             if total >= free:
                 break
         self._queue_cursor = (self._queue_cursor + 1) % max(n, 1)
+        self._prefetch.claimed(free, last, total, idle=in_flight == 0)
         return total
+
+    def _fair(self, conn: psycopg.Connection, queue: str, want: int) -> int:
+        """``want``, or less when other live workers consume ``queue``: an adaptive prefetch takes
+        at most its share of what waits there (worker/prefetch.py), counted only for a claim larger
+        than the base prefetch, which any worker may always take."""
+        others = self._prefetch.shared(queue)
+        if not others or want <= self._prefetch.floor:
+            return want
+        waiting = self.store.waiting_upto(conn, queue, want * (others + 1))
+        return min(want, fair_share(waiting, others + 1, self._prefetch.floor))
 
     def _claim_limited(self, conn: psycopg.Connection, free: int) -> int:
         """``_claim`` when some of this app's tasks have a rate limit: per queue, each limited task's
@@ -902,6 +944,7 @@ class Worker:
                     if now >= next_pauses or self._pauses_due:
                         self._pauses_due = False
                         self._read_paused(conn)
+                        self._read_consumers(conn)
                         next_pauses = now + PAUSES_INTERVAL
                     if now >= next_promote:
                         next_promote = self._promote(conn, workers)

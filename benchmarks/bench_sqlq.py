@@ -36,35 +36,47 @@ ROUTED_FILE = REPO / "benchmarks" / "bench_routed.py"
 # --------------------------------------------------------------------------- configuration
 
 
+#: The pseudo-pool of ``sqlq worker`` run with no -P, -c or --prefetch-multiplier: what a user
+#: gets without tuning (prefork, a slot per CPU, adaptive prefetch), measured first.
+DEFAULT = "default"
+
+
 @dataclass(frozen=True)
 class WorkerConfig:
-    pool: str
+    pool: str  # solo | threads | prefork | DEFAULT (no pool, concurrency or prefetch flags)
     concurrency: int
     prefetch: int
 
     @property
     def label(self) -> str:
+        if self.pool == DEFAULT:
+            return "(no flags: defaults)"
         return f"-P {self.pool} -c {self.concurrency} --prefetch-multiplier {self.prefetch}"
 
     @property
     def short(self) -> str:
+        if self.pool == DEFAULT:
+            return DEFAULT
         return f"{self.pool} c={self.concurrency} pf={self.prefetch}"
 
     @classmethod
     def parse(cls, text: str) -> WorkerConfig:
-        """``pool:concurrency:prefetch``, e.g. ``threads:4:64``."""
+        """``pool:concurrency:prefetch``, e.g. ``threads:4:64``, or ``default`` (no flags)."""
+        if text.strip() == DEFAULT:
+            return cls(DEFAULT, os.cpu_count() or 1, 0)
         pool, concurrency, prefetch = text.strip().split(":")
         if pool not in ("solo", "threads", "prefork"):
             raise ValueError(f"unknown pool {pool!r} in {text!r}")
         return cls(pool, 1 if pool == "solo" else int(concurrency), int(prefetch))
 
 
-# Tried by default for the drain, in this order: the likely best of each pool first, so that a run
+# Tried by default for the drain, in this order: the worker without flags first (what a user gets
+# untuned: the figure the README quotes first), then the likely best of each pool, so that a run
 # short of time (the budget skips the rest) still covers every pool; then other prefetch sizes, and
 # last the small prefetch multipliers (slow, they show what batching is worth).
-# BENCH_DRAIN_CONFIGS="solo:1:256,threads:4:64" overrides.
+# BENCH_DRAIN_CONFIGS="default,solo:1:256,threads:4:64" overrides.
 DEFAULT_DRAIN_CONFIGS = (
-    "solo:1:1000", "threads:4:256", "prefork:2:500",
+    DEFAULT, "solo:1:1000", "threads:4:256", "prefork:2:500",
     "solo:1:256", "threads:2:64", "threads:8:32", "prefork:2:64",
     "solo:1:4", "threads:2:4",
 )
@@ -78,7 +90,7 @@ class Options:
     latency_jobs: int = 300
     latency_interval_s: float = 0.020
     drain_configs: tuple[WorkerConfig, ...] = ()
-    latency_pools: tuple[str, ...] = ("solo", "threads", "prefork")
+    latency_pools: tuple[str, ...] = (DEFAULT, "solo", "threads", "prefork")
     drain_timeout_s: float = 60.0
     budget_s: float = 300.0  # the whole sqlq part; drain configs past it are skipped
     nosync: bool = True  # also measure (a) and the best drain with synchronous_commit=off
@@ -164,6 +176,10 @@ class SqlqResults:
     # plain config, run back to back with a plain drain of the same config (limit_pair_plain)
     limit_drain: DrainRun | None = None
     limit_pair_plain: DrainRun | None = None
+    # the best config drained twice more, back to back: plain noop jobs, then jobs that each carry
+    # a distinct unique key (sent through the unique path, the index jobs_unique kept up)
+    unique_pair_plain: DrainRun | None = None
+    unique_drain: DrainRun | None = None
     notes: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict:
@@ -227,6 +243,10 @@ class Db:
     def jobs_count(self) -> int:
         return self.conn.execute(sql.SQL("SELECT count(*) FROM {}").format(self.t("jobs"))).fetchone()[0]
 
+    def keyed_jobs_count(self) -> int:
+        return self.conn.execute(sql.SQL("SELECT count(*) FROM {} WHERE unique_hash IS NOT NULL").format(
+            self.t("jobs"))).fetchone()[0]
+
     def results_count(self) -> int:
         return self.conn.execute(sql.SQL("SELECT count(*) FROM {}").format(self.t("results"))).fetchone()[0]
 
@@ -284,8 +304,9 @@ def warm_bytecode_cache(opts: Options) -> None:
 def worker_command(config: WorkerConfig, burst: bool) -> list[str]:
     # -l warning: no log line per job (sqlq logs each success at info, as Celery does; the Celery
     # peers run at WARNING too)
-    cmd = [sys.executable, "-m", "sqlq", "-A", APP_MODULE, "worker", "-l", "warning",
-           "-P", config.pool, "-c", str(config.concurrency), "--prefetch-multiplier", str(config.prefetch)]
+    cmd = [sys.executable, "-m", "sqlq", "-A", APP_MODULE, "worker", "-l", "warning"]
+    if config.pool != DEFAULT:  # (the environment carries none either: subprocess_env)
+        cmd += ["-P", config.pool, "-c", str(config.concurrency), "--prefetch-multiplier", str(config.prefetch)]
     return cmd + (["--burst"] if burst else [])
 
 
@@ -416,15 +437,20 @@ def seed(task, db: Db, n: int) -> None:
 
 
 def measure_drain(task, db: Db, opts: Options, config: WorkerConfig, timeout: float,
-                  extra_env: dict[str, str] | None = None, tag: str | None = None) -> DrainRun:
-    """(c) n queued jobs, one ``sqlq worker --burst`` process: start -> exit, and from the DB."""
+                  extra_env: dict[str, str] | None = None, label: str | None = None) -> DrainRun:
+    """(c) n queued jobs, one ``sqlq worker --burst`` process: start -> exit, and from the DB.
+    ``label`` names a variant in the log file and line (the task's own seeding decides the rest);
+    by default a run with ``extra_env`` is the synchronous_commit=off one."""
     n = opts.n
     run = DrainRun(config=config.label, pool=config.pool, concurrency=config.concurrency,
                    prefetch=config.prefetch)
-    seed(task, db, n)
-    tag = tag if tag is not None else ("synchronous_commit=off" if extra_env else "")
+    seed(task, db, n)  # (a task with unique_on: delay_many writes each job through the unique path)
+    if getattr(task, "unique_on", None) is not None and (keyed := db.keyed_jobs_count()) != n:
+        run.error = f"seeding wrote {keyed} keyed jobs, not {n}"
+        return run
+    label = label if label is not None else ("synchronous_commit=off" if extra_env else "")
     log_path = opts.log_dir / (f"drain-{config.pool}-{config.concurrency}-{config.prefetch}"
-                               f"{'-' + tag.replace(' ', '-') if tag else ''}.log")
+                               f"{'-' + label.replace(' ', '-') if label else ''}.log")
     db_t0 = db.clock()
     t0 = time.perf_counter()
     with worker_process(opts, config, burst=True, log_path=log_path, extra_env=extra_env) as proc:
@@ -447,7 +473,7 @@ def measure_drain(task, db: Db, opts: Options, config: WorkerConfig, timeout: fl
             run.started_span_per_s = (n - 1) / (last_start - first_start)
     elif run.error is None:
         run.error = f"only {success}/{n} SUCCESS recorded ({other} other, {run.left_in_jobs} left in jobs)"
-    log(f"(c) drain {config.label}{f' [{tag}]' if tag else ''}: " + (
+    log(f"(c) drain {config.label}{f' [{label}]' if label else ''}: " + (
         f"{run.wall_s:.2f}s = {run.drain_per_s:,.0f} jobs/s start-to-exit, "
         f"{run.drain_after_startup_per_s or 0:,.0f} jobs/s after start-up "
         f"(first job claimed {run.startup_s:.2f}s after spawn); SUCCESS {success}/{n}"
@@ -464,7 +490,7 @@ def measure_concurrency_limit(db: Db, opts: Options, config: WorkerConfig, res: 
 
     res.limit_pair_plain = measure_drain(bench_tasks.noop, db, opts, config, timeout=opts.drain_timeout_s)
     res.limit_drain = measure_drain(bench_tasks.noop_limited, db, opts, config, timeout=opts.drain_timeout_s,
-                                    extra_env={bench_tasks.LIMITED_ENV: "1"}, tag="concurrency limit")
+                                    extra_env={bench_tasks.LIMITED_ENV: "1"}, label="concurrency limit")
     plain, limited = res.limit_pair_plain.drain_per_s, res.limit_drain.drain_per_s
     if plain and limited:
         log(f"(c') concurrency limit {bench_tasks.BENCH_CONCURRENCY_LIMIT} (not binding), {config.label}: "
@@ -730,6 +756,7 @@ def run_all(opts: Options) -> SqlqResults:
         if opts.nosync:  # two more drains
             reserve += 15
         reserve += 15  # the concurrency-limit pair (measure_concurrency_limit)
+        reserve += 20  # the unique-keys pair: two more drains, one of them seeded job by job
         for config in opts.drain_configs:
             left = opts.budget_s - (time.monotonic() - started) - reserve
             if left < 10:
@@ -746,10 +773,17 @@ def run_all(opts: Options) -> SqlqResults:
             res.nosync_drain = measure_drain(task, db, opts, config, timeout=opts.drain_timeout_s,
                                              extra_env=NOSYNC_ENV)
         if overall is not None:
-            measure_concurrency_limit(db, opts, WorkerConfig(overall.pool, overall.concurrency, overall.prefetch), res)
+            # unique keys: the best config again on plain jobs, then on jobs with a key each, back to back
+            config = WorkerConfig(overall.pool, overall.concurrency, overall.prefetch)
+            res.unique_pair_plain = measure_drain(task, db, opts, config, timeout=opts.drain_timeout_s)
+            res.unique_drain = measure_drain(bench_tasks.noop_keyed, db, opts, config,
+                                             timeout=opts.drain_timeout_s, label="unique keys")
+            measure_concurrency_limit(db, opts, config, res)
         for pool in opts.latency_pools:
             config = best.get(pool)
-            if config is None:
+            if pool == DEFAULT:
+                config_obj = WorkerConfig.parse(DEFAULT)
+            elif config is None:
                 config_obj = WorkerConfig(pool, 1 if pool == "solo" else 2, 4)
             else:
                 config_obj = WorkerConfig(config.pool, config.concurrency, config.prefetch)

@@ -27,6 +27,12 @@ def noop(i: int) -> None:
     return None
 
 
+@app.task(ignore_result=False, unique_on=("args",))
+def noop_keyed(i: int) -> None:
+    """``noop`` with a unique key per call (the "unique keys" drain: each job its own key)."""
+    return None
+
+
 #: The "concurrency limit" drain's limit: more than the drain's jobs, so it never binds (a limit near
 #: the worker's prefetch binds a little: the running rows include outcomes not recorded yet, which
 #: the worker no longer counts) and the drain measures what the limited claim path costs.

@@ -9,7 +9,8 @@ Environment:
     BENCH_PEERS=0         skip the peers (Celery/Redis, Celery/RabbitMQ, PgQueuer, Procrastinate)
     BENCH_PEER_LIST       comma-separated subset of peers to run
     BENCH_DRAIN_CONFIGS   worker configs for the drain, pool:concurrency:prefetch,... (see bench_sqlq.py)
-    BENCH_LATENCY_POOLS   pools for the latency test (default solo,threads,prefork)
+    BENCH_LATENCY_POOLS   pools for the latency test (default default,solo,threads,prefork; "default" is
+                          the worker without -P/-c/--prefetch-multiplier)
     BENCH_LATENCY_JOBS    jobs in the latency test (default 300, sent 20 ms apart)
     BENCH_NOSYNC=0        skip the extra enqueue + best drain run with synchronous_commit=off
     BENCH_BUDGET_S        wall-clock budget for everything (default 480): sqlq's drain configs past
@@ -232,6 +233,21 @@ def target_lines(res: SqlqResults, rows: list[dict]) -> list[str]:
                       f"run just before")
     if any(nosync):
         out.append("  (with synchronous_commit=off in sqlq's sessions: " + ", ".join(filter(None, nosync)) + ")")
+    plain, keyed = res.unique_pair_plain, res.unique_drain
+    if plain and keyed and plain.drain_per_s and keyed.drain_per_s:
+        ratio = keyed.drain_per_s / plain.drain_per_s
+        out.append(f"  drain with unique keys target >= 85% of the plain drain run just before: "
+                   f"{keyed.drain_per_s:,.0f} vs {plain.drain_per_s:,.0f} jobs/s = {ratio:.0%}  "
+                   f"{'MET' if ratio >= 0.85 else 'NOT MET'}")
+    elif keyed:
+        out.append(f"  drain with unique keys: not measured ({keyed.error or plain and plain.error})")
+    plain, limited = res.limit_pair_plain, res.limit_drain
+    if plain and limited and plain.drain_per_s and limited.drain_per_s:
+        out.append(f"  drain with a concurrency limit that does not bind (no target): {limited.drain_per_s:,.0f} vs "
+                   f"{plain.drain_per_s:,.0f} jobs/s plain run just before = "
+                   f"{limited.drain_per_s / plain.drain_per_s:.0%}")
+    elif limited:
+        out.append(f"  drain with a concurrency limit: not measured ({limited.error or plain and plain.error})")
     if res.bare_insert_per_s:
         out.append(f"  (this machine, right after: bare PostgreSQL, one INSERT per commit from psycopg, "
                    f"{res.bare_insert_per_s:,.0f}/s; the targets assumed ~5,800/s. sqlq's 1-by-1 is "
@@ -241,12 +257,37 @@ def target_lines(res: SqlqResults, rows: list[dict]) -> list[str]:
     return out
 
 
+def default_lines(res: SqlqResults, peers: list[dict]) -> list[str]:
+    """Issue #16's first target: ``sqlq worker`` with no flags drains >= 2x PgQueuer in the same run,
+    every outcome recorded (measure_drain checks n SUCCESS rows), and its idle p50 <= 2 ms."""
+    drain = next((r for r in res.drains if r.pool == bench_sqlq.DEFAULT), None)
+    if drain is None:
+        return []
+    latency = next((lat for lat in res.latencies if lat.pool == bench_sqlq.DEFAULT), None)
+    peer = next((p for p in peers if str(p.get("system", "")).lower().startswith("pgqueuer")), None)
+    figure = f"{drain.drain_per_s:,.0f} jobs/s" if drain.drain_per_s else f"failed ({drain.error})"
+    line = f"  default drain   `sqlq worker --burst` (no flags): {figure}, SUCCESS {drain.success}/{res.n}"
+    theirs = peer.get("drain_per_s") if peer else None
+    if drain.drain_per_s and isinstance(theirs, (int, float)) and theirs:
+        ratio = drain.drain_per_s / theirs
+        line += f"; PgQueuer {theirs:,.0f} jobs/s: {ratio:.2f}x (target >= 2x: {'MET' if ratio >= 2 else 'NOT MET'})"
+    else:
+        line += "; PgQueuer not measured in this run"
+    out = [line]
+    if latency and latency.p50_ms is not None:
+        out.append(f"  default latency p50 {latency.p50_ms:.2f} ms, p99 {latency.p99_ms:.2f} ms "
+                   f"(target p50 <= 2 ms: {'MET' if latency.p50_ms <= 2.0 else 'NOT MET'})")
+    return out
+
+
 def drain_table(res: SqlqResults) -> str:
     best = max((r for r in res.drains if r.drain_per_s), key=lambda r: r.drain_per_s, default=None)
     rows = []
-    runs = res.drains + [r for r in (res.nosync_pair_on, res.nosync_drain, res.limit_pair_plain, res.limit_drain) if r]
+    runs = res.drains + [r for r in (res.nosync_pair_on, res.nosync_drain, res.unique_pair_plain,
+                                      res.unique_drain, res.limit_pair_plain, res.limit_drain) if r]
     for run in runs:
         suffix = {id(res.nosync_pair_on): " [again]", id(res.nosync_drain): " [again, synchronous_commit=off]",
+                  id(res.unique_pair_plain): " [again, plain]", id(res.unique_drain): " [unique keys]",
                   id(res.limit_pair_plain): " [again]", id(res.limit_drain): " [concurrency limit]"}
         rows.append({
             "config": ("* " if run is best else "  ") + run.config + suffix.get(id(run), ""),
@@ -382,7 +423,7 @@ def run(log_dir: Path) -> int:
     drain_configs = tuple(WorkerConfig.parse(c) for c in
                           os.environ.get("BENCH_DRAIN_CONFIGS", ",".join(bench_sqlq.DEFAULT_DRAIN_CONFIGS))
                           .split(",") if c.strip())
-    latency_pools = tuple(p.strip() for p in os.environ.get("BENCH_LATENCY_POOLS", "solo,threads,prefork")
+    latency_pools = tuple(p.strip() for p in os.environ.get("BENCH_LATENCY_POOLS", ",".join(bench_sqlq.Options.latency_pools))
                           .split(",") if p.strip())
     out_path = Path(os.environ.get("BENCH_OUT") or REPO / "benchmarks" / "results" / "latest.json")
 
@@ -483,7 +524,7 @@ def render(res: SqlqResults, peers: list[dict], peers_text: str, with_peers: boo
     else:
         out.append(f"routed: {routed.get('status', 'not available yet')}")
     out += workflow_lines(res)
-    out += ["", "Targets (sqlq, best measured):"] + target_lines(res, [])
+    out += ["", "Targets (sqlq, best measured):"] + target_lines(res, []) + default_lines(res, peers)
     out += ["", "sqlq drain: one `sqlq worker --burst` process per row, each on a fresh queue of "
                 f"{res.n} jobs (* = best)", drain_table(res)]
     out += ["", "sqlq latency (started_at - enqueued_at, DB clock): "

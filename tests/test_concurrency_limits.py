@@ -251,6 +251,45 @@ def test_every_enqueue_path_stores_the_key(bounded, schema, raw_conn):
     assert key(plain) is None
 
 
+def test_a_unique_and_limited_task_dedups_by_its_key_and_holds_its_limit(bounded, schema, raw_conn, database_url,
+                                                                        tmp_path):
+    """A task with both a unique key (per item) and a concurrency limit (2 per account): every unique
+    write path (a keyed bulk, one keyed call, a debounce that replaces a waiting job) stores the
+    call's concurrency key, repeated items write nothing, and no account runs more than 2 at once."""
+    task = bounded.sync_item
+    calls = [((0.2,), {"account": account, "item": f"{account}{i}"}) for account in ("a", "b") for i in range(6)]
+    first = task.apply_many(calls)  # (UNIQUE_ENQUEUE_MANY)
+    again = task.apply_many(calls)  # every item held: the jobs already there
+    assert [r.id for r in again] == [r.id for r in first]
+    assert task.delay(0.2, account="a", item="a0").id == first[0].id  # (UNIQUE_ENQUEUE, held)
+    extra = task.delay(0.2, account="a", item="a-extra")  # (UNIQUE_ENQUEUE, written)
+    late = task.apply_async((0.2,), {"account": "b", "item": "late"}, countdown=1, on_conflict="replace")
+    moved = task.apply_async((0.2,), {"account": "c", "item": "late"}, countdown=1, on_conflict="replace")
+    assert moved.id == late.id  # (UNIQUE_ENQUEUE_REPLACE: the waiting job took the new call, its key too)
+    keys = dict(raw_conn.execute(
+        f"SELECT concurrency_key, count(*) FROM {schema}.jobs WHERE task = %s GROUP BY concurrency_key",
+        (task.name,)).fetchall())
+    assert keys == {"a": 7, "b": 6, "c": 1}
+    assert scalar(raw_conn, "SELECT concurrency_key FROM {s}.jobs WHERE id = %s", extra.id, schema=schema) == "a"
+
+    accounts = ("a", "b")
+    sampler = Sampler(database_url, lambda c: tuple(_running(c, schema, task.name, k) for k in accounts))  # type: ignore[arg-type,return-value]
+    workers = _workers(tmp_path, 3, concurrency=4)
+    try:
+        wait_for(lambda: _finished(raw_conn, schema, task.name) == 14, timeout=90,
+                 message=lambda: f"14 results, {_finished(raw_conn, schema, task.name)} so far; {_logs(workers)}")
+    finally:
+        samples: list = sampler.stop()
+        for w in workers:
+            w.stop()
+    assert len(samples) > 100
+    most = {k: max(s[i] for s in samples) for i, k in enumerate(accounts)}
+    assert most == {"a": 2, "b": 2}, f"the most running per account: {most}"
+    assert scalar(raw_conn, "SELECT count(*) FROM {s}.results WHERE task = %s", task.name, schema=schema) == 14
+    # the items' keys freed with their jobs: the same item is written again
+    assert task.delay(0.2, account="a", item="a0").id != first[0].id
+
+
 def test_a_worker_without_limited_tasks_claims_with_claim_alone(app, run_worker, raw_conn, schema):
     @app.task
     def plain(i):

@@ -1,7 +1,7 @@
 """Concurrency limits: at most N running jobs of a task (or of one key of a task), cluster-wide.
 
 Revision ID: 0011
-Revises: 0009
+Revises: 0010
 Create Date: 2026-12-04
 
 * ``concurrency_limits``: a row per limited task and key (``key`` NULL: the task's limit, which
@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from alembic import context, op
 
 revision = "0011"
-down_revision = "0009"
+down_revision = "0010"
 branch_labels = None
 depends_on = None
 

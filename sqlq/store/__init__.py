@@ -21,6 +21,7 @@ transaction. Its methods come from one module per group, each running its own fi
   (workflows.py; the later steps are written by the trigger of migration 0007);
 * ``control``: remote-control commands and replies, revoked ids (control.py; sqlq/control/);
 * ``queues``: paused queues (queues.py);
+* ``unique``: jobs written with a unique key, and the keys' windows (unique.py);
 * ``base``: rendering for a schema, the schema's revision and advisory locks (base.py).
 
 The rows and records the store takes and gives are in records.py; the libpq fast path of one-job
@@ -42,6 +43,7 @@ from .records import (
     ConcurrencyLimitRow,
     DeclaredLimits,
     DeclaredRoutes,
+    EagerResultRow,
     ForeignSchedule,
     HandedBack,
     Interrupted,
@@ -52,26 +54,31 @@ from .records import (
     Outcome,
     PausedQueue,
     PublishRow,
+    QueueConsumers,
     QueueDepth,
     RateLimitedClaim,
     RateLimitRow,
     RetryRequest,
     RouteRow,
     ScheduleRow,
+    UniqueWrite,
     Unregistered,
     WorkerRow,
 )
 from .results import Results
 from .routes import Routes
 from .schedules import Schedules
+from .unique import Unique
 from .workers import Workers
 from .workflows import Workflows
 
-__all__ = ["ClaimedJob", "ConcurrencyLimitRow", "ConcurrencyLimitedClaim", "DeclaredLimits", "DeclaredRoutes", "ForeignSchedule", "HandedBack", "Interrupted",
-           "JobSpec", "JobState", "LostJobs", "NextDue", "Outcome", "PausedQueue", "PublishRow", "QueueDepth",
-           "RateLimitRow", "RateLimitedClaim", "RetryRequest", "RouteRow", "ScheduleRow", "Store", "Unregistered",
+__all__ = ["ClaimedJob", "ConcurrencyLimitRow", "ConcurrencyLimitedClaim", "DeclaredLimits", "DeclaredRoutes",
+           "EagerResultRow", "ForeignSchedule", "HandedBack", "Interrupted", "JobSpec", "JobState", "LostJobs",
+           "NextDue", "Outcome", "PausedQueue", "PublishRow", "QueueConsumers", "QueueDepth", "RateLimitRow",
+           "RateLimitedClaim", "RetryRequest", "RouteRow", "ScheduleRow", "Store", "UniqueWrite", "Unregistered",
            "WorkerRow"]
 
 
-class Store(Jobs, Claims, Workers, Results, Schedules, Routes, RateLimits, ConcurrencyLimits, Groups, Workflows, Control, Queues):
+class Store(Jobs, Claims, Workers, Results, Schedules, Routes, RateLimits, ConcurrencyLimits, Groups, Workflows,
+            Control, Queues, Unique):
     """Every statement of the queue tables, rendered for one schema (``Store(schema)``)."""

@@ -137,6 +137,11 @@ class Jobs(Routes):
         row = conn.execute(self.sql["ANY_DUE"], {"queues": list(queues)}).fetchone()
         return bool(row[0]) if row is not None else False
 
+    def waiting_upto(self, conn: psycopg.Connection, queue: str, upto: int) -> int:
+        """Jobs of ``queue`` waiting to be claimed, counted up to ``upto`` at most."""
+        row = conn.execute(self.sql["WAITING_UPTO"], {"queue": queue, "upto": upto}).fetchone()
+        return int(row[0]) if row is not None else 0
+
     def next_scheduled_in(self, conn: psycopg.Connection) -> float | None:
         return cast("tuple[float | None]", conn.execute(self.sql["NEXT_SCHEDULED_IN"], prepare=False).fetchone())[0]
 

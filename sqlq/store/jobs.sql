@@ -208,6 +208,14 @@ SELECT EXISTS (
       AND (state = 'available' OR (state = 'scheduled' AND run_at <= now()))
 )
 
+-- name: WAITING_UPTO
+-- How many jobs of a queue wait to be claimed, counted up to `upto` only (a walk of jobs_available
+-- that stops there): the backlog an adaptive prefetch shares with the queue's other consumers, run
+-- only when others consume it and the claim would ask for more than the base prefetch.
+SELECT count(*) FROM (
+    SELECT 1 FROM {jobs} WHERE state = 'available' AND queue = %(queue)s LIMIT %(upto)s
+) AS waiting
+
 -- name: NEXT_SCHEDULED_IN
 -- Seconds until the next scheduled job is due (NULL when none), so the promoter sleeps just enough.
 SELECT extract(epoch FROM min(run_at) - now())::float8 FROM {jobs} WHERE state = 'scheduled'

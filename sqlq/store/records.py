@@ -117,6 +117,11 @@ class JobSpec:
     # The key the task's concurrency_key computed for this call (sqlq.concurrency_limits); None
     # for a task without one.
     concurrency_key: str | None = None
+    # Unique jobs (store/unique.py): the key, the seconds it stays held from the enqueue, and what a
+    # call whose key is held does ('skip', 'replace' or 'error'); a job without a key takes none of it.
+    unique_key: str | None = None
+    unique_for: float | None = None
+    on_conflict: str = "skip"
 
     def due_now(self) -> bool:
         """No countdown, eta or expiry and not routed: the row can be written as it is (COPY)."""
@@ -157,6 +162,46 @@ class JobSpec:
             "root_ids": [j.root_id for j in jobs], "parent_ids": [j.parent_id for j in jobs],
             "concurrency_keys": [j.concurrency_key for j in jobs],
         }
+
+
+class UniqueRow(NamedTuple):
+    """A job UNIQUE_ENQUEUE or UNIQUE_ENQUEUE_REPLACE wrote or replaced (``woken``: NOTIFYs sent;
+    ``window_job``: the job whose unique_for window the statement saw, if any)."""
+
+    id: str
+    state: str
+    woken: int
+    window_job: str | None
+
+
+class UniqueBatchRow(NamedTuple):
+    """A job UNIQUE_ENQUEUE_MANY wrote, with the window it saw for its key (``woken``: NOTIFYs sent)."""
+
+    id: str
+    window_job: str | None
+    woken: int
+
+
+class UniqueHolder(NamedTuple):
+    """The job that holds a unique key (UNIQUE_HOLDER)."""
+
+    id: str
+    state: str
+
+
+class UniqueWindow(NamedTuple):
+    """The job whose ``unique_for`` window holds a key (UNIQUE_WINDOW_TAKE, UNIQUE_WINDOW_HOLDER)."""
+
+    job_id: str
+
+
+class UniqueWrite(NamedTuple):
+    """What a keyed enqueue did: ``id`` is the job that holds the key now (this call's when
+    ``written``); ``replaced``: the waiting holder took this call's arguments and run_at."""
+
+    id: str
+    written: bool
+    replaced: bool
 
 
 class ScheduleRow(NamedTuple):
@@ -212,6 +257,29 @@ class JobState(NamedTuple):
     worker_hostname: str | None = None
 
 
+class EagerResultRow(NamedTuple):
+    """An eager call's outcome as STORE_EAGER_RESULT writes it (its parameters by name): the call's
+    encoded arguments and the outcome's columns as a worker's FINISH would record them."""
+
+    id: str  # the row id (task_uuid of the task id)
+    task: str
+    queue: str
+    priority: int
+    state: str  # SUCCESS | FAILURE | REVOKED
+    args: str | None
+    kwargs: str | None
+    payload: bytes | None
+    content_type: str
+    result: str | None
+    result_payload: bytes | None
+    result_content_type: str | None
+    exc_type: str | None
+    exc_message: str | None
+    traceback: str | None
+    started_at: dt.datetime
+    retries: int
+
+
 class QueueDepth(NamedTuple):
     """One queue's jobs by state (QUEUE_DEPTHS)."""
 
@@ -261,6 +329,13 @@ class PausedQueue(NamedTuple):
 
     queue: str
     paused_at: dt.datetime
+
+
+class QueueConsumers(NamedTuple):
+    """How many other live workers consume a queue (QUEUE_CONSUMERS)."""
+
+    queue: str
+    others: int  # live workers other than the one asking
 
 
 class HandedBack(NamedTuple):

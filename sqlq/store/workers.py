@@ -17,7 +17,7 @@ from typing import Any, cast
 import psycopg
 
 from .base import StoreBase
-from .records import HandedBack, LostJobs, WorkerRow
+from .records import HandedBack, LostJobs, QueueConsumers, WorkerRow
 
 #: Seconds a worker's liveness lock must stay free before the worker is presumed dead: a live
 #: worker whose session was cut (a terminated backend) reconnects and takes it back well within it.
@@ -34,9 +34,11 @@ class Workers(StoreBase):
                                                    "lock_key": lock_key,
                                                    "tasks": None if tasks is None else list(tasks)})
 
-    def heartbeat(self, conn: psycopg.Connection, worker_id: str) -> bool:
-        """False when the row is gone: this worker was presumed dead and its jobs rescued."""
-        return conn.execute(self.sql["HEARTBEAT"], {"id": worker_id}, prepare=True).fetchone() is not None
+    def heartbeat(self, conn: psycopg.Connection, worker_id: str) -> int | None:
+        """How many workers the table holds (the share of cluster-wide chores is drawn from it); None
+        when this worker's row is gone: it was presumed dead and its jobs rescued."""
+        row = conn.execute(self.sql["HEARTBEAT"], {"id": worker_id}, prepare=True).fetchone()
+        return None if row is None else int(cast("tuple[int]", row)[0])
 
     def unregister_worker(self, conn: psycopg.Connection, worker_id: str) -> None:
         conn.execute(self.sql["UNREGISTER_WORKER"], {"id": worker_id})
@@ -47,6 +49,13 @@ class Workers(StoreBase):
         rows = conn.execute(self.sql["WORKERS"], {"namespace": self.liveness_namespace,
                                                   "timeout": timeout}).fetchall()
         return [WorkerRow(*r) for r in rows]
+
+    def queue_consumers(self, conn: psycopg.Connection, worker_id: str, queues: Sequence[str],
+                        timeout: float) -> list[QueueConsumers]:
+        """For each of ``queues``, how many live workers other than ``worker_id`` consume it."""
+        rows = conn.execute(self.sql["QUEUE_CONSUMERS"], {"queues": list(queues), "worker_id": worker_id,
+                                                          "timeout": timeout}).fetchall()
+        return [QueueConsumers(*r) for r in rows]
 
     def expire_dead_workers(self, conn: psycopg.Connection, retention: float) -> int:
         """Forget the dead workers found dead more than ``retention`` seconds ago."""

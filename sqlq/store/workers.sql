@@ -23,8 +23,11 @@ VALUES (%(id)s, %(hostname)s, %(pid)s, %(queues)s, %(concurrency)s, %(pool)s, %(
 ON CONFLICT (id) DO UPDATE SET heartbeat_at = now(), lock_lost_at = NULL, tasks = excluded.tasks
 
 -- name: HEARTBEAT
--- No row returned: this worker was presumed dead and its jobs rescued.
-UPDATE {workers} SET heartbeat_at = now(), lock_lost_at = NULL WHERE id = %(id)s RETURNING id
+-- No row returned: this worker was presumed dead and its jobs rescued. `workers`: how many rows the
+-- table holds, so that each worker takes its share of the cluster-wide chores (Worker's `spread`)
+-- rather than every worker doing each of them at the full rate.
+UPDATE {workers} SET heartbeat_at = now(), lock_lost_at = NULL WHERE id = %(id)s
+RETURNING (SELECT count(*) FROM {workers}) AS workers
 
 -- name: UNREGISTER_WORKER
 -- A worker that stopped has recorded every outcome: its row goes, and nobody rescues anything.
@@ -240,3 +243,15 @@ WITH held AS (
 SELECT (SELECT count(*) FROM handed),
        (SELECT count(*) FROM ins),
        (SELECT pg_notify({results_channel}, string_agg(id::text, ',')) FROM ins HAVING count(*) > 0)
+
+-- name: QUEUE_CONSUMERS
+-- How many other live workers consume each of these queues (heartbeat within `timeout`): an
+-- adaptive prefetch takes no more than its share of a queue's backlog when others share it
+-- (sqlq/worker/prefetch.py). Read by the housekeeper with the paused queues, not per claim. The
+-- columns are QueueConsumers'.
+SELECT q.queue, count(w.id)::int AS others
+FROM unnest(%(queues)s::text[]) AS q(queue)
+LEFT JOIN {workers} AS w
+       ON q.queue = ANY(w.queues) AND w.id <> %(worker_id)s
+      AND w.heartbeat_at >= now() - make_interval(secs => %(timeout)s::float8)
+GROUP BY q.queue

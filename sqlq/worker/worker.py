@@ -17,6 +17,9 @@ Threads in a worker process:
   the process dies the server frees the lock, and the other workers rescue its jobs about a second
   later instead of waiting for ``worker_lost_timeout``.
 
+The listener and the housekeeper keep session state, so they connect to ``listen_database_url``
+(unset: ``database_url``); behind a transaction pooler, the claims and outcomes go through it.
+
 No database error ends a worker: each thread retries with backoff (``sqlq.outage``), prefetched
 jobs keep running and their outcomes wait in memory until they can be recorded.
 """
@@ -42,14 +45,17 @@ import psycopg
 from .. import concurrency_limits, rate_limits, signals
 from ..control.server import KEEP as CONTROL_KEEP
 from ..control.server import WorkerControl
-from ..db import connect
 from ..errors import ConfigurationError, SqlqCompatibilityWarning
+from ..log import job_fields
 from ..names import validate_queue
 from ..outage import Backoff, OutageLog, is_outage, wait_for_database
 from ..store import ClaimedJob, Interrupted, Outcome, RetryRequest, Unregistered
+from .autoscale import Autoscaler, parse_autoscale
 from .execution import Executor, Result
 from .pools import POOL_NAMES, BasePool, pool_class
+from .prefetch import BASE_MULTIPLIER, Prefetch, fair_share
 from .recording import Recorder
+from .request import RequestHooks
 
 if TYPE_CHECKING:
     from ..app import App
@@ -57,11 +63,22 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("sqlq.worker")
 
-#: Seconds between two looks at the other workers' liveness locks (one worker looks each time).
+#: Seconds between two looks at the workers' liveness locks, cluster-wide: each worker looks about
+#: every LIVENESS_INTERVAL x the number of registered workers (``_spread``), so that one look is made
+#: per interval however many workers there are, not one per worker.
 LIVENESS_INTERVAL = 0.5
 
-#: Seconds between two reads of the paused queues (a pause's NOTIFY makes the read at once).
-PAUSES_INTERVAL = 1.0
+#: Seconds between two reads of the paused queues: a backstop, as a pause's NOTIFY makes the read at
+#: once, and so does the LISTEN connection coming back (a NOTIFY may have been missed while it was down).
+PAUSES_INTERVAL = 5.0
+
+
+def spread(interval: float, workers: int) -> float:
+    """The wait before a worker's next turn at a cluster-wide chore that one worker per ``interval``
+    suffices for (liveness looks, maintenance, the scheduled jobs' backstop promotion): ``interval``
+    times the registered workers, drawn between half and one and a half of that, so that the
+    workers' turns interleave instead of falling together. With one worker it is about ``interval``."""
+    return interval * max(1, workers) * random.uniform(0.5, 1.5)
 
 #: A job handed back for want of its task waits this many seconds per hand-back so far, at most
 #: ``UNKNOWN_TASK_MAX_DELAY``, so that the worker that does not know it does not take it straight back.
@@ -100,6 +117,17 @@ def _celery_arguments(shutdown_grace: float | None, shutdown_timeout: float | No
     return shutdown_timeout
 
 
+def _log_received(jobs: Sequence[ClaimedJob]) -> None:
+    """Celery's ``Task NAME[ID] received`` (DEBUG here: a line per job at INFO would cost the drain)."""
+    for job in jobs:
+        log.debug("Task %s[%s] received", job.task, job.id, extra=job_fields(job.id, job.task, job.queue))
+
+
+def conf_log_format(app: App) -> str:
+    """The ``log_format`` setting (``--log-format`` sets it), which the prefork children follow."""
+    return str(app.conf.log_format)
+
+
 def _consumed_queues(queues: Sequence[str], exclude_queues: Sequence[str] | None) -> list[str]:
     """The queues to consume: ``queues`` (or the default queue) without ``exclude_queues`` (Celery's
     ``-X``). A sqlq worker consumes only the queues it is given, never every declared queue, so
@@ -129,7 +157,8 @@ class Worker:
                  poll_interval: float | None = None, shutdown_grace: float | None = None,
                  install_signal_handlers: bool = False, exclude_queues: Sequence[str] | None = None,
                  shutdown_timeout: float | None = None, without_heartbeat: bool = False,
-                 without_mingle: bool = False, without_gossip: bool = False):
+                 without_mingle: bool = False, without_gossip: bool = False,
+                 autoscale: str | tuple[int, int] | None = None, max_memory_per_child: int | None = None):
         # exclude_queues, shutdown_timeout and without_*: Celery's worker arguments, which Celery's
         # pytest fixtures pass through celery_worker_parameters (issue #12); see _celery_arguments
         app.finalize(auto=True)  # include/imports, task_annotations, on_after_finalize (issue #12)
@@ -145,8 +174,24 @@ class Worker:
         self.concurrency = int(concurrency or conf.worker_concurrency or os.cpu_count() or 1)
         if self.pool_name == "solo":
             self.concurrency = 1
-        self.prefetch_multiplier = max(1, int(prefetch_multiplier or conf.worker_prefetch_multiplier))
-        self.capacity = self.concurrency * self.prefetch_multiplier
+        self.autoscale = parse_autoscale(autoscale)
+        if self.autoscale is not None:
+            if self.pool_name == "solo":
+                raise ConfigurationError("--autoscale needs a pool that can grow: the solo pool runs one job at a "
+                                         "time; use -P threads or -P prefork")
+            self.concurrency = self.autoscale[1]  # (Celery's: the pool starts at MIN)
+        self.max_memory_per_child = max_memory_per_child or conf.worker_max_memory_per_child
+        if self.max_memory_per_child and self.pool_name != "prefork":
+            log.warning("--max-memory-per-child (worker_max_memory_per_child=%s KiB) applies to the prefork "
+                        "pool only: a %s worker runs its jobs in its own process, which it cannot replace; "
+                        "use -P prefork, or restart the worker from your process manager", self.max_memory_per_child,
+                        self.pool_name)
+        # explicit (argument, flag, setting or its variable): a fixed prefetch; else adaptive (worker/prefetch.py)
+        if not prefetch_multiplier and conf.was_set("worker_prefetch_multiplier"):
+            prefetch_multiplier = conf.worker_prefetch_multiplier
+        fixed = max(1, int(prefetch_multiplier)) if prefetch_multiplier else None
+        self.prefetch_multiplier = fixed or BASE_MULTIPLIER
+        self._prefetch = Prefetch(self.concurrency, fixed)
         self.max_tasks_per_child = max_tasks_per_child or conf.worker_max_tasks_per_child
         self.burst = burst
         self.app_path = app_path
@@ -180,6 +225,7 @@ class Worker:
         self._stopping = threading.Event()  # set by stop(): cuts a backoff wait short
         self._claim_backoff = Backoff()
         self._unregistered = False
+        self._registered_workers = 1  # how many workers the table holds, as of this one's last heartbeat
         self._queue_cursor = 0
         self.processed = 0
         # remote control (sqlq.control): commands, revoked ids, termination; per-task counts for stats
@@ -187,6 +233,10 @@ class Worker:
         self._terminating = self.control.terminating  # (read per outcome: one attribute, not two)
         self.totals: collections.Counter[str] = collections.Counter()
         self.executors: list[Executor] = []
+        # tasks' own request classes (Task.Request, sqlq.worker.request): their hooks run here, in
+        # this process, for every pool, and only for failures (a task registered after the worker
+        # started included: looked up at its first failure)
+        self._request_hooks = RequestHooks(app, self.hostname, self.id, list(conf.accept_content))
         if signals.celeryd_init.has_receivers:  # Celery's first worker signal: before the pool exists
             signals.celeryd_init.send(sender=self.hostname, instance=self, conf=conf, options={
                 "queues": self.queues, "concurrency": self.concurrency, "pool": self.pool_name, "burst": burst,
@@ -232,6 +282,12 @@ class Worker:
         self._queues_channel = self.store.queues_channel
         self._claimable: list[str] = self.queues
         self.pool: BasePool = self._make_pool()
+        self.autoscaler = Autoscaler(self, *self.autoscale) if self.autoscale is not None else None
+
+    @property
+    def capacity(self) -> int:
+        """Jobs claimed ahead at most now: fixed, or the adaptive prefetch's current size."""
+        return self._prefetch.capacity
 
     # construction ------------------------------------------------------------------------------
 
@@ -255,11 +311,13 @@ class Worker:
             path = self.app_path or find_app_path(self.app)
             if path is None:
                 raise ConfigurationError(
-                    "the prefork pool starts child processes that import your app, but this app is not "
-                    "importable (defined in __main__?); run `sqlq -A module:app worker`, or use -P threads"
+                    "the prefork pool starts child processes that import your app by its module name, but "
+                    "this app is not found at module level of any imported module (defined in __main__, or "
+                    "inside a function or a fixture?); run `sqlq -A module:app worker`, or use -P threads"
                 )
             kwargs = {"app_path": path, "worker_id": self.id, "hostname": self.hostname,
-                      "max_tasks_per_child": self.max_tasks_per_child, "task_limits": self._hard_limit}
+                      "max_tasks_per_child": self.max_tasks_per_child, "task_limits": self._hard_limit,
+                      "max_memory_per_child": self.max_memory_per_child, "log_format": conf_log_format(self.app)}
         return cls(self._new_executor, self.concurrency, self._on_result, self._on_lost, **kwargs)
 
     def _new_executor(self) -> Executor:
@@ -269,8 +327,11 @@ class Worker:
         return executor
 
     def _hard_limit(self, task_name: str) -> float | None:
+        """A prefork job's hard limit, which the parent enforces: the task's own, else the app's
+        ``task_time_limit`` (``--time-limit``)."""
         task = self.app.tasks.get(task_name)
-        return task.time_limit if task is not None else None
+        own = task.time_limit if task is not None else None
+        return own if own is not None else self.app.conf.task_time_limit
 
     # callbacks from the pool (any thread) ------------------------------------------------------
 
@@ -286,6 +347,8 @@ class Worker:
         # half the prefetch buffer has run: the consumer may claim the next batch (see _claim)
         if not self._wake.is_set() and self._held() <= self.capacity // 2:
             self._wake.set()
+        if type(result) is Outcome and result.state == "FAILURE":  # (after the outcome is handed on)
+            self._request_hooks.outcome(job, result)
 
     def _on_lost(self, job: ClaimedJob) -> None:
         self._lost.append(job)
@@ -312,7 +375,7 @@ class Worker:
     def resized(self, concurrency: int) -> None:
         """The pool now runs ``concurrency`` jobs at once (pool_grow / pool_shrink): claim for that."""
         self.concurrency = concurrency
-        self.capacity = concurrency * self.prefetch_multiplier
+        self._prefetch.resized(concurrency, None if self._prefetch.adaptive else self.prefetch_multiplier)
         self._wake.set()
 
     def reload(self) -> None:
@@ -369,34 +432,46 @@ class Worker:
         # (a burst worker is a one-shot command, run by scripts and CI: unless told to wait, it says
         # at once what is wrong instead of hanging)
         wait = self.app.conf.database_wait_timeout
-        house = wait_for_database(self._start_up, outage=self.outage, what="the database and its migrations",
-                                  timeout=wait if wait is not None or not self.burst else 0,
-                                  stopped=self._stopping.is_set, sleep=self._stopping.wait)
+        # The pool starts first: prefork children import the app while this process checks the
+        # database and registers, rather than after, when the first claimed jobs would wait for them.
+        self.pool.start()
+        try:
+            house = wait_for_database(self._start_up, outage=self.outage, what="the database and its migrations",
+                                      timeout=wait if wait is not None or not self.burst else 0,
+                                      stopped=self._stopping.is_set, sleep=self._stopping.wait)
+        except BaseException:
+            self.pool.join(0.0)  # (nothing was claimed: this only stops the children or threads)
+            raise
         if house is None:
+            self.pool.join(0.0)
             log.info("worker %s stopped before the database could be reached", self.hostname)
             return 0
         # A burst worker needs no LISTEN: it only runs what is due now, and it waits only for its own
         # outcomes (the finisher wakes it). The connection would only cost its start and its exit.
-        listener = None if self.burst else Listener(self.app.database_url,
+        listener = None if self.burst else Listener(self.app.listen_database_url,
                                                     [self.store.listen_control, self.store.listen_queues,
                                                      self.store.listen_jobs],
-                                                    self._on_notify, self._wake.set, name="sqlq-listen",
+                                                    self._on_notify, self._on_listen_reconnect, name="sqlq-listen",
                                                     outage=self.outage).start()
         housekeeper = threading.Thread(target=self._housekeeping, args=(house,), name="sqlq-housekeeping",
                                        daemon=True)
         finisher = threading.Thread(target=self._finishing, name="sqlq-finisher", daemon=True)
-        self.pool.start()
         housekeeper.start()
         finisher.start()
         self.control.start()
-        log.info("worker %s ready: queues=%s pool=%s concurrency=%d prefetch=%d", self.hostname,
-                 ",".join(self.queues), self.pool_name, self.concurrency, self.capacity)
+        if self.autoscaler is not None:
+            self.autoscaler.start()
+        log.info("worker %s ready: queues=%s pool=%s concurrency=%d prefetch=%s", self.hostname,
+                 ",".join(self.queues), self.pool_name, self.concurrency,
+                 f"adaptive ({self.capacity}-{self._prefetch.cap})" if self._prefetch.adaptive else self.capacity)
         signals.worker_ready.send(sender=self)
         try:
             self._loop()
             self._shut_down()
         finally:
             self._stopped.set()
+            if self.autoscaler is not None:
+                self.autoscaler.stop()
             self._finish_wake.set()
             self._housekeeping_wake.set()
             if listener is not None:
@@ -423,6 +498,7 @@ class Worker:
                 self._read_rate_limits(conn)
             self.control.prepare(conn)  # (the revoked ids, before the first claim)
             self._read_paused(conn)
+            self._read_consumers(conn)
             self._warn_shared_hostname(conn)
         except BaseException:
             conn.close()
@@ -448,6 +524,14 @@ class Worker:
         if resumed:
             log.info("resumed queue(s): %s", ", ".join(sorted(resumed)))
             self._wake.set()  # claim their jobs now
+
+    def _read_consumers(self, conn: psycopg.Connection) -> None:
+        """How many other live workers consume each of this worker's queues (read with the paused
+        queues, every PAUSES_INTERVAL): an adaptive prefetch claims no more than its share of a
+        shared queue's backlog (_fair)."""
+        if self._prefetch.adaptive:
+            rows = self.store.queue_consumers(conn, self.id, self.queues, float(self.app.conf.worker_lost_timeout))
+            self._prefetch.others = {r.queue: r.others for r in rows}
 
     def _warn_shared_hostname(self, conn: psycopg.Connection) -> None:
         """Two live workers under one name cannot be told apart by name (``sqlq status``, Celery's
@@ -501,7 +585,7 @@ class Worker:
         """The worker's own connection (not pooled): it holds the liveness lock, so the lock lives
         exactly as long as this session; (re)registering or a heartbeat follows the lock, never
         precedes it, so a fresh heartbeat always means a held lock."""
-        conn = connect(self.app.database_url)
+        conn = self.app.direct_connection()  # (a session: not through a transaction pooler)
         try:
             if self.lock_key is not None and not self.store.take_worker_lock(conn, self.lock_key):
                 log.warning("worker %s: another session holds this worker's liveness lock (an old session "
@@ -512,6 +596,13 @@ class Worker:
             conn.close()
             raise
         return conn
+
+    def _on_listen_reconnect(self) -> None:
+        """The LISTEN connection is (back) up: whatever was announced while it was down is looked at
+        now (jobs, pauses, control commands), rather than at each one's backstop poll."""
+        self._wake.set()
+        self._on_pause_notice()
+        self.control.notified()
 
     def _on_notify(self, channel: str, payload: str) -> None:
         if channel == self.store.control_channel:
@@ -542,7 +633,7 @@ class Worker:
         """The claiming session: claims commit without waiting for the WAL flush (why, and why it
         is safe: Store's CLAIM_SESSION_BEGIN). The pooled connection is given back with the server's
         setting, or closed: a producer must never get one whose commits do not wait."""
-        self.store.begin_claiming(conn)
+        self.store.begin_claiming(conn, per_transaction=self.app.pooled)
         try:
             yield
         finally:
@@ -596,8 +687,8 @@ class Worker:
         Outcomes waiting for the finisher do not count against the capacity: they hold no job back
         from other workers, and waiting for their FINISH before claiming again would serialize
         the two statements. They are bounded by a second capacity should the finisher fall behind:
-        twice the prefetch, and at least 64, so that a small buffer (the default prefetch of 4 per
-        process) keeps claiming while a FINISH or two are on their way."""
+        twice the prefetch, and at least 64, so that a small buffer (4 per slot: a fixed default, or
+        an idle adaptive prefetch) keeps claiming while a FINISH or two are on their way."""
         in_flight = self._in_flight
         held = self._held()
         free = min(self.capacity - held, max(2 * self.capacity, 64) - in_flight)
@@ -605,25 +696,42 @@ class Worker:
         if free <= 0 or (free < self.capacity // 2 and held > self.concurrency):
             return 0
         if self._not_unlimited:
-            return self._claim_limited(conn, free)
+            total = self._claim_limited(conn, free)
+            self._prefetch.claimed(free, (), total, idle=in_flight == 0)
+            return total
         total = 0
         queues = self._claimable
         n = len(queues)
+        last: list[ClaimedJob] = []
         for i in range(n):
             queue = queues[(self._queue_cursor + i) % n]
-            jobs = self.store.claim(conn, self.id, queue, free - total)
+            jobs = self.store.claim(conn, self.id, queue, self._fair(conn, queue, free - total))
             if jobs:
+                last = jobs
                 total += len(jobs)
                 self._count(len(jobs))
                 if self.control.revoked.ids:  # (a revoked id is recorded REVOKED, not run)
                     jobs = self.control.drop_revoked(jobs)
                 if signals.task_received.has_receivers:
                     signals.send_task_received(self, jobs)
+                if log.isEnabledFor(logging.DEBUG):  # (once per claimed batch)
+                    _log_received(jobs)
                 self.pool.submit(jobs)
             if total >= free:
                 break
         self._queue_cursor = (self._queue_cursor + 1) % max(n, 1)
+        self._prefetch.claimed(free, last, total, idle=in_flight == 0)
         return total
+
+    def _fair(self, conn: psycopg.Connection, queue: str, want: int) -> int:
+        """``want``, or less when other live workers consume ``queue``: an adaptive prefetch takes
+        at most its share of what waits there (worker/prefetch.py), counted only for a claim larger
+        than the base prefetch, which any worker may always take."""
+        others = self._prefetch.shared(queue)
+        if not others or want <= self._prefetch.floor:
+            return want
+        waiting = self.store.waiting_upto(conn, queue, want * (others + 1))
+        return min(want, fair_share(waiting, others + 1, self._prefetch.floor))
 
     def _claim_limited(self, conn: psycopg.Connection, free: int) -> int:
         """``_claim`` when some of this app's tasks have a rate or concurrency limit: per queue, each
@@ -670,6 +778,8 @@ class Worker:
                 if claim.jobs:
                     total += len(claim.jobs)
                     self._count(len(claim.jobs))
+                    if log.isEnabledFor(logging.DEBUG):
+                        _log_received(claim.jobs)
                     self.pool.submit(self.control.drop_revoked(claim.jobs) if self.control.revoked.ids
                                      else claim.jobs)
                 if claim.retry_in is not None:
@@ -692,6 +802,8 @@ class Worker:
                 if bound.jobs:
                     total += len(bound.jobs)
                     self._count(len(bound.jobs))
+                    if log.isEnabledFor(logging.DEBUG):
+                        _log_received(bound.jobs)
                     self.pool.submit(self.control.drop_revoked(bound.jobs) if self.control.revoked.ids
                                      else bound.jobs)
                 if bound.waiting:  # no free slot: claimed again when one frees (see _slots_freed)
@@ -709,6 +821,8 @@ class Worker:
                     self._unlimited_skip.pop(queue, None)
                     total += len(jobs)
                     self._count(len(jobs))
+                    if log.isEnabledFor(logging.DEBUG):
+                        _log_received(jobs)
                     self.pool.submit(self.control.drop_revoked(jobs) if self.control.revoked.ids else jobs)
                 else:
                     self._unlimited_skip[queue] = now + rate_limits.IDLE_RECHECK
@@ -887,7 +1001,8 @@ class Worker:
         backoff = Backoff()
         # registering wrote the first heartbeat; maintenance runs at once (jobs of dead workers are due)
         next_beat, next_liveness, next_maintenance = time.monotonic() + self.heartbeat_interval, 0.0, 0.0
-        # (start-up read the limits)
+        next_promote = 0.0  # when the next scheduled job is due, or this worker's backstop turn
+        # (start-up read the limits: the concurrency limits always, the rate limits if this worker enforces them)
         next_limits = time.monotonic() + rate_limits.REFRESH_INTERVAL
         next_pauses = time.monotonic() + PAUSES_INTERVAL  # (start-up read them)
         try:
@@ -903,12 +1018,13 @@ class Worker:
                     if now >= next_beat:
                         self._heartbeat(conn)
                         next_beat = now + self.heartbeat_interval
+                    workers = self._registered_workers
                     if now >= next_liveness:
                         self._check_liveness(conn)
-                        next_liveness = now + LIVENESS_INTERVAL
+                        next_liveness = now + spread(LIVENESS_INTERVAL, workers)
                     if now >= next_maintenance:
                         self._maintain(conn)
-                        next_maintenance = now + float(conf.worker_maintenance_interval)
+                        next_maintenance = now + spread(float(conf.worker_maintenance_interval), workers)
                     if now >= next_limits:
                         self._read_concurrency_limits(conn)
                         if self.rate_limits_enabled:
@@ -917,9 +1033,10 @@ class Worker:
                     if now >= next_pauses or self._pauses_due:
                         self._pauses_due = False
                         self._read_paused(conn)
+                        self._read_consumers(conn)
                         next_pauses = now + PAUSES_INTERVAL
-                    self.store.promote(conn)
-                    wait = self.store.next_scheduled_in(conn)
+                    if now >= next_promote:
+                        next_promote = self._promote(conn, workers)
                 except Exception as exc:  # noqa: BLE001 - keep housekeeping alive through anything
                     self.outage.failed(exc, "housekeeping")
                     if is_outage(exc) and conn is not None:
@@ -929,13 +1046,28 @@ class Worker:
                 if backoff.failing:
                     backoff.reset()
                     self.outage.recovered()
-                wait = self.poll_interval if wait is None else min(max(wait, 0.001), self.poll_interval)
-                soonest = min(next_beat, next_liveness, next_limits, next_pauses) - time.monotonic()
-                self._housekeeping_wake.wait(min(wait, max(soonest, 0.001)))  # set by short retries, stop
+                soonest = min(next_beat, next_liveness, next_maintenance, next_limits, next_pauses,
+                              next_promote) - time.monotonic()
+                if self._housekeeping_wake.wait(max(soonest, 0.001)):  # set by short retries, pauses, stop
+                    next_promote = 0.0  # (a retry due soon: promote it when due, not at the backstop)
                 self._housekeeping_wake.clear()
         finally:
             if conn is not None:
                 conn.close()  # the liveness lock goes with the session
+
+    def _promote(self, conn: psycopg.Connection, workers: int) -> float:
+        """Promote the due scheduled jobs; returns when to do it next: when the next scheduled job is
+        due, or at this worker's backstop turn (``spread`` over the poll interval: a job scheduled
+        since, by a producer, is promoted by whichever worker's turn comes first, and that worker then
+        knows when the next one is due), or at once when a full batch leaves more due."""
+        limit = 5000
+        promoted = self.store.promote(conn, limit)
+        now = time.monotonic()
+        if promoted >= limit:
+            return now
+        due_in = self.store.next_scheduled_in(conn)
+        backstop = now + spread(self.poll_interval, workers)
+        return backstop if due_in is None else min(now + max(due_in, 0.001), backstop)
 
     def _register(self, conn: psycopg.Connection) -> None:
         self.store.register_worker(conn, id=self.id, hostname=self.hostname, pid=os.getpid(),
@@ -943,7 +1075,10 @@ class Worker:
                                    lock_key=self.lock_key, tasks=sorted(self.app.tasks))
 
     def _heartbeat(self, conn: psycopg.Connection) -> None:
-        if not self.store.heartbeat(conn, self.id) and not self._unregistered:
+        workers = self.store.heartbeat(conn, self.id)
+        if workers is not None:
+            self._registered_workers = workers
+        elif not self._unregistered:
             if self.processed or self._in_flight:
                 log.warning("this worker was presumed dead (heartbeat row gone) and its jobs rescued; "
                             "registering again")
@@ -952,8 +1087,8 @@ class Worker:
             signals.heartbeat_sent.send(sender=self)
 
     def _check_liveness(self, conn: psycopg.Connection) -> None:
-        """Every half second one worker looks at the liveness locks; a worker whose lock stayed free
-        for a second is dead, and its jobs are rescued at once."""
+        """About every half second one worker (their turns are ``spread``) looks at the liveness
+        locks; a worker whose lock stayed free for a second is dead, and its jobs are rescued at once."""
         conf = self.app.conf
         with conn.transaction():
             if not self.store.try_xact_lock(conn, self.store.lock_key("liveness")):
@@ -975,6 +1110,7 @@ class Worker:
                                                  int(conf.worker_lost_max_attempts))
             expired = self.store.expire_results(conn, float(conf.result_expires))
             self.store.control_prune(conn, CONTROL_KEEP)
+            self.store.unique_prune(conn)
             self.store.expire_dead_workers(conn, float(conf.worker_dead_retention))
         if requeued or failed:
             log.warning("rescued jobs of lost workers: %d handed back, %d failed", requeued, failed)

@@ -37,3 +37,11 @@ def hold(marker: str | None) -> str:
 @app.task
 def free(i: int) -> int:
     return i
+
+
+@app.task(concurrency_limit=2, concurrency_key=lambda args, kwargs: kwargs["account"], unique_on=("item",))
+def sync_item(seconds: float, account: str, item: str) -> str:
+    """Limited per account and unique per item: a call whose item has a job waiting or running
+    writes nothing, and at most two jobs of one account run at once."""
+    time.sleep(seconds)
+    return item

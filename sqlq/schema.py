@@ -156,6 +156,7 @@ def build_metadata(schema: str = "sqlq") -> MetaData:
     _group_tables(md)
     _workflow_tables(md)
     _control_tables(md)
+    _event_tables(md)
     return md
 
 
@@ -378,4 +379,24 @@ def _control_tables(md: MetaData) -> None:
         PrimaryKeyConstraint("control_id", "worker_id", name="control_replies_pkey"),
         ForeignKeyConstraint(["control_id"], [f"{md.schema}.control.id"], name="control_replies_control_id_fkey",
                              ondelete="CASCADE"),
+    )
+
+
+def _event_tables(md: MetaData) -> None:
+    """The events stream (``sqlq.events``, migration 0012): one row per event, Celery's types and
+    fields (``fields`` holds those that are not columns). Written in batches by workers with task
+    events on and by producers with ``task_send_sent_event``; deleted after ``events_retention`` by
+    maintenance, found through a BRIN index on ``time`` (rows arrive in time order: a BRIN index
+    costs an insert next to nothing, a B-tree would cost every event)."""
+    Table(
+        "events", md,
+        Column("id", BigInteger, Identity(always=False), nullable=False),
+        Column("type", Text, nullable=False),
+        Column("task_id", UUID(as_uuid=False)),
+        Column("name", Text),
+        Column("hostname", Text),
+        Column("time", DateTime(timezone=True), nullable=False, server_default=text("clock_timestamp()")),
+        Column("fields", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+        PrimaryKeyConstraint("id", name="events_pkey"),
+        Index("events_time", "time", postgresql_using="brin"),
     )

@@ -230,6 +230,9 @@ class Task(Generic[P, R]):
     expires: float | dt.datetime | None = None
     #: The worker runs the task in a transaction that also records its outcome (``self.connection``).
     transactional: bool = False
+    #: Celery's: False keeps this task's jobs out of the events stream of workers that send task
+    #: events (``sqlq worker -E``); True sends nothing by itself.
+    send_events: bool = True
     #: What ``delay()``/``apply_async()`` raise when PostgreSQL cannot be reached (Celery's
     #: ``task.OperationalError``, there the broker connection's error), for ``except add.OperationalError``.
     OperationalError: ClassVar[type[SqlqError]] = DatabaseUnavailableError

@@ -19,6 +19,7 @@ transaction. Its methods come from one module per group, each running its own fi
   (workflows.py; the later steps are written by the trigger of migration 0007);
 * ``control``: remote-control commands and replies, revoked ids (control.py; sqlq/control/);
 * ``queues``: paused queues (queues.py);
+* ``events``: the events stream's writes, tails and expiry (events.py; sqlq/events/);
 * ``base``: rendering for a schema, the schema's revision and advisory locks (base.py).
 
 The rows and records the store takes and gives are in records.py; the libpq fast path of one-job
@@ -29,6 +30,7 @@ from __future__ import annotations
 
 from .claims import Claims
 from .control import Control
+from .events import Events
 from .groups import Groups
 from .jobs import Jobs
 from .queues import Queues
@@ -37,6 +39,8 @@ from .records import (
     ClaimedJob,
     DeclaredLimits,
     DeclaredRoutes,
+    EventBatch,
+    EventRow,
     ForeignSchedule,
     HandedBack,
     Interrupted,
@@ -62,11 +66,12 @@ from .schedules import Schedules
 from .workers import Workers
 from .workflows import Workflows
 
-__all__ = ["ClaimedJob", "DeclaredLimits", "DeclaredRoutes", "ForeignSchedule", "HandedBack", "Interrupted",
+__all__ = ["ClaimedJob", "DeclaredLimits", "DeclaredRoutes", "EventBatch", "EventRow", "ForeignSchedule", "HandedBack", "Interrupted",
            "JobSpec", "JobState", "LostJobs", "NextDue", "Outcome", "PausedQueue", "PublishRow", "QueueDepth",
            "RateLimitRow", "RateLimitedClaim", "RetryRequest", "RouteRow", "ScheduleRow", "Store", "Unregistered",
            "WorkerRow"]
 
 
-class Store(Jobs, Claims, Workers, Results, Schedules, Routes, RateLimits, Groups, Workflows, Control, Queues):
+class Store(Jobs, Claims, Workers, Results, Schedules, Routes, RateLimits, Groups, Workflows, Control, Queues,
+            Events):
     """Every statement of the queue tables, rendered for one schema (``Store(schema)``)."""

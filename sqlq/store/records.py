@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, NamedTuple, final
 
 
@@ -49,6 +49,10 @@ class Outcome:
     exc_type: str | None = None
     exc_message: str | None = None
     traceback: str | None = None
+    # when the task started (seconds since the epoch) and how long it ran: the executor's, for
+    # the task-started and task-succeeded/failed events (None: the task never ran)
+    started: float | None = None
+    runtime: float | None = None
 
 
 @final  # (the prefork wire format tells them apart by exact type)
@@ -250,6 +254,47 @@ class WorkerRow(NamedTuple):
     state: str  # 'online', 'lost' (lock free or heartbeat late: about to be rescued) or 'dead'
     tasks: list[str] | None  # the task names its app registers (None: a dead worker, an older sqlq)
     died_at: dt.datetime | None  # when RESCUE found it dead ('dead' only)
+
+
+class EventRow(NamedTuple):
+    """One event as a tail reads it (EVENTS_AFTER): Celery's names for the columns; ``fields`` holds
+    the rest of the event's fields."""
+
+    id: int
+    type: str
+    uuid: str | None
+    name: str | None
+    hostname: str | None
+    timestamp: float  # seconds since the epoch
+    fields: dict[str, Any]
+
+
+@dataclass(slots=True)
+class EventBatch:
+    """Events a worker built, one list per EVENTS_RECORD column, written in one statement."""
+
+    types: list[str] = field(default_factory=list)
+    ids: list[str | None] = field(default_factory=list)
+    names: list[str | None] = field(default_factory=list)
+    ats: list[float | None] = field(default_factory=list)
+    runtimes: list[float | None] = field(default_factory=list)
+    results: list[str | None] = field(default_factory=list)
+    exceptions: list[str | None] = field(default_factory=list)
+    tracebacks: list[str | None] = field(default_factory=list)
+    extras: list[str | None] = field(default_factory=list)
+
+    def add(self, type: str, id: str | None = None, name: str | None = None, at: float | None = None, *,
+            runtime: float | None = None, result: str | None = None, exception: str | None = None,
+            traceback: str | None = None, extra: str | None = None) -> None:
+        self.types.append(type)
+        self.ids.append(id)
+        self.names.append(name)
+        self.ats.append(at)
+        self.runtimes.append(runtime)
+        self.results.append(result)
+        self.exceptions.append(exception)
+        self.tracebacks.append(traceback)
+        self.extras.append(extra)
 
 
 class PausedQueue(NamedTuple):

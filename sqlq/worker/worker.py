@@ -44,6 +44,7 @@ from ..control.server import KEEP as CONTROL_KEEP
 from ..control.server import WorkerControl
 from ..db import connect
 from ..errors import ConfigurationError, SqlqCompatibilityWarning
+from ..events.worker import WorkerEvents, quiet_tasks
 from ..names import validate_queue
 from ..outage import Backoff, OutageLog, is_outage, wait_for_database
 from ..store import ClaimedJob, Interrupted, Outcome, RetryRequest, Unregistered
@@ -129,7 +130,7 @@ class Worker:
                  poll_interval: float | None = None, shutdown_grace: float | None = None,
                  install_signal_handlers: bool = False, exclude_queues: Sequence[str] | None = None,
                  shutdown_timeout: float | None = None, without_heartbeat: bool = False,
-                 without_mingle: bool = False, without_gossip: bool = False):
+                 without_mingle: bool = False, without_gossip: bool = False, task_events: bool | None = None):
         # exclude_queues, shutdown_timeout and without_*: Celery's worker arguments, which Celery's
         # pytest fixtures pass through celery_worker_parameters (issue #12); see _celery_arguments
         app.finalize(auto=True)  # include/imports, task_annotations, on_after_finalize (issue #12)
@@ -213,6 +214,11 @@ class Worker:
         self._pauses_due = False  # set by a pause's NOTIFY: the housekeeper reads them at once
         self._queues_channel = self.store.queues_channel
         self._claimable: list[str] = self.queues
+        # Task and worker events (sqlq.events, `-E`; Celery's task_events): None when off, so that
+        # a worker without them tests one attribute per batch and writes nothing more
+        self.events: WorkerEvents | None = None
+        if conf.worker_send_task_events if task_events is None else task_events:
+            self.events = WorkerEvents(self.store, self.hostname, self.heartbeat_interval, quiet_tasks(app))
         self.pool: BasePool = self._make_pool()
 
     # construction ------------------------------------------------------------------------------
@@ -307,6 +313,8 @@ class Worker:
         names the worker publishes (the other workers' hand-backs of unknown tasks read them).
         Prefork children import the app when they start, so they know only the tasks the app module
         registers on import, with or without reload()."""
+        if self.events is not None:
+            self.events.quiet = quiet_tasks(self.app)
         with self.app.connection() as conn:
             self._register(conn)  # (its row exists: this only publishes the task names again)
             if not self.rate_limits_enabled:
@@ -571,6 +579,8 @@ class Worker:
                 self._count(len(jobs))
                 if self.control.revoked.ids:  # (a revoked id is recorded REVOKED, not run)
                     jobs = self.control.drop_revoked(jobs)
+                if self.events is not None:  # (before the pool has them: received comes before started)
+                    self.events.received(conn, jobs)
                 if signals.task_received.has_receivers:
                     signals.send_task_received(self, jobs)
                 self.pool.submit(jobs)
@@ -618,6 +628,8 @@ class Worker:
                 if claim.jobs:
                     total += len(claim.jobs)
                     self._count(len(claim.jobs))
+                    if self.events is not None:
+                        self.events.received(conn, claim.jobs)
                     self.pool.submit(self.control.drop_revoked(claim.jobs) if self.control.revoked.ids
                                      else claim.jobs)
                 if claim.retry_in is not None:
@@ -630,6 +642,8 @@ class Worker:
                 if jobs:
                     total += len(jobs)
                     self._count(len(jobs))
+                    if self.events is not None:
+                        self.events.received(conn, jobs)
                     self.pool.submit(self.control.drop_revoked(jobs) if self.control.revoked.ids else jobs)
             if total >= free:
                 break
@@ -697,9 +711,20 @@ class Worker:
             self._lost.extendleft(reversed(lost))
             raise
         self._flushing = 0
+        if self.events is not None and batch:
+            self._finished_events(conn, batch)
         self.totals.update([job.task for job, _ in batch])  # (inspect stats' per-task counts)
         self._count(-(len(batch) + len(lost)))
         self._wake.set()  # capacity freed: the consumer may claim again
+
+    def _finished_events(self, conn: psycopg.Connection, batch: Sequence[tuple[ClaimedJob, Result]]) -> None:
+        """The recorded batch's events, after its outcomes: a failure here (an outage) costs the
+        events of this batch, never its outcomes, which are already recorded."""
+        assert self.events is not None
+        try:
+            self.events.finished(conn, batch)
+        except Exception as exc:  # noqa: BLE001 - the outcomes stand; the finisher's next round reconnects
+            self.outage.failed(exc, "writing task events")
 
     def _record(self, conn: psycopg.Connection, outcomes: Sequence[Outcome], retries: Sequence[RetryRequest],
                 interrupted: Sequence[Interrupted], lost: Sequence[ClaimedJob],
@@ -790,6 +815,8 @@ class Worker:
         self._flush(conn)
         self._unregistered = True  # (the housekeeper must not register this worker again)
         self.store.unregister_worker(conn, self.id)
+        if self.events is not None:
+            self.events.offline(conn, self._in_flight, self.processed)
         log.info("worker %s stopped (%s shutdown); %d job(s) processed", self.hostname,
                  self._stop_mode or "burst", self.processed)
 
@@ -861,6 +888,8 @@ class Worker:
                 log.warning("this worker was presumed dead (heartbeat row gone) and its jobs rescued; "
                             "registering again")
             self._register(conn)
+        if self.events is not None:
+            self.events.heartbeat(conn, self._in_flight, self.processed)
         if signals.heartbeat_sent.has_receivers:
             signals.heartbeat_sent.send(sender=self)
 
@@ -889,6 +918,9 @@ class Worker:
             expired = self.store.expire_results(conn, float(conf.result_expires))
             self.store.control_prune(conn, CONTROL_KEEP)
             self.store.expire_dead_workers(conn, float(conf.worker_dead_retention))
+            dropped = self.store.expire_events(conn, float(conf.events_retention))
+        if dropped:
+            log.debug("deleted %d event(s) older than %ss", dropped, conf.events_retention)
         if requeued or failed:
             log.warning("rescued jobs of lost workers: %d handed back, %d failed", requeued, failed)
         if expired:

@@ -1,0 +1,45 @@
+"""The events stream: what happened to jobs and workers, for monitors (``sqlq events``).
+
+Revision ID: 0012
+Revises: 0009
+Create Date: 2026-12-04
+
+* ``events``: one row per event (Celery's event types: ``task-received``, ``task-succeeded``,
+  ``worker-heartbeat``, ...), written in batches by workers started with ``-E`` (and by producers
+  with ``task_send_sent_event``), announced with one NOTIFY per batch. ``task_id`` is NULL for a
+  worker's events; ``fields`` holds the rest of Celery's fields. Maintenance deletes rows older
+  than ``events_retention`` through the BRIN index on ``time`` (rows arrive in time order, so a
+  BRIN index costs an insert next to nothing).
+"""
+
+import sqlalchemy as sa
+from alembic import context, op
+from sqlalchemy.dialects.postgresql import JSONB, UUID
+
+revision = "0012"
+down_revision = "0009"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    schema = context.config.attributes["sqlq_schema"]
+    op.create_table(
+        "events",
+        sa.Column("id", sa.BigInteger, sa.Identity(always=False), nullable=False),
+        sa.Column("type", sa.Text, nullable=False),
+        sa.Column("task_id", UUID(as_uuid=False)),
+        sa.Column("name", sa.Text),
+        sa.Column("hostname", sa.Text),
+        sa.Column("time", sa.DateTime(timezone=True), nullable=False, server_default=sa.text("clock_timestamp()")),
+        sa.Column("fields", JSONB, nullable=False, server_default=sa.text("'{}'::jsonb")),
+        sa.PrimaryKeyConstraint("id", name="events_pkey"),
+        schema=schema,
+    )
+    op.create_index("events_time", "events", ["time"], schema=schema, postgresql_using="brin")
+
+
+def downgrade() -> None:
+    schema = context.config.attributes["sqlq_schema"]
+    op.drop_index("events_time", table_name="events", schema=schema)
+    op.drop_table("events", schema=schema)

@@ -63,14 +63,21 @@ class WorkerEvents:
         ids = [j.id for j in jobs if j.task not in quiet] if quiet else [j.id for j in jobs]
         self._guarded(lambda: self.store.events_received(conn, self.hostname, ids), len(ids))
 
-    def finished(self, conn: psycopg.Connection, batch: Iterable[tuple[ClaimedJob, Result]]) -> None:
-        """A recorded batch's events (one statement)."""
-        events = EventBatch()
+    def finished(self, batch: Iterable[tuple[ClaimedJob, Result]]) -> tuple[EventBatch, EventBatch]:
+        """A finished batch's events, in two parts: those of jobs that go back to wait (retries,
+        hand-backs), to be written before the batch is recorded, since once it is another claim
+        may take them again and write their next task-received; and the rest, written after the
+        outcomes, so that a reader who sees task-succeeded finds the result already there."""
+        back, done = EventBatch(), EventBatch()
         quiet = self.quiet
         for job, result in batch:
             if quiet and job.task in quiet:
                 continue
-            _add_result(events, job, result)
+            _add_result(back if isinstance(result, RetryRequest | Unregistered) else done, job, result)
+        return back, done
+
+    def write(self, conn: psycopg.Connection, events: EventBatch) -> None:
+        """Write built events (one statement)."""
         self._guarded(lambda: self.store.events_record(conn, self.hostname, events), len(events.types))
 
     def heartbeat(self, conn: psycopg.Connection, active: int, processed: int) -> None:

@@ -1,0 +1,254 @@
+"""The events stream (sqlq.events) against real workers: a worker with task events on (-E, or
+worker_send_task_events) writes Celery's task and worker events, in order and with Celery's
+fields; off by default it writes none; maintenance deletes old ones; producers write task-sent
+with task_send_sent_event; `sqlq events --dump/--json` and app.events receivers read them."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import psycopg
+import pytest
+
+from tests.apps.harness import WorkerProcess, scalar, wait_answering, wait_for, wait_result
+from tests.test_cli import run_cli
+
+
+def _events(conn: psycopg.Connection, schema: str, job_id: str | None = None) -> list[dict]:
+    """This schema's events (of one job), in the stream's order, as the receiver gives them."""
+    from sqlq.events import event_dict
+    from sqlq.store import EventRow
+
+    rows = conn.execute(
+        f"SELECT id, type, task_id::text, name, hostname, extract(epoch FROM time)::float8, fields "
+        f'FROM "{schema}".events WHERE %(id)s::uuid IS NULL OR task_id = %(id)s::uuid ORDER BY id',
+        {"id": job_id}).fetchall()
+    return [event_dict(EventRow(*r)) for r in rows]
+
+
+def _types(conn: psycopg.Connection, schema: str, job_id: str) -> list[str]:
+    return [e["type"] for e in _events(conn, schema, job_id)]
+
+
+def test_a_job_run_by_a_worker_process_with_minus_e(basic_app, raw_conn, schema, tmp_path):
+    from tests.apps import basic
+
+    worker = WorkerProcess(tmp_path / "worker.log", pool="prefork", concurrency=1,
+                           extra=("-E", "-n", "events@test"))
+    try:
+        job = basic.add.delay(2, 3)
+        assert job.get(timeout=60) == 5
+        wait_for(lambda: "task-succeeded" in _types(raw_conn, schema, job.id), message="task-succeeded")
+        received, started, succeeded = _events(raw_conn, schema, job.id)
+        assert [received["type"], started["type"], succeeded["type"]] == [
+            "task-received", "task-started", "task-succeeded"]
+        for event in (received, started, succeeded):
+            assert event["uuid"] == job.id and event["name"] == "tests.apps.basic.add"
+            assert event["hostname"] == "events@test"
+        assert received["args"] == [2, 3] and received["kwargs"] == {} and received["retries"] == 0
+        assert received["timestamp"] <= started["timestamp"] <= succeeded["timestamp"]
+        assert succeeded["result"] == "5"
+        assert 0 <= succeeded["runtime"] < 30
+        assert started["pid"] > 0
+        # the worker's own: online at start, heartbeats (every 5 s by default) come later
+        assert [e["type"] for e in _events(raw_conn, schema) if e["type"].startswith("worker-")][0] == "worker-online"
+    finally:
+        worker.stop()
+
+
+def test_failure_retry_and_worker_events(basic_app, run_worker, raw_conn, schema):
+    from tests.apps import basic
+
+    basic_app.conf.worker_heartbeat_interval = 0.2
+    try:
+        with run_worker(basic_app, pool="threads", hostname="ev@test", task_events=True):
+            failed = basic.fail.delay("kaput")
+            retried = basic.flaky.delay(1)
+            with pytest.raises(ValueError):
+                failed.get(timeout=30)
+            assert retried.get(timeout=30) == 1
+            wait_for(lambda: "task-succeeded" in _types(raw_conn, schema, retried.id), message="retry's success")
+            wait_for(lambda: "worker-heartbeat" in [e["type"] for e in _events(raw_conn, schema)],
+                     message="a heartbeat event")
+    finally:
+        basic_app.conf.worker_heartbeat_interval = 5.0
+
+    assert _types(raw_conn, schema, failed.id) == ["task-received", "task-started", "task-failed"]
+    failure = _events(raw_conn, schema, failed.id)[-1]
+    assert failure["exception"] == "ValueError('kaput')"
+    assert "Traceback (most recent call last)" in failure["traceback"]
+    assert "ValueError: kaput" in failure["traceback"]
+
+    assert _types(raw_conn, schema, retried.id) == [
+        "task-received", "task-retried", "task-received", "task-started", "task-succeeded"]
+    retry = _events(raw_conn, schema, retried.id)[1]
+    assert retry["retries"] == 1 and "Traceback" in retry["traceback"] and retry["exception"]
+
+    workers = [e for e in _events(raw_conn, schema) if e["type"].startswith("worker-")]
+    kinds = [e["type"] for e in workers]
+    assert kinds[0] == "worker-online" and kinds[-1] == "worker-offline" and "worker-heartbeat" in kinds
+    assert all(e["hostname"] == "ev@test" and e["freq"] == 0.2 and e["sw_ident"] == "sqlq" for e in workers)
+    assert workers[-1]["processed"] >= 3
+
+
+def test_a_terminated_job_sends_task_revoked(app, run_worker, raw_conn, schema):
+    started = threading.Event()
+
+    @app.task
+    def loops():
+        started.set()
+        for _ in range(1200):
+            time.sleep(0.05)
+
+    with run_worker(app, pool="threads", hostname="rv@test", task_events=True):
+        wait_answering(app, "rv@test")
+        job = loops.delay()
+        assert started.wait(30)
+        app.control.revoke(job.id, terminate=True, reply=True, timeout=5)
+        assert wait_result(raw_conn, schema, job.id)["state"] == "REVOKED"
+        wait_for(lambda: "task-revoked" in _types(raw_conn, schema, job.id), message="task-revoked")
+    revoked = _events(raw_conn, schema, job.id)[-1]
+    assert revoked["type"] == "task-revoked" and revoked["terminated"] is True and revoked["expired"] is False
+
+
+def test_off_by_default_and_per_task_opt_out(app, run_worker, raw_conn, schema):
+    @app.task
+    def plain():
+        return 1
+
+    @app.task(send_events=False)
+    def quiet():
+        return 2
+
+    with run_worker(app, pool="threads"):
+        assert plain.delay().get(timeout=30) == 1
+    assert scalar(raw_conn, f'SELECT count(*) FROM "{schema}".events') == 0
+
+    with run_worker(app, pool="threads", task_events=True):
+        loud = plain.delay()
+        hushed = quiet.delay()
+        assert loud.get(timeout=30) == 1 and hushed.get(timeout=30) == 2
+        wait_for(lambda: "task-succeeded" in _types(raw_conn, schema, loud.id), message="plain's events")
+    assert _types(raw_conn, schema, hushed.id) == []
+
+    from sqlq.errors import TaskDefinitionError
+
+    def chatty():
+        return 3
+
+    with pytest.raises(TaskDefinitionError, match="send_events= of task .* must be True or False"):
+        app.task(send_events="no")(chatty)
+
+
+def test_the_setting_turns_them_on(app, run_worker, raw_conn, schema):
+    @app.task
+    def noop():
+        return None
+
+    app.conf.worker_send_task_events = True
+    with run_worker(app, pool="threads"):
+        job = noop.delay()
+        job.get(timeout=30)
+        wait_for(lambda: "task-succeeded" in _types(raw_conn, schema, job.id), message="events")
+
+
+def test_retention_deletes_old_events(app, run_worker, raw_conn, schema):
+    raw_conn.execute(f"""INSERT INTO "{schema}".events (type, hostname, time)
+                         SELECT 'worker-heartbeat', 'old@test', now() - interval '2 hours' FROM generate_series(1, 50)""")
+    raw_conn.execute(f"""INSERT INTO "{schema}".events (type, hostname) VALUES ('worker-heartbeat', 'new@test')""")
+    app.conf.events_retention = 3600
+    app.conf.worker_maintenance_interval = 0.2
+    with run_worker(app, pool="threads"):
+        wait_for(lambda: scalar(raw_conn, f"""SELECT count(*) FROM "{schema}".events
+                                             WHERE hostname = 'old@test'""") == 0, message="old events deleted")
+    assert scalar(raw_conn, f"""SELECT count(*) FROM "{schema}".events WHERE hostname = 'new@test'""") == 1
+
+
+def test_task_sent_in_the_enqueue_transaction(app, raw_conn, schema, database_url):
+    @app.task
+    def noop(x):
+        return x
+
+    one = noop.delay(1)
+    assert _types(raw_conn, schema, one.id) == []  # off by default
+
+    app.conf.task_send_sent_event = True
+    one = noop.delay(1)
+    many = noop.apply_many([((i,), {}) for i in range(300)])  # a bulk: one statement for its events
+    sent = _events(raw_conn, schema, one.id)
+    assert [e["type"] for e in sent] == ["task-sent"] and sent[0]["args"] == [1] and sent[0]["queue"] == "default"
+    assert scalar(raw_conn, f"""SELECT count(*) FROM "{schema}".events WHERE type = 'task-sent'
+                                AND task_id = ANY(%s::uuid[])""", [r.id for r in many]) == 300
+
+    with psycopg.connect(database_url) as conn:  # the caller's transaction, rolled back: no job, no event
+        gone = noop.apply_async((2,), connection=conn)
+        conn.rollback()
+    assert _types(raw_conn, schema, gone.id) == []
+
+
+def _seed(app, raw_conn, schema) -> None:
+    raw_conn.execute(f"""INSERT INTO "{schema}".events (type, task_id, name, hostname, fields) VALUES
+        ('task-received', '00000000-0000-4000-8000-000000000001', 'proj.add', 'w1@test', '{{"args": [1, 2]}}'),
+        ('task-succeeded', '00000000-0000-4000-8000-000000000001', 'proj.add', 'w1@test',
+         '{{"runtime": 0.25, "result": "3"}}'),
+        ('task-failed', '00000000-0000-4000-8000-000000000002', 'proj.div', 'w1@test',
+         '{{"exception": "ZeroDivisionError()", "traceback": "Traceback ...\\nZeroDivisionError"}}')""")
+
+
+def test_sqlq_events_dump_and_json(app, raw_conn, schema):
+    _seed(app, raw_conn, schema)
+    dump = run_cli("events", "--dump", "--since", "1h", "--limit", "3", timeout=60)
+    assert dump.returncode == 0, dump.stderr
+    lines = dump.stdout.splitlines()
+    assert len(lines) == 3
+    assert lines[1].split(" ", 2)[2] == ("task-succeeded uuid=00000000-0000-4000-8000-000000000001 name=proj.add "
+                                        "result=3 runtime=0.25 hostname=w1@test")
+    assert lines[2].endswith('traceback="Traceback ...\\nZeroDivisionError" hostname=w1@test')
+
+    js = run_cli("events", "--json", "--since", "1h", "--type", "task-failed", "--limit", "1", timeout=60)
+    assert js.returncode == 0, js.stderr
+    event = json.loads(js.stdout)
+    assert event["type"] == "task-failed" and event["name"] == "proj.div" and event["exception"] == "ZeroDivisionError()"
+
+    table = run_cli("events", "--since", "1h", "--timeout", "1", timeout=60)  # not a tty: summary lines
+    assert table.returncode == 0, table.stderr
+    assert "success=1 failure=1" in table.stdout.splitlines()[-1]
+
+    bad = run_cli("events", "--type", "task-exploded", "--limit", "1", timeout=60)
+    assert bad.returncode == 1 and "unknown event type(s) task-exploded" in bad.stderr
+
+
+def test_receiver_capture_with_limit_and_celery_spelling(app, raw_conn, schema):
+    _seed(app, raw_conn, schema)
+    seen: list[dict] = []
+    failures: list[dict] = []
+    receiver = app.events.receiver(handlers={"task-failed": failures.append, "*": seen.append}, since=3600)
+    assert receiver.capture(limit=2) == 2
+    assert [e["type"] for e in seen] == ["task-received", "task-succeeded"] and failures == []
+    assert receiver.capture(limit=1) == 1  # goes on after the last one it handled
+    assert failures[0]["uuid"] == "00000000-0000-4000-8000-000000000002"
+
+    state = app.events.State()
+    with app.connection() as conn:
+        recv = app.events.Receiver(conn, handlers={"*": state.event}, since=3600)
+        assert recv.capture(limit=None, timeout=0.5, wakeup=True) == 3
+    assert state.counts["SUCCESS"] == 1 and state.counts["FAILURE"] == 1 and state.counts["RECEIVED"] == 0
+    assert state.tasks["00000000-0000-4000-8000-000000000001"]["runtime"] == 0.25
+
+
+def test_a_live_receiver_wakes_on_the_notify(app, run_worker, raw_conn, schema):
+    @app.task
+    def noop():
+        return None
+
+    got: list[dict] = []
+    receiver = app.events.receiver(handlers={"task-succeeded": got.append}, types=["task-succeeded"])
+    reader = threading.Thread(target=receiver.capture, kwargs={"limit": 1, "timeout": 60}, daemon=True)
+    reader.start()
+    wait_for(lambda: receiver.last_id is not None, message="the receiver started")
+    with run_worker(app, pool="threads", task_events=True):
+        job = noop.delay()
+        reader.join(60)
+    assert [e["uuid"] for e in got] == [job.id]

@@ -6,14 +6,19 @@ with task_send_sent_event; `sqlq events --dump/--json` and app.events receivers 
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
 import psycopg
 import pytest
 
 from tests.apps.harness import WorkerProcess, scalar, wait_answering, wait_for, wait_result
-from tests.test_cli import run_cli
+from tests.test_cli import ROOT, run_cli
 
 
 def _events(conn: psycopg.Connection, schema: str, job_id: str | None = None) -> list[dict]:
@@ -252,3 +257,68 @@ def test_a_live_receiver_wakes_on_the_notify(app, run_worker, raw_conn, schema):
         job = noop.delay()
         reader.join(60)
     assert [e["uuid"] for e in got] == [job.id]
+
+
+def _events_process(tmp_path, *args: str, env: dict | None = None) -> tuple[subprocess.Popen, Path]:
+    out = tmp_path / "events.out"
+    proc = subprocess.Popen([sys.executable, "-m", "sqlq", "events", *args], cwd=ROOT, stdout=open(out, "wb"),  # noqa: SIM115
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, **(env or {})},
+                            stdin=subprocess.DEVNULL)
+    return proc, out
+
+
+def test_sqlq_events_exits_cleanly_on_ctrl_c(app, raw_conn, schema, tmp_path):
+    _seed(app, raw_conn, schema)
+    proc, out = _events_process(tmp_path, "--since", "1h")
+    try:
+        wait_for(lambda: "success=1" in out.read_text(), message="the first summary line")
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+        assert proc.returncode == 0 and "Traceback" not in err, err
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+
+
+def test_sqlq_events_rides_out_a_database_outage(tmp_path):
+    from sqlq import App
+    from tests.cluster import PrivateCluster
+
+    with PrivateCluster() as cluster:
+        outage_app = App("events-outage", database_url=cluster.url, schema="evo")
+        outage_app.migrate()
+        outage_app.close()
+
+        def insert(host: str) -> None:
+            with psycopg.connect(cluster.url, autocommit=True) as conn:
+                conn.execute("INSERT INTO evo.events (type, hostname) VALUES ('worker-heartbeat', %s)", [host])
+
+        proc, out = _events_process(tmp_path, "--dump", "--limit", "2",
+                                    env={"SQLQ_DATABASE_URL": cluster.url, "SQLQ_SCHEMA": "evo"})
+        try:
+            wait_for(lambda: proc.poll() is None and _started(cluster.url), message="the tail is listening")
+            insert("before@test")
+            wait_for(lambda: "hostname=before@test" in out.read_text(), message="the first event")
+            cluster.stop()
+            cluster.start()
+            cluster.wait_ready()
+            insert("after@test")
+            _, err = proc.communicate(timeout=60)
+            assert proc.returncode == 0, err
+            lines = out.read_text().splitlines()
+            assert [line.rsplit("=", 1)[1] for line in lines] == ["before@test", "after@test"]
+            assert "lost the database" in err and "is back" in err
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(10)
+
+
+def _started(url: str) -> bool:
+    """Whether the tail has read the stream once (so it took its starting point): its session's
+    last statement is EVENTS_AFTER (the private cluster has no other client)."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        return bool(conn.execute("""SELECT count(*) FROM pg_stat_activity
+                                    WHERE query LIKE '%%"events"%%ORDER BY id%%' AND pid <> pg_backend_pid()"""
+                                 ).fetchone()[0])

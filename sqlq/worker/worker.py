@@ -580,7 +580,7 @@ class Worker:
                 if self.control.revoked.ids:  # (a revoked id is recorded REVOKED, not run)
                     jobs = self.control.drop_revoked(jobs)
                 if self.events is not None:  # (before the pool has them: received comes before started)
-                    self.events.received(conn, jobs)
+                    self._received_events(conn, jobs)
                 if signals.task_received.has_receivers:
                     signals.send_task_received(self, jobs)
                 self.pool.submit(jobs)
@@ -629,7 +629,7 @@ class Worker:
                     total += len(claim.jobs)
                     self._count(len(claim.jobs))
                     if self.events is not None:
-                        self.events.received(conn, claim.jobs)
+                        self._received_events(conn, claim.jobs)
                     self.pool.submit(self.control.drop_revoked(claim.jobs) if self.control.revoked.ids
                                      else claim.jobs)
                 if claim.retry_in is not None:
@@ -643,7 +643,7 @@ class Worker:
                     total += len(jobs)
                     self._count(len(jobs))
                     if self.events is not None:
-                        self.events.received(conn, jobs)
+                        self._received_events(conn, jobs)
                     self.pool.submit(self.control.drop_revoked(jobs) if self.control.revoked.ids else jobs)
             if total >= free:
                 break
@@ -721,6 +721,27 @@ class Worker:
         self.totals.update([job.task for job, _ in batch])  # (inspect stats' per-task counts)
         self._count(-(len(batch) + len(lost)))
         self._wake.set()  # capacity freed: the consumer may claim again
+
+    def _received_events(self, conn: psycopg.Connection, jobs: Sequence[ClaimedJob]) -> None:
+        """A claim batch's task-received events. The jobs are claimed already and go to the pool
+        whatever happens here: a failure costs these events (logged), never the jobs."""
+        assert self.events is not None
+        try:
+            self.events.received(conn, jobs)
+        except Exception as exc:  # noqa: BLE001 - the next claim on a broken connection fails and reconnects
+            self.outage.failed(exc, "writing task-received events")
+
+    def _worker_event(self, conn: psycopg.Connection, offline: bool = False) -> None:
+        """worker-online/heartbeat/offline; a failure is logged and never stops the heartbeat or
+        the shutdown it rides on."""
+        assert self.events is not None
+        try:
+            if offline:
+                self.events.offline(conn, self._in_flight, self.processed)
+            else:
+                self.events.heartbeat(conn, self._in_flight, self.processed)
+        except Exception as exc:  # noqa: BLE001 - the heartbeat itself is what keeps the worker alive
+            self.outage.failed(exc, "writing a worker event")
 
     def _write_events(self, conn: psycopg.Connection, events: EventBatch) -> None:
         """A finished batch's events: a failure here (an outage) costs these events, never the
@@ -821,7 +842,7 @@ class Worker:
         self._unregistered = True  # (the housekeeper must not register this worker again)
         self.store.unregister_worker(conn, self.id)
         if self.events is not None:
-            self.events.offline(conn, self._in_flight, self.processed)
+            self._worker_event(conn, offline=True)
         log.info("worker %s stopped (%s shutdown); %d job(s) processed", self.hostname,
                  self._stop_mode or "burst", self.processed)
 
@@ -894,7 +915,7 @@ class Worker:
                             "registering again")
             self._register(conn)
         if self.events is not None:
-            self.events.heartbeat(conn, self._in_flight, self.processed)
+            self._worker_event(conn)
         if signals.heartbeat_sent.has_receivers:
             signals.heartbeat_sent.send(sender=self)
 

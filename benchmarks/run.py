@@ -156,6 +156,13 @@ def sqlq_rows(res: SqlqResults) -> list[dict]:
                      "_labels": {**blank, "drain_per_s": "error" if drain else "",
                                  "drain_after_startup_per_s": "error" if drain else "",
                                  "enqueue_one_per_s": "error"}})
+    if res.events_drain is not None:
+        drain = res.events_drain
+        rows.append({"system": "sqlq, events on (-E)", "worker": drain.config,
+                     "drain_per_s": drain.drain_per_s,
+                     "drain_after_startup_per_s": drain.drain_after_startup_per_s,
+                     "_labels": {**blank, "enqueue_one_per_s": "",
+                                 "drain_per_s": "error", "drain_after_startup_per_s": "error"}})
     routed = res.routed or {}
     if routed.get("status") == "ok":
         rows.append({"system": "sqlq routed", "worker": "bench_routed_enqueue(app, n)",

@@ -21,6 +21,7 @@ Shape, and why:
 from __future__ import annotations
 
 from sqlalchemy import (
+    JSON,
     BigInteger,
     Boolean,
     CheckConstraint,
@@ -383,8 +384,9 @@ def _control_tables(md: MetaData) -> None:
 
 
 def _event_tables(md: MetaData) -> None:
-    """The events stream (``sqlq.events``, migration 0012): one row per event, Celery's types and
-    fields (``fields`` holds those that are not columns). Written in batches by workers with task
+    """The events stream (``sqlq.events``, migration 0012): Celery's types and fields (``fields``
+    holds those that are not columns); a row is one event, or (type 'batch') a statement's events
+    in ``batch``. Written in batches by workers with task
     events on and by producers with ``task_send_sent_event``; deleted after ``events_retention`` by
     maintenance, found through a BRIN index on ``time`` (rows arrive in time order: a BRIN index
     costs an insert next to nothing, a B-tree would cost every event)."""
@@ -397,6 +399,9 @@ def _event_tables(md: MetaData) -> None:
         Column("hostname", Text),
         Column("time", DateTime(timezone=True), nullable=False, server_default=text("clock_timestamp()")),
         Column("fields", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+        # a batch's events ([type, task id, task name, epoch seconds, fields], ...), type 'batch'
+        # (json, not jsonb: written once, read whole, so parsing it into jsonb would buy nothing)
+        Column("batch", JSON),
         PrimaryKeyConstraint("id", name="events_pkey"),
         Index("events_time", "time", postgresql_using="brin"),
     )

@@ -4,12 +4,13 @@ Revision ID: 0012
 Revises: 0009
 Create Date: 2026-12-04
 
-* ``events``: one row per event (Celery's event types: ``task-received``, ``task-succeeded``,
-  ``worker-heartbeat``, ...), written in batches by workers started with ``-E`` (and by producers
-  with ``task_send_sent_event``), announced with one NOTIFY per batch. ``task_id`` is NULL for a
-  worker's events; ``fields`` holds the rest of Celery's fields. Maintenance deletes rows older
-  than ``events_retention`` through the BRIN index on ``time`` (rows arrive in time order, so a
-  BRIN index costs an insert next to nothing).
+* ``events``: Celery's events (``task-received``, ``task-succeeded``, ``worker-heartbeat``, ...).
+  A row is one event (``type``, ``task_id``, ``name``, ``hostname``, ``time``, ``fields``: the rest
+  of Celery's fields), or, with ``type`` 'batch', the events of one statement of a worker or
+  producer in ``batch``, a JSON array of ``[type, task id, task name, seconds since the epoch,
+  fields]``: a row per claim or finished batch instead of a row per event. Each write is announced
+  with one NOTIFY. Maintenance deletes rows older than ``events_retention`` through the BRIN index
+  on ``time`` (rows arrive in time order, so a BRIN index costs an insert next to nothing).
 """
 
 import sqlalchemy as sa
@@ -33,6 +34,7 @@ def upgrade() -> None:
         sa.Column("hostname", sa.Text),
         sa.Column("time", sa.DateTime(timezone=True), nullable=False, server_default=sa.text("clock_timestamp()")),
         sa.Column("fields", JSONB, nullable=False, server_default=sa.text("'{}'::jsonb")),
+        sa.Column("batch", sa.JSON),
         sa.PrimaryKeyConstraint("id", name="events_pkey"),
         schema=schema,
     )

@@ -49,26 +49,46 @@ TASK_STATES = {"task-sent": "PENDING", "task-received": "RECEIVED", "task-starte
                "task-succeeded": "SUCCESS", "task-failed": "FAILURE", "task-retried": "RETRY",
                "task-revoked": "REVOKED", "task-rejected": "REJECTED"}
 
-#: Events read per statement by a tail.
-READ_BATCH = 1000
+#: Rows read per statement by a tail (a row may hold a batch of events).
+READ_ROWS = 100
 
 Handler = Callable[[dict[str, Any]], Any]
 
 
-def event_dict(row: EventRow) -> dict[str, Any]:
-    """An event row as Celery's event dict: its fields, then ``type``, ``uuid`` (task events),
-    ``name``, ``hostname``, ``timestamp`` (seconds since the epoch) and ``id`` (the row's, the
-    stream's order; Celery's ``clock`` is this id too)."""
-    event: dict[str, Any] = dict(row.fields)
-    event["type"] = row.type
-    if row.uuid is not None:
-        event["uuid"] = row.uuid
-    if row.name is not None:
-        event["name"] = row.name
-    event["hostname"] = row.hostname
-    event["timestamp"] = row.timestamp
-    event["id"] = event["clock"] = row.id
-    return event
+def expand(row: EventRow) -> list[dict[str, Any]]:
+    """An events row as Celery's event dicts: its one event, or its batch's, in order. Each has
+    its fields, then ``type``, ``uuid`` (task events), ``name``, ``hostname``, ``timestamp``
+    (seconds since the epoch) and ``clock`` (the row's id: the stream's order, Celery's logical
+    clock; the events of one batch share it)."""
+    if row.batch is None:
+        event: dict[str, Any] = dict(row.fields)
+        event["type"] = row.type
+        if row.uuid is not None:
+            event["uuid"] = row.uuid
+        if row.name is not None:
+            event["name"] = row.name
+        event["hostname"] = row.hostname
+        event["timestamp"] = row.timestamp
+        event["clock"] = row.id
+        return [event]
+    events = []
+    hostname, clock = row.hostname, row.id
+    for kind, uuid, name, at, fields in row.batch:
+        event = dict(fields or {})
+        started = event.pop("started", None)
+        if started is not None:  # a worker's outcome carries its task-started event (sqlq.events.worker)
+            events.append({"pid": event.pop("pid", None), "type": "task-started", "uuid": uuid, "name": name,
+                           "hostname": hostname, "timestamp": started, "clock": clock})
+        event["type"] = kind
+        if uuid is not None:
+            event["uuid"] = uuid
+        if name is not None:
+            event["name"] = name
+        event["hostname"] = hostname
+        event["timestamp"] = at
+        event["clock"] = clock
+        events.append(event)
+    return events
 
 
 def parse_since(value: float | str | dt.datetime | dt.timedelta | None) -> float | None:
@@ -134,7 +154,8 @@ class Receiver:
         self.types = _check_types(types)
         self.names = list(names) if names else None
         self.outage = outage or OutageLog(log, "events receiver")
-        self.last_id: int | None = None  # the id of the last event handed out
+        self.last_id: int | None = None  # the id of the last row read
+        self._pending: collections.deque[dict[str, Any]] = collections.deque()  # read, not handed out yet
         self.should_stop = False  # Celery's: a handler sets it to end capture()
 
     def process(self, event: dict[str, Any]) -> None:
@@ -172,17 +193,18 @@ class Receiver:
                     if self.last_id is None:
                         self.last_id = self.app.store.events_start(conn, self.since)
                     while not self.should_stop:
-                        left = READ_BATCH if limit is None else min(READ_BATCH, limit - count)
-                        rows = self.app.store.events_after(conn, self.last_id, limit=left, since=self.since,
-                                                           types=self.types, names=self.names)
-                        for row in rows:
-                            self.last_id = row.id
-                            count += 1
-                            yield event_dict(row)
-                            if (limit is not None and count >= limit) or self.should_stop:
-                                return
-                        if rows:
+                        if not self._pending:
+                            for row in self.app.store.events_after(conn, self.last_id, limit=READ_ROWS,
+                                                                   since=self.since):
+                                self._pending.extend(e for e in expand(row) if self._wanted(e))
+                                self.last_id = row.id  # (its events wait in _pending: none is lost)
+                        if self._pending:
                             idle_since = time.monotonic()
+                            while self._pending:
+                                count += 1
+                                yield self._pending.popleft()
+                                if (limit is not None and count >= limit) or self.should_stop:
+                                    return
                             continue
                         wait = 1.0
                         if timeout is not None:
@@ -201,6 +223,13 @@ class Receiver:
                     time.sleep(min(max(pause - time.monotonic(), 0.0), 1.0))
                     if on_idle is not None:
                         on_idle()
+
+    def _wanted(self, event: dict[str, Any]) -> bool:
+        """The filters, applied to each event (a batch row holds events of several types and tasks,
+        and of times a little before the row's)."""
+        return ((self.types is None or event["type"] in self.types)
+                and (self.names is None or event.get("name") in self.names)
+                and (self.since is None or float(event["timestamp"]) >= self.since))
 
     @contextlib.contextmanager
     def _session(self, wakeup: bool) -> Iterator[psycopg.Connection]:

@@ -1,32 +1,37 @@
 """A worker's events (``sqlq worker -E``): built from what the worker already has in hand, one
-statement per batch.
+statement per batch, the batch's events one JSON array in one row (EVENTS_BATCH).
 
-* a claim batch: ``task-received`` for each claimed job, read by EVENTS_RECEIVED from the rows the
-  claim just wrote (the consumer runs it right after the claim, on the claiming connection);
-* a finished batch: the outcomes the finisher recorded become ``task-started`` (the executor's
-  start time) and ``task-succeeded``/``task-failed``/``task-revoked``, retries ``task-retried``,
-  jobs handed back ``task-rejected``, all in one EVENTS_RECORD after the batch's FINISH;
+* a claim batch: ``task-received`` for each claimed job, from the claimed rows the worker holds
+  (the consumer writes them right after the claim, before the pool has the jobs, so every
+  task-received comes before its task-started);
+* a finished batch: the outcomes become ``task-started`` (the executor's start time) and
+  ``task-succeeded``/``task-failed``/``task-revoked``/``task-rejected``, retries
+  ``task-retried``, jobs handed back ``task-rejected``;
 * the heartbeat: ``worker-online`` with the first one, ``worker-heartbeat`` after it, and
   ``worker-offline`` at shutdown.
 
-Events never hold an outcome back: a batch's events are written after its outcomes are, and events
-PostgreSQL refuses for their data are dropped with a warning rather than retried for ever.
+The JSON is assembled from text the worker already has (a claimed job's arguments are JSON text,
+an outcome's result too), so an event costs the worker a string format, not an encoding. Events
+never hold an outcome back: a batch PostgreSQL refuses for its data is dropped with a warning
+rather than retried for ever.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
 import platform
-from collections.abc import Iterable, Sequence
+import time
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import psycopg
 
 from .. import __version__
 from ..control.revocation import REVOKED_TYPE
-from ..store import ClaimedJob, EventBatch, Outcome, RetryRequest, Unregistered
+from ..store import ClaimedJob, Outcome, RetryRequest, Unregistered
 from ..worker.execution import Result
 
 if TYPE_CHECKING:
@@ -34,6 +39,9 @@ if TYPE_CHECKING:
     from ..store import Store
 
 log = logging.getLogger("sqlq.worker")
+
+#: A JSON string, cached: task and queue names repeat in every batch.
+_text = functools.lru_cache(maxsize=4096)(json.dumps)
 
 
 def exception_repr(exc_type: str | None, message: str | None) -> str:
@@ -47,6 +55,12 @@ def quiet_tasks(app: App) -> frozenset[str]:
     return frozenset(name for name, task in app.tasks.items() if not getattr(task, "send_events", True))
 
 
+def _event(kind: str, job: ClaimedJob, at: float, fields: str) -> str:
+    """One element of a batch: ``[type, task id, task name, epoch seconds, fields]`` (``fields``
+    JSON object text)."""
+    return f'["{kind}","{job.id}",{_text(job.task)},{at!r},{fields}]'
+
+
 class WorkerEvents:
     """The events of one worker: what to write for a claim, a finished batch, a heartbeat."""
 
@@ -56,29 +70,42 @@ class WorkerEvents:
         self.heartbeat_interval = heartbeat_interval
         self.quiet = quiet  # tasks that opted out (send_events=False); usually empty
         self.online = False  # worker-online was written (the next heartbeats are worker-heartbeat)
+        self.pid = os.getpid()
 
     def received(self, conn: psycopg.Connection, jobs: Sequence[ClaimedJob]) -> None:
-        """A claim batch's task-received events (one statement)."""
+        """A claim batch's task-received events (one statement). Celery's fields: args, kwargs,
+        retries; the time is the claim's."""
+        now = time.time()
         quiet = self.quiet
-        ids = [j.id for j in jobs if j.task not in quiet] if quiet else [j.id for j in jobs]
-        self._guarded(lambda: self.store.events_received(conn, self.hostname, ids), len(ids))
+        events = [
+            _event("task-received", j, now,
+                   f'{{"args":{j.args or "null"},"kwargs":{j.kwargs or "null"},"retries":{j.retries}}}')
+            for j in jobs if not (quiet and j.task in quiet)]
+        self.write(conn, events)
 
-    def finished(self, batch: Iterable[tuple[ClaimedJob, Result]]) -> tuple[EventBatch, EventBatch]:
+    def finished(self, batch: Iterable[tuple[ClaimedJob, Result]]) -> tuple[list[str], list[str]]:
         """A finished batch's events, in two parts: those of jobs that go back to wait (retries,
         hand-backs), to be written before the batch is recorded, since once it is another claim
         may take them again and write their next task-received; and the rest, written after the
         outcomes, so that a reader who sees task-succeeded finds the result already there."""
-        back, done = EventBatch(), EventBatch()
+        back: list[str] = []
+        done: list[str] = []
         quiet = self.quiet
+        now = time.time()
+        pid = self.pid
         for job, result in batch:
             if quiet and job.task in quiet:
                 continue
-            _add_result(back if isinstance(result, RetryRequest | Unregistered) else done, job, result)
+            if isinstance(result, Outcome):
+                _outcome_events(done, job, result, now, pid)
+            elif isinstance(result, RetryRequest):
+                back.append(_event("task-retried", job, now, json.dumps(
+                    {"exception": result.error, "traceback": result.traceback, "retries": job.retries + 1})))
+            elif isinstance(result, Unregistered):
+                back.append(_event("task-rejected", job, now, json.dumps(
+                    {"requeue": True, "exception": f"NotRegistered({job.task!r})"})))
+            # (Interrupted: it runs again, and its next attempt has its own events)
         return back, done
-
-    def write(self, conn: psycopg.Connection, events: EventBatch) -> None:
-        """Write built events (one statement)."""
-        self._guarded(lambda: self.store.events_record(conn, self.hostname, events), len(events.types))
 
     def heartbeat(self, conn: psycopg.Connection, active: int, processed: int) -> None:
         """worker-online the first time, worker-heartbeat after it."""
@@ -90,19 +117,20 @@ class WorkerEvents:
         self.worker_event(conn, "worker-offline", active, processed)
 
     def worker_event(self, conn: psycopg.Connection, kind: str, active: int, processed: int) -> None:
-        events = EventBatch()
         loadavg = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
-        events.add(kind, extra=json.dumps({
-            "freq": self.heartbeat_interval, "active": active, "processed": processed, "pid": os.getpid(),
-            "loadavg": loadavg, "sw_ident": "sqlq", "sw_ver": __version__, "sw_sys": platform.system()}))
-        self._guarded(lambda: self.store.events_record(conn, self.hostname, events), 1)
+        fields = {"freq": self.heartbeat_interval, "active": active, "processed": processed, "pid": self.pid,
+                  "loadavg": loadavg, "sw_ident": "sqlq", "sw_ver": __version__, "sw_sys": platform.system()}
+        self.write(conn, [json.dumps([kind, None, None, time.time(), fields])])
 
-    def _guarded(self, write: Any, count: int) -> None:
-        """Run one events statement. An outage propagates (the caller's thread retries as for
-        its own statements); events refused for their data are dropped, saying so, since
+    def write(self, conn: psycopg.Connection, events: Sequence[str]) -> None:
+        """Write built events in one statement. An outage propagates (the caller's thread retries
+        as for its own statements); events refused for their data are dropped, saying so, since
         retrying them would block the worker's outcomes behind them."""
-        if not count:
-            return
+        if events:
+            self._guarded(lambda: self.store.events_batch(conn, self.hostname, "[" + ",".join(events) + "]"),
+                          len(events))
+
+    def _guarded(self, write: Callable[[], Any], count: int) -> None:
         try:
             write()
         except psycopg.DataError as exc:
@@ -110,38 +138,32 @@ class WorkerEvents:
                         "recorded as usual", count, exc)
 
 
-def _add_result(events: EventBatch, job: ClaimedJob, result: Result) -> None:
-    """The events of one job's result (Celery's fields; ``extra`` holds those only some types have)."""
-    if isinstance(result, Outcome):
-        if result.started is not None:
-            events.add("task-started", job.id, job.task, result.started, extra=_PID)
-        ended = result.started + result.runtime if result.started is not None and result.runtime is not None \
-            else None
-        state = result.state
-        if state == "SUCCESS":
-            shown = result.result if result.result_payload is None else f"<{result.result_content_type} result>"
-            events.add("task-succeeded", job.id, job.task, ended, runtime=result.runtime, result=shown)
-        elif state == "FAILURE":
-            if (result.exc_type or "").endswith(".Reject"):
-                events.add("task-rejected", job.id, job.task, ended, exception=exception_repr(
-                    result.exc_type, result.exc_message), extra='{"requeue": false}')
-            else:
-                events.add("task-failed", job.id, job.task, ended, runtime=result.runtime,
-                           exception=exception_repr(result.exc_type, result.exc_message),
-                           traceback=result.traceback)
-        elif state == "EXPIRED":
-            events.add("task-revoked", job.id, job.task, extra='{"terminated": false, "expired": true}')
-        elif state == "REVOKED" and result.exc_type == REVOKED_TYPE:
-            terminated = "terminated" in (result.exc_message or "")
-            events.add("task-revoked", job.id, job.task,
-                       extra=f'{{"terminated": {"true" if terminated else "false"}, "expired": false}}')
-    elif isinstance(result, RetryRequest):
-        events.add("task-retried", job.id, job.task, exception=result.error, traceback=result.traceback,
-                   extra=json.dumps({"retries": job.retries + 1}))
-    elif isinstance(result, Unregistered):
-        events.add("task-rejected", job.id, job.task, exception=f"NotRegistered({job.task!r})",
-                   extra='{"requeue": true}')
-    # (Interrupted: it runs again, and its next attempt has its own events)
-
-
-_PID = json.dumps({"pid": os.getpid()})
+def _outcome_events(events: list[str], job: ClaimedJob, result: Outcome, now: float, pid: int) -> None:
+    """The events of one outcome (Celery's fields)."""
+    started, runtime = result.started, result.runtime
+    ended = started + runtime if started is not None and runtime is not None else now
+    state = result.state
+    if state == "SUCCESS":
+        shown = (result.result or "null") if result.result_payload is None \
+            else _text(f"<{result.result_content_type} result>")
+        # (the task-started event rides in "started": expand() gives it back before this one,
+        # which saves a third of a drain's event bytes)
+        events.append(_event("task-succeeded", job, ended,
+                             f'{{"runtime":{runtime!r},"result":{shown},"started":{started!r},"pid":{pid}}}'
+                             if started is not None else f'{{"runtime":{runtime!r},"result":{shown}}}'))
+    elif state == "FAILURE":
+        exception = exception_repr(result.exc_type, result.exc_message)
+        if (result.exc_type or "").endswith(".Reject"):
+            fields: dict[str, Any] = {"requeue": False, "exception": exception}
+            kind = "task-rejected"
+        else:
+            fields = {"runtime": runtime, "exception": exception, "traceback": result.traceback}
+            kind = "task-failed"
+        if started is not None:
+            fields.update(started=started, pid=pid)
+        events.append(_event(kind, job, ended, json.dumps(fields)))
+    elif state == "EXPIRED":
+        events.append(_event("task-revoked", job, now, '{"terminated":false,"expired":true}'))
+    elif state == "REVOKED" and result.exc_type == REVOKED_TYPE:
+        terminated = "true" if "terminated" in (result.exc_message or "") else "false"
+        events.append(_event("task-revoked", job, now, f'{{"terminated":{terminated},"expired":false}}'))

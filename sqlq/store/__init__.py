@@ -39,7 +39,6 @@ from .records import (
     ClaimedJob,
     DeclaredLimits,
     DeclaredRoutes,
-    EventBatch,
     EventRow,
     ForeignSchedule,
     HandedBack,
@@ -66,7 +65,7 @@ from .schedules import Schedules
 from .workers import Workers
 from .workflows import Workflows
 
-__all__ = ["ClaimedJob", "DeclaredLimits", "DeclaredRoutes", "EventBatch", "EventRow", "ForeignSchedule", "HandedBack", "Interrupted",
+__all__ = ["ClaimedJob", "DeclaredLimits", "DeclaredRoutes", "EventRow", "ForeignSchedule", "HandedBack", "Interrupted",
            "JobSpec", "JobState", "LostJobs", "NextDue", "Outcome", "PausedQueue", "PublishRow", "QueueDepth",
            "RateLimitRow", "RateLimitedClaim", "RetryRequest", "RouteRow", "ScheduleRow", "Store", "Unregistered",
            "WorkerRow"]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, NamedTuple, final
 
 
@@ -257,8 +257,9 @@ class WorkerRow(NamedTuple):
 
 
 class EventRow(NamedTuple):
-    """One event as a tail reads it (EVENTS_AFTER): Celery's names for the columns; ``fields`` holds
-    the rest of the event's fields."""
+    """One row of the events table as a tail reads it (EVENTS_AFTER): one event (Celery's names
+    for the columns; ``fields`` holds the rest of its fields), or, ``type`` 'batch', a statement's
+    events in ``batch`` (``[type, task id, task name, seconds since the epoch, fields]`` each)."""
 
     id: int
     type: str
@@ -267,34 +268,7 @@ class EventRow(NamedTuple):
     hostname: str | None
     timestamp: float  # seconds since the epoch
     fields: dict[str, Any]
-
-
-@dataclass(slots=True)
-class EventBatch:
-    """Events a worker built, one list per EVENTS_RECORD column, written in one statement."""
-
-    types: list[str] = field(default_factory=list)
-    ids: list[str | None] = field(default_factory=list)
-    names: list[str | None] = field(default_factory=list)
-    ats: list[float | None] = field(default_factory=list)
-    runtimes: list[float | None] = field(default_factory=list)
-    results: list[str | None] = field(default_factory=list)
-    exceptions: list[str | None] = field(default_factory=list)
-    tracebacks: list[str | None] = field(default_factory=list)
-    extras: list[str | None] = field(default_factory=list)
-
-    def add(self, type: str, id: str | None = None, name: str | None = None, at: float | None = None, *,
-            runtime: float | None = None, result: str | None = None, exception: str | None = None,
-            traceback: str | None = None, extra: str | None = None) -> None:
-        self.types.append(type)
-        self.ids.append(id)
-        self.names.append(name)
-        self.ats.append(at)
-        self.runtimes.append(runtime)
-        self.results.append(result)
-        self.exceptions.append(exception)
-        self.tracebacks.append(traceback)
-        self.extras.append(extra)
+    batch: list[list[Any]] | None
 
 
 class PausedQueue(NamedTuple):

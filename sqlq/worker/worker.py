@@ -47,7 +47,7 @@ from ..errors import ConfigurationError, SqlqCompatibilityWarning
 from ..events.worker import WorkerEvents, quiet_tasks
 from ..names import validate_queue
 from ..outage import Backoff, OutageLog, is_outage, wait_for_database
-from ..store import ClaimedJob, EventBatch, Interrupted, Outcome, RetryRequest, Unregistered
+from ..store import ClaimedJob, Interrupted, Outcome, RetryRequest, Unregistered
 from .execution import Executor, Result
 from .pools import POOL_NAMES, BasePool, pool_class
 from .recording import Recorder
@@ -703,10 +703,10 @@ class Worker:
             retries = [r for _, r in batch if type(r) is RetryRequest]
             interrupted = [r for _, r in batch if type(r) is Interrupted]
             unregistered = [r for _, r in batch if type(r) is Unregistered]
-        late = None
+        late: list[str] = []
         if self.events is not None and batch:
             early, late = self.events.finished(batch)
-            if early.types:  # (retries, hand-backs: before they can be claimed again)
+            if early:  # (retries, hand-backs: before they can be claimed again)
                 self._write_events(conn, early)
         try:
             self._record(conn, outcomes, retries, interrupted, lost, unregistered)
@@ -716,7 +716,7 @@ class Worker:
             self._lost.extendleft(reversed(lost))
             raise
         self._flushing = 0
-        if late is not None and late.types:
+        if late:
             self._write_events(conn, late)
         self.totals.update([job.task for job, _ in batch])  # (inspect stats' per-task counts)
         self._count(-(len(batch) + len(lost)))
@@ -743,7 +743,7 @@ class Worker:
         except Exception as exc:  # noqa: BLE001 - the heartbeat itself is what keeps the worker alive
             self.outage.failed(exc, "writing a worker event")
 
-    def _write_events(self, conn: psycopg.Connection, events: EventBatch) -> None:
+    def _write_events(self, conn: psycopg.Connection, events: list[str]) -> None:
         """A finished batch's events: a failure here (an outage) costs these events, never the
         batch's outcomes, which are recorded (or retried) as without events."""
         assert self.events is not None

@@ -39,7 +39,17 @@ def upgrade() -> None:
         schema=schema,
     )
     op.create_index("events_time", "events", ["time"], schema=schema, postgresql_using="brin")
-
+    # A batch is tens of kB of JSON, always compressed into TOAST: pglz (the default) cost a drain
+    # with -E ~5 µs of server time per event, lz4 a quarter of that for the same size. A server
+    # built without lz4 stores batches uncompressed instead (cheaper than pglz; more disk).
+    # (a DO block, so that `sqlq migrate --sql` prints it too; the schema name is validated)
+    op.execute(f"""DO $$ BEGIN
+    IF EXISTS (SELECT 1 FROM pg_settings WHERE name = 'default_toast_compression' AND 'lz4' = ANY(enumvals)) THEN
+        EXECUTE format('ALTER TABLE %I.events ALTER COLUMN batch SET COMPRESSION lz4', '{schema}');
+    ELSE
+        EXECUTE format('ALTER TABLE %I.events ALTER COLUMN batch SET STORAGE EXTERNAL', '{schema}');
+    END IF;
+END $$""")
 
 def downgrade() -> None:
     schema = context.config.attributes["sqlq_schema"]

@@ -1,9 +1,10 @@
-"""A worker's events (``sqlq worker -E``): built from what the worker already has in hand, one
-statement per batch, the batch's events one JSON array in one row (EVENTS_BATCH).
+"""A worker's events (``sqlq worker -E``): built from what the worker already has in hand and
+written by the finisher, one statement at most every ``FLUSH_INTERVAL`` for whatever was queued
+meanwhile, one JSON array in one row (EVENTS_BATCH).
 
 * a claim batch: ``task-received`` for each claimed job, from the claimed rows the worker holds
-  (the consumer writes them right after the claim, before the pool has the jobs, so every
-  task-received comes before its task-started);
+  (queued by the consumer before the pool has the jobs, so every task-received comes before its
+  job's other events; the claim itself runs nothing more);
 * a finished batch: the outcomes become ``task-started`` (the executor's start time) and
   ``task-succeeded``/``task-failed``/``task-revoked``/``task-rejected``, retries
   ``task-retried``, jobs handed back ``task-rejected``;
@@ -18,6 +19,7 @@ rather than retried for ever.
 
 from __future__ import annotations
 
+import collections
 import functools
 import json
 import logging
@@ -39,6 +41,11 @@ if TYPE_CHECKING:
     from ..store import Store
 
 log = logging.getLogger("sqlq.worker")
+
+#: Queued events are written once the oldest waited this long (seconds), or at once when there are
+#: FLUSH_EVENTS of them: a statement per finished batch cost a drain one round trip per batch.
+FLUSH_INTERVAL = 0.1
+FLUSH_EVENTS = 5000
 
 #: A JSON string, cached: task and queue names repeat in every batch.
 _text = functools.lru_cache(maxsize=4096)(json.dumps)
@@ -71,17 +78,49 @@ class WorkerEvents:
         self.quiet = quiet  # tasks that opted out (send_events=False); usually empty
         self.online = False  # worker-online was written (the next heartbeats are worker-heartbeat)
         self.pid = os.getpid()
+        # events waiting for the finisher's next write (consumer and finisher append, in order)
+        self.queued: collections.deque[str] = collections.deque()
+        self.queued_since: float | None = None  # (time.monotonic()) when the oldest was queued
 
-    def received(self, conn: psycopg.Connection, jobs: Sequence[ClaimedJob]) -> None:
-        """A claim batch's task-received events (one statement). Celery's fields: args, kwargs,
-        retries; the time is the claim's."""
+    def received(self, jobs: Sequence[ClaimedJob]) -> None:
+        """A claim batch's task-received events, queued for the finisher (the consumer calls this
+        before the pool has the jobs, so each comes before its job's other events in the queue).
+        Celery's fields: args, kwargs, retries; the time is the claim's."""
         now = time.time()
         quiet = self.quiet
-        events = [
+        self.queued.extend([
             _event("task-received", j, now,
                    f'{{"args":{j.args or "null"},"kwargs":{j.kwargs or "null"},"retries":{j.retries}}}')
-            for j in jobs if not (quiet and j.task in quiet)]
-        self.write(conn, events)
+            for j in jobs if not (quiet and j.task in quiet)])
+        if self.queued_since is None:
+            self.queued_since = time.monotonic()
+
+    def queue(self, events: Sequence[str]) -> None:
+        """A recorded batch's events, written with the next flush."""
+        if events:
+            self.queued.extend(events)
+            if self.queued_since is None:
+                self.queued_since = time.monotonic()
+
+    def due_in(self) -> float | None:
+        """Seconds until the queued events should be written (0: now); None when none is queued."""
+        since = self.queued_since
+        if since is None:
+            return None
+        if len(self.queued) >= FLUSH_EVENTS:
+            return 0.0
+        return max(since + FLUSH_INTERVAL - time.monotonic(), 0.0)
+
+    def flush(self, conn: psycopg.Connection, more: Sequence[str] = ()) -> None:
+        """Write the queued events, then ``more``, in one statement (the finisher's). Taken from
+        the queue first: events the consumer queues meanwhile wait for the next flush."""
+        queued = self.queued
+        taken: list[str] = []
+        self.queued_since = None
+        while queued:
+            taken.append(queued.popleft())
+        taken.extend(more)
+        self.write(conn, taken)
 
     def finished(self, batch: Iterable[tuple[ClaimedJob, Result]]) -> tuple[list[str], list[str]]:
         """A finished batch's events, in two parts: those of jobs that go back to wait (retries,

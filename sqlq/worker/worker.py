@@ -580,7 +580,8 @@ class Worker:
                 if self.control.revoked.ids:  # (a revoked id is recorded REVOKED, not run)
                     jobs = self.control.drop_revoked(jobs)
                 if self.events is not None:  # (before the pool has them: received comes before started)
-                    self._received_events(conn, jobs)
+                    self.events.received(jobs)
+                    self._finish_wake.set()  # (the finisher writes them within FLUSH_INTERVAL)
                 if signals.task_received.has_receivers:
                     signals.send_task_received(self, jobs)
                 self.pool.submit(jobs)
@@ -629,7 +630,8 @@ class Worker:
                     total += len(claim.jobs)
                     self._count(len(claim.jobs))
                     if self.events is not None:
-                        self._received_events(conn, claim.jobs)
+                        self.events.received(claim.jobs)
+                        self._finish_wake.set()
                     self.pool.submit(self.control.drop_revoked(claim.jobs) if self.control.revoked.ids
                                      else claim.jobs)
                 if claim.retry_in is not None:
@@ -643,7 +645,8 @@ class Worker:
                     total += len(jobs)
                     self._count(len(jobs))
                     if self.events is not None:
-                        self._received_events(conn, jobs)
+                        self.events.received(jobs)
+                        self._finish_wake.set()
                     self.pool.submit(self.control.drop_revoked(jobs) if self.control.revoked.ids else jobs)
             if total >= free:
                 break
@@ -663,14 +666,18 @@ class Worker:
         backoff = Backoff()
         while not self._stopped.is_set():
             if not backoff.failing:
-                self._finish_wake.wait(self.poll_interval)
+                due = self._events_due()
+                self._finish_wake.wait(self.poll_interval if due is None else min(due, self.poll_interval))
             self._finish_wake.clear()
-            if not (self._done or self._lost):
+            due = self._events_due()
+            if not (self._done or self._lost or due == 0.0):
                 continue
             try:
                 with self.app.connection() as conn:
                     while self._done or self._lost:
                         self._flush(conn)
+                    if self._events_due() == 0.0:
+                        self._write_events(conn)
             except Exception as exc:  # noqa: BLE001 - outcomes stay queued; retried after the backoff
                 self.outage.failed(exc, "recording outcomes")
                 self._stopped.wait(backoff.next())
@@ -706,7 +713,7 @@ class Worker:
         late: list[str] = []
         if self.events is not None and batch:
             early, late = self.events.finished(batch)
-            if early:  # (retries, hand-backs: before they can be claimed again)
+            if early:  # (retries, hand-backs: before they can be claimed again, after their received)
                 self._write_events(conn, early)
         try:
             self._record(conn, outcomes, retries, interrupted, lost, unregistered)
@@ -717,19 +724,11 @@ class Worker:
             raise
         self._flushing = 0
         if late:
-            self._write_events(conn, late)
+            assert self.events is not None
+            self.events.queue(late)
         self.totals.update([job.task for job, _ in batch])  # (inspect stats' per-task counts)
         self._count(-(len(batch) + len(lost)))
         self._wake.set()  # capacity freed: the consumer may claim again
-
-    def _received_events(self, conn: psycopg.Connection, jobs: Sequence[ClaimedJob]) -> None:
-        """A claim batch's task-received events. The jobs are claimed already and go to the pool
-        whatever happens here: a failure costs these events (logged), never the jobs."""
-        assert self.events is not None
-        try:
-            self.events.received(conn, jobs)
-        except Exception as exc:  # noqa: BLE001 - the next claim on a broken connection fails and reconnects
-            self.outage.failed(exc, "writing task-received events")
 
     def _worker_event(self, conn: psycopg.Connection, offline: bool = False) -> None:
         """worker-online/heartbeat/offline; a failure is logged and never stops the heartbeat or
@@ -743,14 +742,18 @@ class Worker:
         except Exception as exc:  # noqa: BLE001 - the heartbeat itself is what keeps the worker alive
             self.outage.failed(exc, "writing a worker event")
 
-    def _write_events(self, conn: psycopg.Connection, events: list[str]) -> None:
-        """A finished batch's events: a failure here (an outage) costs these events, never the
-        batch's outcomes, which are recorded (or retried) as without events."""
+    def _write_events(self, conn: psycopg.Connection, more: Sequence[str] = ()) -> None:
+        """The queued events, then ``more``, in one statement: a failure here (an outage) costs
+        these events, never an outcome, which is recorded (or retried) as without events."""
         assert self.events is not None
         try:
-            self.events.write(conn, events)
+            self.events.flush(conn, more)
         except Exception as exc:  # noqa: BLE001 - the outcomes stand; the finisher's next round reconnects
             self.outage.failed(exc, "writing task events")
+
+    def _events_due(self) -> float | None:
+        """Seconds until the finisher writes the queued events (None: none, or events off)."""
+        return self.events.due_in() if self.events is not None else None
 
     def _record(self, conn: psycopg.Connection, outcomes: Sequence[Outcome], retries: Sequence[RetryRequest],
                 interrupted: Sequence[Interrupted], lost: Sequence[ClaimedJob],
@@ -839,6 +842,8 @@ class Worker:
         else:
             self.pool.join(1.0)
         self._flush(conn)
+        if self.events is not None:
+            self._write_events(conn)  # (what is queued: the last outcomes' events)
         self._unregistered = True  # (the housekeeper must not register this worker again)
         self.store.unregister_worker(conn, self.id)
         if self.events is not None:

@@ -1,13 +1,14 @@
 """The events stream: Celery's task and worker events, as rows of the ``events`` table.
 
 Celery workers started with ``-E`` publish events to a broker exchange and monitors (``celery
-events``, Flower) consume them from queues of their own. Here an event is a row: workers write
-them in batches (a claim's ``task-received`` events in one statement, a finished batch's
-``task-started``/``task-succeeded``/``task-failed``/... in another, ``sqlq.events.worker``), each
-batch announced by one NOTIFY carrying its highest id, and a reader tails the table past the last
-id it saw, woken by that NOTIFY. So a monitor started late can read what happened before it
-(``since=``), two monitors never take events from each other, and nothing has to be declared;
-events older than ``events_retention`` are deleted by the workers' maintenance.
+events``, Flower) consume them from queues of their own. Here events are rows: a worker queues
+them in memory (a claim's ``task-received`` events, a recorded batch's ``task-started``/
+``task-succeeded``/``task-failed``/...: ``sqlq.events.worker``) and its finisher writes what was
+queued at most every 0.1 s as one row, a JSON array, announced by one NOTIFY carrying the row's id;
+a reader tails the table past the last id it saw, woken by that NOTIFY, and splits batches back
+into events (``expand``). So a monitor started late can read what happened before it (``since=``),
+two monitors never take events from each other, and nothing has to be declared; events older
+than ``events_retention`` are deleted by the workers' maintenance.
 
 ``app.events`` is ``Events``: ``receiver(handlers=...)`` (and Celery's ``Receiver(connection,
 handlers=...)``), whose ``capture()`` calls each handler with an event dict in Celery's shape

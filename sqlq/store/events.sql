@@ -1,8 +1,9 @@
 -- The events stream (sqlq.events): Celery's task and worker events as rows of the events table.
 --
--- Every write is one statement, never one per job: a claim's task-received events, a finished
--- batch's task-started/succeeded/failed/retried/revoked events, a heartbeat's worker event, an
--- enqueue's task-sent events. A statement's events are one row ('batch': a JSON array of
+-- Every write is one statement, never one per job: a worker's queued events (its claims'
+-- task-received, its recorded batches' task-started/succeeded/failed/retried/revoked, written by
+-- its finisher at most every 0.1 s), a heartbeat's worker event, an enqueue's task-sent events.
+-- A statement's events are one row ('batch': a JSON array of
 -- [type, task id, task name, seconds since the epoch, fields]), so an event costs its JSON, not a
 -- row of its own (a heap tuple, two index entries and their WAL: a row per event cost a drain
 -- about a third of its speed). Each write ends with one NOTIFY on the schema's events channel
@@ -12,8 +13,8 @@
 -- Statement format: sqlq/store/statements.py.
 
 -- name: EVENTS_BATCH
--- A worker's events, built by the worker as one JSON array (sqlq/events/worker.py): a claim's,
--- a finished batch's, a heartbeat's. json, not jsonb: the text is stored as it comes, checked but
+-- A worker's events, built by the worker as one JSON array (sqlq/events/worker.py): those its
+-- finisher queued, or a heartbeat's. json, not jsonb: the text is stored as it comes, checked but
 -- not parsed into another form.
 --
 -- Its commit does not wait for the WAL flush (set_config(..., true): this statement's own

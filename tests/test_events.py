@@ -323,3 +323,15 @@ def _started(url: str) -> bool:
         return bool(conn.execute("""SELECT count(*) FROM pg_stat_activity
                                     WHERE query LIKE '%%"events"%%ORDER BY id%%' AND pid <> pg_backend_pid()"""
                                  ).fetchone()[0])
+
+
+def test_task_sent_from_the_async_api(app, raw_conn, schema):
+    import asyncio
+
+    @app.task
+    def noop(x):
+        return x
+
+    app.conf.task_send_sent_event = True
+    sent = asyncio.run(noop.adelay(7))
+    assert [(e["type"], e["args"]) for e in _events(raw_conn, schema, sent.id)] == [("task-sent", [7])]

@@ -72,9 +72,12 @@ def expand(row: EventRow) -> list[dict[str, Any]]:
         event["timestamp"] = row.timestamp
         event["clock"] = row.id
         return [event]
-    events = []
+    events: list[dict[str, Any]] = []
     hostname, clock = row.hostname, row.id
     for kind, uuid, name, at, fields in row.batch:
+        if kind.startswith("*"):  # a columnar element: many jobs' events (sqlq.events.worker)
+            events += _columns(kind[1:], at, fields, hostname, clock)
+            continue
         event = dict(fields or {})
         started = event.pop("started", None)
         if started is not None:  # a worker's outcome carries its task-started event (sqlq.events.worker)
@@ -87,6 +90,30 @@ def expand(row: EventRow) -> list[dict[str, Any]]:
             event["name"] = name
         event["hostname"] = hostname
         event["timestamp"] = at
+        event["clock"] = clock
+        events.append(event)
+    return events
+
+
+def _columns(kind: str, at: float | None, fields: dict[str, Any], hostname: str | None,
+             clock: int) -> list[dict[str, Any]]:
+    """A columnar element's events: ``fields`` holds a list per field, one item per job, and the
+    scalars every event shares; ``started`` (a list) gives each job's task-started before it."""
+    lists = {k: v for k, v in fields.items() if isinstance(v, list)}
+    shared = {k: v for k, v in fields.items() if not isinstance(v, list)}
+    started = lists.pop("started", None)
+    names = list(lists)
+    events: list[dict[str, Any]] = []
+    for i, values in enumerate(zip(*lists.values(), strict=True)):
+        event = dict(zip(names, values, strict=True))
+        timestamp = at
+        if started is not None:
+            events.append({**shared, "type": "task-started", "uuid": event["uuid"], "name": event["name"],
+                           "hostname": hostname, "timestamp": started[i], "clock": clock})
+            timestamp = started[i] + (event.get("runtime") or 0.0)
+        event["type"] = kind
+        event["hostname"] = hostname
+        event["timestamp"] = timestamp
         event["clock"] = clock
         events.append(event)
     return events

@@ -47,6 +47,11 @@ log = logging.getLogger("sqlq.worker")
 FLUSH_INTERVAL = 0.1
 FLUSH_EVENTS = 5000
 
+#: The prefix of a columnar element's type: the events of many jobs, one list per field
+#: (``sqlq.events.expand`` splits it).
+COLUMNS = "*"
+_JOIN_IDS = '","'
+
 #: A JSON string, cached: task and queue names repeat in every batch.
 _text = functools.lru_cache(maxsize=4096)(json.dumps)
 
@@ -86,12 +91,20 @@ class WorkerEvents:
         """A claim batch's task-received events, queued for the finisher (the consumer calls this
         before the pool has the jobs, so each comes before its job's other events in the queue).
         Celery's fields: args, kwargs, retries; the time is the claim's."""
-        now = time.time()
         quiet = self.quiet
-        self.queued.extend([
-            _event("task-received", j, now,
-                   f'{{"args":{j.args or "null"},"kwargs":{j.kwargs or "null"},"retries":{j.retries}}}')
-            for j in jobs if not (quiet and j.task in quiet)])
+        if quiet:
+            jobs = [j for j in jobs if j.task not in quiet]
+        if not jobs:
+            return
+        # one columnar element for the whole claim (expand() gives each job's event back): joins
+        # of the text the claim returned, instead of a format per job
+        self.queued.append(
+            f'["{COLUMNS}task-received",null,null,{time.time()!r},{{'
+            f'"uuid":["{_JOIN_IDS.join([j.id for j in jobs])}"],'
+            f'"name":[{",".join([_text(j.task) for j in jobs])}],'
+            f'"args":[{",".join([j.args or "null" for j in jobs])}],'
+            f'"kwargs":[{",".join([j.kwargs or "null" for j in jobs])}],'
+            f'"retries":[{",".join([str(j.retries) for j in jobs])}]}}]')
         if self.queued_since is None:
             self.queued_since = time.monotonic()
 
@@ -132,11 +145,15 @@ class WorkerEvents:
         quiet = self.quiet
         now = time.time()
         pid = self.pid
+        succeeded: list[tuple[ClaimedJob, Outcome]] = []  # the common case, one columnar element
         for job, result in batch:
             if quiet and job.task in quiet:
                 continue
             if isinstance(result, Outcome):
-                _outcome_events(done, job, result, now, pid)
+                if result.state == "SUCCESS" and result.started is not None and result.result_payload is None:
+                    succeeded.append((job, result))
+                else:
+                    _outcome_events(done, job, result, now, pid)
             elif isinstance(result, RetryRequest):
                 back.append(_event("task-retried", job, now, json.dumps(
                     {"exception": result.error, "traceback": result.traceback, "retries": job.retries + 1})))
@@ -144,6 +161,14 @@ class WorkerEvents:
                 back.append(_event("task-rejected", job, now, json.dumps(
                     {"requeue": True, "exception": f"NotRegistered({job.task!r})"})))
             # (Interrupted: it runs again, and its next attempt has its own events)
+        if succeeded:
+            done.append(
+                f'["{COLUMNS}task-succeeded",null,null,null,{{"pid":{pid},'
+                f'"uuid":["{_JOIN_IDS.join([j.id for j, _ in succeeded])}"],'
+                f'"name":[{",".join([_text(j.task) for j, _ in succeeded])}],'
+                f'"started":[{",".join([repr(o.started) for _, o in succeeded])}],'
+                f'"runtime":[{",".join([repr(o.runtime) for _, o in succeeded])}],'
+                f'"result":[{",".join([o.result or "null" for _, o in succeeded])}]}}]')
         return back, done
 
     def heartbeat(self, conn: psycopg.Connection, active: int, processed: int) -> None:

@@ -33,15 +33,29 @@ def test_a_finished_batch_expands_into_celerys_events():
     back, done = events.finished([(_job(1), ok), (_job(2), bad), (_job(3), retry), (_job(4), Unregistered(
         _job(4).id, 1, "proj.add"))])
     got = expand(_row(done))
-    assert [(e["type"], e["uuid"][-1]) for e in got] == [
-        ("task-started", "1"), ("task-succeeded", "1"), ("task-started", "2"), ("task-failed", "2")]
-    assert got[1]["result"] == 5 and got[1]["runtime"] == 0.5 and got[1]["timestamp"] == 100.5
-    assert got[0]["timestamp"] == 100.0 and got[0]["hostname"] == "w@test" and got[0]["clock"] == 7
-    assert got[3]["exception"] == "ValueError('boom')" and got[3]["traceback"].endswith("ValueError: boom")
-    assert "started" not in got[1] and "pid" not in got[1]
+    per_job = {uuid: [e for e in got if e["uuid"] == uuid] for uuid in {e["uuid"] for e in got}}
+    started, succeeded = per_job[_job(1).id]
+    assert [started["type"], succeeded["type"]] == ["task-started", "task-succeeded"]
+    assert succeeded["result"] == 5 and succeeded["runtime"] == 0.5 and succeeded["timestamp"] == 100.5
+    assert started["timestamp"] == 100.0 and started["hostname"] == "w@test" and started["clock"] == 7
+    assert started["name"] == succeeded["name"] == "proj.add" and started["pid"] > 0
+    assert "started" not in succeeded and "pid" not in succeeded
+    started, failed = per_job[_job(2).id]
+    assert [started["type"], failed["type"]] == ["task-started", "task-failed"]
+    assert failed["exception"] == "ValueError('boom')" and failed["traceback"].endswith("ValueError: boom")
+    assert "started" not in failed and started["timestamp"] == 101.0
     early = expand(_row(back))
     assert [e["type"] for e in early] == ["task-retried", "task-rejected"]
     assert early[0]["retries"] == 1 and early[1]["requeue"] is True
+
+
+def test_a_claim_is_one_columnar_element():
+    events = WorkerEvents(store=None, hostname="w@test", heartbeat_interval=5.0, quiet=frozenset())  # type: ignore[arg-type]
+    events.received([_job(1), _job(2, "proj.mul")])
+    got = expand(_row(list(events.queued)))
+    assert [(e["type"], e["uuid"][-1], e["name"], e["args"], e["kwargs"], e["retries"]) for e in got] == [
+        ("task-received", "1", "proj.add", [2, 3], {}, 0), ("task-received", "2", "proj.mul", [2, 3], {}, 0)]
+    assert got[0]["timestamp"] == got[1]["timestamp"] and events.due_in() is not None
 
 
 def test_quiet_tasks_send_nothing():

@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help demo test test-unit test-django test-django-upstream test-stress lint constraints bench bench-sqlq bench-peers chaos chaos-small clean install install-django
+.PHONY: help demo test test-unit test-django test-django-upstream test-stress lint constraints bench bench-cost bench-scale bench-scaling bench-sqlq bench-peers chaos chaos-small clean install install-django
 
 # Django 6 needs Python >= 3.12: its tests run in a second virtualenv on it. python3.12 when it runs,
 # else pyenv's build of it (a pyenv shim of a version not selected does not run).
@@ -93,6 +93,21 @@ bench: $(STAMP)
 	  echo "make bench: could not set up .venv-bench; the peers will be reported as unavailable" >&2; \
 	fi
 	$(BIN)/python benchmarks/run.py
+	@if [ "$${BENCH_COST:-1}" != "0" ]; then $(BIN)/python -m benchmarks.bench_costs; fi
+	@if [ "$${BENCH_SCALING:-1}" != "0" ]; then $(BIN)/python -m benchmarks.bench_scaling; fi
+
+## what one job costs (statements, transactions, server and client CPU, WAL bytes), on a private cluster
+bench-cost: $(STAMP)
+	$(BIN)/python -m benchmarks.bench_costs
+
+## the drain over time with big tables or vacuum held back (1M waiting, 10M history, a held snapshot,
+## 100k scheduled), each against an empty-table baseline, on a private cluster: ~20 minutes
+bench-scale: $(STAMP)
+	$(BIN)/python -m benchmarks.bench_scale
+
+## 1, 2, 4 and 8 workers draining one database together, and what 50 idle workers cost the server
+bench-scaling: $(STAMP)
+	$(BIN)/python -m benchmarks.bench_scaling
 
 ## failure scenarios (crash, transactional, outage, poison, beat) on a private PostgreSQL cluster the
 ## script initdb's on its own port; exits non-zero when a target is missed. See benchmarks/chaos/README.md.

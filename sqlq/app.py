@@ -24,6 +24,7 @@ import psycopg
 
 from . import annotations as _annotations
 from . import enqueue as _enqueue
+from . import pydantic_args as _pydantic_args
 from . import serialization
 from .config import Settings, celery_url
 from .connections import Connections
@@ -67,7 +68,7 @@ _TASK_OPTIONS = frozenset({
     "retry_backoff",
     "retry_backoff_max", "retry_jitter", "acks_late", "reject_on_worker_lost", "ignore_result", "queue",
     "priority", "time_limit", "soft_time_limit", "rate_limit", "throws", "track_started", "serializer",
-    "expires", "transactional", "send_events"})
+    "expires", "transactional", "Request", "store_eager_result", "send_events"})
 #: Celery's task options that have no meaning here: accepted with one warning each saying why.
 _CELERY_TASK_NO_EFFECT = {
     "compression": "jobs are rows, not broker messages; PostgreSQL compresses large values itself (TOAST)",
@@ -79,13 +80,9 @@ _CELERY_TASK_NO_EFFECT = {
 }
 #: Celery's task options sqlq does not support: an error saying so and what to do instead.
 _CELERY_TASK_UNSUPPORTED = {
-    "pydantic": "validate or convert the arguments in the task itself (or in a base class's __call__)",
-    "pydantic_strict": "see pydantic: not supported",
-    "pydantic_context": "see pydantic: not supported",
-    "pydantic_dump_kwargs": "see pydantic: not supported",
-    "Request": "self.request is always sqlq.task.Request; override before_start for per-run set-up",
-    "Strategy": "the worker's claim is SQL; route or rate-limit the task instead",
-    "store_eager_result": "an eager call writes nothing to the database; use a worker (sqlq_worker in tests)",
+    "Strategy": "a Strategy is Celery's consumer-side handler of kombu messages, and sqlq has no messages to "
+                "handle: the worker's claim is SQL; route, rate-limit or prioritise the task instead, or use "
+                "Request= for per-job hooks in the worker",
 }
 #: Attributes of a task that are not options: its methods and what the app sets.
 _NOT_OPTIONS = frozenset({"app", "request", "connection", "session", "run", "is_async"})
@@ -355,6 +352,21 @@ class App:
         return self._connections.url
 
     @property
+    def listen_database_url(self) -> str:
+        """Where LISTEN and the workers' liveness sessions connect: the setting
+        ``listen_database_url``, else ``database_url``."""
+        return self._connections.listen_url
+
+    @property
+    def pooled(self) -> bool:
+        """Whether ``database_url`` is taken for a transaction pooler (``listen_database_url`` set)."""
+        return self._connections.pooled
+
+    def direct_connection(self) -> psycopg.Connection:
+        """A new connection to ``listen_database_url`` that keeps session state; the caller closes it."""
+        return self._connections.connect_direct()
+
+    @property
     def store(self) -> Store:
         schema = self.conf.schema
         if self._store is None or self._store.schema != schema:
@@ -497,6 +509,21 @@ class App:
             task.name = self._task_name(cls)
         return self._bind(task)
 
+    def _pydantic_run(self, fn: Callable[..., Any], name: str, options: dict[str, Any]) -> Callable[..., Any] | None:
+        """``fn`` wrapped by ``sqlq.pydantic_args`` when ``pydantic=True``, else None; the pydantic
+        options are taken out of ``options`` (a pydantic option without ``pydantic=True`` is an
+        error, not a silent no-op)."""
+        given = {key: options.pop(key) for key in _pydantic_args.OPTIONS if key in options}
+        if not given.get("pydantic"):
+            others = sorted(key for key in given if key != "pydantic")
+            if others:
+                raise TaskDefinitionError(f"@app.task({', '.join(others)}=...) for {name!r} needs pydantic=True too")
+            return None
+        if isinstance(fn, type):
+            raise TaskDefinitionError(f"@app.task(pydantic=True) for {name!r} needs a function, got {fn!r}")
+        return _pydantic_args.wrap(fn, app=self, task_name=name, strict=bool(given.get("pydantic_strict", False)),
+                                   context=given.get("pydantic_context"), dump_kwargs=given.get("pydantic_dump_kwargs"))
+
     def _register(self, fn: Callable[..., Any], options: dict[str, Any]) -> _Task:
         options = dict(options)
         name = options.pop("name", None) or self._task_name(fn)
@@ -511,11 +538,15 @@ class App:
             warnings.warn(f"@app.task({key}=...) for {name!r} has no effect in sqlq: {_CELERY_TASK_NO_EFFECT[key]}",
                           SqlqCompatibilityWarning, stacklevel=3)
             del options[key]
+        validating = self._pydantic_run(fn, name, options)
+        if validating is not None:
+            fn = validating
         unknown = [key for key in options if key not in _TASK_OPTIONS and not _base_attribute(base, key)]
         if unknown:
             raise TaskDefinitionError(
                 f"unknown option(s) {', '.join(sorted(unknown))} in @app.task for {name!r}; "
-                f"known options: name, base, {', '.join(sorted(_TASK_OPTIONS))} (and the attributes "
+                f"known options: name, base, {', '.join(sorted(_TASK_OPTIONS))}, "
+                f"{', '.join(_pydantic_args.OPTIONS)} (and the attributes "
                 f"of the base class)"
             )
         bind = bool(options.pop("bind", base.bind))
@@ -525,6 +556,8 @@ class App:
             "__qualname__": getattr(fn, "__qualname__", name), "__name__": getattr(fn, "__name__", name),
             "_app": self,
         }
+        if validating is not None:
+            attributes["_dump_models"] = True  # the call side dumps models (sqlq.pydantic_args.dump_call)
         attributes.update(_task_option_values(name, options))
         cls = type(getattr(fn, "__name__", "task"), (base,), attributes)
         return self._bind(cls())
@@ -536,6 +569,10 @@ class App:
             validate_queue(task.queue)
         if task.serializer is not None:
             serialization.content_type_for(task.serializer)  # fail at definition, not at first call
+        if task.Request != "sqlq.worker.request:Request":  # a request class of its own (Celery's Task.Request)
+            from .worker.request import check_request_class
+
+            check_request_class(task.Request, task.name)
         task.app = self
         self.tasks[task.name] = task
         if task.rate_limit:

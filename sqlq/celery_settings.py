@@ -40,10 +40,10 @@ SAME_NAME: tuple[str, ...] = (
     "task_acks_late", "task_always_eager", "task_annotations", "task_default_exchange",
     "task_default_exchange_type", "task_default_priority", "task_default_rate_limit",
     "task_default_routing_key", "task_eager_propagates", "task_ignore_result", "task_queues",
-    "task_routes", "task_send_sent_event", "task_serializer", "task_soft_time_limit", "task_time_limit",
-    "task_track_started",
-    "worker_concurrency", "worker_disable_rate_limits", "worker_enable_remote_control",
-    "worker_max_tasks_per_child", "worker_pool", "worker_prefetch_multiplier", "worker_send_task_events",
+    "task_routes", "task_send_sent_event", "task_serializer", "task_soft_time_limit", "task_store_eager_result",
+    "task_time_limit", "task_track_started", "worker_concurrency", "worker_disable_rate_limits",
+    "worker_enable_remote_control", "worker_max_memory_per_child", "worker_max_tasks_per_child", "worker_pool",
+    "worker_prefetch_multiplier", "worker_send_task_events",
 )
 
 _BROKER = "PostgreSQL is the broker and sqlq connects to it with database_url alone"
@@ -177,7 +177,6 @@ NOT_YET: dict[str, str] = {
     "task_inherit_parent_priority": "not supported yet: give the priority to apply_async or the task",
     "task_remote_tracebacks": "not supported yet: the traceback text is stored with a FAILURE result "
                               "(AsyncResult.traceback)",
-    "task_store_eager_result": "not supported yet: an eager call's result lives in its EagerResult only",
     "task_store_errors_even_if_ignored": "not supported yet: a task with ignore_result records "
                                          "its final state only",
     "task_reject_on_worker_lost": "not supported yet as an app setting: set reject_on_worker_lost on the "
@@ -190,16 +189,16 @@ NOT_YET: dict[str, str] = {
     "task_acks_on_timeout": "not supported: a job that times out always ends FAILURE; "
                             "to run it again use autoretry_for or self.retry()",
     "beat_cron_starting_deadline": "not supported: missed ticks follow beat_catchup ('latest' or 'backfill')",
-    "worker_autoscaler": "not supported yet: the pool has a fixed size (worker_concurrency)",
-    "worker_max_memory_per_child": "not supported yet: recycle prefork children by count with "
-                                   "worker_max_tasks_per_child",
+    "worker_autoscaler": "not supported: sqlq's autoscaler is not pluggable; sqlq worker --autoscale MAX,MIN "
+                         "sizes the pool",
     "worker_soft_shutdown_timeout": "not supported as such: on a warm shutdown running jobs get "
                                     "worker_shutdown_grace seconds",
     "worker_enable_soft_shutdown_on_idle": "not supported as such: on a warm shutdown running jobs get "
                                            "worker_shutdown_grace seconds",
     "worker_disable_prefetch": "not supported yet: set worker_prefetch_multiplier=1 for the smallest claims",
     "worker_log_color": "not supported yet: the worker's log format is fixed",
-    "worker_log_format": "not supported yet: the worker's log format is fixed",
+    "worker_log_format": "not supported yet: the worker's text format is fixed; --log-format json "
+                         "(setting log_format) logs one JSON object per line",
     "worker_task_log_format": "not supported yet: the worker's log format is fixed (it names the task and id)",
     "security_certificate": "message signing is not supported: anyone who can write to the database can send jobs",
     "security_cert_store": "message signing is not supported: anyone who can write to the database can send jobs",

@@ -120,28 +120,54 @@ class _TaskContextFilter(logging.Filter):
 LOG_FORMAT = "[%(asctime)s: %(levelname)s/%(processName)s%(task)s] %(message)s"
 
 
-def setup_logging(level: str) -> None:
+def setup_logging(level: str, log_format: str = "text", logfile: str | None = None) -> None:
     """The ``sqlq`` logger of a long-running command (its ``sqlq.task`` child is the task logger).
 
     Celery's rule: when ``signals.setup_logging`` has receivers, they configure logging and sqlq
     does not; otherwise ``after_setup_logger`` and ``after_setup_task_logger`` follow sqlq's set-up.
     Called once the app is imported, so that receivers connected in the app module count."""
     from . import signals
+    from .log import make_formatter
 
-    details: dict[str, Any] = {"loglevel": logging.getLevelName(level.upper()), "logfile": None,
+    details: dict[str, Any] = {"loglevel": logging.getLevelName(level.upper()), "logfile": logfile,
                                "format": LOG_FORMAT, "colorize": False}
     if signals.setup_logging.has_receivers:
         signals.setup_logging.send(sender=None, **details)
         return
     logger = logging.getLogger("sqlq")
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    handler.setFormatter(make_formatter(log_format, LOG_FORMAT))  # (--logfile: stderr is the file)
     handler.addFilter(_TaskContextFilter())
     logger.handlers[:] = [handler]
     logger.setLevel(level.upper())
     logger.propagate = False
     signals.after_setup_logger.send(sender=None, logger=logger, **details)
     signals.after_setup_task_logger.send(sender=None, logger=logging.getLogger("sqlq.task"), **details)
+
+
+def _daemon_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Celery's daemon options, shared by ``worker`` and ``beat`` (sqlq.daemon does the work)."""
+    for option in reversed([
+        click.option("-f", "--logfile", metavar="PATH", envvar="SQLQ_LOGFILE",
+                     help="Log to this file (and its stderr); %n, %h, %p, %d, %i, %I expand as in Celery."),
+        click.option("--log-format", type=click.Choice(["text", "json"]),
+                     help="text, or json: one JSON object per line (setting log_format, env SQLQ_LOG_FORMAT)."),
+        click.option("--pidfile", metavar="PATH", envvar="SQLQ_PIDFILE",
+                     help="Write the pid here; refuse to start while a live process holds it."),
+        click.option("-D", "--detach", "detached", is_flag=True, help="Run in the background as a daemon."),
+        click.option("--workdir", metavar="DIR", help="With --detach: the directory to move to (default /)."),
+    ]):
+        fn = option(fn)
+    return fn
+
+
+def _setup_command_logging(app: App, loglevel: str, log_format: str | None, logfile: str | None) -> None:
+    """Logging of a worker or beat: on stderr, which ``--logfile`` and ``--detach`` point at the file
+    later (``sqlq.daemon.start``), so what is said before that still reaches the terminal."""
+    from .worker.options import set_log_format
+
+    set_log_format(app, log_format)
+    setup_logging(loglevel, app.conf.log_format, logfile)
 
 
 @main.command()
@@ -163,12 +189,34 @@ def setup_logging(level: str) -> None:
               help="Also run beat (periodic tasks) in this process; any number of beats may run.")
 @click.option("-E", "--task-events", is_flag=True, default=None,
               help="Write task and worker events (sqlq events); default: the worker_send_task_events setting.")
+@click.option("--autoscale", metavar="MAX,MIN", envvar="SQLQ_AUTOSCALE",
+              help="Grow the pool toward MAX while jobs wait, shrink toward MIN when idle (threads, prefork).")
+@click.option("-X", "--exclude-queues", metavar="QUEUES", help="Comma-separated queues of -Q not to consume.")
+@click.option("-I", "--include", metavar="MODULES", multiple=True, help="Comma-separated modules to import.")
+@click.option("--time-limit", type=float, metavar="SECONDS", help="Hard time limit of tasks without their own.")
+@click.option("--soft-time-limit", type=float, metavar="SECONDS", help="Soft time limit of tasks without their own.")
+@click.option("--max-memory-per-child", type=click.IntRange(min=1), metavar="KIB", envvar="SQLQ_MAX_MEMORY_PER_CHILD",
+              help="Replace a prefork child after the job that left it above this resident memory (KiB).")
+@click.option("--purge", "--discard", "purge_first", is_flag=True,
+              help="Delete the waiting jobs of this worker's queues before starting.")
+@click.option("--without-heartbeat", is_flag=True, help="Accepted from Celery; no effect (says why).")
+@click.option("--without-gossip", is_flag=True, help="Accepted from Celery; no effect (says why).")
+@click.option("--without-mingle", is_flag=True, help="Accepted from Celery; no effect (says why).")
+@click.option("-O", "optimization", type=click.Choice(["default", "fair"]), help="Accepted from Celery (says what it means here).")
+@_daemon_options
 @pass_ctx
 @handle_errors
 def worker(ctx: _Context, loglevel: str, concurrency: int | None, pool: str | None, queues: str | None,
            hostname: str | None, prefetch_multiplier: int | None, max_tasks_per_child: int | None,
-           burst: bool, worker_url: str | None, with_beat: bool, task_events: bool | None) -> None:
+           burst: bool, worker_url: str | None, with_beat: bool, autoscale: str | None,
+           exclude_queues: str | None, include: tuple[str, ...], time_limit: float | None,
+           soft_time_limit: float | None, max_memory_per_child: int | None, purge_first: bool,
+           without_heartbeat: bool, without_gossip: bool, without_mingle: bool, optimization: str | None,
+           logfile: str | None, log_format: str | None, pidfile: str | None, detached: bool,
+           workdir: str | None, task_events: bool | None) -> None:
     """Run a worker: claim jobs in batches, run them, record their outcomes."""
+    from .daemon import start as start_daemon
+    from .worker import options
     from .worker.worker import Worker
 
     # without the app no task is registered: every job would fail NotRegistered
@@ -176,11 +224,22 @@ def worker(ctx: _Context, loglevel: str, concurrency: int | None, pool: str | No
         _fail("sqlq worker runs your tasks, so it needs your app: sqlq -A module[:attr] worker "
               "(or set SQLQ_APP=module)")
     app = ctx.app(worker_url)
-    setup_logging(loglevel)
-    queue_list = [q.strip() for q in queues.split(",") if q.strip()] if queues else None
+    options.import_modules(options.comma_list(include))
+    options.set_time_limits(app, time_limit, soft_time_limit)
+    _setup_command_logging(app, loglevel, log_format, logfile)
+    options.say_celery_only(optimization, without_heartbeat=without_heartbeat, without_gossip=without_gossip,
+                            without_mingle=without_mingle)
+    queue_list = options.comma_list(queues) or None
     w = Worker(app, queues=queue_list, concurrency=concurrency, pool=pool, hostname=hostname,
                prefetch_multiplier=prefetch_multiplier, max_tasks_per_child=max_tasks_per_child,
-               burst=burst, app_path=ctx.app_path, install_signal_handlers=True, task_events=task_events or None)
+               burst=burst, app_path=ctx.app_path, install_signal_handlers=True,
+               exclude_queues=options.comma_list(exclude_queues), autoscale=autoscale,
+               max_memory_per_child=max_memory_per_child, task_events=task_events or None)
+    # (after the worker is made: a bad option is said on the terminal, not in a daemon's logfile)
+    start_daemon(detached=detached, logfile=logfile, pidfile=pidfile, workdir=workdir, hostname=w.hostname)
+    if purge_first:
+        count = options.purge_queues(app, w.queues)
+        log.warning("purged %d waiting job(s) from queue(s) %s", count, ", ".join(w.queues))
     try:
         code = _with_beat(app, w.run) if with_beat else w.run()
     finally:
@@ -688,14 +747,18 @@ def _with_beat(app: App, run: Callable[[], int]) -> int:
 @click.option("-l", "--loglevel", default="info", envvar="SQLQ_LOGLEVEL", show_default=True,
               type=click.Choice(["debug", "info", "warning", "error", "critical"], case_sensitive=False))
 @click.option("--database-url", "beat_url", metavar="URL", help="PostgreSQL URL (see sqlq --help).")
+@_daemon_options
 @pass_ctx
 @handle_errors
-def beat(ctx: _Context, loglevel: str, beat_url: str | None) -> None:
+def beat(ctx: _Context, loglevel: str, beat_url: str | None, logfile: str | None, log_format: str | None,
+         pidfile: str | None, detached: bool, workdir: str | None) -> None:
     """Send periodic tasks when due. Run as many beats as you like: each tick is sent exactly once."""
+    from .daemon import start as start_daemon
     from .periodic.beat import Beat
 
     app = ctx.app(beat_url)
-    setup_logging(loglevel)
+    _setup_command_logging(app, loglevel, log_format, logfile)
+    start_daemon(detached=detached, logfile=logfile, pidfile=pidfile, workdir=workdir, hostname=None)
     sys.exit(Beat(app, install_signal_handlers=True).run())
 
 

@@ -27,6 +27,7 @@ from urllib.parse import urlsplit
 
 from . import celery_settings
 from .errors import ConfigurationError, DatabaseURLError, SqlqCompatibilityWarning
+from .log import LOG_FORMATS
 from .names import validate_identifier, validate_queue
 
 #: Every setting with its default. The README's configuration table is written from this dict.
@@ -49,6 +50,7 @@ DEFAULTS: dict[str, Any] = {
     "task_eager_propagates": False,
     "task_track_started": True,  # sqlq knows a job is running from its row; False reports PENDING as Celery does
     "task_ignore_result": False,
+    "task_store_eager_result": False,  # eager calls' outcomes in the results table too (AsyncResult(id) reads them)
     "task_time_limit": None,
     "task_soft_time_limit": None,
     "task_default_rate_limit": None,
@@ -62,6 +64,7 @@ DEFAULTS: dict[str, Any] = {
     "worker_pool": "prefork",
     "worker_prefetch_multiplier": 4,
     "worker_max_tasks_per_child": None,
+    "worker_max_memory_per_child": None,  # KiB of resident memory after which a prefork child is replaced
     "worker_poll_interval": 1.0,
     "worker_heartbeat_interval": 5.0,
     "worker_lost_timeout": 30.0,
@@ -74,7 +77,11 @@ DEFAULTS: dict[str, Any] = {
     "worker_send_task_events": False,  # task events (sqlq events); `sqlq worker -E` turns them on per worker
     "task_send_sent_event": False,  # a task-sent event per job, written in the enqueue's transaction
     "events_retention": 3600.0,  # seconds an event is kept before maintenance deletes it
+    "log_format": "text",  # or "json": one JSON object per line (sqlq worker / beat --log-format)
     "database_wait_timeout": None,  # None: workers and beats wait for the database at start for ever
+    # None: LISTEN and the workers' liveness sessions use database_url (set it when that is a pooler)
+    "listen_database_url": None,
+    "database_prepared_statements": True,  # False: none prepared (a transaction pooler before PgBouncer 1.21)
     "timezone": "UTC",
     "beat_schedule": {},
     "beat_catchup": "latest",
@@ -84,15 +91,16 @@ DEFAULTS: dict[str, Any] = {
 }
 
 _INT = {"task_default_priority", "result_expires", "worker_concurrency", "worker_prefetch_multiplier",
-        "worker_max_tasks_per_child", "worker_lost_max_attempts", "beat_backfill_limit",
+        "worker_max_tasks_per_child", "worker_max_memory_per_child", "worker_lost_max_attempts", "beat_backfill_limit",
         "worker_unknown_task_handbacks"}
 _FLOAT = {"worker_poll_interval", "worker_heartbeat_interval", "worker_lost_timeout",
           "worker_shutdown_grace", "worker_maintenance_interval", "worker_dead_retention", "beat_interval",
           "database_wait_timeout", "worker_revoke_expires", "events_retention",
           "task_time_limit", "task_soft_time_limit"}
 _BOOL = {"task_acks_late", "task_always_eager", "task_eager_propagates", "task_track_started",
-         "task_ignore_result", "worker_disable_rate_limits", "worker_enable_remote_control", "enable_utc",
-         "worker_send_task_events", "task_send_sent_event"}
+         "task_ignore_result", "task_store_eager_result", "worker_disable_rate_limits",
+         "worker_enable_remote_control", "enable_utc", "database_prepared_statements", "worker_send_task_events",
+         "task_send_sent_event"}
 _LIST = {"accept_content"}
 #: Settings that cannot come from a flat environment string.
 _NOT_FROM_ENV = {"task_routes", "task_queues", "beat_schedule", "database_url", "task_annotations", "imports",
@@ -116,6 +124,8 @@ def _coerce(key: str, raw: str) -> Any:
         return raw.strip().lower() in {"1", "true", "yes", "on"}
     if key in _LIST:
         return [p.strip() for p in raw.split(",") if p.strip()]
+    if key == "listen_database_url":
+        parse_database_url(raw)
     return raw
 
 
@@ -197,6 +207,10 @@ class Settings:
             return _seconds(value)
         elif key in ("imports", "include"):
             return _module_names(key, value)
+        elif key == "listen_database_url" and value is not None:
+            parse_database_url(value)  # a clear error now rather than at the first LISTEN
+        elif key == "log_format" and value not in LOG_FORMATS:
+            raise ConfigurationError(f"log_format={value!r}: choose one of {', '.join(LOG_FORMATS)}")
         return value
 
     def _translate(self, key: str, value: Any) -> tuple[str, Any] | None:

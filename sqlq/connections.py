@@ -6,6 +6,9 @@ connections for the hot path (sync and async), the SQLAlchemy engine (imported o
 used: a worker or producer that never needs it does not pay for importing SQLAlchemy), and the
 result waiter's LISTEN connection. ``close`` drops them all, and the resolved URL with them, so the
 next use resolves and connects again.
+
+``listen_url`` is where session state lives (LISTEN, a worker's liveness lock): the setting
+``listen_database_url`` when ``database_url`` is a transaction pooler, else ``database_url``.
 """
 
 from __future__ import annotations
@@ -59,6 +62,22 @@ class Connections:
         return self._resolved_url
 
     @property
+    def listen_url(self) -> str:
+        """Where LISTEN and session-level locks go: ``listen_database_url``, else ``url``."""
+        return self._conf.listen_database_url or self.url
+
+    @property
+    def pooled(self) -> bool:
+        """Whether ``url`` is taken for a transaction pooler (``listen_database_url`` is set): no
+        session state may be left on its connections, since the next transaction may run on
+        another server session."""
+        return bool(self._conf.listen_database_url)
+
+    def connect_direct(self) -> psycopg.Connection:
+        """A connection of sqlq's own, not pooled, to ``listen_url``: one that keeps session state."""
+        return connect(self.listen_url, prepare=self.pooled or bool(self._conf.database_prepared_statements))
+
+    @property
     def engine(self) -> Engine:
         """SQLAlchemy engine for migrations, transactional tasks and ad-hoc SQL."""
         with self._lock:
@@ -67,8 +86,9 @@ class Connections:
 
                 url = self.url
                 # connect through db.connect so an unreachable server reads as one clear line here too
+                prepare = bool(self._conf.database_prepared_statements)
                 self._engine = create_engine(sqlalchemy_url(url), pool_pre_ping=True,
-                                             creator=lambda: connect(url, autocommit=False))
+                                             creator=lambda: connect(url, autocommit=False, prepare=prepare))
             return self._engine
 
     def discard_idle(self) -> None:
@@ -86,7 +106,7 @@ class Connections:
         if pool is None:
             with self._lock:
                 if self._pool is None:
-                    self._pool = ConnectionPool(self.url)
+                    self._pool = ConnectionPool(self.url, prepare=bool(self._conf.database_prepared_statements))
                 pool = self._pool
         with pool.connection() as conn:
             try:
@@ -98,14 +118,14 @@ class Connections:
     def async_pool(self) -> AsyncConnectionPool:
         with self._lock:
             if self._apool is None:
-                self._apool = AsyncConnectionPool(self.url)
+                self._apool = AsyncConnectionPool(self.url, prepare=bool(self._conf.database_prepared_statements))
             return self._apool
 
     def result_waiter(self, listen: str) -> ResultWaiter:
         """The app's one result waiter, started; ``listen`` is its LISTEN statement."""
         with self._lock:
             if self._waiter is None:
-                self._waiter = ResultWaiter(self.url, listen)
+                self._waiter = ResultWaiter(self.listen_url, listen)
             waiter = self._waiter
         waiter.ensure_started()
         return waiter

@@ -51,21 +51,31 @@ def explain_connection_error(url: str, exc: BaseException) -> DatabaseUnavailabl
     return DatabaseUnavailableError(text)
 
 
-def connect(url: str, *, autocommit: bool = True, connect_timeout: int = 10) -> psycopg.Connection:
-    """A raw psycopg connection, with a readable error when it cannot be made."""
+def connect(url: str, *, autocommit: bool = True, connect_timeout: int = 10, prepare: bool = True) -> psycopg.Connection:
+    """A raw psycopg connection, with a readable error when it cannot be made. ``prepare=False``
+    (the setting ``database_prepared_statements``): psycopg prepares nothing on it, nor does the
+    store's fast path (store/fast.py), because a transaction pooler without prepared-statement
+    support runs the next statement on whichever server connection is free."""
     try:
-        return psycopg.connect(libpq_url(url), autocommit=autocommit, connect_timeout=connect_timeout)
+        return psycopg.connect(libpq_url(url), autocommit=autocommit, connect_timeout=connect_timeout,
+                               prepare_threshold=_THRESHOLD if prepare else None)
     except psycopg.OperationalError as exc:
         raise explain_connection_error(url, exc) from None
 
 
-async def aconnect(url: str, *, autocommit: bool = True, connect_timeout: int = 10) -> psycopg.AsyncConnection:
+async def aconnect(url: str, *, autocommit: bool = True, connect_timeout: int = 10,
+                   prepare: bool = True) -> psycopg.AsyncConnection:
     try:
         return await psycopg.AsyncConnection.connect(
-            libpq_url(url), autocommit=autocommit, connect_timeout=connect_timeout
+            libpq_url(url), autocommit=autocommit, connect_timeout=connect_timeout,
+            prepare_threshold=_THRESHOLD if prepare else None,
         )
     except psycopg.OperationalError as exc:
         raise explain_connection_error(url, exc) from None
+
+
+#: psycopg's default: a statement run this many times on a connection is prepared there.
+_THRESHOLD = 5
 
 
 def raise_clear_error(exc: BaseException, schema: str) -> None:
@@ -165,11 +175,13 @@ class ConnectionPool:
     instead. A connection is dropped instead of returned when it broke (``OperationalError``), is
     closed, or was left inside a transaction that cannot be rolled back."""
 
-    def __init__(self, url: str, size: int = 5, max_overflow: int = 20, timeout: float = 30.0):
+    def __init__(self, url: str, size: int = 5, max_overflow: int = 20, timeout: float = 30.0,
+                 prepare: bool = True):
         self.url = url
         self.size = size
         self.limit = size + max_overflow
         self.timeout = timeout
+        self.prepare = prepare  # (connect's)
         self._idle: list[psycopg.Connection] = []
         self._open = 0  # connections that exist: idle plus checked out
         self._generation = 0  # bumped by dispose(): connections out at that moment are closed on return
@@ -220,7 +232,7 @@ class ConnectionPool:
                 finally:
                     self._waiting -= 1
         try:
-            return connect(self.url), generation
+            return connect(self.url, prepare=self.prepare), generation
         except BaseException:
             with self._cond:
                 self._open -= 1
@@ -263,11 +275,13 @@ class AsyncConnectionPool:
     kept, so that caller can open its own. Idle connections of a loop that has closed are closed
     (their sockets directly) the next time the pool looks for room."""
 
-    def __init__(self, url: str, size: int = 5, max_overflow: int = 20, timeout: float = 30.0):
+    def __init__(self, url: str, size: int = 5, max_overflow: int = 20, timeout: float = 30.0,
+                 prepare: bool = True):
         self.url = url
         self.size = size
         self.limit = size + max_overflow
         self.timeout = timeout
+        self.prepare = prepare  # (aconnect's)
         self._idle: dict[asyncio.AbstractEventLoop, list[psycopg.AsyncConnection]] = {}
         self._open = 0  # connections that exist, idle or checked out, in every loop
         self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
@@ -332,7 +346,7 @@ class AsyncConnectionPool:
                 return conn
             if waiter is None:
                 try:
-                    return await aconnect(self.url)
+                    return await aconnect(self.url, prepare=self.prepare)
                 except BaseException:
                     with self._lock:
                         self._open -= 1

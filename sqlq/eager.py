@@ -31,7 +31,7 @@ import datetime as dt
 import logging
 import socket
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from . import serialization, signals
 from . import task as task_module
@@ -278,10 +278,61 @@ def apply(task: Task, args: Sequence[Any] | None = None, kwargs: Mapping[str, An
                               priority=options.get("priority", task.priority))
     run = _EagerRun(task, task_id or new_job_id(), headers, dest.queue,
                     conf.task_default_priority if dest.priority is None else dest.priority)
+    started = dt.datetime.now(dt.UTC)
     result = run.run(ctype, args_text, kwargs_text, payload, retries)
+    store = task.store_eager_result if task.store_eager_result is not None else conf.task_store_eager_result
+    if store:
+        _store(run, result, EagerCall(ctype, args_text, kwargs_text, payload, started))
     if propagate and result.state == "FAILURE" and isinstance(result.result, BaseException):
         raise result.result
     return result
+
+
+class EagerCall(NamedTuple):
+    """An eager call's arguments as ``delay()`` would have encoded them, and when it started."""
+
+    content_type: str
+    args: str | None
+    kwargs: str | None
+    payload: bytes | None
+    started_at: dt.datetime
+
+
+def _store(run: _EagerRun, result: EagerResult, call: EagerCall) -> None:
+    """``store_eager_result``: the outcome as its results row, encoded as a worker records it (the
+    result with the result serializer, a failure as its type, message, args and traceback), so that
+    ``AsyncResult(id)`` in any process reads what this ``EagerResult`` holds. A database that
+    cannot be reached raises, as storing was asked for."""
+    from .store import EagerResultRow
+    from .task import task_uuid
+    from .worker.execution import exception_args, exception_type_name
+
+    task, conf = run.task, run.app.conf
+    serializer = task.serializer or conf.result_serializer
+    value: str | None = None
+    data: bytes | None = None
+    value_type: str | None = None
+    exc_type = exc_message = None
+    held = result.result
+    if result.state == "SUCCESS":
+        if not task.ignore_result:
+            encoded = serialization.encode(held, serializer)
+            value, data, value_type = encoded.text, encoded.data, encoded.content_type
+    elif isinstance(held, BaseException):
+        exc_type = exception_type_name(held)
+        exc_message = serialization.db_text(serialization.safe_str(held))
+        if result.state == "FAILURE":
+            encoded_args = exception_args(held, serializer)
+            if encoded_args is not None:
+                value, data, value_type = encoded_args.text, encoded_args.data, encoded_args.content_type
+    row = EagerResultRow(
+        id=task_uuid(run.task_id), task=task.name, queue=run.queue or conf.default_queue, priority=run.priority,
+        state=result.state, args=call.args, kwargs=call.kwargs, payload=call.payload,
+        content_type=call.content_type, result=value, result_payload=data, result_content_type=value_type,
+        exc_type=exc_type, exc_message=exc_message, traceback=serialization.db_text(result.traceback),
+        started_at=call.started_at, retries=result.retries)
+    with run.app.connection() as conn:
+        run.app.store.store_eager_result(conn, row)
 
 
 class _EagerRun:

@@ -230,6 +230,13 @@ class Task(Generic[P, R]):
     expires: float | dt.datetime | None = None
     #: The worker runs the task in a transaction that also records its outcome (``self.connection``).
     transactional: bool = False
+    #: Store an eager call's outcome in the results table, so ``AsyncResult(id)`` anywhere reads it;
+    #: None: ``conf.task_store_eager_result`` (Celery's option and setting).
+    store_eager_result: bool | None = None
+    #: The class whose hooks (``on_timeout``, ``on_failure``) the worker process that manages a job
+    #: calls for it: a subclass of ``sqlq.worker.request.Request``, or its ``'module:Class'`` path
+    #: (Celery's ``Task.Request``).
+    Request: ClassVar[Any] = "sqlq.worker.request:Request"
     #: Celery's: False keeps this task's jobs out of the events stream of workers that send task
     #: events (``sqlq worker -E``); True sends nothing by itself.
     send_events: bool = True
@@ -245,6 +252,8 @@ class Task(Generic[P, R]):
     _app: App | None = None
     #: ``run``'s signature and the fast bounds of a positional-only call, made at the first checked call.
     _arguments: _Arguments | None = None
+    #: ``@app.task(pydantic=True)``: calls send pydantic models as their JSON data (``sqlq.pydantic_args``).
+    _dump_models: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -416,6 +425,8 @@ class Task(Generic[P, R]):
               **options: Any) -> Any:
         """Run the task here, now, as a worker would (arguments round-trip through the serializer,
         hooks and signals run), and return an ``EagerResult`` (Celery's ``Task.apply``)."""
+        if self._dump_models:
+            args, kwargs = _dump_models(args, kwargs)
         return _eager().apply(self, args, kwargs, **options)
 
     # sending -----------------------------------------------------------------------------------
@@ -443,6 +454,8 @@ class Task(Generic[P, R]):
         options.pop("link", None)
         options.pop("link_error", None)
         if app.conf.task_always_eager:
+            if self._dump_models:
+                args, kwargs = _dump_models(args, kwargs)
             if self.typing:  # checked first, as Celery does, so an eager test catches a bad call
                 self._check_arguments(args, kwargs)
             if connection is not None:  # (eager.apply says what it makes of a caller's connection)
@@ -485,6 +498,8 @@ class Task(Generic[P, R]):
                    **options: Any) -> list[AsyncResult | GroupResult]:
         """Enqueue many ``(args, kwargs)`` calls in one statement with the same options."""
         self._check_options(options, "apply_many")
+        if self._dump_models:
+            calls = [cast("tuple[Sequence[Any], dict[str, Any]]", _dump_models(*call)) for call in calls]
         if self.typing:
             calls = list(self._checked_calls(calls))
         return self.app.enqueue_calls(self.name, calls, task=self, connection=connection,
@@ -512,6 +527,8 @@ class Task(Generic[P, R]):
         ``options`` are ``apply_async``'s (``APPLY_OPTIONS``)."""
         if options:
             self._check_options(options, "apply_async")
+        if self._dump_models:
+            args, kwargs = _dump_models(args, kwargs)
         if self.typing:
             self._check_arguments(args, kwargs)
         return (self._app or self.app).build_job(self.name, args, kwargs, task=self, **self._task_defaults(options))
@@ -640,6 +657,12 @@ def _on_commit(send: Callable[[], Any]) -> None:
                                  "(django.db.transaction.on_commit), and Django is not installed; call "
                                  "delay()/apply_async(..., connection=...) in your transaction instead") from None
     transaction.on_commit(send)
+
+
+def _dump_models(args: Sequence[Any] | None, kwargs: Mapping[str, Any] | None) -> tuple[Any, Any]:
+    from .pydantic_args import dump_call
+
+    return dump_call(args, kwargs)
 
 
 def _eager() -> Any:

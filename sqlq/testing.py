@@ -10,8 +10,9 @@ Fixtures, modelled on ``celery.contrib.pytest`` (every name starts with ``sqlq_`
 * ``sqlq_config`` (settings for ``sqlq_app``) and ``sqlq_includes`` (modules imported once the app
   exists), to override like Celery's ``celery_config``/``celery_includes``;
   ``sqlq_worker_parameters`` (``Worker`` keyword arguments: ``pool``, ``concurrency``, ``queues``).
-* ``sqlq_worker``: a real ``sqlq.worker.Worker`` (threads pool) in a thread of the test process,
-  consuming ``sqlq_app``'s queues for the test's duration, stopped (warm) at teardown.
+* ``sqlq_worker``: a real ``sqlq.worker.Worker`` (threads pool; prefork for an app importable by
+  its module name) in a thread of the test process, consuming ``sqlq_app``'s queues for the test's
+  duration, stopped (warm) at teardown.
 * ``sqlq_eager``: ``task_always_eager`` and ``task_eager_propagates`` on the current app for one
   test (``eager(app)`` is the same for any app, as a context manager).
 * Celery's other knobs under sqlq names: the ``sqlq`` marker (``@pytest.mark.sqlq(result_expires=60)``:
@@ -372,8 +373,10 @@ def sqlq_parameters() -> Mapping[str, Any]:
 def sqlq_worker_pool() -> str:
     """Override to choose ``sqlq_worker``'s pool (Celery's ``celery_worker_pool``). ``threads`` by
     default, where Celery's is ``solo``: sqlq's solo worker runs tasks in its consumer thread, so one
-    slow task would hold back the claims of a test that waits on two results. ``prefork`` needs an
-    app its children can import (your project's, through ``on_test_schema``)."""
+    slow task would hold back the claims of a test that waits on two results. ``prefork`` works with
+    an app its children can import by module name: override ``sqlq_app`` to yield your project's app
+    through ``on_test_schema`` (the default ``sqlq_app`` makes its app inside the fixture, and
+    ``sqlq_worker`` says so)."""
     return "threads"
 
 
@@ -432,10 +435,28 @@ def sqlq_worker(sqlq_app: App, sqlq_worker_parameters: Mapping[str, Any], sqlq_w
     test starts and stopped (warm: running jobs finish) when it ends; logging as ``sqlq worker``
     does when ``sqlq_enable_logging``. A ``pool`` in ``sqlq_worker_parameters`` wins."""
     options = {"pool": sqlq_worker_pool, "concurrency": 2, **sqlq_worker_parameters}
+    if options["pool"] == "prefork":
+        _check_prefork_app(sqlq_app)
     with contextlib.ExitStack() as stack:
         if sqlq_enable_logging:
             stack.enter_context(worker_logging())
         yield stack.enter_context(running_worker(sqlq_app, **options))
+
+
+def _check_prefork_app(app: App) -> None:
+    """A prefork worker's children import the app by its module name: say how to get one when
+    ``app`` is not found at module level of an imported module (the default ``sqlq_app``'s is not)."""
+    from .errors import ConfigurationError
+    from .loading import app_path
+
+    if app_path(app) is not None:
+        return
+    raise ConfigurationError(
+        f"sqlq_worker with the prefork pool: its child processes import the app by its module name, and "
+        f"the app {app.main!r} is not found at module level of any imported module (the default sqlq_app "
+        f"makes its app inside the fixture). Override sqlq_app with your project's app on the test schema "
+        f"(@pytest.fixture\ndef sqlq_app():\n    with on_test_schema(proj.celery.app) as app:\n        yield app), "
+        f"or use sqlq_worker_pool 'threads'")
 
 
 @pytest.fixture

@@ -38,10 +38,13 @@ import inspect
 import json
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from . import serialization
+from .enqueue import _check_call, new_job_ids
 from .errors import ConfigurationError
+from .routing import resolution
 from .store import JobSpec
 from .task import Request, _current_request, task_uuid
 
@@ -65,6 +68,22 @@ def _when(value: dt.datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
 
 
+@dataclass
+class _Header:
+    """A group's members that are calls of one task with the same options, due now (``_alike``):
+    kept as calls, with their ids, until the plan is written (``materialize``, ``_streamed``)."""
+
+    task: Task
+    options: dict[str, Any]  # the members' options with the task's defaults (build_jobs')
+    first: JobSpec  # the first member's job, which gives every member's shared columns
+    pairs: list[tuple[tuple[Any, ...], dict[str, Any]]]  # each member's (args, kwargs)
+    ids: list[str]
+    members: Sequence[Signature]
+    group_id: str
+    chord: bool  # the header of a chord: every member counts its chord down
+    node: Node | None = None  # the group's plan node, whose "members" materialize fills
+
+
 class _Compiler:
     """Builds one plan: nodes for the database, result handles for the caller, and every id the
     plan pre-assigned (what ``revoke()`` of the workflow names)."""
@@ -78,6 +97,9 @@ class _Compiler:
                                      if parent is not None and parent.id is not None else None)
         #: The encoded job of every task step, by id (the bulk path writes a group's from these).
         self.specs: dict[str, JobSpec] = {}
+        #: The groups whose members are one task's calls due now, by group id: their member nodes
+        #: are built only if the plan needs them (``materialize``); a top-level one is streamed.
+        self.headers: dict[str, _Header] = {}
 
     # result serializers ------------------------------------------------------------------------
 
@@ -186,10 +208,13 @@ class _Compiler:
         }
 
     def _alike(self, members: Sequence[Signature], args: Sequence[Any], kwargs: Mapping[str, Any] | None,
-               options: Mapping[str, Any], group_id: str) -> tuple[list[Node], list[Any]] | None:
+               options: Mapping[str, Any], group_id: str, chord: bool) -> tuple[list[Node] | None, list[Any]] | None:
         """The nodes and handles of a group's members when they are calls of one task with the same
         options and no callbacks (``chord(add.s(i) for i in ...)``), their jobs built as
-        ``apply_many`` builds them (options and routing resolved once); None otherwise."""
+        ``apply_many`` builds them (options and routing resolved once); None otherwise. When those
+        jobs are due now, no node is built yet (None instead of the nodes): the ids are assigned,
+        the calls kept in ``self.headers``, and ``materialize`` builds the nodes only if the plan
+        goes to the database as JSON, so a top-level chord streams its header like a group."""
         from .canvas import Signature, _alike_calls
         from .result import AsyncResult
 
@@ -201,11 +226,35 @@ class _Compiler:
         if alike is None:
             return None
         task, pairs, defaults = alike
-        specs = self.app.build_jobs(task.name, pairs, task=task, **defaults)
-        if any(s.exchange is not None or s.content_type != serialization.JSON for s in specs):
+        first = self.app.build_job(task.name, *pairs[0], task=task, **defaults)
+        if first.exchange is not None or first.content_type != serialization.JSON:
             return None
+        if first.due_now() and resolution.routes_by_name_only(self.app.conf.task_routes):  # (one queue for all)
+            if self.root_row is None:
+                self.root_row = first.id
+            ids = [first.id, *new_job_ids(len(pairs) - 1)]
+            self.headers[group_id] = _Header(task, defaults, first, pairs, ids, members, group_id, chord)
+            return None, [AsyncResult(job_id, self.app, first.task) for job_id in ids]
+        specs = self.app.build_jobs(task.name, pairs, task=task, **defaults)
         nodes = [self._node(spec, m, group_id) for spec, m in zip(specs, members, strict=True)]
         return nodes, [AsyncResult(spec.id, self.app, spec.task) for spec in specs]
+
+    def materialize(self, streamed: _Header | None) -> None:
+        """Build the member nodes of every header in ``self.headers`` but ``streamed`` (written by
+        COPY from its calls) into its group's node, each job with the id its handle was given:
+        what the plan's JSON (WORKFLOW_START) and ``_copied`` need."""
+        for header in self.headers.values():
+            if header is streamed or header.node is None:
+                continue
+            specs = self.app.build_jobs(header.task.name, header.pairs, task=header.task, **header.options)
+            counts_down: Node | None = {"chord": header.group_id} if header.chord else None
+            nodes = []
+            for spec, job_id, member in zip(specs, header.ids, header.members, strict=True):
+                spec.id = job_id
+                node = self._node(spec, member, header.group_id)
+                node["workflow"] = counts_down  # (one dict for them all: _copied encodes it once)
+                nodes.append(node)
+            header.node["members"] = nodes
 
     def _errback(self, errback: Any) -> Node:
         """The job that runs ``errback`` once a step failed: the built-in ``sqlq.errback`` on the
@@ -294,11 +343,13 @@ class _Compiler:
         handles: list[Any] = []
         tails: list[Node] = []
         sources: list[Signature] = []
-        alike = None if follows else self._alike(item.tasks, call_args, kwargs, merged, group_id)
+        alike = None if follows else self._alike(item.tasks, call_args, kwargs, merged, group_id, body is not None)
         if alike is not None:
-            members, handles = alike
-            return ({"group": group_id, "members": members, "results": [h.id for h in handles], "body": None},
-                    GroupResult(group_id, handles, self.app), list(members), [item.tasks[0]])
+            nodes, handles = alike
+            node: Node = {"group": group_id, "members": nodes, "results": [h.id for h in handles], "body": None}
+            if nodes is None:  # kept as calls (self.headers)
+                self.headers[group_id].node = node
+            return node, GroupResult(group_id, handles, self.app), list(nodes or ()), [item.tasks[0]]
         for member in item.tasks:
             a, k, o = call_args, kwargs, merged
             if isinstance(member, group):
@@ -315,9 +366,7 @@ class _Compiler:
     def _chord(self, item: Any, args: Sequence[Any], kwargs: Mapping[str, Any] | None,
                options: Mapping[str, Any] | None, *, follows: Sequence[Signature],
                group_id: str | None) -> tuple[Node, Any, list[Node], list[Signature]]:
-        from .canvas import group
-
-        header = item.tasks if isinstance(item.tasks, group) else group(item.tasks, app=self.app)
+        header = item.tasks  # (chord.tasks builds a new group at each read)
         own = dict(item.options)  # a chord's callbacks are its body's; its other options go to the header
         body = item.body
         links, errbacks = _as_list(own.pop("link", None)), _as_list(own.pop("link_error", None))
@@ -330,9 +379,10 @@ class _Compiler:
         counts_down: Node = {"chord": node["group"]}  # (one dict for every member with no other plan:
         for tail in member_tails:                     # _copied encodes it once; plans are never mutated)
             tail["workflow"] = {**tail["workflow"], "chord": node["group"]} if tail.get("workflow") else counts_down
-        for h in header_handle.results:
-            if h.id != task_uuid(h.id):
-                raise ConfigurationError(f"a chord member's task_id must be a UUID, got {h.id!r}")
+        if node["members"] is not None:  # (a header kept as calls has the ids it was given: UUIDs)
+            for h in header_handle.results:
+                if h.id != task_uuid(h.id):
+                    raise ConfigurationError(f"a chord member's task_id must be a UUID, got {h.id!r}")
         body_node, body_handle, body_tails, body_sources = self.build(  # (an empty header still gives [])
             body, (), None, None, follows=sources or [header], group_id=group_id)
         node["body"] = body_node
@@ -428,7 +478,11 @@ def send(app: App, item: Any, args: Sequence[Any] | None = None, kwargs: Mapping
 
     compiler = _Compiler(app)
     node, handle, _, _ = compiler.build(item, tuple(args or ()), kwargs, options)
-    if not _copied(app, compiler, node, connection):
+    streamed = _streamable(compiler, node, connection)
+    compiler.materialize(streamed)
+    if streamed is not None:
+        _streamed(app, compiler, streamed, node, connection)
+    elif not _copied(app, compiler, node, connection):
         _write(app, _plan_json(node), compiler.parent_row, connection)
     parent = _current_request.get()
     if parent is not None and parent.id is not None and options.get("add_to_parent", True):
@@ -492,6 +546,46 @@ def _copied(app: App, compiler: _Compiler, node: Node, connection: Any) -> bool:
     return True
 
 
+def _streamable(compiler: _Compiler, node: Node, connection: Any) -> _Header | None:
+    """The header kept as calls that is the whole first write of the plan (a top-level group or
+    chord of one task's calls), when it can go by COPY (sqlq's own or the caller's psycopg
+    connection)."""
+    import psycopg
+
+    if "group" not in node or node["members"] is not None:
+        return None
+    if connection is not None and not isinstance(connection, psycopg.Connection):
+        return None
+    return compiler.headers[node["group"]]
+
+
+def _streamed(app: App, compiler: _Compiler, header: _Header, node: Node, connection: Any) -> None:
+    """Write a header kept as calls by COPY, each member's arguments encoded as its row goes (as
+    ``apply_many``'s bulk path does), every row pointing to the same plan text, encoded once (a
+    chord member's is its chord's id). On the caller's connection the rows are encoded first, so
+    that an argument that cannot be encoded raises before anything is sent and the caller's
+    transaction is left as it was."""
+    first = header.first
+    plan = _plan_json({"chord": header.group_id}) if header.chord else None
+    shared = (first.task, first.queue, first.priority, "available")
+    tail = (None, first.content_type, first.headers, first.acks_late, header.group_id, compiler.root_row,
+            compiler.parent_row, plan)
+    encode = serialization.encode_json_call
+
+    def rows() -> Iterator[tuple[Any, ...]]:
+        for job_id, (args, kwargs) in zip(header.ids, header.pairs, strict=True):
+            _check_call(args, kwargs)
+            yield (job_id, *shared, *encode(args, kwargs), *tail)
+
+    body = node.get("body")
+    body_json = None if body is None else _plan_json(body)
+    if connection is None:
+        with app.connection() as conn:
+            app.store.workflow_copy(conn, header.group_id, header.ids, body_json, rows(), [first.queue])
+    else:
+        app.store.workflow_copy(connection, header.group_id, header.ids, body_json, list(rows()), [first.queue])
+
+
 def _write(app: App, plan: str, parent_row: str | None, connection: Any) -> None:
     """WORKFLOW_START on sqlq's own connection (committed at once), or on the caller's psycopg or
     SQLAlchemy connection, inside the caller's transaction. Not retried on a broken connection:
@@ -523,7 +617,9 @@ def _ids(node: Node) -> list[str]:
 
     def walk(n: Node) -> None:
         if "group" in n:
-            for m in n["members"]:
+            if n["members"] is None:  # a header written from its calls: its members' ids, in order
+                out.extend(n["results"])
+            for m in n["members"] or ():
                 walk(m)
             if n.get("body"):
                 walk(n["body"])

@@ -62,9 +62,16 @@ def schema(database_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
         conn.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
 
 
+def _prepare_threshold() -> int | None:
+    """psycopg's default, or None when the suite runs through a transaction pooler that keeps no
+    prepared statements (tests/test_pgbouncer.py sets SQLQ_DATABASE_PREPARED_STATEMENTS=0)."""
+    off = os.environ.get("SQLQ_DATABASE_PREPARED_STATEMENTS", "").strip().lower() in {"0", "false", "no", "off"}
+    return None if off else 5
+
+
 @pytest.fixture
 def raw_conn(database_url: str) -> Iterator[psycopg.Connection]:
-    with psycopg.connect(database_url, autocommit=True) as conn:
+    with psycopg.connect(database_url, autocommit=True, prepare_threshold=_prepare_threshold()) as conn:
         yield conn
 
 

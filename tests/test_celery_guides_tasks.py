@@ -24,14 +24,13 @@ Left out, and why:
   ``confirm_publish``, "Advanced Options" ``exchange``/``routing_key`` (AMQP routing: the routing
   guide's tests), compression schemes other than accepting ``compression=``; logging redirection
   (``self.app.log.redirect_stdouts_to_logger``) and the logging signals notes;
-* sqlq gaps found while porting (each checked against this branch; these examples fail today):
-  ``@app.task(pydantic=True)`` ("Argument validation with Pydantic": a ``TaskDefinitionError`` saying
-  sqlq does not support it); a custom ``Task.Request`` class ("Custom request classes": a
-  ``TaskDefinitionError``, ``self.request`` is always ``sqlq.task.Request``); in the testing guide
-  ``celery_worker_pool`` returning ``'prefork'`` (``sqlq_worker`` fails to start: "the prefork pool
-  starts child processes that import your app, but this app is not importable", since
-  ``sqlq_app`` is made by the fixture, not by an importable module); ``use_celery_app_trap`` is
-  the plugin's ``use_sqlq_app_trap`` (tests/test_app_trap.py);
+* run in files of their own: ``@app.task(pydantic=True)`` ("Argument validation with Pydantic",
+  tests/test_pydantic_tasks.py), a custom ``Task.Request`` class ("Custom request classes",
+  tests/test_request_classes.py), the testing guide's ``celery_worker_pool`` returning ``'prefork'``
+  (``sqlq_worker_pool``, tests/test_testing_prefork.py: an app importable by module name, since
+  the default ``sqlq_app`` is made by the fixture), ``store_eager_result``
+  (tests/test_store_eager_result.py); ``use_celery_app_trap`` is the plugin's ``use_sqlq_app_trap``
+  (tests/test_app_trap.py);
 * by design (README, "The pytest plugin"): the session-scoped ``celery_session_app`` and
   ``celery_session_worker`` (sqlq's plugin has no session-scoped fixtures).
 """

@@ -199,7 +199,7 @@ def test_throws_are_logged_at_info_without_traceback_and_still_fail(app, run_wor
     by_id = {r.getMessage(): r for r in caplog.records if a.id in r.getMessage() or b.id in r.getMessage()}
     expected_line = next(r for m, r in by_id.items() if a.id in m and "raised expected" in m)
     assert expected_line.levelno == logging.INFO and expected_line.exc_info is None
-    assert next(r for m, r in by_id.items() if b.id in m and "failed" in m).levelno == logging.ERROR
+    assert next(r for m, r in by_id.items() if b.id in m and "raised unexpected" in m).levelno == logging.ERROR
     assert result_row(raw_conn, schema, a.id)["state"] == "FAILURE"
     assert result_row(raw_conn, schema, a.id)["traceback"]  # the record keeps it; only the log leaves it out
 

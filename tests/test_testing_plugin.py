@@ -388,7 +388,7 @@ def test_a_solo_pool_and_worker_logging_as_sqlq_worker_does(pytester, database_u
     result = _run_user_tests(pytester, database_url, monkeypatch, SOLO_AND_LOGGING_TESTS, "-s")
     result.assert_outcomes(passed=4)
     # sqlq worker's format: [time: LEVEL/process task[id]] message, on stderr
-    assert any("INFO/MainProcess" in line and "task user.loud[" in line and "succeeded in" in line
+    assert any("INFO/MainProcess" in line and "Task user.loud[" in line and "succeeded in" in line
                for line in result.errlines), result.errlines
 
 

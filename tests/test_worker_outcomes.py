@@ -152,6 +152,6 @@ def test_unserializable_return_value_is_a_logged_and_signalled_failure(app, run_
         assert result.state == "FAILURE"
         assert "cannot be serialized with json" in str(exc)
         assert seen == ["SerializationError"]
-        assert any("returns_object" in r.getMessage() and "failed" in r.getMessage() for r in caplog.records)
+        assert any("returns_object" in r.getMessage() and "raised unexpected" in r.getMessage() for r in caplog.records)
     finally:
         signals.task_failure.disconnect(on_failure)

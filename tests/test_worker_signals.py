@@ -140,8 +140,8 @@ def test_worker_logs_through_sqlq_with_task_name_and_id(app, run_worker, caplog)
 
     sqlq_lines = [r for r in caplog.records if r.name == "sqlq" or r.name.startswith("sqlq.")]
     messages = [r.getMessage() for r in sqlq_lines]
-    for task, result, word in ((fine, ok, "succeeded"), (broken, bad, "failed"), (retried, again, "retry")):
+    for task, result, word in ((fine, ok, "succeeded"), (broken, bad, "raised unexpected"), (retried, again, "retry")):
         assert any(f"{task.name}[{result.id}]" in m and word in m for m in messages), (word, messages)
     assert any("ready" in m for m in messages) and any("stopped" in m for m in messages)
-    failure = next(r for r in sqlq_lines if "failed" in r.getMessage())
+    failure = next(r for r in sqlq_lines if "raised unexpected" in r.getMessage())
     assert failure.levelno == logging.ERROR

@@ -17,7 +17,6 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from ..db import connect
 from ..serialization import json_dumps, json_loads
 
 if TYPE_CHECKING:
@@ -56,7 +55,7 @@ def broadcast(app: App, command: str, arguments: dict[str, Any] | None = None,
     deadline = time.monotonic() + max(float(timeout), 0.0)
     replies: list[Reply] = []
     seen: set[str] = set()
-    with connect(app.database_url) as conn:
+    with app.direct_connection() as conn:  # (LISTEN: not through a transaction pooler)
         conn.execute(app.store.listen_control_replies)  # before the send: no reply can be missed
         sent = app.store.control_send(conn, command, text, names, True, ttl, lost)
         expected = set(sent.expected)

@@ -2,8 +2,9 @@
 and writes its replies, off the consumer thread.
 
 It wakes on the worker's LISTEN connection (the listener thread that waits for jobs also listens
-on the control channel, so an idle worker answers within milliseconds) and at least every
-``POLL`` seconds, since a notification can be lost while a connection is down. A busy worker
+on the control channel, so an idle worker answers within milliseconds), when that connection comes
+back (a notification may have been missed while it was down), and at least every ``POLL`` seconds
+(``BURST_POLL`` in a burst worker, which has no LISTEN connection). A busy worker
 answers as soon as: nothing here waits for the claim loop, and nothing is added to a claim or a
 finish but a look at the revoked ids while there are any.
 
@@ -35,8 +36,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("sqlq.worker")
 
-#: Seconds between two looks for commands (and at the revoked ids) when no NOTIFY came.
-POLL = 1.0
+#: Seconds between two looks for commands (and at the revoked ids) when no NOTIFY came: a backstop,
+#: so it is long (every idle worker's look costs the server a statement).
+POLL = 5.0
+#: The same for a burst worker, which listens to nothing: its polls are how commands reach it.
+BURST_POLL = 1.0
 
 #: Seconds between two reads of the revoked table (a revoke reaches a worker by its command at
 #: once; this catches one sent while the worker's connections were down).
@@ -126,7 +130,7 @@ class WorkerControl:
         while not self._stopped:
             self._wake.wait(wait)
             self._wake.clear()
-            wait = POLL
+            wait = BURST_POLL if worker.burst else POLL
             if self._stopped:
                 return
             try:

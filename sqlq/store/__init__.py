@@ -39,6 +39,7 @@ from .records import (
     ClaimedJob,
     DeclaredLimits,
     DeclaredRoutes,
+    EagerResultRow,
     EventRow,
     ForeignSchedule,
     HandedBack,
@@ -65,7 +66,7 @@ from .schedules import Schedules
 from .workers import Workers
 from .workflows import Workflows
 
-__all__ = ["ClaimedJob", "DeclaredLimits", "DeclaredRoutes", "EventRow", "ForeignSchedule", "HandedBack", "Interrupted",
+__all__ = ["ClaimedJob", "DeclaredLimits", "DeclaredRoutes", "EagerResultRow", "EventRow", "ForeignSchedule", "HandedBack", "Interrupted",
            "JobSpec", "JobState", "LostJobs", "NextDue", "Outcome", "PausedQueue", "PublishRow", "QueueDepth",
            "RateLimitRow", "RateLimitedClaim", "RetryRequest", "RouteRow", "ScheduleRow", "Store", "Unregistered",
            "WorkerRow"]

@@ -9,6 +9,7 @@ flush and keeps CLAIM's generic plan; why that is safe is CLAIM_SESSION_BEGIN's 
 from __future__ import annotations
 
 import struct
+import weakref
 from collections.abc import Sequence
 from typing import Any, cast
 
@@ -23,16 +24,28 @@ from .records import ClaimedJob, Outcome, RateLimitedClaim, RetryRequest
 _UPSERT = {"FINISH": "FINISH_UPSERT", "FINISH_OK": "FINISH_OK_UPSERT"}
 
 
+#: Claiming connections that go through a transaction pooler: each claim statement runs in a
+#: transaction of its own with CLAIM_TRANSACTION_SETTINGS (begin_claiming's ``per_transaction``).
+_PER_TRANSACTION: weakref.WeakSet[psycopg.Connection] = weakref.WeakSet()
+
+
 class Claims(StoreBase):
-    def begin_claiming(self, conn: psycopg.Connection) -> None:
+    def begin_claiming(self, conn: psycopg.Connection, *, per_transaction: bool = False) -> None:
         """Make ``conn``'s session the claiming session: from now on it runs CLAIM and PROMOTE only,
-        until ``end_claiming``."""
-        conn.execute(self.sql["CLAIM_SESSION_BEGIN"])
+        until ``end_claiming``. ``per_transaction`` (``conn`` goes through a transaction pooler):
+        the session is left as it is and each claim sets the same settings for its own transaction."""
+        if per_transaction:
+            _PER_TRANSACTION.add(conn)
+        else:
+            conn.execute(self.sql["CLAIM_SESSION_BEGIN"])
 
     def end_claiming(self, conn: psycopg.Connection) -> None:
         """Give ``conn`` the server's settings back, or close it when that fails: the pool drops a
         closed connection, and a producer must never get one whose commits do not wait for the
         flush. Never raises psycopg's errors (the connection was broken anyway, or about to be)."""
+        if conn in _PER_TRANSACTION:
+            _PER_TRANSACTION.discard(conn)
+            return
         try:
             conn.execute(self.sql["CLAIM_SESSION_END"])
         except psycopg.Error:
@@ -71,13 +84,13 @@ class Claims(StoreBase):
         fail for their data, once; see ``claim``."""
         queue = params["queue"]
         try:
-            return conn.execute(self.sql[statement], params, prepare=True).fetchall()
+            return self._run_claim(conn, statement, params)
         except psycopg.DataError as exc:
             if not conn.autocommit:  # inside the caller's transaction, which the error aborted
                 raise
             count = self.quarantine(conn, queue)
             try:
-                return conn.execute(self.sql[statement], params, prepare=True).fetchall()
+                return self._run_claim(conn, statement, params)
             except psycopg.DataError as again:
                 raise InvalidJobError(
                     f"claiming from queue {queue!r} fails: {type(again).__name__}: "
@@ -85,6 +98,17 @@ class Claims(StoreBase):
                     f"another row of that queue holds values sqlq cannot handle: inspect its waiting rows "
                     f"(SELECT * FROM {self.schema}.jobs WHERE queue = '{queue}' AND state = 'available')"
                 ) from exc
+
+    def _run_claim(self, conn: psycopg.Connection, statement: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
+        """One claim statement; on a pooled claiming connection in its own transaction after
+        CLAIM_TRANSACTION_SETTINGS, the four statements sent in one round trip (a pipeline: the
+        rows are read once the COMMIT is back)."""
+        if conn not in _PER_TRANSACTION:
+            return conn.execute(self.sql[statement], params, prepare=True).fetchall()
+        with conn.pipeline(), conn.transaction():
+            conn.execute(self.sql["CLAIM_TRANSACTION_SETTINGS"])
+            cur = conn.execute(self.sql[statement], params, prepare=True)
+        return cur.fetchall()
 
     def quarantine(self, conn: psycopg.Connection, queue: str) -> int:
         """Move ``queue``'s rows that no worker can run (QUARANTINE) to results as FAILURE; returns

@@ -31,6 +31,14 @@ SELECT set_config('synchronous_commit', 'off', false), set_config('plan_cache_mo
 SELECT set_config(name, reset_val, false) FROM pg_settings
 WHERE name IN ('synchronous_commit', 'plan_cache_mode', 'enable_seqscan', 'enable_sort')
 
+-- name: CLAIM_TRANSACTION_SETTINGS
+-- CLAIM_SESSION_BEGIN's settings for one transaction (SET LOCAL), run before each claim statement in
+-- the same transaction when the connection goes through a transaction pooler (listen_database_url
+-- set): there the next transaction may run on another server session, so a session setting would
+-- leak to whichever client gets this one next, and CLAIM_SESSION_END could never undo it.
+SELECT set_config('synchronous_commit', 'off', true), set_config('plan_cache_mode', 'force_generic_plan', true),
+       set_config('enable_seqscan', 'off', true), set_config('enable_sort', 'off', true)
+
 -- name: CLAIM
 -- Claim up to n due jobs of one queue, highest priority first, then FIFO. SKIP LOCKED lets any number
 -- of workers claim side by side without waiting on each other. A worker whose row is gone (presumed

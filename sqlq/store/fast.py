@@ -7,7 +7,8 @@ connection and sent text parameters encoded here; it is still one round trip.
 
 Anything unusual (an error, a connection whose encoding is not UTF-8, a statement lost to
 ``DISCARD ALL`` or a transaction-mode bouncer) makes ``execute`` return None and the caller runs the
-statement through psycopg instead, which either succeeds (the failed attempt wrote nothing: sqlq's
+statement through psycopg instead (so does a connection that prepares nothing: the setting
+``database_prepared_statements``), which either succeeds (the failed attempt wrote nothing: sqlq's
 own connections are in autocommit) or raises the typed error callers expect. Only sqlq's own
 pooled autocommit connections may come here: on a caller's connection this would bypass the BEGIN
 psycopg issues for the caller's transaction.
@@ -68,6 +69,8 @@ def execute(conn: psycopg.Connection, statement: FastStatement,
     caller must run it through psycopg instead. A connection lost under the statement (which may
     then have committed) fails psycopg's run too, with OperationalError, so the caller's handling
     of a broken connection takes over."""
+    if conn.prepare_threshold is None:  # database_prepared_statements off: prepare nothing
+        return None
     if statement.name not in _PREPARED.get(conn, ()) and not _prepare(conn, statement):
         return None
     res = conn.pgconn.exec_prepared(statement.name, [_wire(params[name]) for name in statement.params],  # type: ignore[misc]  # psycopg's annotation leaves out None (NULL), which libpq takes

@@ -212,6 +212,29 @@ class JobState(NamedTuple):
     worker_hostname: str | None = None
 
 
+class EagerResultRow(NamedTuple):
+    """An eager call's outcome as STORE_EAGER_RESULT writes it (its parameters by name): the call's
+    encoded arguments and the outcome's columns as a worker's FINISH would record them."""
+
+    id: str  # the row id (task_uuid of the task id)
+    task: str
+    queue: str
+    priority: int
+    state: str  # SUCCESS | FAILURE | REVOKED
+    args: str | None
+    kwargs: str | None
+    payload: bytes | None
+    content_type: str
+    result: str | None
+    result_payload: bytes | None
+    result_content_type: str | None
+    exc_type: str | None
+    exc_message: str | None
+    traceback: str | None
+    started_at: dt.datetime
+    retries: int
+
+
 class QueueDepth(NamedTuple):
     """One queue's jobs by state (QUEUE_DEPTHS)."""
 

@@ -10,7 +10,7 @@ from typing import cast
 import psycopg
 
 from .base import StoreBase
-from .records import JobRecord, JobState
+from .records import EagerResultRow, JobRecord, JobState
 
 
 class Results(StoreBase):
@@ -33,6 +33,10 @@ class Results(StoreBase):
         running (waiting, finished or unknown), so nothing was written."""
         return conn.execute(self.sql["SET_PROGRESS"], {"id": job_id, "state": state, "meta": meta_json},
                             prepare=True).fetchone() is not None
+
+    def store_eager_result(self, conn: psycopg.Connection, row: EagerResultRow) -> None:
+        """Write an eager call's outcome as its results row (replacing one of the same id)."""
+        conn.execute(self.sql["STORE_EAGER_RESULT"], row._asdict())
 
     def forget(self, conn: psycopg.Connection, job_id: str) -> None:
         conn.execute(self.sql["FORGET"], {"id": job_id})

@@ -100,6 +100,35 @@ WITH old AS (
 )
 DELETE FROM {results} AS r USING old WHERE r.id = old.id
 
+-- name: STORE_EAGER_RESULT
+-- An eager call's outcome (Task.store_eager_result / task_store_eager_result, as in Celery), so that
+-- AsyncResult(id) in any process reads it as it reads a worker's. There is no job row to move, so
+-- the results row is written whole; an eager call that reuses a task id replaces the earlier
+-- outcome, as a reused id does after a worker ran it. Wakes result waiters as FINISH does. No
+-- workflow, root or parent: an eager call runs its callbacks and chains itself (sqlq.eager), so the
+-- trigger that moves a workflow on must not fire for this row.
+WITH ins AS (
+    INSERT INTO {results} AS r (id, task, queue, priority, state, args, kwargs, payload, content_type,
+                                result, result_payload, result_content_type, exc_type, exc_message,
+                                traceback, enqueued_at, started_at, finished_at, attempts, retries,
+                                group_id, root_id, parent_id, workflow)
+    VALUES (%(id)s::uuid, %(task)s, %(queue)s, %(priority)s, %(state)s, %(args)s::jsonb, %(kwargs)s::jsonb,
+            %(payload)s, %(content_type)s, %(result)s::jsonb, %(result_payload)s, %(result_content_type)s,
+            %(exc_type)s, %(exc_message)s, %(traceback)s, %(started_at)s, %(started_at)s, clock_timestamp(),
+            %(retries)s + 1, %(retries)s, NULL, NULL, NULL, NULL)
+    ON CONFLICT (id) DO UPDATE SET
+        task = excluded.task, queue = excluded.queue, priority = excluded.priority, state = excluded.state,
+        args = excluded.args, kwargs = excluded.kwargs, payload = excluded.payload,
+        content_type = excluded.content_type, result = excluded.result, result_payload = excluded.result_payload,
+        result_content_type = excluded.result_content_type, exc_type = excluded.exc_type,
+        exc_message = excluded.exc_message, traceback = excluded.traceback, enqueued_at = excluded.enqueued_at,
+        started_at = excluded.started_at, finished_at = excluded.finished_at, attempts = excluded.attempts,
+        retries = excluded.retries, worker_id = NULL, group_id = NULL, root_id = NULL, parent_id = NULL,
+        workflow = NULL
+    RETURNING r.id
+)
+SELECT pg_notify({results_channel}, id::text) FROM ins
+
 -- name: LISTEN_RESULTS
 -- What the result waiter listens on: FINISH, RETRY, REVOKE and the rest notify the ids of the jobs
 -- whose state they changed (or '' for "look again": a batch too large to list).

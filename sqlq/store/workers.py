@@ -34,9 +34,11 @@ class Workers(StoreBase):
                                                    "lock_key": lock_key,
                                                    "tasks": None if tasks is None else list(tasks)})
 
-    def heartbeat(self, conn: psycopg.Connection, worker_id: str) -> bool:
-        """False when the row is gone: this worker was presumed dead and its jobs rescued."""
-        return conn.execute(self.sql["HEARTBEAT"], {"id": worker_id}, prepare=True).fetchone() is not None
+    def heartbeat(self, conn: psycopg.Connection, worker_id: str) -> int | None:
+        """How many workers the table holds (the share of cluster-wide chores is drawn from it); None
+        when this worker's row is gone: it was presumed dead and its jobs rescued."""
+        row = conn.execute(self.sql["HEARTBEAT"], {"id": worker_id}, prepare=True).fetchone()
+        return None if row is None else int(cast("tuple[int]", row)[0])
 
     def unregister_worker(self, conn: psycopg.Connection, worker_id: str) -> None:
         conn.execute(self.sql["UNREGISTER_WORKER"], {"id": worker_id})

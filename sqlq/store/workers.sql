@@ -23,8 +23,11 @@ VALUES (%(id)s, %(hostname)s, %(pid)s, %(queues)s, %(concurrency)s, %(pool)s, %(
 ON CONFLICT (id) DO UPDATE SET heartbeat_at = now(), lock_lost_at = NULL, tasks = excluded.tasks
 
 -- name: HEARTBEAT
--- No row returned: this worker was presumed dead and its jobs rescued.
-UPDATE {workers} SET heartbeat_at = now(), lock_lost_at = NULL WHERE id = %(id)s RETURNING id
+-- No row returned: this worker was presumed dead and its jobs rescued. `workers`: how many rows the
+-- table holds, so that each worker takes its share of the cluster-wide chores (Worker's `spread`)
+-- rather than every worker doing each of them at the full rate.
+UPDATE {workers} SET heartbeat_at = now(), lock_lost_at = NULL WHERE id = %(id)s
+RETURNING (SELECT count(*) FROM {workers}) AS workers
 
 -- name: UNREGISTER_WORKER
 -- A worker that stopped has recorded every outcome: its row goes, and nobody rescues anything.

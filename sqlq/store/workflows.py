@@ -28,7 +28,7 @@ class Workflows(StoreBase):
         atomic = conn.transaction() if conn.autocommit else contextlib.nullcontext()
         with atomic, conn.cursor() as cur:
             cur.execute(self.sql["WORKFLOW_GROUP_BEGIN"], {"id": group_id, "remaining": len(results),
-                                                           "body": body_json, "results": list(results)})
+                                                           "body": body_json, "results": ",".join(results)})
             with cur.copy(self.sql["WORKFLOW_COPY_JOBS"]) as copy:
                 for row in rows:
                     copy.write_row(row)

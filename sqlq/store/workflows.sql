@@ -71,12 +71,14 @@ SELECT id::text, parent_id::text, group_id::text, task, state, depth FROM tree O
 -- A group or chord sent with its members written by COPY (WORKFLOW_COPY_JOBS, same transaction):
 -- the chord's counter row (when there is a body) and the group's saved member order, which the
 -- chord's last member reads its results by. What workflow_start does for a group, for the bulk path.
+-- `results` is the member ids joined by commas (UUIDs have none), one text parameter: a Python list
+-- of ids dumped as a text[] parameter (element by element, in Python) was most of the statement's cost.
 WITH counter AS (
     INSERT INTO {chords} (id, remaining, body)
     SELECT %(id)s::uuid, %(remaining)s::int, %(body)s::jsonb WHERE %(body)s::jsonb IS NOT NULL
     ON CONFLICT (id) DO NOTHING
 )
-INSERT INTO {groups} (id, results) VALUES (%(id)s::uuid, %(results)s::text[])
+INSERT INTO {groups} (id, results) VALUES (%(id)s::uuid, string_to_array(%(results)s::text, ','))
 ON CONFLICT (id) DO NOTHING
 
 -- name: WORKFLOW_COPY_JOBS

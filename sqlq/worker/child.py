@@ -1,7 +1,9 @@
 """A prefork child: ``python -m sqlq.worker.child --app module:app --fd N ...``.
 
 Imports the app, then runs the jobs the parent sends (a few per message) in order until told to
-stop, the parent goes away, or ``--max-tasks`` is reached. SIGINT and SIGTERM are ignored: the parent
+stop, the parent goes away, ``--max-tasks`` is reached, or a job leaves its resident memory above
+``--max-memory`` KiB (Celery's ``--max-memory-per-child``: the child ends after that job, and the
+parent starts another). SIGINT and SIGTERM are ignored: the parent
 decides how a shutdown goes (it lets running jobs finish, or kills the child on a cold shutdown);
 only ``revoke(terminate=True)`` of the job running here makes the child die by one of them.
 
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import importlib
 import logging
 import os
 import signal
@@ -26,6 +29,9 @@ import socket
 import sys
 import threading
 from typing import Any
+
+#: The worker's ``-I/--include`` modules, comma-separated, which a child imports after the app.
+INCLUDE_ENV = "SQLQ_WORKER_INCLUDE"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -35,7 +41,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--worker-id", required=True)
     parser.add_argument("--hostname", required=True)
     parser.add_argument("--max-tasks", type=int, default=0)
+    parser.add_argument("--max-memory", type=int, default=0)
     parser.add_argument("--log-level", type=int, default=logging.WARNING)
+    parser.add_argument("--log-format", default="text")
     opts = parser.parse_args(argv)
     # ignored, unless revoke(terminate=True) armed them for the job running now (_on_signal)
     signal.signal(signal.SIGINT, _on_signal)
@@ -47,7 +55,9 @@ def main(argv: list[str] | None = None) -> int:
     from ..loading import load_app
 
     app = load_app(opts.app)
-    _setup_logging(opts.log_level)  # after the app: its setup_logging receivers decide, as in Celery
+    for name in filter(None, (n.strip() for n in os.environ.get(INCLUDE_ENV, "").split(","))):
+        importlib.import_module(name)  # (the parent imported them: they import)
+    _setup_logging(opts.log_level, opts.log_format)  # after the app: its setup_logging receivers decide, as in Celery
     signals.worker_process_init.send(sender=None)
     try:
         return _serve(opts, sock, app)
@@ -68,10 +78,11 @@ def _on_signal(signum: int, frame: Any) -> None:
         os.kill(os.getpid(), signum)
 
 
-def _setup_logging(level: int) -> None:
+def _setup_logging(level: int, kind: str = "text") -> None:
     """The child's ``sqlq`` logger, unless a ``setup_logging`` receiver configures logging itself
     (Celery's rule); ``after_setup_logger`` and ``after_setup_task_logger`` follow sqlq's set-up."""
     from .. import signals
+    from ..log import make_formatter
 
     form = "[%(asctime)s: %(levelname)s/child %(process)d] %(message)s"
     details: dict[str, Any] = {"loglevel": level, "logfile": None, "format": form, "colorize": False}
@@ -81,7 +92,7 @@ def _setup_logging(level: int) -> None:
     logger = logging.getLogger("sqlq")
     if not logger.handlers:
         handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter(form))
+        handler.setFormatter(make_formatter(kind, form))
         logger.addHandler(handler)
     logger.setLevel(level)
     signals.after_setup_logger.send(sender=None, logger=logger, **details)
@@ -108,6 +119,17 @@ def _serve(opts: argparse.Namespace, sock: socket.socket, app: Any) -> int:
     revoked: set[str] = set()  # revoked ids among the jobs queued here: reported REVOKED, not run
     wake = threading.Condition()
     ended = []  # non-empty once the parent said stop or went away
+
+    exhausted: list[bool] = []  # non-empty once past --max-memory (said once)
+
+    def take_queued() -> list[ClaimedJob]:
+        """The queued jobs the main thread has not started, last first."""
+        taken = []
+        while True:
+            try:
+                taken.append(queue.pop())  # atomic: the main thread pops the other end
+            except IndexError:
+                return taken
 
     def read() -> None:
         # the soft time limit's SIGALRM must interrupt the main thread's blocking call, not this recv
@@ -141,12 +163,7 @@ def _serve(opts: argparse.Namespace, sock: socket.socket, app: Any) -> int:
                         task.soft_time_limit, task.time_limit = message[2], message[3]
                         executor._plans.pop(task, None)
                 elif message[0] == "giveback":
-                    returned = []
-                    while True:
-                        try:
-                            returned.append(queue.pop())  # atomic: the main thread pops the other end
-                        except IndexError:
-                            break
+                    returned = take_queued()
                     try:
                         send(("returned", [job.id for job in reversed(returned)]))
                     except OSError:
@@ -185,6 +202,30 @@ def _serve(opts: argparse.Namespace, sock: socket.socket, app: Any) -> int:
         done += 1
         if opts.max_tasks and done >= opts.max_tasks:
             return 0
+        if opts.max_memory and not exhausted and _resident_kib() > opts.max_memory:
+            # the parent gives the jobs queued here to another child, sends no more, and stops this
+            # one once it has run what was already on its way (then starts another)
+            exhausted.append(True)
+            logging.getLogger("sqlq.worker").warning(
+                "child process %s: resident memory %d KiB is above --max-memory-per-child %d KiB after "
+                "task %s[%s]; it is replaced", os.getpid(), _resident_kib(), opts.max_memory, job.task, job.id)
+            try:
+                send(("exhausted", [queued.id for queued in reversed(take_queued())]))
+            except OSError:
+                return 0
+
+
+def _resident_kib() -> int:
+    """This process's resident memory now, in KiB (Linux's /proc; elsewhere the peak, which
+    ``getrusage`` gives in KiB on Linux and in bytes on macOS)."""
+    try:
+        with open(f"/proc/{os.getpid()}/statm", encoding="ascii") as fh:
+            return int(fh.read().split()[1]) * (os.sysconf("SC_PAGE_SIZE") // 1024)
+    except (OSError, ValueError, IndexError):
+        import resource
+
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return peak // 1024 if sys.platform == "darwin" else peak
 
 
 if __name__ == "__main__":

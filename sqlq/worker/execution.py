@@ -319,8 +319,9 @@ class Executor:
                 state = "SUCCESS" if result is None else result.state
                 ended = retval
                 if state == "SUCCESS":
-                    log.info("task %s[%s] succeeded in %.3fs", request.shadow or task.name, task_id,
-                             time.monotonic() - started)
+                    if log.isEnabledFor(logging.INFO):  # (the repr only when the line is written)
+                        log.info("Task %s[%s] succeeded in %.4fs: %s", request.shadow or task.name, task_id,
+                                 time.monotonic() - started, short_repr(retval))
                     if hooks and "on_success" in hooks:
                         _hook(task, request, "on_success", retval, task_id, args, kwargs)
                     if signals.task_success.has_receivers:
@@ -503,13 +504,12 @@ class Executor:
             when = _as_datetime(when, self.app.conf)  # naive: as in apply_async(eta=)
             eta = when.timestamp()
             delay = max(eta - time.time(), 0.0)  # only for the log and the worker's wake-up
-            log.info("task %s[%s] retry %d at %s: %s", request.shadow or task.name, request.id, job.retries + 1,
-                     when.isoformat(), db_text(safe_str(reason)))
+            log.info("Task %s[%s] retry: Retry at %s: %s", request.shadow or task.name, request.id,
+                     when.isoformat(), short_repr(reason))
         else:
             eta, delay = None, float(when)
-            log.info("task %s[%s] retry %d in %.2fs: %s", request.shadow or task.name, request.id, job.retries + 1,
-                     delay,
-                     db_text(safe_str(reason)))
+            log.info("Task %s[%s] retry: Retry in %ss: %s", request.shadow or task.name, request.id,
+                     f"{delay:g}", short_repr(reason))
         signals.task_retry.send(sender=task, request=request, reason=reason)
         if "on_retry" in hooks and einfo is not None:
             _hook(task, request, "on_retry", reason, request.id, request.args, request.kwargs, einfo)
@@ -547,14 +547,24 @@ class Executor:
                  exc: BaseException) -> Outcome:
         text = format_traceback(exc)
         if task.throws and isinstance(exc, task.throws):  # expected (Celery's throws): no alarm, no traceback
-            log.info("task %s[%s] raised expected: %s: %s", request.shadow or task.name, request.id,
+            log.info("Task %s[%s] raised expected: %s: %s", request.shadow or task.name, request.id,
                      exception_type_name(exc), db_text(safe_str(exc)))
-        else:
-            log.error("task %s[%s] failed: %s: %s", request.shadow or task.name, request.id,
-                      exception_type_name(exc), db_text(safe_str(exc)))
+        else:  # Celery's line, with the traceback the result keeps
+            log.error("Task %s[%s] raised unexpected: %s\n%s", request.shadow or task.name, request.id,
+                      short_repr(exc), text.rstrip())
         signals.task_failure.send(sender=task, task_id=request.id, exception=exc, args=args, kwargs=kwargs,
                                   traceback=exc.__traceback__, einfo=text)
         return failure(job, exc, text, task.serializer or self.result_serializer)
+
+
+def short_repr(value: Any, limit: int = 1024) -> str:
+    """``repr(value)`` cut to ``limit`` characters, for a log line (Celery's ``saferepr``): a huge
+    result or a ``__repr__`` that raises must not cost or break the line."""
+    try:
+        text = repr(value)
+    except Exception as exc:  # noqa: BLE001 - a broken __repr__ is the task's, not the log's
+        return f"<unrepresentable {type(value).__name__}: {type(exc).__name__}>"
+    return text if len(text) <= limit else f"{text[:limit]}..."
 
 
 #: The ends after which ``after_return`` is called (not a job taken away or interrupted: those run again).

@@ -54,6 +54,9 @@ class _Child:
     terminated: tuple[str, int] | None = None  # (job id, signal): revoke(terminate=True) asked for it
     retiring: bool = False  # pool_shrink chose it: sent no jobs, told to stop, not replaced
     told_to_stop: bool = False
+    # past --max-memory-per-child (it said so, handing back its queued jobs): sent no jobs, told to
+    # stop once it holds none, and replaced
+    exhausted: bool = False
 
 
 class PreforkPool(BasePool):
@@ -86,7 +89,8 @@ class PreforkPool(BasePool):
     _GIVEBACK_WAIT = 2.0
 
     def __init__(self, *args: Any, app_path: str | None = None, worker_id: str = "", hostname: str = "",
-                 max_tasks_per_child: int | None = None, task_limits: Callable[[str], float | None] | None = None,
+                 max_tasks_per_child: int | None = None, max_memory_per_child: int | None = None,
+                 log_format: str = "text", task_limits: Callable[[str], float | None] | None = None,
                  **kwargs: Any):
         super().__init__(*args, **kwargs)
         if not app_path:
@@ -95,6 +99,8 @@ class PreforkPool(BasePool):
         self.worker_id = worker_id
         self.hostname = hostname
         self.max_tasks_per_child = max_tasks_per_child
+        self.max_memory_per_child = max_memory_per_child
+        self.log_format = log_format
         self.task_limits = task_limits or (lambda name: None)
         self._children: list[_Child] = []
         self._wake_r, self._wake_w = os.pipe()
@@ -128,9 +134,11 @@ class PreforkPool(BasePool):
         parent_sock, child_sock = socket.socketpair()
         command = [sys.executable, "-m", "sqlq.worker.child", "--app", self.app_path,
                    "--fd", str(child_sock.fileno()), "--worker-id", self.worker_id, "--hostname", self.hostname,
-                   "--log-level", str(logging.getLogger("sqlq").getEffectiveLevel())]
+                   "--log-level", str(logging.getLogger("sqlq").getEffectiveLevel()), "--log-format", self.log_format]
         if self.max_tasks_per_child:
             command += ["--max-tasks", str(self.max_tasks_per_child)]
+        if self.max_memory_per_child:
+            command += ["--max-memory", str(self.max_memory_per_child)]
         process = subprocess.Popen(command, pass_fds=[child_sock.fileno()], stdin=subprocess.DEVNULL)
         child_sock.close()
         return _Child(process=process, sock=parent_sock)
@@ -220,7 +228,7 @@ class PreforkPool(BasePool):
         if target is not None:
             self._resize_to(target)
         for child in self._children:
-            if child.retiring and not child.closed and not child.told_to_stop:
+            if (child.retiring or child.exhausted) and not child.closed and not child.told_to_stop:
                 if child.queue:
                     self._control_due = True  # (stopped once it has run what it holds)
                     continue
@@ -332,7 +340,8 @@ class PreforkPool(BasePool):
         for victim in self._victims():
             if now - cast(float, victim.head_since) >= self._STEAL_AFTER:  # (set: see _victims)
                 self._ask_giveback(victim)
-        live = [c for c in self._children if c.ready and not c.closed and not self._retiring(c) and not c.retiring]
+        live = [c for c in self._children if c.ready and not c.closed and not self._retiring(c) and not c.retiring
+                and not c.exhausted]
         if not live:
             return
         sends = []
@@ -500,7 +509,9 @@ class PreforkPool(BasePool):
                         queue.remove(found)
                         job = found
                     results.append((job, result_from_wire(message[2])))
-                elif kind == "returned":
+                elif kind == "returned" or kind == "exhausted":
+                    if kind == "exhausted":  # (past --max-memory-per-child: stopped once empty, replaced)
+                        child.exhausted = self._control_due = True
                     child.giveback = False
                     ids = set(message[1])
                     if ids:

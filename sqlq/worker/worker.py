@@ -17,6 +17,9 @@ Threads in a worker process:
   the process dies the server frees the lock, and the other workers rescue its jobs about a second
   later instead of waiting for ``worker_lost_timeout``.
 
+The listener and the housekeeper keep session state, so they connect to ``listen_database_url``
+(unset: ``database_url``); behind a transaction pooler, the claims and outcomes go through it.
+
 No database error ends a worker: each thread retries with backoff (``sqlq.outage``), prefetched
 jobs keep running and their outcomes wait in memory until they can be recorded.
 """
@@ -42,15 +45,17 @@ import psycopg
 from .. import rate_limits, signals
 from ..control.server import KEEP as CONTROL_KEEP
 from ..control.server import WorkerControl
-from ..db import connect
 from ..errors import ConfigurationError, SqlqCompatibilityWarning
 from ..events.worker import WorkerEvents, quiet_tasks
+from ..log import job_fields
 from ..names import validate_queue
 from ..outage import Backoff, OutageLog, is_outage, wait_for_database
 from ..store import ClaimedJob, Interrupted, Outcome, RetryRequest, Unregistered
+from .autoscale import Autoscaler, parse_autoscale
 from .execution import Executor, Result
 from .pools import POOL_NAMES, BasePool, pool_class
 from .recording import Recorder
+from .request import RequestHooks
 
 if TYPE_CHECKING:
     from ..app import App
@@ -58,11 +63,22 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("sqlq.worker")
 
-#: Seconds between two looks at the other workers' liveness locks (one worker looks each time).
+#: Seconds between two looks at the workers' liveness locks, cluster-wide: each worker looks about
+#: every LIVENESS_INTERVAL x the number of registered workers (``_spread``), so that one look is made
+#: per interval however many workers there are, not one per worker.
 LIVENESS_INTERVAL = 0.5
 
-#: Seconds between two reads of the paused queues (a pause's NOTIFY makes the read at once).
-PAUSES_INTERVAL = 1.0
+#: Seconds between two reads of the paused queues: a backstop, as a pause's NOTIFY makes the read at
+#: once, and so does the LISTEN connection coming back (a NOTIFY may have been missed while it was down).
+PAUSES_INTERVAL = 5.0
+
+
+def spread(interval: float, workers: int) -> float:
+    """The wait before a worker's next turn at a cluster-wide chore that one worker per ``interval``
+    suffices for (liveness looks, maintenance, the scheduled jobs' backstop promotion): ``interval``
+    times the registered workers, drawn between half and one and a half of that, so that the
+    workers' turns interleave instead of falling together. With one worker it is about ``interval``."""
+    return interval * max(1, workers) * random.uniform(0.5, 1.5)
 
 #: A job handed back for want of its task waits this many seconds per hand-back so far, at most
 #: ``UNKNOWN_TASK_MAX_DELAY``, so that the worker that does not know it does not take it straight back.
@@ -101,6 +117,17 @@ def _celery_arguments(shutdown_grace: float | None, shutdown_timeout: float | No
     return shutdown_timeout
 
 
+def _log_received(jobs: Sequence[ClaimedJob]) -> None:
+    """Celery's ``Task NAME[ID] received`` (DEBUG here: a line per job at INFO would cost the drain)."""
+    for job in jobs:
+        log.debug("Task %s[%s] received", job.task, job.id, extra=job_fields(job.id, job.task, job.queue))
+
+
+def conf_log_format(app: App) -> str:
+    """The ``log_format`` setting (``--log-format`` sets it), which the prefork children follow."""
+    return str(app.conf.log_format)
+
+
 def _consumed_queues(queues: Sequence[str], exclude_queues: Sequence[str] | None) -> list[str]:
     """The queues to consume: ``queues`` (or the default queue) without ``exclude_queues`` (Celery's
     ``-X``). A sqlq worker consumes only the queues it is given, never every declared queue, so
@@ -130,7 +157,9 @@ class Worker:
                  poll_interval: float | None = None, shutdown_grace: float | None = None,
                  install_signal_handlers: bool = False, exclude_queues: Sequence[str] | None = None,
                  shutdown_timeout: float | None = None, without_heartbeat: bool = False,
-                 without_mingle: bool = False, without_gossip: bool = False, task_events: bool | None = None):
+                 without_mingle: bool = False, without_gossip: bool = False,
+                 autoscale: str | tuple[int, int] | None = None, max_memory_per_child: int | None = None,
+                 task_events: bool | None = None):
         # exclude_queues, shutdown_timeout and without_*: Celery's worker arguments, which Celery's
         # pytest fixtures pass through celery_worker_parameters (issue #12); see _celery_arguments
         app.finalize(auto=True)  # include/imports, task_annotations, on_after_finalize (issue #12)
@@ -146,6 +175,18 @@ class Worker:
         self.concurrency = int(concurrency or conf.worker_concurrency or os.cpu_count() or 1)
         if self.pool_name == "solo":
             self.concurrency = 1
+        self.autoscale = parse_autoscale(autoscale)
+        if self.autoscale is not None:
+            if self.pool_name == "solo":
+                raise ConfigurationError("--autoscale needs a pool that can grow: the solo pool runs one job at a "
+                                         "time; use -P threads or -P prefork")
+            self.concurrency = self.autoscale[1]  # (Celery's: the pool starts at MIN)
+        self.max_memory_per_child = max_memory_per_child or conf.worker_max_memory_per_child
+        if self.max_memory_per_child and self.pool_name != "prefork":
+            log.warning("--max-memory-per-child (worker_max_memory_per_child=%s KiB) applies to the prefork "
+                        "pool only: a %s worker runs its jobs in its own process, which it cannot replace; "
+                        "use -P prefork, or restart the worker from your process manager", self.max_memory_per_child,
+                        self.pool_name)
         self.prefetch_multiplier = max(1, int(prefetch_multiplier or conf.worker_prefetch_multiplier))
         self.capacity = self.concurrency * self.prefetch_multiplier
         self.max_tasks_per_child = max_tasks_per_child or conf.worker_max_tasks_per_child
@@ -181,6 +222,7 @@ class Worker:
         self._stopping = threading.Event()  # set by stop(): cuts a backoff wait short
         self._claim_backoff = Backoff()
         self._unregistered = False
+        self._registered_workers = 1  # how many workers the table holds, as of this one's last heartbeat
         self._queue_cursor = 0
         self.processed = 0
         # remote control (sqlq.control): commands, revoked ids, termination; per-task counts for stats
@@ -188,6 +230,10 @@ class Worker:
         self._terminating = self.control.terminating  # (read per outcome: one attribute, not two)
         self.totals: collections.Counter[str] = collections.Counter()
         self.executors: list[Executor] = []
+        # tasks' own request classes (Task.Request, sqlq.worker.request): their hooks run here, in
+        # this process, for every pool, and only for failures (a task registered after the worker
+        # started included: looked up at its first failure)
+        self._request_hooks = RequestHooks(app, self.hostname, self.id, list(conf.accept_content))
         if signals.celeryd_init.has_receivers:  # Celery's first worker signal: before the pool exists
             signals.celeryd_init.send(sender=self.hostname, instance=self, conf=conf, options={
                 "queues": self.queues, "concurrency": self.concurrency, "pool": self.pool_name, "burst": burst,
@@ -220,6 +266,7 @@ class Worker:
         if conf.worker_send_task_events if task_events is None else task_events:
             self.events = WorkerEvents(self.store, self.hostname, self.heartbeat_interval, quiet_tasks(app))
         self.pool: BasePool = self._make_pool()
+        self.autoscaler = Autoscaler(self, *self.autoscale) if self.autoscale is not None else None
 
     # construction ------------------------------------------------------------------------------
 
@@ -243,11 +290,13 @@ class Worker:
             path = self.app_path or find_app_path(self.app)
             if path is None:
                 raise ConfigurationError(
-                    "the prefork pool starts child processes that import your app, but this app is not "
-                    "importable (defined in __main__?); run `sqlq -A module:app worker`, or use -P threads"
+                    "the prefork pool starts child processes that import your app by its module name, but "
+                    "this app is not found at module level of any imported module (defined in __main__, or "
+                    "inside a function or a fixture?); run `sqlq -A module:app worker`, or use -P threads"
                 )
             kwargs = {"app_path": path, "worker_id": self.id, "hostname": self.hostname,
-                      "max_tasks_per_child": self.max_tasks_per_child, "task_limits": self._hard_limit}
+                      "max_tasks_per_child": self.max_tasks_per_child, "task_limits": self._hard_limit,
+                      "max_memory_per_child": self.max_memory_per_child, "log_format": conf_log_format(self.app)}
         return cls(self._new_executor, self.concurrency, self._on_result, self._on_lost, **kwargs)
 
     def _new_executor(self) -> Executor:
@@ -257,8 +306,11 @@ class Worker:
         return executor
 
     def _hard_limit(self, task_name: str) -> float | None:
+        """A prefork job's hard limit, which the parent enforces: the task's own, else the app's
+        ``task_time_limit`` (``--time-limit``)."""
         task = self.app.tasks.get(task_name)
-        return task.time_limit if task is not None else None
+        own = task.time_limit if task is not None else None
+        return own if own is not None else self.app.conf.task_time_limit
 
     # callbacks from the pool (any thread) ------------------------------------------------------
 
@@ -274,6 +326,8 @@ class Worker:
         # half the prefetch buffer has run: the consumer may claim the next batch (see _claim)
         if not self._wake.is_set() and self._held() <= self.capacity // 2:
             self._wake.set()
+        if type(result) is Outcome and result.state == "FAILURE":  # (after the outcome is handed on)
+            self._request_hooks.outcome(job, result)
 
     def _on_lost(self, job: ClaimedJob) -> None:
         self._lost.append(job)
@@ -364,10 +418,10 @@ class Worker:
             return 0
         # A burst worker needs no LISTEN: it only runs what is due now, and it waits only for its own
         # outcomes (the finisher wakes it). The connection would only cost its start and its exit.
-        listener = None if self.burst else Listener(self.app.database_url,
+        listener = None if self.burst else Listener(self.app.listen_database_url,
                                                     [self.store.listen_control, self.store.listen_queues,
                                                      self.store.listen_jobs],
-                                                    self._on_notify, self._wake.set, name="sqlq-listen",
+                                                    self._on_notify, self._on_listen_reconnect, name="sqlq-listen",
                                                     outage=self.outage).start()
         housekeeper = threading.Thread(target=self._housekeeping, args=(house,), name="sqlq-housekeeping",
                                        daemon=True)
@@ -376,6 +430,8 @@ class Worker:
         housekeeper.start()
         finisher.start()
         self.control.start()
+        if self.autoscaler is not None:
+            self.autoscaler.start()
         log.info("worker %s ready: queues=%s pool=%s concurrency=%d prefetch=%d", self.hostname,
                  ",".join(self.queues), self.pool_name, self.concurrency, self.capacity)
         signals.worker_ready.send(sender=self)
@@ -384,6 +440,8 @@ class Worker:
             self._shut_down()
         finally:
             self._stopped.set()
+            if self.autoscaler is not None:
+                self.autoscaler.stop()
             self._finish_wake.set()
             self._housekeeping_wake.set()
             if listener is not None:
@@ -465,7 +523,7 @@ class Worker:
         """The worker's own connection (not pooled): it holds the liveness lock, so the lock lives
         exactly as long as this session; (re)registering or a heartbeat follows the lock, never
         precedes it, so a fresh heartbeat always means a held lock."""
-        conn = connect(self.app.database_url)
+        conn = self.app.direct_connection()  # (a session: not through a transaction pooler)
         try:
             if self.lock_key is not None and not self.store.take_worker_lock(conn, self.lock_key):
                 log.warning("worker %s: another session holds this worker's liveness lock (an old session "
@@ -476,6 +534,13 @@ class Worker:
             conn.close()
             raise
         return conn
+
+    def _on_listen_reconnect(self) -> None:
+        """The LISTEN connection is (back) up: whatever was announced while it was down is looked at
+        now (jobs, pauses, control commands), rather than at each one's backstop poll."""
+        self._wake.set()
+        self._on_pause_notice()
+        self.control.notified()
 
     def _on_notify(self, channel: str, payload: str) -> None:
         if channel == self.store.control_channel:
@@ -504,7 +569,7 @@ class Worker:
         """The claiming session: claims commit without waiting for the WAL flush (why, and why it
         is safe: Store's CLAIM_SESSION_BEGIN). The pooled connection is given back with the server's
         setting, or closed: a producer must never get one whose commits do not wait."""
-        self.store.begin_claiming(conn)
+        self.store.begin_claiming(conn, per_transaction=self.app.pooled)
         try:
             yield
         finally:
@@ -584,6 +649,8 @@ class Worker:
                     self._finish_wake.set()  # (the finisher writes them within FLUSH_INTERVAL)
                 if signals.task_received.has_receivers:
                     signals.send_task_received(self, jobs)
+                if log.isEnabledFor(logging.DEBUG):  # (once per claimed batch)
+                    _log_received(jobs)
                 self.pool.submit(jobs)
             if total >= free:
                 break
@@ -632,6 +699,8 @@ class Worker:
                     if self.events is not None:
                         self.events.received(claim.jobs)
                         self._finish_wake.set()
+                    if log.isEnabledFor(logging.DEBUG):
+                        _log_received(claim.jobs)
                     self.pool.submit(self.control.drop_revoked(claim.jobs) if self.control.revoked.ids
                                      else claim.jobs)
                 if claim.retry_in is not None:
@@ -647,6 +716,8 @@ class Worker:
                     if self.events is not None:
                         self.events.received(jobs)
                         self._finish_wake.set()
+                    if log.isEnabledFor(logging.DEBUG):
+                        _log_received(jobs)
                     self.pool.submit(self.control.drop_revoked(jobs) if self.control.revoked.ids else jobs)
             if total >= free:
                 break
@@ -860,6 +931,7 @@ class Worker:
         backoff = Backoff()
         # registering wrote the first heartbeat; maintenance runs at once (jobs of dead workers are due)
         next_beat, next_liveness, next_maintenance = time.monotonic() + self.heartbeat_interval, 0.0, 0.0
+        next_promote = 0.0  # when the next scheduled job is due, or this worker's backstop turn
         # (start-up read the limits; a worker that does not enforce them never reads them)
         next_limits = time.monotonic() + rate_limits.REFRESH_INTERVAL if self.rate_limits_enabled else float("inf")
         next_pauses = time.monotonic() + PAUSES_INTERVAL  # (start-up read them)
@@ -876,12 +948,13 @@ class Worker:
                     if now >= next_beat:
                         self._heartbeat(conn)
                         next_beat = now + self.heartbeat_interval
+                    workers = self._registered_workers
                     if now >= next_liveness:
                         self._check_liveness(conn)
-                        next_liveness = now + LIVENESS_INTERVAL
+                        next_liveness = now + spread(LIVENESS_INTERVAL, workers)
                     if now >= next_maintenance:
                         self._maintain(conn)
-                        next_maintenance = now + float(conf.worker_maintenance_interval)
+                        next_maintenance = now + spread(float(conf.worker_maintenance_interval), workers)
                     if now >= next_limits:
                         self._read_rate_limits(conn)
                         next_limits = now + rate_limits.REFRESH_INTERVAL
@@ -889,8 +962,8 @@ class Worker:
                         self._pauses_due = False
                         self._read_paused(conn)
                         next_pauses = now + PAUSES_INTERVAL
-                    self.store.promote(conn)
-                    wait = self.store.next_scheduled_in(conn)
+                    if now >= next_promote:
+                        next_promote = self._promote(conn, workers)
                 except Exception as exc:  # noqa: BLE001 - keep housekeeping alive through anything
                     self.outage.failed(exc, "housekeeping")
                     if is_outage(exc) and conn is not None:
@@ -900,13 +973,28 @@ class Worker:
                 if backoff.failing:
                     backoff.reset()
                     self.outage.recovered()
-                wait = self.poll_interval if wait is None else min(max(wait, 0.001), self.poll_interval)
-                soonest = min(next_beat, next_liveness, next_limits, next_pauses) - time.monotonic()
-                self._housekeeping_wake.wait(min(wait, max(soonest, 0.001)))  # set by short retries, stop
+                soonest = min(next_beat, next_liveness, next_maintenance, next_limits, next_pauses,
+                              next_promote) - time.monotonic()
+                if self._housekeeping_wake.wait(max(soonest, 0.001)):  # set by short retries, pauses, stop
+                    next_promote = 0.0  # (a retry due soon: promote it when due, not at the backstop)
                 self._housekeeping_wake.clear()
         finally:
             if conn is not None:
                 conn.close()  # the liveness lock goes with the session
+
+    def _promote(self, conn: psycopg.Connection, workers: int) -> float:
+        """Promote the due scheduled jobs; returns when to do it next: when the next scheduled job is
+        due, or at this worker's backstop turn (``spread`` over the poll interval: a job scheduled
+        since, by a producer, is promoted by whichever worker's turn comes first, and that worker then
+        knows when the next one is due), or at once when a full batch leaves more due."""
+        limit = 5000
+        promoted = self.store.promote(conn, limit)
+        now = time.monotonic()
+        if promoted >= limit:
+            return now
+        due_in = self.store.next_scheduled_in(conn)
+        backstop = now + spread(self.poll_interval, workers)
+        return backstop if due_in is None else min(now + max(due_in, 0.001), backstop)
 
     def _register(self, conn: psycopg.Connection) -> None:
         self.store.register_worker(conn, id=self.id, hostname=self.hostname, pid=os.getpid(),
@@ -914,7 +1002,10 @@ class Worker:
                                    lock_key=self.lock_key, tasks=sorted(self.app.tasks))
 
     def _heartbeat(self, conn: psycopg.Connection) -> None:
-        if not self.store.heartbeat(conn, self.id) and not self._unregistered:
+        workers = self.store.heartbeat(conn, self.id)
+        if workers is not None:
+            self._registered_workers = workers
+        elif not self._unregistered:
             if self.processed or self._in_flight:
                 log.warning("this worker was presumed dead (heartbeat row gone) and its jobs rescued; "
                             "registering again")
@@ -925,8 +1016,8 @@ class Worker:
             signals.heartbeat_sent.send(sender=self)
 
     def _check_liveness(self, conn: psycopg.Connection) -> None:
-        """Every half second one worker looks at the liveness locks; a worker whose lock stayed free
-        for a second is dead, and its jobs are rescued at once."""
+        """About every half second one worker (their turns are ``spread``) looks at the liveness
+        locks; a worker whose lock stayed free for a second is dead, and its jobs are rescued at once."""
         conf = self.app.conf
         with conn.transaction():
             if not self.store.try_xact_lock(conn, self.store.lock_key("liveness")):

@@ -439,6 +439,6 @@ def test_celerys_task_options_sqlq_lacks_say_so_by_name():
     assert len(messages) == 2 and "compression=...) for 'proj.zipped' has no effect in sqlq" in messages[0]
     assert caught[0].filename == __file__  # the warning points at the decorated line
     assert not hasattr(type(task), "compression")
-    with pytest.raises(TaskDefinitionError, match=r"pydantic=\.\.\.\) for 'proj.typed' is Celery's, and sqlq "
-                                                  r"does not support it: validate or convert"):
-        app.task(name="proj.typed", pydantic=True)(lambda: 1)
+    with pytest.raises(TaskDefinitionError, match=r"Strategy=\.\.\.\) for 'proj.typed' is Celery's, and sqlq "
+                                                  r"does not support it: a Strategy is Celery's consumer-side"):
+        app.task(name="proj.typed", Strategy="celery.worker.strategy:default")(lambda: 1)

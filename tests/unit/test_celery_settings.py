@@ -198,9 +198,13 @@ def test_a_setting_without_meaning_warns_once_per_app_and_is_readable_back():
 
 
 def test_a_setting_not_supported_yet_warns_saying_so_and_what_instead():
-    with pytest.warns(SqlqCompatibilityWarning, match=r"'worker_max_memory_per_child' is ignored: not supported yet.*"
-                                                      r"worker_max_tasks_per_child"):
-        Settings(CELERYD_MAX_MEMORY_PER_CHILD=200_000)
+    with pytest.warns(SqlqCompatibilityWarning, match=r"'worker_disable_prefetch' is ignored: not supported yet.*"
+                                                      r"worker_prefetch_multiplier=1"):
+        Settings(worker_disable_prefetch=True)
+
+
+def test_worker_max_memory_per_child_is_celerys_setting_under_its_old_name_too():
+    assert Settings(CELERYD_MAX_MEMORY_PER_CHILD=200_000).worker_max_memory_per_child == 200_000
 
 
 def test_the_warning_points_at_the_line_that_gave_the_setting():

@@ -251,9 +251,10 @@ def target_lines(res: SqlqResults, rows: list[dict]) -> list[str]:
 def drain_table(res: SqlqResults) -> str:
     best = max((r for r in res.drains if r.drain_per_s), key=lambda r: r.drain_per_s, default=None)
     rows = []
-    runs = res.drains + [r for r in (res.nosync_pair_on, res.nosync_drain) if r]
+    runs = res.drains + [r for r in (res.nosync_pair_on, res.nosync_drain, res.events_pair_off, res.events_drain) if r]
     for run in runs:
-        suffix = {id(res.nosync_pair_on): " [again]", id(res.nosync_drain): " [again, synchronous_commit=off]"}
+        suffix = {id(res.nosync_pair_on): " [again]", id(res.nosync_drain): " [again, synchronous_commit=off]",
+                  id(res.events_pair_off): " [again, before -E]", id(res.events_drain): " [again, events on]"}
         rows.append({
             "config": ("* " if run is best else "  ") + run.config + suffix.get(id(run), ""),
             "wall": f"{run.wall_s:.2f}" if run.wall_s else "-",

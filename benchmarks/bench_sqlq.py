@@ -160,6 +160,10 @@ class SqlqResults:
     # drained by one worker process of the same config (kind -> WorkflowRun)
     workflows: dict[str, WorkflowRun] = field(default_factory=dict)
     nosync_pair_on: DrainRun | None = None  # the same config run just before, synchronous_commit=on
+    # the best config drained twice more, back to back: plain noop jobs, then jobs that each carry
+    # a distinct unique key (sent through the unique path, the index jobs_unique kept up)
+    unique_pair_plain: DrainRun | None = None
+    unique_drain: DrainRun | None = None
     # the best drain config again with task events on (-E), right after the same config without
     # them: what the events stream costs a drain (the events_pair_off run is the comparison)
     events_pair_off: DrainRun | None = None
@@ -231,6 +235,10 @@ class Db:
 
     def jobs_count(self) -> int:
         return self.conn.execute(sql.SQL("SELECT count(*) FROM {}").format(self.t("jobs"))).fetchone()[0]
+
+    def keyed_jobs_count(self) -> int:
+        return self.conn.execute(sql.SQL("SELECT count(*) FROM {} WHERE unique_hash IS NOT NULL").format(
+            self.t("jobs"))).fetchone()[0]
 
     def results_count(self) -> int:
         return self.conn.execute(sql.SQL("SELECT count(*) FROM {}").format(self.t("results"))).fetchone()[0]
@@ -422,15 +430,21 @@ def seed(task, db: Db, n: int) -> None:
 
 
 def measure_drain(task, db: Db, opts: Options, config: WorkerConfig, timeout: float,
-                  extra_env: dict[str, str] | None = None, extra_args: tuple[str, ...] = ()) -> DrainRun:
+                  extra_env: dict[str, str] | None = None, label: str = "",
+                  extra_args: tuple[str, ...] = ()) -> DrainRun:
     """(c) n queued jobs, one ``sqlq worker --burst`` process: start -> exit, and from the DB.
+    ``label`` names a variant in the log file and line (the task's own seeding decides the rest);
     ``extra_args``: more worker options (``-E``: the drain with task events on)."""
     n = opts.n
     run = DrainRun(config=config.label, pool=config.pool, concurrency=config.concurrency,
                    prefetch=config.prefetch)
-    seed(task, db, n)
+    seed(task, db, n)  # (a task with unique_on: delay_many writes each job through the unique path)
+    if getattr(task, "unique_on", None) is not None and (keyed := db.keyed_jobs_count()) != n:
+        run.error = f"seeding wrote {keyed} keyed jobs, not {n}"
+        return run
     log_path = opts.log_dir / (f"drain-{config.pool}-{config.concurrency}-{config.prefetch}"
-                               f"{'-nosync' if extra_env else ''}{'-E' if extra_args else ''}.log")
+                               f"{'-nosync' if extra_env else ''}{'-' + label if label else ''}"
+                               f"{'-E' if extra_args else ''}.log")
     db_t0 = db.clock()
     t0 = time.perf_counter()
     with worker_process(opts, config, burst=True, log_path=log_path, extra_env=extra_env,
@@ -457,7 +471,7 @@ def measure_drain(task, db: Db, opts: Options, config: WorkerConfig, timeout: fl
     if extra_args:
         run.config += " " + " ".join(extra_args)
     log(f"(c) drain {config.label}{' [synchronous_commit=off]' if extra_env else ''}"
-        f"{' ' + ' '.join(extra_args) if extra_args else ''}: " + (
+        f"{f' [{label}]' if label else ''}{' ' + ' '.join(extra_args) if extra_args else ''}: " + (
         f"{run.wall_s:.2f}s = {run.drain_per_s:,.0f} jobs/s start-to-exit, "
         f"{run.drain_after_startup_per_s or 0:,.0f} jobs/s after start-up "
         f"(first job claimed {run.startup_s:.2f}s after spawn); SUCCESS {success}/{n}"
@@ -723,6 +737,7 @@ def run_all(opts: Options) -> SqlqResults:
             reserve += 1.2 * (res.enqueue_one_s or 0) + 5
         if opts.nosync:  # two more drains
             reserve += 15
+        reserve += 20  # the unique-keys pair: two more drains, one of them seeded job by job
         reserve += 15  # the events pair (two more drains)
         for config in opts.drain_configs:
             left = opts.budget_s - (time.monotonic() - started) - reserve
@@ -740,6 +755,11 @@ def run_all(opts: Options) -> SqlqResults:
             res.nosync_drain = measure_drain(task, db, opts, config, timeout=opts.drain_timeout_s,
                                              extra_env=NOSYNC_ENV)
         if overall is not None:
+            # unique keys: the best config again on plain jobs, then on jobs with a key each, back to back
+            config = WorkerConfig(overall.pool, overall.concurrency, overall.prefetch)
+            res.unique_pair_plain = measure_drain(task, db, opts, config, timeout=opts.drain_timeout_s)
+            res.unique_drain = measure_drain(bench_tasks.noop_keyed, db, opts, config,
+                                             timeout=opts.drain_timeout_s, label="unique keys")
             # the plain drain's config once more, then with -E, back to back: the events' cost
             config = WorkerConfig(overall.pool, overall.concurrency, overall.prefetch)
             res.events_pair_off = measure_drain(task, db, opts, config, timeout=opts.drain_timeout_s)

@@ -27,6 +27,12 @@ def noop(i: int) -> None:
     return None
 
 
+@app.task(ignore_result=False, unique_on=("args",))
+def noop_keyed(i: int) -> None:
+    """``noop`` with a unique key per call (the "unique keys" drain: each job its own key)."""
+    return None
+
+
 @app.task(ignore_result=False)
 def count(results: list) -> int:
     """A chord's body: how many results it was given."""

@@ -239,6 +239,14 @@ def target_lines(res: SqlqResults, rows: list[dict]) -> list[str]:
                       f"run just before")
     if any(nosync):
         out.append("  (with synchronous_commit=off in sqlq's sessions: " + ", ".join(filter(None, nosync)) + ")")
+    plain, keyed = res.unique_pair_plain, res.unique_drain
+    if plain and keyed and plain.drain_per_s and keyed.drain_per_s:
+        ratio = keyed.drain_per_s / plain.drain_per_s
+        out.append(f"  drain with unique keys target >= 85% of the plain drain run just before: "
+                   f"{keyed.drain_per_s:,.0f} vs {plain.drain_per_s:,.0f} jobs/s = {ratio:.0%}  "
+                   f"{'MET' if ratio >= 0.85 else 'NOT MET'}")
+    elif keyed:
+        out.append(f"  drain with unique keys: not measured ({keyed.error or plain and plain.error})")
     if res.bare_insert_per_s:
         out.append(f"  (this machine, right after: bare PostgreSQL, one INSERT per commit from psycopg, "
                    f"{res.bare_insert_per_s:,.0f}/s; the targets assumed ~5,800/s. sqlq's 1-by-1 is "
@@ -251,9 +259,11 @@ def target_lines(res: SqlqResults, rows: list[dict]) -> list[str]:
 def drain_table(res: SqlqResults) -> str:
     best = max((r for r in res.drains if r.drain_per_s), key=lambda r: r.drain_per_s, default=None)
     rows = []
-    runs = res.drains + [r for r in (res.nosync_pair_on, res.nosync_drain, res.events_pair_off, res.events_drain) if r]
+    runs = res.drains + [r for r in (res.nosync_pair_on, res.nosync_drain, res.unique_pair_plain,
+                                      res.unique_drain, res.events_pair_off, res.events_drain) if r]
     for run in runs:
         suffix = {id(res.nosync_pair_on): " [again]", id(res.nosync_drain): " [again, synchronous_commit=off]",
+                  id(res.unique_pair_plain): " [again, plain]", id(res.unique_drain): " [unique keys]",
                   id(res.events_pair_off): " [again, before -E]", id(res.events_drain): " [again, events on]"}
         rows.append({
             "config": ("* " if run is best else "  ") + run.config + suffix.get(id(run), ""),

@@ -25,7 +25,7 @@ import psycopg
 from . import annotations as _annotations
 from . import enqueue as _enqueue
 from . import pydantic_args as _pydantic_args
-from . import serialization
+from . import serialization, unique
 from .config import Settings, celery_url
 from .connections import Connections
 from .current import app_created, set_current_app
@@ -68,7 +68,8 @@ _TASK_OPTIONS = frozenset({
     "retry_backoff",
     "retry_backoff_max", "retry_jitter", "acks_late", "reject_on_worker_lost", "ignore_result", "queue",
     "priority", "time_limit", "soft_time_limit", "rate_limit", "throws", "track_started", "serializer",
-    "expires", "transactional", "Request", "store_eager_result", "send_events"})
+    "expires", "transactional", "Request", "store_eager_result", "unique_on", "unique_for", "on_conflict",
+    "send_events"})
 #: Celery's task options that have no meaning here: accepted with one warning each saying why.
 _CELERY_TASK_NO_EFFECT = {
     "compression": "jobs are rows, not broker messages; PostgreSQL compresses large values itself (TOAST)",
@@ -111,7 +112,23 @@ def _task_option_values(name: str, options: dict[str, Any]) -> dict[str, Any]:
     if "send_events" in values and not isinstance(values["send_events"], bool):
         raise TaskDefinitionError(f"send_events= of task {name!r} must be True or False (whether workers with "
                                   f"task events on write this task's events), got {values['send_events']!r}")
+    if callable(values.get("unique_on")):
+        values["unique_on"] = staticmethod(values["unique_on"])  # (a class attribute: not a method)
+    elif isinstance(values.get("unique_on"), list):
+        values["unique_on"] = tuple(values["unique_on"])
     return values
+
+
+def _check_unique(task: Task) -> None:
+    """A task's unique options, checked at definition (a bad one fails here, not at the first call)."""
+    unique_on = task.unique_on
+    if inspect.ismethod(unique_on) and unique_on.__self__ is task:  # a plain function on a Task subclass
+        task.unique_on = unique_on.__func__
+    try:
+        unique.check_unique_on(task.name, task.unique_on)
+        unique.check_options(None, task.unique_for, task.on_conflict)
+    except ConfigurationError as exc:
+        raise TaskDefinitionError(f"task {task.name!r}: {exc}") from None
 
 
 def _task_class(task_cls: type[Task] | str | None) -> type[Task]:
@@ -577,6 +594,8 @@ class App:
         self.tasks[task.name] = task
         if task.rate_limit:
             parse_rate(task.rate_limit, f"rate_limit of task {task.name!r}")  # a bad rate fails here
+        if task.unique_on is not None or task.unique_for is not None or task.on_conflict != "skip":
+            _check_unique(task)
         self.annotate_task(task)  # task_annotations (cheap when there are none)
         return task
 

@@ -17,6 +17,12 @@ come to ``apply``. It is for tests and scripts, as in Celery, and it differs fro
 * ``self.retry()`` and ``autoretry_for`` run the task again at once with ``retries + 1`` until it
   succeeds or its retries are used up (Celery's eager retry; countdowns are not waited).
 
+Unique keys (``unique_key``, ``unique_on``) are derived and checked as ``delay()`` does. An eager
+call has finished before the next one starts, so its key never blocks the next call as a waiting
+job's would; a ``unique_for`` window is kept in the app's memory, and a call inside it gets the
+earlier call's result (``'skip'`` and ``'replace'``: a finished holder cannot be replaced) or
+``DuplicateJobError`` (``'error'``), as the database does.
+
 Nothing is written to the database: an eager call needs no PostgreSQL. The exception is a
 ``transactional=True`` task, which gets a real connection because its body uses one: its writes
 commit when it succeeds and roll back when it fails, and no outcome is recorded.
@@ -30,6 +36,9 @@ import contextvars
 import datetime as dt
 import logging
 import socket
+import threading
+import time
+import weakref
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -37,6 +46,7 @@ from . import serialization, signals
 from . import task as task_module
 from .errors import (
     ConfigurationError,
+    DuplicateJobError,
     Ignore,
     Reject,
     Retry,
@@ -259,6 +269,14 @@ def apply(task: Task, args: Sequence[Any] | None = None, kwargs: Mapping[str, An
         return ran
     app = task.app
     conf = app.conf
+    key, unique_for, on_conflict = _unique_options(task, args, kwargs, options)
+    if key is not None:
+        held = _held(app, key)
+        if held is not None:
+            if on_conflict == "error":
+                raise DuplicateJobError(f"{task.name}: unique key {key!r} is held by job {held.id} (within its "
+                                        f"unique_for window); nothing was run")
+            return held
     if not isinstance(retries, int) or isinstance(retries, bool) or retries < 0:
         raise ConfigurationError(f"retries must be a whole number from 0, got {retries!r}")
     if task_id is not None and (not isinstance(task_id, str) or not task_id):
@@ -279,13 +297,46 @@ def apply(task: Task, args: Sequence[Any] | None = None, kwargs: Mapping[str, An
     run = _EagerRun(task, task_id or new_job_id(), headers, dest.queue,
                     conf.task_default_priority if dest.priority is None else dest.priority)
     started = dt.datetime.now(dt.UTC)
+    window_start = time.monotonic()
     result = run.run(ctype, args_text, kwargs_text, payload, retries)
+    if key is not None and unique_for is not None:
+        with _windows_lock:
+            _windows.setdefault(app, {})[key] = (window_start + unique_for, result)
     store = task.store_eager_result if task.store_eager_result is not None else conf.task_store_eager_result
     if store:
         _store(run, result, EagerCall(ctype, args_text, kwargs_text, payload, started))
     if propagate and result.state == "FAILURE" and isinstance(result.result, BaseException):
         raise result.result
     return result
+
+
+#: Eager mode's unique_for windows, per app: key -> (monotonic end, the result of the call that took it).
+_windows: weakref.WeakKeyDictionary[Any, dict[str, tuple[float, EagerResult]]] = weakref.WeakKeyDictionary()
+_windows_lock = threading.Lock()
+
+
+def _unique_options(task: Task, args: Sequence[Any] | None, kwargs: Mapping[str, Any] | None,
+                    options: dict[str, Any]) -> tuple[str | None, float | None, str]:
+    """The call's unique key, window and conflict mode, as ``delay()`` derives and checks them."""
+    from .enqueue import _unique_options as derive
+
+    unique_key, unique_for, on_conflict = (options.pop(k, None) for k in ("unique_key", "unique_for", "on_conflict"))
+    if unique_key is None and unique_for is None and on_conflict is None and task.unique_on is None:
+        return None, None, "skip"
+    return derive(task.name, args, dict(kwargs or {}), task, unique_key, unique_for, on_conflict)
+
+
+def _held(app: Any, key: str) -> EagerResult | None:
+    """The result of the eager call whose unique_for window holds ``key`` now, if any."""
+    with _windows_lock:
+        windows = _windows.get(app)
+        held = windows.get(key) if windows else None
+        if held is None:
+            return None
+        if held[0] <= time.monotonic():
+            del windows[key]  # type: ignore[union-attr]
+            return None
+        return held[1]
 
 
 class EagerCall(NamedTuple):

@@ -15,24 +15,26 @@ transaction is gone.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import functools
 import os
 import socket
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
 import psycopg
 
-from . import serialization, signals
+from . import serialization, signals, unique
 from .config import naive_timezone
 from .db import broke, broke_in_transaction, raise_clear_error, write_lost
-from .errors import ConfigurationError, DatabaseUnavailableError, SerializationError
+from .errors import ConfigurationError, DatabaseUnavailableError, DuplicateJobError, SerializationError
 from .result import AsyncResult, GroupResult
 from .routing import resolution
-from .store import JobSpec, PublishRow, Store
+from .store import JobSpec, PublishRow, Store, UniqueWrite
+from .store.unique import drive
 from .task import (
     BROKER_OPTIONS,
     CALL_HEADER,
@@ -60,6 +62,7 @@ def build_job(app: App, task_name: str, args: Sequence[Any] | None, kwargs: dict
               serializer: str | None = None, acks_late: bool | None = None,
               reject_on_worker_lost: bool | None = None,
               exchange: str | None = None, routing_key: str | None = None,
+              unique_key: str | None = None, unique_for: float | None = None, on_conflict: str | None = None,
               task: Task | None = None, **call_options: Any) -> JobSpec:
     """Validate and encode one call. Nothing is written, so a bad argument inserts nothing.
 
@@ -67,7 +70,10 @@ def build_job(app: App, task_name: str, args: Sequence[Any] | None, kwargs: dict
     limits, ignore_result, shadow) travel in the job's headers under the reserved key
     ``CALL_HEADER``, with a task id that is not a UUID and the parent and root task ids of a job
     sent from a running task. (Kept out of the signature so that a call without them pays one
-    truth test.)"""
+    truth test.)
+
+    ``unique_key``/``unique_for``/``on_conflict`` (defaults: the task's ``unique_on``, ``unique_for``,
+    ``on_conflict``) make a keyed job, written by the store's unique path (store/unique.py)."""
     _check_call(args, kwargs)
     ctype, args_json, kwargs_json, payload = serialization.encode_call(
         args or (), kwargs or {}, serializer or app.conf.task_serializer
@@ -109,6 +115,14 @@ def build_job(app: App, task_name: str, args: Sequence[Any] | None, kwargs: dict
     rerun_lost = app.conf.task_acks_late if acks_late is None else bool(acks_late)
     if reject_on_worker_lost is False:
         rerun_lost = False  # Celery: with acks_late, a lost worker's job is FAILURE WorkerLostError
+    if unique_key is not None or unique_for is not None or on_conflict is not None \
+            or (task is not None and task.unique_on is not None):
+        unique_key, unique_for, on_conflict = _unique_options(task_name, args, kwargs, task, unique_key,
+                                                              unique_for, on_conflict)
+        if unique_key is not None and dest.exchange is not None:
+            raise ConfigurationError(
+                f"{task_name}: unique_key cannot be used with an exchange (a routed publish may write a job to "
+                f"several queues); send it to a queue (queue=...) instead")
     return JobSpec(
         id=job_id,
         task=task_name, queue=dest.queue or "", priority=priority, content_type=ctype, args=args_json,
@@ -117,7 +131,32 @@ def build_job(app: App, task_name: str, args: Sequence[Any] | None, kwargs: dict
         expires_at=expires_at, expires_in=expires_in,
         acks_late=rerun_lost,
         exchange=dest.exchange, routing_key=dest.routing_key, root_id=root_row, parent_id=parent_row,
+        unique_key=unique_key, unique_for=None if unique_for is None else float(unique_for),
+        on_conflict=on_conflict or "skip",
     )
+
+
+def _unique_options(task_name: str, args: Sequence[Any] | None, kwargs: dict[str, Any] | None, task: Task | None,
+                    unique_key: str | None, unique_for: float | None,
+                    on_conflict: str | None) -> tuple[str | None, float | None, str]:
+    """The call's unique options, the task's filling in those the call leaves out: its key derived
+    from the call by ``unique_on`` unless ``unique_key=`` is given. A task's ``unique_for`` and
+    ``on_conflict`` apply to its keyed calls; a call that passes them itself must have a key."""
+    if (unique_for is not None or on_conflict is not None) and unique_key is None \
+            and (task is None or task.unique_on is None):
+        raise ConfigurationError(
+            f"{task_name}: unique_for= and on_conflict= need a unique key: pass unique_key=... or give the "
+            f"task unique_on=...")
+    if task is not None:
+        on_conflict = on_conflict or task.on_conflict
+        unique_for = task.unique_for if unique_for is None else unique_for
+    on_conflict = on_conflict or "skip"
+    unique.check_options(unique_key, unique_for, on_conflict)
+    if unique_key is None and task is not None and task.unique_on is not None:
+        unique_key = unique.derive_key(task_name, task.unique_on, args, kwargs, task.run)
+    if unique_key is None:
+        return None, None, "skip"
+    return unique_key, unique_for, on_conflict
 
 
 def _job_id(task_id: str) -> tuple[str, dict[str, Any] | None]:
@@ -197,7 +236,7 @@ def build_jobs(app: App, task_name: str, calls: Iterable[tuple[Sequence[Any] | N
     calls = list(calls)
     if not calls:
         return []
-    if "task_id" in options or not resolution.routes_by_name_only(app.conf.task_routes):
+    if "task_id" in options or not resolution.routes_by_name_only(app.conf.task_routes) or _keyed(task, options):
         return [app.build_job(task_name, a, k, task=task, **options) for a, k in calls]
     first = app.build_job(task_name, *calls[0], task=task, **options)
     serializer = options.get("serializer") or app.conf.task_serializer
@@ -226,7 +265,7 @@ def enqueue_calls(app: App, task_name: str, calls: Iterable[tuple[Sequence[Any] 
     the COPY, so nothing is written, as on the other path."""
     calls = calls if isinstance(calls, list) else list(calls)
     if len(calls) >= _STREAM_MIN and connection is None and "task_id" not in options \
-            and resolution.routes_by_name_only(app.conf.task_routes) \
+            and resolution.routes_by_name_only(app.conf.task_routes) and not _keyed(task, options) \
             and not (signals.before_task_publish.has_receivers or signals.after_task_publish.has_receivers) \
             and not app.conf.task_send_sent_event:  # (task-sent events are written from the rows: enqueue's)
         first = app.build_job(task_name, *calls[0], task=task, **options)
@@ -251,6 +290,12 @@ def enqueue_calls(app: App, task_name: str, calls: Iterable[tuple[Sequence[Any] 
             return [AsyncResult(s.id, app, s.task) for s in specs]
     return app.enqueue(_grouped(app.build_jobs(task_name, calls, task=task, **options), group_id),
                        connection=connection)
+
+
+def _keyed(task: Task | None, options: dict[str, Any]) -> bool:
+    """Whether calls with these options get a unique key (each call its own, by the task's
+    ``unique_on``), so that they are built one by one and written by the unique path."""
+    return options.get("unique_key") is not None or (task is not None and task.unique_on is not None)
 
 
 def _grouped(specs: list[JobSpec], group_id: str | None) -> list[JobSpec]:
@@ -299,6 +344,8 @@ def enqueue(app: App, specs: Sequence[JobSpec], connection: Any = None) -> list[
     ``DatabaseUnavailableError`` saying the caller's transaction is gone.
     """
     store = app.store
+    if any(s.unique_key is not None for s in specs):
+        return _enqueue_keyed(app, specs, connection)
     if signals.before_task_publish.has_receivers:
         signals.send_before_publish(specs)
     sent = app.conf.task_send_sent_event
@@ -330,6 +377,8 @@ def enqueue(app: App, specs: Sequence[JobSpec], connection: Any = None) -> list[
 async def aenqueue(app: App, specs: Sequence[JobSpec], connection: Any = None) -> list[AsyncResult | GroupResult]:
     """``enqueue`` for the async API, with the same retry on a pooled connection that broke."""
     store = app.store
+    if any(s.unique_key is not None for s in specs):
+        return await _aenqueue_keyed(app, specs, connection)
     if signals.before_task_publish.has_receivers:
         signals.send_before_publish(specs)
     sent = app.conf.task_send_sent_event
@@ -381,6 +430,156 @@ async def aenqueue(app: App, specs: Sequence[JobSpec], connection: Any = None) -
 
         return published.results(app, specs, rows)
     return [AsyncResult(s.id, app, s.task) for s in specs]
+
+
+def _enqueue_keyed(app: App, specs: Sequence[JobSpec], connection: Any) -> list[AsyncResult | GroupResult]:
+    """``enqueue`` of a batch with keyed jobs: those go through the store's unique path (INSERT … ON
+    CONFLICT on the key), the others as usual, all in one transaction; each result is the job that
+    holds the call's key (its own, or the one that held it: same id). On sqlq's own connection a
+    broken connection makes the whole batch run once more on a new one: a keyed job the first
+    attempt committed then holds its own key, so the retry finds it and writes nothing twice."""
+    store = app.store
+    _check_keyed_batch(store, specs)
+    if signals.before_task_publish.has_receivers:
+        signals.send_before_publish(specs)
+    if connection is None:
+        conn = None
+        try:
+            with app._connections.connection() as conn, conn.transaction():
+                writes = _write_keyed(store, conn, specs, own=True)
+        except psycopg.OperationalError as exc:
+            if conn is None or not broke(conn, exc):
+                raise
+            app._connections.discard_idle()
+            try:
+                with app._connections.connection() as conn, conn.transaction():
+                    writes = _write_keyed(store, conn, specs, own=True)
+            except (psycopg.OperationalError, DatabaseUnavailableError) as again:
+                raise write_lost([s.id for s in specs], exc, again) from again
+    else:
+        writes = _write_keyed_on(app, connection, store, specs)
+    if signals.after_task_publish.has_receivers:
+        signals.send_after_publish(specs)
+    return [AsyncResult(w.id if w is not None else s.id, app, s.task) for s, w in zip(specs, writes, strict=True)]
+
+
+async def _aenqueue_keyed(app: App, specs: Sequence[JobSpec], connection: Any) -> list[AsyncResult | GroupResult]:
+    """``_enqueue_keyed`` for the async API (a psycopg AsyncConnection of the caller's, or sqlq's own)."""
+    store = app.store
+    if connection is not None and not isinstance(connection, psycopg.AsyncConnection):
+        raise ConfigurationError(
+            "a job with a unique key is written by the async API on sqlq's own connection or a psycopg "
+            "AsyncConnection; for a SQLAlchemy AsyncConnection/AsyncSession, send it with the sync API on "
+            "the session's sync connection, or without a key")
+    _check_keyed_batch(store, specs)
+    if signals.before_task_publish.has_receivers:
+        signals.send_before_publish(specs)
+    keyed = [s for s in specs if s.unique_key is not None]
+    plain = [s for s in specs if s.unique_key is None]
+    if connection is None:
+        async with app._connections.async_pool().connection() as conn, conn.transaction():
+            if plain:
+                await _awrite(app, store, conn, plain)
+            done = await store.aenqueue_unique(conn, keyed)
+    else:
+        try:
+            async with connection.transaction() if connection.autocommit else _anull():
+                if plain:
+                    await _awrite(app, store, connection, plain)
+                done = await store.aenqueue_unique(connection, keyed)
+        except psycopg.OperationalError as exc:
+            if broke(connection, exc):
+                raise broke_in_transaction([s.id for s in specs], exc, _in_transaction(connection)) from exc
+            raise
+    writes = _conflicts(specs, done)
+    if signals.after_task_publish.has_receivers:
+        signals.send_after_publish(specs)
+    return [AsyncResult(w.id if w is not None else s.id, app, s.task) for s, w in zip(specs, writes, strict=True)]
+
+
+@contextlib.asynccontextmanager
+async def _anull() -> AsyncIterator[None]:
+    """An async context that does nothing (the caller's transaction is already open)."""
+    yield None
+
+
+def _check_keyed_batch(store: Store, specs: Sequence[JobSpec]) -> None:
+    """Refuse a batch that mixes keyed jobs with jobs routed through an exchange (whose results
+    are per queue reached): nothing is written."""
+    if store.routed([s for s in specs if s.unique_key is None]):
+        raise ConfigurationError("a batch with unique keys cannot also hold jobs routed through an exchange; "
+                                 "send the routed jobs in a call of their own")
+
+
+def _write_keyed(store: Store, conn: psycopg.Connection, specs: Sequence[JobSpec], *,
+                 own: bool = False) -> list[UniqueWrite | None]:
+    """Write a batch with keyed jobs on a psycopg connection; per spec, what its key's write did
+    (None for a job without a key). A call whose key is held with ``on_conflict='error'`` raises
+    ``DuplicateJobError`` here, so on sqlq's own connection nothing of the batch is written."""
+    plain = [s for s in specs if s.unique_key is None]
+    if plain:
+        if len(plain) == 1:
+            store.enqueue(conn, plain[0])  # (not own: the fast path would leave the transaction)
+        else:
+            store.enqueue_many(conn, plain)
+    return _conflicts(specs, store.enqueue_unique(conn, [s for s in specs if s.unique_key is not None]))
+
+
+def _conflicts(specs: Sequence[JobSpec], done: list[UniqueWrite]) -> list[UniqueWrite | None]:
+    """``done`` (the keyed specs' writes, in order) placed beside every spec; raises the
+    ``DuplicateJobError`` of the first keyed call with ``on_conflict='error'`` whose key was held."""
+    writes: list[UniqueWrite | None] = []
+    it = iter(done)
+    for spec in specs:
+        if spec.unique_key is None:
+            writes.append(None)
+            continue
+        write = next(it)
+        if spec.on_conflict == "error" and not write.written:
+            raise DuplicateJobError(
+                f"{spec.task}: unique key {spec.unique_key!r} is held by job {write.id} (waiting, running, or "
+                f"within its unique_for window); nothing was written. Use on_conflict='skip' to get that job's "
+                f"result instead, or 'replace' to update a waiting one")
+        writes.append(write)
+    return writes
+
+
+def _write_keyed_on(app: App, connection: Any, store: Store, specs: Sequence[JobSpec]) -> list[UniqueWrite | None]:
+    """``_write_keyed`` on the caller's connection: psycopg, Django's, or a SQLAlchemy
+    Connection/Session (each statement through its driver, in the caller's transaction)."""
+    if type(connection).__module__.startswith("django."):
+        connection = _django_connection(connection)
+    if isinstance(connection, psycopg.Connection):
+        in_transaction = _in_transaction(connection)
+        try:
+            # (an autocommit connection gets a transaction of its own: an insert may be taken back)
+            with connection.transaction() if connection.autocommit else contextlib.nullcontext():
+                return _write_keyed(store, connection, specs)
+        except psycopg.Error as exc:
+            if broke(connection, exc):
+                raise broke_in_transaction([s.id for s in specs], exc, in_transaction) from exc
+            raise_clear_error(exc, app.conf.schema)
+            raise
+    conn = _sqlalchemy_connection(connection)
+    driver = conn.connection.driver_connection
+
+    def run(statement: str, params: dict[str, Any]) -> list[Sequence[Any]]:
+        result = conn.exec_driver_sql(statement, params)
+        return list(result.fetchall()) if result.returns_rows else []
+
+    try:
+        plain = [s for s in specs if s.unique_key is None]
+        if plain:
+            statement, params = store.write_statement(plain)
+            conn.exec_driver_sql(statement, params)
+        done = [drive(store.unique_steps(s), run) for s in specs if s.unique_key is not None]
+    except Exception as exc:
+        orig = getattr(exc, "orig", exc)
+        if isinstance(driver, psycopg.Connection) and broke(driver, orig):
+            raise broke_in_transaction([s.id for s in specs], orig, True) from exc
+        raise_clear_error(orig, app.conf.schema)
+        raise
+    return _conflicts(specs, done)
 
 
 def _rewrite(app: App, specs: Sequence[JobSpec], lost: BaseException) -> list[PublishRow] | None:

@@ -93,12 +93,29 @@ def build_metadata(schema: str = "sqlq") -> MetaData:
         # bounds them), and the traceback of the attempt that asked for the retry (RETRY).
         Column("handbacks", Integer, nullable=False, server_default=text("0")),
         Column("last_traceback", Text),
+        # Unique jobs: at most one job of the table (waiting, scheduled or running) holds a key (as its
+        # 128-bit hash, sqlq.unique.key_hash: every claim writes the index entry again); a keyed enqueue
+        # is INSERT ... ON CONFLICT on jobs_unique, and the key frees when the row leaves.
+        Column("unique_hash", UUID(as_uuid=False)),
         CheckConstraint("state IN ('available', 'scheduled', 'running')", name="jobs_state_check"),
         Index("jobs_available", "queue", text("priority DESC"), "seq",
               postgresql_where=text("state = 'available'")),
         Index("jobs_scheduled", "run_at", postgresql_where=text("state = 'scheduled'")),
         Index("jobs_running", "worker_id", postgresql_where=text("state = 'running'")),
         Index("jobs_parent", "parent_id", postgresql_where=text("parent_id IS NOT NULL")),
+        Index("jobs_unique", "unique_hash", unique=True, postgresql_where=text("unique_hash IS NOT NULL")),
+    )
+
+    # A unique key held past its job's life: unique_for seconds from the enqueue that took it. One
+    # row per key, taken over by the next keyed enqueue once past held_until; maintenance deletes the
+    # rows past it.
+    Table(
+        "unique_keys", md,
+        Column("key_hash", UUID(as_uuid=False), primary_key=True),
+        Column("key", Text, nullable=False),
+        Column("job_id", UUID(as_uuid=False), nullable=False),
+        Column("held_until", DateTime(timezone=True), nullable=False),
+        Index("unique_keys_held_until", "held_until"),
     )
 
     Table(

@@ -124,7 +124,8 @@ RETRY_POLICY_KEYS = frozenset({"max_retries", "interval_start", "interval_step",
 APPLY_OPTIONS = frozenset({"countdown", "eta", "expires", "queue", "priority", "task_id", "headers",
                            "serializer", "exchange", "routing_key", "time_limit", "soft_time_limit",
                            "ignore_result", "retry", "retry_policy", "shadow", "add_to_parent",
-                           "argsrepr", "kwargsrepr", "link", "link_error"}) | BROKER_OPTIONS
+                           "argsrepr", "kwargsrepr", "link", "link_error",
+                           "unique_key", "unique_for", "on_conflict"}) | BROKER_OPTIONS
 
 #: The hook methods, with Celery's signatures; the worker calls those a task's class overrides.
 HOOKS = frozenset({"before_start", "on_success", "on_failure", "on_retry", "after_return"})
@@ -237,6 +238,15 @@ class Task(Generic[P, R]):
     #: calls for it: a subclass of ``sqlq.worker.request.Request``, or its ``'module:Class'`` path
     #: (Celery's ``Task.Request``).
     Request: ClassVar[Any] = "sqlq.worker.request:Request"
+    #: Unique jobs (README, "Unique jobs"): the parts of a call its key is made of (``('args',)``,
+    #: ``('kwargs',)``, ``('args', 'kwargs')``, keyword argument names, or a callable
+    #: ``(args, kwargs) -> str``); None: a call is keyed only by its own ``unique_key=``.
+    unique_on: Any = None
+    #: Seconds a key stays held from its job's enqueue, even after the job finished; None: while
+    #: the job waits or runs.
+    unique_for: float | None = None
+    #: What a call whose key is held does: 'skip' (return the holder), 'replace', 'error'.
+    on_conflict: str = "skip"
     #: Celery's: False keeps this task's jobs out of the events stream of workers that send task
     #: events (``sqlq worker -E``); True sends nothing by itself.
     send_events: bool = True

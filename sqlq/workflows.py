@@ -173,6 +173,11 @@ class _Compiler:
             spec = self.app.build_job(task.name, a, k, task=task, **task._task_defaults(o))
         else:
             spec = self.app.build_job(sig.name, a, k, **o)
+        if spec.unique_key is not None:
+            raise ConfigurationError(
+                f"{sig.name} has a unique key ({spec.unique_key!r}); a workflow's later steps are written by the "
+                f"database, which does not resolve keys: send the keyed call on its own (apply_async) or drop "
+                f"unique_key/unique_on for this step")
         if spec.exchange is not None:
             raise ConfigurationError(
                 f"{sig.name} is routed through exchange {spec.exchange!r}; a workflow's steps go to one queue "
@@ -227,7 +232,9 @@ class _Compiler:
             return None
         task, pairs, defaults = alike
         first = self.app.build_job(task.name, *pairs[0], task=task, **defaults)
-        if first.exchange is not None or first.content_type != serialization.JSON:
+        # (a key is the task's unique_on or the call's unique_key: the first call has one if any does;
+        # then the per-member path refuses it, naming the step)
+        if first.exchange is not None or first.content_type != serialization.JSON or first.unique_key is not None:
             return None
         if first.due_now() and resolution.routes_by_name_only(self.app.conf.task_routes):  # (one queue for all)
             if self.root_row is None:

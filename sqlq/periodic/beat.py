@@ -261,8 +261,14 @@ class Beat:
         specs = [build_periodic_job(self.app, definition, tick) for tick in ticks]
         new = self.store.insert_ticks(conn, definition.name, ticks, [s.id for s in specs], self.name)
         send = [s for s in specs if s.id in new]
+        for spec in send:
+            if spec.on_conflict == "error":  # a tick's job whose key is held is skipped, never a failed round
+                spec.on_conflict = "skip"
         if send:
-            self.app.enqueue(send, connection=conn)
+            for spec, result in zip(send, self.app.enqueue(send, connection=conn), strict=True):
+                if result.id != spec.id:
+                    log.info("schedule %r: tick sent no job: its unique key %r is held by job %s",
+                             definition.name, spec.unique_key, result.id)
         fired = [Fired(definition.name, tick, spec.id) for tick, spec in zip(ticks, specs, strict=True)
                  if spec.id in new]
         for item in fired:

@@ -75,7 +75,8 @@ __all__ = [
 #: Keys of a ``beat_schedule`` entry (Celery's, plus ``timezone``).
 ENTRY_KEYS = ("task", "schedule", "args", "kwargs", "options", "timezone")
 #: Keys of an entry's ``options``: the ``apply_async`` options that make sense for every tick.
-SEND_OPTIONS = ("queue", "priority", "expires", "exchange", "routing_key", "serializer", "headers", "countdown")
+SEND_OPTIONS = ("queue", "priority", "expires", "exchange", "routing_key", "serializer", "headers", "countdown",
+                "unique_key", "unique_for", "on_conflict")
 #: Header that tells a task which schedule sent it (Celery beat's name for it).
 SCHEDULE_HEADER = "periodic_task_name"
 #: Header carrying the tick (ISO 8601, UTC) a job was sent for.

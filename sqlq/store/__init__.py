@@ -20,6 +20,7 @@ transaction. Its methods come from one module per group, each running its own fi
 * ``control``: remote-control commands and replies, revoked ids (control.py; sqlq/control/);
 * ``queues``: paused queues (queues.py);
 * ``events``: the events stream's writes, tails and expiry (events.py; sqlq/events/);
+* ``unique``: jobs written with a unique key, and the keys' windows (unique.py);
 * ``base``: rendering for a schema, the schema's revision and advisory locks (base.py).
 
 The rows and records the store takes and gives are in records.py; the libpq fast path of one-job
@@ -57,21 +58,23 @@ from .records import (
     RetryRequest,
     RouteRow,
     ScheduleRow,
+    UniqueWrite,
     Unregistered,
     WorkerRow,
 )
 from .results import Results
 from .routes import Routes
 from .schedules import Schedules
+from .unique import Unique
 from .workers import Workers
 from .workflows import Workflows
 
 __all__ = ["ClaimedJob", "DeclaredLimits", "DeclaredRoutes", "EagerResultRow", "EventRow", "ForeignSchedule", "HandedBack", "Interrupted",
            "JobSpec", "JobState", "LostJobs", "NextDue", "Outcome", "PausedQueue", "PublishRow", "QueueDepth",
-           "RateLimitRow", "RateLimitedClaim", "RetryRequest", "RouteRow", "ScheduleRow", "Store", "Unregistered",
-           "WorkerRow"]
+           "RateLimitRow", "RateLimitedClaim", "RetryRequest", "RouteRow", "ScheduleRow", "Store", "UniqueWrite",
+           "Unregistered", "WorkerRow"]
 
 
-class Store(Jobs, Claims, Workers, Results, Schedules, Routes, RateLimits, Groups, Workflows, Control, Queues,
+class Store(Jobs, Claims, Workers, Results, Schedules, Routes, RateLimits, Groups, Workflows, Control, Queues, Unique,
             Events):
     """Every statement of the queue tables, rendered for one schema (``Store(schema)``)."""

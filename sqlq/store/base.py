@@ -50,6 +50,7 @@ class StoreBase:
             "revoked": sql.Identifier(schema, "revoked"),
             "workflow_start": sql.Identifier(schema, "workflow_start"),
             "control": sql.Identifier(schema, "control"),
+            "unique_keys": sql.Identifier(schema, "unique_keys"),
             "control_replies": sql.Identifier(schema, "control_replies"),
             "events": sql.Identifier(schema, "events"),
             "events_channel": sql.Literal(self.events_channel),

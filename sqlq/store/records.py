@@ -118,6 +118,11 @@ class JobSpec:
     # running task); None for a job sent from outside any task.
     root_id: str | None = None
     parent_id: str | None = None
+    # Unique jobs (store/unique.py): the key, the seconds it stays held from the enqueue, and what a
+    # call whose key is held does ('skip', 'replace' or 'error'); a job without a key takes none of it.
+    unique_key: str | None = None
+    unique_for: float | None = None
+    on_conflict: str = "skip"
 
     def due_now(self) -> bool:
         """No countdown, eta or expiry and not routed: the row can be written as it is (COPY)."""
@@ -157,6 +162,46 @@ class JobSpec:
             "acks_lates": [j.acks_late for j in jobs], "group_ids": [j.group_id for j in jobs],
             "root_ids": [j.root_id for j in jobs], "parent_ids": [j.parent_id for j in jobs],
         }
+
+
+class UniqueRow(NamedTuple):
+    """A job UNIQUE_ENQUEUE or UNIQUE_ENQUEUE_REPLACE wrote or replaced (``woken``: NOTIFYs sent;
+    ``window_job``: the job whose unique_for window the statement saw, if any)."""
+
+    id: str
+    state: str
+    woken: int
+    window_job: str | None
+
+
+class UniqueBatchRow(NamedTuple):
+    """A job UNIQUE_ENQUEUE_MANY wrote, with the window it saw for its key (``woken``: NOTIFYs sent)."""
+
+    id: str
+    window_job: str | None
+    woken: int
+
+
+class UniqueHolder(NamedTuple):
+    """The job that holds a unique key (UNIQUE_HOLDER)."""
+
+    id: str
+    state: str
+
+
+class UniqueWindow(NamedTuple):
+    """The job whose ``unique_for`` window holds a key (UNIQUE_WINDOW_TAKE, UNIQUE_WINDOW_HOLDER)."""
+
+    job_id: str
+
+
+class UniqueWrite(NamedTuple):
+    """What a keyed enqueue did: ``id`` is the job that holds the key now (this call's when
+    ``written``); ``replaced``: the waiting holder took this call's arguments and run_at."""
+
+    id: str
+    written: bool
+    replaced: bool
 
 
 class ScheduleRow(NamedTuple):

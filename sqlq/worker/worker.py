@@ -1039,6 +1039,7 @@ class Worker:
                                                  int(conf.worker_lost_max_attempts))
             expired = self.store.expire_results(conn, float(conf.result_expires))
             self.store.control_prune(conn, CONTROL_KEEP)
+            self.store.unique_prune(conn)
             self.store.expire_dead_workers(conn, float(conf.worker_dead_retention))
             dropped = self.store.expire_events(conn, float(conf.events_retention))
         if dropped:

@@ -19,6 +19,7 @@ transaction. Its methods come from one module per group, each running its own fi
   (workflows.py; the later steps are written by the trigger of migration 0007);
 * ``control``: remote-control commands and replies, revoked ids (control.py; sqlq/control/);
 * ``queues``: paused queues (queues.py);
+* ``events``: the events stream's writes, tails and expiry (events.py; sqlq/events/);
 * ``unique``: jobs written with a unique key, and the keys' windows (unique.py);
 * ``base``: rendering for a schema, the schema's revision and advisory locks (base.py).
 
@@ -30,6 +31,7 @@ from __future__ import annotations
 
 from .claims import Claims
 from .control import Control
+from .events import Events
 from .groups import Groups
 from .jobs import Jobs
 from .queues import Queues
@@ -39,6 +41,7 @@ from .records import (
     DeclaredLimits,
     DeclaredRoutes,
     EagerResultRow,
+    EventRow,
     ForeignSchedule,
     HandedBack,
     Interrupted,
@@ -67,11 +70,12 @@ from .unique import Unique
 from .workers import Workers
 from .workflows import Workflows
 
-__all__ = ["ClaimedJob", "DeclaredLimits", "DeclaredRoutes", "EagerResultRow", "ForeignSchedule", "HandedBack", "Interrupted",
-           "JobSpec", "JobState", "LostJobs", "NextDue", "Outcome", "PausedQueue", "PublishRow", "QueueConsumers",
-           "QueueDepth", "RateLimitRow", "RateLimitedClaim", "RetryRequest", "RouteRow", "ScheduleRow", "Store",
-           "UniqueWrite", "Unregistered", "WorkerRow"]
+__all__ = ["ClaimedJob", "DeclaredLimits", "DeclaredRoutes", "EagerResultRow", "EventRow", "ForeignSchedule",
+           "HandedBack", "Interrupted", "JobSpec", "JobState", "LostJobs", "NextDue", "Outcome", "PausedQueue",
+           "PublishRow", "QueueConsumers", "QueueDepth", "RateLimitRow", "RateLimitedClaim", "RetryRequest",
+           "RouteRow", "ScheduleRow", "Store", "UniqueWrite", "Unregistered", "WorkerRow"]
 
 
-class Store(Jobs, Claims, Workers, Results, Schedules, Routes, RateLimits, Groups, Workflows, Control, Queues, Unique):
+class Store(Jobs, Claims, Workers, Results, Schedules, Routes, RateLimits, Groups, Workflows, Control, Queues, Unique,
+            Events):
     """Every statement of the queue tables, rendered for one schema (``Store(schema)``)."""

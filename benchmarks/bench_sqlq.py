@@ -180,6 +180,11 @@ class SqlqResults:
     # a distinct unique key (sent through the unique path, the index jobs_unique kept up)
     unique_pair_plain: DrainRun | None = None
     unique_drain: DrainRun | None = None
+    # the best drain config again with task events on (-E), right after the same config without
+    # them: what the events stream costs a drain (the events_pair_off run is the comparison)
+    events_pair_off: DrainRun | None = None
+    events_drain: DrainRun | None = None
+    events_written: int | None = None  # rows in the events table after the -E drain
     notes: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict:
@@ -228,8 +233,12 @@ class Db:
 
     def reset(self) -> None:
         """Empty tables (fresh files, so no dead rows from the previous phase slow the next)."""
-        self.conn.execute(sql.SQL("TRUNCATE {}, {}, {}, {}, {}").format(
-            self.t("jobs"), self.t("results"), self.t("workers"), self.t("groups"), self.t("chords")))
+        self.conn.execute(sql.SQL("TRUNCATE {}, {}, {}, {}, {}, {}").format(
+            self.t("jobs"), self.t("results"), self.t("workers"), self.t("groups"), self.t("chords"),
+            self.t("events")))
+
+    def events_count(self) -> int:
+        return self.conn.execute(sql.SQL("SELECT count(*) FROM {}").format(self.t("events"))).fetchone()[0]
 
     def clear_results(self) -> None:
         self.conn.execute(sql.SQL("DELETE FROM {}").format(self.t("results")))
@@ -301,13 +310,13 @@ def warm_bytecode_cache(opts: Options) -> None:
                            capture_output=True, timeout=120, check=False)
 
 
-def worker_command(config: WorkerConfig, burst: bool) -> list[str]:
+def worker_command(config: WorkerConfig, burst: bool, extra_args: tuple[str, ...] = ()) -> list[str]:
     # -l warning: no log line per job (sqlq logs each success at info, as Celery does; the Celery
     # peers run at WARNING too)
     cmd = [sys.executable, "-m", "sqlq", "-A", APP_MODULE, "worker", "-l", "warning"]
     if config.pool != DEFAULT:  # (the environment carries none either: subprocess_env)
         cmd += ["-P", config.pool, "-c", str(config.concurrency), "--prefetch-multiplier", str(config.prefetch)]
-    return cmd + (["--burst"] if burst else [])
+    return cmd + (["--burst"] if burst else []) + list(extra_args)
 
 
 def kill_group(proc: subprocess.Popen, grace: float = 10.0) -> None:
@@ -327,9 +336,10 @@ def kill_group(proc: subprocess.Popen, grace: float = 10.0) -> None:
 
 @contextlib.contextmanager
 def worker_process(opts: Options, config: WorkerConfig, burst: bool, log_path: Path,
-                   extra_env: dict[str, str] | None = None) -> Iterator[subprocess.Popen]:
+                   extra_env: dict[str, str] | None = None,
+                   extra_args: tuple[str, ...] = ()) -> Iterator[subprocess.Popen]:
     with open(log_path, "wb") as log_file:
-        proc = subprocess.Popen(worker_command(config, burst), env=subprocess_env(opts, extra_env), cwd=REPO,
+        proc = subprocess.Popen(worker_command(config, burst, extra_args), env=subprocess_env(opts, extra_env), cwd=REPO,
                                 stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
                                 start_new_session=True)
     try:
@@ -437,10 +447,12 @@ def seed(task, db: Db, n: int) -> None:
 
 
 def measure_drain(task, db: Db, opts: Options, config: WorkerConfig, timeout: float,
-                  extra_env: dict[str, str] | None = None, label: str | None = None) -> DrainRun:
+                  extra_env: dict[str, str] | None = None, label: str | None = None,
+                  extra_args: tuple[str, ...] = ()) -> DrainRun:
     """(c) n queued jobs, one ``sqlq worker --burst`` process: start -> exit, and from the DB.
     ``label`` names a variant in the log file and line (the task's own seeding decides the rest);
-    by default a run with ``extra_env`` is the synchronous_commit=off one."""
+    by default a run with ``extra_env`` is the synchronous_commit=off one. ``extra_args``: more
+    worker options (``-E``: the drain with task events on)."""
     n = opts.n
     run = DrainRun(config=config.label, pool=config.pool, concurrency=config.concurrency,
                    prefetch=config.prefetch)
@@ -450,10 +462,12 @@ def measure_drain(task, db: Db, opts: Options, config: WorkerConfig, timeout: fl
         return run
     label = label if label is not None else ("synchronous_commit=off" if extra_env else "")
     log_path = opts.log_dir / (f"drain-{config.pool}-{config.concurrency}-{config.prefetch}"
-                               f"{'-' + label.replace(' ', '-') if label else ''}.log")
+                               f"{'-' + label.replace(' ', '-') if label else ''}"
+                               f"{'-E' if extra_args else ''}.log")
     db_t0 = db.clock()
     t0 = time.perf_counter()
-    with worker_process(opts, config, burst=True, log_path=log_path, extra_env=extra_env) as proc:
+    with worker_process(opts, config, burst=True, log_path=log_path, extra_env=extra_env,
+                        extra_args=extra_args) as proc:
         run.exit_code = wait_exit(proc, timeout)
         run.wall_s = time.perf_counter() - t0
         if run.exit_code is None:
@@ -473,7 +487,10 @@ def measure_drain(task, db: Db, opts: Options, config: WorkerConfig, timeout: fl
             run.started_span_per_s = (n - 1) / (last_start - first_start)
     elif run.error is None:
         run.error = f"only {success}/{n} SUCCESS recorded ({other} other, {run.left_in_jobs} left in jobs)"
-    log(f"(c) drain {config.label}{f' [{label}]' if label else ''}: " + (
+    if extra_args:
+        run.config += " " + " ".join(extra_args)
+    log(f"(c) drain {config.label}{f' [{label}]' if label else ''}"
+        f"{' ' + ' '.join(extra_args) if extra_args else ''}: " + (
         f"{run.wall_s:.2f}s = {run.drain_per_s:,.0f} jobs/s start-to-exit, "
         f"{run.drain_after_startup_per_s or 0:,.0f} jobs/s after start-up "
         f"(first job claimed {run.startup_s:.2f}s after spawn); SUCCESS {success}/{n}"
@@ -757,6 +774,7 @@ def run_all(opts: Options) -> SqlqResults:
             reserve += 15
         reserve += 15  # the concurrency-limit pair (measure_concurrency_limit)
         reserve += 20  # the unique-keys pair: two more drains, one of them seeded job by job
+        reserve += 15  # the events pair (two more drains)
         for config in opts.drain_configs:
             left = opts.budget_s - (time.monotonic() - started) - reserve
             if left < 10:
@@ -779,6 +797,14 @@ def run_all(opts: Options) -> SqlqResults:
             res.unique_drain = measure_drain(bench_tasks.noop_keyed, db, opts, config,
                                              timeout=opts.drain_timeout_s, label="unique keys")
             measure_concurrency_limit(db, opts, config, res)
+            # the plain drain's config once more, then with -E, back to back: the events' cost
+            res.events_pair_off = measure_drain(task, db, opts, config, timeout=opts.drain_timeout_s)
+            res.events_drain = measure_drain(task, db, opts, config, timeout=opts.drain_timeout_s, extra_args=("-E",))
+            res.events_written = db.events_count()
+            off, on = res.events_pair_off.drain_per_s, res.events_drain.drain_per_s
+            if off and on:
+                log(f"(c) events on (-E): {on:,.0f} jobs/s against {off:,.0f} without ({on / off - 1:+.1%}), "
+                    f"{res.events_written:,} events written")
         for pool in opts.latency_pools:
             config = best.get(pool)
             if pool == DEFAULT:

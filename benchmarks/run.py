@@ -157,6 +157,13 @@ def sqlq_rows(res: SqlqResults) -> list[dict]:
                      "_labels": {**blank, "drain_per_s": "error" if drain else "",
                                  "drain_after_startup_per_s": "error" if drain else "",
                                  "enqueue_one_per_s": "error"}})
+    if res.events_drain is not None:
+        drain = res.events_drain
+        rows.append({"system": "sqlq, events on (-E)", "worker": drain.config,
+                     "drain_per_s": drain.drain_per_s,
+                     "drain_after_startup_per_s": drain.drain_after_startup_per_s,
+                     "_labels": {**blank, "enqueue_one_per_s": "",
+                                 "drain_per_s": "error", "drain_after_startup_per_s": "error"}})
     routed = res.routed or {}
     if routed.get("status") == "ok":
         rows.append({"system": "sqlq routed", "worker": "bench_routed_enqueue(app, n)",
@@ -284,11 +291,13 @@ def drain_table(res: SqlqResults) -> str:
     best = max((r for r in res.drains if r.drain_per_s), key=lambda r: r.drain_per_s, default=None)
     rows = []
     runs = res.drains + [r for r in (res.nosync_pair_on, res.nosync_drain, res.unique_pair_plain,
-                                      res.unique_drain, res.limit_pair_plain, res.limit_drain) if r]
+                                      res.unique_drain, res.limit_pair_plain, res.limit_drain, res.events_pair_off,
+                                      res.events_drain) if r]
     for run in runs:
         suffix = {id(res.nosync_pair_on): " [again]", id(res.nosync_drain): " [again, synchronous_commit=off]",
                   id(res.unique_pair_plain): " [again, plain]", id(res.unique_drain): " [unique keys]",
-                  id(res.limit_pair_plain): " [again]", id(res.limit_drain): " [concurrency limit]"}
+                  id(res.limit_pair_plain): " [again]", id(res.limit_drain): " [concurrency limit]",
+                  id(res.events_pair_off): " [again, before -E]", id(res.events_drain): " [again, events on]"}
         rows.append({
             "config": ("* " if run is best else "  ") + run.config + suffix.get(id(run), ""),
             "wall": f"{run.wall_s:.2f}" if run.wall_s else "-",

@@ -55,6 +55,7 @@ if TYPE_CHECKING:
 
     from .control import Control
     from .db import AsyncConnectionPool
+    from .events import Events
     from .notify import ResultWaiter
 
     # for annotations inside App, where the name AsyncResult is App's method
@@ -69,7 +70,7 @@ _TASK_OPTIONS = frozenset({
     "retry_backoff_max", "retry_jitter", "acks_late", "reject_on_worker_lost", "ignore_result", "queue",
     "priority", "time_limit", "soft_time_limit", "rate_limit", "concurrency_limit", "concurrency_key", "throws",
     "track_started", "serializer", "expires", "transactional", "Request", "store_eager_result", "unique_on",
-    "unique_for", "on_conflict"})
+    "unique_for", "on_conflict", "send_events"})
 #: Celery's task options that have no meaning here: accepted with one warning each saying why.
 _CELERY_TASK_NO_EFFECT = {
     "compression": "jobs are rows, not broker messages; PostgreSQL compresses large values itself (TOAST)",
@@ -84,7 +85,6 @@ _CELERY_TASK_UNSUPPORTED = {
     "Strategy": "a Strategy is Celery's consumer-side handler of kombu messages, and sqlq has no messages to "
                 "handle: the worker's claim is SQL; route, rate-limit or prioritise the task instead, or use "
                 "Request= for per-job hooks in the worker",
-    "send_events": "task events come with issue #14 (worker_send_task_events)",
 }
 #: Attributes of a task that are not options: its methods and what the app sets.
 _NOT_OPTIONS = frozenset({"app", "request", "connection", "session", "run", "is_async"})
@@ -110,6 +110,9 @@ def _task_option_values(name: str, options: dict[str, Any]) -> dict[str, Any]:
                 raise TaskDefinitionError(f"{key}= of task {name!r} must be exception classes, got {given!r}")
     if "retry_kwargs" in values:
         values["retry_kwargs"] = dict(values["retry_kwargs"] or {})
+    if "send_events" in values and not isinstance(values["send_events"], bool):
+        raise TaskDefinitionError(f"send_events= of task {name!r} must be True or False (whether workers with "
+                                  f"task events on write this task's events), got {values['send_events']!r}")
     if callable(values.get("unique_on")):
         values["unique_on"] = staticmethod(values["unique_on"])  # (a class attribute: not a method)
     elif isinstance(values.get("unique_on"), list):
@@ -196,7 +199,8 @@ _BUILTIN_TASKS = frozenset({"celery.map", "celery.starmap", "celery.chunks", "sq
 _CELERY_ONLY_ARGUMENTS = {
     "loader": "sqlq has no loader classes: settings come from App(...), config_from_object and SQLQ_* variables",
     "amqp": "sqlq sends through PostgreSQL, with no AMQP class",
-    "events": "sqlq sends no event messages: job states are rows",
+    "events": "sqlq's events are rows of its events table: app.events (sqlq.events) reads them, with no "
+              "events class to replace",
     "log": "sqlq configures the 'sqlq' logger only (sqlq worker --loglevel)",
     "control": "sqlq has no broadcast control: workers are rows (sqlq inspect workers)",
     "tasks": "sqlq makes its own task registry (app.tasks)",
@@ -404,6 +408,13 @@ class App:
         from .control import Control
 
         return Control(self)
+
+    @property
+    def events(self) -> Events:
+        """Celery's ``app.events``: receivers of the events stream and ``State`` (``sqlq.events``)."""
+        from .events import Events
+
+        return Events(self)
 
     @property
     def engine(self) -> Engine:

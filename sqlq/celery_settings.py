@@ -40,14 +40,16 @@ SAME_NAME: tuple[str, ...] = (
     "task_acks_late", "task_always_eager", "task_annotations", "task_default_exchange",
     "task_default_exchange_type", "task_default_priority", "task_default_rate_limit",
     "task_default_routing_key", "task_eager_propagates", "task_ignore_result", "task_queues",
-    "task_routes", "task_serializer", "task_soft_time_limit", "task_store_eager_result", "task_time_limit",
-    "task_track_started", "worker_concurrency", "worker_disable_rate_limits", "worker_enable_remote_control",
-    "worker_max_memory_per_child", "worker_max_tasks_per_child", "worker_pool", "worker_prefetch_multiplier",
+    "task_routes", "task_send_sent_event", "task_serializer", "task_soft_time_limit", "task_store_eager_result",
+    "task_time_limit", "task_track_started", "worker_concurrency", "worker_disable_rate_limits",
+    "worker_enable_remote_control", "worker_max_memory_per_child", "worker_max_tasks_per_child", "worker_pool",
+    "worker_prefetch_multiplier", "worker_send_task_events",
 )
 
 _BROKER = "PostgreSQL is the broker and sqlq connects to it with database_url alone"
 _BACKEND = "results are rows in sqlq's own PostgreSQL tables, so other result backends' settings configure nothing"
-_NO_EVENTS = "sqlq sends no event messages: every job's state is a row you can query (sqlq queues, sqlq inspect)"
+_NO_EVENTS = ("sqlq's events are rows of its events table, read with `sqlq events` or app.events.receiver(); "
+              "they have no exchange, queue or serializer to configure")
 _NO_CONTROL = ("sqlq's remote control goes through PostgreSQL tables (control, control_replies) and NOTIFY: there "
                "is no control exchange or queue to configure")
 _ONE_URL = "sqlq uses one database URL for sending, consuming and results (database_url)"
@@ -117,8 +119,6 @@ NO_MEANING: dict[str, str] = {
     "result_exchange_type": "results are rows, not messages sent through an exchange",
     "result_persistent": "results are rows in PostgreSQL: always persistent",
     # events, remote control, broker queue declarations
-    "task_send_sent_event": _NO_EVENTS,
-    "worker_send_task_events": _NO_EVENTS,
     "event_exchange": _NO_EVENTS, "event_queue_durable": _NO_EVENTS, "event_queue_exclusive": _NO_EVENTS,
     "event_queue_expires": _NO_EVENTS, "event_queue_prefix": _NO_EVENTS, "event_queue_ttl": _NO_EVENTS,
     "event_serializer": _NO_EVENTS,

@@ -188,6 +188,8 @@ def _setup_command_logging(app: App, loglevel: str, log_format: str | None, logf
 @click.option("--database-url", "worker_url", metavar="URL", help="PostgreSQL URL (see sqlq --help).")
 @click.option("-B", "--beat", "with_beat", is_flag=True, envvar="SQLQ_WORKER_BEAT",
               help="Also run beat (periodic tasks) in this process; any number of beats may run.")
+@click.option("-E", "--task-events", is_flag=True, default=None,
+              help="Write task and worker events (sqlq events); default: the worker_send_task_events setting.")
 @click.option("--autoscale", metavar="MAX,MIN", envvar="SQLQ_AUTOSCALE",
               help="Grow the pool toward MAX while jobs wait, shrink toward MIN when idle (threads, prefork).")
 @click.option("-X", "--exclude-queues", metavar="QUEUES", help="Comma-separated queues of -Q not to consume.")
@@ -212,7 +214,7 @@ def worker(ctx: _Context, loglevel: str, concurrency: int | None, pool: str | No
            soft_time_limit: float | None, max_memory_per_child: int | None, purge_first: bool,
            without_heartbeat: bool, without_gossip: bool, without_mingle: bool, optimization: str | None,
            logfile: str | None, log_format: str | None, pidfile: str | None, detached: bool,
-           workdir: str | None) -> None:
+           workdir: str | None, task_events: bool | None) -> None:
     """Run a worker: claim jobs in batches, run them, record their outcomes."""
     from .daemon import start as start_daemon
     from .worker import options
@@ -233,7 +235,7 @@ def worker(ctx: _Context, loglevel: str, concurrency: int | None, pool: str | No
                prefetch_multiplier=prefetch_multiplier, max_tasks_per_child=max_tasks_per_child,
                burst=burst, app_path=ctx.app_path, install_signal_handlers=True,
                exclude_queues=options.comma_list(exclude_queues), autoscale=autoscale,
-               max_memory_per_child=max_memory_per_child)
+               max_memory_per_child=max_memory_per_child, task_events=task_events or None)
     # (after the worker is made: a bad option is said on the terminal, not in a daemon's logfile)
     start_daemon(detached=detached, logfile=logfile, pidfile=pidfile, workdir=workdir, hostname=w.hostname)
     if purge_first:
@@ -439,6 +441,32 @@ def status(ctx: _Context) -> None:
     if not online:
         _fail("no workers online" + (f" ({len(rows)} lost or dead: sqlq inspect workers)" if rows else ""))
     click.echo(f"\n{len(online)} {'node' if len(online) == 1 else 'nodes'} online.")
+
+
+@main.command()
+@click.option("--dump", is_flag=True, help="One line per event (Celery's `celery events --dump`).")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per event and line.")
+@click.option("--since", metavar="WHEN",
+              help="Start from this far back (90s, 10m, 2h, 1d) or this time (ISO 8601); default: now.")
+@click.option("--task", "tasks", multiple=True, metavar="NAME", help="Only this task's events (repeatable).")
+@click.option("--type", "types", multiple=True, metavar="TYPE",
+              help="Only events of this type, e.g. task-failed (repeatable).")
+@click.option("--limit", type=click.IntRange(min=1), help="Exit after this many events (--dump, --json).")
+@click.option("--timeout", type=click.FloatRange(min=0), help="Exit after this many seconds without an event.")
+@pass_ctx
+@handle_errors
+def events(ctx: _Context, dump: bool, as_json: bool, since: str | None, tasks: tuple[str, ...],
+           types: tuple[str, ...], limit: int | None, timeout: float | None) -> None:
+    """The events stream (workers run with -E): a live table of workers and task states, or with
+    --dump/--json every event as it comes. Ctrl-C exits; a database outage is waited out."""
+    from .events import monitor
+
+    if dump and as_json:
+        _fail("--dump and --json are two formats of the same lines: give one")
+    app = ctx.app()
+    code = monitor.run(app, mode="json" if as_json else "dump" if dump else "table", since=since,
+                       tasks=tasks, types=types, limit=limit, timeout=timeout)
+    sys.exit(code)
 
 
 @main.command("rate-limits")

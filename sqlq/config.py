@@ -74,6 +74,9 @@ DEFAULTS: dict[str, Any] = {
     "worker_revoke_expires": 10800.0,  # seconds a revoked id is honoured (Celery's CELERY_WORKER_REVOKE_EXPIRES)
     "worker_dead_retention": 3600.0,  # seconds a dead worker stays listed (sqlq inspect workers)
     "worker_unknown_task_handbacks": 100,  # hand-backs of a job whose task a worker does not know
+    "worker_send_task_events": False,  # task events (sqlq events); `sqlq worker -E` turns them on per worker
+    "task_send_sent_event": False,  # a task-sent event per job, written in the enqueue's transaction
+    "events_retention": 3600.0,  # seconds an event is kept before maintenance deletes it
     "log_format": "text",  # or "json": one JSON object per line (sqlq worker / beat --log-format)
     "database_wait_timeout": None,  # None: workers and beats wait for the database at start for ever
     # None: LISTEN and the workers' liveness sessions use database_url (set it when that is a pooler)
@@ -92,11 +95,12 @@ _INT = {"task_default_priority", "result_expires", "worker_concurrency", "worker
         "worker_unknown_task_handbacks"}
 _FLOAT = {"worker_poll_interval", "worker_heartbeat_interval", "worker_lost_timeout",
           "worker_shutdown_grace", "worker_maintenance_interval", "worker_dead_retention", "beat_interval",
-          "database_wait_timeout", "worker_revoke_expires",
+          "database_wait_timeout", "worker_revoke_expires", "events_retention",
           "task_time_limit", "task_soft_time_limit"}
 _BOOL = {"task_acks_late", "task_always_eager", "task_eager_propagates", "task_track_started",
          "task_ignore_result", "task_store_eager_result", "worker_disable_rate_limits",
-         "worker_enable_remote_control", "enable_utc", "database_prepared_statements"}
+         "worker_enable_remote_control", "enable_utc", "database_prepared_statements", "worker_send_task_events",
+         "task_send_sent_event"}
 _LIST = {"accept_content"}
 #: Settings that cannot come from a flat environment string.
 _NOT_FROM_ENV = {"task_routes", "task_queues", "beat_schedule", "database_url", "task_annotations", "imports",

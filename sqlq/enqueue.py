@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 import os
+import socket
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
@@ -276,7 +278,8 @@ def enqueue_calls(app: App, task_name: str, calls: Iterable[tuple[Sequence[Any] 
     if len(calls) >= _STREAM_MIN and connection is None and "task_id" not in options \
             and _key_function(app, task_name, task) is None \
             and resolution.routes_by_name_only(app.conf.task_routes) and not _keyed(task, options) \
-            and not (signals.before_task_publish.has_receivers or signals.after_task_publish.has_receivers):
+            and not (signals.before_task_publish.has_receivers or signals.after_task_publish.has_receivers) \
+            and not app.conf.task_send_sent_event:  # (task-sent events are written from the rows: enqueue's)
         first = app.build_job(task_name, *calls[0], task=task, **options)
         first.group_id = group_id
         if first.due_now() and first.content_type == serialization.JSON:
@@ -357,17 +360,23 @@ def enqueue(app: App, specs: Sequence[JobSpec], connection: Any = None) -> list[
         return _enqueue_keyed(app, specs, connection)
     if signals.before_task_publish.has_receivers:
         signals.send_before_publish(specs)
+    sent = app.conf.task_send_sent_event
     if connection is None:
         conn = None
         try:
             with app._connections.connection() as conn:
-                rows = _write(store, conn, specs, own=True)
+                if sent:  # the jobs and their task-sent events in one transaction
+                    with conn.transaction():
+                        rows = _write(store, conn, specs)
+                        store.events_sent(conn, sent_hostname(), [s.id for s in specs])
+                else:
+                    rows = _write(store, conn, specs, own=True)
         except psycopg.OperationalError as exc:
             if conn is None or not broke(conn, exc):
                 raise
             rows = _rewrite(app, specs, exc)
     else:
-        rows = _write_on(app, connection, store, specs)
+        rows = _write_on(app, connection, store, specs, sent=sent)
     if signals.after_task_publish.has_receivers:
         signals.send_after_publish(specs)
     if rows is not None:
@@ -384,11 +393,17 @@ async def aenqueue(app: App, specs: Sequence[JobSpec], connection: Any = None) -
         return await _aenqueue_keyed(app, specs, connection)
     if signals.before_task_publish.has_receivers:
         signals.send_before_publish(specs)
+    sent = app.conf.task_send_sent_event
     if connection is None:
         conn = None
         try:
             async with app._connections.async_pool().connection() as conn:
-                rows = await _awrite(app, store, conn, specs)
+                if sent:  # the jobs and their task-sent events in one transaction
+                    async with conn.transaction():
+                        rows = await _awrite(app, store, conn, specs)
+                        await store.aevents_sent(conn, sent_hostname(), [s.id for s in specs])
+                else:
+                    rows = await _awrite(app, store, conn, specs)
         except psycopg.OperationalError as exc:
             if conn is None or not broke(conn, exc):
                 raise
@@ -397,6 +412,8 @@ async def aenqueue(app: App, specs: Sequence[JobSpec], connection: Any = None) -
         in_transaction = _in_transaction(connection)
         try:
             rows = await _awrite(app, store, connection, specs)
+            if sent:
+                await store.aevents_sent(connection, sent_hostname(), [s.id for s in specs])
         except psycopg.OperationalError as exc:
             if broke(connection, exc):
                 raise broke_in_transaction([s.id for s in specs], exc, in_transaction) from exc
@@ -409,13 +426,15 @@ async def aenqueue(app: App, specs: Sequence[JobSpec], connection: Any = None) -
             if isinstance(driver, psycopg.AsyncConnection) and store.routed(specs):
                 await store.aprepare_routed(driver, specs)  # typed exchanges, broadcast prune
             result = await conn.exec_driver_sql(statement, params)
+            rows = [PublishRow(*row) for row in result.fetchall()] if store.routed(specs) else None
+            if sent:
+                await conn.exec_driver_sql(*store.events_sent_statement(sent_hostname(), [s.id for s in specs]))
         except Exception as exc:
             orig = getattr(exc, "orig", exc)
             if isinstance(driver, psycopg.AsyncConnection) and broke(driver, orig):
                 raise broke_in_transaction([s.id for s in specs], orig, True) from exc
             raise_clear_error(orig, app.conf.schema)
             raise
-        rows = [PublishRow(*row) for row in result.fetchall()] if store.routed(specs) else None
     if signals.after_task_publish.has_receivers:
         signals.send_after_publish(specs)
     if rows is not None:
@@ -612,16 +631,21 @@ def _write(store: Store, conn: psycopg.Connection, specs: Sequence[JobSpec], *,
     return None
 
 
-def _write_on(app: App, connection: Any, store: Store, specs: Sequence[JobSpec]) -> list[PublishRow] | None:
+def _write_on(app: App, connection: Any, store: Store, specs: Sequence[JobSpec], *,
+              sent: bool = False) -> list[PublishRow] | None:
     """The caller's connection: psycopg, Django's (``django.db.connection``: its psycopg connection,
     so inside ``transaction.atomic()`` the job commits and rolls back with the block), or SQLAlchemy
-    Connection/Session (their transaction)."""
+    Connection/Session (their transaction). ``sent``: the task-sent events follow the write, in
+    the caller's transaction."""
     if type(connection).__module__.startswith("django."):
         connection = _django_connection(connection)
     if isinstance(connection, psycopg.Connection):
         in_transaction = _in_transaction(connection)
         try:
-            return _write(store, connection, specs)
+            rows = _write(store, connection, specs)
+            if sent:
+                store.events_sent(connection, sent_hostname(), [s.id for s in specs])
+            return rows
         except psycopg.Error as exc:
             if broke(connection, exc):
                 raise broke_in_transaction([s.id for s in specs], exc, in_transaction) from exc
@@ -634,13 +658,16 @@ def _write_on(app: App, connection: Any, store: Store, specs: Sequence[JobSpec])
         if isinstance(driver, psycopg.Connection) and store.routed(specs):
             store.prepare_routed(driver, specs)  # typed exchanges, broadcast prune: as PUBLISH's own path
         result = conn.exec_driver_sql(statement, params)
+        rows = [PublishRow(*row) for row in result.fetchall()] if store.routed(specs) else None
+        if sent:
+            conn.exec_driver_sql(*store.events_sent_statement(sent_hostname(), [s.id for s in specs]))
     except Exception as exc:
         orig = getattr(exc, "orig", exc)
         if isinstance(driver, psycopg.Connection) and broke(driver, orig):
             raise broke_in_transaction([s.id for s in specs], orig, True) from exc
         raise_clear_error(orig, app.conf.schema)
         raise
-    return [PublishRow(*row) for row in result.fetchall()] if store.routed(specs) else None
+    return rows
 
 
 async def _awrite(app: App, store: Store, conn: psycopg.AsyncConnection,
@@ -728,3 +755,9 @@ async def _async_sqlalchemy_connection(obj: Any) -> Any:
         f"connection= for the async API must be a SQLAlchemy AsyncConnection or AsyncSession, or a "
         f"psycopg AsyncConnection; got {type(obj).__name__}"
     )
+
+
+@functools.cache
+def sent_hostname() -> str:
+    """The producer's name in its task-sent events (Celery's: the sending host's)."""
+    return socket.gethostname()

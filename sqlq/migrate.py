@@ -21,7 +21,7 @@ VERSION_TABLE = "sqlq_alembic_version"
 
 #: The newest revision. Workers compare the database with it at start without importing alembic;
 #: a test keeps it equal to the head of ``migrations/versions``.
-HEAD_REVISION = "0011"
+HEAD_REVISION = "0012"
 
 
 def _config(schema: str, url: str | None = None, connection: Any = None, output: Any = None) -> Config:

@@ -21,6 +21,7 @@ Shape, and why:
 from __future__ import annotations
 
 from sqlalchemy import (
+    JSON,
     BigInteger,
     Boolean,
     CheckConstraint,
@@ -181,6 +182,7 @@ def build_metadata(schema: str = "sqlq") -> MetaData:
     _group_tables(md)
     _workflow_tables(md)
     _control_tables(md)
+    _event_tables(md)
     return md
 
 
@@ -420,4 +422,29 @@ def _control_tables(md: MetaData) -> None:
         PrimaryKeyConstraint("control_id", "worker_id", name="control_replies_pkey"),
         ForeignKeyConstraint(["control_id"], [f"{md.schema}.control.id"], name="control_replies_control_id_fkey",
                              ondelete="CASCADE"),
+    )
+
+
+def _event_tables(md: MetaData) -> None:
+    """The events stream (``sqlq.events``, migration 0012): Celery's types and fields (``fields``
+    holds those that are not columns); a row is one event, or (type 'batch') a statement's events
+    in ``batch``. Written in batches by workers with task
+    events on and by producers with ``task_send_sent_event``; deleted after ``events_retention`` by
+    maintenance, found through a BRIN index on ``time`` (rows arrive in time order: a BRIN index
+    costs an insert next to nothing, a B-tree would cost every event)."""
+    Table(
+        "events", md,
+        Column("id", BigInteger, Identity(always=False), nullable=False),
+        Column("type", Text, nullable=False),
+        Column("task_id", UUID(as_uuid=False)),
+        Column("name", Text),
+        Column("hostname", Text),
+        Column("time", DateTime(timezone=True), nullable=False, server_default=text("clock_timestamp()")),
+        Column("fields", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+        # a batch's events ([type, task id, task name, epoch seconds, fields], ...), type 'batch'
+        # (json, not jsonb: written once, read whole, so parsing it into jsonb would buy nothing);
+        # migration 0012 compresses it with lz4 where the server has it (pglz cost 4x the time)
+        Column("batch", JSON),
+        PrimaryKeyConstraint("id", name="events_pkey"),
+        Index("events_time", "time", postgresql_using="brin"),
     )

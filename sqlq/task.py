@@ -252,6 +252,9 @@ class Task(Generic[P, R]):
     unique_for: float | None = None
     #: What a call whose key is held does: 'skip' (return the holder), 'replace', 'error'.
     on_conflict: str = "skip"
+    #: Celery's: False keeps this task's jobs out of the events stream of workers that send task
+    #: events (``sqlq worker -E``); True sends nothing by itself.
+    send_events: bool = True
     #: What ``delay()``/``apply_async()`` raise when PostgreSQL cannot be reached (Celery's
     #: ``task.OperationalError``, there the broker connection's error), for ``except add.OperationalError``.
     OperationalError: ClassVar[type[SqlqError]] = DatabaseUnavailableError

@@ -21,6 +21,7 @@ transaction. Its methods come from one module per group, each running its own fi
   (workflows.py; the later steps are written by the trigger of migration 0007);
 * ``control``: remote-control commands and replies, revoked ids (control.py; sqlq/control/);
 * ``queues``: paused queues (queues.py);
+* ``events``: the events stream's writes, tails and expiry (events.py; sqlq/events/);
 * ``unique``: jobs written with a unique key, and the keys' windows (unique.py);
 * ``base``: rendering for a schema, the schema's revision and advisory locks (base.py).
 
@@ -33,6 +34,7 @@ from __future__ import annotations
 from .claims import Claims
 from .concurrency_limits import ConcurrencyLimits
 from .control import Control
+from .events import Events
 from .groups import Groups
 from .jobs import Jobs
 from .queues import Queues
@@ -44,6 +46,7 @@ from .records import (
     DeclaredLimits,
     DeclaredRoutes,
     EagerResultRow,
+    EventRow,
     ForeignSchedule,
     HandedBack,
     Interrupted,
@@ -73,12 +76,12 @@ from .workers import Workers
 from .workflows import Workflows
 
 __all__ = ["ClaimedJob", "ConcurrencyLimitRow", "ConcurrencyLimitedClaim", "DeclaredLimits", "DeclaredRoutes",
-           "EagerResultRow", "ForeignSchedule", "HandedBack", "Interrupted", "JobSpec", "JobState", "LostJobs",
-           "NextDue", "Outcome", "PausedQueue", "PublishRow", "QueueConsumers", "QueueDepth", "RateLimitRow",
-           "RateLimitedClaim", "RetryRequest", "RouteRow", "ScheduleRow", "Store", "UniqueWrite", "Unregistered",
-           "WorkerRow"]
+           "EagerResultRow", "EventRow", "ForeignSchedule", "HandedBack", "Interrupted", "JobSpec", "JobState",
+           "LostJobs", "NextDue", "Outcome", "PausedQueue", "PublishRow", "QueueConsumers", "QueueDepth",
+           "RateLimitRow", "RateLimitedClaim", "RetryRequest", "RouteRow", "ScheduleRow", "Store", "UniqueWrite",
+           "Unregistered", "WorkerRow"]
 
 
 class Store(Jobs, Claims, Workers, Results, Schedules, Routes, RateLimits, ConcurrencyLimits, Groups, Workflows,
-            Control, Queues, Unique):
+            Control, Queues, Unique, Events):
     """Every statement of the queue tables, rendered for one schema (``Store(schema)``)."""

@@ -30,6 +30,7 @@ class StoreBase:
         self.control_channel = f"{schema}.control"
         self.control_replies_channel = f"{schema}.control_replies"
         self.queues_channel = f"{schema}.queues"
+        self.events_channel = f"{schema}.events"
         names = {
             "schema": sql.Identifier(schema),
             "jobs": sql.Identifier(schema, "jobs"),
@@ -52,6 +53,9 @@ class StoreBase:
             "control": sql.Identifier(schema, "control"),
             "unique_keys": sql.Identifier(schema, "unique_keys"),
             "control_replies": sql.Identifier(schema, "control_replies"),
+            "events": sql.Identifier(schema, "events"),
+            "events_channel": sql.Literal(self.events_channel),
+            "events_channel_identifier": sql.Identifier(self.events_channel),
             "control_channel": sql.Literal(self.control_channel),
             "control_replies_channel": sql.Literal(self.control_replies_channel),
             "control_channel_identifier": sql.Identifier(self.control_channel),

@@ -49,6 +49,10 @@ class Outcome:
     exc_type: str | None = None
     exc_message: str | None = None
     traceback: str | None = None
+    # when the task started (seconds since the epoch) and how long it ran: the executor's, for
+    # the task-started and task-succeeded/failed events (None: the task never ran)
+    started: float | None = None
+    runtime: float | None = None
 
 
 @final  # (the prefork wire format tells them apart by exact type)
@@ -322,6 +326,21 @@ class WorkerRow(NamedTuple):
     state: str  # 'online', 'lost' (lock free or heartbeat late: about to be rescued) or 'dead'
     tasks: list[str] | None  # the task names its app registers (None: a dead worker, an older sqlq)
     died_at: dt.datetime | None  # when RESCUE found it dead ('dead' only)
+
+
+class EventRow(NamedTuple):
+    """One row of the events table as a tail reads it (EVENTS_AFTER): one event (Celery's names
+    for the columns; ``fields`` holds the rest of its fields), or, ``type`` 'batch', a statement's
+    events in ``batch`` (``[type, task id, task name, seconds since the epoch, fields]`` each)."""
+
+    id: int
+    type: str
+    uuid: str | None
+    name: str | None
+    hostname: str | None
+    timestamp: float  # seconds since the epoch
+    fields: dict[str, Any]
+    batch: list[list[Any]] | None
 
 
 class PausedQueue(NamedTuple):

@@ -187,6 +187,12 @@ def _serve(opts: argparse.Namespace, sock: socket.socket, app: Any) -> int:
             continue
         if ended:
             return 0  # stopped with jobs queued: the parent hands them back
+        if exhausted:  # jobs that were on their way when it said so: back to the parent, not run here
+            try:
+                send(("returned", [job.id] + [queued.id for queued in reversed(take_queued())]))
+            except OSError:
+                return 0
+            continue
         current[0] = job.id
         result: Result
         try:
@@ -207,7 +213,8 @@ def _serve(opts: argparse.Namespace, sock: socket.socket, app: Any) -> int:
             return 0
         if opts.max_memory and not exhausted and _resident_kib() > opts.max_memory:
             # the parent gives the jobs queued here to another child, sends no more, and stops this
-            # one once it has run what was already on its way (then starts another)
+            # one once it has none (then starts another); jobs already on their way when it said so
+            # are handed back as they arrive (above), so none runs in a child past its limit
             exhausted.append(True)
             logging.getLogger("sqlq.worker").warning(
                 "child process %s: resident memory %d KiB is above --max-memory-per-child %d KiB after "

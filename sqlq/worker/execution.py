@@ -273,6 +273,16 @@ class Executor:
         return Unregistered(id=job.id, attempt=job.attempt, task=job.task)
 
     def _run(self, task: Task, job: ClaimedJob, args: list[Any], kwargs: dict[str, Any]) -> Result:
+        """Run the task; an outcome says when it started and for how long it ran (the events'
+        task-started and runtime: measured here, where the task runs, prefork child included)."""
+        started, clock = time.time(), time.perf_counter()
+        result = self._run_task(task, job, args, kwargs)
+        if type(result) is Outcome:
+            result.started = started
+            result.runtime = time.perf_counter() - clock
+        return result
+
+    def _run_task(self, task: Task, job: ClaimedJob, args: list[Any], kwargs: dict[str, Any]) -> Result:
         plan = self._plans.get(task)
         if plan is None:
             plan = self._plans[task] = self._plan(task)

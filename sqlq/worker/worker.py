@@ -46,6 +46,7 @@ from .. import concurrency_limits, rate_limits, signals
 from ..control.server import KEEP as CONTROL_KEEP
 from ..control.server import WorkerControl
 from ..errors import ConfigurationError, SqlqCompatibilityWarning
+from ..events.worker import WorkerEvents, quiet_tasks
 from ..log import job_fields
 from ..names import validate_queue
 from ..outage import Backoff, OutageLog, is_outage, wait_for_database
@@ -158,7 +159,8 @@ class Worker:
                  install_signal_handlers: bool = False, exclude_queues: Sequence[str] | None = None,
                  shutdown_timeout: float | None = None, without_heartbeat: bool = False,
                  without_mingle: bool = False, without_gossip: bool = False,
-                 autoscale: str | tuple[int, int] | None = None, max_memory_per_child: int | None = None):
+                 autoscale: str | tuple[int, int] | None = None, max_memory_per_child: int | None = None,
+                 task_events: bool | None = None):
         # exclude_queues, shutdown_timeout and without_*: Celery's worker arguments, which Celery's
         # pytest fixtures pass through celery_worker_parameters (issue #12); see _celery_arguments
         app.finalize(auto=True)  # include/imports, task_annotations, on_after_finalize (issue #12)
@@ -281,6 +283,11 @@ class Worker:
         self._pauses_due = False  # set by a pause's NOTIFY: the housekeeper reads them at once
         self._queues_channel = self.store.queues_channel
         self._claimable: list[str] = self.queues
+        # Task and worker events (sqlq.events, `-E`; Celery's task_events): None when off, so that
+        # a worker without them tests one attribute per batch and writes nothing more
+        self.events: WorkerEvents | None = None
+        if conf.worker_send_task_events if task_events is None else task_events:
+            self.events = WorkerEvents(self.store, self.hostname, self.heartbeat_interval, quiet_tasks(app))
         self.pool: BasePool = self._make_pool()
         self.autoscaler = Autoscaler(self, *self.autoscale) if self.autoscale is not None else None
 
@@ -388,6 +395,8 @@ class Worker:
         names the worker publishes (the other workers' hand-backs of unknown tasks read them).
         Prefork children import the app when they start, so they know only the tasks the app module
         registers on import, with or without reload()."""
+        if self.events is not None:
+            self.events.quiet = quiet_tasks(self.app)
         with self.app.connection() as conn:
             self._register(conn)  # (its row exists: this only publishes the task names again)
             self._declared_concurrency = concurrency_limits.declared_concurrency_limits(self.app)
@@ -712,6 +721,9 @@ class Worker:
                 self._count(len(jobs))
                 if self.control.revoked.ids:  # (a revoked id is recorded REVOKED, not run)
                     jobs = self.control.drop_revoked(jobs)
+                if self.events is not None:  # (before the pool has them: received comes before started)
+                    self.events.received(jobs)
+                    self._finish_wake.set()  # (the finisher writes them within FLUSH_INTERVAL)
                 if signals.task_received.has_receivers:
                     signals.send_task_received(self, jobs)
                 if log.isEnabledFor(logging.DEBUG):  # (once per claimed batch)
@@ -778,6 +790,9 @@ class Worker:
                 if claim.jobs:
                     total += len(claim.jobs)
                     self._count(len(claim.jobs))
+                    if self.events is not None:
+                        self.events.received(claim.jobs)
+                        self._finish_wake.set()
                     if log.isEnabledFor(logging.DEBUG):
                         _log_received(claim.jobs)
                     self.pool.submit(self.control.drop_revoked(claim.jobs) if self.control.revoked.ids
@@ -804,6 +819,9 @@ class Worker:
                     self._count(len(bound.jobs))
                     if log.isEnabledFor(logging.DEBUG):
                         _log_received(bound.jobs)
+                    if self.events is not None:
+                        self.events.received(bound.jobs)
+                        self._finish_wake.set()
                     self.pool.submit(self.control.drop_revoked(bound.jobs) if self.control.revoked.ids
                                      else bound.jobs)
                 if bound.waiting:  # no free slot: claimed again when one frees (see _slots_freed)
@@ -821,6 +839,9 @@ class Worker:
                     self._unlimited_skip.pop(queue, None)
                     total += len(jobs)
                     self._count(len(jobs))
+                    if self.events is not None:
+                        self.events.received(jobs)
+                        self._finish_wake.set()
                     if log.isEnabledFor(logging.DEBUG):
                         _log_received(jobs)
                     self.pool.submit(self.control.drop_revoked(jobs) if self.control.revoked.ids else jobs)
@@ -844,14 +865,18 @@ class Worker:
         backoff = Backoff()
         while not self._stopped.is_set():
             if not backoff.failing:
-                self._finish_wake.wait(self.poll_interval)
+                due = self._events_due()
+                self._finish_wake.wait(self.poll_interval if due is None else min(due, self.poll_interval))
             self._finish_wake.clear()
-            if not (self._done or self._lost):
+            due = self._events_due()
+            if not (self._done or self._lost or due == 0.0):
                 continue
             try:
                 with self.app.connection() as conn:
                     while self._done or self._lost:
                         self._flush(conn)
+                    if self._events_due() == 0.0:
+                        self._write_events(conn)
             except Exception as exc:  # noqa: BLE001 - outcomes stay queued; retried after the backoff
                 self.outage.failed(exc, "recording outcomes")
                 self._stopped.wait(backoff.next())
@@ -884,6 +909,11 @@ class Worker:
             retries = [r for _, r in batch if type(r) is RetryRequest]
             interrupted = [r for _, r in batch if type(r) is Interrupted]
             unregistered = [r for _, r in batch if type(r) is Unregistered]
+        late: list[str] = []
+        if self.events is not None and batch:
+            early, late = self.events.finished(batch)
+            if early:  # (retries, hand-backs: before they can be claimed again, after their received)
+                self._write_events(conn, early)
         try:
             self._record(conn, outcomes, retries, interrupted, lost, unregistered)
         except BaseException:
@@ -892,6 +922,9 @@ class Worker:
             self._lost.extendleft(reversed(lost))
             raise
         self._flushing = 0
+        if late:
+            assert self.events is not None
+            self.events.queue(late)
         self.totals.update([job.task for job, _ in batch])  # (inspect stats' per-task counts)
         if self._concurrency_set:
             bounded = self._concurrency_set
@@ -899,6 +932,31 @@ class Worker:
                 self._slots_freed = True  # (before the wake: the consumer's next claim sees it)
         self._count(-(len(batch) + len(lost)))
         self._wake.set()  # capacity freed: the consumer may claim again
+
+    def _worker_event(self, conn: psycopg.Connection, offline: bool = False) -> None:
+        """worker-online/heartbeat/offline; a failure is logged and never stops the heartbeat or
+        the shutdown it rides on."""
+        assert self.events is not None
+        try:
+            if offline:
+                self.events.offline(conn, self._in_flight, self.processed)
+            else:
+                self.events.heartbeat(conn, self._in_flight, self.processed)
+        except Exception as exc:  # noqa: BLE001 - the heartbeat itself is what keeps the worker alive
+            self.outage.failed(exc, "writing a worker event")
+
+    def _write_events(self, conn: psycopg.Connection, more: Sequence[str] = ()) -> None:
+        """The queued events, then ``more``, in one statement: a failure here (an outage) costs
+        these events, never an outcome, which is recorded (or retried) as without events."""
+        assert self.events is not None
+        try:
+            self.events.flush(conn, more)
+        except Exception as exc:  # noqa: BLE001 - the outcomes stand; the finisher's next round reconnects
+            self.outage.failed(exc, "writing task events")
+
+    def _events_due(self) -> float | None:
+        """Seconds until the finisher writes the queued events (None: none, or events off)."""
+        return self.events.due_in() if self.events is not None else None
 
     def _record(self, conn: psycopg.Connection, outcomes: Sequence[Outcome], retries: Sequence[RetryRequest],
                 interrupted: Sequence[Interrupted], lost: Sequence[ClaimedJob],
@@ -987,8 +1045,12 @@ class Worker:
         else:
             self.pool.join(1.0)
         self._flush(conn)
+        if self.events is not None:
+            self._write_events(conn)  # (what is queued: the last outcomes' events)
         self._unregistered = True  # (the housekeeper must not register this worker again)
         self.store.unregister_worker(conn, self.id)
+        if self.events is not None:
+            self._worker_event(conn, offline=True)
         log.info("worker %s stopped (%s shutdown); %d job(s) processed", self.hostname,
                  self._stop_mode or "burst", self.processed)
 
@@ -1083,6 +1145,8 @@ class Worker:
                 log.warning("this worker was presumed dead (heartbeat row gone) and its jobs rescued; "
                             "registering again")
             self._register(conn)
+        if self.events is not None:
+            self._worker_event(conn)
         if signals.heartbeat_sent.has_receivers:
             signals.heartbeat_sent.send(sender=self)
 
@@ -1112,6 +1176,9 @@ class Worker:
             self.store.control_prune(conn, CONTROL_KEEP)
             self.store.unique_prune(conn)
             self.store.expire_dead_workers(conn, float(conf.worker_dead_retention))
+            dropped = self.store.expire_events(conn, float(conf.events_retention))
+        if dropped:
+            log.debug("deleted %d event(s) older than %ss", dropped, conf.events_retention)
         if requeued or failed:
             log.warning("rescued jobs of lost workers: %d handed back, %d failed", requeued, failed)
         if expired:

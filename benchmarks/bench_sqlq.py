@@ -172,6 +172,10 @@ class SqlqResults:
     # drained by one worker process of the same config (kind -> WorkflowRun)
     workflows: dict[str, WorkflowRun] = field(default_factory=dict)
     nosync_pair_on: DrainRun | None = None  # the same config run just before, synchronous_commit=on
+    # the "concurrency limit" drain: n jobs of noop_limited (a limit that does not bind) by the best
+    # plain config, run back to back with a plain drain of the same config (limit_pair_plain)
+    limit_drain: DrainRun | None = None
+    limit_pair_plain: DrainRun | None = None
     # the best config drained twice more, back to back: plain noop jobs, then jobs that each carry
     # a distinct unique key (sent through the unique path, the index jobs_unique kept up)
     unique_pair_plain: DrainRun | None = None
@@ -443,11 +447,12 @@ def seed(task, db: Db, n: int) -> None:
 
 
 def measure_drain(task, db: Db, opts: Options, config: WorkerConfig, timeout: float,
-                  extra_env: dict[str, str] | None = None, label: str = "",
+                  extra_env: dict[str, str] | None = None, label: str | None = None,
                   extra_args: tuple[str, ...] = ()) -> DrainRun:
     """(c) n queued jobs, one ``sqlq worker --burst`` process: start -> exit, and from the DB.
     ``label`` names a variant in the log file and line (the task's own seeding decides the rest);
-    ``extra_args``: more worker options (``-E``: the drain with task events on)."""
+    by default a run with ``extra_env`` is the synchronous_commit=off one. ``extra_args``: more
+    worker options (``-E``: the drain with task events on)."""
     n = opts.n
     run = DrainRun(config=config.label, pool=config.pool, concurrency=config.concurrency,
                    prefetch=config.prefetch)
@@ -455,8 +460,9 @@ def measure_drain(task, db: Db, opts: Options, config: WorkerConfig, timeout: fl
     if getattr(task, "unique_on", None) is not None and (keyed := db.keyed_jobs_count()) != n:
         run.error = f"seeding wrote {keyed} keyed jobs, not {n}"
         return run
+    label = label if label is not None else ("synchronous_commit=off" if extra_env else "")
     log_path = opts.log_dir / (f"drain-{config.pool}-{config.concurrency}-{config.prefetch}"
-                               f"{'-nosync' if extra_env else ''}{'-' + label if label else ''}"
+                               f"{'-' + label.replace(' ', '-') if label else ''}"
                                f"{'-E' if extra_args else ''}.log")
     db_t0 = db.clock()
     t0 = time.perf_counter()
@@ -483,13 +489,29 @@ def measure_drain(task, db: Db, opts: Options, config: WorkerConfig, timeout: fl
         run.error = f"only {success}/{n} SUCCESS recorded ({other} other, {run.left_in_jobs} left in jobs)"
     if extra_args:
         run.config += " " + " ".join(extra_args)
-    log(f"(c) drain {config.label}{' [synchronous_commit=off]' if extra_env else ''}"
-        f"{f' [{label}]' if label else ''}{' ' + ' '.join(extra_args) if extra_args else ''}: " + (
+    log(f"(c) drain {config.label}{f' [{label}]' if label else ''}"
+        f"{' ' + ' '.join(extra_args) if extra_args else ''}: " + (
         f"{run.wall_s:.2f}s = {run.drain_per_s:,.0f} jobs/s start-to-exit, "
         f"{run.drain_after_startup_per_s or 0:,.0f} jobs/s after start-up "
         f"(first job claimed {run.startup_s:.2f}s after spawn); SUCCESS {success}/{n}"
         if run.error is None else f"FAILED: {run.error}"))
     return run
+
+
+def measure_concurrency_limit(db: Db, opts: Options, config: WorkerConfig, res: SqlqResults) -> None:
+    """(c') The "concurrency limit" drain: n jobs of a task whose concurrency limit does not bind
+    (``bench_tasks.BENCH_CONCURRENCY_LIMIT``), so the worker claims through CONCURRENCY_LOCK +
+    CLAIM_CONCURRENCY_LIMITED and CLAIM_UNLIMITED instead of CLAIM; a plain drain of the same config
+    runs just before it, so both see the same machine."""
+    from benchmarks import bench_tasks
+
+    res.limit_pair_plain = measure_drain(bench_tasks.noop, db, opts, config, timeout=opts.drain_timeout_s)
+    res.limit_drain = measure_drain(bench_tasks.noop_limited, db, opts, config, timeout=opts.drain_timeout_s,
+                                    extra_env={bench_tasks.LIMITED_ENV: "1"}, label="concurrency limit")
+    plain, limited = res.limit_pair_plain.drain_per_s, res.limit_drain.drain_per_s
+    if plain and limited:
+        log(f"(c') concurrency limit {bench_tasks.BENCH_CONCURRENCY_LIMIT} (not binding), {config.label}: "
+            f"{limited:,.0f} jobs/s vs {plain:,.0f} plain ({limited / plain - 1:+.1%})")
 
 
 def wait_for_results(db: Db, count: int, proc: subprocess.Popen, timeout: float) -> bool:
@@ -750,6 +772,7 @@ def run_all(opts: Options) -> SqlqResults:
             reserve += 1.2 * (res.enqueue_one_s or 0) + 5
         if opts.nosync:  # two more drains
             reserve += 15
+        reserve += 15  # the concurrency-limit pair (measure_concurrency_limit)
         reserve += 20  # the unique-keys pair: two more drains, one of them seeded job by job
         reserve += 15  # the events pair (two more drains)
         for config in opts.drain_configs:
@@ -773,8 +796,8 @@ def run_all(opts: Options) -> SqlqResults:
             res.unique_pair_plain = measure_drain(task, db, opts, config, timeout=opts.drain_timeout_s)
             res.unique_drain = measure_drain(bench_tasks.noop_keyed, db, opts, config,
                                              timeout=opts.drain_timeout_s, label="unique keys")
+            measure_concurrency_limit(db, opts, config, res)
             # the plain drain's config once more, then with -E, back to back: the events' cost
-            config = WorkerConfig(overall.pool, overall.concurrency, overall.prefetch)
             res.events_pair_off = measure_drain(task, db, opts, config, timeout=opts.drain_timeout_s)
             res.events_drain = measure_drain(task, db, opts, config, timeout=opts.drain_timeout_s, extra_args=("-E",))
             res.events_written = db.events_count()

@@ -33,6 +33,22 @@ def noop_keyed(i: int) -> None:
     return None
 
 
+#: The "concurrency limit" drain's limit: more than the drain's jobs, so it never binds (a limit near
+#: the worker's prefetch binds a little: the running rows include outcomes not recorded yet, which
+#: the worker no longer counts) and the drain measures what the limited claim path costs.
+BENCH_CONCURRENCY_LIMIT = 100_000
+#: Set (to anything) in that drain's worker only: a worker whose app has a limited task claims every
+#: job through the limited path, so the other drains' workers must not declare it.
+LIMITED_ENV = "BENCH_CONCURRENCY_LIMITED"
+
+
+@app.task(ignore_result=False, concurrency_limit=BENCH_CONCURRENCY_LIMIT if os.environ.get(LIMITED_ENV) else None)
+def noop_limited(i: int) -> None:
+    """``noop`` with a cluster-wide concurrency limit that does not bind (BENCH_CONCURRENCY_LIMIT),
+    in a worker started with LIMITED_ENV."""
+    return None
+
+
 @app.task(ignore_result=False)
 def count(results: list) -> int:
     """A chord's body: how many results it was given."""

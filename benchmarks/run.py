@@ -248,6 +248,13 @@ def target_lines(res: SqlqResults, rows: list[dict]) -> list[str]:
                    f"{'MET' if ratio >= 0.85 else 'NOT MET'}")
     elif keyed:
         out.append(f"  drain with unique keys: not measured ({keyed.error or plain and plain.error})")
+    plain, limited = res.limit_pair_plain, res.limit_drain
+    if plain and limited and plain.drain_per_s and limited.drain_per_s:
+        out.append(f"  drain with a concurrency limit that does not bind (no target): {limited.drain_per_s:,.0f} vs "
+                   f"{plain.drain_per_s:,.0f} jobs/s plain run just before = "
+                   f"{limited.drain_per_s / plain.drain_per_s:.0%}")
+    elif limited:
+        out.append(f"  drain with a concurrency limit: not measured ({limited.error or plain and plain.error})")
     if res.bare_insert_per_s:
         out.append(f"  (this machine, right after: bare PostgreSQL, one INSERT per commit from psycopg, "
                    f"{res.bare_insert_per_s:,.0f}/s; the targets assumed ~5,800/s. sqlq's 1-by-1 is "
@@ -284,10 +291,12 @@ def drain_table(res: SqlqResults) -> str:
     best = max((r for r in res.drains if r.drain_per_s), key=lambda r: r.drain_per_s, default=None)
     rows = []
     runs = res.drains + [r for r in (res.nosync_pair_on, res.nosync_drain, res.unique_pair_plain,
-                                      res.unique_drain, res.events_pair_off, res.events_drain) if r]
+                                      res.unique_drain, res.limit_pair_plain, res.limit_drain, res.events_pair_off,
+                                      res.events_drain) if r]
     for run in runs:
         suffix = {id(res.nosync_pair_on): " [again]", id(res.nosync_drain): " [again, synchronous_commit=off]",
                   id(res.unique_pair_plain): " [again, plain]", id(res.unique_drain): " [unique keys]",
+                  id(res.limit_pair_plain): " [again]", id(res.limit_drain): " [concurrency limit]",
                   id(res.events_pair_off): " [again, before -E]", id(res.events_drain): " [again, events on]"}
         rows.append({
             "config": ("* " if run is best else "  ") + run.config + suffix.get(id(run), ""),

@@ -26,6 +26,7 @@ from . import annotations as _annotations
 from . import enqueue as _enqueue
 from . import pydantic_args as _pydantic_args
 from . import serialization, unique
+from .concurrency_limits import check_key_function, parse_limit
 from .config import Settings, celery_url
 from .connections import Connections
 from .current import app_created, set_current_app
@@ -67,9 +68,9 @@ _TASK_OPTIONS = frozenset({
     "bind", "typing", "max_retries", "default_retry_delay", "autoretry_for", "dont_autoretry_for", "retry_kwargs",
     "retry_backoff",
     "retry_backoff_max", "retry_jitter", "acks_late", "reject_on_worker_lost", "ignore_result", "queue",
-    "priority", "time_limit", "soft_time_limit", "rate_limit", "throws", "track_started", "serializer",
-    "expires", "transactional", "Request", "store_eager_result", "unique_on", "unique_for", "on_conflict",
-    "send_events"})
+    "priority", "time_limit", "soft_time_limit", "rate_limit", "concurrency_limit", "concurrency_key", "throws",
+    "track_started", "serializer", "expires", "transactional", "Request", "store_eager_result", "unique_on",
+    "unique_for", "on_conflict", "send_events"})
 #: Celery's task options that have no meaning here: accepted with one warning each saying why.
 _CELERY_TASK_NO_EFFECT = {
     "compression": "jobs are rows, not broker messages; PostgreSQL compresses large values itself (TOAST)",
@@ -117,6 +118,15 @@ def _task_option_values(name: str, options: dict[str, Any]) -> dict[str, Any]:
     elif isinstance(values.get("unique_on"), list):
         values["unique_on"] = tuple(values["unique_on"])
     return values
+
+
+def _check_one_limit(task: Task) -> None:
+    """A task is claimed either by its rate limit's statement or by its concurrency limit's, which
+    cannot enforce each other's limit: both on one task are refused rather than one of them ignored."""
+    if task.rate_limit and parse_limit(task.concurrency_limit, f"concurrency_limit of task {task.name!r}"):
+        raise ConfigurationError(
+            f"task {task.name!r} has both rate_limit={task.rate_limit!r} and "
+            f"concurrency_limit={task.concurrency_limit!r}; sqlq enforces one of them per task: keep one")
 
 
 def _check_unique(task: Task) -> None:
@@ -317,6 +327,7 @@ class App:
             _annotations.apply(self._annotations[1], task)
             if task.rate_limit:  # an annotated rate is checked where it is given, as a task's own
                 parse_rate(task.rate_limit, f"rate_limit of task {task.name!r} (task_annotations)")
+            _check_one_limit(task)
 
     # running the command line in this process --------------------------------------------------
 
@@ -576,6 +587,8 @@ class App:
         if validating is not None:
             attributes["_dump_models"] = True  # the call side dumps models (sqlq.pydantic_args.dump_call)
         attributes.update(_task_option_values(name, options))
+        if callable(attributes.get("concurrency_key")):  # a function given here is not a method of the task
+            attributes["concurrency_key"] = staticmethod(attributes["concurrency_key"])
         cls = type(getattr(fn, "__name__", "task"), (base,), attributes)
         return self._bind(cls())
 
@@ -594,9 +607,12 @@ class App:
         self.tasks[task.name] = task
         if task.rate_limit:
             parse_rate(task.rate_limit, f"rate_limit of task {task.name!r}")  # a bad rate fails here
+        parse_limit(task.concurrency_limit, f"concurrency_limit of task {task.name!r}")
+        check_key_function(task.concurrency_key, task.name)
         if task.unique_on is not None or task.unique_for is not None or task.on_conflict != "skip":
             _check_unique(task)
         self.annotate_task(task)  # task_annotations (cheap when there are none)
+        _check_one_limit(task)
         return task
 
     def _task_name(self, fn: Callable[..., Any] | type) -> str:

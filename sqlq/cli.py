@@ -484,6 +484,22 @@ def rate_limits_list(ctx: _Context) -> None:
         click.echo("no rate limits", err=True)
 
 
+@main.command("concurrency-limits")
+@pass_ctx
+@handle_errors
+def concurrency_limits_list(ctx: _Context) -> None:
+    """The concurrency limits every claim enforces (sqlq.concurrency_limits), with the jobs running under each."""
+    app = ctx.app()
+    with app.connection() as conn:
+        rows = app.store.concurrency_limits(conn)
+    click.echo(f"{'task':<40} {'key':<20} {'limit':>8} {'running':>8}")
+    for r in rows:
+        key = "(the task)" if r.key is None else r.key
+        click.echo(f"{r.task:<40} {key:<20} {r.limit:>8} {r.running:>8}")
+    if not rows:
+        click.echo("no concurrency limits", err=True)
+
+
 @main.group()
 def inspect() -> None:
     """Look at workers and jobs."""
@@ -606,6 +622,12 @@ _control_command("shutdown", "Warm shutdown: the workers finish their running jo
 _control_command("rate_limit", "Set TASK's rate limit for every worker (RATE: 10/s, 100/m; 0: none).",
                  lambda c, task, rate, **kw: c.rate_limit(task, rate, **kw),
                  [click.argument("task"), click.argument("rate")])
+_control_command("concurrency_limit",
+                 "Set TASK's concurrency limit: at most N running at once, cluster-wide (0: none; --key: for one "
+                 "key value of a task with a concurrency_key).",
+                 lambda c, task, n, key, **kw: c.concurrency_limit(task, n, key=key, **kw),
+                 [click.argument("task"), click.argument("n", type=int),
+                  click.option("--key", default=None, help="The key value the limit is for.")])
 _control_command("time_limit", "Set TASK's soft and hard time limits (seconds) in the workers.",
                  lambda c, task, soft, hard, **kw: c.time_limit(task, soft, hard, **kw),
                  [click.argument("task"), click.argument("soft", type=float),

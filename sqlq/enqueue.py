@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, cast
 import psycopg
 
 from . import serialization, signals, unique
+from .concurrency_limits import compute_key
 from .config import naive_timezone
 from .db import broke, broke_in_transaction, raise_clear_error, write_lost
 from .errors import ConfigurationError, DatabaseUnavailableError, DuplicateJobError, SerializationError
@@ -115,6 +116,7 @@ def build_job(app: App, task_name: str, args: Sequence[Any] | None, kwargs: dict
     rerun_lost = app.conf.task_acks_late if acks_late is None else bool(acks_late)
     if reject_on_worker_lost is False:
         rerun_lost = False  # Celery: with acks_late, a lost worker's job is FAILURE WorkerLostError
+    key_fn = _key_function(app, task_name, task)
     if unique_key is not None or unique_for is not None or on_conflict is not None \
             or (task is not None and task.unique_on is not None):
         unique_key, unique_for, on_conflict = _unique_options(task_name, args, kwargs, task, unique_key,
@@ -124,7 +126,7 @@ def build_job(app: App, task_name: str, args: Sequence[Any] | None, kwargs: dict
                 f"{task_name}: unique_key cannot be used with an exchange (a routed publish may write a job to "
                 f"several queues); send it to a queue (queue=...) instead")
     return JobSpec(
-        id=job_id,
+        id=job_id, concurrency_key=None if key_fn is None else compute_key(key_fn, task_name, args, kwargs),
         task=task_name, queue=dest.queue or "", priority=priority, content_type=ctype, args=args_json,
         kwargs=kwargs_json, payload=payload, headers=headers_json, eta=eta,
         countdown=float(countdown) if countdown is not None else None,
@@ -240,6 +242,7 @@ def build_jobs(app: App, task_name: str, calls: Iterable[tuple[Sequence[Any] | N
         return [app.build_job(task_name, a, k, task=task, **options) for a, k in calls]
     first = app.build_job(task_name, *calls[0], task=task, **options)
     serializer = options.get("serializer") or app.conf.task_serializer
+    key_fn = _key_function(app, task_name, task)
     specs = [first]
     for args, kwargs in calls[1:]:
         _check_call(args, kwargs)
@@ -249,8 +252,16 @@ def build_jobs(app: App, task_name: str, calls: Iterable[tuple[Sequence[Any] | N
             args=args_json, kwargs=kwargs_json, payload=payload, headers=first.headers, eta=first.eta,
             countdown=first.countdown, expires_at=first.expires_at, expires_in=first.expires_in,
             acks_late=first.acks_late, exchange=first.exchange, routing_key=first.routing_key,
-            root_id=first.root_id, parent_id=first.parent_id))
+            root_id=first.root_id, parent_id=first.parent_id,
+            concurrency_key=None if key_fn is None else compute_key(key_fn, task_name, args, kwargs)))
     return specs
+
+
+def _key_function(app: App, task_name: str, task: Task | None) -> Any:
+    """The ``concurrency_key`` of the task a call is for (its definition in this app when sent by
+    name), or None: the job is counted under its task alone."""
+    definition = task if task is not None else app.tasks.get(task_name)
+    return getattr(definition, "concurrency_key", None)
 
 
 def enqueue_calls(app: App, task_name: str, calls: Iterable[tuple[Sequence[Any] | None, dict[str, Any] | None]], *,
@@ -265,6 +276,7 @@ def enqueue_calls(app: App, task_name: str, calls: Iterable[tuple[Sequence[Any] 
     the COPY, so nothing is written, as on the other path."""
     calls = calls if isinstance(calls, list) else list(calls)
     if len(calls) >= _STREAM_MIN and connection is None and "task_id" not in options \
+            and _key_function(app, task_name, task) is None \
             and resolution.routes_by_name_only(app.conf.task_routes) and not _keyed(task, options) \
             and not (signals.before_task_publish.has_receivers or signals.after_task_publish.has_receivers) \
             and not app.conf.task_send_sent_event:  # (task-sent events are written from the rows: enqueue's)
@@ -327,7 +339,7 @@ def _json_rows(app: App, first: JobSpec, calls: list[tuple[Sequence[Any] | None,
                 yield (job_id, name, queue, "available", args_json, kwargs_json)
             else:
                 yield (job_id, name, queue, priority, "available", args_json, kwargs_json, None, ctype,
-                       headers, acks_late, group_id, root_id, parent_id)
+                       headers, acks_late, group_id, root_id, parent_id, None)  # (no key: _key_function)
 
 
 def enqueue(app: App, specs: Sequence[JobSpec], connection: Any = None) -> list[AsyncResult | GroupResult]:

@@ -110,6 +110,9 @@ def set_rate_limit(app: App, task: str, rate: Any) -> float | None:
     validate_task_name(task)
     per_second = parse_rate(rate, f"the rate limit for {task!r}")
     with app.connection() as conn:
+        if per_second is not None and any(r.task == task for r in app.store.concurrency_limits(conn)):
+            raise ConfigurationError(f"task {task!r} has a concurrency limit; sqlq enforces either a rate or "
+                                     f"a concurrency limit per task: remove the concurrency limit first")
         app.store.rate_limits_set(conn, task, per_second)
     return per_second
 

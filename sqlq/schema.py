@@ -93,6 +93,9 @@ def build_metadata(schema: str = "sqlq") -> MetaData:
         # bounds them), and the traceback of the attempt that asked for the retry (RETRY).
         Column("handbacks", Integer, nullable=False, server_default=text("0")),
         Column("last_traceback", Text),
+        # the key a keyed task's concurrency_key computed at enqueue, or '' once a limited claim took a
+        # job without one (sqlq.concurrency_limits); NULL: not counted by any limit
+        Column("concurrency_key", Text),
         # Unique jobs: at most one job of the table (waiting, scheduled or running) holds a key (as its
         # 128-bit hash, sqlq.unique.key_hash: every claim writes the index entry again); a keyed enqueue
         # is INSERT ... ON CONFLICT on jobs_unique, and the key frees when the row leaves.
@@ -102,6 +105,10 @@ def build_metadata(schema: str = "sqlq") -> MetaData:
               postgresql_where=text("state = 'available'")),
         Index("jobs_scheduled", "run_at", postgresql_where=text("state = 'scheduled'")),
         Index("jobs_running", "worker_id", postgresql_where=text("state = 'running'")),
+        # a concurrency-limited claim counts its task's (or key's) running jobs here; a job no limited
+        # claim took has no key, and no entry (plain claims pay no upkeep)
+        Index("jobs_concurrency_running", "task", "concurrency_key",
+              postgresql_where=text("state = 'running' AND concurrency_key IS NOT NULL")),
         Index("jobs_parent", "parent_id", postgresql_where=text("parent_id IS NOT NULL")),
         Index("jobs_unique", "unique_hash", unique=True, postgresql_where=text("unique_hash IS NOT NULL")),
     )
@@ -171,6 +178,7 @@ def build_metadata(schema: str = "sqlq") -> MetaData:
     _routing_tables(md, schema)
     _schedule_tables(md, schema)
     _rate_limit_tables(md)
+    _concurrency_limit_tables(md)
     _group_tables(md)
     _workflow_tables(md)
     _control_tables(md)
@@ -306,6 +314,23 @@ def _rate_limit_tables(md: MetaData) -> None:
         PrimaryKeyConstraint("task", name="rate_limits_pkey"),
         CheckConstraint("rate > 0 AND rate < 'infinity'::float8", name="rate_limits_rate_check"),
         CheckConstraint("capacity >= 1 AND capacity < 'infinity'::float8", name="rate_limits_capacity_check"),
+    )
+
+
+def _concurrency_limit_tables(md: MetaData) -> None:
+    """Concurrency limits (``sqlq.concurrency_limits``): at most ``limit`` running jobs of a task, or
+    of each key value of a keyed task (``key`` NULL); a row with a key overrides the task's limit
+    for that value. A task without a row has no limit. The claim locks the row and counts the
+    running jobs (``jobs_concurrency_running``), so nothing keeps a count that a crash could leave
+    wrong."""
+    Table(
+        "concurrency_limits", md,
+        Column("task", Text, nullable=False),
+        Column("key", Text),
+        Column("limit", Integer, nullable=False),
+        Column("updated_at", DateTime(timezone=True), nullable=False, server_default=text("now()")),
+        CheckConstraint('"limit" > 0', name="concurrency_limits_limit_check"),
+        Index("concurrency_limits_task_key", "task", "key", unique=True, postgresql_nulls_not_distinct=True),
     )
 
 

@@ -223,6 +223,11 @@ class Task(Generic[P, R]):
     soft_time_limit: float | None = None
     #: ``'10/s'``, ``'100/m'``, ``'1000/h'``; None: ``conf.task_default_rate_limit``.
     rate_limit: str | None = None
+    #: At most this many jobs of the task running at once, cluster-wide (sqlq.concurrency_limits);
+    #: with ``concurrency_key``, at most this many per key value. None: no limit.
+    concurrency_limit: int | None = None
+    #: ``fn(args, kwargs) -> str | int``: the key a call's job is counted under, computed at enqueue.
+    concurrency_key: Callable[[tuple[Any, ...], dict[str, Any]], Any] | None = None
     #: Expected exceptions: still FAILURE, but logged at INFO without a traceback.
     throws: tuple[type[BaseException], ...] = ()
     #: None: ``conf.task_track_started`` (whether a running job reads STARTED or PENDING).

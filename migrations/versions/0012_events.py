@@ -1,7 +1,7 @@
 """The events stream: what happened to jobs and workers, for monitors (``sqlq events``).
 
 Revision ID: 0012
-Revises: 0010
+Revises: 0011
 Create Date: 2026-12-04
 
 * ``events``: Celery's events (``task-received``, ``task-succeeded``, ``worker-heartbeat``, ...).
@@ -18,7 +18,7 @@ from alembic import context, op
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 
 revision = "0012"
-down_revision = "0010"
+down_revision = "0011"
 branch_labels = None
 depends_on = None
 

@@ -70,6 +70,21 @@ class Control:
         set_rate_limit(self.app, task_name, rate_limit)
         return self.broadcast("rate_limit", {"task_name": task_name, "rate_limit": rate_limit}, **kwargs)
 
+    def concurrency_limit(self, task_name: str, limit: Any, key: str | None = None, destination: Destination = None,
+                          **kwargs: Any) -> list[dict[str, Any]] | None:
+        """Change a task's concurrency limit (of its key value ``key`` when given; None or 0 removes
+        it). The limit is one row every worker's claims read (sqlq.concurrency_limits), so it is
+        written once here, holds from each worker's next claim of the task, and the workers are told
+        to read which tasks are limited at once; a limit for some workers only does not exist."""
+        from ..concurrency_limits import set_concurrency_limit
+
+        if destination is not None:
+            raise ConfigurationError(
+                "concurrency_limit(destination=...): a sqlq concurrency limit holds for every worker "
+                "together, not per worker; call it without destination")
+        n = set_concurrency_limit(self.app, task_name, limit, key)
+        return self.broadcast("concurrency_limit", {"task_name": task_name, "limit": n, "key": key}, **kwargs)
+
     def time_limit(self, task_name: str, soft: float | None = None, hard: float | None = None,
                    destination: Destination = None, **kwargs: Any) -> list[dict[str, Any]] | None:
         """Set a task's soft and hard time limits in the workers addressed, until they restart."""

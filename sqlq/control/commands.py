@@ -251,6 +251,21 @@ def rate_limit(control: WorkerControl, conn: psycopg.Connection, task_name: str 
     return ok("new rate limit set successfully")
 
 
+def concurrency_limit(control: WorkerControl, conn: psycopg.Connection, task_name: str = "", limit: Any = None,
+                      key: str | None = None, **_: Any) -> Reply:
+    """The sender changed the table (``Control.concurrency_limit``: a limit is one row every worker's
+    claims read); a worker reads which tasks are limited now, rather than within its next second
+    (the limit itself is read by each claim), and says whether it runs the task."""
+    worker = control.worker
+    if task_name not in worker.app.tasks:
+        return error("unknown task")
+    worker._read_concurrency_limits(conn)
+    what = f"concurrency limit of {task_name}" + (f" for key {key!r}" if key is not None else "")
+    if not limit:
+        return ok(f"{what} removed")
+    return ok(f"{what} set to {limit}")
+
+
 def time_limit(control: WorkerControl, conn: psycopg.Connection, task_name: str = "", soft: Any = None,
                hard: Any = None, **_: Any) -> Reply:
     """This worker's limits for one task, as Celery's (per worker, until it restarts): the task's
@@ -381,7 +396,7 @@ def revoke(control: WorkerControl, conn: psycopg.Connection, task_id: Any = None
 HANDLERS: dict[str, Handler] = {
     "ping": ping, "active": active, "reserved": reserved, "scheduled": scheduled, "registered": registered,
     "revoked": revoked, "stats": stats, "active_queues": active_queues, "query_task": query_task, "conf": conf,
-    "shutdown": shutdown, "rate_limit": rate_limit, "time_limit": time_limit, "pool_grow": pool_grow,
+    "shutdown": shutdown, "rate_limit": rate_limit, "concurrency_limit": concurrency_limit, "time_limit": time_limit, "pool_grow": pool_grow,
     "pool_shrink": pool_shrink, "add_consumer": add_consumer, "cancel_consumer": cancel_consumer,
     "revoke": revoke,
 }

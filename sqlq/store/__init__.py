@@ -14,6 +14,8 @@ transaction. Its methods come from one module per group, each running its own fi
 * ``routes``: exchanges, bindings and routed publishing (routes.py);
 * ``rate_limits``: the token buckets of rate-limited tasks (rate_limits.py; tokens are taken by the
   claims' CLAIM_RATE_LIMITED);
+* ``concurrency_limits``: the limits of concurrency-limited tasks (concurrency_limits.py; enforced
+  by the claims' CLAIM_CONCURRENCY_LIMITED and _KEYED);
 * ``groups``: a GroupResult's members' states in one statement, saved groups (groups.py);
 * ``workflows``: a workflow's first jobs from its plan, parents, children, the whole tree
   (workflows.py; the later steps are written by the trigger of migration 0007);
@@ -30,6 +32,7 @@ writes in fast.py, the binary array encoders of FINISH_OK in binary.py.
 from __future__ import annotations
 
 from .claims import Claims
+from .concurrency_limits import ConcurrencyLimits
 from .control import Control
 from .events import Events
 from .groups import Groups
@@ -38,6 +41,8 @@ from .queues import Queues
 from .rate_limits import RateLimits
 from .records import (
     ClaimedJob,
+    ConcurrencyLimitedClaim,
+    ConcurrencyLimitRow,
     DeclaredLimits,
     DeclaredRoutes,
     EagerResultRow,
@@ -70,12 +75,13 @@ from .unique import Unique
 from .workers import Workers
 from .workflows import Workflows
 
-__all__ = ["ClaimedJob", "DeclaredLimits", "DeclaredRoutes", "EagerResultRow", "EventRow", "ForeignSchedule",
-           "HandedBack", "Interrupted", "JobSpec", "JobState", "LostJobs", "NextDue", "Outcome", "PausedQueue",
-           "PublishRow", "QueueConsumers", "QueueDepth", "RateLimitRow", "RateLimitedClaim", "RetryRequest",
-           "RouteRow", "ScheduleRow", "Store", "UniqueWrite", "Unregistered", "WorkerRow"]
+__all__ = ["ClaimedJob", "ConcurrencyLimitRow", "ConcurrencyLimitedClaim", "DeclaredLimits", "DeclaredRoutes",
+           "EagerResultRow", "EventRow", "ForeignSchedule", "HandedBack", "Interrupted", "JobSpec", "JobState",
+           "LostJobs", "NextDue", "Outcome", "PausedQueue", "PublishRow", "QueueConsumers", "QueueDepth",
+           "RateLimitRow", "RateLimitedClaim", "RetryRequest", "RouteRow", "ScheduleRow", "Store", "UniqueWrite",
+           "Unregistered", "WorkerRow"]
 
 
-class Store(Jobs, Claims, Workers, Results, Schedules, Routes, RateLimits, Groups, Workflows, Control, Queues, Unique,
-            Events):
+class Store(Jobs, Claims, Workers, Results, Schedules, Routes, RateLimits, ConcurrencyLimits, Groups, Workflows,
+            Control, Queues, Unique, Events):
     """Every statement of the queue tables, rendered for one schema (``Store(schema)``)."""

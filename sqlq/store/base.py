@@ -45,6 +45,7 @@ class StoreBase:
             "bindings": sql.Identifier(schema, "bindings"),
             "route_queues": sql.Identifier(schema, "route_queues"),
             "rate_limits": sql.Identifier(schema, "rate_limits"),
+            "concurrency_limits": sql.Identifier(schema, "concurrency_limits"),
             "groups": sql.Identifier(schema, "groups"),
             "chords": sql.Identifier(schema, "chords"),
             "revoked": sql.Identifier(schema, "revoked"),

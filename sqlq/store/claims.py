@@ -18,7 +18,7 @@ import psycopg
 from ..errors import InvalidJobError
 from . import binary
 from .base import StoreBase
-from .records import ClaimedJob, Outcome, RateLimitedClaim, RetryRequest
+from .records import ClaimedJob, ConcurrencyLimitedClaim, Outcome, RateLimitedClaim, RetryRequest
 
 #: FINISH's and FINISH_OK's twins with ON CONFLICT (Claims.finish).
 _UPSERT = {"FINISH": "FINISH_UPSERT", "FINISH_OK": "FINISH_OK_UPSERT"}
@@ -78,6 +78,35 @@ class Claims(StoreBase):
                                                              "limit": limit})
         jobs = _claimed_jobs([r[:-1] for r in rows if r[0] is not None])
         return RateLimitedClaim(jobs, rows[0][-1] if rows else None)
+
+    def claim_concurrency_limited(self, conn: psycopg.Connection, worker_id: str, queue: str, task: str,
+                                  limit: int, keyed: bool = False) -> ConcurrencyLimitedClaim:
+        """Claim up to ``limit`` jobs of the concurrency-limited ``task`` in ``queue``, as many as its
+        free slots allow (per key value when ``keyed``: the task has a ``concurrency_key``), and say
+        whether jobs were left waiting for a slot. One transaction of two statements: the limit
+        rows' lock (CONCURRENCY_LOCK), then the claim, whose snapshot is taken once the lock is
+        held (why it cannot be one statement: CONCURRENCY_LOCK's description). Rows CLAIM cannot take
+        are set aside as ``claim`` does, after the transaction."""
+        params = {"worker_id": worker_id, "queue": queue, "task": task, "limit": limit}
+        statement = "CLAIM_CONCURRENCY_KEYED" if keyed else "CLAIM_CONCURRENCY_LIMITED"
+        try:
+            rows = self._locked_claim(conn, statement, params)
+        except psycopg.DataError:
+            if not conn.autocommit:
+                raise
+            self.quarantine(conn, queue)
+            rows = self._locked_claim(conn, statement, params)
+        jobs = _claimed_jobs([r[:-1] for r in rows if r[0] is not None])
+        return ConcurrencyLimitedClaim(jobs, bool(rows[0][-1]) if rows else False)
+
+    def _locked_claim(self, conn: psycopg.Connection, statement: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
+        """CONCURRENCY_LOCK then the claim, in one transaction (on a pooled claiming connection
+        with CLAIM_TRANSACTION_SETTINGS first, as ``_run_claim``)."""
+        with conn.transaction():
+            if conn in _PER_TRANSACTION:
+                conn.execute(self.sql["CLAIM_TRANSACTION_SETTINGS"])
+            conn.execute(self.sql["CONCURRENCY_LOCK"], {"task": params["task"]}, prepare=True)
+            return conn.execute(self.sql[statement], params, prepare=True).fetchall()
 
     def _claim_rows(self, conn: psycopg.Connection, statement: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
         """Run one of the claim statements, setting aside (QUARANTINE) the queue's rows that make it

@@ -60,9 +60,10 @@ RETURNING j.id::text, j.seq, j.task, j.queue, j.priority, j.args::text, j.kwargs
           j.attempt, j.retries, j.acks_late, j.group_id::text
 
 -- name: CLAIM_UNLIMITED
--- CLAIM for a worker whose app has rate-limited tasks (Worker._claim runs it only then; without
--- limits it runs CLAIM, untouched): the same claim, but for the jobs of the tasks in `limited`,
--- which CLAIM_RATE_LIMITED claims as their buckets allow. A limited task's jobs waiting for tokens
+-- CLAIM for a worker whose app has rate- or concurrency-limited tasks (Worker._claim runs it only
+-- then; without limits it runs CLAIM, untouched): the same claim, but for the jobs of the tasks in
+-- `limited`, which CLAIM_RATE_LIMITED claims as their buckets allow (CLAIM_CONCURRENCY_LIMITED and
+-- _KEYED as their free slots do). A limited task's jobs waiting for tokens
 -- therefore never hold back the other tasks' jobs queued behind them. (The same text as CLAIM but
 -- the `task <> ALL` line: a test keeps them so.)
 WITH picked AS (
@@ -136,6 +137,116 @@ WITH bucket AS (
     FROM bucket AS b, taken AS t
 )
 SELECT c.*, s.retry_in
+FROM (SELECT 1) AS one LEFT JOIN summary AS s ON true LEFT JOIN claimed AS c ON true
+
+-- name: CONCURRENCY_LOCK
+-- The first statement of a concurrency-limited claim's transaction (Claims.claim_concurrency_limited):
+-- lock the task's limit rows, so that the claims of one task, from every worker, run one after the
+-- other. It is a statement of its own because PostgreSQL takes a statement's snapshot when the
+-- statement starts: a count of running jobs in the statement that waited for the lock would not
+-- see the jobs claimed by the claim it waited for, and would let both take the same free slots.
+-- The claim that follows starts after the lock is held, so its snapshot sees them. No row (the
+-- limit was removed since the worker read the table): nothing is locked and the claim has no limit.
+-- JIT is turned off for the transaction: CLAIM_CONCURRENCY_KEYED must sort (its window), which the
+-- claiming session's enable_sort = off prices at 1e10, over jit_above_cost, and compiling it would
+-- cost far longer than running it (a claim is a few rows).
+SELECT set_config('jit', 'off', true) AS jit,
+       (SELECT count(*) FROM (SELECT 1 FROM {concurrency_limits} WHERE task = %(task)s
+                              ORDER BY key FOR UPDATE) AS l) AS locked
+
+-- name: CLAIM_CONCURRENCY_LIMITED
+-- Claim up to n jobs of one concurrency-limited task (one without a concurrency_key) in one queue:
+-- at most its limit minus its running jobs, cluster-wide (every queue, every worker), counted
+-- through jobs_concurrency_running under the lock CONCURRENCY_LOCK took in this transaction. The
+-- jobs are picked like CLAIM's (SKIP LOCKED, priority, FIFO). A claimed job holds its slot until it
+-- leaves 'running' (recorded, retried, or rescued from a dead worker: the count heals itself).
+-- The claim gives each job it takes a key ('' when it had none), which puts it in the index: only
+-- jobs taken by a limited claim are counted, so a plain claim adds no index entry, and jobs claimed
+-- before the worker knew of the limit run to their end uncounted, as when a limit is lowered.
+--
+-- One row per claimed job (ClaimedJob's columns), or one row of NULLs when none was claimed, and
+-- then `waiting`: true when the claim left the limit full, so that jobs of the task wait for a slot
+-- (the worker claims the task again when one frees, not at every claim).
+WITH slots AS (
+    SELECT greatest(0, least(%(limit)s::bigint,
+                             coalesce((SELECT "limit" FROM {concurrency_limits}
+                                       WHERE task = %(task)s AND key IS NULL)
+                                      - (SELECT count(*) FROM {jobs}
+                                         WHERE state = 'running' AND task = %(task)s AND concurrency_key IS NOT NULL),
+                                      %(limit)s::bigint))) AS n
+), picked AS (
+    SELECT ctid FROM {jobs}
+    WHERE state = 'available' AND queue = %(queue)s AND task = %(task)s
+      AND EXISTS (SELECT 1 FROM {workers} WHERE id = %(worker_id)s)
+    ORDER BY priority DESC, seq
+    LIMIT (SELECT n FROM slots)
+    FOR UPDATE SKIP LOCKED
+), claimed AS (
+    UPDATE {jobs} AS j
+    SET state = 'running', worker_id = %(worker_id)s, attempt = j.attempt + 1, started_at = now(),
+        concurrency_key = coalesce(j.concurrency_key, '')
+    WHERE j.ctid = ANY(ARRAY(SELECT ctid FROM picked))
+    RETURNING j.id::text, j.seq, j.task, j.queue, j.priority, j.args::text, j.kwargs::text, j.payload,
+              j.content_type, j.headers::text, (j.expires_at IS NOT NULL AND j.expires_at <= now()),
+              j.attempt, j.retries, j.acks_late, j.group_id::text
+), summary AS (
+    -- the limit is full now: the slots bound the claim and all were taken, so no claim of the task
+    -- can take anything before a slot frees (whether more jobs wait is not looked up: it would walk
+    -- the queue again, and changes nothing)
+    SELECT (SELECT n FROM slots) < %(limit)s::bigint
+           AND (SELECT count(*) FROM picked) = (SELECT n FROM slots) AS waiting
+)
+SELECT c.*, s.waiting
+FROM (SELECT 1) AS one LEFT JOIN summary AS s ON true LEFT JOIN claimed AS c ON true
+
+-- name: CLAIM_CONCURRENCY_KEYED
+-- CLAIM_CONCURRENCY_LIMITED for a task with a concurrency_key: at most the limit of each key value
+-- (its own row, else the task's) minus that key's running jobs, under CONCURRENCY_LOCK's lock. The
+-- task's waiting jobs in the queue are ranked within their key (priority, FIFO), those within their
+-- key's free slots are taken in priority and FIFO order, up to n. Ranking walks all of the task's
+-- waiting jobs in the queue (a key's free slots are not known before its jobs are counted), so the
+-- worker does not repeat a claim that left jobs waiting until a slot frees. A job without a key
+-- (enqueued before its task had one) counts under the key '', which the claim writes on it (as
+-- CLAIM_CONCURRENCY_LIMITED does: only jobs with a key are in the index), limited by the task's row.
+-- Rows as CLAIM_CONCURRENCY_LIMITED's.
+WITH lim AS (
+    SELECT key, "limit" FROM {concurrency_limits} WHERE task = %(task)s
+), running AS (
+    SELECT concurrency_key AS key, count(*) AS n FROM {jobs}
+    WHERE state = 'running' AND task = %(task)s AND concurrency_key IS NOT NULL
+    GROUP BY concurrency_key
+), ranked AS (
+    SELECT ctid, priority, seq, coalesce(concurrency_key, '') AS key,
+           row_number() OVER (PARTITION BY coalesce(concurrency_key, '') ORDER BY priority DESC, seq) AS rank
+    FROM {jobs}
+    WHERE state = 'available' AND queue = %(queue)s AND task = %(task)s
+), eligible AS (
+    SELECT w.ctid
+    FROM ranked AS w
+    LEFT JOIN running AS r ON r.key = w.key
+    LEFT JOIN lim AS k ON k.key = w.key
+    LEFT JOIN lim AS d ON d.key IS NULL
+    WHERE w.rank <= coalesce(k."limit", d."limit", %(limit)s::bigint) - coalesce(r.n, 0)
+    ORDER BY w.priority DESC, w.seq
+    LIMIT %(limit)s
+), picked AS (
+    SELECT ctid FROM {jobs}
+    WHERE ctid = ANY(ARRAY(SELECT ctid FROM eligible)) AND state = 'available'
+      AND EXISTS (SELECT 1 FROM {workers} WHERE id = %(worker_id)s)
+    FOR UPDATE SKIP LOCKED
+), claimed AS (
+    UPDATE {jobs} AS j
+    SET state = 'running', worker_id = %(worker_id)s, attempt = j.attempt + 1, started_at = now(),
+        concurrency_key = coalesce(j.concurrency_key, '')
+    WHERE j.ctid = ANY(ARRAY(SELECT ctid FROM picked))
+    RETURNING j.id::text, j.seq, j.task, j.queue, j.priority, j.args::text, j.kwargs::text, j.payload,
+              j.content_type, j.headers::text, (j.expires_at IS NOT NULL AND j.expires_at <= now()),
+              j.attempt, j.retries, j.acks_late, j.group_id::text
+), summary AS (
+    SELECT (SELECT count(*) FROM picked) < %(limit)s::bigint
+           AND (SELECT count(*) FROM ranked) > (SELECT count(*) FROM picked) AS waiting
+)
+SELECT c.*, s.waiting
 FROM (SELECT 1) AS one LEFT JOIN summary AS s ON true LEFT JOIN claimed AS c ON true
 
 -- name: QUARANTINE

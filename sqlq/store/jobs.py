@@ -50,7 +50,8 @@ class Jobs(Routes):
             conn.execute(self.sql["ENQUEUE_MANY"], JobSpec.batch_params(jobs))
             return
         self.copy_jobs(conn, ((j.id, j.task, j.queue, j.priority, "available", j.args, j.kwargs, j.payload,
-                               j.content_type, j.headers, j.acks_late, j.group_id, j.root_id, j.parent_id)
+                               j.content_type, j.headers, j.acks_late, j.group_id, j.root_id, j.parent_id,
+                               j.concurrency_key)
                               for j in jobs),
                        sorted({j.queue for j in jobs}))
 

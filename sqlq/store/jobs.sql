@@ -17,12 +17,13 @@ WITH v AS (
                     statement_timestamp() + make_interval(secs => %(expires_in)s::float8)) AS expires_at
 ), ins AS (
     INSERT INTO {jobs} (id, task, queue, priority, state, args, kwargs, payload, content_type, headers,
-                        run_at, expires_at, enqueued_at, acks_late, group_id, root_id, parent_id)
+                        run_at, expires_at, enqueued_at, acks_late, group_id, root_id, parent_id,
+                        concurrency_key)
     SELECT v.id, %(task)s::text, %(queue)s::text, %(priority)s::smallint,
            CASE WHEN v.run_at > statement_timestamp() THEN 'scheduled' ELSE 'available' END,
            %(args)s::jsonb, %(kwargs)s::jsonb, %(payload)s::bytea, %(content_type)s::text, %(headers)s::jsonb,
            v.run_at, v.expires_at, statement_timestamp(), %(acks_late)s::bool, %(group_id)s::uuid,
-           %(root_id)s::uuid, %(parent_id)s::uuid
+           %(root_id)s::uuid, %(parent_id)s::uuid, %(concurrency_key)s::text
     FROM v
     RETURNING queue, state
 )
@@ -32,11 +33,12 @@ SELECT pg_notify({jobs_channel}, queue) FROM ins WHERE state = 'available'
 -- Enqueue one job that is due now (no countdown, eta or expiry; not routed): the common `delay()`.
 -- The row ENQUEUE would write, without the time arithmetic.
 INSERT INTO {jobs} (id, task, queue, priority, state, args, kwargs, payload, content_type, headers,
-                    run_at, enqueued_at, acks_late, group_id, root_id, parent_id)
+                    run_at, enqueued_at, acks_late, group_id, root_id, parent_id,
+                    concurrency_key)
 VALUES (%(id)s::uuid, %(task)s::text, %(queue)s::text, %(priority)s::smallint, 'available', %(args)s::jsonb,
         %(kwargs)s::jsonb, %(payload)s::bytea, %(content_type)s::text, %(headers)s::jsonb,
         statement_timestamp(), statement_timestamp(), %(acks_late)s::bool, %(group_id)s::uuid,
-        %(root_id)s::uuid, %(parent_id)s::uuid)
+        %(root_id)s::uuid, %(parent_id)s::uuid, %(concurrency_key)s::text)
 RETURNING pg_notify({jobs_channel}, queue)
 
 -- name: ENQUEUE_MANY
@@ -48,17 +50,18 @@ WITH v AS (
                 %(args)s::jsonb[], %(kwargs)s::jsonb[], %(payloads)s::bytea[], %(content_types)s::text[],
                 %(headers)s::jsonb[], %(etas)s::timestamptz[], %(countdowns)s::float8[],
                 %(expires_ats)s::timestamptz[], %(expires_ins)s::float8[], %(acks_lates)s::bool[],
-                %(group_ids)s::uuid[], %(root_ids)s::uuid[], %(parent_ids)s::uuid[])
+                %(group_ids)s::uuid[], %(root_ids)s::uuid[], %(parent_ids)s::uuid[], %(concurrency_keys)s::text[])
          AS u(id, task, queue, priority, args, kwargs, payload, content_type, headers, eta, countdown,
-              expires_at, expires_in, acks_late, group_id, root_id, parent_id)
+              expires_at, expires_in, acks_late, group_id, root_id, parent_id, concurrency_key)
 ), ins AS (
     INSERT INTO {jobs} (id, task, queue, priority, state, args, kwargs, payload, content_type, headers,
-                        run_at, expires_at, enqueued_at, acks_late, group_id, root_id, parent_id)
+                        run_at, expires_at, enqueued_at, acks_late, group_id, root_id, parent_id,
+                        concurrency_key)
     SELECT id, task, queue, priority,
            CASE WHEN run_at > statement_timestamp() THEN 'scheduled' ELSE 'available' END,
            args, kwargs, payload, content_type, headers, run_at,
            coalesce(expires_at, statement_timestamp() + make_interval(secs => expires_in)),
-           statement_timestamp(), acks_late, group_id, root_id, parent_id
+           statement_timestamp(), acks_late, group_id, root_id, parent_id, concurrency_key
     FROM v
     RETURNING queue, state
 )
@@ -82,17 +85,18 @@ WITH v AS (
                 %(args)s::jsonb[], %(kwargs)s::jsonb[], %(payloads)s::bytea[], %(content_types)s::text[],
                 %(headers)s::jsonb[], %(etas)s::timestamptz[], %(countdowns)s::float8[],
                 %(expires_ats)s::timestamptz[], %(expires_ins)s::float8[], %(acks_lates)s::bool[],
-                %(group_ids)s::uuid[], %(root_ids)s::uuid[], %(parent_ids)s::uuid[])
+                %(group_ids)s::uuid[], %(root_ids)s::uuid[], %(parent_ids)s::uuid[], %(concurrency_keys)s::text[])
          AS u(id, task, queue, priority, args, kwargs, payload, content_type, headers, eta, countdown,
-              expires_at, expires_in, acks_late, group_id, root_id, parent_id)
+              expires_at, expires_in, acks_late, group_id, root_id, parent_id, concurrency_key)
 )
 INSERT INTO {jobs} (id, task, queue, priority, state, args, kwargs, payload, content_type, headers,
-                    run_at, expires_at, enqueued_at, acks_late, group_id, root_id, parent_id)
+                    run_at, expires_at, enqueued_at, acks_late, group_id, root_id, parent_id,
+                    concurrency_key)
 SELECT id, task, queue, priority,
        CASE WHEN run_at > statement_timestamp() THEN 'scheduled' ELSE 'available' END,
        args, kwargs, payload, content_type, headers, run_at,
        coalesce(expires_at, statement_timestamp() + make_interval(secs => expires_in)),
-       statement_timestamp(), acks_late, group_id, root_id, parent_id
+       statement_timestamp(), acks_late, group_id, root_id, parent_id, concurrency_key
 FROM v
 WHERE NOT EXISTS (SELECT 1 FROM {results} AS r WHERE r.id = v.id)
 ON CONFLICT (id) DO NOTHING
@@ -110,9 +114,9 @@ WITH m AS MATERIALIZED (
                 %(payloads)s::bytea[], %(content_types)s::text[], %(headers)s::jsonb[],
                 %(etas)s::timestamptz[], %(countdowns)s::float8[], %(expires_ats)s::timestamptz[],
                 %(expires_ins)s::float8[], %(acks_lates)s::bool[], %(group_ids)s::uuid[], %(root_ids)s::uuid[],
-                %(parent_ids)s::uuid[]) WITH ORDINALITY
+                %(parent_ids)s::uuid[], %(concurrency_keys)s::text[]) WITH ORDINALITY
          AS u(id, task, queue, exchange, routing_key, priority, args, kwargs, payload, content_type, headers,
-              eta, countdown, expires_at, expires_in, acks_late, group_id, root_id, parent_id, ord)
+              eta, countdown, expires_at, expires_in, acks_late, group_id, root_id, parent_id, concurrency_key, ord)
     LEFT JOIN LATERAL {route_queues}(u.exchange, u.routing_key) AS r ON true
 ), g AS MATERIALIZED (
     SELECT m.*, CASE WHEN cardinality(m.dest) > 1 THEN coalesce(m.group_id, m.fanout_id)
@@ -123,17 +127,18 @@ WITH m AS MATERIALIZED (
            CASE WHEN d.n = 1 THEN g.id ELSE substr(encode(sha256(convert_to(g.id::text || '/' || d.n::text, 'UTF8')), 'hex'), 1, 32)::uuid END AS job_id,
            coalesce(g.eta, statement_timestamp() + make_interval(secs => coalesce(g.countdown, 0))) AS run_at,
            g.task, g.priority, g.args, g.kwargs, g.payload, g.content_type, g.headers, g.expires_at,
-           g.expires_in, g.acks_late, g.job_group, g.root_id, g.parent_id
+           g.expires_in, g.acks_late, g.job_group, g.root_id, g.parent_id, g.concurrency_key
     FROM g CROSS JOIN LATERAL unnest(g.dest) WITH ORDINALITY AS d(queue, n)
     WHERE NOT EXISTS (SELECT 1 FROM g AS bad WHERE bad.dest IS NULL OR cardinality(bad.dest) = 0)
 ), ins AS (
     INSERT INTO {jobs} (id, task, queue, priority, state, args, kwargs, payload, content_type, headers,
-                        run_at, expires_at, enqueued_at, acks_late, group_id, root_id, parent_id)
+                        run_at, expires_at, enqueued_at, acks_late, group_id, root_id, parent_id,
+                        concurrency_key)
     SELECT job_id, task, dest_queue, priority,
            CASE WHEN run_at > statement_timestamp() THEN 'scheduled' ELSE 'available' END,
            args, kwargs, payload, content_type, headers, run_at,
            coalesce(expires_at, statement_timestamp() + make_interval(secs => expires_in)),
-           statement_timestamp(), acks_late, job_group, root_id, parent_id
+           statement_timestamp(), acks_late, job_group, root_id, parent_id, concurrency_key
     FROM v
     WHERE NOT EXISTS (SELECT 1 FROM {results} AS r WHERE r.id = v.job_id)
     ON CONFLICT (id) DO NOTHING
@@ -160,7 +165,7 @@ WHERE j.id = ANY(%(ids)s::uuid[]) AND EXISTS (SELECT 1 FROM {results} AS r WHERE
 -- faster than INSERT … SELECT unnest(…) for thousands of rows. run_at and enqueued_at take their
 -- defaults, now(): the database clock at the start of the (COPY's own or the caller's) transaction.
 COPY {jobs} (id, task, queue, priority, state, args, kwargs, payload, content_type, headers, acks_late, group_id,
-             root_id, parent_id)
+             root_id, parent_id, concurrency_key)
 FROM STDIN
 
 -- name: COPY_JOBS_LEAN

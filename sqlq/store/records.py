@@ -118,6 +118,9 @@ class JobSpec:
     # running task); None for a job sent from outside any task.
     root_id: str | None = None
     parent_id: str | None = None
+    # The key the task's concurrency_key computed for this call (sqlq.concurrency_limits); None
+    # for a task without one.
+    concurrency_key: str | None = None
     # Unique jobs (store/unique.py): the key, the seconds it stays held from the enqueue, and what a
     # call whose key is held does ('skip', 'replace' or 'error'); a job without a key takes none of it.
     unique_key: str | None = None
@@ -134,7 +137,7 @@ class JobSpec:
         no headers, acks_late, no payload, no group)."""
         return (self.priority == 0 and self.content_type == "application/json" and self.headers == "{}"
                 and self.acks_late is True and self.payload is None and self.group_id is None
-                and self.parent_id is None)
+                and self.parent_id is None and self.concurrency_key is None)
 
     def params(self) -> dict[str, Any]:
         """The parameters of the one-job statements (ENQUEUE, ENQUEUE_NOW, PUBLISH_ONE)."""
@@ -144,7 +147,7 @@ class JobSpec:
             "payload": self.payload, "headers": self.headers, "eta": self.eta, "countdown": self.countdown,
             "expires_at": self.expires_at, "expires_in": self.expires_in, "acks_late": self.acks_late,
             "group_id": self.group_id, "exchange": self.exchange, "routing_key": self.routing_key,
-            "root_id": self.root_id, "parent_id": self.parent_id,
+            "root_id": self.root_id, "parent_id": self.parent_id, "concurrency_key": self.concurrency_key,
         }
 
     @staticmethod
@@ -161,6 +164,7 @@ class JobSpec:
             "expires_ats": [j.expires_at for j in jobs], "expires_ins": [j.expires_in for j in jobs],
             "acks_lates": [j.acks_late for j in jobs], "group_ids": [j.group_id for j in jobs],
             "root_ids": [j.root_id for j in jobs], "parent_ids": [j.parent_id for j in jobs],
+            "concurrency_keys": [j.concurrency_key for j in jobs],
         }
 
 
@@ -424,6 +428,27 @@ class RateLimitedClaim(NamedTuple):
 
     jobs: list[ClaimedJob]
     retry_in: float | None
+
+
+class ConcurrencyLimitedClaim(NamedTuple):
+    """What CLAIM_CONCURRENCY_LIMITED (or _KEYED) gives: the jobs claimed (ordered as CLAIM's), and
+    ``waiting``: whether jobs of the task now wait for a free slot (the limit is full, or for a keyed
+    task, jobs of a full key were left in the queue)."""
+
+    jobs: list[ClaimedJob]
+    waiting: bool
+
+
+class ConcurrencyLimitRow(NamedTuple):
+    """A row of CONCURRENCY_LIMITS: a limited task, the key value the row is for (None: the task's
+    limit, for each key value of a keyed task), the limit, the jobs running under it now, and when
+    it was last changed."""
+
+    task: str
+    key: str | None
+    limit: int
+    running: int
+    updated_at: dt.datetime
 
 
 class RateLimitRow(NamedTuple):

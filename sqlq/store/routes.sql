@@ -29,9 +29,9 @@ WITH m AS MATERIALIZED (
                 %(payloads)s::bytea[], %(content_types)s::text[], %(headers)s::jsonb[],
                 %(etas)s::timestamptz[], %(countdowns)s::float8[], %(expires_ats)s::timestamptz[],
                 %(expires_ins)s::float8[], %(acks_lates)s::bool[], %(group_ids)s::uuid[], %(root_ids)s::uuid[],
-                %(parent_ids)s::uuid[]) WITH ORDINALITY
+                %(parent_ids)s::uuid[], %(concurrency_keys)s::text[]) WITH ORDINALITY
          AS u(id, task, queue, exchange, routing_key, priority, args, kwargs, payload, content_type, headers,
-              eta, countdown, expires_at, expires_in, acks_late, group_id, root_id, parent_id, ord)
+              eta, countdown, expires_at, expires_in, acks_late, group_id, root_id, parent_id, concurrency_key, ord)
     LEFT JOIN LATERAL {route_queues}(u.exchange, u.routing_key) AS r ON true
 ), g AS MATERIALIZED (
     SELECT m.*, CASE WHEN cardinality(m.dest) > 1 THEN coalesce(m.group_id, m.fanout_id)
@@ -42,17 +42,18 @@ WITH m AS MATERIALIZED (
            CASE WHEN d.n = 1 THEN g.id ELSE substr(encode(sha256(convert_to(g.id::text || '/' || d.n::text, 'UTF8')), 'hex'), 1, 32)::uuid END AS job_id,
            coalesce(g.eta, statement_timestamp() + make_interval(secs => coalesce(g.countdown, 0))) AS run_at,
            g.task, g.priority, g.args, g.kwargs, g.payload, g.content_type, g.headers, g.expires_at,
-           g.expires_in, g.acks_late, g.job_group, g.root_id, g.parent_id
+           g.expires_in, g.acks_late, g.job_group, g.root_id, g.parent_id, g.concurrency_key
     FROM g CROSS JOIN LATERAL unnest(g.dest) WITH ORDINALITY AS d(queue, n)
     WHERE NOT EXISTS (SELECT 1 FROM g AS bad WHERE bad.dest IS NULL OR cardinality(bad.dest) = 0)
 ), ins AS (
     INSERT INTO {jobs} (id, task, queue, priority, state, args, kwargs, payload, content_type, headers,
-                        run_at, expires_at, enqueued_at, acks_late, group_id, root_id, parent_id)
+                        run_at, expires_at, enqueued_at, acks_late, group_id, root_id, parent_id,
+                        concurrency_key)
     SELECT job_id, task, dest_queue, priority,
            CASE WHEN run_at > statement_timestamp() THEN 'scheduled' ELSE 'available' END,
            args, kwargs, payload, content_type, headers, run_at,
            coalesce(expires_at, statement_timestamp() + make_interval(secs => expires_in)),
-           statement_timestamp(), acks_late, job_group, root_id, parent_id
+           statement_timestamp(), acks_late, job_group, root_id, parent_id, concurrency_key
     FROM v
     RETURNING queue, state
 )
@@ -75,6 +76,7 @@ WITH m AS MATERIALIZED (
            %(countdown)s::float8 AS countdown, %(expires_at)s::timestamptz AS expires_at,
            %(expires_in)s::float8 AS expires_in, %(acks_late)s::bool AS acks_late,
            %(group_id)s::uuid AS group_id, %(root_id)s::uuid AS root_id, %(parent_id)s::uuid AS parent_id,
+           %(concurrency_key)s::text AS concurrency_key,
            substr(encode(sha256(convert_to(%(id)s::uuid::text || '/' || 'group', 'UTF8')), 'hex'), 1, 32)::uuid AS fanout_id,
            CASE WHEN %(exchange)s::text IS NULL THEN ARRAY[%(queue)s::text] ELSE r.queues END AS dest
     FROM (SELECT 1) AS one
@@ -88,17 +90,18 @@ WITH m AS MATERIALIZED (
            CASE WHEN d.n = 1 THEN g.id ELSE substr(encode(sha256(convert_to(g.id::text || '/' || d.n::text, 'UTF8')), 'hex'), 1, 32)::uuid END AS job_id,
            coalesce(g.eta, statement_timestamp() + make_interval(secs => coalesce(g.countdown, 0))) AS run_at,
            g.task, g.priority, g.args, g.kwargs, g.payload, g.content_type, g.headers, g.expires_at,
-           g.expires_in, g.acks_late, g.job_group, g.root_id, g.parent_id
+           g.expires_in, g.acks_late, g.job_group, g.root_id, g.parent_id, g.concurrency_key
     FROM g CROSS JOIN LATERAL unnest(g.dest) WITH ORDINALITY AS d(queue, n)
     WHERE NOT EXISTS (SELECT 1 FROM g AS bad WHERE bad.dest IS NULL OR cardinality(bad.dest) = 0)
 ), ins AS (
     INSERT INTO {jobs} (id, task, queue, priority, state, args, kwargs, payload, content_type, headers,
-                        run_at, expires_at, enqueued_at, acks_late, group_id, root_id, parent_id)
+                        run_at, expires_at, enqueued_at, acks_late, group_id, root_id, parent_id,
+                        concurrency_key)
     SELECT job_id, task, dest_queue, priority,
            CASE WHEN run_at > statement_timestamp() THEN 'scheduled' ELSE 'available' END,
            args, kwargs, payload, content_type, headers, run_at,
            coalesce(expires_at, statement_timestamp() + make_interval(secs => expires_in)),
-           statement_timestamp(), acks_late, job_group, root_id, parent_id
+           statement_timestamp(), acks_late, job_group, root_id, parent_id, concurrency_key
     FROM v
     RETURNING queue, state
 )

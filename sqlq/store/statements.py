@@ -29,8 +29,8 @@ from importlib import resources
 from typing import NamedTuple
 
 #: The groups whose statements ``Store`` renders for its schema, each ``<group>.sql``.
-SCHEMA_GROUPS = ("base", "jobs", "claims", "workers", "results", "schedules", "routes", "rate_limits", "groups",
-                 "workflows", "control", "queues", "unique", "events")
+SCHEMA_GROUPS = ("base", "jobs", "claims", "workers", "results", "schedules", "routes", "rate_limits",
+                 "concurrency_limits", "groups", "workflows", "control", "queues", "unique", "events")
 #: Statements on the server itself, run before any schema exists (store/server.py).
 SERVER_GROUPS = ("server",)
 

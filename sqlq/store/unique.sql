@@ -27,12 +27,13 @@ WITH w AS (
                     statement_timestamp() + make_interval(secs => %(expires_in)s::float8)) AS expires_at
 ), ins AS (
     INSERT INTO {jobs} (id, task, queue, priority, state, args, kwargs, payload, content_type, headers,
-                        run_at, expires_at, enqueued_at, acks_late, group_id, root_id, parent_id, unique_hash)
+                        run_at, expires_at, enqueued_at, acks_late, group_id, root_id, parent_id, unique_hash,
+                        concurrency_key)
     SELECT v.id, %(task)s::text, %(queue)s::text, %(priority)s::smallint,
            CASE WHEN v.run_at > statement_timestamp() THEN 'scheduled' ELSE 'available' END,
            %(args)s::jsonb, %(kwargs)s::jsonb, %(payload)s::bytea, %(content_type)s::text, %(headers)s::jsonb,
            v.run_at, v.expires_at, statement_timestamp(), %(acks_late)s::bool, %(group_id)s::uuid,
-           %(root_id)s::uuid, %(parent_id)s::uuid, %(unique_hash)s::uuid
+           %(root_id)s::uuid, %(parent_id)s::uuid, %(unique_hash)s::uuid, %(concurrency_key)s::text
     FROM v
     WHERE NOT EXISTS (SELECT 1 FROM w WHERE NOT EXISTS (SELECT 1 FROM {jobs} AS h WHERE h.id = w.job_id))
     ON CONFLICT (unique_hash) WHERE unique_hash IS NOT NULL DO NOTHING
@@ -60,12 +61,13 @@ WITH w AS (
                     statement_timestamp() + make_interval(secs => %(expires_in)s::float8)) AS expires_at
 ), ins AS (
     INSERT INTO {jobs} AS j (id, task, queue, priority, state, args, kwargs, payload, content_type, headers,
-                             run_at, expires_at, enqueued_at, acks_late, group_id, root_id, parent_id, unique_hash)
+                             run_at, expires_at, enqueued_at, acks_late, group_id, root_id, parent_id, unique_hash,
+                             concurrency_key)
     SELECT v.id, %(task)s::text, %(queue)s::text, %(priority)s::smallint,
            CASE WHEN v.run_at > statement_timestamp() THEN 'scheduled' ELSE 'available' END,
            %(args)s::jsonb, %(kwargs)s::jsonb, %(payload)s::bytea, %(content_type)s::text, %(headers)s::jsonb,
            v.run_at, v.expires_at, statement_timestamp(), %(acks_late)s::bool, %(group_id)s::uuid,
-           %(root_id)s::uuid, %(parent_id)s::uuid, %(unique_hash)s::uuid
+           %(root_id)s::uuid, %(parent_id)s::uuid, %(unique_hash)s::uuid, %(concurrency_key)s::text
     FROM v
     WHERE NOT EXISTS (SELECT 1 FROM w WHERE NOT EXISTS (SELECT 1 FROM {jobs} AS h WHERE h.id = w.job_id))
     ON CONFLICT (unique_hash) WHERE unique_hash IS NOT NULL DO UPDATE
@@ -73,7 +75,7 @@ WITH w AS (
         args = EXCLUDED.args, kwargs = EXCLUDED.kwargs, payload = EXCLUDED.payload,
         content_type = EXCLUDED.content_type, headers = EXCLUDED.headers, run_at = EXCLUDED.run_at,
         expires_at = EXCLUDED.expires_at, acks_late = EXCLUDED.acks_late, root_id = EXCLUDED.root_id,
-        parent_id = EXCLUDED.parent_id
+        parent_id = EXCLUDED.parent_id, concurrency_key = EXCLUDED.concurrency_key
     WHERE j.state <> 'running'
     RETURNING j.id, j.queue, j.state
 ), woken AS (
@@ -129,10 +131,11 @@ WITH u AS (
                 %(args)s::jsonb[], %(kwargs)s::jsonb[], %(payloads)s::bytea[], %(content_types)s::text[],
                 %(headers)s::jsonb[], %(etas)s::timestamptz[], %(countdowns)s::float8[],
                 %(expires_ats)s::timestamptz[], %(expires_ins)s::float8[], %(acks_lates)s::bool[],
-                %(group_ids)s::uuid[], %(root_ids)s::uuid[], %(parent_ids)s::uuid[], %(unique_hashes)s::uuid[])
+                %(group_ids)s::uuid[], %(root_ids)s::uuid[], %(parent_ids)s::uuid[], %(unique_hashes)s::uuid[],
+                %(concurrency_keys)s::text[])
          WITH ORDINALITY
          AS u(id, task, queue, priority, args, kwargs, payload, content_type, headers, eta, countdown,
-              expires_at, expires_in, acks_late, group_id, root_id, parent_id, unique_hash, ord)
+              expires_at, expires_in, acks_late, group_id, root_id, parent_id, unique_hash, concurrency_key, ord)
 ), v AS (
     SELECT u.*,
            coalesce(u.eta, statement_timestamp() + make_interval(secs => coalesce(u.countdown, 0))) AS run_at,
@@ -141,12 +144,13 @@ WITH u AS (
     FROM u
 ), ins AS (
     INSERT INTO {jobs} (id, task, queue, priority, state, args, kwargs, payload, content_type, headers,
-                        run_at, expires_at, enqueued_at, acks_late, group_id, root_id, parent_id, unique_hash)
+                        run_at, expires_at, enqueued_at, acks_late, group_id, root_id, parent_id, unique_hash,
+                        concurrency_key)
     SELECT id, task, queue, priority,
            CASE WHEN run_at > statement_timestamp() THEN 'scheduled' ELSE 'available' END,
            args, kwargs, payload, content_type, headers, run_at,
            coalesce(expires_at, statement_timestamp() + make_interval(secs => expires_in)),
-           statement_timestamp(), acks_late, group_id, root_id, parent_id, unique_hash
+           statement_timestamp(), acks_late, group_id, root_id, parent_id, unique_hash, concurrency_key
     FROM v
     WHERE v.window_job IS NULL OR EXISTS (SELECT 1 FROM {jobs} AS h WHERE h.id = v.window_job)
     ORDER BY v.unique_hash, v.ord

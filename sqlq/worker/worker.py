@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 import psycopg
 
-from .. import rate_limits, signals
+from .. import concurrency_limits, rate_limits, signals
 from ..control.server import KEEP as CONTROL_KEEP
 from ..control.server import WorkerControl
 from ..errors import ConfigurationError, SqlqCompatibilityWarning
@@ -257,6 +257,24 @@ class Worker:
         # emptied after each read of the table (_limits_read), so a changed rate applies at once.
         self._limit_skip: dict[tuple[str, str], float] = {}
         self._limits_read = False
+        # Concurrency limits (sqlq.concurrency_limits): the code's, declared at start; then the
+        # limited tasks this app registers as the table names them, re-read with the rate limits.
+        # Their jobs are claimed by CLAIM_CONCURRENCY_LIMITED (_claim_limited), the other tasks' by
+        # CLAIM_UNLIMITED, which leaves out every task of _not_unlimited. A claim that left a task's
+        # jobs waiting for a slot is not repeated until this worker records an outcome of that task
+        # (_slots_freed: the finisher's flag, which it sets before waking the consumer) or a poll
+        # passes (another worker's outcome freed it: that worker claims at once after its flush).
+        self._declared_concurrency = concurrency_limits.declared_concurrency_limits(app)
+        self._concurrency_limited: tuple[str, ...] = ()
+        self._concurrency_set: frozenset[str] = frozenset()
+        self._not_unlimited: tuple[str, ...] = ()
+        self._slots_freed = False
+        self._both_limited: frozenset[str] = frozenset()  # (logged once: _read_rate_limits)
+        # queue → until when (time.monotonic()) CLAIM_UNLIMITED is not run there: its last run found
+        # nothing, and finding nothing walks past every waiting job of the limited tasks (a backlog
+        # of them makes that the most of a claim round). A NOTIFY for the queue (new, promoted or
+        # rescued jobs) ends the wait at once (_on_notify); else it lasts rate_limits.IDLE_RECHECK.
+        self._unlimited_skip: dict[str, float] = {}
         # Paused queues (sqlq queues pause): the consumer claims from _claimable, which is
         # self.queues without them (the same list when none is paused: nothing is added per claim)
         self._paused: frozenset[str] = frozenset()
@@ -381,6 +399,9 @@ class Worker:
             self.events.quiet = quiet_tasks(self.app)
         with self.app.connection() as conn:
             self._register(conn)  # (its row exists: this only publishes the task names again)
+            self._declared_concurrency = concurrency_limits.declared_concurrency_limits(self.app)
+            self.store.concurrency_limits_declare(conn, self._declared_concurrency)
+            self._read_concurrency_limits(conn)
             if not self.rate_limits_enabled:
                 return
             self._declared_limits = rate_limits.declared_rate_limits(self.app)
@@ -479,6 +500,8 @@ class Worker:
         try:
             # (routing) bind this worker's broadcast queues, now that its registered row names them
             self.broadcasts.bind(self.app, conn)
+            self.store.concurrency_limits_declare(conn, self._declared_concurrency)
+            self._read_concurrency_limits(conn)  # (first: the rate limits' read leaves these tasks out)
             if self.rate_limits_enabled:
                 self.store.rate_limits_declare(conn, self._declared_limits)
                 self._read_rate_limits(conn)
@@ -539,12 +562,33 @@ class Worker:
         second, so a limit changed live applies without a restart). A task this app does not register
         is left out: its jobs fail as unregistered here, limit or not."""
         limited = tuple(t for t in self.store.rate_limited_tasks(conn) if t in self.app.tasks)
+        both = self._concurrency_set.intersection(limited)  # (written by two deploys: the code refuses both)
+        if both and both != self._both_limited:
+            log.error("tasks with both a rate limit and a concurrency limit: %s; only the concurrency limit is "
+                      "enforced: remove one (sqlq rate-limits, sqlq concurrency-limits)", ", ".join(sorted(both)))
+        self._both_limited = both
+        if both:
+            limited = tuple(t for t in limited if t not in both)
         self._limits_read = True  # (a rate may have changed: the consumer's waits start over)
         if limited != self._limited:
             if limited or self._limited:
                 log.info("rate-limited tasks: %s", ", ".join(limited) or "none")
             self._limited = limited
+            self._not_unlimited = limited + self._concurrency_limited
             self._wake.set()  # claim at once under the new limits
+
+    def _read_concurrency_limits(self, conn: psycopg.Connection) -> None:
+        """Which of this app's tasks have a concurrency limit now (with the rate limits, about once a
+        second). Only the names: the limits themselves are read by each claim, under their lock."""
+        limited = tuple(t for t in self.store.concurrency_limited_tasks(conn) if t in self.app.tasks)
+        self._limits_read = True  # (a limit may have changed: the consumer's waits start over)
+        if limited != self._concurrency_limited:
+            if limited or self._concurrency_limited:
+                log.info("concurrency-limited tasks: %s", ", ".join(limited) or "none")
+            self._concurrency_limited = limited
+            self._concurrency_set = frozenset(limited)
+            self._not_unlimited = self._limited + limited
+            self._wake.set()
 
     def _connect_housekeeping(self) -> psycopg.Connection:
         """The worker's own connection (not pooled): it holds the liveness lock, so the lock lives
@@ -575,6 +619,8 @@ class Worker:
         elif channel == self._queues_channel:
             self._on_pause_notice()
         elif payload in self.queues:
+            if self._unlimited_skip:
+                self._unlimited_skip.pop(payload, None)
             self._wake.set()
 
     def _loop(self) -> None:
@@ -658,7 +704,7 @@ class Worker:
         # claim in batches: wait until at least half the buffer is free, unless we are (nearly) idle
         if free <= 0 or (free < self.capacity // 2 and held > self.concurrency):
             return 0
-        if self._limited:
+        if self._not_unlimited:
             total = self._claim_limited(conn, free)
             self._prefetch.claimed(free, (), total, idle=in_flight == 0)
             return total
@@ -700,9 +746,10 @@ class Worker:
         return min(want, fair_share(waiting, others + 1, self._prefetch.floor))
 
     def _claim_limited(self, conn: psycopg.Connection, free: int) -> int:
-        """``_claim`` when some of this app's tasks have a rate limit: per queue, each limited task's
-        jobs as its bucket allows (CLAIM_RATE_LIMITED, which takes the tokens), then the other tasks'
-        jobs (CLAIM_UNLIMITED). Limited tasks come first because their tokens bound what they take,
+        """``_claim`` when some of this app's tasks have a rate or concurrency limit: per queue, each
+        rate-limited task's jobs as its bucket allows (CLAIM_RATE_LIMITED, which takes the tokens),
+        each concurrency-limited task's as its free slots allow (CLAIM_CONCURRENCY_LIMITED), then the
+        other tasks' jobs (CLAIM_UNLIMITED). Limited tasks come first because their tokens bound what they take,
         so they cannot crowd the others out, while a backlog of other jobs would crowd them out if
         they came last; a limited task waiting for tokens holds none of the others back.
 
@@ -714,10 +761,15 @@ class Worker:
         Within a queue, priority and FIFO order hold among each task's jobs and among the unlimited
         tasks' jobs; a limited job waiting for its token is passed by later jobs of other tasks."""
         limited = self._limited
+        bounded = self._concurrency_limited
         skip = self._limit_skip
         if self._limits_read:
             self._limits_read = False
             skip.clear()
+        elif self._slots_freed:  # an outcome of a concurrency-limited task: its waiting jobs may go
+            self._slots_freed = False
+            for key in [k for k in skip if k[1] in self._concurrency_set]:
+                del skip[key]
         now = time.monotonic()
         due: float | None = None
         total = 0
@@ -750,9 +802,41 @@ class Worker:
                     due = until if due is None else min(due, until)
                 elif not claim.jobs:
                     skip[queue, task] = now + rate_limits.IDLE_RECHECK
+            for task in bounded:
+                if total >= free:
+                    break
+                until = skip.get((queue, task))
+                if until is not None:
+                    if until > now:
+                        due = until if due is None else min(due, until)
+                        continue
+                    del skip[queue, task]
+                definition = self.app.tasks.get(task)
+                keyed = definition is not None and definition.concurrency_key is not None
+                bound = self.store.claim_concurrency_limited(conn, self.id, queue, task, free - total, keyed)
+                if bound.jobs:
+                    total += len(bound.jobs)
+                    self._count(len(bound.jobs))
+                    if log.isEnabledFor(logging.DEBUG):
+                        _log_received(bound.jobs)
+                    if self.events is not None:
+                        self.events.received(bound.jobs)
+                        self._finish_wake.set()
+                    self.pool.submit(self.control.drop_revoked(bound.jobs) if self.control.revoked.ids
+                                     else bound.jobs)
+                if bound.waiting:  # no free slot: claimed again when one frees (see _slots_freed)
+                    until = skip[queue, task] = now + self.poll_interval
+                    due = until if due is None else min(due, until)
+                elif not bound.jobs:
+                    skip[queue, task] = now + rate_limits.IDLE_RECHECK
             if total < free:
-                jobs = self.store.claim_unlimited(conn, self.id, queue, free - total, limited)
+                until = self._unlimited_skip.get(queue)
+                if until is not None and until > now:
+                    due = until if due is None else min(due, until)
+                    continue
+                jobs = self.store.claim_unlimited(conn, self.id, queue, free - total, self._not_unlimited)
                 if jobs:
+                    self._unlimited_skip.pop(queue, None)
                     total += len(jobs)
                     self._count(len(jobs))
                     if self.events is not None:
@@ -761,6 +845,8 @@ class Worker:
                     if log.isEnabledFor(logging.DEBUG):
                         _log_received(jobs)
                     self.pool.submit(self.control.drop_revoked(jobs) if self.control.revoked.ids else jobs)
+                else:
+                    self._unlimited_skip[queue] = now + rate_limits.IDLE_RECHECK
             if total >= free:
                 break
         self._queue_cursor = (self._queue_cursor + 1) % max(n, 1)
@@ -840,6 +926,10 @@ class Worker:
             assert self.events is not None
             self.events.queue(late)
         self.totals.update([job.task for job, _ in batch])  # (inspect stats' per-task counts)
+        if self._concurrency_set:
+            bounded = self._concurrency_set
+            if any(job.task in bounded for job, _ in batch) or any(job.task in bounded for job in lost):
+                self._slots_freed = True  # (before the wake: the consumer's next claim sees it)
         self._count(-(len(batch) + len(lost)))
         self._wake.set()  # capacity freed: the consumer may claim again
 
@@ -974,8 +1064,8 @@ class Worker:
         # registering wrote the first heartbeat; maintenance runs at once (jobs of dead workers are due)
         next_beat, next_liveness, next_maintenance = time.monotonic() + self.heartbeat_interval, 0.0, 0.0
         next_promote = 0.0  # when the next scheduled job is due, or this worker's backstop turn
-        # (start-up read the limits; a worker that does not enforce them never reads them)
-        next_limits = time.monotonic() + rate_limits.REFRESH_INTERVAL if self.rate_limits_enabled else float("inf")
+        # (start-up read the limits: the concurrency limits always, the rate limits if this worker enforces them)
+        next_limits = time.monotonic() + rate_limits.REFRESH_INTERVAL
         next_pauses = time.monotonic() + PAUSES_INTERVAL  # (start-up read them)
         try:
             while not self._stopped.is_set():
@@ -998,7 +1088,9 @@ class Worker:
                         self._maintain(conn)
                         next_maintenance = now + spread(float(conf.worker_maintenance_interval), workers)
                     if now >= next_limits:
-                        self._read_rate_limits(conn)
+                        self._read_concurrency_limits(conn)
+                        if self.rate_limits_enabled:
+                            self._read_rate_limits(conn)
                         next_limits = now + rate_limits.REFRESH_INTERVAL
                     if now >= next_pauses or self._pauses_due:
                         self._pauses_due = False

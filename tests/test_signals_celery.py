@@ -135,6 +135,28 @@ def test_task_received_for_each_claimed_job(app: App, listen, run_worker):
     assert (first["request"].task, first["request"].args, first["request"].queue) == (double.name, [1], "default")
 
 
+def test_task_received_also_for_rate_limited_and_concurrency_limited_claims(app: App, listen, run_worker):
+    """Limited tasks' jobs come through their own claim statements: the signal fires for them as for
+    the others (one hand-over for every claim path)."""
+    @app.task(rate_limit="1000/s")
+    def paced(x):
+        return x
+
+    @app.task(concurrency_limit=5)
+    def bounded(x):
+        return x
+
+    @app.task
+    def plain(x):
+        return x
+
+    received = listen("task_received")
+    results = [paced.delay(1), bounded.delay(2), plain.delay(3)]
+    with run_worker(app):
+        assert [r.get(timeout=30) for r in results] == [1, 2, 3]
+    assert {c["request"].id for c in received} == {r.id for r in results}
+
+
 def test_task_revoked_by_revoke_and_for_an_expired_job(app: App, listen, run_worker):
     @app.task
     def never():

@@ -719,16 +719,7 @@ class Worker:
                 last = jobs
                 total += len(jobs)
                 self._count(len(jobs))
-                if self.control.revoked.ids:  # (a revoked id is recorded REVOKED, not run)
-                    jobs = self.control.drop_revoked(jobs)
-                if self.events is not None:  # (before the pool has them: received comes before started)
-                    self.events.received(jobs)
-                    self._finish_wake.set()  # (the finisher writes them within FLUSH_INTERVAL)
-                if signals.task_received.has_receivers:
-                    signals.send_task_received(self, jobs)
-                if log.isEnabledFor(logging.DEBUG):  # (once per claimed batch)
-                    _log_received(jobs)
-                self.pool.submit(jobs)
+                self._hand_over(jobs)
             if total >= free:
                 break
         self._queue_cursor = (self._queue_cursor + 1) % max(n, 1)
@@ -790,13 +781,7 @@ class Worker:
                 if claim.jobs:
                     total += len(claim.jobs)
                     self._count(len(claim.jobs))
-                    if self.events is not None:
-                        self.events.received(claim.jobs)
-                        self._finish_wake.set()
-                    if log.isEnabledFor(logging.DEBUG):
-                        _log_received(claim.jobs)
-                    self.pool.submit(self.control.drop_revoked(claim.jobs) if self.control.revoked.ids
-                                     else claim.jobs)
+                    self._hand_over(claim.jobs)
                 if claim.retry_in is not None:
                     until = skip[queue, task] = now + claim.retry_in
                     due = until if due is None else min(due, until)
@@ -817,13 +802,7 @@ class Worker:
                 if bound.jobs:
                     total += len(bound.jobs)
                     self._count(len(bound.jobs))
-                    if log.isEnabledFor(logging.DEBUG):
-                        _log_received(bound.jobs)
-                    if self.events is not None:
-                        self.events.received(bound.jobs)
-                        self._finish_wake.set()
-                    self.pool.submit(self.control.drop_revoked(bound.jobs) if self.control.revoked.ids
-                                     else bound.jobs)
+                    self._hand_over(bound.jobs)
                 if bound.waiting:  # no free slot: claimed again when one frees (see _slots_freed)
                     until = skip[queue, task] = now + self.poll_interval
                     due = until if due is None else min(due, until)
@@ -839,12 +818,7 @@ class Worker:
                     self._unlimited_skip.pop(queue, None)
                     total += len(jobs)
                     self._count(len(jobs))
-                    if self.events is not None:
-                        self.events.received(jobs)
-                        self._finish_wake.set()
-                    if log.isEnabledFor(logging.DEBUG):
-                        _log_received(jobs)
-                    self.pool.submit(self.control.drop_revoked(jobs) if self.control.revoked.ids else jobs)
+                    self._hand_over(jobs)
                 else:
                     self._unlimited_skip[queue] = now + rate_limits.IDLE_RECHECK
             if total >= free:
@@ -852,6 +826,21 @@ class Worker:
         self._queue_cursor = (self._queue_cursor + 1) % max(n, 1)
         self._token_due = due
         return total
+
+    def _hand_over(self, jobs: list[ClaimedJob]) -> None:
+        """Claimed jobs to the pool, by whichever claim statement took them: the revoked ones are
+        recorded REVOKED instead of run; task-received events (before the pool has them, so received
+        comes before started), Celery's task_received signal and the DEBUG lines, once per batch."""
+        if self.control.revoked.ids:
+            jobs = self.control.drop_revoked(jobs)
+        if self.events is not None:
+            self.events.received(jobs)
+            self._finish_wake.set()  # (the finisher writes them within FLUSH_INTERVAL)
+        if signals.task_received.has_receivers:
+            signals.send_task_received(self, jobs)
+        if log.isEnabledFor(logging.DEBUG):
+            _log_received(jobs)
+        self.pool.submit(jobs)
 
     def _count(self, delta: int) -> None:
         with self._count_lock:

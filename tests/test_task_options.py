@@ -22,7 +22,10 @@ TIMEOUT = 30
 def test_time_limits_per_call_override_the_tasks(app, run_worker):
     @app.task(bind=True, soft_time_limit=30)
     def nap(self, seconds):
-        threading.Event().wait(seconds)
+        # in 0.1 s steps: the soft limit is an exception raised in the task's thread, which one long
+        # wait would only see when it returns
+        for _ in range(int(seconds * 10)):
+            threading.Event().wait(0.1)
         return self.request.timelimit
 
     cut = nap.apply_async((10,), soft_time_limit=0.3)

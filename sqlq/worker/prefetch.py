@@ -9,8 +9,10 @@ priority order. So by default the claim size starts at *concurrency × 4* (the f
 * **shrinks** (halves) when a claim comes back short, and falls back to the floor when the
   worker is idle (nothing claimed, nothing in flight), so an idle worker prefetches as little as
   a fixed default one;
-* is **bounded** by ``MAX_CLAIM`` and by memory: ``PREFETCH_MEMORY`` bytes of claimed jobs'
-  arguments at the size of the jobs last claimed;
+* is **bounded** by ``MAX_CLAIM``, by memory (``PREFETCH_MEMORY`` bytes of claimed jobs'
+  arguments at the size of the jobs last claimed) and by time: at most ``PREFETCH_SECONDS`` of
+  work at the rate the worker has been finishing jobs, so that slow jobs are not hoarded (another
+  worker could run them, and a worker that dies leaves only that much to run again);
 * is **fair**: when other live workers consume the same queue, one claim takes at most its share
   of what waits there (the backlog divided by the consumers), so three workers sharing a queue
   all get work rather than the first to wake taking the lot.
@@ -37,6 +39,12 @@ MAX_CLAIM = 1000
 #: Bytes of claimed jobs' arguments an adaptive prefetch may hold in memory (estimated from the
 #: jobs of the last claim): large arguments make for a smaller buffer.
 PREFETCH_MEMORY = 64 * 1024 * 1024
+
+#: Seconds of work an adaptive prefetch may hold, at the rate the worker finishes jobs.
+PREFETCH_SECONDS = 1.0
+
+#: The rate is measured over at least this many seconds between two claims.
+RATE_WINDOW = 0.25
 
 #: The multiplier an adaptive prefetch starts from (and falls back to), per pool slot.
 BASE_MULTIPLIER = 4
@@ -72,6 +80,12 @@ def memory_cap(job_bytes: int, floor: int, budget: int = PREFETCH_MEMORY, cap: i
     return max(floor, min(cap, budget // max(job_bytes, 1)))
 
 
+def time_cap(rate: float, floor: int, seconds: float = PREFETCH_SECONDS, cap: int = MAX_CLAIM) -> int:
+    """The largest prefetch a worker finishing ``rate`` jobs a second runs within ``seconds`` (at
+    least ``floor``)."""
+    return max(floor, min(cap, int(rate * seconds)))
+
+
 def job_size(job: ClaimedJob) -> int:
     """Roughly what a claimed job holds in memory: its arguments, payload and headers."""
     return 512 + len(job.args or "") + len(job.kwargs or "") + len(job.payload or b"") + len(job.headers or "")
@@ -80,7 +94,7 @@ def job_size(job: ClaimedJob) -> int:
 class Prefetch:
     """One worker's claim size: fixed (an explicit multiplier) or adaptive (the module's rules)."""
 
-    __slots__ = ("adaptive", "cap", "capacity", "floor", "others")
+    __slots__ = ("_mark", "adaptive", "cap", "capacity", "floor", "others", "rate")
 
     def __init__(self, concurrency: int, multiplier: int | None):
         self.adaptive = multiplier is None
@@ -89,6 +103,9 @@ class Prefetch:
         self.cap = max(MAX_CLAIM, self.floor) if self.adaptive else self.floor
         #: queue -> other live workers consuming it (QUEUE_CONSUMERS, read by the housekeeper)
         self.others: dict[str, int] = {}
+        #: jobs finished a second (a moving average over RATE_WINDOW or more); None until measured
+        self.rate: float | None = None
+        self._mark: tuple[int, float] | None = None  # (jobs finished, when) at the last measure
 
     def resized(self, concurrency: int, multiplier: int | None) -> None:
         """The pool now has ``concurrency`` slots (pool_grow / pool_shrink)."""
@@ -96,14 +113,31 @@ class Prefetch:
         self.cap = max(MAX_CLAIM, self.floor) if self.adaptive else self.floor
         self.capacity = min(max(self.capacity, self.floor), self.cap) if self.adaptive else self.floor
 
-    def claimed(self, asked: int, jobs: Sequence[ClaimedJob], got: int, idle: bool) -> None:
-        """After one round of claims (``got`` jobs for ``asked``; ``jobs``: the last claim's)."""
+    def claimed(self, asked: int, jobs: Sequence[ClaimedJob], got: int, idle: bool,
+                finished: int | None = None, now: float | None = None) -> None:
+        """After one round of claims (``got`` jobs for ``asked``; ``jobs``: the last claim's;
+        ``finished``: the jobs the worker has finished so far, at monotonic time ``now``)."""
         if not self.adaptive:
             return
+        if finished is not None and now is not None:
+            self._measure(finished, now)
         cap = self.cap
         if jobs:
             cap = min(cap, memory_cap(job_size(jobs[0]), self.floor))
+        if self.rate is not None:
+            cap = min(cap, time_cap(self.rate, self.floor))
         self.capacity = next_capacity(self.capacity, asked, got, idle, self.floor, cap)
+
+    def _measure(self, finished: int, now: float) -> None:
+        if self._mark is None:
+            self._mark = (finished, now)
+            return
+        done, since = self._mark
+        if now - since < RATE_WINDOW:
+            return
+        measured = (finished - done) / (now - since)
+        self.rate = measured if self.rate is None else (self.rate + measured) / 2
+        self._mark = (finished, now)
 
     def shared(self, queue: str) -> int:
         """How many other live workers consume ``queue`` (0: this worker alone, or fixed prefetch)."""

@@ -706,7 +706,8 @@ class Worker:
             return 0
         if self._not_unlimited:
             total = self._claim_limited(conn, free)
-            self._prefetch.claimed(free, (), total, idle=in_flight == 0)
+            self._prefetch.claimed(free, (), total, idle=in_flight == 0, finished=self.processed,
+                                   now=time.monotonic())
             return total
         total = 0
         queues = self._claimable
@@ -723,7 +724,8 @@ class Worker:
             if total >= free:
                 break
         self._queue_cursor = (self._queue_cursor + 1) % max(n, 1)
-        self._prefetch.claimed(free, last, total, idle=in_flight == 0)
+        self._prefetch.claimed(free, last, total, idle=in_flight == 0, finished=self.processed,
+                               now=time.monotonic())
         return total
 
     def _fair(self, conn: psycopg.Connection, queue: str, want: int) -> int:

@@ -17,6 +17,7 @@ from sqlq.worker.prefetch import (
     job_size,
     memory_cap,
     next_capacity,
+    time_cap,
 )
 
 
@@ -110,3 +111,21 @@ def test_resizing_an_adaptive_prefetch_moves_its_floor():
     prefetch.resized(300, None)
     assert prefetch.floor == prefetch.capacity == 300 * BASE_MULTIPLIER
     assert prefetch.cap == 300 * BASE_MULTIPLIER  # a floor above MAX_CLAIM lifts the cap with it
+
+
+def test_time_bounds_the_claim_for_slow_jobs():
+    assert time_cap(20_000.0, floor=8) == MAX_CLAIM
+    assert time_cap(200.0, floor=8) == 200  # 10 ms jobs on two slots: a second of work
+    assert time_cap(1.0, floor=8) == 8
+
+
+def test_a_worker_finishing_slowly_does_not_hoard():
+    """Full claims double the prefetch, but not past a second of work at the measured rate: a
+    worker finishing 100 jobs a second holds about 100, not MAX_CLAIM."""
+    prefetch = Prefetch(concurrency=2, multiplier=None)
+    finished, now = 0, 0.0
+    for _ in range(20):
+        prefetch.claimed(prefetch.capacity, [_job()], prefetch.capacity, idle=False, finished=finished, now=now)
+        finished, now = finished + 50, now + 0.5
+    assert prefetch.rate == 100.0
+    assert prefetch.capacity <= 100

@@ -133,6 +133,9 @@ class Prefetch:
             self._mark = (finished, now)
             return
         done, since = self._mark
+        if finished == done:  # nothing finished (starting, or idle): no rate to learn, start again
+            self._mark = (finished, now)
+            return
         if now - since < RATE_WINDOW:
             return
         measured = (finished - done) / (now - since)

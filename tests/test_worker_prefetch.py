@@ -53,7 +53,10 @@ def test_the_setting_given_keeps_the_prefetch_fixed(app, run_worker):
 def test_three_workers_sharing_a_queue_each_get_a_share(app, run_worker, raw_conn, schema):
     @app.task
     def short(i):
-        time.sleep(0.002)
+        # 10 ms: the 600 jobs are ~1 s of work for the three workers' six threads, long beside the
+        # jitter of their wake-ups (a worker woken 50 ms late on a busy machine must still find its share;
+        # with 2 ms jobs the two others had nearly drained the queue by then)
+        time.sleep(0.01)
         return i
 
     workers = [run_worker(app, pool="threads", concurrency=2, hostname=f"w{k}@test") for k in range(3)]

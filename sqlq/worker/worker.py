@@ -765,6 +765,19 @@ class Worker:
                 del skip[key]
         now = time.monotonic()
         due: float | None = None
+
+        def held_off(queue: str, task: str) -> bool:
+            """Whether (queue, task) is not to be claimed yet; its time then counts toward ``due``."""
+            nonlocal due
+            until = skip.get((queue, task))
+            if until is None:
+                return False
+            if until > now:
+                due = until if due is None else min(due, until)
+                return True
+            del skip[queue, task]
+            return False
+
         total = 0
         queues = self._claimable
         n = len(queues)
@@ -773,12 +786,8 @@ class Worker:
             for task in limited:
                 if total >= free:
                     break
-                until = skip.get((queue, task))
-                if until is not None:
-                    if until > now:
-                        due = until if due is None else min(due, until)
-                        continue
-                    del skip[queue, task]
+                if held_off(queue, task):
+                    continue
                 claim = self.store.claim_rate_limited(conn, self.id, queue, task, free - total)
                 if claim.jobs:
                     total += len(claim.jobs)
@@ -792,12 +801,8 @@ class Worker:
             for task in bounded:
                 if total >= free:
                     break
-                until = skip.get((queue, task))
-                if until is not None:
-                    if until > now:
-                        due = until if due is None else min(due, until)
-                        continue
-                    del skip[queue, task]
+                if held_off(queue, task):
+                    continue
                 definition = self.app.tasks.get(task)
                 keyed = definition is not None and definition.concurrency_key is not None
                 bound = self.store.claim_concurrency_limited(conn, self.id, queue, task, free - total, keyed)
@@ -811,9 +816,9 @@ class Worker:
                 elif not bound.jobs:
                     skip[queue, task] = now + rate_limits.IDLE_RECHECK
             if total < free:
-                until = self._unlimited_skip.get(queue)
-                if until is not None and until > now:
-                    due = until if due is None else min(due, until)
+                resume = self._unlimited_skip.get(queue)
+                if resume is not None and resume > now:
+                    due = resume if due is None else min(due, resume)
                     continue
                 jobs = self.store.claim_unlimited(conn, self.id, queue, free - total, self._not_unlimited)
                 if jobs:

@@ -37,6 +37,7 @@ from .errors import (
     SqlqCompatibilityWarning,
     TaskDefinitionError,
 )
+from .loading import import_object
 from .migrate import HEAD_REVISION
 from .names import validate_queue, validate_task_name
 from .rate_limits import parse_rate
@@ -148,11 +149,8 @@ def _task_class(task_cls: type[Task] | str | None) -> type[Task]:
         return Task
     found: object = task_cls
     if isinstance(task_cls, str):
-        module_name, sep, attr = task_cls.partition(":")
-        if not sep:
-            module_name, _, attr = task_cls.rpartition(".")
         try:
-            found = getattr(importlib.import_module(module_name), attr)
+            found = import_object(task_cls)
         except (ImportError, AttributeError, ValueError) as exc:
             raise ConfigurationError(
                 f"task_cls={task_cls!r} cannot be imported ({exc}); give 'module:Class' or 'module.Class'"

@@ -19,6 +19,16 @@ if TYPE_CHECKING:
     from .app import App
 
 
+def import_object(path: str) -> object:
+    """The object a ``'module:attr'`` or ``'module.attr'`` path names (a base class, a request class
+    given as a string); ImportError, AttributeError or ValueError when there is none, for the caller
+    to word."""
+    module_name, sep, attr = path.partition(":")
+    if not sep:
+        module_name, _, attr = path.rpartition(".")
+    return getattr(importlib.import_module(module_name), attr)
+
+
 def load_app(path: str) -> App:
     """Find the app for ``-A`` the way Celery's ``-A`` does, and finalize it.
 

@@ -29,13 +29,13 @@ is refused when the task is defined, rather than silently never called.
 
 from __future__ import annotations
 
-import importlib
 import logging
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from .. import serialization
 from ..errors import TaskDefinitionError
+from ..loading import import_object
 from ..store import ClaimedJob, Outcome
 from ..task import CALL_HEADER, ExceptionInfo
 
@@ -147,11 +147,8 @@ def resolve(value: Any, task_name: str) -> type[Request] | None:
     if value is None or value == DEFAULT_PATH or value is Request:
         return None
     if isinstance(value, str):
-        module_name, sep, attr = value.partition(":")
-        if not sep:
-            module_name, _, attr = value.rpartition(".")
         try:
-            value = getattr(importlib.import_module(module_name), attr)
+            value = import_object(value)
         except (ImportError, AttributeError, ValueError) as exc:
             raise TaskDefinitionError(
                 f"Request={value!r} of task {task_name!r} cannot be imported ({exc}); give "

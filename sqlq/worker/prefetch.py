@@ -12,7 +12,10 @@ priority order. So by default the claim size starts at *concurrency × 4* (the f
 * is **bounded** by ``MAX_CLAIM``, by memory (``PREFETCH_MEMORY`` bytes of claimed jobs'
   arguments at the size of the jobs last claimed) and by time: at most ``PREFETCH_SECONDS`` of
   work at the rate the worker has been finishing jobs, so that slow jobs are not hoarded (another
-  worker could run them, and a worker that dies leaves only that much to run again);
+  worker could run them, and a worker that dies leaves only that much to run again). Until that
+  rate is measured, by what the worker has shown it can do: at most twice the jobs it has
+  finished, so that a worker just started cannot double its way to ``MAX_CLAIM`` of slow jobs in
+  a few round trips, before it has finished any;
 * is **fair**: when other live workers consume the same queue, one claim takes at most its share
   of what waits there (the backlog divided by the consumers), so three workers sharing a queue
   all get work rather than the first to wake taking the lot.
@@ -86,6 +89,12 @@ def time_cap(rate: float, floor: int, seconds: float = PREFETCH_SECONDS, cap: in
     return max(floor, min(cap, int(rate * seconds)))
 
 
+def proven_cap(finished: int, floor: int, cap: int = MAX_CLAIM) -> int:
+    """The largest prefetch of a worker whose finishing rate is not measured yet, which has finished
+    ``finished`` jobs: twice that (at least ``floor``): growth has to be earned by finishing."""
+    return max(floor, min(cap, 2 * finished))
+
+
 def job_size(job: ClaimedJob) -> int:
     """Roughly what a claimed job holds in memory: its arguments, payload and headers."""
     return 512 + len(job.args or "") + len(job.kwargs or "") + len(job.payload or b"") + len(job.headers or "")
@@ -126,6 +135,8 @@ class Prefetch:
             cap = min(cap, memory_cap(job_size(jobs[0]), self.floor))
         if self.rate is not None:
             cap = min(cap, time_cap(self.rate, self.floor))
+        elif finished is not None:
+            cap = min(cap, proven_cap(finished, self.floor))
         self.capacity = next_capacity(self.capacity, asked, got, idle, self.floor, cap)
 
     def _measure(self, finished: int, now: float) -> None:

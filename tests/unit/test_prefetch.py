@@ -17,6 +17,7 @@ from sqlq.worker.prefetch import (
     job_size,
     memory_cap,
     next_capacity,
+    proven_cap,
     time_cap,
 )
 
@@ -129,3 +130,20 @@ def test_a_worker_finishing_slowly_does_not_hoard():
         finished, now = finished + 50, now + 0.5
     assert prefetch.rate == 100.0
     assert prefetch.capacity <= 100
+
+
+def test_before_its_rate_is_known_a_worker_grows_only_by_finishing():
+    """A worker just started, whose claims all come back full, does not double its way to
+    MAX_CLAIM before it has finished anything: until a rate is measured it holds at most twice
+    what it has finished (the crash chaos scenario's prefork worker once held 949 jobs of 39 ms,
+    18 s of work, when it was killed 8 s after starting)."""
+    assert proven_cap(0, floor=8) == 8
+    assert proven_cap(100, floor=8) == 200
+    assert proven_cap(10_000, floor=8) == MAX_CLAIM
+    prefetch = Prefetch(concurrency=2, multiplier=None)
+    for _ in range(20):  # claims in one instant: nothing finished, no rate
+        prefetch.claimed(prefetch.capacity, [_job()], prefetch.capacity, idle=False, finished=0, now=0.0)
+    assert prefetch.rate is None and prefetch.capacity == prefetch.floor
+    for _ in range(20):  # 30 finished, still within the rate window: room for 60, no more
+        prefetch.claimed(prefetch.capacity, [_job()], prefetch.capacity, idle=False, finished=30, now=0.1)
+    assert prefetch.rate is None and prefetch.capacity == 60

@@ -172,6 +172,7 @@ def _serve(opts: argparse.Namespace, sock: socket.socket, app: Any) -> int:
                     except OSError:
                         return
 
+    parent = os.getppid()
     send(("ready",))
     threading.Thread(target=read, name="sqlq-child-reader", daemon=True).start()
     done = 0
@@ -185,8 +186,10 @@ def _serve(opts: argparse.Namespace, sock: socket.socket, app: Any) -> int:
             if not queue:
                 return 0
             continue
-        if ended:
-            return 0  # stopped with jobs queued: the parent hands them back
+        if ended or os.getppid() != parent:
+            # stopped with jobs queued: the parent hands them back; or the parent is gone (the reader
+            # may not have seen the EOF yet): its jobs are rescued and run elsewhere, so none starts here
+            return 0
         if exhausted:  # jobs that were on their way when it said so: back to the parent, not run here
             try:
                 send(("returned", [job.id] + [queued.id for queued in reversed(take_queued())]))

@@ -127,3 +127,30 @@ def test_poison_job_fails_after_max_lost_attempts_and_the_worker_goes_on(basic_a
         assert basic.add.delay(1, 1).get(timeout=60) == 2
     assert result_row(raw_conn, schema, poison.id)["attempts"] == basic_app.conf.worker_lost_max_attempts == 3
     assert result_row(raw_conn, schema, once.id)["attempts"] == 1
+
+
+@pytest.mark.parametrize("pool", ["solo", "threads"])
+def test_a_worker_presumed_dead_leaves_its_prefetched_jobs_to_the_queue(basic_app, run_worker, raw_conn, schema,
+                                                                          monkeypatch, pool):
+    """A live worker whose row was taken for dead (its jobs rescued) must not also run the jobs it
+    had prefetched: another worker may run them already. It re-registers and goes on; each job runs
+    once, except those it started before it found out (at its next heartbeat: one or two here)."""
+    from tests.apps import basic
+
+    monkeypatch.setenv("SQLQ_WORKER_LOST_TIMEOUT", "600")
+    monkeypatch.setenv("SQLQ_WORKER_HEARTBEAT_INTERVAL", "0.2")
+    create_runs_table(raw_conn, schema)
+    results = [basic.recorded.delay(0.3) for _ in range(12)]
+    with run_worker(basic_app, pool=pool, concurrency=1, prefetch_multiplier=12) as worker:
+        held = "SELECT count(*) FROM {s}.jobs WHERE worker_id = %s"
+        wait_for(lambda: scalar(raw_conn, held, worker.id, schema=schema) >= 10, message="the worker's prefetch")
+        # what RESCUE does to a worker presumed dead: its row goes, its jobs are handed back
+        raw_conn.execute(f'DELETE FROM "{schema}".workers WHERE id = %s', (worker.id,))
+        with basic_app.connection() as conn:
+            requeued, _ = basic_app.store.rescue(conn, 600.0, 3)
+        assert requeued >= 10
+        for result in results:
+            assert result.get(timeout=60) in (1, 2)
+    runs = raw_conn.execute(f'SELECT job_id, count(*) FROM "{schema}".runs GROUP BY job_id').fetchall()
+    assert len(runs) == 12
+    assert sum(n - 1 for _, n in runs) <= 2, runs  # not the ten or so it held unstarted

@@ -49,6 +49,16 @@ class BasePool:
             self._pending.clear()
             return jobs
 
+    def take_buffered(self) -> list[ClaimedJob]:
+        """The prefetched jobs no slot has started, taken out so they never run here: this worker
+        was presumed dead and they were rescued (another worker may run them already). Unlike
+        ``take_unstarted`` the pool goes on working (prefork: jobs already sent to a child stay
+        there, a few per child)."""
+        with self._lock:
+            jobs = list(self._pending)
+            self._pending.clear()
+            return jobs
+
     def running(self) -> list[ClaimedJob]:
         with self._lock:
             return list(self._running.values())
@@ -171,6 +181,9 @@ class ThreadPool(BasePool):
                     jobs.extend(slot.jobs)
                     slot.jobs.clear()
             return jobs
+
+    def take_buffered(self) -> list[ClaimedJob]:
+        return self.take_unstarted()  # the threads' own queues included; the pool goes on
 
     def running(self) -> list[ClaimedJob]:
         return list(self._running.values())  # one C call under the GIL: a consistent copy

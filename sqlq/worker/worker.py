@@ -1137,9 +1137,20 @@ class Worker:
         if workers is not None:
             self._registered_workers = workers
         elif not self._unregistered:
-            if self.processed or self._in_flight:
+            # Its jobs went back to the queue (or were failed): those it has not started are no longer
+            # its to run, and running them too would run them twice. The running ones end here, and
+            # their outcomes are refused by FINISH's guard.
+            dropped = self.pool.take_buffered()
+            if dropped:
+                # (guarded by worker and attempt: a no-op for the rescued; the row may also have gone
+                # another way, before any RESCUE, and then this hands the jobs back)
+                self.store.release(conn, self.id, [(j.id, j.attempt) for j in dropped])
+                with self._count_lock:
+                    self._in_flight -= len(dropped)
+            if self.processed or self._in_flight or dropped:
                 log.warning("this worker was presumed dead (heartbeat row gone) and its jobs rescued; "
-                            "registering again")
+                            "%d prefetched job(s) it had not started are left to the queue; registering "
+                            "again", len(dropped))
             self._register(conn)
         if self.events is not None:
             self._worker_event(conn)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .lab import SCHEMA, Lab, Outcome, format_states, missed_targets, settings_note, step
+from .lab import SCHEMA, Lab, Outcome, format_states, missed_targets, say, settings_note, step
 from .storm import PLANS, format_rescue, interrupted, play, rescue_seconds, storm_figures
 
 S = f'"{SCHEMA}"'
@@ -26,6 +26,23 @@ def duplicate_results(lab: Lab) -> int:
         f"  SELECT job_id FROM {S}.chaos_runs GROUP BY job_id, attempt HAVING count(*) > 1"
         f"  UNION SELECT r.job_id FROM {S}.chaos_runs r JOIN {S}.results res ON res.id = r.job_id"
         f"        WHERE r.started_at > res.finished_at) d"))
+
+
+def show_duplicates(lab: Lab, limit: int = 12) -> None:
+    """On stderr, the runs of a few duplicated jobs beside their recorded outcome: the evidence a
+    missed ``dup_results`` target needs to be explained."""
+    rows = lab.rows(
+        f"WITH d AS ("
+        f"  SELECT job_id FROM {S}.chaos_runs GROUP BY job_id, attempt HAVING count(*) > 1"
+        f"  UNION SELECT r.job_id FROM {S}.chaos_runs r JOIN {S}.results res ON res.id = r.job_id"
+        f"        WHERE r.started_at > res.finished_at LIMIT %(limit)s)"
+        f"SELECT r.job_id::text, r.attempt, r.worker_id::text, r.pid, r.started_at::time, r.done_at::time,"
+        f"       res.attempts, res.worker_id::text, res.started_at::time, res.finished_at::time "
+        f"FROM d JOIN {S}.chaos_runs r USING (job_id) LEFT JOIN {S}.results res ON res.id = r.job_id "
+        f"ORDER BY r.job_id, r.done_at", {"limit": limit})
+    for job_id, attempt, worker, pid, started, done, attempts, res_worker, res_started, res_finished in rows:
+        say(f"dup {job_id} run attempt={attempt} worker={worker} pid={pid} {started}-{done} | "
+            f"result attempts={attempts} worker={res_worker} {res_started}-{res_finished}")
 
 
 def reruns(lab: Lab, dead: set[str], killed_jobs: set[str], run_windows: list, margin_s: float) -> tuple[int, int]:
@@ -50,6 +67,8 @@ def run(size: str, log_dir: Path) -> Outcome:
             storm = play(lab, plan, TASK)
         lost, stuck, states = lab.ids_accounting()
         dups = duplicate_results(lab)
+        if dups:
+            show_duplicates(lab)
         killed_jobs = {j for k in storm.log.kills for j in k.jobs}
         twice, unexplained = reruns(lab, storm.dead_worker_ids, killed_jobs, storm.log.disruptions, margin_s=10.0)
         rescue, never = rescue_seconds(lab, storm.log.kills)

@@ -114,6 +114,7 @@ def test_bad_json_arguments_are_a_usage_error(migrated: str):
         (f"postgresql://postgres@127.0.0.1:5432/missing_{uuid.uuid4().hex[:8]}", "does not exist"),
         ("postgresql://127.0.0.1:5432/", "names no database"),
     ],
+    ids=["scheme", "unreachable", "missing-database", "no-database"],  # (stable: pytest-xdist compares ids)
 )
 def test_database_errors_are_one_clear_line(url: str, expected: str, schema: str):
     proc = run_cli("--database-url", url, "call", "tests.apps.basic.add", "--args", "[1, 2]")

@@ -240,3 +240,25 @@ def test_killed_workers_jobs_are_rescued_through_its_liveness_lock(basic_app, ra
         victim.stop()
         if rescuer is not None:
             rescuer.stop()
+
+
+def test_jobs_of_a_claim_whose_reply_was_lost_are_handed_back(outage_app, live, run_worker, caplog):
+    """A claim that committed but whose reply was lost with the connection leaves jobs that the rows
+    give to a live worker which never received them: nobody would rescue them (the worker beats),
+    so they would wait forever. After a failed claim the worker hands back what it does not hold,
+    and runs it; the lost claim's attempt is not spent."""
+    add = outage_app.tasks["tests.test_database_outages.add"]
+    schema = outage_app.conf.schema
+    with caplog.at_level(logging.WARNING, logger="sqlq"), run_worker(outage_app, pool="threads") as worker:
+        assert add.delay(0, 0).get(timeout=30) == 0  # registered and claiming
+        parked = [add.apply_async((i, i), queue="parked") for i in range(3)]
+        with psycopg.connect(live.url, autocommit=True) as conn:
+            # what the lost claim did, in one statement: the worker never sees them waiting
+            conn.execute(f'UPDATE "{schema}".jobs SET queue = %s, state = %s, worker_id = %s, '
+                         "attempt = attempt + 1, started_at = now() WHERE queue = 'parked'",
+                         ("default", "running", worker.id))
+        assert live.terminate_backends() > 0  # the consumer's next claim fails
+        assert add.delay(5, 5).get(timeout=60) == 10
+        assert [r.get(timeout=60) for r in parked] == [0, 2, 4]
+    assert all(_result(outage_app, r.id)["attempts"] == 1 for r in parked)
+    assert _records(caplog, logging.WARNING, "3 job(s) claimed by a statement whose reply was lost")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import struct
 import weakref
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any, cast
 
 import psycopg
@@ -186,6 +186,12 @@ class Claims(StoreBase):
             "errors": [r.error for r in requests], "tracebacks": [r.traceback for r in requests],
         }
         return cast("tuple[int]", conn.execute(self.sql["RETRY"], params).fetchone())[0]
+
+    def release_unknown(self, conn: psycopg.Connection, worker_id: str, known: Collection[str]) -> int:
+        """Hand back the jobs the rows say ``worker_id`` holds that are not in ``known`` (a claim whose
+        reply was lost); how many."""
+        row = conn.execute(self.sql["RELEASE_UNKNOWN"], {"worker_id": worker_id, "known": list(known)}).fetchone()
+        return int(row[0]) if row else 0
 
     def release(self, conn: psycopg.Connection, worker_id: str, jobs: Sequence[tuple[str, int]]) -> None:
         """Hand back (id, attempt) jobs that never started, their attempt unspent."""

@@ -455,6 +455,23 @@ SELECT (SELECT count(*) FROM upd),
                               FROM (SELECT DISTINCT queue FROM upd WHERE state = 'available') AS q) AS n),
        (SELECT pg_notify({results_channel}, coalesce(string_agg(id::text, ','), '')) FROM upd)
 
+-- name: RELEASE_UNKNOWN
+-- A claim can commit and its reply be lost with its connection (a crash-stop, a terminated
+-- backend, a network cut): the rows say this worker holds jobs it never received, and as the worker
+-- is alive nobody would rescue them. After a failed claim, once the database answers again, the
+-- worker hands back every job the rows give it that is not among `known` (every job it holds:
+-- prefetched, running, or waiting for its outcome to be recorded); the attempt is not spent.
+-- `state = 'running'` (not NOT IN) so that jobs_running's predicate holds and its index is used.
+WITH upd AS (
+    UPDATE {jobs} AS j
+    SET state = 'available', worker_id = NULL, started_at = NULL, attempt = j.attempt - 1
+    WHERE j.worker_id = %(worker_id)s AND j.state = 'running' AND j.id <> ALL(%(known)s::uuid[])
+    RETURNING j.queue
+)
+SELECT (SELECT count(*) FROM upd) AS released,
+       (SELECT count(*) FROM (SELECT pg_notify({jobs_channel}, q.queue)
+                              FROM (SELECT DISTINCT queue FROM upd) AS q) AS n) AS notified
+
 -- name: RELEASE
 -- Prefetched jobs that never started go straight back (graceful shutdown); the attempt is not spent.
 WITH upd AS (

@@ -219,6 +219,11 @@ class Worker:
         self._done: collections.deque[tuple[ClaimedJob, Result]] = collections.deque()
         self._lost: collections.deque[ClaimedJob] = collections.deque()
         self._in_flight = 0
+        # the ids of the jobs counted in _in_flight: added when claimed (the consumer), taken out
+        # when their outcome is recorded or they are handed back; what RELEASE_UNKNOWN keeps
+        self._holding: set[str] = set()
+        # a claim failed: it may have committed and its reply been lost (RELEASE_UNKNOWN is due)
+        self._claim_unknown = False
         self._flushing = 0  # outcomes the finisher took from _done and is recording now
         self._count_lock = threading.Lock()
         self._finish_wake = threading.Event()
@@ -634,6 +639,7 @@ class Worker:
                     self._serve(conn)
                 return
             except Exception as exc:  # noqa: BLE001 - see the docstring
+                self._claim_unknown = True
                 self.outage.failed(exc, "claiming jobs")
                 self._stopping.wait(backoff.next())
 
@@ -649,6 +655,8 @@ class Worker:
             self.store.end_claiming(conn)  # (or closes it: the pool drops a closed connection)
 
     def _serve(self, conn: psycopg.Connection) -> None:
+        if self._claim_unknown:
+            self._release_unknown(conn)
         while self._stop_mode is None:
             self._wake.clear()
             # Read before claiming: when nothing was in flight, every outcome (a retry or a lost job
@@ -679,6 +687,15 @@ class Worker:
                 self._token_due = None  # that finds them still waiting sets it again)
                 timeout = min(timeout, max(due - time.monotonic(), 0.001))
             self._wake.wait(timeout)
+
+    def _release_unknown(self, conn: psycopg.Connection) -> None:
+        """After a failed claim: jobs a claim took whose reply never came are handed back (the
+        consumer claims nothing meanwhile, so every other job of this worker's is in _holding)."""
+        released = self.store.release_unknown(conn, self.id, set(self._holding))
+        self._claim_unknown = False
+        if released:
+            log.warning("worker %s: %d job(s) claimed by a statement whose reply was lost with the "
+                        "connection are handed back", self.hostname, released)
 
     def _due_soon(self, conn: psycopg.Connection) -> bool:
         """In burst mode, scheduled jobs that are already due count as work (promote them now)."""
@@ -838,6 +855,7 @@ class Worker:
         """Claimed jobs to the pool, by whichever claim statement took them: the revoked ones are
         recorded REVOKED instead of run; task-received events (before the pool has them, so received
         comes before started), Celery's task_received signal and the DEBUG lines, once per batch."""
+        self._holding.update(job.id for job in jobs)
         if self.control.revoked.ids:
             jobs = self.control.drop_revoked(jobs)
         if self.events is not None:
@@ -926,6 +944,11 @@ class Worker:
             bounded = self._concurrency_set
             if any(job.task in bounded for job, _ in batch) or any(job.task in bounded for job in lost):
                 self._slots_freed = True  # (before the wake: the consumer's next claim sees it)
+        holding = self._holding
+        for job, _ in batch:
+            holding.discard(job.id)
+        for job in lost:
+            holding.discard(job.id)
         self._count(-(len(batch) + len(lost)))
         self._wake.set()  # capacity freed: the consumer may claim again
 
@@ -1024,6 +1047,7 @@ class Worker:
         unstarted = self.pool.take_unstarted()
         if unstarted:
             self.store.release(conn, self.id, [(j.id, j.attempt) for j in unstarted])
+            self._holding.difference_update(j.id for j in unstarted)
             with self._count_lock:
                 self._in_flight -= len(unstarted)
             log.info("handed back %d prefetched job(s) that had not started", len(unstarted))
@@ -1145,6 +1169,7 @@ class Worker:
                 # (guarded by worker and attempt: a no-op for the rescued; the row may also have gone
                 # another way, before any RESCUE, and then this hands the jobs back)
                 self.store.release(conn, self.id, [(j.id, j.attempt) for j in dropped])
+                self._holding.difference_update(j.id for j in dropped)
                 with self._count_lock:
                     self._in_flight -= len(dropped)
             if self.processed or self._in_flight or dropped:

@@ -154,3 +154,28 @@ def test_a_worker_presumed_dead_leaves_its_prefetched_jobs_to_the_queue(basic_ap
     runs = raw_conn.execute(f'SELECT job_id, count(*) FROM "{schema}".runs GROUP BY job_id').fetchall()
     assert len(runs) == 12
     assert sum(n - 1 for _, n in runs) <= 2, runs  # not the ten or so it held unstarted
+
+
+def test_a_worker_whose_session_was_ended_takes_its_liveness_lock_back(app, run_worker, raw_conn, schema,
+                                                                         monkeypatch, caplog):
+    """pg_terminate_backend on a worker's housekeeping session frees its liveness lock, and the other
+    workers take a lock free for a second for a dead worker: the worker sees its session gone from
+    the socket, without waiting for a statement to fail, makes it again and takes the lock back, so
+    it is not presumed dead (its jobs are not rescued from under it)."""
+    import logging
+
+    monkeypatch.setenv("SQLQ_WORKER_LOST_TIMEOUT", "600")  # only the lock can give it away
+    holder = ("SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND objsubid = 2 "
+              "AND objid = %s::int4::oid")
+    with caplog.at_level(logging.WARNING, logger="sqlq"), run_worker(app) as a, run_worker(app) as b:
+        old = wait_for(lambda: scalar(raw_conn, holder, a.lock_key), message="a's liveness lock")
+        wait_for(lambda: scalar(raw_conn, holder, b.lock_key), message="b's liveness lock")
+        assert raw_conn.execute("SELECT pg_terminate_backend(%s)", (old,)).fetchone()[0]
+        new = wait_for(lambda: scalar(raw_conn, holder, a.lock_key) not in (None, old), message="a's lock again")
+        assert new
+        seen = scalar(raw_conn, "SELECT heartbeat_at FROM {s}.workers WHERE id = %s", a.id, schema=schema)
+        # a beats again later: by then b has looked at the locks several times (every second or so)
+        wait_for(lambda: (scalar(raw_conn, "SELECT heartbeat_at FROM {s}.workers WHERE id = %s", a.id,
+                                 schema=schema) or seen) > seen, timeout=60, message="a's next heartbeat")
+        assert scalar(raw_conn, "SELECT count(*) FROM {s}.dead_workers WHERE id = %s", a.id, schema=schema) == 0
+    assert not [r for r in caplog.records if "presumed dead" in r.getMessage() or "rescued jobs" in r.getMessage()]

@@ -549,9 +549,10 @@ class Executor:
         if task.throws and isinstance(exc, task.throws):  # expected (Celery's throws): no alarm, no traceback
             log.info("Task %s[%s] raised expected: %s: %s", request.shadow or task.name, request.id,
                      exception_type_name(exc), db_text(safe_str(exc)))
-        else:  # Celery's line, with the traceback the result keeps
+        else:  # Celery's line, with the traceback the result keeps (escaped as it is stored: a lone
+            # surrogate in it would make a UTF-8 log handler drop the line with a "Logging error")
             log.error("Task %s[%s] raised unexpected: %s\n%s", request.shadow or task.name, request.id,
-                      short_repr(exc), text.rstrip())
+                      short_repr(exc), db_text(text.rstrip()))
         signals.task_failure.send(sender=task, task_id=request.id, exception=exc, args=args, kwargs=kwargs,
                                   traceback=exc.__traceback__, einfo=text)
         return failure(job, exc, text, task.serializer or self.result_serializer)

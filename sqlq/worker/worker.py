@@ -45,6 +45,7 @@ import psycopg
 from .. import concurrency_limits, rate_limits, signals
 from ..control.server import KEEP as CONTROL_KEEP
 from ..control.server import WorkerControl
+from ..db import usable
 from ..errors import ConfigurationError, SqlqCompatibilityWarning
 from ..events.worker import WorkerEvents, quiet_tasks
 from ..log import job_fields
@@ -68,6 +69,10 @@ log = logging.getLogger("sqlq.worker")
 #: every LIVENESS_INTERVAL x the number of registered workers (``_spread``), so that one look is made
 #: per interval however many workers there are, not one per worker.
 LIVENESS_INTERVAL = 0.5
+#: The housekeeper looks at its own session's socket this often (a poll, no round trip): a session
+#: the server ended frees the worker's liveness lock, and the other workers count a lock free for
+#: a second as a dead worker, so it is made again and the lock taken back within this.
+HOUSE_POLL = 0.1
 
 #: Seconds between two reads of the paused queues: a backstop, as a pause's NOTIFY makes the read at
 #: once, and so does the LISTEN connection coming back (a NOTIFY may have been missed while it was down).
@@ -1090,7 +1095,9 @@ class Worker:
         try:
             while not self._stopped.is_set():
                 try:
-                    if conn is None or conn.closed or conn.broken:
+                    # (usable: a session the server ended, a terminated backend say, is seen at once
+                    # from its socket, so the liveness lock is taken back well within its grace)
+                    if conn is None or conn.closed or conn.broken or not usable(conn):
                         if conn is not None:
                             conn.close()
                         conn = None
@@ -1130,7 +1137,8 @@ class Worker:
                     self.outage.recovered()
                 soonest = min(next_beat, next_liveness, next_maintenance, next_limits, next_pauses,
                               next_promote) - time.monotonic()
-                if self._housekeeping_wake.wait(max(soonest, 0.001)):  # set by short retries, pauses, stop
+                # (in slices of HOUSE_POLL at most: the session is looked at between them)
+                if self._housekeeping_wake.wait(min(max(soonest, 0.001), HOUSE_POLL)):  # set by short retries, pauses, stop
                     next_promote = 0.0  # (a retry due soon: promote it when due, not at the backstop)
                 self._housekeeping_wake.clear()
         finally:

@@ -48,8 +48,13 @@ demo: $(STAMP)
 
 ## the whole suite (needs PostgreSQL: SQLQ_TEST_DATABASE_URL, else 127.0.0.1:5432/test, else embedded)
 test: $(STAMP) $(DJANGO_STAMP)
-	$(BIN)/python -m pytest -q -p no:cacheprovider
-	$(DJANGO_VENV)/bin/python -m pytest -q -p no:cacheprovider $(DJANGO_TESTS)
+	$(BIN)/python -m pytest -q -p no:cacheprovider $(TEST_PARALLEL)
+	$(DJANGO_VENV)/bin/python -m pytest -q -p no:cacheprovider $(TEST_PARALLEL) $(DJANGO_TESTS)
+
+#: Two pytest processes, each taking a whole file at a time (module fixtures, such as a private
+#: cluster, stay in one process); every test has its own schema and waits on conditions, so two
+#: at once is what a busy machine does to them anyway. TEST_PARALLEL= runs the suite in one process.
+TEST_PARALLEL = -n 2 --dist loadfile
 
 #: The tests that need Django 6 (skipped in .venv, which has no Django).
 DJANGO_TESTS = $(wildcard tests/test_django*.py)
